@@ -1,0 +1,475 @@
+//! `vigil`: the headless face of the pipeline. Every subcommand is a thin call into `pipeline_core`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use pipeline_core::config::{BrokerAddress, Config};
+use pipeline_core::identify::{Flow, seed};
+use pipeline_core::normalise::ProfileSet;
+use pipeline_core::pipeline;
+use pipeline_core::simulate::{self, DeviceKind, SimOptions};
+use pipeline_core::store::sqlite::SqliteStore;
+use pipeline_core::store::{PatientIdentifier, ReadingQuery, Store};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Vigil: medical-device-to-EHR integration, headless")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline until SIGTERM or Ctrl-C, then drain and exit.
+    Run {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the embedded default with simulated devices and a live summary in the terminal.
+    Demo(DemoArgs),
+    /// Publish simulated device payloads to a broker (QoS 1).
+    Simulate(SimulateArgs),
+    /// Validate a config file and report every problem.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Load every device profile in a directory and report every problem.
+    CheckProfiles {
+        /// The directory of profiles.
+        dir: PathBuf,
+    },
+    /// List registered devices and their current pairing, or register one.
+    Devices {
+        /// The config file (for the store).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Register this device id.
+        #[arg(long)]
+        register: Option<String>,
+        /// Its profile id.
+        #[arg(long, requires = "register")]
+        profile: Option<String>,
+        /// Its label.
+        #[arg(long, requires = "register")]
+        label: Option<String>,
+    },
+    /// Add or update a patient in the local registry.
+    Patient {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// Display name (kept in the store, shown in the console only).
+        #[arg(long)]
+        name: Option<String>,
+        /// Who verified this identity; without it the patient is unverified and cannot be paired.
+        #[arg(long)]
+        verified_by: Option<String>,
+    },
+    /// Pair a device with a verified patient from a time (default now).
+    Pair {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Device id.
+        #[arg(long)]
+        device: String,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// Start of the pairing, RFC 3339 (default now).
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// Who does this (audited).
+        #[arg(long, env = "USER", default_value = "operator")]
+        operator: String,
+    },
+    /// Close a device's open pairing (default now).
+    Unpair {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Device id.
+        #[arg(long)]
+        device: String,
+        /// End of the pairing, RFC 3339 (default now).
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+        /// Who does this (audited).
+        #[arg(long, env = "USER", default_value = "operator")]
+        operator: String,
+    },
+    /// Record a patient's consent decision for a flow.
+    Consent {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// The flow: store, alert or ehr-write.
+        #[arg(long)]
+        flow: String,
+        /// Record a refusal instead of a grant.
+        #[arg(long)]
+        refuse: bool,
+        /// Who does this (audited).
+        #[arg(long, env = "USER", default_value = "operator")]
+        operator: String,
+    },
+    /// Import a registry file (patients, devices, pairings, consents).
+    ImportRegistry {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The registry file.
+        file: PathBuf,
+        /// Who does this (audited).
+        #[arg(long, env = "USER", default_value = "operator")]
+        operator: String,
+    },
+    /// Print store contents as JSON: counts, readings, quarantine, rejected, held.
+    Show {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// What to show.
+        what: ShowWhat,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Readings of this device only.
+        #[arg(long)]
+        device: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ShowWhat {
+    Counts,
+    Readings,
+    Quarantine,
+    Rejected,
+    Held,
+}
+
+#[derive(clap::Args)]
+struct PatientArgs {
+    /// Identifier system of the patient (URI or OID).
+    #[arg(long)]
+    patient_system: String,
+    /// Identifier value of the patient (e.g. the MRN).
+    #[arg(long)]
+    patient: String,
+    /// Issuing organisation (default: the config's identity.organisation).
+    #[arg(long)]
+    organisation: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Devices per profile.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
+    /// Payloads per second per device.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Profiles to speak (repeat; default all three).
+    #[arg(long = "profile", value_enum)]
+    profiles: Vec<DeviceKind>,
+    /// Broker URL.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    broker: String,
+    /// Fraction of payloads sent twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicates: f64,
+    /// Fraction of payloads replaced by malformed ones.
+    #[arg(long, default_value_t = 0.0)]
+    malformed: f64,
+    /// Extra devices nobody paired.
+    #[arg(long, default_value_t = 0)]
+    unpaired: usize,
+    /// Chance per second of a desaturation or tachycardia episode per device.
+    #[arg(long, default_value_t = 1.0 / 600.0)]
+    episodes: f64,
+    /// Stop after this many payloads.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Where the demo keeps its database.
+    #[arg(long, default_value = "demo-data")]
+    data_dir: PathBuf,
+    /// The device profiles.
+    #[arg(long, default_value = "fixtures/profiles")]
+    profiles: PathBuf,
+    /// The registry to load.
+    #[arg(long, default_value = "fixtures/demo/registry.toml")]
+    registry: PathBuf,
+    /// Where the embedded endpoint listens.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    listen: String,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    seconds: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => run_pipeline(load_config(&config)?).await?,
+        Command::Demo(args) => demo(args).await?,
+        Command::Simulate(args) => simulate(args).await?,
+        Command::CheckConfig { file } => {
+            return Ok(match Config::load(&file) {
+                Ok(_) => {
+                    println!("{}: OK", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    print!("{e}");
+                    ExitCode::from(2)
+                }
+            });
+        }
+        Command::CheckProfiles { dir } => {
+            let profiles = ProfileSet::load_dir(&dir)?;
+            for p in profiles.iter() {
+                println!("{}: OK", p.id);
+            }
+        }
+        Command::Devices { config, register, profile, label } => {
+            let store = open_store(&config).await?;
+            if let Some(id) = register {
+                store.register_device(&id, profile.as_deref(), label.as_deref()).await?;
+            }
+            print_json(&store.devices().await?)?;
+        }
+        Command::Patient { config, patient, name, verified_by } => {
+            let (cfg, store) = open(&config).await?;
+            let key = store.upsert_patient(&patient.identifier(&cfg), name.as_deref(), verified_by.as_deref()).await?;
+            println!("patient {key}");
+        }
+        Command::Pair { config, device, patient, from, operator } => {
+            let (cfg, store) = open(&config).await?;
+            let key = find_patient(&store, &patient.identifier(&cfg)).await?;
+            let id = store.pair(&device, key, from.unwrap_or_else(Utc::now), &operator).await?;
+            println!("pairing {id}: device {device} with patient {key}");
+        }
+        Command::Unpair { config, device, at, operator } => {
+            let store = open_store(&config).await?;
+            let id = store.unpair(&device, at.unwrap_or_else(Utc::now), &operator).await?;
+            println!("pairing {id} closed");
+        }
+        Command::Consent { config, patient, flow, refuse, operator } => {
+            let (cfg, store) = open(&config).await?;
+            let flow = Flow::parse(&flow).with_context(|| format!("unknown flow {flow:?}: use store, alert or ehr-write"))?;
+            let key = find_patient(&store, &patient.identifier(&cfg)).await?;
+            store.set_consent(key, flow, !refuse, &operator).await?;
+            println!("patient {key}: {flow} {}", if refuse { "refused" } else { "granted" });
+        }
+        Command::ImportRegistry { config, file, operator } => {
+            let store = open_store(&config).await?;
+            let (patients, devices) = seed::import(&store, &file, &operator).await?;
+            println!("imported {patients} patients, {devices} devices");
+        }
+        Command::Show { config, what, limit, device } => {
+            let store = open_store(&config).await?;
+            match what {
+                ShowWhat::Counts => print_json(&store.counts().await?)?,
+                ShowWhat::Readings => {
+                    let q = ReadingQuery { device_id: device, limit: Some(limit), ..ReadingQuery::default() };
+                    print_json(&store.readings(&q).await?)?
+                }
+                ShowWhat::Quarantine => print_json(&store.quarantine(limit).await?)?,
+                ShowWhat::Rejected => print_json(&store.rejected(limit).await?)?,
+                ShowWhat::Held => print_json(&store.held(limit).await?)?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl PatientArgs {
+    fn identifier(&self, config: &Config) -> PatientIdentifier {
+        PatientIdentifier {
+            organisation: self.organisation.clone().unwrap_or_else(|| config.identity.organisation.clone()),
+            system: self.patient_system.clone(),
+            value: self.patient.clone(),
+        }
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn open_store(path: &Path) -> anyhow::Result<SqliteStore> {
+    Ok(open(path).await?.1)
+}
+
+async fn open(path: &Path) -> anyhow::Result<(Config, SqliteStore)> {
+    let config = load_config(path)?;
+    let store = SqliteStore::open(&config.store.url).await?;
+    Ok((config, store))
+}
+
+async fn find_patient(store: &SqliteStore, id: &PatientIdentifier) -> anyhow::Result<i64> {
+    // The identifier is PHI: the message says which system, not which value.
+    store
+        .find_patient(id)
+        .await?
+        .with_context(|| format!("no patient with that identifier in system {} of {}", id.system, id.organisation))
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+async fn run_pipeline(config: Config) -> anyhow::Result<()> {
+    let handle = pipeline::start(&config).await?;
+    if let Some(addr) = handle.mqtt_listen_addr() {
+        // Machine-readable, for scripts and tests that let the OS pick the port.
+        println!("vigil: mqtt endpoint listening on {addr}");
+    }
+    println!("vigil: running");
+    shutdown_signal().await;
+    tracing::info!("stopping: draining sources and the ingest writer");
+    handle.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let addr = BrokerAddress::parse(&args.broker).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+    if addr.tls {
+        bail!("--broker: the simulator speaks plain MQTT only");
+    }
+    let options = SimOptions {
+        devices: args.devices,
+        rate_hz: args.rate,
+        kinds: if args.profiles.is_empty() { DeviceKind::ALL.to_vec() } else { args.profiles },
+        duplicate_rate: args.duplicates,
+        malformed_rate: args.malformed,
+        unpaired: args.unpaired,
+        episode_rate: args.episodes,
+        count: args.count,
+        seed: args.seed,
+    };
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    let report = simulate::publish(options, &addr.host, addr.port, stop).await?;
+    println!("published {} payloads, {} acknowledged", report.published, report.acknowledged);
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let mut config = Config::default();
+    config.store.url = format!("sqlite://{}", args.data_dir.join("vigil.db").display());
+    config.profiles.dir = args.profiles.clone();
+    config.broker.listen = args.listen.clone();
+    config.identity.organisation = "demo-clinic".into();
+    let problems = config.validate();
+    if !problems.is_empty() {
+        bail!("demo settings: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+    }
+    let handle = pipeline::start(&config).await?;
+    let store = handle.store().clone();
+    let (patients, devices) = seed::import(store.as_ref(), &args.registry, "demo").await?;
+    let addr = handle.mqtt_listen_addr().context("the embedded endpoint did not start")?;
+    println!("Vigil demo: embedded MQTT endpoint on {addr}, store {}", config.store.url);
+    println!("Registry: {patients} patients, {devices} devices (one unpaired, one without consent). Ctrl-C to stop.");
+
+    let stop = CancellationToken::new();
+    let sim = SimOptions { devices: 2, rate_hz: 1.0, episode_rate: 1.0 / 120.0, ..SimOptions::default() };
+    let publisher = tokio::spawn(simulate::publish(sim, "127.0.0.1", addr.port(), stop.clone()));
+    let deadline = args.seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            _ = tick.tick() => print_summary(&store, &handle).await?,
+        }
+    }
+    stop.cancel();
+    let _ = publisher.await;
+    handle.shutdown().await;
+    print_summary_counts(store.as_ref()).await?;
+    Ok(())
+}
+
+async fn print_summary(store: &Arc<dyn Store>, handle: &pipeline::Handle) -> anyhow::Result<()> {
+    println!("\n── {} ──", Utc::now().format("%H:%M:%S"));
+    for s in handle.sources() {
+        println!("source {:<6} {:?}", s.name, s.state);
+    }
+    for d in store.devices().await? {
+        let q = ReadingQuery { device_id: Some(d.device_id.clone()), limit: Some(20), ..ReadingQuery::default() };
+        let readings = store.readings(&q).await?;
+        let mut latest: Vec<String> = Vec::new();
+        for r in &readings {
+            let name = pipeline_core::normalise::codes::metric_by_code(r.mdc_code).map_or("?", |m| m.display);
+            if !latest.iter().any(|l| l.starts_with(name)) {
+                latest.push(format!("{name} {} {}", r.value, r.unit));
+            }
+        }
+        let pairing = d.patient_id.map_or("unpaired".to_string(), |p| format!("patient #{p}"));
+        let age = readings.first().map_or("no data".to_string(), |r| format!("{} s ago", (Utc::now() - r.observed_at).num_seconds()));
+        println!("{:<26} {:<12} {:<10} {}", d.device_id, pairing, age, latest.join(", "));
+    }
+    print_summary_counts(store.as_ref()).await
+}
+
+async fn print_summary_counts(store: &dyn Store) -> anyhow::Result<()> {
+    let c = store.counts().await?;
+    println!(
+        "stored {} readings from {} payloads · duplicates {} · rejected {} · quarantined {} · held {}",
+        c.readings, c.payloads, c.duplicates, c.rejected, c.quarantined, c.held
+    );
+    Ok(())
+}

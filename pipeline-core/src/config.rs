@@ -1,0 +1,522 @@
+//! `vigil.toml`: load and validate.
+//!
+//! Validation reports every problem at once (key, value, what is wrong, how to fix it), so an operator
+//! fixes a file in one pass. Relative paths are resolved against the directory of the config file, so
+//! the same file works whatever the working directory.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one Vigil instance.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the inbox, readings and the registry are kept.
+    pub store: StoreConfig,
+    /// The MQTT broker devices publish to.
+    pub broker: BrokerConfig,
+    /// The ingest sources and their settings.
+    pub sources: SourcesConfig,
+    /// Where device profiles are read from.
+    pub profiles: ProfilesConfig,
+    /// How long raw telemetry is kept.
+    pub retention: RetentionConfig,
+    /// How readings are matched to patients.
+    pub identity: IdentityConfig,
+    /// Batching and queue bounds of the ingest writer.
+    pub ingest: IngestConfig,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Database URL: `sqlite://PATH` (relative to this file). PostgreSQL is planned.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: "sqlite://vigil.db".into() }
+    }
+}
+
+/// Whether Vigil runs its own MQTT ingest endpoint or subscribes to an external broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerMode {
+    /// Devices connect to Vigil's own endpoint, which acknowledges after the durable write.
+    #[default]
+    Embedded,
+    /// Vigil subscribes to an external MQTT 3.1.1/5 broker (Mosquitto, EMQX...).
+    External,
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `embedded` (the default) or `external`.
+    pub mode: BrokerMode,
+    /// Embedded only: the address the endpoint listens on. Loopback unless you mean otherwise.
+    pub listen: String,
+    /// External only: `mqtt://host:port` or `mqtts://host:port`.
+    pub url: Option<String>,
+    /// External only: user name; the password comes from `VIGIL_MQTT_PASSWORD`, never from this file.
+    pub username: Option<String>,
+    /// External TLS: a PEM file of CA certificates to trust (default: the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// External TLS: PEM client certificate, for brokers that require mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    /// External TLS: PEM private key of the client certificate.
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            mode: BrokerMode::Embedded,
+            listen: "127.0.0.1:1883".into(),
+            url: None,
+            username: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+        }
+    }
+}
+
+/// `[sources]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// `[sources.mqtt]`
+    pub mqtt: MqttSourceConfig,
+}
+
+/// `[sources.mqtt]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSourceConfig {
+    /// Whether MQTT ingest runs at all.
+    pub enabled: bool,
+    /// External broker: topic filters to subscribe to (QoS 1).
+    pub topics: Vec<String>,
+    /// External broker: the persistent-session client id; keep it stable across restarts.
+    pub client_id: String,
+    /// Keep-alive interval in seconds.
+    pub keep_alive_secs: u64,
+    /// Largest accepted MQTT packet in bytes.
+    pub max_packet_bytes: usize,
+}
+
+impl Default for MqttSourceConfig {
+    fn default() -> Self {
+        MqttSourceConfig {
+            enabled: true,
+            topics: vec!["vigil/devices/#".into()],
+            client_id: "vigil-ingest".into(),
+            keep_alive_secs: 30,
+            max_packet_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `[profiles]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfilesConfig {
+    /// Directory of device profile files (`*.toml`), relative to this file.
+    pub dir: PathBuf,
+}
+
+impl Default for ProfilesConfig {
+    fn default() -> Self {
+        ProfilesConfig { dir: "profiles".into() }
+    }
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Raw payloads and readings older than this many days are purged.
+    pub raw_days: u32,
+    /// How often the purge job runs, in seconds.
+    pub purge_every_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { raw_days: 30, purge_every_secs: 3600 }
+    }
+}
+
+/// `[identity]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// The organisation whose patient identifiers pairings use.
+    pub organisation: String,
+    /// Readings observed further in the future than this (seconds) go to quarantine.
+    pub max_future_skew_secs: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig { organisation: "default".into(), max_future_skew_secs: 300 }
+    }
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Payloads waiting for the writer at most; beyond it sources stop acknowledging.
+    pub queue_capacity: usize,
+    /// Payloads written in one transaction at most.
+    pub batch_max: usize,
+    /// How long the writer waits to fill a batch, in milliseconds.
+    pub batch_linger_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { queue_capacity: 8192, batch_max: 2000, batch_linger_ms: 2 }
+    }
+}
+
+/// One thing wrong in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted key, e.g. `retention.raw_days`.
+    pub key: String,
+    /// The value found, as written (or `(missing)`).
+    pub value: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}: {}. Fix: {}", self.key, self.value, self.problem, self.fix)
+    }
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The file that was read.
+    pub file: PathBuf,
+    /// Its problems, in file order where known.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {} problem(s)", self.file.display(), self.problems.len())?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; relative paths become relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let fail = |problems| ConfigErrors { file: path.to_path_buf(), problems };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            fail(vec![problem("(file)", path.display(), e, "check the path and permissions")])
+        })?;
+        let mut config = Config::parse(&text).map_err(fail)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        let problems = config.validate();
+        if problems.is_empty() { Ok(config) } else { Err(fail(problems)) }
+    }
+
+    /// Parses TOML text, reporting every unknown key and wrong type, not only the first.
+    pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            vec![problem("(syntax)", "", e.message(), format!("fix the TOML syntax {}", where_is(text, e.span())))]
+        })?;
+        let mut problems = Vec::new();
+        // serde stops at the first error: note it, remove the offending key, and try again.
+        for _ in 0..64 {
+            match serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table.clone())) {
+                Ok(config) if problems.is_empty() => return Ok(config),
+                Ok(_) => return Err(problems),
+                Err(e) => {
+                    let (key, value) = take_key(&mut table, e.path(), e.inner().to_string());
+                    let message = e.inner().to_string();
+                    let fix = if message.starts_with("unknown field") {
+                        "remove it, or correct its spelling".to_string()
+                    } else {
+                        "give a value of the type named".to_string()
+                    };
+                    let removed = value.is_some();
+                    problems.push(problem(&key, value.as_deref().unwrap_or("(missing)"), message, fix));
+                    if !removed {
+                        return Err(problems);
+                    }
+                }
+            }
+        }
+        Err(problems)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rebase(&mut self.profiles.dir);
+        for p in [&mut self.broker.ca_file, &mut self.broker.client_cert_file, &mut self.broker.client_key_file]
+            .into_iter()
+            .flatten()
+        {
+            rebase(p);
+        }
+        if let Some(rest) = self.store.url.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && !rest.starts_with(':')
+        {
+            self.store.url = format!("sqlite://{}", base.join(rest).display());
+        }
+    }
+
+    /// Checks the values that parsed: ranges, URLs, files that must exist.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        if !self.store.url.starts_with("sqlite://") {
+            out.push(problem(
+                "store.url",
+                &self.store.url,
+                "only SQLite stores are supported in this version",
+                "use sqlite://PATH, e.g. sqlite://vigil.db",
+            ));
+        }
+        match self.broker.mode {
+            BrokerMode::Embedded => {
+                if self.broker.listen.parse::<std::net::SocketAddr>().is_err() {
+                    out.push(problem(
+                        "broker.listen",
+                        &self.broker.listen,
+                        "not an IP address and port",
+                        "write it like 127.0.0.1:1883",
+                    ));
+                }
+            }
+            BrokerMode::External => match &self.broker.url {
+                None => out.push(problem(
+                    "broker.url",
+                    "(missing)",
+                    "an external broker needs a URL",
+                    "set broker.url = \"mqtt://host:1883\", or broker.mode = \"embedded\"",
+                )),
+                Some(url) => {
+                    if let Err(why) = BrokerAddress::parse(url) {
+                        out.push(problem("broker.url", url, why, "write it like mqtt://host:1883 or mqtts://host:8883"));
+                    }
+                }
+            },
+        }
+        for (key, file) in [
+            ("broker.ca_file", &self.broker.ca_file),
+            ("broker.client_cert_file", &self.broker.client_cert_file),
+            ("broker.client_key_file", &self.broker.client_key_file),
+        ] {
+            if let Some(f) = file
+                && !f.is_file()
+            {
+                out.push(problem(key, f.display(), "no such file", "give the path of a PEM file"));
+            }
+        }
+        if self.broker.client_cert_file.is_some() != self.broker.client_key_file.is_some() {
+            out.push(problem(
+                "broker.client_key_file",
+                "(one of two)",
+                "a client certificate needs its key, and a key its certificate",
+                "set both broker.client_cert_file and broker.client_key_file, or neither",
+            ));
+        }
+        let mqtt = &self.sources.mqtt;
+        if mqtt.topics.is_empty() && self.broker.mode == BrokerMode::External && mqtt.enabled {
+            out.push(problem("sources.mqtt.topics", "[]", "nothing to subscribe to", "list at least one topic filter"));
+        }
+        for t in &mqtt.topics {
+            if !rumqttc::valid_filter(t) {
+                out.push(problem("sources.mqtt.topics", t, "not a valid MQTT topic filter", "use / separated levels with + or a final #"));
+            }
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&mqtt.max_packet_bytes) {
+            out.push(problem(
+                "sources.mqtt.max_packet_bytes",
+                mqtt.max_packet_bytes,
+                "out of range",
+                "use a size between 1024 and 16777216 bytes",
+            ));
+        }
+        if mqtt.keep_alive_secs < 5 {
+            out.push(problem("sources.mqtt.keep_alive_secs", mqtt.keep_alive_secs, "too short", "use at least 5 seconds"));
+        }
+        if !self.profiles.dir.is_dir() {
+            out.push(problem(
+                "profiles.dir",
+                self.profiles.dir.display(),
+                "no such directory",
+                "point it at the folder of device profile files (relative to the config file)",
+            ));
+        }
+        if self.retention.raw_days == 0 {
+            out.push(problem(
+                "retention.raw_days",
+                0,
+                "would purge every reading as soon as it is stored",
+                "keep raw telemetry at least 1 day (30 is usual)",
+            ));
+        }
+        if self.retention.purge_every_secs == 0 {
+            out.push(problem("retention.purge_every_secs", 0, "the purge job would never sleep", "use e.g. 3600"));
+        }
+        if self.identity.organisation.trim().is_empty() {
+            out.push(problem("identity.organisation", "\"\"", "empty", "name the organisation that issues the patient identifiers"));
+        }
+        let ingest = &self.ingest;
+        if ingest.batch_max == 0 || ingest.batch_max > 5000 {
+            out.push(problem("ingest.batch_max", ingest.batch_max, "out of range", "use 1 to 5000 (2000 is a good default)"));
+        }
+        if ingest.queue_capacity < ingest.batch_max {
+            out.push(problem(
+                "ingest.queue_capacity",
+                ingest.queue_capacity,
+                "smaller than ingest.batch_max, so batches could never fill",
+                "make it at least ingest.batch_max",
+            ));
+        }
+        out
+    }
+}
+
+/// Where an external broker is, parsed from `broker.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Whether to speak TLS.
+    pub tls: bool,
+}
+
+impl BrokerAddress {
+    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]`.
+    pub fn parse(url: &str) -> Result<BrokerAddress, String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+        let tls = match parsed.scheme() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
+            other => return Err(format!("unknown scheme {other:?}")),
+        };
+        let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("no host")?.to_string();
+        let port = parsed.port().unwrap_or(if tls { 8883 } else { 1883 });
+        Ok(BrokerAddress { host, port, tls })
+    }
+}
+
+fn problem(
+    key: &str,
+    value: impl fmt::Display,
+    what: impl fmt::Display,
+    fix: impl fmt::Display,
+) -> ConfigProblem {
+    ConfigProblem { key: key.to_string(), value: value.to_string(), problem: what.to_string(), fix: fix.to_string() }
+}
+
+fn where_is(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(s) => format!("at line {}", text[..s.start.min(text.len())].lines().count().max(1)),
+        None => String::new(),
+    }
+}
+
+/// Removes the key that `path` points at (or, for an unknown field, the field named in `message`)
+/// and returns its dotted name and the value it had.
+fn take_key(table: &mut toml::Table, path: &serde_path_to_error::Path, message: String) -> (String, Option<String>) {
+    use serde_path_to_error::Segment;
+    let mut keys: Vec<String> = path
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
+        && keys.last().map(String::as_str) != Some(field)
+    {
+        keys.push(field.to_string());
+    }
+    let dotted = keys.join(".");
+    let Some((last, parents)) = keys.split_last() else { return (dotted, None) };
+    let mut current = table;
+    for k in parents {
+        match current.get_mut(k).and_then(toml::Value::as_table_mut) {
+            Some(t) => current = t,
+            None => return (dotted, None),
+        }
+    }
+    let value = current.remove(last).map(|v| v.to_string());
+    (dotted, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_unknown_key_and_wrong_type() {
+        let text = r#"
+            [store]
+            ulr = "sqlite://x.db"
+            [retention]
+            raw_days = "thirty"
+            [identty]
+            organisation = "x"
+        "#;
+        let problems = Config::parse(text).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(keys.contains(&"store.ulr"), "{keys:?}");
+        assert!(keys.contains(&"retention.raw_days"), "{keys:?}");
+        assert!(keys.contains(&"identty"), "{keys:?}");
+        let raw_days = problems.iter().find(|p| p.key == "retention.raw_days").unwrap();
+        assert_eq!(raw_days.value, "\"thirty\"");
+    }
+
+    #[test]
+    fn semantic_checks_name_key_value_and_fix() {
+        let mut config = Config::parse("[broker]\nmode = \"external\"\n[retention]\nraw_days = 0").unwrap();
+        config.profiles.dir = std::env::temp_dir();
+        let problems = config.validate();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert_eq!(problems[0].key, "broker.url");
+        assert_eq!(problems[1].key, "retention.raw_days");
+        assert!(problems[1].to_string().contains("Fix:"));
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerAddress::parse("mqtts://broker.local").unwrap(),
+            BrokerAddress { host: "broker.local".into(), port: 8883, tls: true }
+        );
+        assert_eq!(BrokerAddress::parse("mqtt://127.0.0.1:2000").unwrap().port, 2000);
+        assert!(BrokerAddress::parse("http://x").is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! Identify: which verified patient a reading belongs to, and whether it may flow.
+//!
+//! Invariant: a reading reaches the telemetry store only if its device is registered, a pairing with a
+//! verified patient was active at the reading's observed time, any patient identifier in the payload
+//! agrees with that pairing, and the patient consented to storage. Anything else is quarantined or
+//! held with its reason; nothing is dropped. Unknown consent means no (fail-closed).
+
+pub mod seed;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Reading;
+
+/// A use of a patient's data that needs consent, checked at each hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flow {
+    /// Keeping telemetry in the store.
+    Store,
+    /// Raising alarms to the alert circuit.
+    Alert,
+    /// Writing clinical events to the EHR.
+    EhrWrite,
+}
+
+impl Flow {
+    /// Every flow, in a stable order.
+    pub const ALL: [Flow; 3] = [Flow::Store, Flow::Alert, Flow::EhrWrite];
+
+    /// The stable name used in the store and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Store => "store",
+            Flow::Alert => "alert",
+            Flow::EhrWrite => "ehr-write",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(s: &str) -> Option<Flow> {
+        Flow::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a reading went to quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuarantineReason {
+    /// The device is not in the registry.
+    UnknownDevice,
+    /// No pairing of the device was active at the observed time.
+    NoActivePairing,
+    /// The payload names a patient other than the paired one.
+    PatientMismatch,
+    /// The paired patient has not been verified.
+    UnverifiedPatient,
+    /// The observed time is further in the future than the policy allows.
+    FutureTime,
+}
+
+impl QuarantineReason {
+    /// The stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineReason::UnknownDevice => "unknown_device",
+            QuarantineReason::NoActivePairing => "no_active_pairing",
+            QuarantineReason::PatientMismatch => "patient_mismatch",
+            QuarantineReason::UnverifiedPatient => "unverified_patient",
+            QuarantineReason::FutureTime => "future_time",
+        }
+    }
+}
+
+/// A patient as the registry knows it. PHI: never log `id_value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientRecord {
+    /// Store key.
+    pub id: i64,
+    /// Identifier system (a URI or OID).
+    pub id_system: String,
+    /// Identifier value (an MRN...).
+    pub id_value: String,
+    /// Whether the identity was verified (at the EHR, or by an operator for a local registry).
+    pub verified: bool,
+}
+
+/// A device-patient pairing for a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingRecord {
+    /// Store key.
+    pub id: i64,
+    /// The paired patient's store key.
+    pub patient_id: i64,
+    /// Start of the period (inclusive).
+    pub valid_from: DateTime<Utc>,
+    /// End of the period (exclusive); `None` while the pairing is open.
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+impl PairingRecord {
+    /// Whether the pairing covers the instant `t`.
+    pub fn covers(&self, t: DateTime<Utc>) -> bool {
+        self.valid_from <= t && self.valid_to.is_none_or(|end| t < end)
+    }
+}
+
+/// An in-memory snapshot of devices, patients, pairings and consents, reloaded when the store's
+/// registry generation changes.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// The store's generation this snapshot was read at.
+    pub generation: i64,
+    /// Registered device ids.
+    pub devices: HashSet<String>,
+    /// Pairings per device id.
+    pub pairings: HashMap<String, Vec<PairingRecord>>,
+    /// Patients by store key.
+    pub patients: HashMap<i64, PatientRecord>,
+    /// Recorded consent decisions; a missing entry means no.
+    pub consents: HashMap<(i64, Flow), bool>,
+}
+
+impl Registry {
+    /// Whether the patient consented to the flow; unknown is no.
+    pub fn consents_to(&self, patient_id: i64, flow: Flow) -> bool {
+        self.consents.get(&(patient_id, flow)).copied().unwrap_or(false)
+    }
+}
+
+/// The identify policy from `[identity]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// How far in the future an observed time may be (device clocks drift).
+    pub max_future_skew: Duration,
+}
+
+/// What identify decided for one reading.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Paired, verified and consented: on to dedup and the store.
+    Accept {
+        /// The patient's store key.
+        patient_id: i64,
+    },
+    /// Paired and verified, but consent for a flow is missing: kept, not stored as telemetry.
+    Hold {
+        /// The patient's store key.
+        patient_id: i64,
+        /// The flow without consent.
+        flow: Flow,
+    },
+    /// The pairing does not check out: forensic only.
+    Quarantine {
+        /// Why.
+        reason: QuarantineReason,
+        /// What an operator needs to act, without PHI.
+        detail: String,
+    },
+}
+
+/// Decides where a reading goes. A pure function of the reading, the registry snapshot and the clock.
+pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: DateTime<Utc>) -> Verdict {
+    let quarantine = |reason, detail: String| Verdict::Quarantine { reason, detail };
+    let device = &reading.device_id;
+    if reading.observed_at > now + policy.max_future_skew {
+        let ahead = (reading.observed_at - now).num_seconds();
+        return quarantine(
+            QuarantineReason::FutureTime,
+            format!(
+                "device {device} reports a time {ahead} s in the future (allowed {} s): check the device clock",
+                policy.max_future_skew.num_seconds()
+            ),
+        );
+    }
+    if !registry.devices.contains(device) {
+        return quarantine(
+            QuarantineReason::UnknownDevice,
+            format!("device {device} is not registered: register and pair it, then release"),
+        );
+    }
+    let Some(pairing) = registry
+        .pairings
+        .get(device)
+        .and_then(|ps| ps.iter().find(|p| p.covers(reading.observed_at)))
+    else {
+        return quarantine(
+            QuarantineReason::NoActivePairing,
+            format!(
+                "device {device} had no active pairing at {}: pair it for that time, then release",
+                reading.observed_at.to_rfc3339()
+            ),
+        );
+    };
+    let Some(patient) = registry.patients.get(&pairing.patient_id) else {
+        return quarantine(
+            QuarantineReason::NoActivePairing,
+            format!("pairing {} of device {device} names a patient missing from the registry", pairing.id),
+        );
+    };
+    if !patient.verified {
+        return quarantine(
+            QuarantineReason::UnverifiedPatient,
+            format!("pairing {} of device {device} is to a patient not yet verified: verify the patient", pairing.id),
+        );
+    }
+    if let Some(hint) = &reading.patient_hint
+        && hint != &patient.id_value
+    {
+        return quarantine(
+            QuarantineReason::PatientMismatch,
+            format!(
+                "device {device} sent a patient identifier that differs from pairing {}: check who wears the device",
+                pairing.id
+            ),
+        );
+    }
+    if !registry.consents_to(patient.id, Flow::Store) {
+        return Verdict::Hold { patient_id: patient.id, flow: Flow::Store };
+    }
+    Verdict::Accept { patient_id: patient.id }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Validity;
+    use crate::normalise::codes::metric_by_code;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn registry() -> Registry {
+        let mut r = Registry::default();
+        r.devices.insert("OX-1".into());
+        r.devices.insert("OX-2".into());
+        r.patients.insert(7, PatientRecord { id: 7, id_system: "urn:mrn".into(), id_value: "MRN7".into(), verified: true });
+        r.pairings.insert(
+            "OX-1".into(),
+            vec![PairingRecord { id: 1, patient_id: 7, valid_from: at("2026-01-01T00:00:00Z"), valid_to: Some(at("2026-06-01T00:00:00Z")) }],
+        );
+        r.consents.insert((7, Flow::Store), true);
+        r
+    }
+
+    fn reading(device: &str, t: &str, hint: Option<&str>) -> Reading {
+        Reading {
+            device_id: device.into(),
+            metric: metric_by_code(150456).unwrap(),
+            value: 97.0,
+            observed_at: at(t),
+            patient_hint: hint.map(str::to_string),
+            validity: Validity::Valid,
+        }
+    }
+
+    fn verdict(r: &Reading, reg: &Registry) -> Verdict {
+        let policy = Policy { max_future_skew: Duration::seconds(300) };
+        identify(r, reg, &policy, at("2026-03-01T00:00:00Z"))
+    }
+
+    fn reason(v: Verdict) -> Option<QuarantineReason> {
+        match v {
+            Verdict::Quarantine { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn accepts_a_paired_consented_reading() {
+        assert_eq!(verdict(&reading("OX-1", "2026-02-01T00:00:00Z", Some("MRN7")), &registry()), Verdict::Accept { patient_id: 7 });
+    }
+
+    #[test]
+    fn checks_the_pairing_at_the_observed_time() {
+        let reg = registry();
+        assert_eq!(reason(verdict(&reading("OX-1", "2025-12-31T23:59:59Z", None), &reg)), Some(QuarantineReason::NoActivePairing));
+        // valid_to is exclusive
+        assert_eq!(reason(verdict(&reading("OX-1", "2026-06-01T00:00:00Z", None), &reg)), Some(QuarantineReason::NoActivePairing));
+        assert_eq!(reason(verdict(&reading("OX-2", "2026-02-01T00:00:00Z", None), &reg)), Some(QuarantineReason::NoActivePairing));
+    }
+
+    #[test]
+    fn quarantines_unknown_mismatched_unverified_and_future() {
+        let mut reg = registry();
+        assert_eq!(reason(verdict(&reading("OX-9", "2026-02-01T00:00:00Z", None), &reg)), Some(QuarantineReason::UnknownDevice));
+        let mismatch = verdict(&reading("OX-1", "2026-02-01T00:00:00Z", Some("MRN8")), &reg);
+        let Verdict::Quarantine { reason, detail } = mismatch else { panic!("not quarantined") };
+        assert_eq!(reason, QuarantineReason::PatientMismatch);
+        assert!(!detail.contains("MRN"), "PHI in detail: {detail}");
+        assert_eq!(reason_of_future(&reg), Some(QuarantineReason::FutureTime));
+        reg.patients.get_mut(&7).unwrap().verified = false;
+        assert_eq!(reason(verdict(&reading("OX-1", "2026-02-01T00:00:00Z", None), &reg)), Some(QuarantineReason::UnverifiedPatient));
+    }
+
+    fn reason_of_future(reg: &Registry) -> Option<QuarantineReason> {
+        reason(verdict(&reading("OX-1", "2026-03-01T00:10:00Z", None), reg))
+    }
+
+    #[test]
+    fn unknown_or_refused_consent_holds() {
+        let mut reg = registry();
+        reg.consents.clear();
+        let r = reading("OX-1", "2026-02-01T00:00:00Z", None);
+        assert_eq!(verdict(&r, &reg), Verdict::Hold { patient_id: 7, flow: Flow::Store });
+        reg.consents.insert((7, Flow::Store), false);
+        assert_eq!(verdict(&r, &reg), Verdict::Hold { patient_id: 7, flow: Flow::Store });
+    }
+}

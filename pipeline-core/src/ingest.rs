@@ -1,0 +1,235 @@
+//! The ingest writer: the one place where received payloads become durable.
+//!
+//! Invariant: a [`Receipt`] resolves `Ok` only after the payload, and everything normalise and
+//! identify made of it, is committed in the store. Sources acknowledge on that and nothing else.
+//! The queue in front of the writer is bounded; when it is full, `submit` waits, so sources stop
+//! reading from their peers (pushback) instead of dropping.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::IngestConfig;
+use crate::identify::{Policy, Registry, Verdict, identify};
+use crate::model::ContentHash;
+use crate::normalise::{ProfileSet, RejectReason, Rejection, normalise};
+use crate::store::{BatchTally, Disposition, PayloadOutcome, ProcessedPayload, Store};
+
+/// A payload as a source received it.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The source kind: `mqtt`, `mllp`, `http`, `file`.
+    pub source: &'static str,
+    /// Where within the source (the MQTT topic...).
+    pub origin: String,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// The raw bytes.
+    pub payload: Bytes,
+}
+
+/// Why a payload was not stored (and so must not be acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The writer stopped (shutdown, or the store gave up); the source should not acknowledge.
+    #[error("the ingest writer has stopped; the payload was not stored")]
+    Closed,
+}
+
+struct Submission {
+    envelope: Envelope,
+    done: oneshot::Sender<()>,
+}
+
+/// Where sources hand payloads in. Cheap to clone; the writer stops once every clone is dropped.
+#[derive(Clone)]
+pub struct IngestHandle {
+    tx: mpsc::Sender<Submission>,
+}
+
+/// Resolves once the submitted payload is durably stored.
+#[derive(Debug)]
+pub struct Receipt(oneshot::Receiver<()>);
+
+impl Receipt {
+    /// Waits for the durable write.
+    pub async fn stored(self) -> Result<(), IngestError> {
+        self.0.await.map_err(|_| IngestError::Closed)
+    }
+
+    /// The outcome if it is already known, without waiting.
+    pub fn try_stored(&mut self) -> Option<Result<(), IngestError>> {
+        match self.0.try_recv() {
+            Ok(()) => Some(Ok(())),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(IngestError::Closed)),
+        }
+    }
+}
+
+impl IngestHandle {
+    /// Queues a payload, waiting while the queue is full (pushback).
+    pub async fn submit(&self, envelope: Envelope) -> Result<Receipt, IngestError> {
+        let (done, receipt) = oneshot::channel();
+        self.tx.send(Submission { envelope, done }).await.map_err(|_| IngestError::Closed)?;
+        Ok(Receipt(receipt))
+    }
+
+    /// Payloads waiting for the writer now.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Running totals of what the writer did since start.
+pub type IngestTally = Arc<Mutex<BatchTally>>;
+
+/// Starts the writer task. It ends when every [`IngestHandle`] is dropped and the queue is drained.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    profiles: Arc<ProfileSet>,
+    policy: Policy,
+    config: &IngestConfig,
+) -> (IngestHandle, IngestTally, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(config.queue_capacity);
+    let tally = IngestTally::default();
+    let writer = Writer {
+        store,
+        profiles,
+        policy,
+        registry: Registry { generation: -1, ..Registry::default() },
+        batch_max: config.batch_max,
+        linger: Duration::from_millis(config.batch_linger_ms),
+        tally: tally.clone(),
+    };
+    (IngestHandle { tx }, tally, tokio::spawn(writer.run(rx)))
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    profiles: Arc<ProfileSet>,
+    policy: Policy,
+    registry: Registry,
+    batch_max: usize,
+    linger: Duration,
+    tally: IngestTally,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            let deadline = Instant::now() + self.linger;
+            while batch.len() < self.batch_max {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(s)) => batch.push(s),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            self.write_until_durable(batch).await;
+        }
+        tracing::info!("ingest writer drained and stopped");
+    }
+
+    /// Retries a failing store with backoff, holding the batch (and so every acknowledgement) until
+    /// it is durable; meanwhile the bounded queue fills and the sources push back.
+    async fn write_until_durable(&mut self, batch: Vec<Submission>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.write(&batch).await {
+                Ok(tally) => {
+                    if tally.rejected + tally.quarantined + tally.held > 0 {
+                        tracing::info!(
+                            rejected = tally.rejected,
+                            quarantined = tally.quarantined,
+                            held = tally.held,
+                            "batch had payloads needing attention"
+                        );
+                    }
+                    self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(&tally);
+                    for s in batch {
+                        // A source that gave up waiting is no loss: the payload is stored.
+                        let _ = s.done.send(());
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store write failed; holding acknowledgements");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, batch: &[Submission]) -> Result<BatchTally, crate::store::StoreError> {
+        let generation = self.store.registry_generation().await?;
+        if generation != self.registry.generation {
+            self.registry = self.store.load_registry().await?;
+        }
+        let now = Utc::now();
+        let processed: Vec<ProcessedPayload> =
+            batch.iter().map(|s| process(&s.envelope, &self.profiles, &self.registry, &self.policy, now)).collect();
+        self.store.write_batch(&processed).await
+    }
+}
+
+/// The identity of a received payload: a resend of the same bytes on the same topic is a repeat.
+pub fn payload_hash(envelope: &Envelope) -> ContentHash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"vigil.payload.v1\0");
+    for part in [envelope.source.as_bytes(), envelope.origin.as_bytes(), &envelope.payload[..]] {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    ContentHash(*h.finalize().as_bytes())
+}
+
+/// Normalise and identify one payload: a pure function of the payload, the profiles, the registry
+/// snapshot and the clock.
+pub fn process(
+    envelope: &Envelope,
+    profiles: &ProfileSet,
+    registry: &Registry,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> ProcessedPayload {
+    let profile = profiles.for_topic(&envelope.origin);
+    let outcome = match profile {
+        None => PayloadOutcome::Rejected(Rejection {
+            reason: RejectReason::NoProfile,
+            detail: format!("no device profile serves topic {:?}: add or fix a profile's topics", envelope.origin),
+        }),
+        Some(profile) => match normalise(profile, &envelope.payload) {
+            Err(rejection) => PayloadOutcome::Rejected(rejection),
+            Ok(readings) => PayloadOutcome::Readings(
+                readings
+                    .into_iter()
+                    .map(|reading| match identify(&reading, registry, policy, now) {
+                        Verdict::Accept { patient_id } => {
+                            Disposition::Accepted { hash: reading.content_hash(), reading, patient_id }
+                        }
+                        Verdict::Hold { patient_id, flow } => {
+                            Disposition::Held { hash: reading.content_hash(), reading, patient_id, flow }
+                        }
+                        Verdict::Quarantine { reason, detail } => Disposition::Quarantined { reading, reason, detail },
+                    })
+                    .collect(),
+            ),
+        },
+    };
+    ProcessedPayload {
+        source: envelope.source,
+        origin: envelope.origin.clone(),
+        received_at: envelope.received_at,
+        payload: envelope.payload.clone(),
+        payload_hash: payload_hash(envelope),
+        profile_id: profile.map(|p| p.id.clone()),
+        outcome,
+    }
+}

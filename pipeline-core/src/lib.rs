@@ -1,0 +1,22 @@
+//! Vigil's pipeline: medical-device telemetry in, verified readings stored, clinical events out.
+//!
+//! # Layout
+//! - [`config`]: `vigil.toml`, loaded and validated with every problem reported at once.
+//! - [`model`]: canonical types (a FHIR-shaped [`model::Reading`] and its content hash).
+//! - [`sources`]: where payloads enter (MQTT: the embedded endpoint or an external broker).
+//! - [`ingest`]: the writer that makes payloads durable before anything is acknowledged.
+//! - [`normalise`]: device profiles mapping vendor payloads to canonical readings (MDC, LOINC, UCUM).
+//! - [`identify`]: device registry, pairing and consent checks; quarantine and hold decisions.
+//! - [`store`]: the store trait and its SQLite backend.
+//! - [`pipeline`]: the facade the binary and the console drive.
+//! - [`simulate`]: realistic simulated devices for the demo, tests and benchmarks.
+
+pub mod config;
+pub mod identify;
+pub mod ingest;
+pub mod model;
+pub mod normalise;
+pub mod pipeline;
+pub mod simulate;
+pub mod sources;
+pub mod store;

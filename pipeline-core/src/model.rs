@@ -1,0 +1,85 @@
+//! Canonical, FHIR-shaped types every stage after `normalise` speaks.
+//!
+//! A [`Reading`] is one measured value of one metric from one device at one time, already in the
+//! metric's canonical UCUM unit. Its [`ContentHash`] is its identity everywhere downstream.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::normalise::codes::Metric;
+
+/// One canonical reading, produced by a device profile from a vendor payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// The device's own identity as the payload states it (serial, EUI-64...).
+    pub device_id: String,
+    /// What was measured: MDC code, LOINC codes and canonical unit.
+    pub metric: &'static Metric,
+    /// The value, already converted into `metric.unit`.
+    pub value: f64,
+    /// When the device says it measured, at millisecond precision.
+    pub observed_at: DateTime<Utc>,
+    /// A patient identifier value found in the payload, if the profile maps one; identify checks it
+    /// against the pairing. PHI: never log it.
+    pub patient_hint: Option<String>,
+    /// Measurement validity as the device flagged it.
+    pub validity: Validity,
+}
+
+/// Measurement validity (PCD-01 OBX-8 / SDC MeasurementValidity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Validity {
+    /// A normal measurement.
+    #[default]
+    Valid,
+    /// The device doubts it (artefact, low perfusion...): kept, flagged.
+    Questionable,
+    /// The device says it is wrong: kept for forensics, never charted as a value.
+    Invalid,
+    /// Test or demo data: never charted as real.
+    Demo,
+}
+
+impl Validity {
+    /// The stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validity::Valid => "valid",
+            Validity::Questionable => "questionable",
+            Validity::Invalid => "invalid",
+            Validity::Demo => "demo",
+        }
+    }
+}
+
+/// blake3 of a canonical byte encoding: the identity of a reading, an event or an alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    /// Lower-case hex, as used in identifiers and the console.
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+}
+
+impl Reading {
+    /// The reading's identity: device, code, value, unit and observed time, length-prefixed so no two
+    /// different readings can encode alike. Validity and the patient hint are not part of it: the
+    /// same measurement re-sent with another flag is still the same measurement.
+    pub fn content_hash(&self) -> ContentHash {
+        let mut h = blake3::Hasher::new();
+        h.update(b"vigil.reading.v1\0");
+        h.update(&(self.device_id.len() as u64).to_be_bytes());
+        h.update(self.device_id.as_bytes());
+        h.update(&self.metric.mdc_code.to_be_bytes());
+        // -0.0 and 0.0 are the same value.
+        let value = if self.value == 0.0 { 0.0 } else { self.value };
+        h.update(&value.to_bits().to_be_bytes());
+        h.update(&(self.metric.unit.len() as u64).to_be_bytes());
+        h.update(self.metric.unit.as_bytes());
+        h.update(&self.observed_at.timestamp_millis().to_be_bytes());
+        ContentHash(*h.finalize().as_bytes())
+    }
+}

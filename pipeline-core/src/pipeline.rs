@@ -1,0 +1,155 @@
+//! The facade both faces (the `vigil` binary and the console) drive: start the pipeline from a
+//! config, query it, stop it.
+//!
+//! Invariant: [`Handle::shutdown`] returns only after the sources stopped taking payloads and the
+//! ingest writer stored everything it had accepted, so nothing acknowledged is left in memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{BrokerMode, Config};
+use crate::identify::Policy;
+use crate::ingest::{self, IngestHandle, IngestTally};
+use crate::normalise::{ProfileError, ProfileSet};
+use crate::sources::mqtt::{client, endpoint};
+use crate::sources::{SourceStatus, StatusReporter};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{BatchTally, Store, StoreError};
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A device profile is invalid.
+    #[error(transparent)]
+    Profiles(#[from] ProfileError),
+    /// The MQTT endpoint could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The external broker settings are unusable.
+    #[error(transparent)]
+    Mqtt(#[from] client::ClientSetupError),
+}
+
+/// A running pipeline.
+pub struct Handle {
+    store: Arc<dyn Store>,
+    profiles: Arc<ProfileSet>,
+    ingest: IngestHandle,
+    tally: IngestTally,
+    writer: JoinHandle<()>,
+    sources: Vec<watch::Receiver<SourceStatus>>,
+    mqtt_listen_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Starts every configured component.
+pub async fn start(config: &Config) -> Result<Handle, StartError> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.url).await?);
+    let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
+    let policy = Policy { max_future_skew: chrono::Duration::seconds(config.identity.max_future_skew_secs as i64) };
+    let (ingest, tally, writer) = ingest::spawn(store.clone(), profiles.clone(), policy, &config.ingest);
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let mut sources = Vec::new();
+    let mut mqtt_listen_addr = None;
+
+    let mqtt = &config.sources.mqtt;
+    if mqtt.enabled {
+        let (status, rx) = StatusReporter::new("mqtt");
+        sources.push(rx);
+        match config.broker.mode {
+            BrokerMode::Embedded => {
+                let listener = TcpListener::bind(&config.broker.listen)
+                    .await
+                    .map_err(|source| StartError::Bind { addr: config.broker.listen.clone(), source })?;
+                mqtt_listen_addr = listener.local_addr().ok();
+                tasks.spawn(endpoint::serve(listener, ingest.clone(), mqtt.max_packet_bytes, status, shutdown.clone()));
+            }
+            BrokerMode::External => {
+                let opts = client::options(&config.broker, mqtt)?;
+                tasks.spawn(client::run(opts, mqtt.topics.clone(), ingest.clone(), status, shutdown.clone()));
+            }
+        }
+    }
+    tasks.spawn(purge(store.clone(), config.retention.raw_days, config.retention.purge_every_secs, shutdown.clone()));
+    tasks.close();
+    Ok(Handle { store, profiles, ingest, tally, writer, sources, mqtt_listen_addr, shutdown, tasks })
+}
+
+/// Enforces raw retention on a timer.
+async fn purge(store: Arc<dyn Store>, raw_days: u32, every_secs: u64, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(every_secs));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(raw_days));
+        match store.purge_before(cutoff).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, raw_days, "retention purge removed old telemetry"),
+            Err(e) => tracing::error!(error = %e, "retention purge failed; will retry"),
+        }
+    }
+}
+
+impl Handle {
+    /// The store, for queries and registry commands.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The loaded device profiles.
+    pub fn profiles(&self) -> &ProfileSet {
+        &self.profiles
+    }
+
+    /// Where the embedded MQTT endpoint listens, if it runs.
+    pub fn mqtt_listen_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_listen_addr
+    }
+
+    /// Every source's current state.
+    pub fn sources(&self) -> Vec<SourceStatus> {
+        self.sources.iter().map(|rx| rx.borrow().clone()).collect()
+    }
+
+    /// What the ingest writer did since start.
+    pub fn tally(&self) -> BatchTally {
+        *self.tally.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Payloads waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.ingest.queue_depth()
+    }
+
+    /// Where other sources (and tests) hand payloads in.
+    pub fn ingest(&self) -> &IngestHandle {
+        &self.ingest
+    }
+
+    /// Stops the sources, stores everything already accepted, and returns when all is durable.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.wait().await;
+        drop(self.ingest);
+        let _ = self.writer.await;
+    }
+}

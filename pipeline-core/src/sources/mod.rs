@@ -1,0 +1,72 @@
+//! Sources: where payloads enter. Each source hands payloads to the ingest writer and acknowledges
+//! to its peer only when the writer's receipt says the payload is durable.
+
+pub mod mqtt;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// A source's connection state, visible on the board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Not started yet.
+    Starting,
+    /// Accepting device connections on an address.
+    Listening {
+        /// The bound address.
+        addr: String,
+    },
+    /// Connected to its peer.
+    Connected,
+    /// Lost its peer; retrying.
+    Reconnecting {
+        /// Why the last attempt failed (no PHI: transport errors only).
+        reason: String,
+        /// When it tries again.
+        retry_in_ms: u64,
+    },
+    /// Stopped on shutdown.
+    Stopped,
+}
+
+/// One source's state and when it last changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceStatus {
+    /// The source's name, e.g. `mqtt`.
+    pub name: String,
+    /// Its state.
+    pub state: ConnectionState,
+    /// When the state last changed.
+    pub since: DateTime<Utc>,
+}
+
+/// Publishes a source's state changes; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StatusReporter {
+    name: Arc<str>,
+    tx: Arc<watch::Sender<SourceStatus>>,
+}
+
+impl StatusReporter {
+    /// A reporter and the receiver the board reads.
+    pub fn new(name: &str) -> (StatusReporter, watch::Receiver<SourceStatus>) {
+        let (tx, rx) = watch::channel(SourceStatus { name: name.into(), state: ConnectionState::Starting, since: Utc::now() });
+        (StatusReporter { name: name.into(), tx: Arc::new(tx) }, rx)
+    }
+
+    /// Records a new state (and logs the change).
+    pub fn set(&self, state: ConnectionState) {
+        self.tx.send_if_modified(|s| {
+            if s.state == state {
+                return false;
+            }
+            tracing::info!(source = %self.name, state = ?state, "source state changed");
+            *s = SourceStatus { name: self.name.to_string(), state, since: Utc::now() };
+            true
+        });
+    }
+}

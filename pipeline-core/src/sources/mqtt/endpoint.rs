@@ -1,0 +1,233 @@
+//! Vigil's own MQTT 3.1.1 ingest endpoint, the embedded default.
+//!
+//! Invariant: a PUBACK (QoS 1) or PUBREC (QoS 2) leaves only after the ingest writer's receipt says
+//! the PUBLISH is durable. An off-the-shelf broker inside the process would acknowledge on receipt
+//! and lose what a crash caught in between (see docs/decisions.md). This endpoint is ingest only:
+//! devices publish; subscriptions are refused (SUBACK failure), there is nothing to route.
+//!
+//! Pushback: each connection has a bounded window of unacknowledged PUBLISHes and the writer's queue
+//! is bounded; when either is full the connection stops reading its socket, so TCP flow control
+//! slows the device down. Nothing is dropped.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use chrono::Utc;
+use rumqttc::mqttbytes::Error as MqttError;
+use rumqttc::{
+    ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, QoS, SubAck, SubscribeReasonCode, UnsubAck,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::{Envelope, IngestHandle, Receipt};
+use crate::sources::{ConnectionState, StatusReporter};
+
+/// Unacknowledged PUBLISHes one connection may have in the writer at once.
+const WINDOW: usize = 1024;
+/// A client must send CONNECT this soon after opening the socket.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a device connection ended abnormally (logged at debug: devices come and go).
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed MQTT packet: {0:?}")]
+    Protocol(MqttError),
+    #[error("protocol violation: {0}")]
+    Violation(&'static str),
+    #[error("no packet within the keep-alive interval")]
+    KeepAliveExpired,
+    #[error("the ingest writer stopped")]
+    IngestClosed,
+}
+
+/// Accepts device connections until `shutdown`, then waits for open connections to finish their
+/// acknowledgements and close.
+pub async fn serve(
+    listener: TcpListener,
+    ingest: IngestHandle,
+    max_packet_bytes: usize,
+    status: StatusReporter,
+    shutdown: CancellationToken,
+) {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    status.set(ConnectionState::Listening { addr });
+    let tracker = tokio_util::task::TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let ingest = ingest.clone();
+                    let shutdown = shutdown.clone();
+                    tracker.spawn(async move {
+                        if let Err(e) = connection(stream, peer, ingest, max_packet_bytes, shutdown).await {
+                            tracing::debug!(%peer, error = %e, "device connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    tracker.close();
+    tracker.wait().await;
+    status.set(ConnectionState::Stopped);
+}
+
+/// What the write half must send, in order.
+enum Outgoing {
+    /// Acknowledge once the receipt resolves.
+    AfterStored { receipt: Receipt, ack: Packet },
+    /// Send now (PINGRESP, SUBACK, PUBCOMP...).
+    Now(Packet),
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ingest: IngestHandle,
+    max_packet: usize,
+    shutdown: CancellationToken,
+) -> Result<(), ConnectionError> {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let connect = match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut rd, &mut buf, max_packet)).await {
+        Ok(Ok(Some(Packet::Connect(c)))) => c,
+        Ok(Ok(_)) => return Err(ConnectionError::Violation("first packet was not CONNECT")),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(ConnectionError::KeepAliveExpired),
+    };
+    // A persistent-session client re-sends its unacknowledged PUBLISHes; the inbox recognises them.
+    write_packet(&mut wr, &Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, !connect.clean_session)), max_packet)
+        .await?;
+    tracing::debug!(%peer, client_id = %connect.client_id, "device connected");
+    let keep_alive = match connect.keep_alive {
+        0 => Duration::from_secs(24 * 3600),
+        s => Duration::from_millis(u64::from(s) * 1500),
+    };
+
+    let (out_tx, out_rx) = mpsc::channel(WINDOW);
+    let writer = tokio::spawn(write_half(wr, out_rx, max_packet));
+    let read_result = read_half(&mut rd, &mut buf, &ingest, &out_tx, max_packet, keep_alive, &shutdown).await;
+    drop(out_tx);
+    // Let the write half acknowledge what is already stored before the socket closes.
+    let write_result = writer.await.unwrap_or(Ok(()));
+    read_result.and(write_result)
+}
+
+async fn read_half(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    ingest: &IngestHandle,
+    out: &mpsc::Sender<Outgoing>,
+    max_packet: usize,
+    keep_alive: Duration,
+    shutdown: &CancellationToken,
+) -> Result<(), ConnectionError> {
+    loop {
+        let packet = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            read = tokio::time::timeout(keep_alive, read_packet(rd, buf, max_packet)) => match read {
+                Err(_) => return Err(ConnectionError::KeepAliveExpired),
+                Ok(r) => r?,
+            },
+        };
+        let outgoing = match packet {
+            None | Some(Packet::Disconnect) => return Ok(()),
+            Some(Packet::Publish(publish)) => {
+                if publish.topic.contains(['+', '#']) || publish.topic.is_empty() {
+                    return Err(ConnectionError::Violation("PUBLISH topic is empty or has a wildcard"));
+                }
+                let envelope =
+                    Envelope { source: "mqtt", origin: publish.topic, received_at: Utc::now(), payload: publish.payload };
+                let receipt = ingest.submit(envelope).await.map_err(|_| ConnectionError::IngestClosed)?;
+                match publish.qos {
+                    // QoS 0 promises nothing and gets no acknowledgement; it is stored all the same.
+                    QoS::AtMostOnce => continue,
+                    QoS::AtLeastOnce => Outgoing::AfterStored { receipt, ack: Packet::PubAck(PubAck::new(publish.pkid)) },
+                    QoS::ExactlyOnce => Outgoing::AfterStored { receipt, ack: Packet::PubRec(PubRec::new(publish.pkid)) },
+                }
+            }
+            Some(Packet::PubRel(rel)) => Outgoing::Now(Packet::PubComp(PubComp::new(rel.pkid))),
+            Some(Packet::PingReq) => Outgoing::Now(Packet::PingResp),
+            Some(Packet::Subscribe(sub)) => Outgoing::Now(Packet::SubAck(SubAck::new(
+                sub.pkid,
+                sub.filters.iter().map(|_| SubscribeReasonCode::Failure).collect(),
+            ))),
+            Some(Packet::Unsubscribe(unsub)) => Outgoing::Now(Packet::UnsubAck(UnsubAck::new(unsub.pkid))),
+            Some(Packet::PubAck(_) | Packet::PubComp(_) | Packet::PubRec(_)) => continue,
+            Some(_) => return Err(ConnectionError::Violation("unexpected packet from a client")),
+        };
+        if out.send(outgoing).await.is_err() {
+            return Err(ConnectionError::IngestClosed);
+        }
+    }
+}
+
+async fn write_half(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outgoing>,
+    max_packet: usize,
+) -> Result<(), ConnectionError> {
+    // Buffered: a batch commit releases many PUBACKs, which then leave in one write.
+    let mut wr = BufWriter::new(wr);
+    loop {
+        if rx.is_empty() {
+            wr.flush().await?;
+        }
+        let Some(next) = rx.recv().await else { break };
+        let packet = match next {
+            Outgoing::Now(p) => p,
+            Outgoing::AfterStored { mut receipt, ack } => {
+                let stored = match receipt.try_stored() {
+                    Some(result) => result,
+                    None => {
+                        wr.flush().await?;
+                        receipt.stored().await
+                    }
+                };
+                // Not stored means not acknowledged: close, and the device sends it again.
+                stored.map_err(|_| ConnectionError::IngestClosed)?;
+                ack
+            }
+        };
+        let mut out = BytesMut::with_capacity(packet.size() + 8);
+        packet.write(&mut out, max_packet).map_err(ConnectionError::Protocol)?;
+        wr.write_all(&out).await?;
+    }
+    wr.flush().await?;
+    wr.shutdown().await.ok();
+    Ok(())
+}
+
+/// Reads one packet; `None` on a clean end of stream.
+async fn read_packet(rd: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, ConnectionError> {
+    loop {
+        match Packet::read(buf, max) {
+            Ok(p) => return Ok(Some(p)),
+            Err(MqttError::InsufficientBytes(n)) => buf.reserve(n),
+            Err(e) => return Err(ConnectionError::Protocol(e)),
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return if buf.is_empty() { Ok(None) } else { Err(ConnectionError::Violation("connection closed mid-packet")) };
+        }
+    }
+}
+
+async fn write_packet(wr: &mut OwnedWriteHalf, packet: &Packet, max: usize) -> Result<(), ConnectionError> {
+    let mut out = BytesMut::with_capacity(packet.size() + 8);
+    packet.write(&mut out, max).map_err(ConnectionError::Protocol)?;
+    wr.write_all(&out).await?;
+    Ok(())
+}

@@ -1,0 +1,648 @@
+//! SQLite backend: one file in WAL mode with `synchronous=FULL`, so a committed batch survives a
+//! power cut, and multi-row statements so one transaction carries thousands of payloads.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+
+use super::*;
+use crate::identify::{PairingRecord, PatientRecord};
+
+/// Rows per multi-row statement: well under SQLite's 32766 bound parameters at 12 columns.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://PATH`) and migrates it.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The underlying pool, for tests that inspect tables directly.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Appends one entry to the audit chain inside the caller's transaction.
+async fn append_audit(
+    conn: &mut SqliteConnection,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    let prev: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or_else(|| vec![0u8; 32]);
+    let at = millis(Utc::now());
+    let mut h = blake3::Hasher::new();
+    h.update(&prev);
+    h.update(&at.to_be_bytes());
+    for part in [actor, action, subject, detail] {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(subject)
+        .bind(detail)
+        .bind(&prev)
+        .bind(&h.finalize().as_bytes()[..])
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// What a payload's readings came to, for the inbox's `outcome` column.
+fn outcome_name(outcome: &PayloadOutcome) -> &'static str {
+    match outcome {
+        PayloadOutcome::Rejected(_) => "rejected",
+        PayloadOutcome::Readings(ds) => {
+            let kind = |d: &Disposition| match d {
+                Disposition::Accepted { .. } => "accepted",
+                Disposition::Held { .. } => "held",
+                Disposition::Quarantined { .. } => "quarantined",
+            };
+            let first = ds.first().map(kind).unwrap_or("accepted");
+            if ds.iter().all(|d| kind(d) == first) { first } else { "mixed" }
+        }
+    }
+}
+
+/// Counts the repeats of each key and keeps the first of each.
+fn first_of_each<T, K: std::hash::Hash + Eq + Copy>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> (Vec<T>, HashMap<K, i64>) {
+    let mut seen: HashMap<K, i64> = HashMap::new();
+    let mut firsts = Vec::new();
+    for item in items {
+        let count = seen.entry(key(&item)).or_insert(0);
+        if *count == 0 {
+            firsts.push(item);
+        }
+        *count += 1;
+    }
+    seen.retain(|_, n| {
+        *n -= 1;
+        *n > 0
+    });
+    (firsts, seen)
+}
+
+/// Reading rows waiting for their dedup verdict.
+struct Pending<'a> {
+    reading: &'a Reading,
+    hash: ContentHash,
+    patient_id: i64,
+    inbox_id: i64,
+    held_for: Option<Flow>,
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write_batch(&self, batch: &[ProcessedPayload]) -> Result<BatchTally, StoreError> {
+        let mut tally = BatchTally::default();
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+
+        // 1. The inbox: new payloads get an id; a payload seen before only bumps its repeat count.
+        let (payloads, in_batch_repeats) = first_of_each(batch.iter(), |p| p.payload_hash);
+        let mut inbox_ids: HashMap<ContentHash, i64> = HashMap::new();
+        for chunk in payloads.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO inbox (payload_hash, source, origin, received_at, payload, profile_id, outcome) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(&p.payload_hash.0[..])
+                    .push_bind(p.source)
+                    .push_bind(p.origin.as_str())
+                    .push_bind(millis(p.received_at))
+                    .push_bind(&p.payload[..])
+                    .push_bind(p.profile_id.as_deref())
+                    .push_bind(outcome_name(&p.outcome));
+            });
+            q.push(" ON CONFLICT (payload_hash) DO UPDATE SET repeats = repeats + 1 RETURNING id, payload_hash, repeats");
+            for row in q.build().fetch_all(&mut *tx).await? {
+                let hash: Vec<u8> = row.get(1);
+                if row.get::<i64, _>(2) == 0 {
+                    inbox_ids.insert(ContentHash(hash.try_into().unwrap_or_default()), row.get(0));
+                } else {
+                    tally.duplicate_payloads += 1;
+                }
+            }
+        }
+        for (hash, extra) in &in_batch_repeats {
+            sqlx::query("UPDATE inbox SET repeats = repeats + ? WHERE payload_hash = ?")
+                .bind(extra)
+                .bind(&hash.0[..])
+                .execute(&mut *tx)
+                .await?;
+            tally.duplicate_payloads += *extra as u64;
+        }
+        tally.payloads = inbox_ids.len() as u64;
+
+        // 2. Sort the new payloads' contents by fate.
+        let mut pending = Vec::new();
+        let mut rejected = Vec::new();
+        let mut quarantined = Vec::new();
+        for p in payloads {
+            let Some(&inbox_id) = inbox_ids.get(&p.payload_hash) else { continue };
+            match &p.outcome {
+                PayloadOutcome::Rejected(r) => rejected.push((inbox_id, r)),
+                PayloadOutcome::Readings(ds) => {
+                    for d in ds {
+                        match d {
+                            Disposition::Accepted { reading, hash, patient_id } => {
+                                pending.push(Pending { reading, hash: *hash, patient_id: *patient_id, inbox_id, held_for: None })
+                            }
+                            Disposition::Held { reading, hash, patient_id, flow } => pending.push(Pending {
+                                reading,
+                                hash: *hash,
+                                patient_id: *patient_id,
+                                inbox_id,
+                                held_for: Some(*flow),
+                            }),
+                            Disposition::Quarantined { reading, reason, detail } => {
+                                quarantined.push((inbox_id, reading, *reason, detail))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // 3. Dedup: the content hash decides whether a reading is new.
+        let (pending, reading_repeats) = first_of_each(pending, |p| p.hash);
+        let mut new_hashes = std::collections::HashSet::new();
+        for chunk in pending.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO dedup_index (hash, first_seen_at) ");
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(&p.hash.0[..]).push_bind(now);
+            });
+            q.push(" ON CONFLICT (hash) DO UPDATE SET repeats = repeats + 1 RETURNING hash, repeats");
+            for row in q.build().fetch_all(&mut *tx).await? {
+                let hash: Vec<u8> = row.get(0);
+                if row.get::<i64, _>(1) == 0 {
+                    new_hashes.insert(ContentHash(hash.try_into().unwrap_or_default()));
+                } else {
+                    tally.duplicate_readings += 1;
+                }
+            }
+        }
+        for (hash, extra) in &reading_repeats {
+            sqlx::query("UPDATE dedup_index SET repeats = repeats + ? WHERE hash = ?")
+                .bind(extra)
+                .bind(&hash.0[..])
+                .execute(&mut *tx)
+                .await?;
+            tally.duplicate_readings += *extra as u64;
+        }
+        let (held, stored): (Vec<_>, Vec<_>) =
+            pending.into_iter().filter(|p| new_hashes.contains(&p.hash)).partition(|p| p.held_for.is_some());
+
+        // 4. Telemetry, held readings, quarantine, rejections.
+        for chunk in stored.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO readings (hash, inbox_id, device_id, patient_id, mdc_code, value, unit, observed_at, validity) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(&p.hash.0[..])
+                    .push_bind(p.inbox_id)
+                    .push_bind(p.reading.device_id.as_str())
+                    .push_bind(p.patient_id)
+                    .push_bind(p.reading.metric.mdc_code as i64)
+                    .push_bind(p.reading.value)
+                    .push_bind(p.reading.metric.unit)
+                    .push_bind(millis(p.reading.observed_at))
+                    .push_bind(p.reading.validity.as_str());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tally.stored = stored.len() as u64;
+        for chunk in held.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO held (hash, inbox_id, device_id, patient_id, mdc_code, value, unit, observed_at, validity, flow, reason, created_at) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                let flow = p.held_for.unwrap_or(Flow::Store);
+                row.push_bind(&p.hash.0[..])
+                    .push_bind(p.inbox_id)
+                    .push_bind(p.reading.device_id.as_str())
+                    .push_bind(p.patient_id)
+                    .push_bind(p.reading.metric.mdc_code as i64)
+                    .push_bind(p.reading.value)
+                    .push_bind(p.reading.metric.unit)
+                    .push_bind(millis(p.reading.observed_at))
+                    .push_bind(p.reading.validity.as_str())
+                    .push_bind(flow.as_str())
+                    .push_bind(format!("no recorded consent for {flow}: record the patient's decision to release"))
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tally.held = held.len() as u64;
+        for chunk in quarantined.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO quarantine (inbox_id, device_id, mdc_code, value, unit, observed_at, reason, detail, created_at) ",
+            );
+            q.push_values(chunk, |mut row, (inbox_id, reading, reason, detail)| {
+                row.push_bind(*inbox_id)
+                    .push_bind(reading.device_id.as_str())
+                    .push_bind(reading.metric.mdc_code as i64)
+                    .push_bind(reading.value)
+                    .push_bind(reading.metric.unit)
+                    .push_bind(millis(reading.observed_at))
+                    .push_bind(reason.as_str())
+                    .push_bind(detail.as_str())
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tally.quarantined = quarantined.len() as u64;
+        for chunk in rejected.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO rejected (inbox_id, reason, detail, created_at) ");
+            q.push_values(chunk, |mut row, (inbox_id, r)| {
+                row.push_bind(*inbox_id).push_bind(r.reason.as_str()).push_bind(r.detail.as_str()).push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tally.rejected = rejected.len() as u64;
+        tx.commit().await?;
+        Ok(tally)
+    }
+
+    async fn registry_generation(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT generation FROM registry_generation WHERE id = 1").fetch_one(&self.pool).await?)
+    }
+
+    async fn load_registry(&self) -> Result<Registry, StoreError> {
+        // One read transaction, so the snapshot is consistent with its generation.
+        let mut tx = self.pool.begin().await?;
+        let mut registry = Registry {
+            generation: sqlx::query_scalar("SELECT generation FROM registry_generation WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?,
+            ..Registry::default()
+        };
+        registry.devices = sqlx::query_scalar("SELECT device_id FROM devices").fetch_all(&mut *tx).await?.into_iter().collect();
+        for row in sqlx::query("SELECT id, id_system, id_value, verified_at FROM patients").fetch_all(&mut *tx).await? {
+            let id: i64 = row.get(0);
+            registry.patients.insert(
+                id,
+                PatientRecord {
+                    id,
+                    id_system: row.get(1),
+                    id_value: row.get(2),
+                    verified: row.get::<Option<i64>, _>(3).is_some(),
+                },
+            );
+        }
+        for row in sqlx::query("SELECT id, device_id, patient_id, valid_from, valid_to FROM pairings ORDER BY valid_from")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            registry.pairings.entry(row.get(1)).or_default().push(PairingRecord {
+                id: row.get(0),
+                patient_id: row.get(2),
+                valid_from: from_millis(row.get(3)),
+                valid_to: row.get::<Option<i64>, _>(4).map(from_millis),
+            });
+        }
+        for row in sqlx::query("SELECT patient_id, flow, granted FROM consents").fetch_all(&mut *tx).await? {
+            if let Some(flow) = Flow::parse(row.get::<&str, _>(1)) {
+                registry.consents.insert((row.get(0), flow), row.get::<i64, _>(2) != 0);
+            }
+        }
+        tx.commit().await?;
+        Ok(registry)
+    }
+
+    async fn register_device(&self, device_id: &str, profile_id: Option<&str>, label: Option<&str>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (device_id, profile_id, label, registered_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (device_id) DO UPDATE SET profile_id = COALESCE(excluded.profile_id, profile_id),
+             label = COALESCE(excluded.label, label)",
+        )
+        .bind(device_id)
+        .bind(profile_id)
+        .bind(label)
+        .bind(millis(Utc::now()))
+        .execute(&mut *tx)
+        .await?;
+        append_audit(&mut tx, "system", "device.register", device_id, profile_id.unwrap_or("")).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_patient(
+        &self,
+        id: &PatientIdentifier,
+        display_name: Option<&str>,
+        verified_by: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let verified_at = verified_by.map(|_| millis(Utc::now()));
+        let key: i64 = sqlx::query_scalar(
+            "INSERT INTO patients (organisation, id_system, id_value, display_name, verified_at, verified_by)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (organisation, id_system, id_value) DO UPDATE SET
+               display_name = COALESCE(excluded.display_name, display_name),
+               verified_at = COALESCE(excluded.verified_at, verified_at),
+               verified_by = COALESCE(excluded.verified_by, verified_by)
+             RETURNING id",
+        )
+        .bind(&id.organisation)
+        .bind(&id.system)
+        .bind(&id.value)
+        .bind(display_name)
+        .bind(verified_at)
+        .bind(verified_by)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(key)
+    }
+
+    async fn find_patient(&self, id: &PatientIdentifier) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id FROM patients WHERE organisation = ? AND id_system = ? AND id_value = ?")
+            .bind(&id.organisation)
+            .bind(&id.system)
+            .bind(&id.value)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn pair(&self, device_id: &str, patient_id: i64, from: DateTime<Utc>, actor: &str) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE device_id = ?").bind(device_id).fetch_optional(&mut *tx).await?;
+        if known.is_none() {
+            return Err(StoreError::Refused(format!("device {device_id} is not registered")));
+        }
+        let patient: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT verified_at FROM patients WHERE id = ?").bind(patient_id).fetch_optional(&mut *tx).await?;
+        match patient {
+            None => return Err(StoreError::Refused(format!("patient {patient_id} is not in the registry"))),
+            Some(None) => return Err(StoreError::Refused(format!("patient {patient_id} is not verified; verify before pairing"))),
+            Some(Some(_)) => {}
+        }
+        let open: Option<(i64, i64)> =
+            sqlx::query_as("SELECT id, valid_from FROM pairings WHERE device_id = ? AND valid_to IS NULL")
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((open_id, open_from)) = open {
+            if millis(from) < open_from {
+                return Err(StoreError::Refused(format!(
+                    "pairing {open_id} of device {device_id} starts after {}: unpair first",
+                    from.to_rfc3339()
+                )));
+            }
+            sqlx::query("UPDATE pairings SET valid_to = ? WHERE id = ?").bind(millis(from)).bind(open_id).execute(&mut *tx).await?;
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO pairings (device_id, patient_id, valid_from, created_by, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(device_id)
+        .bind(patient_id)
+        .bind(millis(from))
+        .bind(actor)
+        .bind(millis(Utc::now()))
+        .fetch_one(&mut *tx)
+        .await?;
+        append_audit(&mut tx, actor, "pairing.open", device_id, &format!("pairing {id}, patient {patient_id}, from {}", from.to_rfc3339())).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn unpair(&self, device_id: &str, at: DateTime<Utc>, actor: &str) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let open: Option<(i64, i64)> =
+            sqlx::query_as("SELECT id, valid_from FROM pairings WHERE device_id = ? AND valid_to IS NULL")
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((id, from)) = open else {
+            return Err(StoreError::Refused(format!("device {device_id} has no open pairing")));
+        };
+        let end = millis(at).max(from);
+        sqlx::query("UPDATE pairings SET valid_to = ? WHERE id = ?").bind(end).bind(id).execute(&mut *tx).await?;
+        append_audit(&mut tx, actor, "pairing.close", device_id, &format!("pairing {id}, until {}", from_millis(end).to_rfc3339())).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn set_consent(&self, patient_id: i64, flow: Flow, granted: bool, actor: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO consents (patient_id, flow, granted, recorded_at, recorded_by) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (patient_id, flow) DO UPDATE SET granted = excluded.granted,
+               recorded_at = excluded.recorded_at, recorded_by = excluded.recorded_by",
+        )
+        .bind(patient_id)
+        .bind(flow.as_str())
+        .bind(granted)
+        .bind(millis(Utc::now()))
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+        let decision = if granted { "granted" } else { "refused" };
+        append_audit(&mut tx, actor, "consent.record", &format!("patient {patient_id}"), &format!("{flow} {decision}")).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.device_id, d.profile_id, d.label, p.id, p.patient_id, p.valid_from
+             FROM devices d LEFT JOIN pairings p ON p.device_id = d.device_id AND p.valid_to IS NULL
+             ORDER BY d.device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeviceEntry {
+                device_id: r.get(0),
+                profile_id: r.get(1),
+                label: r.get(2),
+                pairing_id: r.get(3),
+                patient_id: r.get(4),
+                paired_since: r.get::<Option<i64>, _>(5).map(from_millis),
+            })
+            .collect())
+    }
+
+    async fn readings(&self, query: &ReadingQuery) -> Result<Vec<StoredReading>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT hash, device_id, patient_id, mdc_code, value, unit, observed_at, validity FROM readings WHERE 1 = 1",
+        );
+        if let Some(p) = query.patient_id {
+            q.push(" AND patient_id = ").push_bind(p);
+        }
+        if let Some(d) = &query.device_id {
+            q.push(" AND device_id = ").push_bind(d.as_str());
+        }
+        if let Some(c) = query.mdc_code {
+            q.push(" AND mdc_code = ").push_bind(c as i64);
+        }
+        if let Some(f) = query.from {
+            q.push(" AND observed_at >= ").push_bind(millis(f));
+        }
+        if let Some(t) = query.to {
+            q.push(" AND observed_at < ").push_bind(millis(t));
+        }
+        q.push(" ORDER BY observed_at DESC LIMIT ").push_bind(query.limit.map_or(-1, i64::from));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredReading {
+                hash: blake3::Hash::from_slice(r.get::<&[u8], _>(0)).map(|h| h.to_hex().to_string()).unwrap_or_default(),
+                device_id: r.get(1),
+                patient_id: r.get(2),
+                mdc_code: r.get::<i64, _>(3) as u32,
+                value: r.get(4),
+                unit: r.get(5),
+                observed_at: from_millis(r.get(6)),
+                validity: r.get(7),
+            })
+            .collect())
+    }
+
+    async fn quarantine(&self, limit: u32) -> Result<Vec<QuarantineEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT q.id, q.device_id, q.mdc_code, q.value, q.unit, q.observed_at, q.reason, q.detail, i.payload
+             FROM quarantine q JOIN inbox i ON i.id = q.inbox_id ORDER BY q.id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| QuarantineEntry {
+                id: r.get(0),
+                device_id: r.get(1),
+                mdc_code: r.get::<i64, _>(2) as u32,
+                value: r.get(3),
+                unit: r.get(4),
+                observed_at: from_millis(r.get(5)),
+                reason: r.get(6),
+                detail: r.get(7),
+                payload: String::from_utf8_lossy(r.get::<&[u8], _>(8)).into_owned(),
+            })
+            .collect())
+    }
+
+    async fn rejected(&self, limit: u32) -> Result<Vec<RejectedEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, i.source, i.origin, r.reason, r.detail, i.payload, i.received_at
+             FROM rejected r JOIN inbox i ON i.id = r.inbox_id ORDER BY r.id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RejectedEntry {
+                id: r.get(0),
+                source: r.get(1),
+                origin: r.get(2),
+                reason: r.get(3),
+                detail: r.get(4),
+                payload: String::from_utf8_lossy(r.get::<&[u8], _>(5)).into_owned(),
+                received_at: from_millis(r.get(6)),
+            })
+            .collect())
+    }
+
+    async fn held(&self, limit: u32) -> Result<Vec<HeldEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, patient_id, mdc_code, value, observed_at, flow, reason FROM held ORDER BY created_at DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| HeldEntry {
+                device_id: r.get(0),
+                patient_id: r.get(1),
+                mdc_code: r.get::<i64, _>(2) as u32,
+                value: r.get(3),
+                observed_at: from_millis(r.get(4)),
+                flow: r.get(5),
+                reason: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM inbox),
+                    (SELECT COUNT(*) FROM readings),
+                    (SELECT COALESCE(SUM(repeats), 0) FROM inbox) + (SELECT COALESCE(SUM(repeats), 0) FROM dedup_index),
+                    (SELECT COUNT(*) FROM rejected),
+                    (SELECT COUNT(*) FROM quarantine),
+                    (SELECT COUNT(*) FROM held)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StoreCounts {
+            payloads: row.get(0),
+            readings: row.get(1),
+            duplicates: row.get(2),
+            rejected: row.get(3),
+            quarantined: row.get(4),
+            held: row.get(5),
+        })
+    }
+
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let cutoff = millis(cutoff);
+        let mut tx = self.pool.begin().await?;
+        let mut removed = 0;
+        for sql in [
+            "DELETE FROM readings WHERE observed_at < ?",
+            "DELETE FROM dedup_index WHERE first_seen_at < ?",
+            // Payloads behind quarantine, rejections or held readings are forensic evidence: kept.
+            "DELETE FROM inbox WHERE received_at < ? AND outcome = 'accepted'",
+        ] {
+            removed += sqlx::query(sql).bind(cutoff).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn audit(&self, actor: &str, action: &str, subject: &str, detail: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        append_audit(&mut tx, actor, action, subject, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
