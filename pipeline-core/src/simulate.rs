@@ -145,6 +145,12 @@ pub struct SimDevice {
 }
 
 impl SimDevice {
+    /// A device with a random (seeded) patient at rest.
+    pub fn new(id: &str, kind: DeviceKind, patient_mrn: Option<&str>, seed: u64) -> SimDevice {
+        let body = Physiology::new(&mut StdRng::seed_from_u64(seed));
+        SimDevice { id: id.to_string(), kind, patient_mrn: patient_mrn.map(str::to_string), body }
+    }
+
     /// The payload this device sends at `now`.
     pub fn payload(&self, now: DateTime<Utc>) -> Value {
         let b = &self.body;

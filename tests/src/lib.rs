@@ -1,1 +1,330 @@
-//! Harness for end-to-end tests.
+//! Harness for Vigil's end-to-end tests: real peers (Mosquitto, the `vigil` binary) started on
+//! ephemeral loopback ports, and a QoS 1 publisher that records exactly which PUBLISHes were
+//! acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// A fixture path under `fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    workspace().join("fixtures").join(rel)
+}
+
+/// The `vigil` binary, built on demand (`cargo test` does not build another package's binaries).
+pub fn vigil_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("VIGIL_BIN") {
+        return p.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"));
+    let bin = target.join("debug").join("vigil");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-q", "-p", "pipeline-core", "--bin", "vigil"])
+            .current_dir(workspace())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building vigil failed");
+    });
+    bin
+}
+
+/// A free TCP port on loopback (bound and released; good enough for a test peer).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind loopback").port()
+}
+
+fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing listens on 127.0.0.1:{port} after {within:?}")
+}
+
+/// A Mosquitto broker (Debian's package) on an ephemeral loopback port; stopped on drop.
+pub struct Mosquitto {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts a broker that queues without limit for persistent sessions, so a slow or absent
+    /// subscriber loses nothing (its default silently drops beyond 1000 queued QoS 1 messages).
+    pub fn start() -> anyhow::Result<Mosquitto> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n\
+                 max_inflight_messages 100\nlog_dest stderr\nlog_type error\n"
+            ),
+        )?;
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("mosquitto is not installed (make test installs it)")?;
+        let broker = Mosquitto { child, port, _dir: dir };
+        wait_for_port(port, Duration::from_secs(10))?;
+        Ok(broker)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which broker a test site uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// Vigil's own endpoint.
+    Embedded,
+    /// An external Mosquitto at this port.
+    External(u16),
+}
+
+/// A site: a temp dir with a `vigil.toml`, a store seeded from the demo registry.
+pub struct Site {
+    /// The temp dir.
+    pub dir: tempfile::TempDir,
+    /// The config file.
+    pub config: PathBuf,
+    /// The broker kind.
+    pub broker: BrokerKind,
+}
+
+impl Site {
+    /// Writes the config and imports `fixtures/demo/registry.toml`.
+    pub fn new(broker: BrokerKind) -> anyhow::Result<Site> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("vigil.toml");
+        let broker_section = match broker {
+            BrokerKind::Embedded => "mode = \"embedded\"\nlisten = \"127.0.0.1:0\"".to_string(),
+            BrokerKind::External(port) => format!("mode = \"external\"\nurl = \"mqtt://127.0.0.1:{port}\""),
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\nurl = \"sqlite://vigil.db\"\n[broker]\n{broker_section}\n[profiles]\ndir = \"{}\"\n\
+                 [identity]\norganisation = \"demo-clinic\"\n[sources.mqtt]\nclient_id = \"vigil-test-{}\"\n",
+                fixture("profiles").display(),
+                std::process::id()
+            ),
+        )?;
+        let site = Site { dir, config, broker };
+        site.vigil(&["import-registry", "--config", &site.config_str(), &fixture("demo/registry.toml").to_string_lossy()])?;
+        Ok(site)
+    }
+
+    /// The config path as a string.
+    pub fn config_str(&self) -> String {
+        self.config.to_string_lossy().into_owned()
+    }
+
+    /// Runs a `vigil` subcommand to completion; fails on a non-zero exit.
+    pub fn vigil(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(vigil_bin()).args(args).output()?;
+        if !out.status.success() {
+            bail!("vigil {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// `vigil show WHAT` parsed as JSON.
+    pub fn show(&self, what: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.vigil(&["show", what, "--config", &self.config_str(), "--limit", "100000"])?)?)
+    }
+
+    /// A count from `vigil show counts`.
+    pub fn count(&self, name: &str) -> anyhow::Result<i64> {
+        self.show("counts")?[name].as_i64().with_context(|| format!("no count {name}"))
+    }
+
+    /// Starts `vigil run` on this site.
+    pub fn run(&self) -> anyhow::Result<VigilProcess> {
+        VigilProcess::start(&self.config)
+    }
+
+    /// Polls `vigil show counts` until `done` holds or the time is up; returns the last counts.
+    pub fn wait_counts(&self, within: Duration, done: impl Fn(&serde_json::Value) -> bool) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let counts = self.show("counts")?;
+            if done(&counts) {
+                return Ok(counts);
+            }
+            if Instant::now() > deadline {
+                bail!("counts did not settle within {within:?}: {counts}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A running `vigil run`; SIGTERMed on drop.
+pub struct VigilProcess {
+    child: Child,
+    /// The embedded endpoint's address, when it runs.
+    pub mqtt_addr: Option<SocketAddr>,
+}
+
+impl VigilProcess {
+    /// Starts `vigil run --config FILE` and waits until it says it is running.
+    pub fn start(config: &Path) -> anyhow::Result<VigilProcess> {
+        let mut child = Command::new(vigil_bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("VIGIL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let mut mqtt_addr = None;
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some(addr) = line.strip_prefix("vigil: mqtt endpoint listening on ") {
+                mqtt_addr = Some(addr.parse()?);
+            }
+            if line == "vigil: running" {
+                // Keep draining stdout so the child never blocks on a full pipe.
+                std::thread::spawn(move || lines.for_each(drop));
+                return Ok(VigilProcess { child, mqtt_addr });
+            }
+        }
+        let status = child.wait()?;
+        bail!("vigil run exited before it was running: {status}")
+    }
+
+    /// SIGKILL: no chance to drain.
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        signal_term(&self.child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                bail!("vigil did not exit within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn signal_term(child: &Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+}
+
+impl Drop for VigilProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal_term(&self.child);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Which messages a tracked publish got PUBACKs for.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// Indices (into the message list) whose PUBLISH was sent.
+    pub sent: usize,
+    /// Indices whose PUBACK arrived.
+    pub acked: HashSet<usize>,
+    /// Whether the connection broke before the end.
+    pub broken: bool,
+}
+
+/// Publishes `messages` in order at QoS 1 on one connection and records which were acknowledged.
+/// Stops at the first connection error (a retransmission after reconnect would blur which PUBACK
+/// belongs to which message). `on_progress` sees the acknowledged count as it grows.
+pub async fn publish_tracked(
+    port: u16,
+    messages: Vec<(String, Vec<u8>)>,
+    inflight: u16,
+    within: Duration,
+    mut on_progress: impl FnMut(usize),
+) -> anyhow::Result<Published> {
+    let mut opts = MqttOptions::new(format!("test-pub-{}-{}", std::process::id(), rand_suffix()), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(inflight).set_max_packet_size(64 * 1024, 64 * 1024);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    let total = messages.len();
+    let feeder = tokio::spawn(async move {
+        for (topic, payload) in messages {
+            if client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err() {
+                break;
+            }
+        }
+        client
+    });
+    let mut result = Published::default();
+    let mut by_pkid: HashMap<u16, usize> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while result.acked.len() < total {
+        match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+            Err(_) => bail!("publishing did not finish within {within:?}: {} of {total} acknowledged", result.acked.len()),
+            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                by_pkid.insert(pkid, result.sent);
+                result.sent += 1;
+            }
+            Ok(Ok(Event::Incoming(Incoming::PubAck(ack)))) => {
+                if let Some(i) = by_pkid.remove(&ack.pkid) {
+                    result.acked.insert(i);
+                    on_progress(result.acked.len());
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                result.broken = true;
+                break;
+            }
+        }
+    }
+    feeder.abort();
+    Ok(result)
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
+}

@@ -265,7 +265,7 @@ mod tests {
 
     fn verdict(r: &Reading, reg: &Registry) -> Verdict {
         let policy = Policy { max_future_skew: Duration::seconds(300) };
-        identify(r, reg, &policy, at("2026-03-01T00:00:00Z"))
+        identify(r, reg, &policy, at("2026-07-01T00:00:00Z"))
     }
 
     fn reason(v: Verdict) -> Option<QuarantineReason> {
@@ -294,8 +294,8 @@ mod tests {
         let mut reg = registry();
         assert_eq!(reason(verdict(&reading("OX-9", "2026-02-01T00:00:00Z", None), &reg)), Some(QuarantineReason::UnknownDevice));
         let mismatch = verdict(&reading("OX-1", "2026-02-01T00:00:00Z", Some("MRN8")), &reg);
-        let Verdict::Quarantine { reason, detail } = mismatch else { panic!("not quarantined") };
-        assert_eq!(reason, QuarantineReason::PatientMismatch);
+        let Verdict::Quarantine { reason: why, detail } = mismatch else { panic!("not quarantined") };
+        assert_eq!(why, QuarantineReason::PatientMismatch);
         assert!(!detail.contains("MRN"), "PHI in detail: {detail}");
         assert_eq!(reason_of_future(&reg), Some(QuarantineReason::FutureTime));
         reg.patients.get_mut(&7).unwrap().verified = false;
@@ -303,7 +303,7 @@ mod tests {
     }
 
     fn reason_of_future(reg: &Registry) -> Option<QuarantineReason> {
-        reason(verdict(&reading("OX-1", "2026-03-01T00:10:00Z", None), reg))
+        reason(verdict(&reading("OX-1", "2026-07-01T00:10:00Z", None), reg))
     }
 
     #[test]

@@ -1,23 +1,467 @@
-//! TEMPORARY STUB (replaced by the real module).
-#![allow(missing_docs)]
+//! Normalise: turn one vendor payload into canonical [`Reading`]s with a device [`Profile`].
+//!
+//! Invariant: a reading leaves this module only with a known MDC code, a value converted into the
+//! code's canonical UCUM unit, a device id and an observed time; a payload that cannot give that is
+//! rejected whole, with a [`Rejection`] saying what, where and why (and never a patient identifier).
+//!
+//! # Layout
+//! - `codes`: the MDC/LOINC code table ([`codes::Metric`]).
+//! - `units`: UCUM units, vendor spellings and conversion.
+//! - `path`: the path expressions profiles use to point into payloads.
+//! - `profile`: the TOML profile format, loading and checking ([`Profile`], [`ProfileSet`]).
+//! - here: [`normalise`], the per-message step, a plain function of a profile and bytes.
+//!
+//! # Payload rules
+//! - Not JSON: `not_json`. No device id or no time where the profile says: `missing_field`.
+//! - A mapped value that is absent or `null` is skipped (monitors omit parameters they do not
+//!   measure); a present value that is not a number is `bad_value`. A string holding a number
+//!   (`"97"`) is accepted, because some vendors quote every value; `"NaN"`, `"inf"` are not.
+//! - A unit read from the payload must be one the profile lists for that mapping (`bad_unit`).
+//! - A payload that yields no reading at all is `no_readings`.
+//! - Times are kept at millisecond precision in UTC (finer digits are truncated). An RFC 3339 time
+//!   without an offset is refused: local time cannot be placed safely.
+//! - A device id may be a string or an integer; a patient identifier too (absent, `null` or `""`
+//!   means none). A validity flag that is absent means the device flagged nothing: valid.
+
 pub mod codes;
-use crate::model::Reading;
-use std::path::Path;
-#[derive(Debug)]
-pub struct Profile { pub id: String }
-#[derive(Debug, Default)]
-pub struct ProfileSet { profiles: Vec<Profile> }
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ProfileError(pub String);
-impl ProfileSet {
-    pub fn load_dir(_dir: &Path) -> Result<ProfileSet, ProfileError> { Ok(ProfileSet::default()) }
-    pub fn for_topic(&self, _topic: &str) -> Option<&Profile> { self.profiles.first() }
-    pub fn iter(&self) -> impl Iterator<Item = &Profile> { self.profiles.iter() }
+mod path;
+pub mod profile;
+pub mod units;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::model::{Reading, Validity};
+use path::JsonPath;
+use profile::{Mapping, TimeFormat, UnitSource};
+pub use profile::{Profile, ProfileError, ProfileProblem, ProfileSet, load_profile};
+use units::{convert, parse_unit};
+
+/// Why a payload was rejected: a stable, machine-readable class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// No profile serves the topic the payload came on.
+    NoProfile,
+    /// The payload is not valid JSON.
+    NotJson,
+    /// A required field (device id, time, a batch array, a value's unit) is absent.
+    MissingField,
+    /// A field is present but of the wrong type or not a finite number.
+    BadValue,
+    /// The observed time does not parse in the profile's format.
+    BadTime,
+    /// A unit in the payload is unknown, of the wrong dimension, or not accepted by the profile.
+    BadUnit,
+    /// The payload is well formed but none of the profile's mappings found a value.
+    NoReadings,
 }
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason { NotJson, NoProfile }
-impl RejectReason { pub fn as_str(self) -> &'static str { "x" } }
-#[derive(Debug, Clone)]
-pub struct Rejection { pub reason: RejectReason, pub detail: String }
-pub fn normalise(_p: &Profile, _payload: &[u8]) -> Result<Vec<Reading>, Rejection> { todo!() }
+
+impl RejectReason {
+    /// The stable snake_case name stored with the quarantined payload and shown in the console.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::NoProfile => "no_profile",
+            RejectReason::NotJson => "not_json",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::BadValue => "bad_value",
+            RejectReason::BadTime => "bad_time",
+            RejectReason::BadUnit => "bad_unit",
+            RejectReason::NoReadings => "no_readings",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A payload that yields no readings, and why. The detail names the path and the offending value,
+/// except a patient identifier's, which is PHI.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{reason}: {detail}")]
+pub struct Rejection {
+    /// The class of problem.
+    pub reason: RejectReason,
+    /// What, where (the path) and why, for the operator.
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(reason: RejectReason, detail: String) -> Rejection {
+        Rejection { reason, detail }
+    }
+
+    /// The rejection for a payload on a topic no profile serves.
+    pub fn no_profile(topic: &str) -> Rejection {
+        Rejection::new(
+            RejectReason::NoProfile,
+            format!(
+                "no device profile serves topic {topic:?}: add a profile whose topics match it"
+            ),
+        )
+    }
+}
+
+/// The readings a payload carries, as the profile maps them, in mapping order (per element with
+/// `each`). The whole payload is rejected if any part of it is wrong: half a payload could hide the
+/// reading that mattered.
+pub fn normalise(profile: &Profile, payload: &[u8]) -> Result<Vec<Reading>, Rejection> {
+    let doc: Value = serde_json::from_slice(payload)
+        .map_err(|e| Rejection::new(RejectReason::NotJson, format!("payload is not JSON: {e}")))?;
+    let mut readings = Vec::new();
+    match &profile.each {
+        None => {
+            let scope = Scope {
+                profile,
+                root: &doc,
+                here: &doc,
+                element: None,
+            };
+            scope.readings(&mut readings)?;
+            if readings.is_empty() {
+                return Err(Rejection::new(
+                    RejectReason::NoReadings,
+                    format!(
+                        "none of the profile's {} mapped values is in the payload",
+                        profile.mappings.len()
+                    ),
+                ));
+            }
+        }
+        Some(each) => {
+            let items = match each.resolve(&doc, &doc) {
+                Some(Value::Array(items)) => items,
+                Some(other) => {
+                    return Err(Rejection::new(
+                        RejectReason::BadValue,
+                        format!("batch at {each} is {}, expected an array", describe(other)),
+                    ));
+                }
+                None => {
+                    return Err(Rejection::new(
+                        RejectReason::MissingField,
+                        format!("batch is missing: nothing at {each}"),
+                    ));
+                }
+            };
+            for (i, item) in items.iter().enumerate() {
+                let scope = Scope {
+                    profile,
+                    root: &doc,
+                    here: item,
+                    element: Some(i),
+                };
+                scope.readings(&mut readings)?;
+            }
+            if readings.is_empty() {
+                return Err(Rejection::new(
+                    RejectReason::NoReadings,
+                    format!(
+                        "none of the {} elements of {each} holds any of the profile's {} mapped values",
+                        items.len(),
+                        profile.mappings.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(readings)
+}
+
+/// One unit of readings: the whole payload, or one element of the `each` array.
+struct Scope<'a> {
+    profile: &'a Profile,
+    root: &'a Value,
+    here: &'a Value,
+    element: Option<usize>,
+}
+
+impl<'a> Scope<'a> {
+    fn get(&self, path: &JsonPath) -> Option<&'a Value> {
+        path.resolve(self.root, self.here).filter(|v| !v.is_null())
+    }
+
+    /// Where a path points, as the operator can find it in the payload: `/batch/3/hr`.
+    fn locate(&self, path: &JsonPath) -> String {
+        match (&self.profile.each, self.element) {
+            (Some(each), Some(i)) if !path.is_anchored() => format!("{each}/{i}{path}"),
+            _ => path.to_string(),
+        }
+    }
+
+    fn missing(&self, what: &str, path: &JsonPath) -> Rejection {
+        Rejection::new(
+            RejectReason::MissingField,
+            format!("{what} is missing: nothing at {}", self.locate(path)),
+        )
+    }
+
+    fn bad(
+        &self,
+        reason: RejectReason,
+        what: &str,
+        path: &JsonPath,
+        value: &Value,
+        expected: &str,
+    ) -> Rejection {
+        Rejection::new(
+            reason,
+            format!(
+                "{what} at {} is {}, expected {expected}",
+                self.locate(path),
+                describe(value)
+            ),
+        )
+    }
+
+    fn readings(&self, out: &mut Vec<Reading>) -> Result<(), Rejection> {
+        let profile = self.profile;
+        let device_id = self.device_id()?;
+        let observed_at = self.observed_at()?;
+        let patient_hint = self.patient_hint()?;
+        let validity = self.validity()?;
+        for mapping in &profile.mappings {
+            if let Some(value) = self.value(mapping)? {
+                out.push(Reading {
+                    device_id: device_id.clone(),
+                    metric: mapping.metric,
+                    value,
+                    observed_at,
+                    patient_hint: patient_hint.clone(),
+                    validity,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn device_id(&self) -> Result<String, Rejection> {
+        let path = &self.profile.device_id;
+        match self.get(path) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+            Some(other) => Err(self.bad(
+                RejectReason::BadValue,
+                "device id",
+                path,
+                other,
+                "a non-empty string or an integer",
+            )),
+            None => Err(self.missing("device id", path)),
+        }
+    }
+
+    fn observed_at(&self) -> Result<DateTime<Utc>, Rejection> {
+        let time = &self.profile.time;
+        let value = self
+            .get(&time.path)
+            .ok_or_else(|| self.missing("observed time", &time.path))?;
+        let (parsed, expected) = match time.format {
+            TimeFormat::Rfc3339 => (
+                value
+                    .as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|t| t.timestamp_millis()),
+                "an RFC 3339 time with an offset, e.g. \"2026-11-24T10:00:00.120Z\"",
+            ),
+            TimeFormat::EpochMs => (
+                epoch_millis(value, 1),
+                "epoch milliseconds, e.g. 1795000000000",
+            ),
+            TimeFormat::EpochS => (epoch_millis(value, 1000), "epoch seconds, e.g. 1795000000"),
+        };
+        parsed
+            .and_then(DateTime::from_timestamp_millis)
+            .ok_or_else(|| {
+                self.bad(
+                    RejectReason::BadTime,
+                    "observed time",
+                    &time.path,
+                    value,
+                    expected,
+                )
+            })
+    }
+
+    fn patient_hint(&self) -> Result<Option<String>, Rejection> {
+        let Some(path) = &self.profile.patient else {
+            return Ok(None);
+        };
+        match self.get(path) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+            // PHI: say what kind of value it is, never the value.
+            Some(_) => Err(Rejection::new(
+                RejectReason::BadValue,
+                format!(
+                    "patient identifier at {} is not a string or an integer (value withheld: PHI)",
+                    self.locate(path)
+                ),
+            )),
+        }
+    }
+
+    fn validity(&self) -> Result<Validity, Rejection> {
+        let Some(field) = &self.profile.validity else {
+            return Ok(Validity::Valid);
+        };
+        let Some(value) = self.get(&field.path) else {
+            return Ok(Validity::Valid);
+        };
+        let flag = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(_) | Value::Bool(_) => value.to_string(),
+            other => {
+                return Err(self.bad(
+                    RejectReason::BadValue,
+                    "validity flag",
+                    &field.path,
+                    other,
+                    "a string, number or boolean",
+                ));
+            }
+        };
+        match field.map.iter().find(|(key, _)| *key == flag) {
+            Some((_, validity)) => Ok(*validity),
+            None => field.unmapped.ok_or_else(|| {
+                Rejection::new(
+                    RejectReason::BadValue,
+                    format!(
+                        "validity flag at {} is {}, which the profile's validity.map does not list: add it to the map or set validity.unmapped",
+                        self.locate(&field.path),
+                        describe(value)
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// The mapped value in the metric's canonical unit; `None` when the payload does not carry it.
+    fn value(&self, mapping: &Mapping) -> Result<Option<f64>, Rejection> {
+        let metric = mapping.metric;
+        let Some(raw) = self.get(&mapping.value) else {
+            return Ok(None);
+        };
+        let what = format!("{} value", metric.mdc_ref);
+        let number = match raw {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.parse::<f64>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            self.bad(
+                RejectReason::BadValue,
+                &what,
+                &mapping.value,
+                raw,
+                "a number",
+            )
+        })?;
+        if !number.is_finite() {
+            return Err(self.bad(
+                RejectReason::BadValue,
+                &what,
+                &mapping.value,
+                raw,
+                "a finite number",
+            ));
+        }
+        let unit = match &mapping.unit {
+            UnitSource::Fixed(unit) => *unit,
+            UnitSource::Payload { path, accepted } => self.payload_unit(mapping, path, accepted)?,
+        };
+        let converted = convert(number, &unit, metric).map_err(|e| {
+            Rejection::new(
+                RejectReason::BadValue,
+                format!(
+                    "{what} at {} cannot be converted: {e}",
+                    self.locate(&mapping.value)
+                ),
+            )
+        })?;
+        Ok(Some(converted))
+    }
+
+    fn payload_unit(
+        &self,
+        mapping: &Mapping,
+        path: &JsonPath,
+        accepted: &[(String, units::Unit)],
+    ) -> Result<units::Unit, Rejection> {
+        let metric = mapping.metric;
+        let what = format!("{} unit", metric.mdc_ref);
+        let value = self.get(path).ok_or_else(|| self.missing(&what, path))?;
+        let Value::String(spelled) = value else {
+            return Err(self.bad(RejectReason::BadUnit, &what, path, value, "a unit string"));
+        };
+        if let Some((_, unit)) = accepted.iter().find(|(s, _)| s == spelled) {
+            return Ok(*unit);
+        }
+        let listed: Vec<String> = accepted.iter().map(|(s, _)| format!("\"{s}\"")).collect();
+        let why = match parse_unit(spelled) {
+            None => "a unit Vigil does not know".to_string(),
+            Some(unit) if unit.dimension != metric.dimension => format!(
+                "a {}, but {} is a {} measured in \"{}\"",
+                unit.dimension.name(),
+                metric.display,
+                metric.dimension.name(),
+                metric.unit
+            ),
+            Some(_) => "not among the profile's accepted units for it; add it to `units` if the device really sends it".to_string(),
+        };
+        Err(Rejection::new(
+            RejectReason::BadUnit,
+            format!(
+                "{what} at {} is {}: {why} (accepted: {})",
+                self.locate(path),
+                describe(value),
+                listed.join(", ")
+            ),
+        ))
+    }
+}
+
+/// Epoch time in milliseconds from a number or a string holding one, `per_unit` ms per unit.
+/// Fractions are rounded to the millisecond, since float digits below that are noise.
+fn epoch_millis(value: &Value, per_unit: i64) -> Option<i64> {
+    let integer = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse::<i64>().ok(),
+        _ => return None,
+    };
+    if let Some(units) = integer {
+        return units.checked_mul(per_unit);
+    }
+    let float = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.parse::<f64>().ok()?,
+        _ => return None,
+    };
+    let millis = (float * per_unit as f64).round();
+    // Beyond this chrono cannot represent the time anyway; checking first keeps the cast exact.
+    (millis.is_finite() && millis.abs() < 1e17).then_some(millis as i64)
+}
+
+/// A payload value for a rejection detail: short, and never more than a fragment of the payload.
+fn describe(value: &Value) -> String {
+    const MAX_CHARS: usize = 40;
+    match value {
+        Value::String(s) if s.chars().count() > MAX_CHARS => {
+            let head: String = s.chars().take(MAX_CHARS).collect();
+            format!("{}…", Value::String(head))
+        }
+        Value::Array(_) => "an array".to_string(),
+        Value::Object(_) => "an object".to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,102 @@
+//! Crash safety: `vigil run` is SIGKILLed in the middle of a QoS 1 burst and restarted; every
+//! payload whose PUBACK the publisher received is stored, exactly once. With an external broker
+//! (Mosquitto keeps the unacknowledged messages) and with the embedded endpoint (where Vigil itself
+//! sends the PUBACK, only after the durable write).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use pipeline_core::simulate::{DeviceKind, SimDevice};
+use vigil_tests::{BrokerKind, Mosquitto, Site, VigilProcess, publish_tracked};
+
+const BURST: usize = 20_000;
+
+fn burst() -> (Vec<(String, Vec<u8>)>, Vec<i64>) {
+    let device = SimDevice::new("OX-1000", DeviceKind::Oximeter, None, 1);
+    let t0 = Utc::now() - chrono::Duration::minutes(30);
+    let times: Vec<_> = (0..BURST as i64).map(|i| t0 + chrono::Duration::milliseconds(i * 10)).collect();
+    let messages = times.iter().map(|t| (device.kind.topic(&device.id), device.payload(*t).to_string().into_bytes())).collect();
+    (messages, times.iter().map(|t| t.timestamp_millis()).collect())
+}
+
+/// Readings of OX-1000 per observed time (ms).
+fn stored_per_time(site: &Site) -> anyhow::Result<HashMap<i64, usize>> {
+    let readings = site.vigil(&["show", "readings", "--config", &site.config_str(), "--device", "OX-1000", "--limit", "1000000"])?;
+    let readings: serde_json::Value = serde_json::from_str(&readings)?;
+    let mut per_time = HashMap::new();
+    for r in readings.as_array().unwrap() {
+        let t = chrono::DateTime::parse_from_rfc3339(r["observed_at"].as_str().unwrap())?.timestamp_millis();
+        *per_time.entry(t).or_insert(0) += 1;
+    }
+    Ok(per_time)
+}
+
+fn assert_acked_stored_once(site: &Site, times: &[i64], acked: impl Iterator<Item = usize>) -> anyhow::Result<usize> {
+    let per_time = stored_per_time(site)?;
+    let mut checked = 0;
+    for i in acked {
+        // Each oximeter payload holds two readings: SpO2 and pulse rate.
+        assert_eq!(per_time.get(&times[i]).copied(), Some(2), "acknowledged payload {i} is not stored exactly once");
+        checked += 1;
+    }
+    assert!(per_time.values().all(|&n| n == 2), "some payload is stored partially or twice");
+    Ok(checked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_embedded_endpoint_loses_no_acknowledged_payload() -> anyhow::Result<()> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    let vigil = site.run()?;
+    let port = vigil.mqtt_addr.expect("endpoint address").port();
+    let (messages, times) = burst();
+    let mut victim = Some(vigil);
+    let published = publish_tracked(port, messages, 500, Duration::from_secs(120), |acked| {
+        if acked >= 3000 && let Some(v) = victim.take() {
+            v.kill9().expect("SIGKILL vigil");
+        }
+    })
+    .await?;
+    assert!(published.broken, "the kill must break the connection mid-burst");
+    assert!(published.acked.len() >= 3000 && published.acked.len() < BURST, "acked {}", published.acked.len());
+
+    let restarted = site.run()?;
+    let checked = assert_acked_stored_once(&site, &times, published.acked.iter().copied())?;
+    assert_eq!(checked, published.acked.len());
+    let payloads = site.count("payloads")?;
+    assert!(payloads as usize >= published.acked.len(), "{payloads} stored < {} acknowledged", published.acked.len());
+    assert!(restarted.terminate()?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_mosquitto_loses_nothing_and_stores_once() -> anyhow::Result<()> {
+    let broker = Mosquitto::start()?;
+    let site = Site::new(BrokerKind::External(broker.port))?;
+    let vigil: VigilProcess = site.run()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (messages, times) = burst();
+    let site_ref = &site;
+    let mut victim = Some(vigil);
+    let published = publish_tracked(broker.port, messages, 500, Duration::from_secs(120), |_| {
+        // Kill once Vigil has stored part of the burst, so the crash lands mid-stream.
+        if let Some(v) = victim.as_ref()
+            && site_ref.count("payloads").unwrap_or(0) >= 2000
+        {
+            let _ = v;
+            victim.take().unwrap().kill9().expect("SIGKILL vigil");
+        }
+    })
+    .await?;
+    assert!(victim.is_none(), "vigil was never killed: the burst finished before 2000 payloads were stored");
+    assert_eq!(published.acked.len(), BURST, "Mosquitto acknowledges the whole burst");
+
+    // Restart with the same client id: the broker delivers what the dead process never acknowledged.
+    let restarted = site.run()?;
+    site.wait_counts(Duration::from_secs(120), |c| c["payloads"].as_i64() == Some(BURST as i64))?;
+    let checked = assert_acked_stored_once(&site, &times, 0..BURST)?;
+    assert_eq!(checked, BURST);
+    assert_eq!(site.count("readings")?, 2 * BURST as i64);
+    assert!(restarted.terminate()?.success());
+    Ok(())
+}
