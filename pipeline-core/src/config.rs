@@ -230,34 +230,41 @@ impl Config {
     /// Reads, parses and validates a config file; relative paths become relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let fail = |problems| ConfigErrors { file: path.to_path_buf(), problems };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            fail(vec![problem("(file)", path.display(), e, "check the path and permissions")])
-        })?;
-        let mut config = Config::parse(&text).map_err(fail)?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(vec![problem("(file)", path.display(), e, "check the path and permissions")]))?;
+        let (mut config, mut problems) = Config::parse_lenient(&text).map_err(fail)?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
-        let problems = config.validate();
+        problems.extend(config.validate());
         if problems.is_empty() { Ok(config) } else { Err(fail(problems)) }
     }
 
     /// Parses TOML text, reporting every unknown key and wrong type, not only the first.
     pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+        match Config::parse_lenient(text)? {
+            (config, problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(problems),
+        }
+    }
+
+    /// Parses what it can: each unknown key or wrong value is reported and left out (its default
+    /// stands in), so the remaining values can still be checked. Only a syntax error stops it.
+    fn parse_lenient(text: &str) -> Result<(Config, Vec<ConfigProblem>), Vec<ConfigProblem>> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             vec![problem("(syntax)", "", e.message(), format!("fix the TOML syntax {}", where_is(text, e.span())))]
         })?;
         let mut problems = Vec::new();
         // serde stops at the first error: note it, remove the offending key, and try again.
-        for _ in 0..64 {
+        loop {
             match serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table.clone())) {
-                Ok(config) if problems.is_empty() => return Ok(config),
-                Ok(_) => return Err(problems),
+                Ok(config) => return Ok((config, problems)),
                 Err(e) => {
-                    let (key, value) = take_key(&mut table, e.path(), e.inner().to_string());
                     let message = e.inner().to_string();
+                    let (key, value) = take_key(&mut table, e.path(), &message);
                     let fix = if message.starts_with("unknown field") {
-                        "remove it, or correct its spelling".to_string()
+                        "remove it, or correct its spelling"
                     } else {
-                        "give a value of the type named".to_string()
+                        "give a value of the type named"
                     };
                     let removed = value.is_some();
                     problems.push(problem(&key, value.as_deref().unwrap_or("(missing)"), message, fix));
@@ -267,7 +274,6 @@ impl Config {
                 }
             }
         }
-        Err(problems)
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -322,7 +328,12 @@ impl Config {
                 )),
                 Some(url) => {
                     if let Err(why) = BrokerAddress::parse(url) {
-                        out.push(problem("broker.url", url, why, "write it like mqtt://host:1883 or mqtts://host:8883"));
+                        out.push(problem(
+                            "broker.url",
+                            url,
+                            why,
+                            "write it like mqtt://host:1883 or mqtts://host:8883",
+                        ));
                     }
                 }
             },
@@ -352,7 +363,12 @@ impl Config {
         }
         for t in &mqtt.topics {
             if !rumqttc::valid_filter(t) {
-                out.push(problem("sources.mqtt.topics", t, "not a valid MQTT topic filter", "use / separated levels with + or a final #"));
+                out.push(problem(
+                    "sources.mqtt.topics",
+                    t,
+                    "not a valid MQTT topic filter",
+                    "use / separated levels with + or a final #",
+                ));
             }
         }
         if !(1024..=16 * 1024 * 1024).contains(&mqtt.max_packet_bytes) {
@@ -364,7 +380,12 @@ impl Config {
             ));
         }
         if mqtt.keep_alive_secs < 5 {
-            out.push(problem("sources.mqtt.keep_alive_secs", mqtt.keep_alive_secs, "too short", "use at least 5 seconds"));
+            out.push(problem(
+                "sources.mqtt.keep_alive_secs",
+                mqtt.keep_alive_secs,
+                "too short",
+                "use at least 5 seconds",
+            ));
         }
         if !self.profiles.dir.is_dir() {
             out.push(problem(
@@ -386,11 +407,21 @@ impl Config {
             out.push(problem("retention.purge_every_secs", 0, "the purge job would never sleep", "use e.g. 3600"));
         }
         if self.identity.organisation.trim().is_empty() {
-            out.push(problem("identity.organisation", "\"\"", "empty", "name the organisation that issues the patient identifiers"));
+            out.push(problem(
+                "identity.organisation",
+                "\"\"",
+                "empty",
+                "name the organisation that issues the patient identifiers",
+            ));
         }
         let ingest = &self.ingest;
         if ingest.batch_max == 0 || ingest.batch_max > 5000 {
-            out.push(problem("ingest.batch_max", ingest.batch_max, "out of range", "use 1 to 5000 (2000 is a good default)"));
+            out.push(problem(
+                "ingest.batch_max",
+                ingest.batch_max,
+                "out of range",
+                "use 1 to 5000 (2000 is a good default)",
+            ));
         }
         if ingest.queue_capacity < ingest.batch_max {
             out.push(problem(
@@ -430,12 +461,7 @@ impl BrokerAddress {
     }
 }
 
-fn problem(
-    key: &str,
-    value: impl fmt::Display,
-    what: impl fmt::Display,
-    fix: impl fmt::Display,
-) -> ConfigProblem {
+fn problem(key: &str, value: impl fmt::Display, what: impl fmt::Display, fix: impl fmt::Display) -> ConfigProblem {
     ConfigProblem { key: key.to_string(), value: value.to_string(), problem: what.to_string(), fix: fix.to_string() }
 }
 
@@ -448,7 +474,7 @@ fn where_is(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 
 /// Removes the key that `path` points at (or, for an unknown field, the field named in `message`)
 /// and returns its dotted name and the value it had.
-fn take_key(table: &mut toml::Table, path: &serde_path_to_error::Path, message: String) -> (String, Option<String>) {
+fn take_key(table: &mut toml::Table, path: &serde_path_to_error::Path, message: &str) -> (String, Option<String>) {
     use serde_path_to_error::Segment;
     let mut keys: Vec<String> = path
         .iter()
@@ -508,6 +534,15 @@ mod tests {
         assert_eq!(problems[0].key, "broker.url");
         assert_eq!(problems[1].key, "retention.raw_days");
         assert!(problems[1].to_string().contains("Fix:"));
+    }
+
+    #[test]
+    fn the_example_config_loads_with_paths_relative_to_it() {
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/vigil.example.toml"));
+        let config = Config::load(file).unwrap();
+        assert_eq!(config.broker.mode, BrokerMode::Embedded);
+        assert!(config.profiles.dir.ends_with("fixtures/profiles"), "{:?}", config.profiles.dir);
+        assert!(config.store.url.ends_with("fixtures/vigil.db"), "{}", config.store.url);
     }
 
     #[test]

@@ -186,7 +186,9 @@ impl SimDevice {
                 let end = now.timestamp_millis();
                 let samples: Vec<Value> = (0..WEARABLE_SAMPLES as i64)
                     .rev()
-                    .map(|k| json!({"t": end - k * 1000, "hr": b.hr.round(), "spo2": b.spo2.round(), "skin_temp": 33.1}))
+                    .map(
+                        |k| json!({"t": end - k * 1000, "hr": b.hr.round(), "spo2": b.spo2.round(), "skin_temp": 33.1}),
+                    )
                     .collect();
                 json!({"device": {"eui64": self.id}, "batch": samples})
             }

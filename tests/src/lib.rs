@@ -137,7 +137,12 @@ impl Site {
             ),
         )?;
         let site = Site { dir, config, broker };
-        site.vigil(&["import-registry", "--config", &site.config_str(), &fixture("demo/registry.toml").to_string_lossy()])?;
+        site.vigil(&[
+            "import-registry",
+            "--config",
+            &site.config_str(),
+            &fixture("demo/registry.toml").to_string_lossy(),
+        ])?;
         Ok(site)
     }
 
@@ -150,7 +155,11 @@ impl Site {
     pub fn vigil(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = Command::new(vigil_bin()).args(args).output()?;
         if !out.status.success() {
-            bail!("vigil {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "vigil {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8(out.stdout)?)
     }
@@ -171,7 +180,11 @@ impl Site {
     }
 
     /// Polls `vigil show counts` until `done` holds or the time is up; returns the last counts.
-    pub fn wait_counts(&self, within: Duration, done: impl Fn(&serde_json::Value) -> bool) -> anyhow::Result<serde_json::Value> {
+    pub fn wait_counts(
+        &self,
+        within: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
         let deadline = Instant::now() + within;
         loop {
             let counts = self.show("counts")?;
@@ -303,7 +316,9 @@ pub async fn publish_tracked(
     let deadline = tokio::time::Instant::now() + within;
     while result.acked.len() < total {
         match tokio::time::timeout_at(deadline, eventloop.poll()).await {
-            Err(_) => bail!("publishing did not finish within {within:?}: {} of {total} acknowledged", result.acked.len()),
+            Err(_) => {
+                bail!("publishing did not finish within {within:?}: {} of {total} acknowledged", result.acked.len())
+            }
             Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
                 by_pkid.insert(pkid, result.sent);
                 result.sent += 1;

@@ -16,13 +16,15 @@ fn burst() -> (Vec<(String, Vec<u8>)>, Vec<i64>) {
     let device = SimDevice::new("OX-1000", DeviceKind::Oximeter, None, 1);
     let t0 = Utc::now() - chrono::Duration::minutes(30);
     let times: Vec<_> = (0..BURST as i64).map(|i| t0 + chrono::Duration::milliseconds(i * 10)).collect();
-    let messages = times.iter().map(|t| (device.kind.topic(&device.id), device.payload(*t).to_string().into_bytes())).collect();
+    let messages =
+        times.iter().map(|t| (device.kind.topic(&device.id), device.payload(*t).to_string().into_bytes())).collect();
     (messages, times.iter().map(|t| t.timestamp_millis()).collect())
 }
 
 /// Readings of OX-1000 per observed time (ms).
 fn stored_per_time(site: &Site) -> anyhow::Result<HashMap<i64, usize>> {
-    let readings = site.vigil(&["show", "readings", "--config", &site.config_str(), "--device", "OX-1000", "--limit", "1000000"])?;
+    let readings =
+        site.vigil(&["show", "readings", "--config", &site.config_str(), "--device", "OX-1000", "--limit", "1000000"])?;
     let readings: serde_json::Value = serde_json::from_str(&readings)?;
     let mut per_time = HashMap::new();
     for r in readings.as_array().unwrap() {
@@ -52,7 +54,9 @@ async fn sigkill_with_embedded_endpoint_loses_no_acknowledged_payload() -> anyho
     let (messages, times) = burst();
     let mut victim = Some(vigil);
     let published = publish_tracked(port, messages, 500, Duration::from_secs(120), |acked| {
-        if acked >= 3000 && let Some(v) = victim.take() {
+        if acked >= 3000
+            && let Some(v) = victim.take()
+        {
             v.kill9().expect("SIGKILL vigil");
         }
     })
@@ -78,12 +82,9 @@ async fn sigkill_with_mosquitto_loses_nothing_and_stores_once() -> anyhow::Resul
     let (messages, times) = burst();
     let site_ref = &site;
     let mut victim = Some(vigil);
-    let published = publish_tracked(broker.port, messages, 500, Duration::from_secs(120), |_| {
+    let published = publish_tracked(broker.port, messages, 500, Duration::from_secs(120), |acked| {
         // Kill once Vigil has stored part of the burst, so the crash lands mid-stream.
-        if let Some(v) = victim.as_ref()
-            && site_ref.count("payloads").unwrap_or(0) >= 2000
-        {
-            let _ = v;
+        if acked % 250 == 0 && victim.is_some() && site_ref.count("payloads").unwrap_or(0) >= 2000 {
             victim.take().unwrap().kill9().expect("SIGKILL vigil");
         }
     })

@@ -229,9 +229,7 @@ struct DemoArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse().command).await {
@@ -291,7 +289,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Consent { config, patient, flow, refuse, operator } => {
             let (cfg, store) = open(&config).await?;
-            let flow = Flow::parse(&flow).with_context(|| format!("unknown flow {flow:?}: use store, alert or ehr-write"))?;
+            let flow =
+                Flow::parse(&flow).with_context(|| format!("unknown flow {flow:?}: use store, alert or ehr-write"))?;
             let key = find_patient(&store, &patient.identifier(&cfg)).await?;
             store.set_consent(key, flow, !refuse, &operator).await?;
             println!("patient {key}: {flow} {}", if refuse { "refused" } else { "granted" });
@@ -409,7 +408,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::default();
     config.store.url = format!("sqlite://{}", args.data_dir.join("vigil.db").display());
     config.profiles.dir = args.profiles.clone();
-    config.broker.listen = args.listen.clone();
+    // A broker already on the port (a system Mosquitto, say) must not stop the demo.
+    config.broker.listen = match std::net::TcpListener::bind(&args.listen) {
+        Ok(_) => args.listen.clone(),
+        Err(e) => {
+            eprintln!("vigil demo: {} is taken ({e}); using a free port instead", args.listen);
+            "127.0.0.1:0".into()
+        }
+    };
     config.identity.organisation = "demo-clinic".into();
     let problems = config.validate();
     if !problems.is_empty() {
@@ -459,7 +465,9 @@ async fn print_summary(store: &Arc<dyn Store>, handle: &pipeline::Handle) -> any
             }
         }
         let pairing = d.patient_id.map_or("unpaired".to_string(), |p| format!("patient #{p}"));
-        let age = readings.first().map_or("no data".to_string(), |r| format!("{} s ago", (Utc::now() - r.observed_at).num_seconds()));
+        let age = readings
+            .first()
+            .map_or("no data".to_string(), |r| format!("{} s ago", (Utc::now() - r.observed_at).num_seconds()));
         println!("{:<26} {:<12} {:<10} {}", d.device_id, pairing, age, latest.join(", "));
     }
     print_summary_counts(store.as_ref()).await

@@ -187,10 +187,7 @@ pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: Da
             format!("device {device} is not registered: register and pair it, then release"),
         );
     }
-    let Some(pairing) = registry
-        .pairings
-        .get(device)
-        .and_then(|ps| ps.iter().find(|p| p.covers(reading.observed_at)))
+    let Some(pairing) = registry.pairings.get(device).and_then(|ps| ps.iter().find(|p| p.covers(reading.observed_at)))
     else {
         return quarantine(
             QuarantineReason::NoActivePairing,
@@ -243,10 +240,16 @@ mod tests {
         let mut r = Registry::default();
         r.devices.insert("OX-1".into());
         r.devices.insert("OX-2".into());
-        r.patients.insert(7, PatientRecord { id: 7, id_system: "urn:mrn".into(), id_value: "MRN7".into(), verified: true });
+        r.patients
+            .insert(7, PatientRecord { id: 7, id_system: "urn:mrn".into(), id_value: "MRN7".into(), verified: true });
         r.pairings.insert(
             "OX-1".into(),
-            vec![PairingRecord { id: 1, patient_id: 7, valid_from: at("2026-01-01T00:00:00Z"), valid_to: Some(at("2026-06-01T00:00:00Z")) }],
+            vec![PairingRecord {
+                id: 1,
+                patient_id: 7,
+                valid_from: at("2026-01-01T00:00:00Z"),
+                valid_to: Some(at("2026-06-01T00:00:00Z")),
+            }],
         );
         r.consents.insert((7, Flow::Store), true);
         r
@@ -277,29 +280,47 @@ mod tests {
 
     #[test]
     fn accepts_a_paired_consented_reading() {
-        assert_eq!(verdict(&reading("OX-1", "2026-02-01T00:00:00Z", Some("MRN7")), &registry()), Verdict::Accept { patient_id: 7 });
+        assert_eq!(
+            verdict(&reading("OX-1", "2026-02-01T00:00:00Z", Some("MRN7")), &registry()),
+            Verdict::Accept { patient_id: 7 }
+        );
     }
 
     #[test]
     fn checks_the_pairing_at_the_observed_time() {
         let reg = registry();
-        assert_eq!(reason(verdict(&reading("OX-1", "2025-12-31T23:59:59Z", None), &reg)), Some(QuarantineReason::NoActivePairing));
+        assert_eq!(
+            reason(verdict(&reading("OX-1", "2025-12-31T23:59:59Z", None), &reg)),
+            Some(QuarantineReason::NoActivePairing)
+        );
         // valid_to is exclusive
-        assert_eq!(reason(verdict(&reading("OX-1", "2026-06-01T00:00:00Z", None), &reg)), Some(QuarantineReason::NoActivePairing));
-        assert_eq!(reason(verdict(&reading("OX-2", "2026-02-01T00:00:00Z", None), &reg)), Some(QuarantineReason::NoActivePairing));
+        assert_eq!(
+            reason(verdict(&reading("OX-1", "2026-06-01T00:00:00Z", None), &reg)),
+            Some(QuarantineReason::NoActivePairing)
+        );
+        assert_eq!(
+            reason(verdict(&reading("OX-2", "2026-02-01T00:00:00Z", None), &reg)),
+            Some(QuarantineReason::NoActivePairing)
+        );
     }
 
     #[test]
     fn quarantines_unknown_mismatched_unverified_and_future() {
         let mut reg = registry();
-        assert_eq!(reason(verdict(&reading("OX-9", "2026-02-01T00:00:00Z", None), &reg)), Some(QuarantineReason::UnknownDevice));
+        assert_eq!(
+            reason(verdict(&reading("OX-9", "2026-02-01T00:00:00Z", None), &reg)),
+            Some(QuarantineReason::UnknownDevice)
+        );
         let mismatch = verdict(&reading("OX-1", "2026-02-01T00:00:00Z", Some("MRN8")), &reg);
         let Verdict::Quarantine { reason: why, detail } = mismatch else { panic!("not quarantined") };
         assert_eq!(why, QuarantineReason::PatientMismatch);
         assert!(!detail.contains("MRN"), "PHI in detail: {detail}");
         assert_eq!(reason_of_future(&reg), Some(QuarantineReason::FutureTime));
         reg.patients.get_mut(&7).unwrap().verified = false;
-        assert_eq!(reason(verdict(&reading("OX-1", "2026-02-01T00:00:00Z", None), &reg)), Some(QuarantineReason::UnverifiedPatient));
+        assert_eq!(
+            reason(verdict(&reading("OX-1", "2026-02-01T00:00:00Z", None), &reg)),
+            Some(QuarantineReason::UnverifiedPatient)
+        );
     }
 
     fn reason_of_future(reg: &Registry) -> Option<QuarantineReason> {

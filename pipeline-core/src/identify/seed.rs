@@ -80,7 +80,11 @@ pub async fn import(store: &dyn Store, path: &Path, actor: &str) -> Result<(usiz
     let open: std::collections::HashMap<String, Option<i64>> =
         store.devices().await?.into_iter().map(|d| (d.device_id, d.patient_id)).collect();
     for p in &file.patients {
-        let id = PatientIdentifier { organisation: file.organisation.clone(), system: p.system.clone(), value: p.value.clone() };
+        let id = PatientIdentifier {
+            organisation: file.organisation.clone(),
+            system: p.system.clone(),
+            value: p.value.clone(),
+        };
         let key = store.upsert_patient(&id, p.name.as_deref(), Some(&file.verified_by)).await?;
         for flow in Flow::ALL {
             store.set_consent(key, flow, p.consent.contains(&flow), actor).await?;

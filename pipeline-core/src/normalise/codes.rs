@@ -140,10 +140,7 @@ mod tests {
 
     #[test]
     fn table_matches_clinical_md() {
-        let rows: Vec<_> = all_metrics()
-            .iter()
-            .map(|m| (m.mdc_code, m.mdc_ref, m.loinc.join(","), m.unit))
-            .collect();
+        let rows: Vec<_> = all_metrics().iter().map(|m| (m.mdc_code, m.mdc_ref, m.loinc.join(","), m.unit)).collect();
         let expected = [
             (147842, "MDC_ECG_HEART_RATE", "8867-4", "/min"),
             (149530, "MDC_PULS_OXIM_PULS_RATE", "8867-4", "/min"),
@@ -155,10 +152,7 @@ mod tests {
             (150023, "MDC_PRESS_BLD_NONINV_MEAN", "8478-0", "mm[Hg]"),
             (151708, "MDC_AWAY_CO2_ET", "19889-5", "mm[Hg]"),
         ];
-        let expected: Vec<_> = expected
-            .iter()
-            .map(|(c, r, l, u)| (*c, *r, l.to_string(), *u))
-            .collect();
+        let expected: Vec<_> = expected.iter().map(|(c, r, l, u)| (*c, *r, l.to_string(), *u)).collect();
         assert_eq!(rows, expected);
     }
 

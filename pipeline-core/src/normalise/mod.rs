@@ -100,9 +100,7 @@ impl Rejection {
     pub fn no_profile(topic: &str) -> Rejection {
         Rejection::new(
             RejectReason::NoProfile,
-            format!(
-                "no device profile serves topic {topic:?}: add a profile whose topics match it"
-            ),
+            format!("no device profile serves topic {topic:?}: add a profile whose topics match it"),
         )
     }
 }
@@ -116,20 +114,12 @@ pub fn normalise(profile: &Profile, payload: &[u8]) -> Result<Vec<Reading>, Reje
     let mut readings = Vec::new();
     match &profile.each {
         None => {
-            let scope = Scope {
-                profile,
-                root: &doc,
-                here: &doc,
-                element: None,
-            };
+            let scope = Scope { profile, root: &doc, here: &doc, element: None };
             scope.readings(&mut readings)?;
             if readings.is_empty() {
                 return Err(Rejection::new(
                     RejectReason::NoReadings,
-                    format!(
-                        "none of the profile's {} mapped values is in the payload",
-                        profile.mappings.len()
-                    ),
+                    format!("none of the profile's {} mapped values is in the payload", profile.mappings.len()),
                 ));
             }
         }
@@ -150,12 +140,7 @@ pub fn normalise(profile: &Profile, payload: &[u8]) -> Result<Vec<Reading>, Reje
                 }
             };
             for (i, item) in items.iter().enumerate() {
-                let scope = Scope {
-                    profile,
-                    root: &doc,
-                    here: item,
-                    element: Some(i),
-                };
+                let scope = Scope { profile, root: &doc, here: item, element: Some(i) };
                 scope.readings(&mut readings)?;
             }
             if readings.is_empty() {
@@ -195,28 +180,11 @@ impl<'a> Scope<'a> {
     }
 
     fn missing(&self, what: &str, path: &JsonPath) -> Rejection {
-        Rejection::new(
-            RejectReason::MissingField,
-            format!("{what} is missing: nothing at {}", self.locate(path)),
-        )
+        Rejection::new(RejectReason::MissingField, format!("{what} is missing: nothing at {}", self.locate(path)))
     }
 
-    fn bad(
-        &self,
-        reason: RejectReason,
-        what: &str,
-        path: &JsonPath,
-        value: &Value,
-        expected: &str,
-    ) -> Rejection {
-        Rejection::new(
-            reason,
-            format!(
-                "{what} at {} is {}, expected {expected}",
-                self.locate(path),
-                describe(value)
-            ),
-        )
+    fn bad(&self, reason: RejectReason, what: &str, path: &JsonPath, value: &Value, expected: &str) -> Rejection {
+        Rejection::new(reason, format!("{what} at {} is {}, expected {expected}", self.locate(path), describe(value)))
     }
 
     fn readings(&self, out: &mut Vec<Reading>) -> Result<(), Rejection> {
@@ -245,47 +213,27 @@ impl<'a> Scope<'a> {
         match self.get(path) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
             Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
-            Some(other) => Err(self.bad(
-                RejectReason::BadValue,
-                "device id",
-                path,
-                other,
-                "a non-empty string or an integer",
-            )),
+            Some(other) => {
+                Err(self.bad(RejectReason::BadValue, "device id", path, other, "a non-empty string or an integer"))
+            }
             None => Err(self.missing("device id", path)),
         }
     }
 
     fn observed_at(&self) -> Result<DateTime<Utc>, Rejection> {
         let time = &self.profile.time;
-        let value = self
-            .get(&time.path)
-            .ok_or_else(|| self.missing("observed time", &time.path))?;
+        let value = self.get(&time.path).ok_or_else(|| self.missing("observed time", &time.path))?;
         let (parsed, expected) = match time.format {
             TimeFormat::Rfc3339 => (
-                value
-                    .as_str()
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .map(|t| t.timestamp_millis()),
+                value.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.timestamp_millis()),
                 "an RFC 3339 time with an offset, e.g. \"2026-11-24T10:00:00.120Z\"",
             ),
-            TimeFormat::EpochMs => (
-                epoch_millis(value, 1),
-                "epoch milliseconds, e.g. 1795000000000",
-            ),
+            TimeFormat::EpochMs => (epoch_millis(value, 1), "epoch milliseconds, e.g. 1795000000000"),
             TimeFormat::EpochS => (epoch_millis(value, 1000), "epoch seconds, e.g. 1795000000"),
         };
         parsed
             .and_then(DateTime::from_timestamp_millis)
-            .ok_or_else(|| {
-                self.bad(
-                    RejectReason::BadTime,
-                    "observed time",
-                    &time.path,
-                    value,
-                    expected,
-                )
-            })
+            .ok_or_else(|| self.bad(RejectReason::BadTime, "observed time", &time.path, value, expected))
     }
 
     fn patient_hint(&self) -> Result<Option<String>, Rejection> {
@@ -355,23 +303,9 @@ impl<'a> Scope<'a> {
             Value::String(s) => s.parse::<f64>().ok(),
             _ => None,
         }
-        .ok_or_else(|| {
-            self.bad(
-                RejectReason::BadValue,
-                &what,
-                &mapping.value,
-                raw,
-                "a number",
-            )
-        })?;
+        .ok_or_else(|| self.bad(RejectReason::BadValue, &what, &mapping.value, raw, "a number"))?;
         if !number.is_finite() {
-            return Err(self.bad(
-                RejectReason::BadValue,
-                &what,
-                &mapping.value,
-                raw,
-                "a finite number",
-            ));
+            return Err(self.bad(RejectReason::BadValue, &what, &mapping.value, raw, "a finite number"));
         }
         let unit = match &mapping.unit {
             UnitSource::Fixed(unit) => *unit,
@@ -380,10 +314,7 @@ impl<'a> Scope<'a> {
         let converted = convert(number, &unit, metric).map_err(|e| {
             Rejection::new(
                 RejectReason::BadValue,
-                format!(
-                    "{what} at {} cannot be converted: {e}",
-                    self.locate(&mapping.value)
-                ),
+                format!("{what} at {} cannot be converted: {e}", self.locate(&mapping.value)),
             )
         })?;
         Ok(Some(converted))
@@ -414,16 +345,12 @@ impl<'a> Scope<'a> {
                 metric.dimension.name(),
                 metric.unit
             ),
-            Some(_) => "not among the profile's accepted units for it; add it to `units` if the device really sends it".to_string(),
+            Some(_) => "not among the profile's accepted units for it; add it to `units` if the device really sends it"
+                .to_string(),
         };
         Err(Rejection::new(
             RejectReason::BadUnit,
-            format!(
-                "{what} at {} is {}: {why} (accepted: {})",
-                self.locate(path),
-                describe(value),
-                listed.join(", ")
-            ),
+            format!("{what} at {} is {}: {why} (accepted: {})", self.locate(path), describe(value), listed.join(", ")),
         ))
     }
 }

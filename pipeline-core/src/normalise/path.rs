@@ -57,9 +57,7 @@ pub enum PathError {
     #[error("path \"{0}\" must start with \"/\" (relative) or \"$/\" (from the document root)")]
     NoLeadingSlash(String),
     /// A `~` not followed by `0` or `1`.
-    #[error(
-        "path \"{0}\" has a \"~\" not followed by 0 or 1: write \"~0\" for \"~\" and \"~1\" for \"/\""
-    )]
+    #[error("path \"{0}\" has a \"~\" not followed by 0 or 1: write \"~0\" for \"~\" and \"~1\" for \"/\"")]
     BadEscape(String),
     /// A `[...]` segment that is not `[field=value]`.
     #[error("path \"{0}\" has a filter that is not of the form [field=value]")]
@@ -82,11 +80,7 @@ impl JsonPath {
                 segments.push(parse_segment(raw, text)?);
             }
         }
-        Ok(JsonPath {
-            text: text.to_string(),
-            anchored,
-            segments,
-        })
+        Ok(JsonPath { text: text.to_string(), anchored, segments })
     }
 
     /// Whether the path starts at the document root even inside an `each` element.
@@ -107,9 +101,10 @@ impl JsonPath {
                 };
             }
             if let Some(filter) = &segment.filter {
-                current = current.as_array()?.iter().find(|item| {
-                    item.get(&filter.field).and_then(Value::as_str) == Some(filter.value.as_str())
-                })?;
+                current = current
+                    .as_array()?
+                    .iter()
+                    .find(|item| item.get(&filter.field).and_then(Value::as_str) == Some(filter.value.as_str()))?;
             }
         }
         Some(current)
@@ -130,10 +125,7 @@ fn parse_segment(raw: &str, whole: &str) -> Result<Segment, PathError> {
                 .split_once('=')
                 .filter(|(field, _)| !field.is_empty())
                 .ok_or_else(|| PathError::BadFilter(whole.to_string()))?;
-            let filter = Filter {
-                field: unescape(field, whole)?,
-                value: unescape(value, whole)?,
-            };
+            let filter = Filter { field: unescape(field, whole)?, value: unescape(value, whole)? };
             (&raw[..open], Some(filter))
         }
         _ => (raw, None),
@@ -141,10 +133,7 @@ fn parse_segment(raw: &str, whole: &str) -> Result<Segment, PathError> {
     let token = if filter.is_some() && token_text.is_empty() {
         None
     } else {
-        Some(Token {
-            key: unescape(token_text, whole)?,
-            index: array_index(token_text),
-        })
+        Some(Token { key: unescape(token_text, whole)?, index: array_index(token_text) })
     };
     Ok(Segment { token, filter })
 }
@@ -171,11 +160,7 @@ fn unescape(s: &str, whole: &str) -> Result<String, PathError> {
 
 fn array_index(token: &str) -> Option<usize> {
     let canonical = token == "0" || (!token.starts_with('0') && !token.is_empty());
-    if canonical && token.bytes().all(|b| b.is_ascii_digit()) {
-        token.parse().ok()
-    } else {
-        None
-    }
+    if canonical && token.bytes().all(|b| b.is_ascii_digit()) { token.parse().ok() } else { None }
 }
 
 #[cfg(test)]
@@ -214,16 +199,9 @@ mod tests {
             "not an object"
         ]}});
         assert_eq!(at("/obs/params[label=HR]/v", &doc), Some(&json!(72)));
-        assert_eq!(
-            at("/obs/params[label=SPO2]", &doc),
-            Some(&json!({"label": "SPO2", "v": 96}))
-        );
+        assert_eq!(at("/obs/params[label=SPO2]", &doc), Some(&json!({"label": "SPO2", "v": 96})));
         assert_eq!(at("/obs/params[label=RR]/v", &doc), None);
-        assert_eq!(
-            at("/obs/params[label=7]/v", &doc),
-            None,
-            "filters match strings only"
-        );
+        assert_eq!(at("/obs/params[label=7]/v", &doc), None, "filters match strings only");
         assert_eq!(at("/obs[label=HR]", &doc), None, "a filter needs an array");
         let root_array = json!([{"k": "a/b", "v": 1}]);
         assert_eq!(at("/[k=a~1b]/v", &root_array), Some(&json!(1)));
@@ -238,36 +216,17 @@ mod tests {
         assert!(anchored.is_anchored() && !relative.is_anchored());
         assert_eq!(relative.resolve(&doc, element), Some(&json!(70)));
         assert_eq!(anchored.resolve(&doc, element), Some(&json!("D1")));
-        assert_eq!(
-            JsonPath::parse("$").unwrap().resolve(&doc, element),
-            Some(&doc)
-        );
+        assert_eq!(JsonPath::parse("$").unwrap().resolve(&doc, element), Some(&doc));
     }
 
     #[test]
     fn refuses_malformed_paths() {
-        assert_eq!(
-            JsonPath::parse("obs/v"),
-            Err(PathError::NoLeadingSlash("obs/v".into()))
-        );
-        assert_eq!(
-            JsonPath::parse("$obs"),
-            Err(PathError::NoLeadingSlash("$obs".into()))
-        );
-        assert_eq!(
-            JsonPath::parse("/a~2"),
-            Err(PathError::BadEscape("/a~2".into()))
-        );
-        assert_eq!(
-            JsonPath::parse("/a~"),
-            Err(PathError::BadEscape("/a~".into()))
-        );
+        assert_eq!(JsonPath::parse("obs/v"), Err(PathError::NoLeadingSlash("obs/v".into())));
+        assert_eq!(JsonPath::parse("$obs"), Err(PathError::NoLeadingSlash("$obs".into())));
+        assert_eq!(JsonPath::parse("/a~2"), Err(PathError::BadEscape("/a~2".into())));
+        assert_eq!(JsonPath::parse("/a~"), Err(PathError::BadEscape("/a~".into())));
         for bad in ["/p[label]", "/p[=HR]", "/p[]"] {
-            assert_eq!(
-                JsonPath::parse(bad),
-                Err(PathError::BadFilter(bad.into())),
-                "{bad}"
-            );
+            assert_eq!(JsonPath::parse(bad), Err(PathError::BadFilter(bad.into())), "{bad}");
         }
         assert_eq!(JsonPath::parse("/a/b").unwrap().to_string(), "/a/b");
     }

@@ -135,10 +135,7 @@ pub(super) enum UnitSource {
     /// The profile states it; the payload carries none.
     Fixed(Unit),
     /// The payload states it at `path`; only the listed spellings (checked at load) are accepted.
-    Payload {
-        path: JsonPath,
-        accepted: Vec<(String, Unit)>,
-    },
+    Payload { path: JsonPath, accepted: Vec<(String, Unit)> },
 }
 
 /// One thing wrong with a profile file or directory.
@@ -189,22 +186,14 @@ impl ProfileSet {
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<ProfileSet, ProfileError> {
         let dir = dir.as_ref();
         let problem = |message: String| ProfileError {
-            problems: vec![ProfileProblem {
-                file: dir.to_path_buf(),
-                line: None,
-                message,
-            }],
+            problems: vec![ProfileProblem { file: dir.to_path_buf(), line: None, message }],
         };
         let entries = fs::read_dir(dir).map_err(|e| {
-            problem(format!(
-                "cannot read the profile directory: {e}: check that it exists and is readable"
-            ))
+            problem(format!("cannot read the profile directory: {e}: check that it exists and is readable"))
         })?;
         let mut files = Vec::new();
         for entry in entries {
-            let path = entry
-                .map_err(|e| problem(format!("cannot list the profile directory: {e}")))?
-                .path();
+            let path = entry.map_err(|e| problem(format!("cannot list the profile directory: {e}")))?.path();
             if path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
                 files.push(path);
             }
@@ -222,18 +211,12 @@ impl ProfileSet {
                 Err(e) => problems.extend(e.problems),
             }
         }
-        if problems.is_empty() {
-            Ok(ProfileSet { profiles })
-        } else {
-            Err(ProfileError { problems })
-        }
+        if problems.is_empty() { Ok(ProfileSet { profiles }) } else { Err(ProfileError { problems }) }
     }
 
     /// The profile serving an MQTT topic. At most one can: overlapping filters are refused at load.
     pub fn for_topic(&self, topic: &str) -> Option<&Profile> {
-        self.profiles
-            .iter()
-            .find(|p| p.topics.iter().any(|filter| topic_matches(filter, topic)))
+        self.profiles.iter().find(|p| p.topics.iter().any(|filter| topic_matches(filter, topic)))
     }
 
     /// The profile with this id.
@@ -288,31 +271,20 @@ fn conflicts(accepted: &[Profile], candidate: &Profile) -> Vec<ProfileProblem> {
 pub fn load_profile(path: impl AsRef<Path>) -> Result<Profile, ProfileError> {
     let path = path.as_ref();
     let fail = |line: Option<usize>, message: String| ProfileError {
-        problems: vec![ProfileProblem {
-            file: path.to_path_buf(),
-            line,
-            message,
-        }],
+        problems: vec![ProfileProblem { file: path.to_path_buf(), line, message }],
     };
-    let src = fs::read_to_string(path)
-        .map_err(|e| fail(None, format!("cannot read the profile: {e}")))?;
+    let src = fs::read_to_string(path).map_err(|e| fail(None, format!("cannot read the profile: {e}")))?;
     let raw: ProfileToml = toml::from_str(&src).map_err(|e| {
         let line = e.span().map(|span| line_of(&src, span.start));
         fail(line, format!("{}: fix the TOML", e.message().trim_end()))
     })?;
-    let mut check = Checker {
-        file: path,
-        src: &src,
-        problems: Vec::new(),
-    };
+    let mut check = Checker { file: path, src: &src, problems: Vec::new() };
     let profile = check.profile(raw);
     // Checks run part by part; people read a file top to bottom.
     check.problems.sort_by_key(|p| p.line);
     match profile {
         Some(profile) if check.problems.is_empty() => Ok(profile),
-        _ => Err(ProfileError {
-            problems: check.problems,
-        }),
+        _ => Err(ProfileError { problems: check.problems }),
     }
 }
 
@@ -393,11 +365,7 @@ impl Checker<'_> {
     }
 
     /// `Some(None)` when the optional path is not set, `None` when it is set but does not parse.
-    fn optional_path(
-        &mut self,
-        text: Option<&Spanned<String>>,
-        what: &str,
-    ) -> Option<Option<JsonPath>> {
+    fn optional_path(&mut self, text: Option<&Spanned<String>>, what: &str) -> Option<Option<JsonPath>> {
         match text {
             Some(text) => self.path(text, what).map(Some),
             None => Some(None),
@@ -406,10 +374,7 @@ impl Checker<'_> {
 
     fn profile(&mut self, raw: ProfileToml) -> Option<Profile> {
         let id = raw.id.get_ref();
-        let id_ok = !id.is_empty()
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        let id_ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !id_ok {
             self.refuse(
                 raw.id.span(),
@@ -420,15 +385,13 @@ impl Checker<'_> {
         if raw.topics.get_ref().is_empty() {
             self.refuse(
                 raw.topics.span(),
-                "topics is empty: list the MQTT topic filters this profile serves, e.g. \"vigil/devices/+/oximeter\"".to_string(),
+                "topics is empty: list the MQTT topic filters this profile serves, e.g. \"vigil/devices/+/oximeter\""
+                    .to_string(),
             );
         }
         for topic in raw.topics.get_ref() {
             if let Err(why) = check_topic_filter(topic.get_ref()) {
-                self.refuse(
-                    topic.span(),
-                    format!("topic filter \"{}\" {why}", topic.get_ref()),
-                );
+                self.refuse(topic.span(), format!("topic filter \"{}\" {why}", topic.get_ref()));
             }
         }
 
@@ -445,8 +408,7 @@ impl Checker<'_> {
             );
         }
         let patient = self.optional_path(raw.patient.as_ref().map(|p| &p.path), "patient.path");
-        let validity_path =
-            self.optional_path(raw.validity.as_ref().map(|v| &v.path), "validity.path");
+        let validity_path = self.optional_path(raw.validity.as_ref().map(|v| &v.path), "validity.path");
 
         if raw.mapping.get_ref().is_empty() {
             self.refuse(
@@ -480,46 +442,28 @@ impl Checker<'_> {
             vendor: raw.vendor,
             model: raw.model,
             description: raw.description,
-            topics: raw
-                .topics
-                .get_ref()
-                .iter()
-                .map(|t| t.get_ref().clone())
-                .collect(),
+            topics: raw.topics.get_ref().iter().map(|t| t.get_ref().clone()).collect(),
             patient_system: raw.patient.as_ref().map(|p| p.system.get_ref().clone()),
             source: self.file.to_path_buf(),
             device_id: device_id?,
-            time: TimeField {
-                path: time_path?,
-                format: raw.time.format,
-            },
+            time: TimeField { path: time_path?, format: raw.time.format },
             patient: patient?,
             validity: match (validity_path?, raw.validity) {
-                (Some(path), Some(v)) => Some(ValidityField {
-                    path,
-                    map: v.map.into_iter().collect(),
-                    unmapped: v.unmapped,
-                }),
+                (Some(path), Some(v)) => {
+                    Some(ValidityField { path, map: v.map.into_iter().collect(), unmapped: v.unmapped })
+                }
                 _ => None,
             },
             each: each?,
             mappings,
             id_line: line_of(self.src, raw.id.span().start),
-            topic_lines: raw
-                .topics
-                .get_ref()
-                .iter()
-                .map(|t| line_of(self.src, t.span().start))
-                .collect(),
+            topic_lines: raw.topics.get_ref().iter().map(|t| line_of(self.src, t.span().start)).collect(),
         })
     }
 
     fn mapping(&mut self, raw: &MappingToml) -> Option<Mapping> {
         let Some(metric) = metric_by_ref(raw.code.get_ref()) else {
-            let known: Vec<String> = all_metrics()
-                .iter()
-                .map(|m| format!("{} ({})", m.mdc_ref, m.mdc_code))
-                .collect();
+            let known: Vec<String> = all_metrics().iter().map(|m| format!("{} ({})", m.mdc_ref, m.mdc_code)).collect();
             self.refuse(
                 raw.code.span(),
                 format!(
@@ -539,17 +483,16 @@ impl Checker<'_> {
                 if units.get_ref().is_empty() {
                     self.refuse(
                         units.span(),
-                        format!("{what} accepts no units: list the unit strings the payload may carry at {}", unit_path.get_ref()),
+                        format!(
+                            "{what} accepts no units: list the unit strings the payload may carry at {}",
+                            unit_path.get_ref()
+                        ),
                     );
                 }
-                let accepted: Vec<_> = units
-                    .get_ref()
-                    .iter()
-                    .filter_map(|u| Some((u.get_ref().clone(), self.unit(metric, u)?)))
-                    .collect();
+                let accepted: Vec<_> =
+                    units.get_ref().iter().filter_map(|u| Some((u.get_ref().clone(), self.unit(metric, u)?))).collect();
                 let all_ok = accepted.len() == units.get_ref().len();
-                path.filter(|_| all_ok)
-                    .map(|path| UnitSource::Payload { path, accepted })
+                path.filter(|_| all_ok).map(|path| UnitSource::Payload { path, accepted })
             }
             (Some(_), Some(_), _) | (Some(_), None, Some(_)) => {
                 self.refuse(
@@ -573,11 +516,7 @@ impl Checker<'_> {
                 None
             }
         };
-        Some(Mapping {
-            metric,
-            value: value?,
-            unit: unit?,
-        })
+        Some(Mapping { metric, value: value?, unit: unit? })
     }
 
     /// The unit a mapping declares, if Vigil knows it and it measures what the metric measures.
@@ -587,10 +526,7 @@ impl Checker<'_> {
         let Some(unit) = parse_unit(text) else {
             self.refuse(
                 spelled.span(),
-                format!(
-                    "{what} declares unit \"{text}\", which Vigil does not know: use {}",
-                    suggestion(metric)
-                ),
+                format!("{what} declares unit \"{text}\", which Vigil does not know: use {}", suggestion(metric)),
             );
             return None;
         };
@@ -623,30 +559,19 @@ fn label(metric: &Metric) -> String {
 
 /// `"%"`, or `"Cel" or another temperature unit ("[degF]", "K")`.
 fn suggestion(metric: &Metric) -> String {
-    let others: Vec<String> = units_of(metric.dimension)
-        .filter(|u| *u != metric.unit)
-        .map(|u| format!("\"{u}\""))
-        .collect();
+    let others: Vec<String> =
+        units_of(metric.dimension).filter(|u| *u != metric.unit).map(|u| format!("\"{u}\"")).collect();
     if others.is_empty() {
         format!("\"{}\"", metric.unit)
     } else {
-        format!(
-            "\"{}\" or another {} unit ({})",
-            metric.unit,
-            metric.dimension.name(),
-            others.join(", ")
-        )
+        format!("\"{}\" or another {} unit ({})", metric.unit, metric.dimension.name(), others.join(", "))
     }
 }
 
 /// 1-based line of a byte offset.
 fn line_of(src: &str, offset: usize) -> usize {
     let end = offset.min(src.len());
-    src.as_bytes()[..end]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
+    src.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
 }
 
 /// MQTT rules for a topic filter (MQTT 5, 4.7): `#` alone and last, `+` alone in its level.
@@ -660,14 +585,10 @@ fn check_topic_filter(filter: &str) -> Result<(), &'static str> {
     let levels: Vec<&str> = filter.split('/').collect();
     for (i, level) in levels.iter().enumerate() {
         if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
-            return Err(
-                "uses '#' other than as the whole last level: write e.g. \"vigil/devices/#\"",
-            );
+            return Err("uses '#' other than as the whole last level: write e.g. \"vigil/devices/#\"");
         }
         if level.contains('+') && *level != "+" {
-            return Err(
-                "uses '+' other than as a whole level: write e.g. \"vigil/devices/+/oximeter\"",
-            );
+            return Err("uses '+' other than as a whole level: write e.g. \"vigil/devices/+/oximeter\"");
         }
     }
     Ok(())
@@ -710,22 +631,10 @@ mod tests {
 
     #[test]
     fn topic_filters_match_like_mqtt() {
-        assert!(topic_matches(
-            "vigil/devices/+/oximeter",
-            "vigil/devices/OX-1001/oximeter"
-        ));
-        assert!(!topic_matches(
-            "vigil/devices/+/oximeter",
-            "vigil/devices/OX-1001/monitor"
-        ));
-        assert!(!topic_matches(
-            "vigil/devices/+/oximeter",
-            "vigil/devices/a/b/oximeter"
-        ));
-        assert!(!topic_matches(
-            "vigil/devices/+/oximeter",
-            "vigil/devices/oximeter"
-        ));
+        assert!(topic_matches("vigil/devices/+/oximeter", "vigil/devices/OX-1001/oximeter"));
+        assert!(!topic_matches("vigil/devices/+/oximeter", "vigil/devices/OX-1001/monitor"));
+        assert!(!topic_matches("vigil/devices/+/oximeter", "vigil/devices/a/b/oximeter"));
+        assert!(!topic_matches("vigil/devices/+/oximeter", "vigil/devices/oximeter"));
         assert!(topic_matches("vigil/#", "vigil/devices/x"));
         assert!(topic_matches("vigil/#", "vigil"));
         assert!(!topic_matches("#", "$SYS/broker"));
@@ -734,16 +643,10 @@ mod tests {
 
     #[test]
     fn overlapping_filters_are_detected() {
-        assert!(filters_overlap(
-            "vigil/devices/+/oximeter",
-            "vigil/devices/OX-1/oximeter"
-        ));
+        assert!(filters_overlap("vigil/devices/+/oximeter", "vigil/devices/OX-1/oximeter"));
         assert!(filters_overlap("vigil/devices/+/oximeter", "vigil/#"));
         assert!(filters_overlap("a/+", "+/b"));
-        assert!(!filters_overlap(
-            "vigil/devices/+/oximeter",
-            "vigil/devices/+/monitor"
-        ));
+        assert!(!filters_overlap("vigil/devices/+/oximeter", "vigil/devices/+/monitor"));
         assert!(!filters_overlap("a/b", "a/b/c"));
     }
 

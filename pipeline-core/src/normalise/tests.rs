@@ -48,18 +48,8 @@ const CASES: &[Case] = &[
         patient: None,
         // Quoted numbers accepted; +01:00 converted to UTC; microseconds truncated to ms.
         readings: &[
-            (
-                150456,
-                93.0,
-                "2026-11-24T09:00:05.123Z",
-                Validity::Questionable,
-            ),
-            (
-                149530,
-                88.0,
-                "2026-11-24T09:00:05.123Z",
-                Validity::Questionable,
-            ),
+            (150456, 93.0, "2026-11-24T09:00:05.123Z", Validity::Questionable),
+            (149530, 88.0, "2026-11-24T09:00:05.123Z", Validity::Questionable),
         ],
     },
     Case {
@@ -125,12 +115,7 @@ const CASES: &[Case] = &[
         file: "single-unknown-flag.json",
         device: "00-1B-C5-0C-00-00-00-01",
         patient: None,
-        readings: &[(
-            149530,
-            69.0,
-            "2026-11-18T11:09:40.250Z",
-            Validity::Questionable,
-        )],
+        readings: &[(149530, 69.0, "2026-11-18T11:09:40.250Z", Validity::Questionable)],
     },
 ];
 
@@ -141,26 +126,14 @@ fn every_sample_payload_yields_exactly_the_expected_readings() {
         let profile = set.get(case.profile).unwrap();
         let path = fixture(&format!("payloads/{}/{}", case.profile, case.file));
         let payload = fs::read(&path).unwrap();
-        let readings = normalise(profile, &payload)
-            .unwrap_or_else(|r| panic!("{}: rejected: {r}", path.display()));
-        let got: Vec<_> = readings
-            .iter()
-            .map(|r| (r.metric.mdc_code, r.value, r.observed_at, r.validity))
-            .collect();
-        let want: Vec<_> = case
-            .readings
-            .iter()
-            .map(|(code, value, at, validity)| (*code, *value, utc(at), *validity))
-            .collect();
+        let readings = normalise(profile, &payload).unwrap_or_else(|r| panic!("{}: rejected: {r}", path.display()));
+        let got: Vec<_> = readings.iter().map(|r| (r.metric.mdc_code, r.value, r.observed_at, r.validity)).collect();
+        let want: Vec<_> =
+            case.readings.iter().map(|(code, value, at, validity)| (*code, *value, utc(at), *validity)).collect();
         assert_eq!(got, want, "{}", path.display());
         for r in &readings {
             assert_eq!(r.device_id, case.device, "{}", path.display());
-            assert_eq!(
-                r.patient_hint.as_deref(),
-                case.patient,
-                "{}",
-                path.display()
-            );
+            assert_eq!(r.patient_hint.as_deref(), case.patient, "{}", path.display());
             assert_eq!(codes::metric_by_code(r.metric.mdc_code), Some(r.metric));
         }
     }
@@ -176,10 +149,7 @@ fn every_sample_payload_on_disk_has_a_case() {
         }
     }
     on_disk.sort();
-    let mut covered: Vec<_> = CASES
-        .iter()
-        .map(|c| format!("{}/{}", c.profile, c.file))
-        .collect();
+    let mut covered: Vec<_> = CASES.iter().map(|c| format!("{}/{}", c.profile, c.file)).collect();
     covered.sort();
     assert_eq!(on_disk, covered);
 }
@@ -188,11 +158,7 @@ fn every_sample_payload_on_disk_has_a_case() {
 fn fixture_profiles_load_and_serve_their_topics() {
     let set = profiles();
     let ids: Vec<_> = set.iter().map(|p| p.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["medi-mx700", "acme-ox100", "vitaband-2"],
-        "file-name order"
-    );
+    assert_eq!(ids, ["medi-mx700", "acme-ox100", "vitaband-2"], "file-name order");
     let topic = |t: &str| set.for_topic(t).map(|p| p.id.as_str());
     assert_eq!(topic("vigil/devices/OX-1001/oximeter"), Some("acme-ox100"));
     assert_eq!(topic("vigil/devices/MX-00A1/monitor"), Some("medi-mx700"));
@@ -200,10 +166,7 @@ fn fixture_profiles_load_and_serve_their_topics() {
     assert_eq!(topic("vigil/devices/x/toaster"), None);
     assert_eq!(topic("vigil/devices/oximeter"), None);
     let monitor = set.get("medi-mx700").unwrap();
-    assert_eq!(
-        monitor.patient_system.as_deref(),
-        Some("urn:oid:2.16.840.1.113883.19.5.99999.2")
-    );
+    assert_eq!(monitor.patient_system.as_deref(), Some("urn:oid:2.16.840.1.113883.19.5.99999.2"));
     assert_eq!(monitor.vendor, "Medi Systems");
     assert!(monitor.source.ends_with("multiparameter-monitor.toml"));
     assert!(set.get("nope").is_none());
@@ -235,8 +198,7 @@ struct ProfileDir(PathBuf);
 
 impl ProfileDir {
     fn new(name: &str, files: &[(&str, &str)]) -> ProfileDir {
-        let dir =
-            std::env::temp_dir().join(format!("vigil-normalise-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("vigil-normalise-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         for (file, text) in files {
@@ -278,16 +240,9 @@ fn every_bad_file_is_reported_with_its_line() {
             ("a-good.toml", &profile_text("good", "t/good", SPO2)),
             (
                 "b-unknown-code.toml",
-                &profile_text(
-                    "b",
-                    "t/b",
-                    "code = \"MDC_HEART_BEATS\"\nvalue = \"/x\"\nunit = \"bpm\"",
-                ),
+                &profile_text("b", "t/b", "code = \"MDC_HEART_BEATS\"\nvalue = \"/x\"\nunit = \"bpm\""),
             ),
-            (
-                "c-typo.toml",
-                &profile_text("c", "t/c", &format!("{SPO2}\nunits_path = \"/u\"")),
-            ),
+            ("c-typo.toml", &profile_text("c", "t/c", &format!("{SPO2}\nunits_path = \"/u\""))),
             ("d-syntax.toml", "id = \"d\"\nvendor = \n"),
             ("notes.txt", "not a profile"),
         ],
@@ -297,30 +252,15 @@ fn every_bad_file_is_reported_with_its_line() {
     assert_eq!(msgs.len(), 3, "{msgs:#?}");
     let b = dir.0.join("b-unknown-code.toml");
     assert!(
-        msgs[0].starts_with(&format!(
-            "{}:11: mapping with code \"MDC_HEART_BEATS\": no such code",
-            b.display()
-        )),
+        msgs[0].starts_with(&format!("{}:11: mapping with code \"MDC_HEART_BEATS\": no such code", b.display())),
         "{}",
         msgs[0]
     );
-    assert!(
-        msgs[0].contains("MDC_PULS_OXIM_SAT_O2 (150456)"),
-        "lists the known codes: {}",
-        msgs[0]
-    );
+    assert!(msgs[0].contains("MDC_PULS_OXIM_SAT_O2 (150456)"), "lists the known codes: {}", msgs[0]);
     let c = dir.0.join("c-typo.toml");
-    assert!(
-        msgs[1].starts_with(&format!("{}:14: unknown field `units_path`", c.display())),
-        "{}",
-        msgs[1]
-    );
+    assert!(msgs[1].starts_with(&format!("{}:14: unknown field `units_path`", c.display())), "{}", msgs[1]);
     let d = dir.0.join("d-syntax.toml");
-    assert!(
-        msgs[2].starts_with(&format!("{}:2: ", d.display())),
-        "{}",
-        msgs[2]
-    );
+    assert!(msgs[2].starts_with(&format!("{}:2: ", d.display())), "{}", msgs[2]);
 }
 
 #[test]
@@ -328,15 +268,9 @@ fn duplicate_ids_and_overlapping_topics_are_refused() {
     let dir = ProfileDir::new(
         "duplicates",
         &[
-            (
-                "a.toml",
-                &profile_text("same", "vigil/devices/+/oximeter", SPO2),
-            ),
+            ("a.toml", &profile_text("same", "vigil/devices/+/oximeter", SPO2)),
             ("b.toml", &profile_text("same", "vigil/devices/other", SPO2)),
-            (
-                "c.toml",
-                &profile_text("c", "vigil/devices/OX-1/oximeter", SPO2),
-            ),
+            ("c.toml", &profile_text("c", "vigil/devices/OX-1/oximeter", SPO2)),
         ],
     );
     let msgs = messages(&dir.load().unwrap_err());
@@ -399,43 +333,29 @@ fn mapping_mistakes_are_each_refused_with_what_to_do() {
         ),
     ];
     for (i, (mapping, expected)) in cases.iter().enumerate() {
-        let dir = ProfileDir::new(
-            &format!("mapping-{i}"),
-            &[("p.toml", &profile_text("p", "t/p", mapping))],
-        );
+        let dir = ProfileDir::new(&format!("mapping-{i}"), &[("p.toml", &profile_text("p", "t/p", mapping))]);
         let msgs = messages(&dir.load().unwrap_err());
         let prefix = format!("{}:{expected}", dir.0.join("p.toml").display());
         assert_eq!(msgs.len(), 1, "{msgs:#?}");
-        assert!(
-            msgs[0].starts_with(&prefix),
-            "got:  {}\nwant: {prefix}",
-            msgs[0]
-        );
+        assert!(msgs[0].starts_with(&prefix), "got:  {}\nwant: {prefix}", msgs[0]);
     }
 }
 
 #[test]
 fn profile_level_mistakes_are_all_reported_at_once() {
-    let text =
-        "id = \"bad id\"\nvendor = \"V\"\nmodel = \"M\"\ntopics = [\"a/#/b\"]\neach = \"batch\"\n\
+    let text = "id = \"bad id\"\nvendor = \"V\"\nmodel = \"M\"\ntopics = [\"a/#/b\"]\neach = \"batch\"\n\
                 device_id = \"/sn~\"\n[time]\npath = \"/ts\"\nformat = \"rfc3339\"\n\
                 [patient]\npath = \"/mrn\"\nsystem = \"\"\n\n[[mapping]]\n"
-            .to_string()
-            + SPO2;
+        .to_string()
+        + SPO2;
     let dir = ProfileDir::new("profile-level", &[("p.toml", &text)]);
     let msgs = messages(&dir.load().unwrap_err());
     let at = |line: usize, rest: &str| format!("{}:{line}: {rest}", dir.0.join("p.toml").display());
     let expected_starts = [
         at(1, "profile id \"bad id\" must be non-empty"),
-        at(
-            4,
-            "topic filter \"a/#/b\" uses '#' other than as the whole last level",
-        ),
+        at(4, "topic filter \"a/#/b\" uses '#' other than as the whole last level"),
         at(5, "each: path \"batch\" must start with \"/\""),
-        at(
-            6,
-            "device_id: path \"/sn~\" has a \"~\" not followed by 0 or 1",
-        ),
+        at(6, "device_id: path \"/sn~\" has a \"~\" not followed by 0 or 1"),
         at(12, "patient.system is empty"),
     ];
     assert_eq!(msgs.len(), expected_starts.len(), "{msgs:#?}");
@@ -447,11 +367,7 @@ fn profile_level_mistakes_are_all_reported_at_once() {
 #[test]
 fn a_missing_directory_is_refused() {
     let err = ProfileSet::load_dir(fixture("no-such-dir")).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("cannot read the profile directory"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("cannot read the profile directory"), "{err}");
 }
 
 fn reject(profile_id: &str, payload: &str) -> Rejection {
@@ -466,35 +382,16 @@ fn reject(profile_id: &str, payload: &str) -> Rejection {
 fn assert_rejects(profile_id: &str, payload: &str, reason: RejectReason, detail: &str) {
     let rejection = reject(profile_id, payload);
     assert_eq!(rejection.reason, reason, "{payload}: {rejection}");
-    assert!(
-        rejection.detail.contains(detail),
-        "{payload}\ngot:  {}\nwant: {detail}",
-        rejection.detail
-    );
+    assert!(rejection.detail.contains(detail), "{payload}\ngot:  {}\nwant: {detail}", rejection.detail);
 }
 
 const OX_TS: &str = r#""ts":"2026-11-24T10:00:00Z""#;
 
 #[test]
 fn not_json_is_rejected() {
-    assert_rejects(
-        "acme-ox100",
-        r#"{"sn":"OX-1"#,
-        RejectReason::NotJson,
-        "payload is not JSON: EOF",
-    );
-    assert_rejects(
-        "acme-ox100",
-        "",
-        RejectReason::NotJson,
-        "payload is not JSON",
-    );
-    assert_rejects(
-        "acme-ox100",
-        "spo2=97",
-        RejectReason::NotJson,
-        "payload is not JSON",
-    );
+    assert_rejects("acme-ox100", r#"{"sn":"OX-1"#, RejectReason::NotJson, "payload is not JSON: EOF");
+    assert_rejects("acme-ox100", "", RejectReason::NotJson, "payload is not JSON");
+    assert_rejects("acme-ox100", "spo2=97", RejectReason::NotJson, "payload is not JSON");
 }
 
 #[test]
@@ -512,19 +409,9 @@ fn missing_device_id_time_or_batch_is_rejected() {
         MissingField,
         "observed time is missing: nothing at /ts",
     );
-    assert_rejects(
-        "acme-ox100",
-        r#"{"sn":"OX-1","ts":null,"spo2":97}"#,
-        MissingField,
-        "nothing at /ts",
-    );
+    assert_rejects("acme-ox100", r#"{"sn":"OX-1","ts":null,"spo2":97}"#, MissingField, "nothing at /ts");
     assert_rejects("acme-ox100", "[1,2]", MissingField, "device id is missing");
-    assert_rejects(
-        "vitaband-2",
-        r#"{"device":{"eui64":"E"}}"#,
-        MissingField,
-        "batch is missing: nothing at /batch",
-    );
+    assert_rejects("vitaband-2", r#"{"device":{"eui64":"E"}}"#, MissingField, "batch is missing: nothing at /batch");
     assert_rejects(
         "vitaband-2",
         r#"{"device":{"eui64":"E"},"batch":[{"t":1795000000000,"hr":70},{"hr":71}]}"#,
@@ -604,15 +491,8 @@ fn values_of_the_wrong_type_are_rejected() {
         "batch at /batch is an object, expected an array",
     );
     let long = "x".repeat(500);
-    let rejection = reject(
-        "acme-ox100",
-        &format!(r#"{{"sn":"OX-1",{OX_TS},"spo2":"{long}"}}"#),
-    );
-    assert!(
-        rejection.detail.len() < 150,
-        "details quote only a fragment: {}",
-        rejection.detail
-    );
+    let rejection = reject("acme-ox100", &format!(r#"{{"sn":"OX-1",{OX_TS},"spo2":"{long}"}}"#));
+    assert!(rejection.detail.len() < 150, "details quote only a fragment: {}", rejection.detail);
 }
 
 #[test]
@@ -650,18 +530,8 @@ fn bad_times_are_rejected() {
         BadTime,
         r#"observed time at /ts is "yesterday", expected an RFC 3339 time"#,
     );
-    assert_rejects(
-        "acme-ox100",
-        &ox(r#""2026-11-24T10:00:00""#),
-        BadTime,
-        "expected an RFC 3339 time with an offset",
-    );
-    assert_rejects(
-        "acme-ox100",
-        &ox("1795000000000"),
-        BadTime,
-        "observed time at /ts is 1795000000000",
-    );
+    assert_rejects("acme-ox100", &ox(r#""2026-11-24T10:00:00""#), BadTime, "expected an RFC 3339 time with an offset");
+    assert_rejects("acme-ox100", &ox("1795000000000"), BadTime, "observed time at /ts is 1795000000000");
     let band = |t: &str| format!(r#"{{"device":{{"eui64":"E"}},"batch":[{{"t":{t},"hr":70}}]}}"#);
     assert_rejects(
         "vitaband-2",
@@ -669,18 +539,8 @@ fn bad_times_are_rejected() {
         BadTime,
         r#"observed time at /batch/0/t is "soon", expected epoch milliseconds"#,
     );
-    assert_rejects(
-        "vitaband-2",
-        &band("1e300"),
-        BadTime,
-        "expected epoch milliseconds",
-    );
-    assert_rejects(
-        "vitaband-2",
-        &band("9223372036854775807"),
-        BadTime,
-        "expected epoch milliseconds",
-    );
+    assert_rejects("vitaband-2", &band("1e300"), BadTime, "expected epoch milliseconds");
+    assert_rejects("vitaband-2", &band("9223372036854775807"), BadTime, "expected epoch milliseconds");
 }
 
 #[test]
@@ -692,14 +552,8 @@ fn epoch_times_accept_numbers_and_numeric_strings() {
         let readings = normalise(band, payload.as_bytes()).unwrap();
         assert_eq!(readings[0].observed_at, utc("2026-11-18T11:06:40Z"), "{t}");
     }
-    assert_eq!(
-        epoch_millis(&serde_json::json!(1795000000.1234), 1000),
-        Some(1795000000123)
-    );
-    assert_eq!(
-        epoch_millis(&serde_json::json!(1795000000), 1000),
-        Some(1795000000000)
-    );
+    assert_eq!(epoch_millis(&serde_json::json!(1795000000.1234), 1000), Some(1795000000123));
+    assert_eq!(epoch_millis(&serde_json::json!(1795000000), 1000), Some(1795000000000));
     assert_eq!(epoch_millis(&serde_json::json!(i64::MAX), 1000), None);
 }
 
@@ -723,12 +577,7 @@ fn bad_units_are_rejected_with_the_reason() {
         BadUnit,
         r#"is "mmHg": a pressure, but Body temperature is a temperature measured in "Cel""#,
     );
-    assert_rejects(
-        "medi-mx700",
-        &temp(r#""K""#),
-        BadUnit,
-        r#"is "K": not among the profile's accepted units for it"#,
-    );
+    assert_rejects("medi-mx700", &temp(r#""K""#), BadUnit, r#"is "K": not among the profile's accepted units for it"#);
     assert_rejects(
         "medi-mx700",
         &temp("5"),
@@ -780,18 +629,7 @@ fn reject_reasons_have_stable_names() {
     .iter()
     .map(|r| r.as_str())
     .collect();
-    assert_eq!(
-        names,
-        [
-            "no_profile",
-            "not_json",
-            "missing_field",
-            "bad_value",
-            "bad_time",
-            "bad_unit",
-            "no_readings"
-        ]
-    );
+    assert_eq!(names, ["no_profile", "not_json", "missing_field", "bad_value", "bad_time", "bad_unit", "no_readings"]);
     let rejection = Rejection::no_profile("vigil/devices/x/toaster");
     assert_eq!(rejection.reason, RejectReason::NoProfile);
     assert_eq!(
@@ -807,9 +645,5 @@ fn integer_device_ids_become_strings() {
     let readings = normalise(ox, format!(r#"{{"sn":1001,{OX_TS},"spo2":97}}"#).as_bytes()).unwrap();
     assert_eq!(readings.len(), 1);
     assert_eq!(readings[0].device_id, "1001");
-    assert_eq!(
-        readings[0].validity,
-        Validity::Valid,
-        "no status flag: valid"
-    );
+    assert_eq!(readings[0].validity, Validity::Valid, "no status flag: valid");
 }

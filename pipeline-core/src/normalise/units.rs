@@ -76,48 +76,13 @@ impl Unit {
 const PA_PER_MM_HG: f64 = 133.322_387_415;
 
 const UNITS: [Unit; 8] = [
-    Unit {
-        ucum: "%",
-        dimension: Dimension::Fraction,
-        zero: 0.0,
-        scale: 1.0,
-    },
-    Unit {
-        ucum: "/min",
-        dimension: Dimension::Frequency,
-        zero: 0.0,
-        scale: 1.0,
-    },
-    Unit {
-        ucum: "Cel",
-        dimension: Dimension::Temperature,
-        zero: 0.0,
-        scale: 1.0,
-    },
-    Unit {
-        ucum: "[degF]",
-        dimension: Dimension::Temperature,
-        zero: 32.0,
-        scale: 5.0 / 9.0,
-    },
-    Unit {
-        ucum: "K",
-        dimension: Dimension::Temperature,
-        zero: 273.15,
-        scale: 1.0,
-    },
-    Unit {
-        ucum: "mm[Hg]",
-        dimension: Dimension::Pressure,
-        zero: 0.0,
-        scale: 1.0,
-    },
-    Unit {
-        ucum: "kPa",
-        dimension: Dimension::Pressure,
-        zero: 0.0,
-        scale: 1000.0 / PA_PER_MM_HG,
-    },
+    Unit { ucum: "%", dimension: Dimension::Fraction, zero: 0.0, scale: 1.0 },
+    Unit { ucum: "/min", dimension: Dimension::Frequency, zero: 0.0, scale: 1.0 },
+    Unit { ucum: "Cel", dimension: Dimension::Temperature, zero: 0.0, scale: 1.0 },
+    Unit { ucum: "[degF]", dimension: Dimension::Temperature, zero: 32.0, scale: 5.0 / 9.0 },
+    Unit { ucum: "K", dimension: Dimension::Temperature, zero: 273.15, scale: 1.0 },
+    Unit { ucum: "mm[Hg]", dimension: Dimension::Pressure, zero: 0.0, scale: 1.0 },
+    Unit { ucum: "kPa", dimension: Dimension::Pressure, zero: 0.0, scale: 1000.0 / PA_PER_MM_HG },
     Unit {
         ucum: "cm[H2O]",
         dimension: Dimension::Pressure,
@@ -159,28 +124,20 @@ const ALIASES: &[(&str, &str)] = &[
 
 /// The unit a UCUM code or a known vendor spelling stands for.
 pub fn parse_unit(s: &str) -> Option<Unit> {
-    let ucum = ALIASES
-        .iter()
-        .find(|(alias, _)| *alias == s)
-        .map_or(s, |(_, ucum)| ucum);
+    let ucum = ALIASES.iter().find(|(alias, _)| *alias == s).map_or(s, |(_, ucum)| ucum);
     UNITS.iter().find(|u| u.ucum == ucum).copied()
 }
 
 /// The UCUM codes of one dimension, canonical first: what to suggest when a profile gets it wrong.
 pub fn units_of(dimension: Dimension) -> impl Iterator<Item = &'static str> {
-    UNITS
-        .iter()
-        .filter(move |u| u.dimension == dimension)
-        .map(|u| u.ucum)
+    UNITS.iter().filter(move |u| u.dimension == dimension).map(|u| u.ucum)
 }
 
 /// Why a value could not be converted.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum UnitError {
     /// The unit measures something else than the metric (SpO2 in `mm[Hg]`).
-    #[error(
-        "unit \"{unit}\" is a {unit_dimension}, but {metric} is a {metric_dimension} measured in \"{canonical}\""
-    )]
+    #[error("unit \"{unit}\" is a {unit_dimension}, but {metric} is a {metric_dimension} measured in \"{canonical}\"")]
     DimensionMismatch {
         /// The UCUM code of the offending unit.
         unit: &'static str,
@@ -222,11 +179,7 @@ pub fn convert(value: f64, from: &Unit, to_metric: &Metric) -> Result<f64, UnitE
     let converted = (value - from.zero) * from.scale;
     let factor = 10f64.powi(from.dimension.decimals());
     let rounded = (converted * factor).round() / factor;
-    if rounded.is_finite() {
-        Ok(rounded)
-    } else {
-        Err(UnitError::NotFinite(rounded))
-    }
+    if rounded.is_finite() { Ok(rounded) } else { Err(UnitError::NotFinite(rounded)) }
 }
 
 #[cfg(test)]
@@ -268,11 +221,7 @@ mod tests {
             ("cm[H2O]", "cm[H2O]"),
         ];
         for (spelling, ucum) in cases {
-            assert_eq!(
-                parse_unit(spelling).map(|u| u.ucum),
-                Some(ucum),
-                "{spelling}"
-            );
+            assert_eq!(parse_unit(spelling).map(|u| u.ucum), Some(ucum), "{spelling}");
         }
     }
 
@@ -288,28 +237,13 @@ mod tests {
         assert_eq!(convert_to(98.6, "[degF]", "MDC_TEMP_BODY"), Ok(37.0));
         assert_eq!(convert_to(310.15, "K", "MDC_TEMP_BODY"), Ok(37.0));
         assert_eq!(convert_to(100.4, "degF", "MDC_TEMP_BODY"), Ok(38.0));
-        assert_eq!(
-            convert_to(16.0, "kPa", "MDC_PRESS_BLD_NONINV_SYS"),
-            Ok(120.0)
-        );
-        assert_eq!(
-            convert_to(10.7, "kPa", "MDC_PRESS_BLD_NONINV_DIA"),
-            Ok(80.3)
-        );
+        assert_eq!(convert_to(16.0, "kPa", "MDC_PRESS_BLD_NONINV_SYS"), Ok(120.0));
+        assert_eq!(convert_to(10.7, "kPa", "MDC_PRESS_BLD_NONINV_DIA"), Ok(80.3));
         assert_eq!(convert_to(5.3, "kPa", "MDC_AWAY_CO2_ET"), Ok(39.8));
         // Large enough that an approximate factor (7.5 mm[Hg]/kPa) would show.
-        assert_eq!(
-            convert_to(100.0, "kPa", "MDC_PRESS_BLD_NONINV_SYS"),
-            Ok(750.1)
-        );
-        assert_eq!(
-            convert_to(100.0, "cm[H2O]", "MDC_PRESS_BLD_NONINV_SYS"),
-            Ok(73.6)
-        );
-        assert_eq!(
-            convert_to(13.6, "cm[H2O]", "MDC_PRESS_BLD_NONINV_MEAN"),
-            Ok(10.0)
-        );
+        assert_eq!(convert_to(100.0, "kPa", "MDC_PRESS_BLD_NONINV_SYS"), Ok(750.1));
+        assert_eq!(convert_to(100.0, "cm[H2O]", "MDC_PRESS_BLD_NONINV_SYS"), Ok(73.6));
+        assert_eq!(convert_to(13.6, "cm[H2O]", "MDC_PRESS_BLD_NONINV_MEAN"), Ok(10.0));
     }
 
     #[test]
@@ -322,10 +256,7 @@ mod tests {
     #[test]
     fn refuses_a_dimension_mismatch() {
         let err = convert_to(97.0, "mm[Hg]", "MDC_PULS_OXIM_SAT_O2").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unit \"mm[Hg]\" is a pressure, but SpO2 is a fraction measured in \"%\""
-        );
+        assert_eq!(err.to_string(), "unit \"mm[Hg]\" is a pressure, but SpO2 is a fraction measured in \"%\"");
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub struct StatusReporter {
 impl StatusReporter {
     /// A reporter and the receiver the board reads.
     pub fn new(name: &str) -> (StatusReporter, watch::Receiver<SourceStatus>) {
-        let (tx, rx) = watch::channel(SourceStatus { name: name.into(), state: ConnectionState::Starting, since: Utc::now() });
+        let (tx, rx) =
+            watch::channel(SourceStatus { name: name.into(), state: ConnectionState::Starting, since: Utc::now() });
         (StatusReporter { name: name.into(), tx: Arc::new(tx) }, rx)
     }
 

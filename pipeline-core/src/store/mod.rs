@@ -277,7 +277,12 @@ pub trait Store: Send + Sync + 'static {
     /// A full snapshot of devices, patients, pairings and consents.
     async fn load_registry(&self) -> Result<Registry, StoreError>;
     /// Registers a device (idempotent; updates profile and label).
-    async fn register_device(&self, device_id: &str, profile_id: Option<&str>, label: Option<&str>) -> Result<(), StoreError>;
+    async fn register_device(
+        &self,
+        device_id: &str,
+        profile_id: Option<&str>,
+        label: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Adds or updates a patient and returns its store key.
     async fn upsert_patient(
         &self,
@@ -289,7 +294,8 @@ pub trait Store: Send + Sync + 'static {
     async fn find_patient(&self, id: &PatientIdentifier) -> Result<Option<i64>, StoreError>;
     /// Opens a pairing from `from`, closing the device's open pairing at that instant. Refuses an
     /// unregistered device, an unknown patient, or a start before the open pairing's start.
-    async fn pair(&self, device_id: &str, patient_id: i64, from: DateTime<Utc>, actor: &str) -> Result<i64, StoreError>;
+    async fn pair(&self, device_id: &str, patient_id: i64, from: DateTime<Utc>, actor: &str)
+    -> Result<i64, StoreError>;
     /// Closes the device's open pairing at `at`; returns the pairing closed.
     async fn unpair(&self, device_id: &str, at: DateTime<Utc>, actor: &str) -> Result<i64, StoreError>;
     /// Records a consent decision.

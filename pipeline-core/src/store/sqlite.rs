@@ -70,16 +70,18 @@ async fn append_audit(
         h.update(&(part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
-    sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .bind(at)
-        .bind(actor)
-        .bind(action)
-        .bind(subject)
-        .bind(detail)
-        .bind(&prev)
-        .bind(&h.finalize().as_bytes()[..])
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(subject)
+    .bind(detail)
+    .bind(&prev)
+    .bind(&h.finalize().as_bytes()[..])
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -100,7 +102,10 @@ fn outcome_name(outcome: &PayloadOutcome) -> &'static str {
 }
 
 /// Counts the repeats of each key and keeps the first of each.
-fn first_of_each<T, K: std::hash::Hash + Eq + Copy>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> (Vec<T>, HashMap<K, i64>) {
+fn first_of_each<T, K: std::hash::Hash + Eq + Copy>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> (Vec<T>, HashMap<K, i64>) {
     let mut seen: HashMap<K, i64> = HashMap::new();
     let mut firsts = Vec::new();
     for item in items {
@@ -149,7 +154,9 @@ impl Store for SqliteStore {
                     .push_bind(p.profile_id.as_deref())
                     .push_bind(outcome_name(&p.outcome));
             });
-            q.push(" ON CONFLICT (payload_hash) DO UPDATE SET repeats = repeats + 1 RETURNING id, payload_hash, repeats");
+            q.push(
+                " ON CONFLICT (payload_hash) DO UPDATE SET repeats = repeats + 1 RETURNING id, payload_hash, repeats",
+            );
             for row in q.build().fetch_all(&mut *tx).await? {
                 let hash: Vec<u8> = row.get(1);
                 if row.get::<i64, _>(2) == 0 {
@@ -180,9 +187,13 @@ impl Store for SqliteStore {
                 PayloadOutcome::Readings(ds) => {
                     for d in ds {
                         match d {
-                            Disposition::Accepted { reading, hash, patient_id } => {
-                                pending.push(Pending { reading, hash: *hash, patient_id: *patient_id, inbox_id, held_for: None })
-                            }
+                            Disposition::Accepted { reading, hash, patient_id } => pending.push(Pending {
+                                reading,
+                                hash: *hash,
+                                patient_id: *patient_id,
+                                inbox_id,
+                                held_for: None,
+                            }),
                             Disposition::Held { reading, hash, patient_id, flow } => pending.push(Pending {
                                 reading,
                                 hash: *hash,
@@ -312,7 +323,8 @@ impl Store for SqliteStore {
                 .await?,
             ..Registry::default()
         };
-        registry.devices = sqlx::query_scalar("SELECT device_id FROM devices").fetch_all(&mut *tx).await?.into_iter().collect();
+        registry.devices =
+            sqlx::query_scalar("SELECT device_id FROM devices").fetch_all(&mut *tx).await?.into_iter().collect();
         for row in sqlx::query("SELECT id, id_system, id_value, verified_at FROM patients").fetch_all(&mut *tx).await? {
             let id: i64 = row.get(0);
             registry.patients.insert(
@@ -325,9 +337,10 @@ impl Store for SqliteStore {
                 },
             );
         }
-        for row in sqlx::query("SELECT id, device_id, patient_id, valid_from, valid_to FROM pairings ORDER BY valid_from")
-            .fetch_all(&mut *tx)
-            .await?
+        for row in
+            sqlx::query("SELECT id, device_id, patient_id, valid_from, valid_to FROM pairings ORDER BY valid_from")
+                .fetch_all(&mut *tx)
+                .await?
         {
             registry.pairings.entry(row.get(1)).or_default().push(PairingRecord {
                 id: row.get(0),
@@ -345,7 +358,12 @@ impl Store for SqliteStore {
         Ok(registry)
     }
 
-    async fn register_device(&self, device_id: &str, profile_id: Option<&str>, label: Option<&str>) -> Result<(), StoreError> {
+    async fn register_device(
+        &self,
+        device_id: &str,
+        profile_id: Option<&str>,
+        label: Option<&str>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO devices (device_id, profile_id, label, registered_at) VALUES (?, ?, ?, ?)
@@ -399,17 +417,32 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn pair(&self, device_id: &str, patient_id: i64, from: DateTime<Utc>, actor: &str) -> Result<i64, StoreError> {
+    async fn pair(
+        &self,
+        device_id: &str,
+        patient_id: i64,
+        from: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE device_id = ?").bind(device_id).fetch_optional(&mut *tx).await?;
+        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if known.is_none() {
             return Err(StoreError::Refused(format!("device {device_id} is not registered")));
         }
-        let patient: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT verified_at FROM patients WHERE id = ?").bind(patient_id).fetch_optional(&mut *tx).await?;
+        let patient: Option<Option<i64>> = sqlx::query_scalar("SELECT verified_at FROM patients WHERE id = ?")
+            .bind(patient_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         match patient {
             None => return Err(StoreError::Refused(format!("patient {patient_id} is not in the registry"))),
-            Some(None) => return Err(StoreError::Refused(format!("patient {patient_id} is not verified; verify before pairing"))),
+            Some(None) => {
+                return Err(StoreError::Refused(format!(
+                    "patient {patient_id} is not verified; verify before pairing"
+                )));
+            }
             Some(Some(_)) => {}
         }
         let open: Option<(i64, i64)> =
@@ -424,7 +457,11 @@ impl Store for SqliteStore {
                     from.to_rfc3339()
                 )));
             }
-            sqlx::query("UPDATE pairings SET valid_to = ? WHERE id = ?").bind(millis(from)).bind(open_id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE pairings SET valid_to = ? WHERE id = ?")
+                .bind(millis(from))
+                .bind(open_id)
+                .execute(&mut *tx)
+                .await?;
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO pairings (device_id, patient_id, valid_from, created_by, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -436,7 +473,14 @@ impl Store for SqliteStore {
         .bind(millis(Utc::now()))
         .fetch_one(&mut *tx)
         .await?;
-        append_audit(&mut tx, actor, "pairing.open", device_id, &format!("pairing {id}, patient {patient_id}, from {}", from.to_rfc3339())).await?;
+        append_audit(
+            &mut tx,
+            actor,
+            "pairing.open",
+            device_id,
+            &format!("pairing {id}, patient {patient_id}, from {}", from.to_rfc3339()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -453,7 +497,14 @@ impl Store for SqliteStore {
         };
         let end = millis(at).max(from);
         sqlx::query("UPDATE pairings SET valid_to = ? WHERE id = ?").bind(end).bind(id).execute(&mut *tx).await?;
-        append_audit(&mut tx, actor, "pairing.close", device_id, &format!("pairing {id}, until {}", from_millis(end).to_rfc3339())).await?;
+        append_audit(
+            &mut tx,
+            actor,
+            "pairing.close",
+            device_id,
+            &format!("pairing {id}, until {}", from_millis(end).to_rfc3339()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -473,7 +524,8 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let decision = if granted { "granted" } else { "refused" };
-        append_audit(&mut tx, actor, "consent.record", &format!("patient {patient_id}"), &format!("{flow} {decision}")).await?;
+        append_audit(&mut tx, actor, "consent.record", &format!("patient {patient_id}"), &format!("{flow} {decision}"))
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -523,7 +575,9 @@ impl Store for SqliteStore {
         Ok(rows
             .into_iter()
             .map(|r| StoredReading {
-                hash: blake3::Hash::from_slice(r.get::<&[u8], _>(0)).map(|h| h.to_hex().to_string()).unwrap_or_default(),
+                hash: blake3::Hash::from_slice(r.get::<&[u8], _>(0))
+                    .map(|h| h.to_hex().to_string())
+                    .unwrap_or_default(),
                 device_id: r.get(1),
                 patient_id: r.get(2),
                 mdc_code: r.get::<i64, _>(3) as u32,

@@ -147,7 +147,10 @@ async fn poll(
             }
             Ok(_) => {}
             Err(e) => {
-                status.set(ConnectionState::Reconnecting { reason: e.to_string(), retry_in_ms: backoff.as_millis() as u64 });
+                status.set(ConnectionState::Reconnecting {
+                    reason: e.to_string(),
+                    retry_in_ms: backoff.as_millis() as u64,
+                });
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}

@@ -109,8 +109,12 @@ async fn connection(
         Err(_) => return Err(ConnectionError::KeepAliveExpired),
     };
     // A persistent-session client re-sends its unacknowledged PUBLISHes; the inbox recognises them.
-    write_packet(&mut wr, &Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, !connect.clean_session)), max_packet)
-        .await?;
+    write_packet(
+        &mut wr,
+        &Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, !connect.clean_session)),
+        max_packet,
+    )
+    .await?;
     tracing::debug!(%peer, client_id = %connect.client_id, "device connected");
     let keep_alive = match connect.keep_alive {
         0 => Duration::from_secs(24 * 3600),
@@ -149,14 +153,22 @@ async fn read_half(
                 if publish.topic.contains(['+', '#']) || publish.topic.is_empty() {
                     return Err(ConnectionError::Violation("PUBLISH topic is empty or has a wildcard"));
                 }
-                let envelope =
-                    Envelope { source: "mqtt", origin: publish.topic, received_at: Utc::now(), payload: publish.payload };
+                let envelope = Envelope {
+                    source: "mqtt",
+                    origin: publish.topic,
+                    received_at: Utc::now(),
+                    payload: publish.payload,
+                };
                 let receipt = ingest.submit(envelope).await.map_err(|_| ConnectionError::IngestClosed)?;
                 match publish.qos {
                     // QoS 0 promises nothing and gets no acknowledgement; it is stored all the same.
                     QoS::AtMostOnce => continue,
-                    QoS::AtLeastOnce => Outgoing::AfterStored { receipt, ack: Packet::PubAck(PubAck::new(publish.pkid)) },
-                    QoS::ExactlyOnce => Outgoing::AfterStored { receipt, ack: Packet::PubRec(PubRec::new(publish.pkid)) },
+                    QoS::AtLeastOnce => {
+                        Outgoing::AfterStored { receipt, ack: Packet::PubAck(PubAck::new(publish.pkid)) }
+                    }
+                    QoS::ExactlyOnce => {
+                        Outgoing::AfterStored { receipt, ack: Packet::PubRec(PubRec::new(publish.pkid)) }
+                    }
                 }
             }
             Some(Packet::PubRel(rel)) => Outgoing::Now(Packet::PubComp(PubComp::new(rel.pkid))),
@@ -212,7 +224,11 @@ async fn write_half(
 }
 
 /// Reads one packet; `None` on a clean end of stream.
-async fn read_packet(rd: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, ConnectionError> {
+async fn read_packet(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<Packet>, ConnectionError> {
     loop {
         match Packet::read(buf, max) {
             Ok(p) => return Ok(Some(p)),
@@ -220,7 +236,11 @@ async fn read_packet(rd: &mut OwnedReadHalf, buf: &mut BytesMut, max: usize) -> 
             Err(e) => return Err(ConnectionError::Protocol(e)),
         }
         if rd.read_buf(buf).await? == 0 {
-            return if buf.is_empty() { Ok(None) } else { Err(ConnectionError::Violation("connection closed mid-packet")) };
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(ConnectionError::Violation("connection closed mid-packet"))
+            };
         }
     }
 }
