@@ -10,7 +10,9 @@
 //! - [`store`]: the store trait and its SQLite backend.
 //! - [`pipeline`]: the facade the binary and the console drive.
 //! - [`simulate`]: realistic simulated devices for the demo, tests and benchmarks.
+//! - [`bench`]: `vigil bench`, end-to-end ingest throughput.
 
+pub mod bench;
 pub mod config;
 pub mod identify;
 pub mod ingest;

@@ -241,6 +241,7 @@ pub struct Fleet {
     pub devices: Vec<SimDevice>,
     rng: StdRng,
     options: SimOptions,
+    last_upload: Vec<Option<DateTime<Utc>>>,
 }
 
 /// The MRN the demo registry gives the patient of the n-th monitor.
@@ -267,15 +268,23 @@ impl Fleet {
                 body: Physiology::new(&mut rng),
             });
         }
-        Fleet { devices, rng, options }
+        let last_upload = vec![None; devices.len()];
+        Fleet { devices, rng, options, last_upload }
     }
 
     /// One round: every device's next payload as (topic, bytes), faults included.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<(String, Vec<u8>)> {
         let dt = 1.0 / self.options.rate_hz.max(1e-3);
         let mut out = Vec::with_capacity(self.devices.len());
-        for d in &mut self.devices {
+        for (d, last_upload) in self.devices.iter_mut().zip(&mut self.last_upload) {
             d.body.step(dt, self.options.episode_rate, &mut self.rng);
+            // A wearable uploads its samples (one a second) every WEARABLE_SAMPLES seconds.
+            if d.kind == DeviceKind::Wearable {
+                if last_upload.is_some_and(|t| (now - t).num_seconds() < WEARABLE_SAMPLES as i64) {
+                    continue;
+                }
+                *last_upload = Some(now);
+            }
             let topic = d.kind.topic(&d.id);
             let payload = if self.rng.random_bool(self.options.malformed_rate.clamp(0.0, 1.0)) {
                 malformed(&d.id, &mut self.rng)

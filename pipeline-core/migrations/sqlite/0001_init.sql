@@ -64,9 +64,11 @@ CREATE TABLE consents (
     PRIMARY KEY (patient_id, flow)
 );
 
--- Raw telemetry: accepted readings in canonical units.
+-- Raw telemetry: accepted readings in canonical units. Uniqueness of `hash` is enforced by
+-- dedup_index; a rowid key keeps inserts appending instead of landing at random B-tree pages.
 CREATE TABLE readings (
-    hash        BLOB    PRIMARY KEY,
+    id          INTEGER PRIMARY KEY,
+    hash        BLOB    NOT NULL,
     inbox_id    INTEGER NOT NULL,
     device_id   TEXT    NOT NULL,
     patient_id  INTEGER NOT NULL,
@@ -75,10 +77,9 @@ CREATE TABLE readings (
     unit        TEXT    NOT NULL,
     observed_at INTEGER NOT NULL,
     validity    TEXT    NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX readings_patient ON readings (patient_id, mdc_code, observed_at);
 CREATE INDEX readings_device ON readings (device_id, observed_at);
-CREATE INDEX readings_observed ON readings (observed_at);
 
 -- Payloads no profile could read, with the reason; the raw bytes stay in the inbox.
 CREATE TABLE rejected (

@@ -11,10 +11,10 @@ use clap::{Parser, Subcommand};
 use pipeline_core::config::{BrokerAddress, Config};
 use pipeline_core::identify::{Flow, seed};
 use pipeline_core::normalise::ProfileSet;
-use pipeline_core::pipeline;
 use pipeline_core::simulate::{self, DeviceKind, SimOptions};
 use pipeline_core::store::sqlite::SqliteStore;
 use pipeline_core::store::{PatientIdentifier, ReadingQuery, Store};
+use pipeline_core::{bench, pipeline};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -36,6 +36,8 @@ enum Command {
     Demo(DemoArgs),
     /// Publish simulated device payloads to a broker (QoS 1).
     Simulate(SimulateArgs),
+    /// Measure end-to-end ingest throughput (MQTT publish to durable readings).
+    Bench(BenchArgs),
     /// Validate a config file and report every problem.
     CheckConfig {
         /// The config file.
@@ -208,6 +210,25 @@ struct SimulateArgs {
 }
 
 #[derive(clap::Args)]
+struct BenchArgs {
+    /// Payloads in all.
+    #[arg(long, default_value_t = 100_000)]
+    payloads: usize,
+    /// Concurrent publishing connections.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Payload shape.
+    #[arg(long, value_enum, default_value = "oximeter")]
+    profile: DeviceKind,
+    /// Run Mosquitto and subscribe to it, instead of the embedded endpoint.
+    #[arg(long)]
+    mosquitto: bool,
+    /// The device profiles.
+    #[arg(long, default_value = "fixtures/profiles")]
+    profiles: PathBuf,
+}
+
+#[derive(clap::Args)]
 struct DemoArgs {
     /// Where the demo keeps its database.
     #[arg(long, default_value = "demo-data")]
@@ -231,6 +252,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse().command).await {
         Ok(code) => code,
@@ -246,6 +268,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { config } => run_pipeline(load_config(&config)?).await?,
         Command::Demo(args) => demo(args).await?,
         Command::Simulate(args) => simulate(args).await?,
+        Command::Bench(args) => {
+            let options = bench::BenchOptions {
+                payloads: args.payloads,
+                publishers: args.publishers,
+                kind: args.profile,
+                mosquitto: args.mosquitto,
+                profiles: args.profiles,
+            };
+            let r = bench::ingest_throughput(&options).await?;
+            println!(
+                "{} payloads, {} readings in {:.2} s: {:.0} payloads/s, {:.0} readings/s ({:?}, {} publishers, {})",
+                r.payloads,
+                r.readings,
+                r.elapsed.as_secs_f64(),
+                r.payloads_per_sec(),
+                r.readings_per_sec(),
+                options.kind,
+                options.publishers,
+                if options.mosquitto { "Mosquitto" } else { "embedded endpoint" }
+            );
+        }
         Command::CheckConfig { file } => {
             return Ok(match Config::load(&file) {
                 Ok(_) => {

@@ -38,10 +38,22 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Dedup keys are random hashes: a larger page cache keeps their B-tree in memory.
+            .pragma("cache_size", "-65536")
+            // Statement journals of the multi-row upserts stay in memory instead of temp files.
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
+    }
+
+    /// A write transaction that takes the write lock up front. A deferred one that reads first and
+    /// writes later fails at once with SQLITE_BUSY if another connection wrote in between (the busy
+    /// timeout cannot help there), which would make operator commands fail at random while the
+    /// pipeline ingests.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// The underlying pool, for tests that inspect tables directly.
@@ -136,7 +148,7 @@ impl Store for SqliteStore {
     async fn write_batch(&self, batch: &[ProcessedPayload]) -> Result<BatchTally, StoreError> {
         let mut tally = BatchTally::default();
         let now = millis(Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
 
         // 1. The inbox: new payloads get an id; a payload seen before only bumps its repeat count.
         let (payloads, in_batch_repeats) = first_of_each(batch.iter(), |p| p.payload_hash);
@@ -364,7 +376,7 @@ impl Store for SqliteStore {
         profile_id: Option<&str>,
         label: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO devices (device_id, profile_id, label, registered_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (device_id) DO UPDATE SET profile_id = COALESCE(excluded.profile_id, profile_id),
@@ -424,7 +436,7 @@ impl Store for SqliteStore {
         from: DateTime<Utc>,
         actor: &str,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE device_id = ?")
             .bind(device_id)
             .fetch_optional(&mut *tx)
@@ -486,7 +498,7 @@ impl Store for SqliteStore {
     }
 
     async fn unpair(&self, device_id: &str, at: DateTime<Utc>, actor: &str) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let open: Option<(i64, i64)> =
             sqlx::query_as("SELECT id, valid_from FROM pairings WHERE device_id = ? AND valid_to IS NULL")
                 .bind(device_id)
@@ -510,7 +522,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_consent(&self, patient_id: i64, flow: Flow, granted: bool, actor: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO consents (patient_id, flow, granted, recorded_at, recorded_by) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (patient_id, flow) DO UPDATE SET granted = excluded.granted,
@@ -679,10 +691,21 @@ impl Store for SqliteStore {
 
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let cutoff = millis(cutoff);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut removed = 0;
+        // Per device, so the delete walks the (device_id, observed_at) index; a separate index on
+        // observed_at alone would cost every insert for the sake of an hourly job.
+        let devices: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT device_id FROM readings").fetch_all(&mut *tx).await?;
+        for device in devices {
+            removed += sqlx::query("DELETE FROM readings WHERE device_id = ? AND observed_at < ?")
+                .bind(device)
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
         for sql in [
-            "DELETE FROM readings WHERE observed_at < ?",
             "DELETE FROM dedup_index WHERE first_seen_at < ?",
             // Payloads behind quarantine, rejections or held readings are forensic evidence: kept.
             "DELETE FROM inbox WHERE received_at < ? AND outcome = 'accepted'",
@@ -694,7 +717,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, actor: &str, action: &str, subject: &str, detail: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         append_audit(&mut tx, actor, action, subject, detail).await?;
         tx.commit().await?;
         Ok(())
