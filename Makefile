@@ -8,7 +8,7 @@ VIGIL := $(CARGO_TARGET_DIR)/debug/vigil
 
 # Debian packages: to build (a C compiler for the TLS crypto crates) and the test peers.
 BUILD_PACKAGES := build-essential pkg-config
-TEST_PACKAGES := mosquitto
+TEST_PACKAGES := mosquitto openssl
 
 .PHONY: demo test deps test-deps build lint unit e2e bench clean
 

@@ -69,14 +69,18 @@ impl Mosquitto {
     /// Starts a broker that queues without limit for persistent sessions, so a slow or absent
     /// subscriber loses nothing (its default silently drops beyond 1000 queued QoS 1 messages).
     pub fn start() -> anyhow::Result<Mosquitto> {
+        Mosquitto::start_on(free_port(), "")
+    }
+
+    /// Starts a broker on `port` with extra configuration lines (more listeners, TLS...).
+    pub fn start_on(port: u16, extra: &str) -> anyhow::Result<Mosquitto> {
         let dir = tempfile::tempdir()?;
-        let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n\
-                 max_inflight_messages 100\nlog_dest stderr\nlog_type error\n"
+                "per_listener_settings false\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n\
+                 max_inflight_messages 100\nlog_dest stderr\nlog_type error\nlistener {port} 127.0.0.1\n{extra}"
             ),
         )?;
         let child = Command::new("mosquitto")
@@ -174,6 +178,11 @@ impl Site {
         self.show("counts")?[name].as_i64().with_context(|| format!("no count {name}"))
     }
 
+    /// Everything the site's `vigil run` processes logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_path(&self.config)).unwrap_or_default()
+    }
+
     /// Starts `vigil run` on this site.
     pub fn run(&self) -> anyhow::Result<VigilProcess> {
         VigilProcess::start(&self.config)
@@ -199,6 +208,23 @@ impl Site {
     }
 }
 
+fn log_path(config: &Path) -> PathBuf {
+    config.with_file_name("vigil.log")
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of vigil.log ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 /// A running `vigil run`; SIGTERMed on drop.
 pub struct VigilProcess {
     child: Child,
@@ -207,14 +233,16 @@ pub struct VigilProcess {
 }
 
 impl VigilProcess {
-    /// Starts `vigil run --config FILE` and waits until it says it is running.
+    /// Starts `vigil run --config FILE` and waits until it says it is running. Its log (debug level
+    /// for Vigil's own code) goes to `vigil.log` beside the config, where tests look for PHI.
     pub fn start(config: &Path) -> anyhow::Result<VigilProcess> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path(config))?;
         let mut child = Command::new(vigil_bin())
             .args(["run", "--config"])
             .arg(config)
-            .env("VIGIL_LOG", "warn")
+            .env("VIGIL_LOG", "info,pipeline_core=debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
         let mut mqtt_addr = None;

@@ -103,6 +103,13 @@ async fn run_scenario(site: &Site, port: u16) -> anyhow::Result<()> {
     let held = site.show("held")?;
     assert!(held.as_array().unwrap().iter().all(|h| h["flow"] == "store" && h["device_id"] == "OX-1001"), "{held:#}");
 
+    // No patient identifier reaches the log, even at debug level.
+    let log = site.log();
+    assert!(!log.is_empty(), "the harness captures the log");
+    for mrn in ["MRN-100000", "MRN-999999"] {
+        assert!(!log.contains(mrn), "PHI {mrn} in the log");
+    }
+
     // Quarantined and held readings never reach the telemetry store.
     let readings = site.show("readings")?;
     for r in readings.as_array().unwrap() {

@@ -1,0 +1,59 @@
+//! Overload is pushback, never loss: while the store cannot commit, nothing is acknowledged, the
+//! ingest queue stays within its bound, and the endpoint stops reading from the device; once the
+//! store recovers, everything is stored exactly once and acknowledged.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use pipeline_core::config::Config;
+use pipeline_core::identify::seed;
+use pipeline_core::pipeline;
+use pipeline_core::simulate::{DeviceKind, SimDevice};
+use sqlx::Connection;
+use vigil_tests::{fixture, publish_tracked};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_pushes_back_and_loses_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("vigil.db");
+    let mut config = Config::default();
+    config.store.url = format!("sqlite://{}", db.display());
+    config.profiles.dir = fixture("profiles");
+    config.broker.listen = "127.0.0.1:0".into();
+    config.identity.organisation = "demo-clinic".into();
+    config.ingest.queue_capacity = 64;
+    config.ingest.batch_max = 32;
+    let handle = pipeline::start(&config).await?;
+    seed::import(handle.store().as_ref(), &fixture("demo/registry.toml"), "test").await?;
+    let port = handle.mqtt_listen_addr().unwrap().port();
+
+    // Another process holds SQLite's write lock: every commit of the writer must wait.
+    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut blocker).await?;
+
+    let device = SimDevice::new("OX-1000", DeviceKind::Oximeter, None, 1);
+    let t0 = Utc::now() - chrono::Duration::minutes(10);
+    let messages: Vec<_> = (0..2000)
+        .map(|i| {
+            (
+                device.kind.topic(&device.id),
+                device.payload(t0 + chrono::Duration::milliseconds(i)).to_string().into_bytes(),
+            )
+        })
+        .collect();
+    let publisher = tokio::spawn(publish_tracked(port, messages, 2000, Duration::from_secs(120), |_| {}));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(handle.tally().payloads, 0, "nothing can be committed while the store is locked");
+    assert!(handle.queue_depth() <= 64, "the queue is bounded: {}", handle.queue_depth());
+    assert_eq!(handle.queue_depth(), 64, "and full: the endpoint waits instead of dropping");
+    assert!(!publisher.is_finished(), "no PUBACK may leave before the commit");
+
+    sqlx::query("ROLLBACK").execute(&mut blocker).await?;
+    let published = publisher.await??;
+    assert_eq!(published.acked.len(), 2000);
+    let tally = handle.tally();
+    assert_eq!((tally.payloads, tally.stored, tally.duplicate_payloads), (2000, 4000, 0));
+    handle.shutdown().await;
+    Ok(())
+}
