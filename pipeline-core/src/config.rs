@@ -27,6 +27,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Batching and queue bounds of the ingest writer.
     pub ingest: IngestConfig,
+    /// Where clinical events go.
+    pub ehr: EhrConfig,
 }
 
 /// `[store]`
@@ -188,6 +190,80 @@ impl Default for IngestConfig {
     }
 }
 
+/// Which EHR adapter delivers clinical events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EhrKind {
+    /// Keep what would have been sent, locally (the default when no EHR is configured).
+    #[default]
+    Sandbox,
+    /// A FHIR R4 server over REST.
+    Fhir,
+}
+
+/// How the FHIR adapter authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EhrAuth {
+    /// None.
+    #[default]
+    None,
+    /// A bearer token from the environment variable `bearer_token_env`.
+    Bearer,
+    /// SMART Backend Services (client credentials with a signed JWT).
+    Smart,
+}
+
+/// `[ehr]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EhrConfig {
+    /// `sandbox` (default) or `fhir`.
+    pub kind: EhrKind,
+    /// FHIR: the server's base URL, e.g. `https://ehr.example/fhir/R4`.
+    pub base_url: Option<String>,
+    /// FHIR: `none`, `bearer` or `smart`.
+    pub auth: EhrAuth,
+    /// Bearer auth: the environment variable holding the token.
+    pub bearer_token_env: String,
+    /// SMART: the token endpoint.
+    pub token_url: Option<String>,
+    /// SMART: the registered client id.
+    pub client_id: Option<String>,
+    /// SMART: the PEM private key whose public key the EHR registered.
+    pub private_key_file: Option<PathBuf>,
+    /// SMART: `RS384` or `ES384`.
+    pub algorithm: String,
+    /// SMART: scopes to ask for.
+    pub scope: String,
+    /// Request timeout in seconds.
+    pub timeout_secs: u64,
+    /// Events per request at most.
+    pub batch_events: u32,
+    /// Longest retry delay, in seconds.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for EhrConfig {
+    fn default() -> Self {
+        EhrConfig {
+            kind: EhrKind::Sandbox,
+            base_url: None,
+            auth: EhrAuth::None,
+            bearer_token_env: "VIGIL_EHR_TOKEN".into(),
+            token_url: None,
+            client_id: None,
+            private_key_file: None,
+            algorithm: "RS384".into(),
+            scope: "system/Observation.write system/DiagnosticReport.write system/Device.write system/Patient.read"
+                .into(),
+            timeout_secs: 10,
+            batch_events: 20,
+            max_backoff_secs: 60,
+        }
+    }
+}
+
 /// One thing wrong in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -283,6 +359,9 @@ impl Config {
             }
         };
         rebase(&mut self.profiles.dir);
+        if let Some(p) = &mut self.ehr.private_key_file {
+            rebase(p);
+        }
         for p in [&mut self.broker.ca_file, &mut self.broker.client_cert_file, &mut self.broker.client_key_file]
             .into_iter()
             .flatten()
@@ -412,6 +491,69 @@ impl Config {
                 "\"\"",
                 "empty",
                 "name the organisation that issues the patient identifiers",
+            ));
+        }
+        let ehr = &self.ehr;
+        if ehr.kind == EhrKind::Fhir {
+            match ehr.base_url.as_deref().map(url::Url::parse) {
+                None => out.push(problem(
+                    "ehr.base_url",
+                    "(missing)",
+                    "a FHIR EHR needs its base URL",
+                    "set ehr.base_url, e.g. \"https://ehr.example/fhir/R4\"",
+                )),
+                Some(Err(e)) => out.push(problem(
+                    "ehr.base_url",
+                    ehr.base_url.as_deref().unwrap_or(""),
+                    format!("not a URL ({e})"),
+                    "write it like https://ehr.example/fhir/R4",
+                )),
+                Some(Ok(_)) => {}
+            }
+            if ehr.auth == EhrAuth::Smart {
+                for (key, missing) in
+                    [("ehr.token_url", ehr.token_url.is_none()), ("ehr.client_id", ehr.client_id.is_none())]
+                {
+                    if missing {
+                        out.push(problem(
+                            key,
+                            "(missing)",
+                            "SMART Backend Services needs it",
+                            "set it to what the EHR registered",
+                        ));
+                    }
+                }
+                match &ehr.private_key_file {
+                    None => out.push(problem(
+                        "ehr.private_key_file",
+                        "(missing)",
+                        "SMART needs the client's private key",
+                        "give the PEM file whose public key the EHR registered",
+                    )),
+                    Some(f) if !f.is_file() => out.push(problem(
+                        "ehr.private_key_file",
+                        f.display(),
+                        "no such file",
+                        "give the path of a PEM private key",
+                    )),
+                    Some(_) => {}
+                }
+                if ehr.algorithm != "RS384" && ehr.algorithm != "ES384" {
+                    out.push(problem(
+                        "ehr.algorithm",
+                        &ehr.algorithm,
+                        "not an algorithm SMART Backend Services allows",
+                        "use RS384 or ES384",
+                    ));
+                }
+            }
+        }
+        if ehr.timeout_secs == 0 || ehr.batch_events == 0 || ehr.max_backoff_secs == 0 {
+            out.push(problem(
+                "ehr.timeout_secs / batch_events / max_backoff_secs",
+                0,
+                "must be positive",
+                "use e.g. 10, 20 and 60",
             ));
         }
         let ingest = &self.ingest;

@@ -8,17 +8,26 @@
 //! - [`normalise`]: device profiles mapping vendor payloads to canonical readings (MDC, LOINC, UCUM).
 //! - [`identify`]: device registry, pairing and consent checks; quarantine and hold decisions.
 //! - [`store`]: the store trait and its SQLite backend.
+//! - [`clinical`]: the clinical-events plane's front door: validate and queue events, build the EHR
+//!   adapter, provision pairings verified at the EHR.
+//! - [`fhir`]: the FHIR R4 resources Vigil emits, their Bundle, and local structural checks.
+//! - [`outbox`]: durable, ordered, exactly-once delivery with backoff and a circuit breaker.
+//! - [`sinks`]: EHR adapters (FHIR REST with SMART Backend Services) and the sandbox.
 //! - [`pipeline`]: the facade the binary and the console drive.
 //! - [`simulate`]: realistic simulated devices for the demo, tests and benchmarks.
 //! - [`bench`]: `vigil bench`, end-to-end ingest throughput.
 
 pub mod bench;
+pub mod clinical;
 pub mod config;
+pub mod fhir;
 pub mod identify;
 pub mod ingest;
 pub mod model;
 pub mod normalise;
+pub mod outbox;
 pub mod pipeline;
 pub mod simulate;
+pub mod sinks;
 pub mod sources;
 pub mod store;

@@ -18,6 +18,7 @@ use crate::config::{BrokerMode, Config};
 use crate::identify::Policy;
 use crate::ingest::{self, IngestHandle, IngestTally};
 use crate::normalise::{ProfileError, ProfileSet};
+use crate::outbox::{self, OutboxSettings};
 use crate::sources::mqtt::{client, endpoint};
 use crate::sources::{SourceStatus, StatusReporter};
 use crate::store::sqlite::SqliteStore;
@@ -43,6 +44,9 @@ pub enum StartError {
     /// The external broker settings are unusable.
     #[error(transparent)]
     Mqtt(#[from] client::ClientSetupError),
+    /// The EHR adapter settings are unusable.
+    #[error(transparent)]
+    Ehr(#[from] crate::clinical::EhrSetupError),
 }
 
 /// A running pipeline.
@@ -88,6 +92,14 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         }
     }
     tasks.spawn(purge(store.clone(), config.retention.raw_days, config.retention.purge_every_secs, shutdown.clone()));
+    let sink = crate::clinical::sink(&config.ehr, store.clone())?;
+    let settings = OutboxSettings {
+        batch: config.ehr.batch_events,
+        base_backoff: Duration::from_millis(250),
+        max_backoff: Duration::from_secs(config.ehr.max_backoff_secs),
+        breaker_threshold: 5,
+    };
+    tasks.spawn(outbox::run(store.clone(), sink, settings, shutdown.clone()));
     tasks.close();
     Ok(Handle { store, profiles, ingest, tally, writer, sources, mqtt_listen_addr, shutdown, tasks })
 }

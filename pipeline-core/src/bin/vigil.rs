@@ -8,12 +8,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use pipeline_core::config::{BrokerAddress, Config};
+use pipeline_core::clinical;
+use pipeline_core::config::{BrokerAddress, Config, EhrKind};
 use pipeline_core::identify::{Flow, seed};
+use pipeline_core::model::Validity;
+use pipeline_core::model::event::{ClinicalEvent, Effective, EventContent, Observation};
 use pipeline_core::normalise::ProfileSet;
+use pipeline_core::normalise::codes::metric_by_ref;
 use pipeline_core::simulate::{self, DeviceKind, SimOptions};
 use pipeline_core::store::sqlite::SqliteStore;
-use pipeline_core::store::{PatientIdentifier, ReadingQuery, Store};
+use pipeline_core::store::{OutboxStatus, PatientIdentifier, ReadingQuery, Store};
 use pipeline_core::{bench, pipeline};
 use tokio_util::sync::CancellationToken;
 
@@ -126,6 +130,55 @@ enum Command {
         #[arg(long, env = "USER", default_value = "operator")]
         operator: String,
     },
+    /// Submit a clinical event (validated, then queued for the EHR, or held with its reasons).
+    Event {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The device that measured.
+        #[arg(long)]
+        device: String,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// An observation as MDC_CODE=VALUE in the code's canonical unit, e.g. 150456=97 (repeat).
+        #[arg(long = "obs")]
+        observations: Vec<String>,
+        /// A blood pressure panel as SYS/DIA or SYS/DIA/MEAN in mm[Hg].
+        #[arg(long)]
+        bp: Option<String>,
+        /// When it was measured, RFC 3339 (default now).
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+        /// Group the observations in a DiagnosticReport with this title.
+        #[arg(long)]
+        report: Option<String>,
+        /// valid, questionable, invalid or demo.
+        #[arg(long, default_value = "valid")]
+        validity: String,
+    },
+    /// List the outbox as JSON (pending, delivered, dead-letter, held).
+    Outbox {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this status.
+        #[arg(long, value_enum)]
+        status: Option<OutboxStatus>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Put a dead-letter or held event back in the queue after fixing its cause.
+    Requeue {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The outbox id.
+        id: i64,
+        /// Who does this (audited).
+        #[arg(long, env = "USER", default_value = "operator")]
+        operator: String,
+    },
     /// Import a registry file (patients, devices, pairings, consents).
     ImportRegistry {
         /// The config file.
@@ -160,6 +213,7 @@ enum ShowWhat {
     Quarantine,
     Rejected,
     Held,
+    Sandbox,
 }
 
 #[derive(clap::Args)]
@@ -321,9 +375,40 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Pair { config, device, patient, from, operator } => {
             let (cfg, store) = open(&config).await?;
-            let key = find_patient(&store, &patient.identifier(&cfg)).await?;
-            let id = store.pair(&device, key, from.unwrap_or_else(Utc::now), &operator).await?;
+            let from = from.unwrap_or_else(Utc::now);
+            let identifier = patient.identifier(&cfg);
+            let (id, key) = if cfg.ehr.kind == EhrKind::Fhir {
+                // With an EHR configured, the patient is verified there before the pairing exists.
+                let ehr = clinical::fhir_sink(&cfg.ehr)?;
+                clinical::pair_verified(&store, &ehr, &device, &identifier, from, &operator).await?
+            } else {
+                let key = find_patient(&store, &identifier).await?;
+                (store.pair(&device, key, from, &operator).await?, key)
+            };
             println!("pairing {id}: device {device} with patient {key}");
+        }
+        Command::Event { config, device, patient, observations, bp, at, report, validity } => {
+            let (cfg, store) = open(&config).await?;
+            let key = find_patient(&store, &patient.identifier(&cfg)).await?;
+            let event = build_event(key, device, observations, bp, at.unwrap_or_else(Utc::now), report, &validity)?;
+            match clinical::submit(&store, &event, cfg.ehr.kind).await? {
+                clinical::Admission::Queued(id) => println!("queued as outbox {id}"),
+                clinical::Admission::Duplicate => println!("already queued: the same event was submitted before"),
+                clinical::Admission::Held(id, reasons) => {
+                    println!("held as outbox {id}:");
+                    for r in reasons {
+                        println!("  - {r}");
+                    }
+                    return Ok(ExitCode::from(3));
+                }
+            }
+        }
+        Command::Outbox { config, status, limit } => {
+            print_json(&open_store(&config).await?.outbox(status, limit).await?)?;
+        }
+        Command::Requeue { config, id, operator } => {
+            open_store(&config).await?.outbox_requeue(id, &operator).await?;
+            println!("outbox {id} queued again");
         }
         Command::Unpair { config, device, at, operator } => {
             let store = open_store(&config).await?;
@@ -354,10 +439,67 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ShowWhat::Quarantine => print_json(&store.quarantine(limit).await?)?,
                 ShowWhat::Rejected => print_json(&store.rejected(limit).await?)?,
                 ShowWhat::Held => print_json(&store.held(limit).await?)?,
+                ShowWhat::Sandbox => {
+                    let kept: Vec<serde_json::Value> = store
+                        .sandbox(limit)
+                        .await?
+                        .into_iter()
+                        .map(|(id, body)| serde_json::json!({"outbox_id": id, "bundle": serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()}))
+                        .collect();
+                    print_json(&kept)?
+                }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds an event from the command line's observations.
+fn build_event(
+    patient_id: i64,
+    device_id: String,
+    observations: Vec<String>,
+    bp: Option<String>,
+    at: DateTime<Utc>,
+    report: Option<String>,
+    validity: &str,
+) -> anyhow::Result<ClinicalEvent> {
+    let validity: Validity = serde_json::from_value(serde_json::json!(validity))
+        .map_err(|_| anyhow::anyhow!("--validity {validity:?}: use valid, questionable, invalid or demo"))?;
+    let effective = Effective::At { at };
+    let mut obs = Vec::new();
+    for o in &observations {
+        let (code, value) = o.split_once('=').with_context(|| format!("--obs {o:?}: write CODE=VALUE"))?;
+        let metric = metric_by_ref(code).with_context(|| format!("--obs {o:?}: unknown MDC code {code}"))?;
+        let value: f64 = value.parse().with_context(|| format!("--obs {o:?}: {value:?} is not a number"))?;
+        obs.push(Observation::Vital { metric, value, effective, validity });
+    }
+    if let Some(bp) = bp {
+        let parts: Vec<f64> = bp
+            .split('/')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("--bp {bp:?}: write SYS/DIA or SYS/DIA/MEAN"))?;
+        let [systolic, diastolic, rest @ ..] = parts.as_slice() else {
+            bail!("--bp {bp:?}: write SYS/DIA or SYS/DIA/MEAN")
+        };
+        obs.push(Observation::BloodPressure {
+            systolic: *systolic,
+            diastolic: *diastolic,
+            mean: rest.first().copied(),
+            effective,
+            validity,
+        });
+    }
+    if obs.is_empty() {
+        bail!("give at least one --obs or --bp");
+    }
+    let content = match report {
+        Some(title) => EventContent::Report { title, effective, observations: obs },
+        None if obs.len() == 1 => EventContent::Single { observation: obs.remove(0) },
+        None => bail!("several observations make a report: add --report TITLE"),
+    };
+    Ok(ClinicalEvent { patient_id, device_id, origin: "manual".into(), content })
 }
 
 impl PatientArgs {

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::fhir::PatientRef;
 use crate::identify::{Flow, QuarantineReason, Registry};
+use crate::model::event::ClinicalEvent;
 use crate::model::{ContentHash, Reading};
 use crate::normalise::Rejection;
 
@@ -267,6 +269,116 @@ pub struct PatientIdentifier {
     pub value: String,
 }
 
+/// Where an event stands in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Failed validation or consent: kept with its reason, not sent.
+    Held,
+    /// Waiting for delivery.
+    Pending,
+    /// Confirmed by the EHR.
+    Delivered,
+    /// Refused by the EHR for good: kept with its answer for an operator.
+    Dead,
+}
+
+impl OutboxStatus {
+    /// The stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Held => "held",
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+}
+
+/// An event due for delivery, with what a sink needs to send it.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    /// Outbox key.
+    pub id: i64,
+    /// The event.
+    pub event: ClinicalEvent,
+    /// Its content hash, hex: the idempotency key.
+    pub hash: String,
+    /// Its patient as the EHR knows it.
+    pub patient: PatientRef,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settlement {
+    /// The EHR confirmed it.
+    Delivered {
+        /// Where the EHR put it (e.g. `Observation/123`), if it said.
+        ehr_ref: Option<String>,
+    },
+    /// A retryable failure: try again at `next_at`.
+    Retry {
+        /// When.
+        next_at: DateTime<Utc>,
+        /// What went wrong.
+        error: String,
+    },
+    /// Not sent: held with a reason (consent withdrawn since it was queued).
+    Held {
+        /// Why.
+        reason: String,
+    },
+    /// A permanent refusal: to the dead-letter list with the EHR's answer.
+    Dead {
+        /// The EHR's answer (OperationOutcome text, ERR segment...).
+        reason: String,
+    },
+}
+
+/// An outbox row, for the console and `vigil outbox`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxEntry {
+    /// Outbox key.
+    pub id: i64,
+    /// Content hash, hex.
+    pub hash: String,
+    /// Patient store key.
+    pub patient_id: i64,
+    /// Status.
+    pub status: OutboxStatus,
+    /// Why held or dead, or the last error while pending.
+    pub reason: Option<String>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Where the EHR put it.
+    pub ehr_ref: Option<String>,
+    /// The event.
+    pub event: serde_json::Value,
+    /// When queued.
+    pub created_at: DateTime<Utc>,
+    /// When delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A patient row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PatientEntry {
+    /// Store key.
+    pub id: i64,
+    /// Organisation.
+    pub organisation: String,
+    /// Identifier system.
+    pub system: String,
+    /// Identifier value. PHI.
+    pub value: String,
+    /// Whether verified.
+    pub verified: bool,
+    /// The EHR's resource id, when verified there.
+    pub fhir_id: Option<String>,
+}
+
 /// Everything the pipeline keeps. Implementations must make `write_batch` atomic and durable.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -315,6 +427,37 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes raw payloads and telemetry received/observed before `cutoff`; returns rows removed.
     /// Quarantine, rejected and held entries are forensic records and are kept.
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// A patient by store key.
+    async fn patient(&self, id: i64) -> Result<Option<PatientEntry>, StoreError>;
+    /// Marks a patient verified (creating it if new), with the EHR's resource id when the EHR
+    /// verified it; returns its store key.
+    async fn verify_patient(
+        &self,
+        id: &PatientIdentifier,
+        verified_by: &str,
+        fhir_id: Option<&str>,
+    ) -> Result<i64, StoreError>;
+    /// Queues an event (pending, or held with a reason). `None` if the same event is already queued.
+    async fn enqueue_event(
+        &self,
+        event: &ClinicalEvent,
+        status: OutboxStatus,
+        reason: Option<&str>,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Pending events whose patient's oldest pending event is due, at most `per_patient` per
+    /// patient in queue order, `limit` in all.
+    async fn outbox_due(&self, now: DateTime<Utc>, per_patient: u32, limit: u32)
+    -> Result<Vec<OutboxItem>, StoreError>;
+    /// Records how delivery attempts ended, in one transaction.
+    async fn outbox_settle(&self, outcomes: &[(i64, Settlement)]) -> Result<(), StoreError>;
+    /// Outbox rows, newest first, optionally of one status.
+    async fn outbox(&self, status: Option<OutboxStatus>, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Puts a dead or held event back in the queue (an operator fixed the cause); audited.
+    async fn outbox_requeue(&self, id: i64, actor: &str) -> Result<(), StoreError>;
+    /// Keeps what the sandbox sink was given.
+    async fn sandbox_record(&self, outbox_id: i64, body: &str) -> Result<(), StoreError>;
+    /// What the sandbox sink kept, newest first: (outbox id, body).
+    async fn sandbox(&self, limit: u32) -> Result<Vec<(i64, String)>, StoreError>;
     /// Appends an operator action to the hash-chained audit log.
     async fn audit(&self, actor: &str, action: &str, subject: &str, detail: &str) -> Result<(), StoreError>;
 }

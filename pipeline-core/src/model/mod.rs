@@ -3,6 +3,8 @@
 //! A [`Reading`] is one measured value of one metric from one device at one time, already in the
 //! metric's canonical UCUM unit. Its [`ContentHash`] is its identity everywhere downstream.
 
+pub mod event;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,164 @@
+//! The clinical-events plane's front door: admit an event (validate, then queue it in the outbox),
+//! build the configured EHR adapter, and provision pairings verified at the EHR.
+//!
+//! Invariant (fail-closed): an event reaches `pending` only if its patient is known and verified
+//! (at the EHR, when the EHR is FHIR), the patient consented to `ehr-write`, it is not test data
+//! bound for a real EHR, and every resource it becomes passes the structural and vital-signs checks.
+//! Anything else is queued as `held` with the reasons, never dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{EhrAuth, EhrConfig, EhrKind};
+use crate::fhir::PatientRef;
+use crate::fhir::bundle::{EventEnvelope, event_resources};
+use crate::fhir::validate::check_resource;
+use crate::identify::Flow;
+use crate::model::Validity;
+use crate::model::event::{ClinicalEvent, Observation};
+use crate::sinks::Sink;
+use crate::sinks::fhir::{Auth, FhirSink, PatientLookup};
+use crate::sinks::sandbox::SandboxSink;
+use crate::sinks::smart::SmartClient;
+use crate::store::{OutboxStatus, PatientIdentifier, Store, StoreError};
+
+/// What became of a submitted event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Queued for delivery under this outbox id.
+    Queued(i64),
+    /// Held under this outbox id, with the reasons.
+    Held(i64, Vec<String>),
+    /// The same event is already in the outbox.
+    Duplicate,
+}
+
+/// Validates an event for the configured EHR and queues it (pending or held).
+pub async fn submit(store: &dyn Store, event: &ClinicalEvent, ehr: EhrKind) -> Result<Admission, StoreError> {
+    let problems = problems(store, event, ehr).await?;
+    let (status, reason) = if problems.is_empty() {
+        (OutboxStatus::Pending, None)
+    } else {
+        (OutboxStatus::Held, Some(problems.join("; ")))
+    };
+    Ok(match store.enqueue_event(event, status, reason.as_deref()).await? {
+        None => Admission::Duplicate,
+        Some(id) if problems.is_empty() => Admission::Queued(id),
+        Some(id) => Admission::Held(id, problems),
+    })
+}
+
+async fn problems(store: &dyn Store, event: &ClinicalEvent, ehr: EhrKind) -> Result<Vec<String>, StoreError> {
+    let p = event.patient_id;
+    let Some(patient) = store.patient(p).await? else {
+        return Ok(vec![format!("patient {p} is not in the registry")]);
+    };
+    let mut out = Vec::new();
+    if !patient.verified {
+        out.push(format!("patient {p} is not verified"));
+    }
+    if ehr == EhrKind::Fhir && patient.fhir_id.is_none() {
+        out.push(format!("patient {p} was not verified at the EHR: pair the device again with the EHR configured"));
+    }
+    if !store.load_registry().await?.consents_to(p, Flow::EhrWrite) {
+        out.push(format!("no recorded consent of patient {p} for ehr-write"));
+    }
+    let demo = event.observations().iter().any(|o| match o {
+        Observation::Vital { validity, .. } | Observation::BloodPressure { validity, .. } => {
+            *validity == Validity::Demo
+        }
+    });
+    if demo && ehr != EhrKind::Sandbox {
+        out.push("test/demo data never goes to an EHR".into());
+    }
+    let patient_ref = PatientRef { fhir_id: patient.fhir_id, system: patient.system, value: patient.value };
+    let envelope = EventEnvelope { event, hash: event.content_hash().to_hex(), patient: &patient_ref };
+    for (_, resource) in event_resources(&envelope) {
+        let kind = resource["resourceType"].as_str().unwrap_or("resource").to_string();
+        out.extend(check_resource(&resource).into_iter().map(|problem| format!("{kind}: {problem}")));
+    }
+    Ok(out)
+}
+
+/// Why the EHR adapter could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EhrSetupError {
+    /// A key or setting is unusable.
+    #[error("ehr: {0}")]
+    Invalid(String),
+}
+
+/// The FHIR adapter the config describes (for delivery and for pairing verification).
+pub fn fhir_sink(config: &EhrConfig) -> Result<FhirSink, EhrSetupError> {
+    let invalid = |s: String| EhrSetupError::Invalid(s);
+    let base = config.base_url.as_deref().ok_or_else(|| invalid("base_url is missing".into()))?;
+    let auth = match config.auth {
+        EhrAuth::None => Auth::None,
+        EhrAuth::Bearer => Auth::Bearer(
+            std::env::var(&config.bearer_token_env)
+                .map_err(|_| invalid(format!("bearer auth needs the token in ${}", config.bearer_token_env)))?,
+        ),
+        EhrAuth::Smart => Auth::Smart(
+            SmartClient::new(
+                config.token_url.as_deref().unwrap_or_default(),
+                config.client_id.as_deref().unwrap_or_default(),
+                &config.scope,
+                &config.algorithm,
+                config.private_key_file.as_deref().unwrap_or(std::path::Path::new("")),
+            )
+            .map_err(|e| invalid(e.to_string()))?,
+        ),
+    };
+    FhirSink::new(base, auth, Duration::from_secs(config.timeout_secs)).map_err(|e| invalid(e.to_string()))
+}
+
+/// The sink the config describes.
+pub fn sink(config: &EhrConfig, store: Arc<dyn Store>) -> Result<Arc<dyn Sink>, EhrSetupError> {
+    Ok(match config.kind {
+        EhrKind::Sandbox => Arc::new(SandboxSink::new(store)),
+        EhrKind::Fhir => Arc::new(fhir_sink(config)?),
+    })
+}
+
+/// Why a pairing was refused at provisioning.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The EHR does not know the patient, or knows several.
+    #[error("{0}")]
+    Refused(String),
+    /// The EHR could not be asked.
+    #[error("the EHR could not be asked: {0}")]
+    Unreachable(String),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Looks the patient up at the EHR, records the verified id, and pairs the device. Refused when the
+/// EHR knows no such patient, or several. Messages name the identifier system, never the value.
+pub async fn pair_verified(
+    store: &dyn Store,
+    ehr: &FhirSink,
+    device_id: &str,
+    id: &PatientIdentifier,
+    from: DateTime<Utc>,
+    actor: &str,
+) -> Result<(i64, i64), ProvisionError> {
+    match ehr.find_patient(&id.system, &id.value).await.map_err(ProvisionError::Unreachable)? {
+        PatientLookup::One(fhir_id) => {
+            let key = store.verify_patient(id, "ehr", Some(&fhir_id)).await?;
+            let pairing = store.pair(device_id, key, from, actor).await?;
+            Ok((pairing, key))
+        }
+        PatientLookup::Unknown => Err(ProvisionError::Refused(format!(
+            "pairing refused: the EHR knows no patient with that identifier in system {}",
+            id.system
+        ))),
+        PatientLookup::Ambiguous(n) => Err(ProvisionError::Refused(format!(
+            "pairing refused: the EHR knows {n} patients with that identifier in system {}; it must identify one",
+            id.system
+        ))),
+    }
+}

@@ -1,0 +1,156 @@
+//! The outbox delivery loop: takes due events in per-patient order, hands them to the sink, and
+//! records each outcome durably.
+//!
+//! Invariant: an event leaves `pending` only after the EHR confirmed it (delivered) or refused it for
+//! good (dead, with the EHR's answer). Retryable failures back off exponentially with jitter; a
+//! circuit breaker stops hammering an EHR that keeps failing. Consent for `ehr-write` is checked
+//! again here, at the hop: an event whose consent was withdrawn since it was queued is held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::identify::Flow;
+use crate::sinks::{Outcome, Sink};
+use crate::store::{Settlement, Store};
+
+/// Delivery settings.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxSettings {
+    /// Events per request at most.
+    pub batch: u32,
+    /// First retry delay.
+    pub base_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Consecutive failed rounds that open the circuit.
+    pub breaker_threshold: u32,
+}
+
+/// The delay before retry number `attempts + 1`: exponential, capped, with full jitter in its
+/// upper half so that events failed together do not retry in lockstep.
+pub fn backoff(attempts: u32, s: &OutboxSettings) -> Duration {
+    let exp = s.base_backoff.saturating_mul(1u32 << attempts.min(16)).min(s.max_backoff);
+    exp.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+/// Opens after `threshold` consecutive failed rounds; stays open for a growing pause, then lets one
+/// round through (half-open).
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    pause: Duration,
+}
+
+impl Breaker {
+    fn record(&mut self, failed: bool, s: &OutboxSettings) -> Option<Duration> {
+        if !failed {
+            *self = Breaker::default();
+            return None;
+        }
+        self.failures += 1;
+        if self.failures < s.breaker_threshold {
+            return None;
+        }
+        self.pause = (self.pause * 2).clamp(s.base_backoff, s.max_backoff);
+        Some(self.pause)
+    }
+}
+
+/// Runs until `shutdown`.
+pub async fn run(store: Arc<dyn Store>, sink: Arc<dyn Sink>, settings: OutboxSettings, shutdown: CancellationToken) {
+    let mut breaker = Breaker::default();
+    loop {
+        let pause = match round(store.as_ref(), sink.as_ref(), &settings).await {
+            Ok(Round::Idle) => Some(Duration::from_millis(200)),
+            Ok(Round::Sent { all_failed }) => breaker.record(all_failed, &settings).inspect(|p| {
+                tracing::warn!(sink = sink.name(), pause_ms = p.as_millis() as u64, "EHR keeps failing; circuit open");
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "outbox store error; retrying");
+                Some(Duration::from_secs(1))
+            }
+        };
+        if let Some(pause) = pause {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        } else if shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+enum Round {
+    Idle,
+    Sent { all_failed: bool },
+}
+
+async fn round(store: &dyn Store, sink: &dyn Sink, s: &OutboxSettings) -> Result<Round, crate::store::StoreError> {
+    let due = store.outbox_due(Utc::now(), s.batch, s.batch).await?;
+    if due.is_empty() {
+        return Ok(Round::Idle);
+    }
+    let registry = store.load_registry().await?;
+    let (consented, withdrawn): (Vec<_>, Vec<_>) =
+        due.into_iter().partition(|item| registry.consents_to(item.event.patient_id, Flow::EhrWrite));
+    let mut settlements: Vec<(i64, Settlement)> = withdrawn
+        .iter()
+        .map(|i| (i.id, Settlement::Held { reason: "consent for ehr-write is no longer recorded".into() }))
+        .collect();
+    let outcomes = if consented.is_empty() { Vec::new() } else { sink.deliver(&consented).await };
+    let all_failed = !outcomes.is_empty() && outcomes.iter().all(|o| matches!(o, Outcome::Retryable(_)));
+    for (item, outcome) in consented.iter().zip(outcomes) {
+        let settlement = match outcome {
+            Outcome::Delivered(ehr_ref) => Settlement::Delivered { ehr_ref },
+            Outcome::Retryable(error) => Settlement::Retry { next_at: Utc::now() + backoff(item.attempts, s), error },
+            Outcome::Permanent(reason) => {
+                tracing::warn!(sink = sink.name(), outbox_id = item.id, "EHR refused an event; dead-lettered");
+                Settlement::Dead { reason }
+            }
+        };
+        settlements.push((item.id, settlement));
+    }
+    store.outbox_settle(&settlements).await?;
+    Ok(Round::Sent { all_failed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> OutboxSettings {
+        OutboxSettings {
+            batch: 10,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            breaker_threshold: 3,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let s = settings();
+        for attempts in 0..20 {
+            let d = backoff(attempts, &s);
+            let full = (s.base_backoff * 2u32.pow(attempts.min(16))).min(s.max_backoff);
+            assert!(d >= full / 2 && d <= full, "attempt {attempts}: {d:?} not in [{:?}, {full:?}]", full / 2);
+        }
+    }
+
+    #[test]
+    fn breaker_opens_after_the_threshold_and_resets_on_success() {
+        let s = settings();
+        let mut b = Breaker::default();
+        assert_eq!(b.record(true, &s), None);
+        assert_eq!(b.record(true, &s), None);
+        assert_eq!(b.record(true, &s), Some(Duration::from_millis(100)));
+        assert_eq!(b.record(true, &s), Some(Duration::from_millis(200)));
+        assert_eq!(b.record(false, &s), None);
+        assert_eq!(b.record(true, &s), None);
+    }
+}

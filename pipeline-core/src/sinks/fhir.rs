@@ -1,0 +1,186 @@
+//! The FHIR REST adapter: events go as transaction Bundles, every resource created conditionally on
+//! its identifier, so a retry after a lost response creates nothing new.
+//!
+//! A batch that the server refuses as a whole is split and sent event by event, so one bad event
+//! goes to the dead-letter list alone and the others still go through.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::smart::{SmartClient, SmartError};
+use super::{Outcome, Sink};
+use crate::fhir::bundle::{EventEnvelope, transaction};
+use crate::store::OutboxItem;
+
+/// How the adapter authenticates.
+pub enum Auth {
+    /// No authentication (a test server, a trusted network).
+    None,
+    /// A fixed bearer token (from the environment).
+    Bearer(String),
+    /// SMART Backend Services.
+    Smart(SmartClient),
+}
+
+/// A FHIR R4 server.
+pub struct FhirSink {
+    http: reqwest::Client,
+    base: String,
+    auth: Auth,
+}
+
+/// A failed request: retryable or not, and what the server or the network said.
+#[derive(Debug)]
+struct Failure {
+    retryable: bool,
+    text: String,
+}
+
+/// What the EHR says about a patient identifier, for pairing verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatientLookup {
+    /// Exactly one: its resource id.
+    One(String),
+    /// None known.
+    Unknown,
+    /// Several (an identifier that does not identify): pairing must be refused.
+    Ambiguous(usize),
+}
+
+/// The readable text of an OperationOutcome (diagnostics and details of each issue).
+pub fn outcome_text(body: &Value) -> Option<String> {
+    let issues = body["issue"].as_array()?;
+    let texts: Vec<String> = issues
+        .iter()
+        .filter_map(|i| {
+            let text = i["diagnostics"].as_str().or_else(|| i["details"]["text"].as_str())?;
+            Some(format!("{}: {text}", i["severity"].as_str().unwrap_or("error")))
+        })
+        .collect();
+    (!texts.is_empty()).then(|| texts.join("; "))
+}
+
+impl FhirSink {
+    /// A sink for the server at `base` (e.g. `https://ehr.example/fhir/R4`).
+    pub fn new(base: &str, auth: Auth, timeout: Duration) -> Result<FhirSink, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
+        Ok(FhirSink { http, base: base.trim_end_matches('/').to_string(), auth })
+    }
+
+    async fn authorised(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(match &self.auth {
+            Auth::None => request,
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Smart(smart) => request.bearer_auth(
+                smart
+                    .token(&self.http)
+                    .await
+                    .map_err(|e| Failure { retryable: matches!(e, SmartError::Unreachable(_)), text: e.to_string() })?,
+            ),
+        })
+    }
+
+    /// Sends a request and classifies the answer.
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let request = self.authorised(request.header("Accept", "application/fhir+json")).await?;
+        let response =
+            request.send().await.map_err(|e| Failure { retryable: true, text: format!("EHR unreachable: {e}") })?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        if status == StatusCode::UNAUTHORIZED
+            && let Auth::Smart(smart) = &self.auth
+        {
+            smart.invalidate().await;
+        }
+        let retryable = status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::UNAUTHORIZED;
+        let text = outcome_text(&body).unwrap_or_else(|| format!("HTTP {status} without an OperationOutcome"));
+        Err(Failure { retryable, text: format!("HTTP {}: {text}", status.as_u16()) })
+    }
+
+    /// Looks a patient up by identifier (`Patient?identifier=system|value`).
+    pub async fn find_patient(&self, system: &str, value: &str) -> Result<PatientLookup, String> {
+        let request =
+            self.http.get(format!("{}/Patient", self.base)).query(&[("identifier", format!("{system}|{value}"))]);
+        let bundle = self.exchange(request).await.map_err(|f| f.text)?;
+        let ids: Vec<String> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["resource"]["resourceType"] == "Patient")
+            .filter_map(|e| e["resource"]["id"].as_str().map(str::to_string))
+            .collect();
+        Ok(match ids.as_slice() {
+            [] => PatientLookup::Unknown,
+            [one] => PatientLookup::One(one.clone()),
+            many => PatientLookup::Ambiguous(many.len()),
+        })
+    }
+
+    async fn send(&self, items: &[&OutboxItem]) -> Result<Vec<Outcome>, Failure> {
+        let envelopes: Vec<EventEnvelope<'_>> = items
+            .iter()
+            .map(|i| EventEnvelope { event: &i.event, hash: i.hash.clone(), patient: &i.patient })
+            .collect();
+        let (bundle, ranges) = transaction(&envelopes);
+        let request = self.http.post(&self.base).header("Content-Type", "application/fhir+json").json(&bundle);
+        let response = self.exchange(request).await?;
+        let entries = response["entry"].as_array().cloned().unwrap_or_default();
+        Ok(ranges
+            .into_iter()
+            .map(|range| {
+                let mut location = None;
+                for entry in range.clone().filter_map(|i| entries.get(i)) {
+                    let status = entry["response"]["status"].as_str().unwrap_or("");
+                    let code: u16 = status.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(0);
+                    let text = || outcome_text(&entry["response"]["outcome"]).unwrap_or_else(|| status.to_string());
+                    match code {
+                        200..=299 => location = entry["response"]["location"].as_str().map(str::to_string).or(location),
+                        408 | 429 | 500..=599 => return Outcome::Retryable(format!("entry answered {}", text())),
+                        _ => return Outcome::Permanent(format!("entry answered {}", text())),
+                    }
+                }
+                if entries.len() < range.end {
+                    return Outcome::Retryable("the EHR's response has fewer entries than the request".into());
+                }
+                Outcome::Delivered(location)
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Sink for FhirSink {
+    fn name(&self) -> &str {
+        "fhir"
+    }
+
+    async fn deliver(&self, items: &[OutboxItem]) -> Vec<Outcome> {
+        let all: Vec<&OutboxItem> = items.iter().collect();
+        match self.send(&all).await {
+            Ok(outcomes) => outcomes,
+            Err(f) if f.retryable => vec![Outcome::Retryable(f.text); items.len()],
+            Err(f) if items.len() == 1 => vec![Outcome::Permanent(f.text)],
+            // Refused as a whole: find out which event the server objects to.
+            Err(_) => {
+                let mut outcomes = Vec::with_capacity(items.len());
+                for item in items {
+                    outcomes.push(match self.send(&[item]).await {
+                        Ok(mut one) => one.pop().unwrap_or(Outcome::Retryable("empty response".into())),
+                        Err(f) if f.retryable => Outcome::Retryable(f.text),
+                        Err(f) => Outcome::Permanent(f.text),
+                    });
+                }
+                outcomes
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The sandbox sink: the default when no EHR is configured, and the only sink replay may use. It
+//! keeps the exact transaction Bundle that would have gone to an EHR, browsable with
+//! `vigil show sandbox`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Outcome, Sink};
+use crate::fhir::bundle::{EventEnvelope, transaction};
+use crate::store::{OutboxItem, Store};
+
+/// Keeps what would have been sent in the store.
+pub struct SandboxSink {
+    store: Arc<dyn Store>,
+}
+
+impl SandboxSink {
+    /// A sandbox writing into `store`.
+    pub fn new(store: Arc<dyn Store>) -> SandboxSink {
+        SandboxSink { store }
+    }
+}
+
+#[async_trait]
+impl Sink for SandboxSink {
+    fn name(&self) -> &str {
+        "sandbox"
+    }
+
+    async fn deliver(&self, items: &[OutboxItem]) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let envelope = EventEnvelope { event: &item.event, hash: item.hash.clone(), patient: &item.patient };
+            let (bundle, _) = transaction(&[envelope]);
+            out.push(match self.store.sandbox_record(item.id, &bundle.to_string()).await {
+                Ok(()) => Outcome::Delivered(Some(format!("sandbox/{}", item.id))),
+                Err(e) => Outcome::Retryable(e.to_string()),
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,130 @@
+//! SMART Backend Services: OAuth 2.0 client credentials with a signed JWT assertion (RS384 or
+//! ES384), the access token cached until shortly before it expires.
+
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+/// Why a token could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SmartError {
+    /// The private key file is unreadable or not a PEM key of the algorithm's kind.
+    #[error("SMART private key {path}: {why}")]
+    Key {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// The token endpoint could not be reached (retryable).
+    #[error("token endpoint unreachable: {0}")]
+    Unreachable(String),
+    /// The token endpoint refused the client (fix the registration or the key).
+    #[error("token endpoint refused the client: {0}")]
+    Refused(String),
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+    iat: i64,
+    jti: String,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+/// A SMART Backend Services client for one token endpoint.
+pub struct SmartClient {
+    token_url: String,
+    client_id: String,
+    scope: String,
+    algorithm: Algorithm,
+    key: EncodingKey,
+    cached: Mutex<Option<(String, Instant)>>,
+}
+
+impl SmartClient {
+    /// Loads the private key (PEM) for `algorithm` (`RS384` or `ES384`).
+    pub fn new(
+        token_url: &str,
+        client_id: &str,
+        scope: &str,
+        algorithm: &str,
+        key_file: &std::path::Path,
+    ) -> Result<SmartClient, SmartError> {
+        let key_error = |why: String| SmartError::Key { path: key_file.display().to_string(), why };
+        let pem = std::fs::read(key_file).map_err(|e| key_error(e.to_string()))?;
+        let (algorithm, key) = match algorithm {
+            "RS384" => (Algorithm::RS384, EncodingKey::from_rsa_pem(&pem)),
+            "ES384" => (Algorithm::ES384, EncodingKey::from_ec_pem(&pem)),
+            other => return Err(key_error(format!("algorithm {other:?} is not RS384 or ES384"))),
+        };
+        Ok(SmartClient {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+            scope: scope.into(),
+            algorithm,
+            key: key.map_err(|e| key_error(e.to_string()))?,
+            cached: Mutex::new(None),
+        })
+    }
+
+    /// A valid access token: the cached one while it has time left, else a new one.
+    pub async fn token(&self, http: &reqwest::Client) -> Result<String, SmartError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, refresh_at)) = cached.as_ref()
+            && Instant::now() < *refresh_at
+        {
+            return Ok(token.clone());
+        }
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: &self.client_id,
+            sub: &self.client_id,
+            aud: &self.token_url,
+            // At most five minutes ahead (SMART Backend Services).
+            exp: now + 240,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let assertion = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)
+            .map_err(|e| SmartError::Key { path: "(loaded key)".into(), why: e.to_string() })?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion.as_str()),
+            ("scope", self.scope.as_str()),
+        ];
+        let response =
+            http.post(&self.token_url).form(&form).send().await.map_err(|e| SmartError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| SmartError::Unreachable(e.to_string()))?;
+        if status.is_server_error() {
+            return Err(SmartError::Unreachable(format!("HTTP {status}")));
+        }
+        if !status.is_success() {
+            return Err(SmartError::Refused(format!("HTTP {status}: {body}")));
+        }
+        let parsed: TokenResponse =
+            serde_json::from_str(&body).map_err(|e| SmartError::Refused(format!("not a token response: {e}")))?;
+        let ttl = Duration::from_secs(parsed.expires_in.unwrap_or(300));
+        // Renew a fifth of the lifetime early (1 s to 60 s), so a token never expires mid-request.
+        let margin = (ttl / 5).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        *cached = Some((parsed.access_token.clone(), Instant::now() + ttl.saturating_sub(margin)));
+        Ok(parsed.access_token)
+    }
+
+    /// Forgets the cached token (the server said it is no longer valid).
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+}
