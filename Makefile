@@ -10,7 +10,11 @@ VIGIL := $(CARGO_TARGET_DIR)/debug/vigil
 BUILD_PACKAGES := build-essential pkg-config
 TEST_PACKAGES := mosquitto openssl
 
-.PHONY: demo test deps test-deps build lint unit e2e bench clean
+PEERS := tests/peers
+PEER_NODE := $(PEERS)/fhir-server/node_modules/.package-lock.json
+PEER_VENV := $(PEERS)/.venv/.installed
+
+.PHONY: demo test deps test-deps peers build lint bench clean
 
 # Installs the named Debian packages that are not installed yet (with sudo when not root).
 define apt_install
@@ -27,6 +31,21 @@ deps:
 
 test-deps: deps
 	$(call apt_install,$(TEST_PACKAGES))
+	@command -v node >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
+	@node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' \
+	  || { echo "the FHIR test server needs Node.js 20.19 or newer (found $$(node --version))"; exit 1; }
+	@python3 -c 'import ensurepip' 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
+
+## Test peers: the FHIR R4 server (medplum, from npm) and the HL7 v2 MLLP receiver (hl7/hl7apy, from PyPI).
+peers: test-deps $(PEER_NODE) $(PEER_VENV)
+
+$(PEER_NODE): $(PEERS)/fhir-server/package-lock.json
+	cd $(PEERS)/fhir-server && npm ci --no-audit --no-fund --loglevel=error
+
+$(PEER_VENV): $(PEERS)/mllp-peer/requirements.txt
+	python3 -m venv $(PEERS)/.venv
+	$(PEERS)/.venv/bin/pip install -q --disable-pip-version-check -r $<
+	touch $@
 
 build: deps
 	cargo build -p pipeline-core --bin vigil
@@ -40,7 +59,9 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 ## The whole suite: lint, unit tests, end-to-end tests against real peers. The last line sums it up.
-test: test-deps lint
+test: peers lint
+	cd $(PEERS)/fhir-server && node --test selftest.mjs > /dev/null
+	$(PEERS)/.venv/bin/python -m pytest -q $(PEERS)/mllp-peer
 	cargo build -p pipeline-core --bin vigil
 	cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test-output.txt
 	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \

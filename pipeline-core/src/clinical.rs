@@ -20,6 +20,7 @@ use crate::model::Validity;
 use crate::model::event::{ClinicalEvent, Observation};
 use crate::sinks::Sink;
 use crate::sinks::fhir::{Auth, FhirSink, PatientLookup};
+use crate::sinks::hl7v2::{Hl7v2Settings, Hl7v2Sink};
 use crate::sinks::sandbox::SandboxSink;
 use crate::sinks::smart::SmartClient;
 use crate::store::{OutboxStatus, PatientIdentifier, Store, StoreError};
@@ -75,7 +76,9 @@ async fn problems(store: &dyn Store, event: &ClinicalEvent, ehr: EhrKind) -> Res
     }
     let patient_ref = PatientRef { fhir_id: patient.fhir_id, system: patient.system, value: patient.value };
     let envelope = EventEnvelope { event, hash: event.content_hash().to_hex(), patient: &patient_ref };
-    for (_, resource) in event_resources(&envelope) {
+    let device = crate::fhir::device(&event.device_id);
+    out.extend(check_resource(&device).into_iter().map(|problem| format!("Device: {problem}")));
+    for (_, resource) in event_resources(&envelope, &serde_json::json!({"reference": "Device/checked"})) {
         let kind = resource["resourceType"].as_str().unwrap_or("resource").to_string();
         out.extend(check_resource(&resource).into_iter().map(|problem| format!("{kind}: {problem}")));
     }
@@ -119,6 +122,17 @@ pub fn sink(config: &EhrConfig, store: Arc<dyn Store>) -> Result<Arc<dyn Sink>, 
     Ok(match config.kind {
         EhrKind::Sandbox => Arc::new(SandboxSink::new(store)),
         EhrKind::Fhir => Arc::new(fhir_sink(config)?),
+        EhrKind::Hl7v2 => Arc::new(Hl7v2Sink::new(Hl7v2Settings {
+            address: config
+                .mllp_address
+                .clone()
+                .ok_or_else(|| EhrSetupError::Invalid("mllp_address is missing".into()))?,
+            sending_application: config.sending_application.clone(),
+            sending_facility: config.sending_facility.clone(),
+            receiving_application: config.receiving_application.clone(),
+            receiving_facility: config.receiving_facility.clone(),
+            timeout: Duration::from_secs(config.timeout_secs),
+        })),
     })
 }
 

@@ -199,6 +199,8 @@ pub enum EhrKind {
     Sandbox,
     /// A FHIR R4 server over REST.
     Fhir,
+    /// HL7 v2.6 ORU^R01 (IHE PCD-01) over MLLP.
+    Hl7v2,
 }
 
 /// How the FHIR adapter authenticates.
@@ -236,6 +238,16 @@ pub struct EhrConfig {
     pub algorithm: String,
     /// SMART: scopes to ask for.
     pub scope: String,
+    /// HL7 v2: the receiver's MLLP listener, `host:port`.
+    pub mllp_address: Option<String>,
+    /// HL7 v2: MSH-3, sending application.
+    pub sending_application: String,
+    /// HL7 v2: MSH-4, sending facility.
+    pub sending_facility: String,
+    /// HL7 v2: MSH-5, receiving application.
+    pub receiving_application: String,
+    /// HL7 v2: MSH-6, receiving facility.
+    pub receiving_facility: String,
     /// Request timeout in seconds.
     pub timeout_secs: u64,
     /// Events per request at most.
@@ -257,6 +269,11 @@ impl Default for EhrConfig {
             algorithm: "RS384".into(),
             scope: "system/Observation.write system/DiagnosticReport.write system/Device.write system/Patient.read"
                 .into(),
+            mllp_address: None,
+            sending_application: "VIGIL".into(),
+            sending_facility: "VIGIL".into(),
+            receiving_application: "EHR".into(),
+            receiving_facility: "EHR".into(),
             timeout_secs: 10,
             batch_events: 20,
             max_backoff_secs: 60,
@@ -547,6 +564,14 @@ impl Config {
                     ));
                 }
             }
+        }
+        if ehr.kind == EhrKind::Hl7v2 && ehr.mllp_address.is_none() {
+            out.push(problem(
+                "ehr.mllp_address",
+                "(missing)",
+                "an HL7 v2 EHR needs its MLLP listener",
+                "set ehr.mllp_address = \"host:port\"",
+            ));
         }
         if ehr.timeout_secs == 0 || ehr.batch_events == 0 || ehr.max_backoff_secs == 0 {
             out.push(problem(

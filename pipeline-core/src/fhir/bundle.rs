@@ -2,6 +2,8 @@
 //! its Observations and (for a report) its DiagnosticReport, each created conditionally on its
 //! identifier, linked by `urn:uuid` full URLs.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use serde_json::{Value, json};
 
@@ -19,23 +21,22 @@ pub struct EventEnvelope<'a> {
     pub patient: &'a PatientRef,
 }
 
-/// The resources of one event, in the order they go into a Bundle (Device first).
-pub fn event_resources(envelope: &EventEnvelope<'_>) -> Vec<(String, Value)> {
+/// The resources of one event (its Observations, and its DiagnosticReport last), with their
+/// `urn:uuid` full URLs. `device` is the reference to the event's Device.
+pub fn event_resources(envelope: &EventEnvelope<'_>, device: &Value) -> Vec<(String, Value)> {
     let uuid = || format!("urn:uuid:{}", uuid::Uuid::new_v4());
     let subject = envelope.patient.reference();
-    let device_url = uuid();
-    let device_ref = json!({"reference": device_url});
-    let mut out = vec![(device_url, device(&envelope.event.device_id))];
+    let mut out = Vec::new();
     match &envelope.event.content {
         EventContent::Single { observation: obs } => {
-            out.push((uuid(), observation(obs, &envelope.hash, &subject, &device_ref)));
+            out.push((uuid(), observation(obs, &envelope.hash, &subject, device)));
         }
         EventContent::Report { title, effective, observations } => {
             let mut results = Vec::new();
             for (i, obs) in observations.iter().enumerate() {
                 let url = uuid();
                 results.push(json!({"reference": url}));
-                out.push((url, observation(obs, &format!("{}-{i}", envelope.hash), &subject, &device_ref)));
+                out.push((url, observation(obs, &format!("{}-{i}", envelope.hash), &subject, device)));
             }
             out.push((uuid(), diagnostic_report(title, effective, &envelope.hash, &subject, results, Utc::now())));
         }
@@ -54,9 +55,23 @@ fn if_none_exist(resource: &Value) -> Option<String> {
 pub fn transaction(events: &[EventEnvelope<'_>]) -> (Value, Vec<std::ops::Range<usize>>) {
     let mut entries = Vec::new();
     let mut ranges = Vec::new();
+    // One Device entry per device in the Bundle, however many of its events the Bundle carries.
+    let mut devices: HashMap<&str, String> = HashMap::new();
     for envelope in events {
         let start = entries.len();
-        for (full_url, resource) in event_resources(envelope) {
+        let device_id = envelope.event.device_id.as_str();
+        let mut resources = Vec::new();
+        let device_url = match devices.get(device_id) {
+            Some(url) => url.clone(),
+            None => {
+                let url = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+                devices.insert(device_id, url.clone());
+                resources.push((url.clone(), device(device_id)));
+                url
+            }
+        };
+        resources.extend(event_resources(envelope, &json!({"reference": device_url})));
+        for (full_url, resource) in resources {
             let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_string();
             let mut request = json!({"method": "POST", "url": resource_type});
             if let Some(q) = if_none_exist(&resource) {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::smart::{SmartClient, SmartError};
+use super::smart::SmartClient;
 use super::{Outcome, Sink};
 use crate::fhir::bundle::{EventEnvelope, transaction};
 use crate::store::OutboxItem;
@@ -78,7 +78,8 @@ impl FhirSink {
                 smart
                     .token(&self.http)
                     .await
-                    .map_err(|e| Failure { retryable: matches!(e, SmartError::Unreachable(_)), text: e.to_string() })?,
+                    // Never the event's fault: a refused client is a configuration to fix, so the event waits.
+                    .map_err(|e| Failure { retryable: true, text: e.to_string() })?,
             ),
         })
     }

@@ -2,6 +2,7 @@
 //! failed in a way worth retrying, or refused it for good; the outbox acts on that.
 
 pub mod fhir;
+pub mod hl7v2;
 pub mod sandbox;
 pub mod smart;
 

@@ -1,0 +1,370 @@
+//! The ACK parser: what a receiver answered to one message (MSA) and why it refused it (ERR).
+//!
+//! The reply's own MSH-1/MSH-2 give its delimiters, so a receiver with unusual encoding characters is
+//! still read correctly. Segments may end with `\r`, `\n` or `\r\n`: receivers differ, and only the
+//! MSA and ERR content matters here.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// MSA-1, the acknowledgement code (HL7 table 0008): original mode `A*`, enhanced mode `C*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckCode {
+    /// Application accept: the receiver stored the message.
+    AA,
+    /// Application error: the message is wrong; sending it again will not help.
+    AE,
+    /// Application reject: the receiver would not process it (e.g. overloaded, wrong version).
+    AR,
+    /// Commit accept (enhanced mode): the receiver safely committed the message.
+    CA,
+    /// Commit error (enhanced mode).
+    CE,
+    /// Commit reject (enhanced mode).
+    CR,
+}
+
+impl AckCode {
+    /// Whether the receiver took responsibility for the message, so it may leave the outbox.
+    pub fn is_accept(self) -> bool {
+        matches!(self, AckCode::AA | AckCode::CA)
+    }
+
+    /// The code as it appears in MSA-1.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckCode::AA => "AA",
+            AckCode::AE => "AE",
+            AckCode::AR => "AR",
+            AckCode::CA => "CA",
+            AckCode::CE => "CE",
+            AckCode::CR => "CR",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "AA" => AckCode::AA,
+            "AE" => AckCode::AE,
+            "AR" => AckCode::AR,
+            "CA" => AckCode::CA,
+            "CE" => AckCode::CE,
+            "CR" => AckCode::CR,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for AckCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A receiver's acknowledgement of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// MSA-1.
+    pub code: AckCode,
+    /// MSA-2: the MSH-10 of the message this acknowledges.
+    pub control_id: String,
+    /// MSA-3, the receiver's text message, unescaped.
+    pub text: Option<String>,
+    /// Every ERR segment as "user message (at SEG-n)": ERR-8, else ERR-3's text, else ERR-3's
+    /// code, with ERR-2's location when given; several are joined with `; `.
+    pub error: Option<String>,
+}
+
+/// Why a reply is not a readable ACK, with where in it the problem is.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AckError {
+    /// A required segment is absent (MSH must come first).
+    #[error("no {segment} segment")]
+    MissingSegment {
+        /// The segment id.
+        segment: &'static str,
+    },
+    /// A required field is empty.
+    #[error("{segment}-{field} is empty")]
+    MissingField {
+        /// The segment id.
+        segment: &'static str,
+        /// The field number as in the standard.
+        field: usize,
+    },
+    /// A field holds a value the ACK cannot have.
+    #[error("{segment}-{field} has an unexpected value `{value}`")]
+    InvalidField {
+        /// The segment id.
+        segment: &'static str,
+        /// The field number as in the standard.
+        field: usize,
+        /// What was found (never a patient identifier: ACKs carry none of the fields read here).
+        value: String,
+    },
+}
+
+/// Parses a receiver's reply (without MLLP framing) into an [`Ack`].
+pub fn parse_ack(message: &str) -> Result<Ack, AckError> {
+    let mut lines = message.split(['\r', '\n']).filter(|line| !line.trim().is_empty());
+    let header =
+        lines.next().filter(|line| line.starts_with("MSH")).ok_or(AckError::MissingSegment { segment: "MSH" })?;
+    let delimiters = Delimiters::from_header(header)?;
+    let msh = Segment::parse(header, &delimiters);
+    let message_type = msh.component(9, 1, &delimiters);
+    if message_type != "ACK" {
+        return Err(AckError::InvalidField { segment: "MSH", field: 9, value: msh.field(9).to_string() });
+    }
+
+    let segments: Vec<Segment> = lines.map(|line| Segment::parse(line, &delimiters)).collect();
+    let msa = segments.iter().find(|s| s.id() == "MSA").ok_or(AckError::MissingSegment { segment: "MSA" })?;
+    let code = match msa.field(1) {
+        "" => return Err(AckError::MissingField { segment: "MSA", field: 1 }),
+        raw => AckCode::parse(raw).ok_or_else(|| AckError::InvalidField {
+            segment: "MSA",
+            field: 1,
+            value: raw.to_string(),
+        })?,
+    };
+    let control_id = delimiters.unescape(msa.field(2));
+    if control_id.is_empty() {
+        return Err(AckError::MissingField { segment: "MSA", field: 2 });
+    }
+    let text = non_empty(delimiters.unescape(msa.first_repetition(3, &delimiters)));
+
+    let errors: Vec<String> =
+        segments.iter().filter(|s| s.id() == "ERR").filter_map(|err| describe_error(err, &delimiters)).collect();
+    let error = non_empty(errors.join("; "));
+    Ok(Ack { code, control_id, text, error })
+}
+
+/// One ERR segment (v2.5+ layout) in words, or `None` when it says nothing.
+fn describe_error(err: &Segment, d: &Delimiters) -> Option<String> {
+    let what = [
+        d.unescape(err.first_repetition(8, d)),
+        d.unescape(err.component(3, 2, d)),
+        d.unescape(err.component(3, 1, d)),
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty())?;
+    // ERR-2 (ERL): segment id ^ sequence ^ field position ^ ...
+    let (segment, field) = (err.component(2, 1, d), err.component(2, 3, d));
+    Some(match (segment, field) {
+        ("", _) => what,
+        (segment, "") => format!("{what} (at {segment})"),
+        (segment, field) => format!("{what} (at {segment}-{field})"),
+    })
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() { None } else { Some(s) }
+}
+
+/// The delimiters a message declares in MSH-1 and MSH-2.
+struct Delimiters {
+    field: char,
+    component: char,
+    repetition: char,
+    escape: Option<char>,
+    subcomponent: Option<char>,
+}
+
+impl Delimiters {
+    fn from_header(header: &str) -> Result<Self, AckError> {
+        let mut chars = header.chars().skip(3);
+        let field = chars.next().filter(|c| !c.is_alphanumeric() && !c.is_whitespace());
+        let Some(field) = field else {
+            return Err(AckError::InvalidField {
+                segment: "MSH",
+                field: 1,
+                value: header.chars().skip(3).take(1).collect(),
+            });
+        };
+        let encoding: Vec<char> = chars.take_while(|&c| c != field).collect();
+        let invalid = || AckError::InvalidField { segment: "MSH", field: 2, value: encoding.iter().collect() };
+        if !(2..=5).contains(&encoding.len()) {
+            return Err(invalid());
+        }
+        let mut all = encoding.clone();
+        all.push(field);
+        all.sort_unstable();
+        all.dedup();
+        if all.len() != encoding.len() + 1 || encoding.iter().any(|c| c.is_alphanumeric()) {
+            return Err(invalid());
+        }
+        Ok(Delimiters {
+            field,
+            component: encoding[0],
+            repetition: encoding[1],
+            escape: encoding.get(2).copied(),
+            subcomponent: encoding.get(3).copied(),
+        })
+    }
+
+    /// Resolves `\F\ \S\ \T\ \R\ \E\` and `\Xhh..\`; any other escape sequence is kept as sent, so
+    /// nothing the receiver wrote is silently lost.
+    fn unescape(&self, text: &str) -> String {
+        let Some(esc) = self.escape else { return text.to_string() };
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(esc) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + esc.len_utf8()..];
+            let Some(end) = after.find(esc) else {
+                // An unterminated sequence is text.
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let sequence = &after[..end];
+            match sequence {
+                "F" => out.push(self.field),
+                "S" => out.push(self.component),
+                "T" => out.extend(self.subcomponent),
+                "R" => out.push(self.repetition),
+                "E" => out.push(esc),
+                _ => match sequence.strip_prefix('X').and_then(decode_hex) {
+                    Some(decoded) => out.push_str(&decoded),
+                    None => {
+                        out.push(esc);
+                        out.push_str(sequence);
+                        out.push(esc);
+                    }
+                },
+            }
+            rest = &after[end + esc.len_utf8()..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<String> {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> =
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect();
+    Some(String::from_utf8_lossy(&bytes?).into_owned())
+}
+
+/// One received segment; `fields[n]` is `ID-n` as numbered in the standard, for MSH too.
+struct Segment<'a> {
+    fields: Vec<&'a str>,
+}
+
+impl<'a> Segment<'a> {
+    fn parse(line: &'a str, d: &Delimiters) -> Self {
+        let mut fields: Vec<&str> = line.split(d.field).collect();
+        if fields[0] == "MSH" {
+            // MSH-1 is the separator itself; keep the numbering uniform.
+            fields.insert(1, "");
+        }
+        Segment { fields }
+    }
+
+    fn id(&self) -> &str {
+        self.fields[0]
+    }
+
+    fn field(&self, n: usize) -> &'a str {
+        self.fields.get(n).copied().unwrap_or("")
+    }
+
+    fn first_repetition(&self, n: usize, d: &Delimiters) -> &'a str {
+        self.field(n).split(d.repetition).next().unwrap_or("")
+    }
+
+    /// Component `c` (1-based) of the first repetition of field `n`.
+    fn component(&self, n: usize, c: usize, d: &Delimiters) -> &'a str {
+        self.first_repetition(n, d).split(d.component).nth(c - 1).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::oru::escape;
+    use super::*;
+
+    const MSH: &str = "MSH|^~\\&|EHR|HOSP|VIGIL|WARD_7|20240601120001+0000||ACK^R01^ACK|A-77|P|2.6";
+
+    #[test]
+    fn application_accept() {
+        let ack = parse_ack(&format!("{MSH}\rMSA|AA|VIGIL-0001\r")).unwrap();
+        assert_eq!(ack, Ack { code: AckCode::AA, control_id: "VIGIL-0001".into(), text: None, error: None });
+        assert!(ack.code.is_accept());
+    }
+
+    #[test]
+    fn application_error_with_err_segments() {
+        let reply = format!(
+            "{MSH}\r\nMSA|AE|VIGIL-0002|Message rejected\r\n\
+             ERR||PID^1^3^1|101^Required field missing^HL70357|E||||Patient identifier \\T\\ authority required\r\n\
+             ERR||OBX^2|102^Data type error^HL70357|E\r\n"
+        );
+        let ack = parse_ack(&reply).unwrap();
+        assert_eq!(ack.code, AckCode::AE);
+        assert!(!ack.code.is_accept());
+        assert_eq!(ack.control_id, "VIGIL-0002");
+        assert_eq!(ack.text.as_deref(), Some("Message rejected"));
+        assert_eq!(
+            ack.error.as_deref(),
+            Some("Patient identifier & authority required (at PID-3); Data type error (at OBX)")
+        );
+    }
+
+    #[test]
+    fn application_reject_with_newline_separators() {
+        let ack = parse_ack(&format!("{MSH}\nMSA|AR|VIGIL-0003|Overloaded, try later\nERR|||207\n")).unwrap();
+        assert_eq!(ack.code, AckCode::AR);
+        assert_eq!(ack.text.as_deref(), Some("Overloaded, try later"));
+        assert_eq!(ack.error.as_deref(), Some("207"), "ERR-3's code when there is no text");
+    }
+
+    #[test]
+    fn enhanced_mode_commit_accept_is_an_accept() {
+        assert!(parse_ack(&format!("{MSH}\rMSA|CA|X")).unwrap().code.is_accept());
+        assert!(!parse_ack(&format!("{MSH}\rMSA|CR|X")).unwrap().code.is_accept());
+        assert!(!parse_ack(&format!("{MSH}\rMSA|CE|X")).unwrap().code.is_accept());
+    }
+
+    #[test]
+    fn declared_delimiters_are_honoured() {
+        let reply = "MSH#*~\\&#EHR#HOSP#VIGIL#W#20240601120001##ACK#A-9#P#2.6\rMSA#AE#C-1#bad \\F\\ field\rERR##PID*1*3#101*Missing";
+        let ack = parse_ack(reply).unwrap();
+        assert_eq!(ack.control_id, "C-1");
+        assert_eq!(ack.text.as_deref(), Some("bad # field"));
+        assert_eq!(ack.error.as_deref(), Some("Missing (at PID-3)"));
+    }
+
+    #[test]
+    fn malformed_replies_say_where() {
+        let cases = [
+            ("", AckError::MissingSegment { segment: "MSH" }),
+            ("PID|||1\rMSA|AA|X", AckError::MissingSegment { segment: "MSH" }),
+            ("MSH", AckError::InvalidField { segment: "MSH", field: 1, value: String::new() }),
+            ("MSH|^|A", AckError::InvalidField { segment: "MSH", field: 2, value: "^".into() }),
+            ("MSH|^^\\&|A", AckError::InvalidField { segment: "MSH", field: 2, value: "^^\\&".into() }),
+            (
+                "MSH|^~\\&|A|B|C|D|20240601||ORU^R01^ORU_R01|X|P|2.6\rMSA|AA|X",
+                AckError::InvalidField { segment: "MSH", field: 9, value: "ORU^R01^ORU_R01".into() },
+            ),
+            (MSH, AckError::MissingSegment { segment: "MSA" }),
+            (&*format!("{MSH}\rMSA||X"), AckError::MissingField { segment: "MSA", field: 1 }),
+            (&*format!("{MSH}\rMSA|OK|X"), AckError::InvalidField { segment: "MSA", field: 1, value: "OK".into() }),
+            (&*format!("{MSH}\rMSA|AA"), AckError::MissingField { segment: "MSA", field: 2 }),
+        ];
+        for (reply, expected) in cases {
+            assert_eq!(parse_ack(reply), Err(expected.clone()), "{reply:?}");
+        }
+        assert_eq!(AckError::MissingField { segment: "MSA", field: 2 }.to_string(), "MSA-2 is empty");
+    }
+
+    #[test]
+    fn unescape_reverses_escape() {
+        let d = Delimiters::from_header("MSH|^~\\&|").unwrap();
+        let text = "a|b^c&d~e\\f\r\ng é";
+        assert_eq!(d.unescape(&escape(text)), text);
+        assert_eq!(d.unescape("\\H\\bold\\N\\ and \\X\\ and trailing \\"), "\\H\\bold\\N\\ and \\X\\ and trailing \\");
+    }
+}

@@ -1,0 +1,103 @@
+//! The HL7 v2 sink: one ORU^R01 per event over one reused MLLP connection. MSH-10 is derived from
+//! the event's content hash, so a retry carries the same control id and the receiver can
+//! de-duplicate.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::Mutex;
+
+use super::{MllpClient, OruContext, build_oru_r01};
+use crate::sinks::{Outcome, Sink};
+use crate::store::OutboxItem;
+
+/// Who we are and whom we send to (MSH-3..6), and where.
+#[derive(Debug, Clone)]
+pub struct Hl7v2Settings {
+    /// `host:port` of the receiver's MLLP listener.
+    pub address: String,
+    /// MSH-3.
+    pub sending_application: String,
+    /// MSH-4.
+    pub sending_facility: String,
+    /// MSH-5.
+    pub receiving_application: String,
+    /// MSH-6.
+    pub receiving_facility: String,
+    /// Connect and reply timeout.
+    pub timeout: Duration,
+}
+
+/// An EHR (or interface engine) that takes HL7 v2 over MLLP.
+pub struct Hl7v2Sink {
+    settings: Hl7v2Settings,
+    client: Mutex<MllpClient>,
+}
+
+impl Hl7v2Sink {
+    /// A sink; it connects on the first delivery.
+    pub fn new(settings: Hl7v2Settings) -> Hl7v2Sink {
+        let client = MllpClient::new(settings.address.clone(), settings.timeout, settings.timeout);
+        Hl7v2Sink { settings, client: Mutex::new(client) }
+    }
+
+    fn context(&self, item: &OutboxItem) -> OruContext {
+        let s = &self.settings;
+        OruContext {
+            // 20 characters: the v2.5 length of MSH-10, and stable across retries.
+            control_id: item.hash[..20].to_uppercase(),
+            sending_application: s.sending_application.clone(),
+            sending_facility: s.sending_facility.clone(),
+            receiving_application: s.receiving_application.clone(),
+            receiving_facility: s.receiving_facility.clone(),
+            created_at: Utc::now(),
+            patient_id_value: item.patient.value.clone(),
+            patient_id_system: item.patient.system.clone(),
+            patient_location: None,
+            device_id: item.event.device_id.clone(),
+            order_number: item.hash.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for Hl7v2Sink {
+    fn name(&self) -> &str {
+        "hl7v2"
+    }
+
+    async fn deliver(&self, items: &[OutboxItem]) -> Vec<Outcome> {
+        let mut client = self.client.lock().await;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let context = self.context(item);
+            let message = match build_oru_r01(&context, &item.event) {
+                Ok(m) => m,
+                Err(e) => {
+                    outcomes.push(Outcome::Permanent(format!("cannot be sent as ORU^R01: {e}")));
+                    continue;
+                }
+            };
+            let outcome = match client.send(&message).await {
+                Ok(ack) if ack.code.is_accept() => Outcome::Delivered(Some(format!("MSH-10 {}", context.control_id))),
+                Ok(ack) => Outcome::Permanent(format!(
+                    "{}: {}",
+                    ack.code,
+                    ack.error.or(ack.text).unwrap_or_else(|| "no reason given".into())
+                )),
+                Err(e) if e.is_retryable() => Outcome::Retryable(e.to_string()),
+                Err(e) => Outcome::Permanent(e.to_string()),
+            };
+            // Keep the per-patient order: after a retryable failure, later events wait too.
+            let stop = matches!(outcome, Outcome::Retryable(_));
+            outcomes.push(outcome);
+            if stop {
+                let error = "an earlier event in this batch must be delivered first".to_string();
+                outcomes.extend(std::iter::repeat_n(Outcome::Retryable(error), items.len() - outcomes.len()));
+                break;
+            }
+        }
+        outcomes
+    }
+}

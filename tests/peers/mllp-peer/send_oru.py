@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""send_oru.py: send HL7 v2 message files over MLLP and print the ACKs.
+
+Uses hl7.mllp.open_hl7_connection. All files go over one connection, in order, each
+waiting for its ACK. Segments in a file may be separated by LF, CR LF or CR; they are
+sent separated by CR (as HL7 v2 requires) unless --as-is is given.
+
+Exit status: 0 if every ACK has MSA-1 = AA (or CA), 1 if any ACK is AE/AR (or CE/CR),
+2 on a timeout, connection error or unreadable ACK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import hl7.mllp
+
+
+def load_message(path: str, as_is: bool) -> bytes:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if as_is:
+        return data
+    text = data.decode("utf-8")
+    segments = [s for s in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if s.strip()]
+    return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def msa_code(ack: str) -> str:
+    for seg in ack.replace("\n", "\r").split("\r"):
+        if seg.startswith("MSA"):
+            fields = seg.split(seg[3]) if len(seg) > 3 else []
+            return fields[1] if len(fields) > 1 else ""
+    return ""
+
+
+async def send(args: argparse.Namespace) -> int:
+    try:
+        reader, writer = await asyncio.wait_for(
+            hl7.mllp.open_hl7_connection(args.host, args.port), timeout=args.timeout)
+    except (OSError, asyncio.TimeoutError) as e:
+        print(f"send_oru: cannot connect to {args.host}:{args.port}: {e!r}", file=sys.stderr)
+        return 2
+    status = 0
+    try:
+        for path in args.files:
+            writer.writeblock(load_message(path, args.as_is))
+            await writer.drain()
+            try:
+                block = await asyncio.wait_for(reader.readblock(), timeout=args.timeout)
+            except asyncio.TimeoutError:
+                print(f"send_oru: no ACK for {path} within {args.timeout} s", file=sys.stderr)
+                return 2
+            except (asyncio.IncompleteReadError, hl7.mllp.InvalidBlockError, ConnectionError) as e:
+                print(f"send_oru: bad or missing ACK for {path}: {e!r}", file=sys.stderr)
+                return 2
+            ack = block.decode("utf-8", errors="replace")
+            if len(args.files) > 1:
+                print(f"# {path}")
+            print(ack.replace("\r", "\n").rstrip("\n"))
+            code = msa_code(ack)
+            if code in ("AE", "AR", "CE", "CR"):
+                status = max(status, 1)
+            elif code not in ("AA", "CA"):
+                print(f"send_oru: ACK for {path} has no MSA-1 code", file=sys.stderr)
+                status = 2
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except ConnectionError:
+            pass
+    return status
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Send HL7 v2 message files over MLLP; print the ACKs.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="message file(s), sent in order")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each ACK")
+    p.add_argument("--as-is", action="store_true",
+                   help="send the file bytes unchanged (do not convert LF to CR)")
+    args = p.parse_args(argv)
+    return asyncio.run(send(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

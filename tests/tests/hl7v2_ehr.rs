@@ -1,0 +1,95 @@
+//! Acceptance of the HL7 v2 adapter against a real MLLP receiver from PyPI (`hl7` for the transport,
+//! `hl7apy` to parse and validate): ORU^R01 v2.6 per IHE PCD-01 with the expected OBX codes; an AE
+//! reply sends the event to dead-letter with the receiver's ERR text.
+
+use std::time::Duration;
+
+use vigil_tests::{BrokerKind, MllpPeer, Site, with_status};
+
+fn hl7_site(peer: &MllpPeer) -> anyhow::Result<Site> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    site.append_config(&format!(
+        "[ehr]\nkind = \"hl7v2\"\nmllp_address = \"127.0.0.1:{}\"\ntimeout_secs = 3\nmax_backoff_secs = 1\n\
+         sending_application = \"VIGIL\"\nsending_facility = \"WARD7\"\nreceiving_application = \"EHR\"\nreceiving_facility = \"HOSP\"\n",
+        peer.port
+    ))?;
+    Ok(site)
+}
+
+fn event(site: &Site, args: &[&str]) -> anyhow::Result<String> {
+    site.for_patient("event", "MX-00A0", "MRN-100000", args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oru_r01_reaches_a_real_mllp_receiver_and_parses_as_pcd01() -> anyhow::Result<()> {
+    let peer = MllpPeer::start(&[])?;
+    let site = hl7_site(&peer)?;
+    event(&site, &["--obs", "150456=88"])?;
+    event(&site, &["--bp", "128/82/97"])?;
+    event(&site, &["--obs", "147842=118", "--obs", "151562=22", "--obs", "150364=38.2", "--report", "Spot check"])?;
+    let vigil = site.run()?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3)?;
+
+    let received = peer.received()?;
+    assert_eq!(received.len(), 3, "one message per event, none twice: {received:#?}");
+    let mut codes = Vec::new();
+    for m in &received {
+        assert_eq!(m["valid"], true, "hl7apy validation: {m:#}");
+        assert_eq!(m["message_type"], "ORU^R01^ORU_R01");
+        assert_eq!(m["version"], "2.6");
+        assert!(m["profile"].as_str().unwrap().contains("1.3.6.1.4.1.19376.1.6.1.1.1"), "IHE PCD-01 in MSH-21");
+        assert!(m["pid3"].as_str().unwrap().contains("MRN-100000"));
+        for obx in m["obx"].as_array().unwrap() {
+            assert_eq!(obx["system"], "MDC");
+            assert!(obx["equipment"].as_str().unwrap().starts_with("MX-00A0"), "OBX-18: {obx}");
+            codes.push((obx["code"].as_str().unwrap().to_string(), obx["value"].as_str().unwrap().to_string()));
+        }
+    }
+    codes.sort();
+    let expected: Vec<(String, String)> = [
+        ("147842", "118"),
+        ("150021", "128"),
+        ("150022", "82"),
+        ("150023", "97"),
+        ("150364", "38.2"),
+        ("150456", "88"),
+        ("151562", "22"),
+    ]
+    .iter()
+    .map(|(c, v)| (c.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(codes, expected);
+    let spo2 = received.iter().flat_map(|m| m["obx"].as_array().unwrap()).find(|o| o["code"] == "150456").unwrap();
+    assert!(spo2["unit"].as_str().unwrap().starts_with("262688^MDC_DIM_PERCENT"), "{spo2}");
+    assert!(vigil.terminate()?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ae_reply_dead_letters_with_the_err_text() -> anyhow::Result<()> {
+    let peer = MllpPeer::start(&["--reply", "AE", "--error-text", "Unknown patient in PID-3"])?;
+    let site = hl7_site(&peer)?;
+    event(&site, &["--obs", "150456=91"])?;
+    let vigil = site.run()?;
+    let outbox = site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "dead") == 1)?;
+    let reason = outbox[0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("AE") && reason.contains("Unknown patient in PID-3"), "{reason}");
+    assert_eq!(peer.received()?.len(), 1, "AE is not retried blindly");
+    assert!(vigil.terminate()?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_retried_with_the_same_control_id() -> anyhow::Result<()> {
+    let peer = MllpPeer::start(&["--delay-first", "1", "--duplicates"])?;
+    let site = hl7_site(&peer)?;
+    event(&site, &["--obs", "150456=93"])?;
+    let vigil = site.run()?;
+    site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 1)?;
+    let received = peer.received()?;
+    assert_eq!(received.len(), 2, "the unanswered message was sent again: {received:#?}");
+    assert_eq!(received[0]["control_id"], received[1]["control_id"], "same MSH-10 on the retry");
+    assert_eq!(received[1]["duplicate"], true, "so the receiver could recognise it");
+    assert!(vigil.terminate()?.success());
+    Ok(())
+}
