@@ -340,6 +340,23 @@ async fn smart_backend_services_token_is_checked_and_reused() -> anyhow::Result<
     let last = queue_more(&site, patients[0], 200, 3).await?;
     site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3 + more + last)?;
     assert_eq!(tokens(&fhir.control(reqwest::Method::GET, "stats", None).await?), after_first + 1, "token renewed");
+
+    // ES384 keys work as well as RS384.
+    openssl(keys.path(), &["ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", "ec.sec1"]);
+    openssl(keys.path(), &["pkcs8", "-topk8", "-nocrypt", "-in", "ec.sec1", "-out", "ec.key"]);
+    openssl(keys.path(), &["pkey", "-in", "ec.key", "-pubout", "-out", "ec.pub"]);
+    let ec_public = std::fs::read_to_string(keys.path().join("ec.pub"))?;
+    fhir.control(reqwest::Method::POST, "clients", Some(json!({"client_id": "vigil-ec", "public_key_pem": ec_public})))
+        .await?;
+    let ec = pipeline_core::sinks::smart::SmartClient::new(
+        &format!("{}/auth/token", fhir.root),
+        "vigil-ec",
+        "system/Observation.write",
+        "ES384",
+        &keys.path().join("ec.key"),
+    )?;
+    assert!(!ec.token(&reqwest::Client::new()).await?.is_empty());
+
     let stats = fhir.control(reqwest::Method::GET, "stats", None).await?;
     let jtis: Vec<&str> = stats["assertion_jtis"].as_array().unwrap().iter().map(|j| j.as_str().unwrap()).collect();
     let unique: std::collections::HashSet<_> = jtis.iter().collect();
@@ -390,4 +407,24 @@ async fn queue_more(site: &Site, patient: (i64, &str), offset: i64, n: usize) ->
         anyhow::ensure!(matches!(clinical::submit(&store, &event, EhrKind::Fhir).await?, Admission::Queued(_)));
     }
     Ok(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_ehr_the_sandbox_keeps_what_would_have_been_sent() -> anyhow::Result<()> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    site.for_patient("event", "MX-00A0", "MRN-100000", &["--obs", "150456=95"])?;
+    site.for_patient("event", "MX-00A0", "MRN-100000", &["--bp", "121/79"])?;
+    let vigil = site.run()?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 2)?;
+    let kept: Value = serde_json::from_str(&site.vigil(&["show", "sandbox", "--config", &site.config_str()])?)?;
+    let bundles = kept.as_array().unwrap();
+    assert_eq!(bundles.len(), 2);
+    let resources: Vec<Value> = bundles
+        .iter()
+        .flat_map(|b| b["bundle"]["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()))
+        .collect();
+    assert_eq!(resources.iter().filter(|r| r["resourceType"] == "Observation").count(), 2);
+    validate_fhir(&resources)?;
+    assert!(vigil.terminate()?.success());
+    Ok(())
 }

@@ -1074,4 +1074,54 @@ mod tests {
             assert_eq!(pair[1].2, pair[0].3, "chain broken");
         }
     }
+
+    #[tokio::test]
+    async fn outbox_keeps_per_patient_order_and_lets_other_patients_pass() {
+        use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir).await;
+        let mut keys = Vec::new();
+        for v in ["A", "B"] {
+            let id = PatientIdentifier { organisation: "o".into(), system: "urn:mrn".into(), value: v.into() };
+            keys.push(s.verify_patient(&id, "test", Some(v)).await.unwrap());
+        }
+        let at = Utc::now() - chrono::Duration::minutes(1);
+        let event = |patient_id, value| ClinicalEvent {
+            patient_id,
+            device_id: "OX-1".into(),
+            origin: "test".into(),
+            content: EventContent::Single {
+                observation: Observation::Vital {
+                    metric: metric_by_code(150456).unwrap(),
+                    value,
+                    effective: Effective::At { at },
+                    validity: Validity::Valid,
+                },
+            },
+        };
+        let mut ids = Vec::new();
+        for (patient, value) in [(keys[0], 90.0), (keys[1], 91.0), (keys[0], 92.0), (keys[0], 93.0), (keys[1], 94.0)] {
+            ids.push(s.enqueue_event(&event(patient, value), OutboxStatus::Pending, None).await.unwrap().unwrap());
+        }
+        assert_eq!(
+            s.enqueue_event(&event(keys[0], 90.0), OutboxStatus::Pending, None).await.unwrap(),
+            None,
+            "same event twice"
+        );
+        let due: Vec<i64> = s.outbox_due(Utc::now(), 2, 10).await.unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(due, [ids[0], ids[1], ids[2], ids[4]], "two per patient, oldest first");
+
+        // A's oldest must be retried later: none of A's later events may overtake it; B goes on.
+        let later = Utc::now() + chrono::Duration::minutes(5);
+        s.outbox_settle(&[(ids[0], Settlement::Retry { next_at: later, error: "HTTP 503".into() })]).await.unwrap();
+        let due: Vec<i64> = s.outbox_due(Utc::now(), 10, 10).await.unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(due, [ids[1], ids[4]]);
+
+        // A dead-lettered head no longer blocks its patient.
+        s.outbox_settle(&[(ids[0], Settlement::Dead { reason: "HTTP 422".into() })]).await.unwrap();
+        let due: Vec<i64> = s.outbox_due(Utc::now(), 10, 10).await.unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(due, [ids[1], ids[2], ids[3], ids[4]]);
+        let dead = s.outbox(Some(OutboxStatus::Dead), 10).await.unwrap();
+        assert_eq!((dead.len(), dead[0].reason.as_deref()), (1, Some("HTTP 422")));
+    }
 }
