@@ -187,7 +187,12 @@ impl Site {
 
     /// Starts `vigil run` on this site.
     pub fn run(&self) -> anyhow::Result<VigilProcess> {
-        VigilProcess::start(&self.config)
+        VigilProcess::start(&self.config, &[])
+    }
+
+    /// Starts `vigil run` with extra environment variables (secrets such as a bearer token).
+    pub fn run_with_env(&self, env: &[(&str, &str)]) -> anyhow::Result<VigilProcess> {
+        VigilProcess::start(&self.config, env)
     }
 
     /// Polls `vigil show counts` until `done` holds or the time is up; returns the last counts.
@@ -237,11 +242,12 @@ pub struct VigilProcess {
 impl VigilProcess {
     /// Starts `vigil run --config FILE` and waits until it says it is running. Its log (debug level
     /// for Vigil's own code) goes to `vigil.log` beside the config, where tests look for PHI.
-    pub fn start(config: &Path) -> anyhow::Result<VigilProcess> {
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> anyhow::Result<VigilProcess> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path(config))?;
         let mut child = Command::new(vigil_bin())
             .args(["run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env("VIGIL_LOG", "info,pipeline_core=debug")
             .stdout(Stdio::piped())
             .stderr(log)

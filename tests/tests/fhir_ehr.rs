@@ -428,3 +428,48 @@ async fn without_an_ehr_the_sandbox_keeps_what_would_have_been_sent() -> anyhow:
     assert!(vigil.terminate()?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_comes_from_the_environment() -> anyhow::Result<()> {
+    let keys = tempfile::tempdir()?;
+    openssl(keys.path(), &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "k.key"]);
+    openssl(keys.path(), &["pkey", "-in", "k.key", "-pubout", "-out", "k.pub"]);
+    let public = keys.path().join("k.pub");
+    let fhir =
+        FhirServer::start(&["--smart", "--client-id", "vigil-test", "--public-key-file", public.to_str().unwrap()])?;
+    seed_patient_with_token(&fhir, &keys.path().join("k.key")).await?;
+    // A token issued out of band (as a site's integration engine would hand one over).
+    let smart = pipeline_core::sinks::smart::SmartClient::new(
+        &format!("{}/auth/token", fhir.root),
+        "vigil-test",
+        "system/*.*",
+        "RS384",
+        &keys.path().join("k.key"),
+    )?;
+    let token = smart.token(&reqwest::Client::new()).await?;
+    let site = fhir_site(&fhir, "auth = \"bearer\"\nbearer_token_env = \"TEST_EHR_TOKEN\"\n")?;
+    // `vigil pair` without the token cannot reach the EHR, and says which variable is missing.
+    let missing = pair(&site, "MX-00A0", "MRN-100000").unwrap_err().to_string();
+    assert!(missing.contains("TEST_EHR_TOKEN"), "{missing}");
+    let vigil = site.run_with_env(&[("TEST_EHR_TOKEN", &token)])?;
+    let out = Command::new(vigil_tests::vigil_bin())
+        .args([
+            "pair",
+            "--config",
+            &site.config_str(),
+            "--device",
+            "MX-00A0",
+            "--patient-system",
+            DEMO_SYSTEM,
+            "--patient",
+            "MRN-100000",
+        ])
+        .env("TEST_EHR_TOKEN", &token)
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let patients = [(patient_key(&site, "MX-00A0")?, "MX-00A0")];
+    queue_events(&site, &patients, 2).await?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 2)?;
+    assert!(vigil.terminate()?.success());
+    Ok(())
+}
