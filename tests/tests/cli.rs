@@ -55,3 +55,23 @@ fn a_spo2_mapping_in_mmhg_is_refused_naming_the_mapping() {
     assert!(out.contains("MDC_PULS_OXIM_SAT_O2"), "names the mapping: {out}");
     assert!(out.contains("mm[Hg]"), "names the unit: {out}");
 }
+
+#[test]
+fn the_demo_runs_the_embedded_default_with_live_values() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(vigil_bin())
+        .args(["demo", "--seconds", "6", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .current_dir(vigil_tests::workspace())
+        .output()
+        .expect("vigil demo runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("embedded MQTT endpoint on 127.0.0.1:"), "{text}");
+    // The last summary line reports stored readings from the simulated devices.
+    let last = text.lines().rev().find(|l| l.starts_with("stored ")).expect("a summary line");
+    let stored: i64 = last.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(stored > 0, "{last}");
+    assert!(text.contains("SpO2"), "live values are shown: {text}");
+    assert!(text.contains("unpaired"), "the unpaired monitor is shown as such: {text}");
+}

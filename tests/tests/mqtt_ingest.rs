@@ -140,3 +140,57 @@ async fn embedded_endpoint_payloads_become_verified_readings() -> anyhow::Result
     assert!(vigil.terminate()?.success(), "SIGTERM drains and exits cleanly");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_speaks_every_profile_and_injects_faults() -> anyhow::Result<()> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    let vigil = site.run()?;
+    let port = vigil.mqtt_addr.expect("embedded endpoint address").port();
+    let out = site.vigil(&[
+        "simulate",
+        "--broker",
+        &format!("mqtt://127.0.0.1:{port}"),
+        "--devices",
+        "1",
+        "--rate",
+        "20",
+        "--count",
+        "120",
+        "--duplicates",
+        "0.2",
+        "--malformed",
+        "0.2",
+        "--unpaired",
+        "1",
+        "--seed",
+        "7",
+    ])?;
+    assert!(out.contains("120 acknowledged"), "{out}");
+    let counts = site.wait_counts(Duration::from_secs(30), |c| {
+        c["payloads"].as_i64().unwrap_or(0) + c["duplicates"].as_i64().unwrap_or(0) >= 120
+    })?;
+    assert!(counts["readings"].as_i64().unwrap() > 0, "{counts}");
+    assert!(counts["duplicates"].as_i64().unwrap() > 0, "injected duplicates are counted: {counts}");
+    assert!(counts["rejected"].as_i64().unwrap() > 0, "injected malformed payloads are rejected: {counts}");
+    let quarantine = site.show("quarantine")?;
+    assert!(
+        quarantine
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["device_id"] == "OX-UNPAIRED-0" && q["reason"] == "unknown_device"),
+        "the unpaired device is quarantined"
+    );
+    let devices: std::collections::HashSet<String> = site
+        .show("readings")?
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["device_id"].as_str().unwrap().to_string())
+        .collect();
+    for device in ["OX-1000", "MX-00A0", "00-1B-C5-0C-00-00-00-00"] {
+        assert!(devices.contains(device), "{device} (one per profile) is stored: {devices:?}");
+    }
+    assert!(vigil.terminate()?.success());
+    Ok(())
+}
