@@ -63,7 +63,7 @@ async fn problems(store: &dyn Store, event: &ClinicalEvent, ehr: EhrKind) -> Res
     if ehr == EhrKind::Fhir && patient.fhir_id.is_none() {
         out.push(format!("patient {p} was not verified at the EHR: pair the device again with the EHR configured"));
     }
-    if !store.load_registry().await?.consents_to(p, Flow::EhrWrite) {
+    if !store.consents_to(p, Flow::EhrWrite).await? {
         out.push(format!("no recorded consent of patient {p} for ehr-write"));
     }
     let demo = event.observations().iter().any(|o| match o {
@@ -83,6 +83,44 @@ async fn problems(store: &dyn Store, event: &ClinicalEvent, ehr: EhrKind) -> Res
         out.extend(check_resource(&resource).into_iter().map(|problem| format!("{kind}: {problem}")));
     }
     Ok(out)
+}
+
+/// Puts a dead-lettered or held event back in the queue. A held event is validated again first and
+/// stays held, with the reasons, while anything is still wrong (fail-closed).
+pub async fn requeue(store: &dyn Store, id: i64, ehr: EhrKind, actor: &str) -> Result<(), RequeueError> {
+    let entry = store.outbox_entry(id).await?.ok_or(RequeueError::NotFound(id))?;
+    if entry.status == OutboxStatus::Held {
+        let event: ClinicalEvent =
+            serde_json::from_value(entry.event).map_err(|e| RequeueError::Undecodable(id, e.to_string()))?;
+        let problems = problems(store, &event, ehr).await?;
+        if !problems.is_empty() {
+            return Err(RequeueError::StillHeld { id, reasons: problems });
+        }
+    }
+    store.outbox_requeue(id, actor).await?;
+    Ok(())
+}
+
+/// Why an event could not be queued again.
+#[derive(Debug, thiserror::Error)]
+pub enum RequeueError {
+    /// No such outbox entry.
+    #[error("outbox {0} does not exist")]
+    NotFound(i64),
+    /// The stored event cannot be read back.
+    #[error("outbox {0} cannot be decoded: {1}")]
+    Undecodable(i64, String),
+    /// Validation still fails.
+    #[error("outbox {id} is still held: {}", reasons.join("; "))]
+    StillHeld {
+        /// The outbox id.
+        id: i64,
+        /// What is still wrong.
+        reasons: Vec<String>,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why the EHR adapter could not be built.

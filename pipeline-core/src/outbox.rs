@@ -13,7 +13,6 @@ use chrono::Utc;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use crate::identify::Flow;
 use crate::sinks::{Outcome, Sink};
 use crate::store::{Settlement, Store};
 
@@ -95,9 +94,7 @@ async fn round(store: &dyn Store, sink: &dyn Sink, s: &OutboxSettings) -> Result
     if due.is_empty() {
         return Ok(Round::Idle);
     }
-    let registry = store.load_registry().await?;
-    let (consented, withdrawn): (Vec<_>, Vec<_>) =
-        due.into_iter().partition(|item| registry.consents_to(item.event.patient_id, Flow::EhrWrite));
+    let (consented, withdrawn): (Vec<_>, Vec<_>) = due.into_iter().partition(|item| item.consented);
     let mut settlements: Vec<(i64, Settlement)> = withdrawn
         .iter()
         .map(|i| (i.id, Settlement::Held { reason: "consent for ehr-write is no longer recorded".into() }))

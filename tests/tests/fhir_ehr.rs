@@ -425,6 +425,27 @@ async fn without_an_ehr_the_sandbox_keeps_what_would_have_been_sent() -> anyhow:
         .collect();
     assert_eq!(resources.iter().filter(|r| r["resourceType"] == "Observation").count(), 2);
     validate_fhir(&resources)?;
+
+    // A held event goes back in the queue only once what held it is fixed (fail-closed).
+    let held = site.for_patient("event", "OX-1001", "MRN-100002", &["--obs", "150456=96"]).unwrap_err().to_string();
+    assert!(held.contains("no recorded consent") && held.contains("ehr-write"), "{held}");
+    let id = site.outbox()?.iter().find(|o| o["status"] == "held").unwrap()["id"].to_string();
+    let still = site.vigil(&["requeue", "--config", &site.config_str(), &id]).unwrap_err().to_string();
+    assert!(still.contains("still held"), "{still}");
+    let config = site.config_str();
+    site.vigil(&[
+        "consent",
+        "--config",
+        &config,
+        "--patient-system",
+        DEMO_SYSTEM,
+        "--patient",
+        "MRN-100002",
+        "--flow",
+        "ehr-write",
+    ])?;
+    site.vigil(&["requeue", "--config", &config, &id])?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3)?;
     assert!(vigil.terminate()?.success());
     Ok(())
 }

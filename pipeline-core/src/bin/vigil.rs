@@ -407,7 +407,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print_json(&open_store(&config).await?.outbox(status, limit).await?)?;
         }
         Command::Requeue { config, id, operator } => {
-            open_store(&config).await?.outbox_requeue(id, &operator).await?;
+            let (cfg, store) = open(&config).await?;
+            clinical::requeue(&store, id, cfg.ehr.kind, &operator).await?;
             println!("outbox {id} queued again");
         }
         Command::Unpair { config, device, at, operator } => {

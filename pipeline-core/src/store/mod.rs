@@ -308,6 +308,8 @@ pub struct OutboxItem {
     pub patient: PatientRef,
     /// Delivery attempts so far.
     pub attempts: u32,
+    /// Whether the patient's consent to `ehr-write` is recorded now (checked again at the hop).
+    pub consented: bool,
 }
 
 /// How one delivery attempt ended.
@@ -450,9 +452,14 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Vec<OutboxItem>, StoreError>;
     /// Records how delivery attempts ended, in one transaction.
     async fn outbox_settle(&self, outcomes: &[(i64, Settlement)]) -> Result<(), StoreError>;
+    /// One outbox row.
+    async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError>;
+    /// Whether the patient's decision for the flow is recorded as granted (unknown is no).
+    async fn consents_to(&self, patient_id: i64, flow: Flow) -> Result<bool, StoreError>;
     /// Outbox rows, newest first, optionally of one status.
     async fn outbox(&self, status: Option<OutboxStatus>, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
-    /// Puts a dead or held event back in the queue (an operator fixed the cause); audited.
+    /// Puts a dead or held event back in the queue (an operator fixed the cause); audited. Callers
+    /// re-validate a held event first (`clinical::requeue`).
     async fn outbox_requeue(&self, id: i64, actor: &str) -> Result<(), StoreError>;
     /// Keeps what the sandbox sink was given.
     async fn sandbox_record(&self, outbox_id: i64, body: &str) -> Result<(), StoreError>;

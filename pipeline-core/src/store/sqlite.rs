@@ -97,6 +97,36 @@ async fn append_audit(
     Ok(())
 }
 
+/// The outbox columns `outbox_entry` reads, followed by a static clause (sqlx wants static SQL).
+macro_rules! outbox_select {
+    ($clause:literal) => {
+        concat!(
+            "SELECT id, event_hash, patient_id, status, reason, attempts, ehr_ref, event_json, created_at, delivered_at FROM outbox ",
+            $clause
+        )
+    };
+}
+
+fn outbox_entry(r: &sqlx::sqlite::SqliteRow) -> OutboxEntry {
+    OutboxEntry {
+        id: r.get(0),
+        hash: blake3::Hash::from_slice(r.get::<&[u8], _>(1)).map(|h| h.to_hex().to_string()).unwrap_or_default(),
+        patient_id: r.get(2),
+        status: match r.get::<&str, _>(3) {
+            "held" => OutboxStatus::Held,
+            "delivered" => OutboxStatus::Delivered,
+            "dead" => OutboxStatus::Dead,
+            _ => OutboxStatus::Pending,
+        },
+        reason: r.get(4),
+        attempts: r.get::<i64, _>(5) as u32,
+        ehr_ref: r.get(6),
+        event: serde_json::from_str(r.get::<&str, _>(7)).unwrap_or_default(),
+        created_at: from_millis(r.get(8)),
+        delivered_at: r.get::<Option<i64>, _>(9).map(from_millis),
+    }
+}
+
 /// What a payload's readings came to, for the inbox's `outcome` column.
 fn outcome_name(outcome: &PayloadOutcome) -> &'static str {
     match outcome {
@@ -799,7 +829,8 @@ impl Store for SqliteStore {
                                ROW_NUMBER() OVER (PARTITION BY patient_id ORDER BY id) AS rn
                         FROM outbox WHERE status = 'pending'),
                   due AS (SELECT patient_id FROM q WHERE rn = 1 AND next_attempt_at <= ?)
-             SELECT o.id, o.event_hash, o.event_json, o.attempts, p.id_system, p.id_value, p.fhir_id
+             SELECT o.id, o.event_hash, o.event_json, o.attempts, p.id_system, p.id_value, p.fhir_id,
+                    COALESCE((SELECT granted FROM consents c WHERE c.patient_id = o.patient_id AND c.flow = 'ehr-write'), 0)
              FROM q JOIN due ON due.patient_id = q.patient_id
                     JOIN outbox o ON o.id = q.id JOIN patients p ON p.id = o.patient_id
              WHERE q.rn <= ? ORDER BY o.id LIMIT ?",
@@ -822,6 +853,7 @@ impl Store for SqliteStore {
                 event,
                 patient: PatientRef { fhir_id: r.get(6), system: r.get(4), value: r.get(5) },
                 attempts: r.get::<i64, _>(3) as u32,
+                consented: r.get::<i64, _>(7) != 0,
             });
         }
         Ok(items)
@@ -859,36 +891,26 @@ impl Store for SqliteStore {
     }
 
     async fn outbox(&self, status: Option<OutboxStatus>, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, event_hash, patient_id, status, reason, attempts, ehr_ref, event_json, created_at, delivered_at
-             FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(status.map(OutboxStatus::as_str))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OutboxEntry {
-                id: r.get(0),
-                hash: blake3::Hash::from_slice(r.get::<&[u8], _>(1))
-                    .map(|h| h.to_hex().to_string())
-                    .unwrap_or_default(),
-                patient_id: r.get(2),
-                status: match r.get::<&str, _>(3) {
-                    "held" => OutboxStatus::Held,
-                    "delivered" => OutboxStatus::Delivered,
-                    "dead" => OutboxStatus::Dead,
-                    _ => OutboxStatus::Pending,
-                },
-                reason: r.get(4),
-                attempts: r.get::<i64, _>(5) as u32,
-                ehr_ref: r.get(6),
-                event: serde_json::from_str(r.get::<&str, _>(7)).unwrap_or_default(),
-                created_at: from_millis(r.get(8)),
-                delivered_at: r.get::<Option<i64>, _>(9).map(from_millis),
-            })
-            .collect())
+        let rows = sqlx::query(outbox_select!("WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC LIMIT ?2"))
+            .bind(status.map(OutboxStatus::as_str))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(outbox_entry).collect())
+    }
+
+    async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError> {
+        let row = sqlx::query(outbox_select!("WHERE id = ?")).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(outbox_entry))
+    }
+
+    async fn consents_to(&self, patient_id: i64, flow: Flow) -> Result<bool, StoreError> {
+        let granted: Option<i64> = sqlx::query_scalar("SELECT granted FROM consents WHERE patient_id = ? AND flow = ?")
+            .bind(patient_id)
+            .bind(flow.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(granted.is_some_and(|g| g != 0))
     }
 
     async fn outbox_requeue(&self, id: i64, actor: &str) -> Result<(), StoreError> {
