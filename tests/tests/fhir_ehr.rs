@@ -143,6 +143,21 @@ async fn events_reach_a_real_fhir_server_valid_and_once() -> anyhow::Result<()> 
     assert_eq!(emitted.len(), 4 + 3 + 1, "1 SpO2 + 1 BP + 1 invalid + 3 report observations, 1 report, 1 device");
     let report = validate_fhir(&emitted)?;
     assert_eq!(report.matches("OK").count(), emitted.len(), "{report}");
+
+    // Every delivery crossed a PHI boundary: each is in the audit log, and the chain is intact.
+    let audit: Value =
+        serde_json::from_str(&site.vigil(&["audit", "list", "--config", &site.config_str(), "--limit", "1000"])?)?;
+    let deliveries = audit.as_array().unwrap().iter().filter(|a| a["action"] == "ehr.deliver").count();
+    assert_eq!(deliveries, 4);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "pairing.open" && a["actor"] == std::env::var("USER").unwrap_or("operator".into()))
+    );
+    let verify = site.vigil(&["audit", "verify", "--config", &site.config_str()])?;
+    assert!(verify.contains("intact"), "{verify}");
     assert!(vigil.terminate()?.success());
     Ok(())
 }

@@ -179,6 +179,17 @@ enum Command {
         #[arg(long, env = "USER", default_value = "operator")]
         operator: String,
     },
+    /// Check the hash-chained audit log for tampering (exit 4 if broken), or list it.
+    Audit {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `verify` or `list`.
+        what: AuditWhat,
+        /// At most this many entries (list).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Import a registry file (patients, devices, pairings, consents).
     ImportRegistry {
         /// The config file.
@@ -204,6 +215,12 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuditWhat {
+    Verify,
+    List,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -400,6 +417,25 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         println!("  - {r}");
                     }
                     return Ok(ExitCode::from(3));
+                }
+            }
+        }
+        Command::Audit { config, what, limit } => {
+            let store = open_store(&config).await?;
+            match what {
+                AuditWhat::List => print_json(&store.audit_entries(limit).await?)?,
+                AuditWhat::Verify => {
+                    let verdict = store.verify_audit().await?;
+                    match verdict.first_broken {
+                        None => println!("audit log intact: {} entries", verdict.entries),
+                        Some(id) => {
+                            println!(
+                                "audit log BROKEN at entry {id} of {}: it, or an entry before it, was altered",
+                                verdict.entries
+                            );
+                            return Ok(ExitCode::from(4));
+                        }
+                    }
                 }
             }
         }

@@ -381,6 +381,32 @@ pub struct PatientEntry {
     pub fhir_id: Option<String>,
 }
 
+/// The result of checking the audit chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AuditVerdict {
+    /// Entries checked.
+    pub entries: u64,
+    /// The first entry whose hash or link does not match, if any: it, or one before it, was altered.
+    pub first_broken: Option<i64>,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    /// Its position in the chain.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (an operator, or `outbox`/`system`).
+    pub actor: String,
+    /// What, e.g. `pairing.open`, `ehr.deliver`.
+    pub action: String,
+    /// On what.
+    pub subject: String,
+    /// Details (store keys, never identifiers).
+    pub detail: String,
+}
+
 /// Everything the pipeline keeps. Implementations must make `write_batch` atomic and durable.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -465,6 +491,10 @@ pub trait Store: Send + Sync + 'static {
     async fn sandbox_record(&self, outbox_id: i64, body: &str) -> Result<(), StoreError>;
     /// What the sandbox sink kept, newest first: (outbox id, body).
     async fn sandbox(&self, limit: u32) -> Result<Vec<(i64, String)>, StoreError>;
+    /// Recomputes the audit chain; names the first entry that does not match.
+    async fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
+    /// The newest audit entries.
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
     /// Appends an operator action to the hash-chained audit log.
     async fn audit(&self, actor: &str, action: &str, subject: &str, detail: &str) -> Result<(), StoreError>;
 }

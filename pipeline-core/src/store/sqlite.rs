@@ -62,6 +62,19 @@ impl SqliteStore {
     }
 }
 
+/// An audit entry's hash: blake3 over the previous entry's hash and this entry's fields,
+/// length-prefixed, so changing, removing or reordering any entry breaks every hash after it.
+fn audit_hash(prev: &[u8], at: i64, parts: [&str; 4]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(prev);
+    h.update(&at.to_be_bytes());
+    for part in parts {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
 /// Appends one entry to the audit chain inside the caller's transaction.
 async fn append_audit(
     conn: &mut SqliteConnection,
@@ -75,13 +88,7 @@ async fn append_audit(
         .await?
         .unwrap_or_else(|| vec![0u8; 32]);
     let at = millis(Utc::now());
-    let mut h = blake3::Hasher::new();
-    h.update(&prev);
-    h.update(&at.to_be_bytes());
-    for part in [actor, action, subject, detail] {
-        h.update(&(part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
+    let hash = audit_hash(&prev, at, [actor, action, subject, detail]);
     sqlx::query(
         "INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
@@ -91,7 +98,7 @@ async fn append_audit(
     .bind(subject)
     .bind(detail)
     .bind(&prev)
-    .bind(&h.finalize().as_bytes()[..])
+    .bind(&hash[..])
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -884,7 +891,24 @@ impl Store for SqliteStore {
                         .bind(reason.as_str())
                 }
             };
-            q.bind(id).execute(&mut *tx).await?;
+            let changed = q.bind(id).execute(&mut *tx).await?.rows_affected();
+            // PHI left (or was refused at) the boundary: both are audited.
+            match outcome {
+                Settlement::Delivered { ehr_ref } if changed > 0 => {
+                    append_audit(
+                        &mut tx,
+                        "outbox",
+                        "ehr.deliver",
+                        &format!("outbox {id}"),
+                        ehr_ref.as_deref().unwrap_or(""),
+                    )
+                    .await?
+                }
+                Settlement::Dead { reason } if changed > 0 => {
+                    append_audit(&mut tx, "outbox", "ehr.refuse", &format!("outbox {id}"), reason).await?
+                }
+                _ => {}
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -947,6 +971,43 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn verify_audit(&self) -> Result<AuditVerdict, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut prev = vec![0u8; 32];
+        for r in &rows {
+            let id: i64 = r.get(0);
+            let recorded_prev: Vec<u8> = r.get(6);
+            let recorded: Vec<u8> = r.get(7);
+            let parts = [r.get::<&str, _>(2), r.get(3), r.get(4), r.get(5)];
+            if recorded_prev != prev || recorded[..] != audit_hash(&prev, r.get(1), parts)[..] {
+                return Ok(AuditVerdict { entries: rows.len() as u64, first_broken: Some(id) });
+            }
+            prev = recorded;
+        }
+        Ok(AuditVerdict { entries: rows.len() as u64, first_broken: None })
+    }
+
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query("SELECT id, at, actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEntry {
+                id: r.get(0),
+                at: from_millis(r.get(1)),
+                actor: r.get(2),
+                action: r.get(3),
+                subject: r.get(4),
+                detail: r.get(5),
+            })
+            .collect())
     }
 
     async fn audit(&self, actor: &str, action: &str, subject: &str, detail: &str) -> Result<(), StoreError> {
@@ -1095,6 +1156,13 @@ mod tests {
         for pair in rows.windows(2) {
             assert_eq!(pair[1].2, pair[0].3, "chain broken");
         }
+        assert_eq!(s.verify_audit().await.unwrap(), AuditVerdict { entries: 4, first_broken: None });
+        // Tampering with an entry, or removing one, is detected where it happened.
+        sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = 2").execute(s.pool()).await.unwrap();
+        assert_eq!(s.verify_audit().await.unwrap().first_broken, Some(2));
+        sqlx::query("UPDATE audit_log SET actor = 'ann' WHERE id = 2").execute(s.pool()).await.unwrap();
+        sqlx::query("DELETE FROM audit_log WHERE id = 3").execute(s.pool()).await.unwrap();
+        assert_eq!(s.verify_audit().await.unwrap().first_broken, Some(4));
     }
 
     #[tokio::test]
