@@ -89,6 +89,7 @@ pub async fn ingest_throughput(options: &BenchOptions) -> anyhow::Result<BenchRe
     config.store.url = format!("sqlite://{}", dir.join("bench.db").display());
     config.profiles.dir = options.profiles.clone();
     config.broker.listen = "127.0.0.1:0".into();
+    config.status.listen = "127.0.0.1:0".into();
     let _broker = if options.mosquitto {
         let (broker, port) = start_mosquitto(&dir)?;
         config.broker.mode = BrokerMode::External;

@@ -29,6 +29,22 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Where clinical events go.
     pub ehr: EhrConfig,
+    /// The loopback status and metrics endpoint.
+    pub status: StatusConfig,
+}
+
+/// `[status]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// Where `GET /status` (JSON board) and `GET /metrics` (Prometheus) answer. Keep it on loopback.
+    pub listen: String,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig { listen: "127.0.0.1:9464".into() }
+    }
 }
 
 /// `[store]`
@@ -579,6 +595,14 @@ impl Config {
                 0,
                 "must be positive",
                 "use e.g. 10, 20 and 60",
+            ));
+        }
+        if self.status.listen.parse::<std::net::SocketAddr>().is_err() {
+            out.push(problem(
+                "status.listen",
+                &self.status.listen,
+                "not an IP address and port",
+                "write it like 127.0.0.1:9464",
             ));
         }
         let ingest = &self.ingest;

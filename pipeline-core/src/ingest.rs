@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::IngestConfig;
+use crate::health::{HealthState, Heartbeat};
 use crate::identify::{Policy, Registry, Verdict, identify};
 use crate::model::ContentHash;
 use crate::normalise::{ProfileSet, RejectReason, Rejection, normalise};
@@ -99,6 +100,7 @@ pub fn spawn(
     profiles: Arc<ProfileSet>,
     policy: Policy,
     config: &IngestConfig,
+    heartbeat: Heartbeat,
 ) -> (IngestHandle, IngestTally, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let tally = IngestTally::default();
@@ -111,6 +113,7 @@ pub fn spawn(
         linger: Duration::from_millis(config.batch_linger_ms),
         tally: tally.clone(),
         attention: Attention::default(),
+        heartbeat,
     };
     (IngestHandle { tx }, tally, tokio::spawn(writer.run(rx)))
 }
@@ -124,11 +127,27 @@ struct Writer {
     linger: Duration,
     tally: IngestTally,
     attention: Attention,
+    heartbeat: Heartbeat,
 }
+
+/// How often the writer beats for the store (`store` on the board).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
-        while let Some(first) = rx.recv().await {
+        loop {
+            let first = match tokio::time::timeout(HEARTBEAT, rx.recv()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => break,
+                Err(_) => {
+                    // Idle: ask the store something cheap, so a dead disk shows before data arrives.
+                    match self.store.registry_generation().await {
+                        Ok(_) => self.heartbeat.beat(HealthState::Up, "idle"),
+                        Err(e) => self.heartbeat.beat(HealthState::Down, &format!("store failing: {e}")),
+                    }
+                    continue;
+                }
+            };
             let mut batch = vec![first];
             let deadline = Instant::now() + self.linger;
             while batch.len() < self.batch_max {
@@ -149,6 +168,7 @@ impl Writer {
         loop {
             match self.write(&batch).await {
                 Ok(tally) => {
+                    self.heartbeat.beat(HealthState::Up, "storing");
                     self.attention.record(&tally);
                     self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(&tally);
                     for s in batch {
@@ -158,9 +178,11 @@ impl Writer {
                     return;
                 }
                 Err(e) => {
+                    self.heartbeat.beat(HealthState::Down, &format!("store failing, acknowledgements held: {e}"));
                     tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store write failed; holding acknowledgements");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // At most 2 s, so the writer keeps beating inside its 3 s window.
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }

@@ -21,6 +21,7 @@ pub mod bench;
 pub mod clinical;
 pub mod config;
 pub mod fhir;
+pub mod health;
 pub mod identify;
 pub mod ingest;
 pub mod model;

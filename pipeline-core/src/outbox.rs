@@ -13,6 +13,7 @@ use chrono::Utc;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::{HealthState, Heartbeat};
 use crate::sinks::{Outcome, Sink};
 use crate::store::{Settlement, Store};
 
@@ -59,30 +60,70 @@ impl Breaker {
     }
 }
 
-/// Runs until `shutdown`.
-pub async fn run(store: Arc<dyn Store>, sink: Arc<dyn Sink>, settings: OutboxSettings, shutdown: CancellationToken) {
+/// Runs until `shutdown`, beating for the EHR adapter (`ehr` on the board).
+pub async fn run(
+    store: Arc<dyn Store>,
+    sink: Arc<dyn Sink>,
+    settings: OutboxSettings,
+    heartbeat: Heartbeat,
+    shutdown: CancellationToken,
+) {
     let mut breaker = Breaker::default();
+    let mut health = (HealthState::Up, "idle".to_string());
     loop {
         let pause = match round(store.as_ref(), sink.as_ref(), &settings).await {
+            // Nothing due: the EHR's state is what the last delivery showed.
             Ok(Round::Idle) => Some(Duration::from_millis(200)),
-            Ok(Round::Sent { all_failed }) => breaker.record(all_failed, &settings).inspect(|p| {
-                tracing::warn!(sink = sink.name(), pause_ms = p.as_millis() as u64, "EHR keeps failing; circuit open");
-            }),
+            Ok(Round::Sent { all_failed: false }) => {
+                breaker.record(false, &settings);
+                health = (HealthState::Up, "delivering".into());
+                None
+            }
+            Ok(Round::Sent { all_failed: true }) => match breaker.record(true, &settings) {
+                Some(pause) => {
+                    tracing::warn!(
+                        sink = sink.name(),
+                        pause_ms = pause.as_millis() as u64,
+                        "EHR keeps failing; circuit open"
+                    );
+                    health = (
+                        HealthState::Down,
+                        format!("{} failing; circuit open, next try in {} s", sink.name(), pause.as_secs()),
+                    );
+                    Some(pause)
+                }
+                None => {
+                    health = (HealthState::Degraded, format!("{} not answering; retrying with backoff", sink.name()));
+                    None
+                }
+            },
             Err(e) => {
                 tracing::error!(error = %e, "outbox store error; retrying");
+                health = (HealthState::Degraded, format!("cannot read the outbox: {e}"));
                 Some(Duration::from_secs(1))
             }
         };
-        if let Some(pause) = pause {
+        heartbeat.beat(health.0, &health.1);
+        let Some(pause) = pause else {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            continue;
+        };
+        // Sleep in heartbeat-sized steps, so a long circuit-open pause never looks like a dead loop.
+        let until = tokio::time::Instant::now() + pause;
+        while tokio::time::Instant::now() < until {
+            let step = (until - tokio::time::Instant::now()).min(HEARTBEAT);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
+                _ = tokio::time::sleep(step) => heartbeat.beat(health.0, &health.1),
             }
-        } else if shutdown.is_cancelled() {
-            return;
         }
     }
 }
+
+/// How often the outbox beats.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 enum Round {
     Idle,

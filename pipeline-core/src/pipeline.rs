@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{BrokerMode, Config};
+use crate::health::endpoint::StatusSources;
+use crate::health::{ComponentHealth, HealthRegistry, supervisor};
 use crate::identify::Policy;
 use crate::ingest::{self, IngestHandle, IngestTally};
 use crate::normalise::{ProfileError, ProfileSet};
@@ -58,6 +60,8 @@ pub struct Handle {
     writer: JoinHandle<()>,
     sources: Vec<watch::Receiver<SourceStatus>>,
     mqtt_listen_addr: Option<SocketAddr>,
+    status_addr: Option<SocketAddr>,
+    health: HealthRegistry,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -67,7 +71,14 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.url).await?);
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
     let policy = Policy { max_future_skew: chrono::Duration::seconds(config.identity.max_future_skew_secs as i64) };
-    let (ingest, tally, writer) = ingest::spawn(store.clone(), profiles.clone(), policy, &config.ingest);
+    let health = HealthRegistry::default();
+    let (ingest, tally, writer) = ingest::spawn(
+        store.clone(),
+        profiles.clone(),
+        policy,
+        &config.ingest,
+        health.register("store", ingest::HEARTBEAT),
+    );
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let mut sources = Vec::new();
@@ -75,7 +86,7 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
 
     let mqtt = &config.sources.mqtt;
     if mqtt.enabled {
-        let (status, rx) = StatusReporter::new("mqtt");
+        let (status, rx) = StatusReporter::new("mqtt", &health);
         sources.push(rx);
         match config.broker.mode {
             BrokerMode::Embedded => {
@@ -99,9 +110,35 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         max_backoff: Duration::from_secs(config.ehr.max_backoff_secs),
         breaker_threshold: 5,
     };
-    tasks.spawn(outbox::run(store.clone(), sink, settings, shutdown.clone()));
+    tasks.spawn(outbox::run(
+        store.clone(),
+        sink,
+        settings,
+        health.register("ehr", outbox::HEARTBEAT),
+        shutdown.clone(),
+    ));
+    tasks.spawn(supervisor::run(health.clone(), shutdown.clone()));
+    let status_listener = TcpListener::bind(&config.status.listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: config.status.listen.clone(), source })?;
+    let status_addr = status_listener.local_addr().ok();
+    let status_sources =
+        StatusSources { health: health.clone(), store: store.clone(), ingest: ingest.clone(), tally: tally.clone() };
+    tasks.spawn(crate::health::endpoint::serve(status_listener, status_sources, shutdown.clone()));
     tasks.close();
-    Ok(Handle { store, profiles, ingest, tally, writer, sources, mqtt_listen_addr, shutdown, tasks })
+    Ok(Handle {
+        store,
+        profiles,
+        ingest,
+        tally,
+        writer,
+        sources,
+        mqtt_listen_addr,
+        status_addr,
+        health,
+        shutdown,
+        tasks,
+    })
 }
 
 /// Enforces raw retention on a timer.
@@ -135,6 +172,16 @@ impl Handle {
     /// Where the embedded MQTT endpoint listens, if it runs.
     pub fn mqtt_listen_addr(&self) -> Option<SocketAddr> {
         self.mqtt_listen_addr
+    }
+
+    /// Where the status and metrics endpoint answers.
+    pub fn status_addr(&self) -> Option<SocketAddr> {
+        self.status_addr
+    }
+
+    /// The board now: every component's heartbeat state.
+    pub fn board(&self) -> Vec<ComponentHealth> {
+        self.health.board(chrono::Utc::now())
     }
 
     /// Every source's current state.

@@ -135,7 +135,7 @@ impl Site {
             &config,
             format!(
                 "[store]\nurl = \"sqlite://vigil.db\"\n[broker]\n{broker_section}\n[profiles]\ndir = \"{}\"\n\
-                 [identity]\norganisation = \"demo-clinic\"\n[sources.mqtt]\nclient_id = \"vigil-test-{}\"\n",
+                 [identity]\norganisation = \"demo-clinic\"\n[status]\nlisten = \"127.0.0.1:0\"\n[sources.mqtt]\nclient_id = \"vigil-test-{}\"\n",
                 fixture("profiles").display(),
                 std::process::id()
             ),
@@ -237,6 +237,8 @@ pub struct VigilProcess {
     child: Child,
     /// The embedded endpoint's address, when it runs.
     pub mqtt_addr: Option<SocketAddr>,
+    /// The status endpoint's base URL.
+    pub status_url: String,
 }
 
 impl VigilProcess {
@@ -254,19 +256,47 @@ impl VigilProcess {
             .spawn()?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
         let mut mqtt_addr = None;
+        let mut status_url = String::new();
         for line in lines.by_ref() {
             let line = line?;
             if let Some(addr) = line.strip_prefix("vigil: mqtt endpoint listening on ") {
                 mqtt_addr = Some(addr.parse()?);
             }
+            if let Some(url) = line.strip_prefix("vigil: status endpoint on ") {
+                status_url = url.to_string();
+            }
             if line == "vigil: running" {
                 // Keep draining stdout so the child never blocks on a full pipe.
                 std::thread::spawn(move || lines.for_each(drop));
-                return Ok(VigilProcess { child, mqtt_addr });
+                return Ok(VigilProcess { child, mqtt_addr, status_url });
             }
         }
         let status = child.wait()?;
         bail!("vigil run exited before it was running: {status}")
+    }
+
+    /// `GET /status` of this process.
+    pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(reqwest::get(format!("{}/status", self.status_url)).await?.json().await?)
+    }
+
+    /// Waits until `done` holds for `GET /status`; returns it.
+    pub async fn wait_status(
+        &self,
+        within: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.status().await?;
+            if done(&status) {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("the board did not reach the expected state within {within:?}: {status:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// SIGKILL: no chance to drain.
@@ -600,6 +630,11 @@ impl Site {
 /// How many outbox rows have this status.
 pub fn with_status(outbox: &[serde_json::Value], status: &str) -> usize {
     outbox.iter().filter(|o| o["status"] == status).count()
+}
+
+/// Whether the board shows this degradation mode as active.
+pub fn mode_active(status: &serde_json::Value, id: &str) -> bool {
+    status["modes"].as_array().is_some_and(|m| m.iter().any(|m| m["id"] == id))
 }
 
 /// The demo registry's identifier system.

@@ -20,6 +20,7 @@ async fn a_stalled_store_pushes_back_and_loses_nothing() -> anyhow::Result<()> {
     config.store.url = format!("sqlite://{}", db.display());
     config.profiles.dir = fixture("profiles");
     config.broker.listen = "127.0.0.1:0".into();
+    config.status.listen = "127.0.0.1:0".into();
     config.identity.organisation = "demo-clinic".into();
     config.ingest.queue_capacity = 64;
     config.ingest.batch_max = 32;

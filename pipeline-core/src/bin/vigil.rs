@@ -179,6 +179,20 @@ enum Command {
         #[arg(long, env = "USER", default_value = "operator")]
         operator: String,
     },
+    /// Print the board of a running Vigil: components, active degradation modes, queue depths.
+    Status {
+        /// The config file (its status.listen says where to ask).
+        #[arg(long, short, required_unless_present = "url")]
+        config: Option<PathBuf>,
+        /// Ask this status endpoint instead, e.g. http://127.0.0.1:9464.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the JSON as the endpoint gives it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print docs/degradation-modes.md, generated from the registry in code.
+    DegradationModes,
     /// Check the hash-chained audit log for tampering (exit 4 if broken), or list it.
     Audit {
         /// The config file.
@@ -420,6 +434,25 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::DegradationModes => print!("{}", pipeline_core::health::modes::render_markdown()),
+        Command::Status { config, url, json } => {
+            let url = match (url, config) {
+                (Some(url), _) => url,
+                (None, Some(config)) => format!("http://{}", load_config(&config)?.status.listen),
+                (None, None) => bail!("give --config or --url"),
+            };
+            let response = reqwest::get(format!("{}/status", url.trim_end_matches('/')))
+                .await
+                .with_context(|| format!("Vigil is not answering at {url}: is it running?"))?;
+            let status: serde_json::Value = response.json().await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print_board(&status);
+            }
+            let critical = status["modes"].as_array().into_iter().flatten().any(|m| m["severity"] == "critical");
+            return Ok(if critical { ExitCode::from(5) } else { ExitCode::SUCCESS });
+        }
         Command::Audit { config, what, limit } => {
             let store = open_store(&config).await?;
             match what {
@@ -586,9 +619,12 @@ async fn shutdown_signal() {
 
 async fn run_pipeline(config: Config) -> anyhow::Result<()> {
     let handle = pipeline::start(&config).await?;
+    // Machine-readable, for scripts and tests that let the OS pick the ports.
     if let Some(addr) = handle.mqtt_listen_addr() {
-        // Machine-readable, for scripts and tests that let the OS pick the port.
         println!("vigil: mqtt endpoint listening on {addr}");
+    }
+    if let Some(addr) = handle.status_addr() {
+        println!("vigil: status endpoint on http://{addr}");
     }
     println!("vigil: running");
     shutdown_signal().await;
@@ -639,6 +675,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     config.identity.organisation = "demo-clinic".into();
+    if std::net::TcpListener::bind(&config.status.listen).is_err() {
+        config.status.listen = "127.0.0.1:0".into();
+    }
     let problems = config.validate();
     if !problems.is_empty() {
         bail!("demo settings: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
@@ -648,6 +687,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let (patients, devices) = seed::import(store.as_ref(), &args.registry, "demo").await?;
     let addr = handle.mqtt_listen_addr().context("the embedded endpoint did not start")?;
     println!("Vigil demo: embedded MQTT endpoint on {addr}, store {}", config.store.url);
+    if let Some(status) = handle.status_addr() {
+        println!("Board: vigil status --url http://{status}   Metrics: http://{status}/metrics");
+    }
     println!("Registry: {patients} patients, {devices} devices (one unpaired, one without consent). Ctrl-C to stop.");
 
     let stop = CancellationToken::new();
@@ -693,6 +735,35 @@ async fn print_summary(store: &Arc<dyn Store>, handle: &pipeline::Handle) -> any
         println!("{:<26} {:<12} {:<10} {}", d.device_id, pairing, age, latest.join(", "));
     }
     print_summary_counts(store.as_ref()).await
+}
+
+/// The board in words: modes first (they are what a clinician must read), then components.
+fn print_board(status: &serde_json::Value) {
+    let modes = status["modes"].as_array().cloned().unwrap_or_default();
+    if modes.is_empty() {
+        println!("No degradation mode is active.");
+    }
+    for m in &modes {
+        println!("!! {} ({})", m["title"].as_str().unwrap_or_default(), m["severity"].as_str().unwrap_or_default());
+        for (label, key) in [
+            ("Off", "what_is_off"),
+            ("Still works", "what_still_works"),
+            ("Do", "what_to_do"),
+            ("Call", "whom_to_call"),
+        ] {
+            println!("   {label}: {}", m[key].as_str().unwrap_or_default());
+        }
+    }
+    println!("\nComponents:");
+    for c in status["components"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<11} {:<9} {}",
+            c["name"].as_str().unwrap_or_default(),
+            c["state"].as_str().unwrap_or_default(),
+            c["reason"].as_str().unwrap_or_default()
+        );
+    }
+    println!("\nIngest queue: {}   Outbox: {}", status["ingest_queue"], status["outbox"]);
 }
 
 async fn print_summary_counts(store: &dyn Store) -> anyhow::Result<()> {

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::health::{HealthRegistry, HealthState, Heartbeat};
+
 /// A source's connection state, visible on the board.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -44,19 +46,24 @@ pub struct SourceStatus {
     pub since: DateTime<Utc>,
 }
 
-/// Publishes a source's state changes; cheap to clone.
+/// Publishes a source's state changes and heartbeats; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct StatusReporter {
     name: Arc<str>,
     tx: Arc<watch::Sender<SourceStatus>>,
+    heartbeat: Heartbeat,
 }
 
+/// How often sources beat.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl StatusReporter {
-    /// A reporter and the receiver the board reads.
-    pub fn new(name: &str) -> (StatusReporter, watch::Receiver<SourceStatus>) {
+    /// A reporter, registered on the board, and the receiver the facade reads.
+    pub fn new(name: &str, health: &HealthRegistry) -> (StatusReporter, watch::Receiver<SourceStatus>) {
         let (tx, rx) =
             watch::channel(SourceStatus { name: name.into(), state: ConnectionState::Starting, since: Utc::now() });
-        (StatusReporter { name: name.into(), tx: Arc::new(tx) }, rx)
+        let heartbeat = health.register(name, HEARTBEAT);
+        (StatusReporter { name: name.into(), tx: Arc::new(tx), heartbeat }, rx)
     }
 
     /// Records a new state (and logs the change).
@@ -69,5 +76,18 @@ impl StatusReporter {
             *s = SourceStatus { name: self.name.to_string(), state, since: Utc::now() };
             true
         });
+        self.tick();
+    }
+
+    /// Beats with the current state; sources call it at least every [`HEARTBEAT`].
+    pub fn tick(&self) {
+        let (health, reason) = match &self.tx.borrow().state {
+            ConnectionState::Starting => (HealthState::Degraded, "starting".to_string()),
+            ConnectionState::Listening { addr } => (HealthState::Up, format!("listening on {addr}")),
+            ConnectionState::Connected => (HealthState::Up, "connected".to_string()),
+            ConnectionState::Reconnecting { reason, .. } => (HealthState::Down, format!("reconnecting: {reason}")),
+            ConnectionState::Stopped => (HealthState::Down, "stopped".to_string()),
+        };
+        self.heartbeat.beat(health, &reason);
     }
 }

@@ -478,6 +478,8 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Vec<OutboxItem>, StoreError>;
     /// Records how delivery attempts ended, in one transaction.
     async fn outbox_settle(&self, outcomes: &[(i64, Settlement)]) -> Result<(), StoreError>;
+    /// How many outbox events have each status.
+    async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// One outbox row.
     async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError>;
     /// Whether the patient's decision for the flow is recorded as granted (unknown is no).

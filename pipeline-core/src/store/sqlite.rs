@@ -923,6 +923,12 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(outbox_entry).collect())
     }
 
+    async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError> {
         let row = sqlx::query(outbox_select!("WHERE id = ?")).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(outbox_entry))

@@ -113,9 +113,14 @@ async fn poll(
     shutdown: &CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(250);
+    let mut heartbeat = tokio::time::interval(crate::sources::HEARTBEAT);
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = heartbeat.tick() => {
+                status.tick();
+                continue;
+            }
             event = eventloop.poll() => event,
         };
         match event {
@@ -151,9 +156,14 @@ async fn poll(
                     reason: e.to_string(),
                     retry_in_ms: backoff.as_millis() as u64,
                 });
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                // Keep beating while waiting, so the board shows why (not just "stale").
+                let until = tokio::time::Instant::now() + backoff;
+                while tokio::time::Instant::now() < until {
+                    let step = (until - tokio::time::Instant::now()).min(crate::sources::HEARTBEAT);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(step) => status.tick(),
+                    }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }

@@ -59,9 +59,11 @@ pub async fn serve(
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     status.set(ConnectionState::Listening { addr });
     let tracker = tokio_util::task::TaskTracker::new();
+    let mut heartbeat = tokio::time::interval(crate::sources::HEARTBEAT);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = heartbeat.tick() => status.tick(),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);

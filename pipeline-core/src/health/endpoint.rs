@@ -1,0 +1,127 @@
+//! The loopback status endpoint: `GET /status` (the board as JSON, for `vigil status` and the
+//! console) and `GET /metrics` (Prometheus text format).
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::modes::{DegradationMode, active};
+use super::{ComponentHealth, HealthRegistry, HealthState};
+use crate::ingest::{IngestHandle, IngestTally};
+use crate::store::{BatchTally, Store};
+
+/// What the endpoint reads from.
+pub struct StatusSources {
+    /// The heartbeats.
+    pub health: HealthRegistry,
+    /// The store (outbox depths).
+    pub store: Arc<dyn Store>,
+    /// The ingest queue.
+    pub ingest: IngestHandle,
+    /// What ingest did since start.
+    pub tally: IngestTally,
+}
+
+/// The board, as `GET /status` returns it.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// Every component.
+    pub components: Vec<ComponentHealth>,
+    /// Active degradation modes, most severe first, with their clinician text.
+    pub modes: Vec<&'static DegradationMode>,
+    /// Payloads waiting for the ingest writer.
+    pub ingest_queue: usize,
+    /// Outbox events per status.
+    pub outbox: Vec<(String, i64)>,
+    /// Ingest totals since start.
+    pub ingest: BatchTally,
+}
+
+async fn status(sources: &StatusSources) -> Status {
+    let components = sources.health.board(chrono::Utc::now());
+    Status {
+        modes: active(&components),
+        components,
+        ingest_queue: sources.ingest.queue_depth(),
+        outbox: sources.store.outbox_counts().await.unwrap_or_default(),
+        ingest: *sources.tally.lock().unwrap_or_else(|e| e.into_inner()),
+    }
+}
+
+async fn status_json(State(sources): State<Arc<StatusSources>>) -> Json<Status> {
+    Json(status(&sources).await)
+}
+
+async fn metrics(State(sources): State<Arc<StatusSources>>) -> impl IntoResponse {
+    let s = status(&sources).await;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let t = &s.ingest;
+    metric(
+        "vigil_ingest_queue_depth",
+        "gauge",
+        "Payloads waiting for the ingest writer.",
+        vec![(String::new(), s.ingest_queue as f64)],
+    );
+    for (name, help, value) in [
+        ("vigil_payloads_total", "Payloads written to the inbox.", t.payloads),
+        ("vigil_readings_stored_total", "Readings stored as telemetry.", t.stored),
+        (
+            "vigil_duplicates_suppressed_total",
+            "Repeated payloads and readings suppressed.",
+            t.duplicate_payloads + t.duplicate_readings,
+        ),
+        ("vigil_rejected_total", "Payloads rejected by the device profiles.", t.rejected),
+        ("vigil_quarantined_total", "Readings quarantined.", t.quarantined),
+        ("vigil_held_total", "Readings held for want of consent.", t.held),
+    ] {
+        metric(name, "counter", help, vec![(String::new(), value as f64)]);
+    }
+    metric(
+        "vigil_outbox_events",
+        "gauge",
+        "Clinical events in the outbox, by status.",
+        s.outbox.iter().map(|(status, n)| (format!("{{status=\"{status}\"}}"), *n as f64)).collect(),
+    );
+    metric(
+        "vigil_component_up",
+        "gauge",
+        "1 when the component is up, 0 when degraded, down or stale.",
+        s.components
+            .iter()
+            .map(|c| (format!("{{component=\"{}\"}}", c.name), f64::from(u8::from(c.state == HealthState::Up))))
+            .collect(),
+    );
+    metric(
+        "vigil_degradation_mode_active",
+        "gauge",
+        "1 while the degradation mode is active.",
+        super::modes::MODES
+            .iter()
+            .map(|m| (format!("{{mode=\"{}\"}}", m.id), f64::from(u8::from(s.modes.iter().any(|a| a.id == m.id)))))
+            .collect(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(listener: TcpListener, sources: StatusSources, shutdown: CancellationToken) {
+    let app =
+        Router::new().route("/status", get(status_json)).route("/metrics", get(metrics)).with_state(Arc::new(sources));
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        tracing::error!(error = %e, "status endpoint failed");
+    }
+}

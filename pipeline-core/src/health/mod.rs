@@ -1,0 +1,126 @@
+//! Heartbeats, the supervisor's board, and degradation modes.
+//!
+//! Invariant: every running component beats into one [`HealthRegistry`]; a component whose last beat
+//! is older than three of its intervals is `stale`, whatever it last said. The board is derived from
+//! the beats and the clock, never stored, so it cannot disagree with them.
+
+pub mod endpoint;
+pub mod modes;
+pub mod supervisor;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// What a component says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    /// Working.
+    Up,
+    /// Working with reduced function (retrying, backing off).
+    Degraded,
+    /// Not working.
+    Down,
+    /// Silent for longer than three heartbeat intervals.
+    Stale,
+}
+
+#[derive(Debug, Clone)]
+struct Beat {
+    state: HealthState,
+    reason: String,
+    at: DateTime<Utc>,
+    interval: Duration,
+}
+
+/// One row of the board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComponentHealth {
+    /// Component name, e.g. `mqtt`, `store`, `ehr`.
+    pub name: String,
+    /// Its state now.
+    pub state: HealthState,
+    /// Why (no PHI).
+    pub reason: String,
+    /// When it last beat.
+    pub last_beat: DateTime<Utc>,
+}
+
+/// Where every component's heartbeat goes. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct HealthRegistry {
+    beats: Arc<Mutex<BTreeMap<String, Beat>>>,
+}
+
+/// A component's handle for beating.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    name: String,
+    interval: Duration,
+    registry: HealthRegistry,
+}
+
+impl HealthRegistry {
+    /// Registers a component that promises to beat at least every `interval`.
+    pub fn register(&self, name: &str, interval: Duration) -> Heartbeat {
+        let heartbeat = Heartbeat { name: name.to_string(), interval, registry: self.clone() };
+        heartbeat.beat(HealthState::Up, "starting");
+        heartbeat
+    }
+
+    /// The board at `now`: every component with its state, stale ones marked so.
+    pub fn board(&self, now: DateTime<Utc>) -> Vec<ComponentHealth> {
+        let beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+        beats
+            .iter()
+            .map(|(name, b)| {
+                let silent = (now - b.at).to_std().unwrap_or_default();
+                let stale = silent > b.interval * 3;
+                ComponentHealth {
+                    name: name.clone(),
+                    state: if stale { HealthState::Stale } else { b.state },
+                    reason: if stale { format!("no heartbeat for {} s", silent.as_secs()) } else { b.reason.clone() },
+                    last_beat: b.at,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Heartbeat {
+    /// Records the component's state now.
+    pub fn beat(&self, state: HealthState, reason: &str) {
+        let mut beats = self.registry.beats.lock().unwrap_or_else(|e| e.into_inner());
+        let beat = Beat { state, reason: reason.to_string(), at: Utc::now(), interval: self.interval };
+        if let Some(old) = beats.get(&self.name)
+            && old.state != state
+        {
+            tracing::info!(component = %self.name, ?state, reason, "component state changed");
+        }
+        beats.insert(self.name.clone(), beat);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_makes_a_component_stale_whatever_it_last_said() {
+        let registry = HealthRegistry::default();
+        let beat = registry.register("store", Duration::from_secs(1));
+        beat.beat(HealthState::Up, "committed");
+        let now = Utc::now();
+        assert_eq!(registry.board(now)[0].state, HealthState::Up);
+        let later = now + chrono::Duration::seconds(4);
+        let row = &registry.board(later)[0];
+        assert_eq!(row.state, HealthState::Stale);
+        assert!(row.reason.contains("no heartbeat"), "{}", row.reason);
+        beat.beat(HealthState::Down, "disk full");
+        assert_eq!(registry.board(Utc::now())[0].state, HealthState::Down);
+    }
+}

@@ -1,0 +1,139 @@
+//! Degradation modes: defined once, here, with the words clinicians read. The console, `vigil status`
+//! and `docs/degradation-modes.md` all render this list; a test fails when the document is out of
+//! date.
+
+use serde::Serialize;
+
+use super::{ComponentHealth, HealthState};
+
+/// How bad a mode is for patient care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Care goes on safely; something is delayed.
+    Warning,
+    /// Something clinicians rely on is not working.
+    Critical,
+}
+
+/// One degradation mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct DegradationMode {
+    /// Stable id.
+    pub id: &'static str,
+    /// Short title for a banner.
+    pub title: &'static str,
+    /// How bad.
+    pub severity: Severity,
+    /// The component whose state triggers it.
+    pub component: &'static str,
+    /// What is off, in plain words.
+    pub what_is_off: &'static str,
+    /// What still works.
+    pub what_still_works: &'static str,
+    /// What clinicians should do.
+    pub what_to_do: &'static str,
+    /// Whom to call.
+    pub whom_to_call: &'static str,
+}
+
+/// Every mode Vigil knows. A mode is active while its component is not up (down, degraded or stale).
+pub const MODES: &[DegradationMode] = &[
+    DegradationMode {
+        id: "ehr_sync_paused",
+        title: "EHR sync paused",
+        severity: Severity::Warning,
+        component: "ehr",
+        what_is_off: "Vital signs and reports are not reaching the patient chart in the EHR right now.",
+        what_still_works: "Device monitoring, this console and local storage go on. Every event is kept, \
+                           in order, and sent automatically when the EHR answers again; nothing is lost.",
+        what_to_do: "Where your policy requires it, chart critical values by hand. Do not re-enter values \
+                     that Vigil will send later without checking the chart first.",
+        whom_to_call: "Clinical engineering on call, and the EHR interface team.",
+    },
+    DegradationMode {
+        id: "mqtt_ingest_down",
+        title: "Device data not arriving",
+        severity: Severity::Critical,
+        component: "mqtt",
+        what_is_off: "No new data is received from network devices (MQTT). Live values on this console \
+                      stop updating and show their age.",
+        what_still_works: "Devices keep measuring and show values and alarms at the bedside. Data already \
+                           received is safe; devices resend what was not acknowledged.",
+        what_to_do: "Watch patients at the bedside monitors. Do not rely on this console for current \
+                     values until the banner clears.",
+        whom_to_call: "Clinical engineering on call, and the network team.",
+    },
+    DegradationMode {
+        id: "store_failing",
+        title: "Storage failing",
+        severity: Severity::Critical,
+        component: "store",
+        what_is_off: "New device data cannot be saved, so devices are told to wait: live values stop \
+                      updating and nothing new goes to the EHR.",
+        what_still_works: "Devices keep their data and resend it when storage works again; nothing \
+                           acknowledged is lost. Bedside monitors and their alarms are unaffected.",
+        what_to_do: "Watch patients at the bedside monitors.",
+        whom_to_call: "Clinical engineering on call (disk space or the database of this workstation).",
+    },
+];
+
+/// The modes active on this board, most severe first.
+pub fn active(board: &[ComponentHealth]) -> Vec<&'static DegradationMode> {
+    let mut out: Vec<&'static DegradationMode> =
+        MODES.iter().filter(|m| board.iter().any(|c| c.name == m.component && c.state != HealthState::Up)).collect();
+    out.sort_by_key(|m| m.severity != Severity::Critical);
+    out
+}
+
+/// `docs/degradation-modes.md`, rendered from [`MODES`].
+pub fn render_markdown() -> String {
+    let mut out = String::from(
+        "# Degradation modes\n\n\
+         Generated from `pipeline-core/src/health/modes.rs` by `vigil degradation-modes`; do not edit by hand\n\
+         (a test fails when this file and the code disagree).\n\n\
+         A mode is active while its component is down, degraded or stale (silent for three heartbeat\n\
+         intervals). The console shows active modes in a banner; `vigil status` lists them.\n",
+    );
+    for m in MODES {
+        let severity = match m.severity {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        };
+        out.push_str(&format!(
+            "\n## {} (`{}`)\n\n- **Severity:** {severity}\n- **Triggered by:** component `{}` not up\n\
+             - **What is off:** {}\n- **What still works:** {}\n- **What to do:** {}\n- **Whom to call:** {}\n",
+            m.title, m.id, m.component, m.what_is_off, m.what_still_works, m.what_to_do, m.whom_to_call
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_matches_the_registry() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/degradation-modes.md");
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == render_markdown(),
+            "docs/degradation-modes.md is out of date: run `vigil degradation-modes > docs/degradation-modes.md`"
+        );
+    }
+
+    #[test]
+    fn a_component_not_up_activates_its_mode_critical_first() {
+        let row = |name: &str, state| ComponentHealth {
+            name: name.into(),
+            state,
+            reason: String::new(),
+            last_beat: chrono::Utc::now(),
+        };
+        let board = [row("ehr", HealthState::Degraded), row("mqtt", HealthState::Stale), row("store", HealthState::Up)];
+        let ids: Vec<&str> = active(&board).iter().map(|m| m.id).collect();
+        assert_eq!(ids, ["mqtt_ingest_down", "ehr_sync_paused"]);
+        assert!(active(&[row("ehr", HealthState::Up)]).is_empty());
+    }
+}
