@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{BrokerMode, Config};
 use crate::health::endpoint::StatusSources;
-use crate::health::{ComponentHealth, HealthRegistry, supervisor};
+use crate::health::{HealthRegistry, supervisor};
 use crate::identify::Policy;
 use crate::ingest::{self, IngestHandle, IngestTally};
 use crate::normalise::{ProfileError, ProfileSet};
@@ -54,14 +54,12 @@ pub enum StartError {
 /// A running pipeline.
 pub struct Handle {
     store: Arc<dyn Store>,
-    profiles: Arc<ProfileSet>,
     ingest: IngestHandle,
     tally: IngestTally,
     writer: JoinHandle<()>,
     sources: Vec<watch::Receiver<SourceStatus>>,
     mqtt_listen_addr: Option<SocketAddr>,
     status_addr: Option<SocketAddr>,
-    health: HealthRegistry,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -123,19 +121,17 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         .map_err(|source| StartError::Bind { addr: config.status.listen.clone(), source })?;
     let status_addr = status_listener.local_addr().ok();
     let status_sources =
-        StatusSources { health: health.clone(), store: store.clone(), ingest: ingest.clone(), tally: tally.clone() };
+        StatusSources { health, store: store.clone(), ingest: ingest.clone(), tally: tally.clone() };
     tasks.spawn(crate::health::endpoint::serve(status_listener, status_sources, shutdown.clone()));
     tasks.close();
     Ok(Handle {
         store,
-        profiles,
         ingest,
         tally,
         writer,
         sources,
         mqtt_listen_addr,
         status_addr,
-        health,
         shutdown,
         tasks,
     })
@@ -164,11 +160,6 @@ impl Handle {
         &self.store
     }
 
-    /// The loaded device profiles.
-    pub fn profiles(&self) -> &ProfileSet {
-        &self.profiles
-    }
-
     /// Where the embedded MQTT endpoint listens, if it runs.
     pub fn mqtt_listen_addr(&self) -> Option<SocketAddr> {
         self.mqtt_listen_addr
@@ -177,11 +168,6 @@ impl Handle {
     /// Where the status and metrics endpoint answers.
     pub fn status_addr(&self) -> Option<SocketAddr> {
         self.status_addr
-    }
-
-    /// The board now: every component's heartbeat state.
-    pub fn board(&self) -> Vec<ComponentHealth> {
-        self.health.board(chrono::Utc::now())
     }
 
     /// Every source's current state.
@@ -197,11 +183,6 @@ impl Handle {
     /// Payloads waiting for the writer.
     pub fn queue_depth(&self) -> usize {
         self.ingest.queue_depth()
-    }
-
-    /// Where other sources (and tests) hand payloads in.
-    pub fn ingest(&self) -> &IngestHandle {
-        &self.ingest
     }
 
     /// Stops the sources, stores everything already accepted, and returns when all is durable.
