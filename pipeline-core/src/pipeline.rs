@@ -120,21 +120,10 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         .await
         .map_err(|source| StartError::Bind { addr: config.status.listen.clone(), source })?;
     let status_addr = status_listener.local_addr().ok();
-    let status_sources =
-        StatusSources { health, store: store.clone(), ingest: ingest.clone(), tally: tally.clone() };
+    let status_sources = StatusSources { health, store: store.clone(), ingest: ingest.clone(), tally: tally.clone() };
     tasks.spawn(crate::health::endpoint::serve(status_listener, status_sources, shutdown.clone()));
     tasks.close();
-    Ok(Handle {
-        store,
-        ingest,
-        tally,
-        writer,
-        sources,
-        mqtt_listen_addr,
-        status_addr,
-        shutdown,
-        tasks,
-    })
+    Ok(Handle { store, ingest, tally, writer, sources, mqtt_listen_addr, status_addr, shutdown, tasks })
 }
 
 /// Enforces raw retention on a timer.
