@@ -31,6 +31,16 @@ pub struct Config {
     pub ehr: EhrConfig,
     /// The loopback status and metrics endpoint.
     pub status: StatusConfig,
+    /// The alarm and event rules.
+    pub rules: RulesConfig,
+}
+
+/// `[rules]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// The rule file (relative to this file); without one, no alarms or events are raised.
+    pub file: Option<PathBuf>,
 }
 
 /// `[status]`
@@ -395,6 +405,9 @@ impl Config {
         if let Some(p) = &mut self.ehr.private_key_file {
             rebase(p);
         }
+        if let Some(p) = &mut self.rules.file {
+            rebase(p);
+        }
         for p in [&mut self.broker.ca_file, &mut self.broker.client_cert_file, &mut self.broker.client_key_file]
             .into_iter()
             .flatten()
@@ -603,6 +616,16 @@ impl Config {
                 &self.status.listen,
                 "not an IP address and port",
                 "write it like 127.0.0.1:9464",
+            ));
+        }
+        if let Some(f) = &self.rules.file
+            && !f.is_file()
+        {
+            out.push(problem(
+                "rules.file",
+                f.display(),
+                "no such file",
+                "give the path of a rule file, e.g. rules/adult-vitals.toml",
             ));
         }
         let ingest = &self.ingest;

@@ -19,6 +19,7 @@ use crate::health::{HealthState, Heartbeat};
 use crate::identify::{Policy, Registry, Verdict, identify};
 use crate::model::ContentHash;
 use crate::normalise::{ProfileSet, RejectReason, Rejection, normalise};
+use crate::rules::Observed;
 use crate::store::{BatchTally, Disposition, PayloadOutcome, ProcessedPayload, Store};
 
 /// A payload as a source received it.
@@ -101,6 +102,7 @@ pub fn spawn(
     policy: Policy,
     config: &IngestConfig,
     heartbeat: Heartbeat,
+    rules: Option<mpsc::Sender<Observed>>,
 ) -> (IngestHandle, IngestTally, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let tally = IngestTally::default();
@@ -114,6 +116,7 @@ pub fn spawn(
         tally: tally.clone(),
         attention: Attention::default(),
         heartbeat,
+        rules,
     };
     (IngestHandle { tx }, tally, tokio::spawn(writer.run(rx)))
 }
@@ -128,6 +131,8 @@ struct Writer {
     tally: IngestTally,
     attention: Attention,
     heartbeat: Heartbeat,
+    /// Where stored readings go next, if rules run.
+    rules: Option<mpsc::Sender<Observed>>,
 }
 
 /// How often the writer beats for the store (`store` on the board).
@@ -167,13 +172,22 @@ impl Writer {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.write(&batch).await {
-                Ok(tally) => {
+                Ok((tally, stored)) => {
                     self.heartbeat.beat(HealthState::Up, "storing");
                     self.attention.record(&tally);
                     self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(&tally);
                     for s in batch {
                         // A source that gave up waiting is no loss: the payload is stored.
                         let _ = s.done.send(());
+                    }
+                    if let Some(rules) = &self.rules {
+                        // After the acknowledgements: alarms wait for the durable write, devices do not
+                        // wait for the rules. A full rules queue pushes back on the next batch.
+                        for reading in stored {
+                            if rules.send(reading).await.is_err() {
+                                break;
+                            }
+                        }
                     }
                     return;
                 }
@@ -188,14 +202,34 @@ impl Writer {
         }
     }
 
-    async fn write(&mut self, batch: &[Submission]) -> Result<BatchTally, crate::store::StoreError> {
+    /// Writes the batch; returns what it did and the accepted readings, for the rules.
+    async fn write(&mut self, batch: &[Submission]) -> Result<(BatchTally, Vec<Observed>), crate::store::StoreError> {
         if self.store.registry_generation().await? != self.registry.generation {
             self.registry = self.store.load_registry().await?;
         }
         let now = Utc::now();
         let processed: Vec<ProcessedPayload> =
             batch.iter().map(|s| process(&s.envelope, &self.profiles, &self.registry, &self.policy, now)).collect();
-        self.store.write_batch(&processed).await
+        let tally = self.store.write_batch(&processed).await?;
+        let accepted = processed
+            .iter()
+            .filter_map(|p| match &p.outcome {
+                PayloadOutcome::Readings(ds) => Some(ds),
+                PayloadOutcome::Rejected(_) => None,
+            })
+            .flatten()
+            .filter_map(|d| match d {
+                Disposition::Accepted { reading, patient_id, .. } => Some(Observed {
+                    patient_id: *patient_id,
+                    device_id: reading.device_id.clone(),
+                    metric: reading.metric,
+                    value: reading.value,
+                    observed_at: reading.observed_at,
+                }),
+                _ => None,
+            })
+            .collect();
+        Ok((tally, accepted))
     }
 }
 

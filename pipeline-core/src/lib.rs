@@ -28,6 +28,7 @@ pub mod model;
 pub mod normalise;
 pub mod outbox;
 pub mod pipeline;
+pub mod rules;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;

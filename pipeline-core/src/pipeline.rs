@@ -21,6 +21,7 @@ use crate::identify::Policy;
 use crate::ingest::{self, IngestHandle, IngestTally};
 use crate::normalise::{ProfileError, ProfileSet};
 use crate::outbox::{self, OutboxSettings};
+use crate::rules::{Engine, RuleSet};
 use crate::sources::mqtt::{client, endpoint};
 use crate::sources::{SourceStatus, StatusReporter};
 use crate::store::sqlite::SqliteStore;
@@ -46,6 +47,9 @@ pub enum StartError {
     /// The external broker settings are unusable.
     #[error(transparent)]
     Mqtt(#[from] client::ClientSetupError),
+    /// The rule file is invalid.
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RuleError),
     /// The EHR adapter settings are unusable.
     #[error(transparent)]
     Ehr(#[from] crate::clinical::EhrSetupError),
@@ -57,6 +61,7 @@ pub struct Handle {
     ingest: IngestHandle,
     tally: IngestTally,
     writer: JoinHandle<()>,
+    rules_task: Option<JoinHandle<()>>,
     sources: Vec<watch::Receiver<SourceStatus>>,
     mqtt_listen_addr: Option<SocketAddr>,
     status_addr: Option<SocketAddr>,
@@ -70,12 +75,21 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
     let policy = Policy { max_future_skew: chrono::Duration::seconds(config.identity.max_future_skew_secs as i64) };
     let health = HealthRegistry::default();
+    let (rules_tx, rules_task) = match &config.rules.file {
+        None => (None, None),
+        Some(file) => {
+            let engine = Engine::new(RuleSet::load(file)?);
+            let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::run::QUEUE);
+            (Some(tx), Some(tokio::spawn(crate::rules::run::run(engine, store.clone(), config.ehr.kind, rx))))
+        }
+    };
     let (ingest, tally, writer) = ingest::spawn(
         store.clone(),
         profiles.clone(),
         policy,
         &config.ingest,
         health.register("store", ingest::HEARTBEAT),
+        rules_tx,
     );
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -123,7 +137,7 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
     let status_sources = StatusSources { health, store: store.clone(), ingest: ingest.clone(), tally: tally.clone() };
     tasks.spawn(crate::health::endpoint::serve(status_listener, status_sources, shutdown.clone()));
     tasks.close();
-    Ok(Handle { store, ingest, tally, writer, sources, mqtt_listen_addr, status_addr, shutdown, tasks })
+    Ok(Handle { store, ingest, tally, writer, rules_task, sources, mqtt_listen_addr, status_addr, shutdown, tasks })
 }
 
 /// Enforces raw retention on a timer.
@@ -180,5 +194,9 @@ impl Handle {
         self.tasks.wait().await;
         drop(self.ingest);
         let _ = self.writer.await;
+        // The writer dropped the rules' sender: they finish what was stored, then stop.
+        if let Some(rules) = self.rules_task {
+            let _ = rules.await;
+        }
     }
 }

@@ -191,6 +191,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List alarms as JSON (newest first).
+    Alarms {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only alarms whose condition has not cleared.
+        #[arg(long)]
+        active: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Acknowledge an alarm (audited, with your name and a reason).
+    Ack {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The alarm id.
+        id: i64,
+        /// Why (e.g. "patient repositioned, probe reseated").
+        #[arg(long)]
+        reason: String,
+        /// Who acknowledges.
+        #[arg(long, env = "USER", default_value = "operator")]
+        operator: String,
+    },
     /// Print docs/degradation-modes.md, generated from the registry in code.
     DegradationModes,
     /// Check the hash-chained audit log for tampering (exit 4 if broken), or list it.
@@ -324,6 +350,9 @@ struct DemoArgs {
     /// The registry to load.
     #[arg(long, default_value = "fixtures/demo/registry.toml")]
     registry: PathBuf,
+    /// The alarm and event rules.
+    #[arg(long, default_value = "fixtures/rules/adult-vitals.toml")]
+    rules: PathBuf,
     /// Where the embedded endpoint listens.
     #[arg(long, default_value = "127.0.0.1:1883")]
     listen: String,
@@ -433,6 +462,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(3));
                 }
             }
+        }
+        Command::Alarms { config, active, limit } => {
+            print_json(&open_store(&config).await?.alarms(active, limit).await?)?
+        }
+        Command::Ack { config, id, reason, operator } => {
+            open_store(&config).await?.ack_alarm(id, &operator, &reason).await?;
+            println!("alarm {id} acknowledged by {operator}");
         }
         Command::DegradationModes => print!("{}", pipeline_core::health::modes::render_markdown()),
         Command::Status { config, url, json } => {
@@ -675,6 +711,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     config.identity.organisation = "demo-clinic".into();
+    config.rules.file = Some(args.rules.clone());
     if std::net::TcpListener::bind(&config.status.listen).is_err() {
         config.status.listen = "127.0.0.1:0".into();
     }
@@ -768,6 +805,12 @@ fn print_board(status: &serde_json::Value) {
 
 async fn print_summary_counts(store: &dyn Store) -> anyhow::Result<()> {
     let c = store.counts().await?;
+    let active = store.alarms(true, 1000).await?;
+    if !active.is_empty() {
+        let list: Vec<String> =
+            active.iter().map(|a| format!("{} {} on {}", a.priority.to_uppercase(), a.rule_id, a.device_id)).collect();
+        println!("ALARMS: {}", list.join(" · "));
+    }
     println!(
         "stored {} readings from {} payloads · duplicates {} · rejected {} · quarantined {} · held {}",
         c.readings, c.payloads, c.duplicates, c.rejected, c.quarantined, c.held

@@ -16,6 +16,7 @@ use crate::identify::{Flow, QuarantineReason, Registry};
 use crate::model::event::ClinicalEvent;
 use crate::model::{ContentHash, Reading};
 use crate::normalise::Rejection;
+use crate::rules::Firing;
 
 /// What went wrong in the store. Details are logged once; the user sees the summary.
 #[derive(Debug, thiserror::Error)]
@@ -381,6 +382,39 @@ pub struct PatientEntry {
     pub fhir_id: Option<String>,
 }
 
+/// An alarm row.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmEntry {
+    /// Store key.
+    pub id: i64,
+    /// The rule that raised it.
+    pub rule_id: String,
+    /// The rule set's version.
+    pub rule_version: String,
+    /// `high`, `medium` or `low`.
+    pub priority: String,
+    /// Patient store key.
+    pub patient_id: i64,
+    /// Device.
+    pub device_id: String,
+    /// MDC code.
+    pub mdc_code: u32,
+    /// The value that completed the condition.
+    pub value: f64,
+    /// When the breach began.
+    pub since: DateTime<Utc>,
+    /// When the alarm was raised.
+    pub raised_at: DateTime<Utc>,
+    /// When the condition cleared.
+    pub cleared_at: Option<DateTime<Utc>>,
+    /// When acknowledged, by whom, why.
+    pub acked_at: Option<DateTime<Utc>>,
+    /// Who acknowledged.
+    pub acked_by: Option<String>,
+    /// Why.
+    pub ack_reason: Option<String>,
+}
+
 /// The result of checking the audit chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AuditVerdict {
@@ -493,6 +527,14 @@ pub trait Store: Send + Sync + 'static {
     async fn sandbox_record(&self, outbox_id: i64, body: &str) -> Result<(), StoreError>;
     /// What the sandbox sink kept, newest first: (outbox id, body).
     async fn sandbox(&self, limit: u32) -> Result<Vec<(i64, String)>, StoreError>;
+    /// Records an alarm for a condition that started; `false` if that condition already has one.
+    async fn raise_alarm(&self, firing: &Firing) -> Result<bool, StoreError>;
+    /// Marks a condition's alarm cleared.
+    async fn clear_alarm(&self, key: &ContentHash) -> Result<(), StoreError>;
+    /// Alarms, newest first; only those not cleared when `active_only`.
+    async fn alarms(&self, active_only: bool, limit: u32) -> Result<Vec<AlarmEntry>, StoreError>;
+    /// Acknowledges an alarm with the operator's name and reason; audited.
+    async fn ack_alarm(&self, id: i64, operator: &str, reason: &str) -> Result<(), StoreError>;
     /// Recomputes the audit chain; names the first entry that does not match.
     async fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
     /// The newest audit entries.

@@ -12,6 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::*;
 use crate::identify::{PairingRecord, PatientRecord};
+use crate::rules::Firing;
 
 /// Rows per multi-row statement: well under SQLite's 32766 bound parameters at 12 columns.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -977,6 +978,87 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn raise_alarm(&self, f: &Firing) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO alarms (key, rule_id, rule_version, priority, patient_id, device_id, mdc_code, value, since, raised_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&f.key.0[..])
+        .bind(&f.rule_id)
+        .bind(&f.rule_version)
+        .bind(f.priority.as_str())
+        .bind(f.patient_id)
+        .bind(&f.device_id)
+        .bind(f.metric.mdc_code as i64)
+        .bind(f.value)
+        .bind(millis(f.since))
+        .bind(millis(Utc::now()))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted > 0)
+    }
+
+    async fn clear_alarm(&self, key: &ContentHash) -> Result<(), StoreError> {
+        sqlx::query("UPDATE alarms SET cleared_at = ? WHERE key = ? AND cleared_at IS NULL")
+            .bind(millis(Utc::now()))
+            .bind(&key.0[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn alarms(&self, active_only: bool, limit: u32) -> Result<Vec<AlarmEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, rule_id, rule_version, priority, patient_id, device_id, mdc_code, value, since, raised_at,
+                    cleared_at, acked_at, acked_by, ack_reason
+             FROM alarms WHERE NOT ? OR cleared_at IS NULL ORDER BY id DESC LIMIT ?",
+        )
+        .bind(active_only)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AlarmEntry {
+                id: r.get(0),
+                rule_id: r.get(1),
+                rule_version: r.get(2),
+                priority: r.get(3),
+                patient_id: r.get(4),
+                device_id: r.get(5),
+                mdc_code: r.get::<i64, _>(6) as u32,
+                value: r.get(7),
+                since: from_millis(r.get(8)),
+                raised_at: from_millis(r.get(9)),
+                cleared_at: r.get::<Option<i64>, _>(10).map(from_millis),
+                acked_at: r.get::<Option<i64>, _>(11).map(from_millis),
+                acked_by: r.get(12),
+                ack_reason: r.get(13),
+            })
+            .collect())
+    }
+
+    async fn ack_alarm(&self, id: i64, operator: &str, reason: &str) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let changed = sqlx::query(
+            "UPDATE alarms SET acked_at = ?, acked_by = ?, ack_reason = ? WHERE id = ? AND acked_at IS NULL",
+        )
+        .bind(millis(Utc::now()))
+        .bind(operator)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::Refused(format!("alarm {id} does not exist or is already acknowledged")));
+        }
+        append_audit(&mut tx, operator, "alarm.ack", &format!("alarm {id}"), reason).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn verify_audit(&self) -> Result<AuditVerdict, StoreError> {

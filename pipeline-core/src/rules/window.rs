@@ -1,0 +1,98 @@
+//! A rolling window of one metric's readings, ordered by observed time (so late and out-of-order
+//! readings land where they belong), pruned to a horizon behind the newest reading.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+/// Aggregates over a span of the window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    /// Readings in the span.
+    pub count: usize,
+    /// Mean.
+    pub mean: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Median (the mean of the two middle values for an even count).
+    pub median: f64,
+}
+
+/// Readings of one (patient, device, metric).
+#[derive(Debug, Clone)]
+pub struct RollingWindow {
+    horizon: Duration,
+    values: BTreeMap<DateTime<Utc>, f64>,
+}
+
+impl RollingWindow {
+    /// A window that keeps `horizon` of readings behind the newest.
+    pub fn new(horizon: Duration) -> RollingWindow {
+        RollingWindow { horizon, values: BTreeMap::new() }
+    }
+
+    /// Adds a reading (a repeat at the same time replaces it) and prunes what fell behind.
+    pub fn insert(&mut self, at: DateTime<Utc>, value: f64) {
+        self.values.insert(at, value);
+        if let Some((&newest, _)) = self.values.last_key_value() {
+            self.values = self.values.split_off(&(newest - self.horizon));
+        }
+    }
+
+    /// The newest reading.
+    pub fn latest(&self) -> Option<(DateTime<Utc>, f64)> {
+        self.values.last_key_value().map(|(t, v)| (*t, *v))
+    }
+
+    /// When the current run of readings satisfying `breaches` began, if the newest reading breaches.
+    pub fn breach_start(&self, breaches: impl Fn(f64) -> bool) -> Option<DateTime<Utc>> {
+        let mut start = None;
+        for (t, v) in self.values.iter().rev() {
+            if !breaches(*v) {
+                break;
+            }
+            start = Some(*t);
+        }
+        start
+    }
+
+    /// Aggregates over readings observed in `[from, to]`.
+    pub fn stats(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<Stats> {
+        let mut values: Vec<f64> = self.values.range(from..=to).map(|(_, v)| *v).collect();
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+        Some(Stats {
+            count: n,
+            mean: values.iter().sum::<f64>() / n as f64,
+            min: values[0],
+            max: values[n - 1],
+            median,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregates_a_span_and_prunes_behind_the_horizon() {
+        let t0 = Utc::now();
+        let mut w = RollingWindow::new(Duration::seconds(60));
+        for (i, v) in [4.0, 1.0, 3.0, 2.0].into_iter().enumerate() {
+            w.insert(t0 + Duration::seconds(i as i64), v);
+        }
+        let s = w.stats(t0, t0 + Duration::seconds(3)).unwrap();
+        assert_eq!((s.count, s.mean, s.min, s.max, s.median), (4, 2.5, 1.0, 4.0, 2.5));
+        assert_eq!(w.stats(t0 + Duration::seconds(1), t0 + Duration::seconds(3)).unwrap().median, 2.0);
+        w.insert(t0 + Duration::seconds(62), 9.0);
+        assert_eq!(w.stats(t0, t0 + Duration::seconds(100)).unwrap().count, 3, "readings before t0+2 fell out");
+        assert_eq!(w.latest(), Some((t0 + Duration::seconds(62), 9.0)));
+    }
+}
