@@ -33,6 +33,36 @@ pub struct Config {
     pub status: StatusConfig,
     /// The alarm and event rules.
     pub rules: RulesConfig,
+    /// Where alarms are sent.
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: the alert circuit's sinks. Without any, alarms are recorded but nobody is paged.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Nurse call / paging webhook: alarms are POSTed as JSON.
+    pub webhook_url: Option<String>,
+    /// A broker for the MQTT alert topic (its own connection), `mqtt://host:port`.
+    pub mqtt_url: Option<String>,
+    /// The alert topic; the priority is appended (`vigil/alarms/high`).
+    pub mqtt_topic: String,
+    /// Webhook retries per alarm.
+    pub retries: u32,
+    /// Webhook timeout in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook_url: None,
+            mqtt_url: None,
+            mqtt_topic: "vigil/alarms".into(),
+            retries: 5,
+            timeout_secs: 5,
+        }
+    }
 }
 
 /// `[rules]`

@@ -17,6 +17,7 @@
 //! - [`simulate`]: realistic simulated devices for the demo, tests and benchmarks.
 //! - [`bench`]: `vigil bench`, end-to-end ingest throughput.
 
+pub mod alerts;
 pub mod bench;
 pub mod clinical;
 pub mod config;

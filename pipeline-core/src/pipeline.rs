@@ -75,12 +75,15 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
     let policy = Policy { max_future_skew: chrono::Duration::seconds(config.identity.max_future_skew_secs as i64) };
     let health = HealthRegistry::default();
+    let shutdown = CancellationToken::new();
+    let alerts = crate::alerts::start(&config.alerts, store.clone(), &health, shutdown.clone())
+        .map_err(|source| StartError::Bind { addr: "the alert circuit's thread".into(), source })?;
     let (rules_tx, rules_task) = match &config.rules.file {
         None => (None, None),
         Some(file) => {
             let engine = Engine::new(RuleSet::load(file)?);
             let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::run::QUEUE);
-            (Some(tx), Some(tokio::spawn(crate::rules::run::run(engine, store.clone(), config.ehr.kind, rx))))
+            (Some(tx), Some(tokio::spawn(crate::rules::run::run(engine, store.clone(), config.ehr.kind, alerts, rx))))
         }
     };
     let (ingest, tally, writer) = ingest::spawn(
@@ -91,7 +94,6 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         health.register("store", ingest::HEARTBEAT),
         rules_tx,
     );
-    let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let mut sources = Vec::new();
     let mut mqtt_listen_addr = None;

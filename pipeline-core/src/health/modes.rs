@@ -76,6 +76,39 @@ pub const MODES: &[DegradationMode] = &[
         what_to_do: "Watch patients at the bedside monitors.",
         whom_to_call: "Clinical engineering on call (disk space or the database of this workstation).",
     },
+    DegradationMode {
+        id: "alert_webhook_down",
+        title: "Paging webhook failing",
+        severity: Severity::Critical,
+        component: "alert-webhook",
+        what_is_off: "Alarms are not reaching nurse call or paging through the webhook.",
+        what_still_works: "Alarms are still recorded and shown on this console, and sent on the MQTT alert \
+                           topic if one is configured. Bedside monitors alarm as usual.",
+        what_to_do: "Watch this console's alarm list and the bedside monitors; do not rely on pagers.",
+        whom_to_call: "Clinical engineering on call, and the nurse-call / paging system owner.",
+    },
+    DegradationMode {
+        id: "alert_mqtt_down",
+        title: "MQTT alert topic down",
+        severity: Severity::Warning,
+        component: "alert-mqtt",
+        what_is_off: "Alarms are not published on the MQTT alert topic (displays and integrations listening \
+                      there miss them).",
+        what_still_works: "Alarms are recorded, shown on this console and sent to the paging webhook if \
+                           one is configured.",
+        what_to_do: "Use this console or the pagers for alarms until the banner clears.",
+        whom_to_call: "Clinical engineering on call, and the network team.",
+    },
+    DegradationMode {
+        id: "alert_circuit_down",
+        title: "Alarm path stopped",
+        severity: Severity::Critical,
+        component: "alerts",
+        what_is_off: "The alarm path has stopped: new alarms are recorded but nobody is paged.",
+        what_still_works: "Bedside monitors alarm as usual; this console still records alarms.",
+        what_to_do: "Watch patients at the bedside monitors and this console's alarm list.",
+        whom_to_call: "Clinical engineering on call, immediately.",
+    },
 ];
 
 /// The modes active on this board, most severe first.

@@ -76,6 +76,8 @@ struct RuleEntry {
     for_secs: u64,
     priority: Priority,
     emit: Vec<Emit>,
+    #[serde(default)]
+    escalate_after_secs: Option<u64>,
 }
 
 /// A sustained-threshold rule with hysteresis.
@@ -101,6 +103,8 @@ pub struct Rule {
     pub alarm: bool,
     /// Whether it raises a clinical event.
     pub event: bool,
+    /// Re-notify, with raised priority, when not acknowledged this long after the alarm.
+    pub escalate_after: Option<Duration>,
 }
 
 impl Rule {
@@ -173,6 +177,7 @@ impl RuleSet {
                 priority: r.priority,
                 alarm: r.emit.contains(&Emit::Alarm),
                 event: r.emit.contains(&Emit::Event),
+                escalate_after: r.escalate_after_secs.map(|s| Duration::seconds(s as i64)),
             });
         }
         if problems.is_empty() {
@@ -213,6 +218,8 @@ pub struct Firing {
     pub alarm: bool,
     /// Whether to raise a clinical event.
     pub event: bool,
+    /// When to escalate if not acknowledged.
+    pub escalate_after: Option<Duration>,
     /// The patient's store key.
     pub patient_id: i64,
     /// The device.
@@ -283,6 +290,7 @@ impl Engine {
                 priority: rule.priority,
                 alarm: rule.alarm,
                 event: rule.event,
+                escalate_after: rule.escalate_after,
                 patient_id: r.patient_id,
                 device_id: r.device_id.clone(),
                 metric: r.metric,

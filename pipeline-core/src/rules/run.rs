@@ -1,6 +1,6 @@
 //! The rules task: fed every stored reading by the ingest writer, it raises and clears alarms and
-//! queues clinical events. Alarms are recorded (latched, one per condition) and logged; the alert
-//! circuit that pages people is the next step of this plane.
+//! queues clinical events. An alarm is recorded (latched, one per condition) and handed to the
+//! alert circuit, which pages people on its own thread.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use super::{Decision, Engine, Firing};
+use crate::alerts::{AlertHandle, Notice};
 use crate::clinical;
 use crate::config::EhrKind;
 use crate::model::Validity;
@@ -19,28 +20,61 @@ use crate::store::Store;
 pub const QUEUE: usize = 65_536;
 
 /// Runs until the ingest writer drops its sender.
-pub async fn run(mut engine: Engine, store: Arc<dyn Store>, ehr: EhrKind, mut rx: mpsc::Receiver<Observed>) {
+pub async fn run(
+    mut engine: Engine,
+    store: Arc<dyn Store>,
+    ehr: EhrKind,
+    alerts: Option<AlertHandle>,
+    mut rx: mpsc::Receiver<Observed>,
+) {
     while let Some(reading) = rx.recv().await {
         for decision in engine.observe(&reading, Utc::now()) {
-            if let Err(e) = act(&decision, store.as_ref(), ehr).await {
+            if let Err(e) = act(&decision, store.as_ref(), ehr, alerts.as_ref()).await {
                 tracing::error!(error = %e, "could not record a rule decision");
             }
         }
     }
 }
 
-async fn act(decision: &Decision, store: &dyn Store, ehr: EhrKind) -> Result<(), crate::store::StoreError> {
+async fn act(
+    decision: &Decision,
+    store: &dyn Store,
+    ehr: EhrKind,
+    alerts: Option<&AlertHandle>,
+) -> Result<(), crate::store::StoreError> {
     match decision {
         Decision::Cleared(key) => store.clear_alarm(key).await,
         Decision::Started(f) => {
-            if f.alarm && store.raise_alarm(f).await? {
+            // The alarm first: the event's validation must never delay a page.
+            if f.alarm
+                && let Some(alarm_id) = store.raise_alarm(f).await?
+            {
                 tracing::warn!(rule = %f.rule_id, priority = f.priority.as_str(), device = %f.device_id, "alarm raised");
+                if let Some(alerts) = alerts {
+                    alerts.raise(notice(alarm_id, f)).await;
+                }
             }
             if f.event {
                 clinical::submit(store, &event(f), ehr).await?;
             }
             Ok(())
         }
+    }
+}
+
+fn notice(alarm_id: i64, f: &Firing) -> Notice {
+    Notice {
+        alarm_id,
+        rule_id: f.rule_id.clone(),
+        priority: f.priority.as_str().into(),
+        kind: "physiological",
+        device_id: f.device_id.clone(),
+        patient_id: f.patient_id,
+        mdc_code: f.metric.mdc_code,
+        value: f.value,
+        since: f.since,
+        escalated: false,
+        escalate_at: f.escalate_after.map(|d| Utc::now() + d),
     }
 }
 

@@ -527,8 +527,8 @@ pub trait Store: Send + Sync + 'static {
     async fn sandbox_record(&self, outbox_id: i64, body: &str) -> Result<(), StoreError>;
     /// What the sandbox sink kept, newest first: (outbox id, body).
     async fn sandbox(&self, limit: u32) -> Result<Vec<(i64, String)>, StoreError>;
-    /// Records an alarm for a condition that started; `false` if that condition already has one.
-    async fn raise_alarm(&self, firing: &Firing) -> Result<bool, StoreError>;
+    /// Records an alarm for a condition that started; its id, or `None` if the condition already has one.
+    async fn raise_alarm(&self, firing: &Firing) -> Result<Option<i64>, StoreError>;
     /// Marks a condition's alarm cleared.
     async fn clear_alarm(&self, key: &ContentHash) -> Result<(), StoreError>;
     /// Alarms, newest first; only those not cleared when `active_only`.

@@ -980,10 +980,10 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn raise_alarm(&self, f: &Firing) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
+    async fn raise_alarm(&self, f: &Firing) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
             "INSERT INTO alarms (key, rule_id, rule_version, priority, patient_id, device_id, mdc_code, value, since, raised_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id",
         )
         .bind(&f.key.0[..])
         .bind(&f.rule_id)
@@ -995,10 +995,8 @@ impl Store for SqliteStore {
         .bind(f.value)
         .bind(millis(f.since))
         .bind(millis(Utc::now()))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(inserted > 0)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn clear_alarm(&self, key: &ContentHash) -> Result<(), StoreError> {
