@@ -179,3 +179,145 @@ async fn publish_burst(port: u16, n: usize, device: SimDevice, count: usize) -> 
     }
     feeder.await?
 }
+
+/// What the alarm-latency benchmark measured.
+#[derive(Debug, Clone)]
+pub struct LatencyResult {
+    /// Alarms timed.
+    pub alarms: usize,
+    /// Readings published per second, as achieved.
+    pub readings_per_sec: f64,
+    /// Median publish-to-webhook latency.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+}
+
+/// Alarm latency from MQTT publish to webhook receipt, at `readings_per_sec` (oximeter payloads:
+/// 2 readings each) for `seconds`, one desaturation in every `alarm_every` payloads per device, with
+/// the EHR up (sandbox) or down (a FHIR endpoint that refuses connections, so the outbox backs off).
+pub async fn alarm_latency(
+    profiles: &Path,
+    readings_per_sec: u32,
+    seconds: u64,
+    alarm_every: usize,
+    ehr_down: bool,
+) -> anyhow::Result<LatencyResult> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile_dir()?;
+    // An instant threshold (no duration) with hysteresis: every desaturation after a normal reading
+    // is a new condition, hence a new alarm to time.
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "version = \"bench\"\nlate_after_secs = 300\n[[rule]]\nid = \"spo2-low\"\ndescription = \"bench\"\n\
+         metric = \"MDC_PULS_OXIM_SAT_O2\"\nbelow = 90.0\nclear_at = 92.0\nfor_secs = 0\npriority = \"high\"\n\
+         emit = [\"alarm\", \"event\"]\n",
+    )?;
+    // The webhook receiver records when each alarm (device, start) arrived.
+    let arrived: Arc<Mutex<HashMap<(String, i64), Instant>>> = Arc::default();
+    let sink = arrived.clone();
+    let app = axum::Router::new().route(
+        "/page",
+        axum::routing::post(move |axum::Json(n): axum::Json<serde_json::Value>| {
+            let sink = sink.clone();
+            async move {
+                let since = chrono::DateTime::parse_from_rfc3339(n["since"].as_str().unwrap_or_default())
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or_default();
+                let device = n["device_id"].as_str().unwrap_or_default().to_string();
+                sink.lock().unwrap_or_else(|e| e.into_inner()).insert((device, since), Instant::now());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = format!("http://{}/page", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut config = Config::default();
+    config.store.url = format!("sqlite://{}", dir.join("bench.db").display());
+    config.profiles.dir = profiles.to_path_buf();
+    config.broker.listen = "127.0.0.1:0".into();
+    config.status.listen = "127.0.0.1:0".into();
+    config.rules.file = Some(rules);
+    config.alerts.webhook_url = Some(hook);
+    if ehr_down {
+        config.ehr.kind = crate::config::EhrKind::Fhir;
+        config.ehr.base_url =
+            Some(format!("http://127.0.0.1:{}/fhir", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()));
+    }
+    let handle = pipeline::start(&config).await?;
+    let store = handle.store().clone();
+    let id = PatientIdentifier { organisation: "default".into(), system: "urn:bench".into(), value: "B-1".into() };
+    let patient = store.verify_patient(&id, "bench", Some("bench-1")).await?;
+    for flow in [Flow::Store, Flow::Alert, Flow::EhrWrite] {
+        store.set_consent(patient, flow, true, "bench").await?;
+    }
+    let devices = 10usize;
+    for n in 0..devices {
+        let d = DeviceKind::Oximeter.device_id(n);
+        store.register_device(&d, Some("acme-ox100"), None).await?;
+        store.pair(&d, patient, Utc::now() - chrono::Duration::days(1), "bench").await?;
+    }
+    let port = handle.mqtt_listen_addr().ok_or_else(|| anyhow::anyhow!("no endpoint"))?.port();
+    let per_device = (readings_per_sec as usize / 2 / devices).max(1);
+    let sent: Arc<Mutex<HashMap<(String, i64), Instant>>> = Arc::default();
+    let started = Instant::now();
+    let mut publishers = Vec::new();
+    for n in 0..devices {
+        let sent = sent.clone();
+        publishers.push(tokio::spawn(async move {
+            let device = SimDevice::new(&DeviceKind::Oximeter.device_id(n), DeviceKind::Oximeter, None, n as u64);
+            let mut opts = MqttOptions::new(format!("bench-lat-{n}-{}", std::process::id()), "127.0.0.1", port);
+            opts.set_inflight(1000).set_keep_alive(Duration::from_secs(30));
+            let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+            tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+            let t0 = Utc::now() - chrono::Duration::seconds(60);
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut i: i64 = 0;
+            while started.elapsed() < Duration::from_secs(seconds) {
+                tick.tick().await;
+                // Paced in 10 ms steps: per_device / 100 payloads each step.
+                for _ in 0..(per_device / 100).max(1) {
+                    let at = t0 + chrono::Duration::milliseconds(i * 10);
+                    let low = i as usize % alarm_every == alarm_every - 1;
+                    let mut payload = device.payload(at);
+                    payload["spo2"] = serde_json::json!(if low { 85 } else { 97 });
+                    if low {
+                        sent.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert((device.id.clone(), at.timestamp_millis()), Instant::now());
+                    }
+                    client.publish(device.kind.topic(&device.id), QoS::AtLeastOnce, false, payload.to_string()).await?;
+                    i += 1;
+                }
+            }
+            anyhow::Ok(i)
+        }));
+    }
+    let mut payloads = 0i64;
+    for p in publishers {
+        payloads += p.await??;
+    }
+    let elapsed = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    handle.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let sent = sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let arrived = arrived.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut latencies: Vec<Duration> =
+        sent.iter().filter_map(|(k, t)| arrived.get(k).map(|a| a.saturating_duration_since(*t))).collect();
+    anyhow::ensure!(!latencies.is_empty(), "no alarm arrived at the webhook");
+    anyhow::ensure!(latencies.len() == sent.len(), "{} of {} alarms arrived", latencies.len(), sent.len());
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    Ok(LatencyResult {
+        alarms: latencies.len(),
+        readings_per_sec: payloads as f64 * 2.0 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+    })
+}

@@ -337,6 +337,18 @@ struct BenchArgs {
     /// The device profiles.
     #[arg(long, default_value = "fixtures/profiles")]
     profiles: PathBuf,
+    /// Measure alarm latency (publish to webhook) instead of ingest throughput.
+    #[arg(long)]
+    alarm_latency: bool,
+    /// Alarm latency: readings per second to sustain.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u32,
+    /// Alarm latency: seconds to run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Alarm latency: run with the EHR down (a FHIR endpoint that refuses connections).
+    #[arg(long)]
+    ehr_down: bool,
 }
 
 #[derive(clap::Args)]
@@ -382,6 +394,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { config } => run_pipeline(load_config(&config)?).await?,
         Command::Demo(args) => demo(args).await?,
         Command::Simulate(args) => simulate(args).await?,
+        Command::Bench(args) if args.alarm_latency => {
+            let r = bench::alarm_latency(&args.profiles, args.rate, args.seconds, 100, args.ehr_down).await?;
+            println!(
+                "{} alarms at {:.0} readings/s, EHR {}: p50 {:.1} ms, p99 {:.1} ms (publish to webhook)",
+                r.alarms,
+                r.readings_per_sec,
+                if args.ehr_down { "down" } else { "up" },
+                r.p50.as_secs_f64() * 1000.0,
+                r.p99.as_secs_f64() * 1000.0
+            );
+        }
         Command::Bench(args) => {
             let options = bench::BenchOptions {
                 payloads: args.payloads,
