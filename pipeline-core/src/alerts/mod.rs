@@ -23,8 +23,8 @@ use crate::store::Store;
 /// What the sinks receive about an alarm. No patient identifier: the patient's store key only.
 #[derive(Debug, Clone, Serialize)]
 pub struct Notice {
-    /// The alarm's store id.
-    pub alarm_id: i64,
+    /// The condition's key (hex): the alarm's identity in the store and at every sink.
+    pub alarm_key: String,
     /// The rule that raised it.
     pub rule_id: String,
     /// `high`, `medium` or `low` (raised one level when escalated).
@@ -114,7 +114,7 @@ async fn run(
             connect_mqtt(url, state.clone()).map(|client| (client, state))
         }
     };
-    let mut pending: HashMap<i64, Notice> = HashMap::new();
+    let mut pending: HashMap<String, Notice> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
@@ -122,7 +122,7 @@ async fn run(
             notice = rx.recv() => {
                 let Some(notice) = notice else { break };
                 if notice.escalate_at.is_some() {
-                    pending.insert(notice.alarm_id, notice.clone());
+                    pending.insert(notice.alarm_key.clone(), notice.clone());
                 }
                 send(&notice, webhook.as_ref(), mqtt.as_ref(), &http, &config);
             }
@@ -141,19 +141,19 @@ async fn run(
 }
 
 /// Removes and returns the escalations that are due and still unacknowledged (each escalates once).
-async fn due_escalations(pending: &mut HashMap<i64, Notice>, store: &dyn Store) -> Vec<Notice> {
+async fn due_escalations(pending: &mut HashMap<String, Notice>, store: &dyn Store) -> Vec<Notice> {
     let now = Utc::now();
     if !pending.values().any(|n| n.escalate_at.is_some_and(|t| t <= now)) {
         return Vec::new();
     }
     let Ok(active) = store.alarms(true, 10_000).await else { return Vec::new() };
-    let unacked: std::collections::HashSet<i64> =
-        active.iter().filter(|a| a.acked_at.is_none()).map(|a| a.id).collect();
-    let due: Vec<i64> =
-        pending.iter().filter(|(_, n)| n.escalate_at.is_some_and(|t| t <= now)).map(|(id, _)| *id).collect();
+    let unacked: std::collections::HashSet<&str> =
+        active.iter().filter(|a| a.acked_at.is_none()).map(|a| a.key.as_str()).collect();
+    let due: Vec<String> =
+        pending.iter().filter(|(_, n)| n.escalate_at.is_some_and(|t| t <= now)).map(|(k, _)| k.clone()).collect();
     due.into_iter()
-        .filter_map(|id| pending.remove(&id))
-        .filter(|n| unacked.contains(&n.alarm_id))
+        .filter_map(|key| pending.remove(&key))
+        .filter(|n| unacked.contains(n.alarm_key.as_str()))
         .map(|mut n| {
             n.escalated = true;
             n.escalate_at = None;
@@ -161,7 +161,7 @@ async fn due_escalations(pending: &mut HashMap<i64, Notice>, store: &dyn Store) 
                 "low" => "medium".into(),
                 _ => "high".into(),
             };
-            tracing::warn!(alarm = n.alarm_id, rule = %n.rule_id, "alarm not acknowledged in time; escalating");
+            tracing::warn!(rule = %n.rule_id, device = %n.device_id, "alarm not acknowledged in time; escalating");
             n
         })
         .collect()
@@ -190,7 +190,7 @@ fn send(
                             Ok(r) => format!("HTTP {}", r.status()),
                             Err(e) => e.to_string(),
                         };
-                        tracing::warn!(alarm = notice.alarm_id, attempt, error = %why, "webhook delivery failed");
+                        tracing::warn!(rule = %notice.rule_id, attempt, error = %why, "webhook delivery failed");
                         *state.lock().unwrap_or_else(|e| e.into_inner()) =
                             (HealthState::Down, format!("webhook failing: {why}"));
                     }
@@ -204,7 +204,7 @@ fn send(
         let topic = format!("{}/{}", config.mqtt_topic, notice.priority);
         let payload = serde_json::to_vec(notice).unwrap_or_default();
         if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
-            tracing::error!(alarm = notice.alarm_id, error = %e, "alarm not queued for the MQTT alert topic");
+            tracing::error!(rule = %notice.rule_id, error = %e, "alarm not queued for the MQTT alert topic");
         }
     }
 }

@@ -45,13 +45,14 @@ async fn act(
     match decision {
         Decision::Cleared(key) => store.clear_alarm(key).await,
         Decision::Started(f) => {
-            // The alarm first: the event's validation must never delay a page.
-            if f.alarm
-                && let Some(alarm_id) = store.raise_alarm(f).await?
-            {
-                tracing::warn!(rule = %f.rule_id, priority = f.priority.as_str(), device = %f.device_id, "alarm raised");
+            // The page first: neither the alarm row's commit nor the event's validation may delay
+            // it. The engine raises each condition once, and the row is keyed by the same hash.
+            if f.alarm {
                 if let Some(alerts) = alerts {
-                    alerts.raise(notice(alarm_id, f)).await;
+                    alerts.raise(notice(f)).await;
+                }
+                if store.raise_alarm(f).await?.is_some() {
+                    tracing::warn!(rule = %f.rule_id, priority = f.priority.as_str(), device = %f.device_id, "alarm raised");
                 }
             }
             if f.event {
@@ -62,9 +63,9 @@ async fn act(
     }
 }
 
-fn notice(alarm_id: i64, f: &Firing) -> Notice {
+fn notice(f: &Firing) -> Notice {
     Notice {
-        alarm_id,
+        alarm_key: f.key.to_hex(),
         rule_id: f.rule_id.clone(),
         priority: f.priority.as_str().into(),
         kind: "physiological",

@@ -387,6 +387,8 @@ pub struct PatientEntry {
 pub struct AlarmEntry {
     /// Store key.
     pub id: i64,
+    /// The condition's key (hex), as pages carry it.
+    pub key: String,
     /// The rule that raised it.
     pub rule_id: String,
     /// The rule set's version.

@@ -1011,7 +1011,7 @@ impl Store for SqliteStore {
     async fn alarms(&self, active_only: bool, limit: u32) -> Result<Vec<AlarmEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, rule_id, rule_version, priority, patient_id, device_id, mdc_code, value, since, raised_at,
-                    cleared_at, acked_at, acked_by, ack_reason
+                    cleared_at, acked_at, acked_by, ack_reason, key
              FROM alarms WHERE NOT ? OR cleared_at IS NULL ORDER BY id DESC LIMIT ?",
         )
         .bind(active_only)
@@ -1035,6 +1035,9 @@ impl Store for SqliteStore {
                 acked_at: r.get::<Option<i64>, _>(11).map(from_millis),
                 acked_by: r.get(12),
                 ack_reason: r.get(13),
+                key: blake3::Hash::from_slice(r.get::<&[u8], _>(14))
+                    .map(|h| h.to_hex().to_string())
+                    .unwrap_or_default(),
             })
             .collect())
     }
