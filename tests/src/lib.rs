@@ -633,6 +633,19 @@ pub fn with_status(outbox: &[serde_json::Value], status: &str) -> usize {
     outbox.iter().filter(|o| o["status"] == status).count()
 }
 
+/// Oximeter payloads from OX-1000 with a fixed SpO2, one a second of observed time from `start` on.
+pub fn oximeter_spo2(spo2: f64, start: chrono::DateTime<chrono::Utc>, n: i64) -> Vec<(String, Vec<u8>)> {
+    let device =
+        pipeline_core::simulate::SimDevice::new("OX-1000", pipeline_core::simulate::DeviceKind::Oximeter, None, 1);
+    (0..n)
+        .map(|i| {
+            let mut p = device.payload(start + chrono::Duration::seconds(i));
+            p["spo2"] = serde_json::json!(spo2);
+            (device.kind.topic(&device.id), p.to_string().into_bytes())
+        })
+        .collect()
+}
+
 /// Whether the board shows this degradation mode as active.
 pub fn mode_active(status: &serde_json::Value, id: &str) -> bool {
     status["modes"].as_array().is_some_and(|m| m.iter().any(|m| m["id"] == id))

@@ -10,11 +10,11 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use chrono::Utc;
-use pipeline_core::simulate::{DeviceKind, SimDevice};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::Value;
 use vigil_tests::{
-    BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Site, fixture, mode_active, publish_tracked, with_status,
+    BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Site, fixture, mode_active, oximeter_spo2, publish_tracked,
+    with_status,
 };
 
 type Received = Arc<Mutex<Vec<Value>>>;
@@ -106,15 +106,7 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
 
     fhir.pause();
     // The same condition, 100 readings long, ending now.
-    let device = SimDevice::new("OX-1000", DeviceKind::Oximeter, None, 1);
-    let start = Utc::now() - chrono::Duration::seconds(100);
-    let messages: Vec<_> = (0..100)
-        .map(|i| {
-            let mut p = device.payload(start + chrono::Duration::seconds(i));
-            p["spo2"] = serde_json::json!(85);
-            (device.kind.topic(&device.id), p.to_string().into_bytes())
-        })
-        .collect();
+    let messages = oximeter_spo2(85.0, Utc::now() - chrono::Duration::seconds(100), 100);
     publish_tracked(port, messages, 100, Duration::from_secs(30), |_| {}).await?;
 
     until("the webhook page", Duration::from_secs(10), || !paged.lock().unwrap().is_empty()).await?;
@@ -158,15 +150,7 @@ async fn a_failing_webhook_shows_its_mode() -> anyhow::Result<()> {
     ))?;
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.unwrap().port();
-    let device = SimDevice::new("OX-1000", DeviceKind::Oximeter, None, 1);
-    let start = Utc::now() - chrono::Duration::seconds(70);
-    let messages: Vec<_> = (0..70)
-        .map(|i| {
-            let mut p = device.payload(start + chrono::Duration::seconds(i));
-            p["spo2"] = serde_json::json!(85);
-            (device.kind.topic(&device.id), p.to_string().into_bytes())
-        })
-        .collect();
+    let messages = oximeter_spo2(85.0, Utc::now() - chrono::Duration::seconds(70), 70);
     publish_tracked(port, messages, 100, Duration::from_secs(30), |_| {}).await?;
     let status = vigil.wait_status(Duration::from_secs(20), |s| mode_active(s, "alert_webhook_down")).await?;
     let mode = status["modes"].as_array().unwrap().iter().find(|m| m["id"] == "alert_webhook_down").unwrap().clone();

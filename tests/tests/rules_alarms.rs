@@ -5,20 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use pipeline_core::simulate::{DeviceKind, SimDevice};
-use vigil_tests::{BrokerKind, Site, publish_tracked, with_status};
-
-/// Oximeter payloads with the given SpO2, one a second, observed from `start` on.
-fn oximeter(spo2: f64, start: chrono::DateTime<Utc>, n: i64) -> Vec<(String, Vec<u8>)> {
-    let device = SimDevice::new("OX-1000", DeviceKind::Oximeter, None, 1);
-    (0..n)
-        .map(|i| {
-            let mut p = device.payload(start + chrono::Duration::seconds(i));
-            p["spo2"] = serde_json::json!(spo2);
-            (device.kind.topic(&device.id), p.to_string().into_bytes())
-        })
-        .collect()
-}
+use vigil_tests::{BrokerKind, Site, oximeter_spo2, publish_tracked, with_status};
 
 fn alarms(site: &Site) -> anyhow::Result<Vec<serde_json::Value>> {
     Ok(serde_json::from_str(&site.vigil(&["alarms", "--config", &site.config_str()])?)?)
@@ -31,13 +18,13 @@ async fn a_sustained_desaturation_raises_one_alarm_and_one_event() -> anyhow::Re
     let port = vigil.mqtt_addr.unwrap().port();
 
     // An hour-old desaturation (a late upload): stored, never alarmed.
-    let late = oximeter(84.0, Utc::now() - chrono::Duration::hours(1), 90);
+    let late = oximeter_spo2(84.0, Utc::now() - chrono::Duration::hours(1), 90);
     publish_tracked(port, late, 100, Duration::from_secs(30), |_| {}).await?;
     site.wait_counts(Duration::from_secs(30), |c| c["readings"] == 180)?;
 
     // 100 s below 90 % ending now: the condition holds from the 60th second on.
     let now = Utc::now() - chrono::Duration::seconds(100);
-    publish_tracked(port, oximeter(86.0, now, 100), 100, Duration::from_secs(30), |_| {}).await?;
+    publish_tracked(port, oximeter_spo2(86.0, now, 100), 100, Duration::from_secs(30), |_| {}).await?;
     site.wait_counts(Duration::from_secs(30), |c| c["readings"] == 380)?;
     let outbox = site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1)?;
     assert_eq!(outbox[0]["event"]["origin"].as_str().unwrap().split('@').next(), Some("rule:spo2-low"));
@@ -57,7 +44,7 @@ async fn a_sustained_desaturation_raises_one_alarm_and_one_event() -> anyhow::Re
     assert!(audit.contains("alarm.ack") && audit.contains("nurse ann"), "{audit}");
 
     // Recovery past the hysteresis clears the condition.
-    publish_tracked(port, oximeter(95.0, Utc::now(), 3), 10, Duration::from_secs(30), |_| {}).await?;
+    publish_tracked(port, oximeter_spo2(95.0, Utc::now(), 3), 10, Duration::from_secs(30), |_| {}).await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while alarms(&site)?[0]["cleared_at"].is_null() {
         anyhow::ensure!(std::time::Instant::now() < deadline, "the alarm did not clear");
