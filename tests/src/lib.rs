@@ -202,17 +202,27 @@ impl Site {
         within: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> anyhow::Result<serde_json::Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            let counts = self.show("counts")?;
-            if done(&counts) {
-                return Ok(counts);
-            }
-            if Instant::now() > deadline {
-                bail!("counts did not settle within {within:?}: {counts}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        poll_until(within, || self.show("counts"), |c| done(c), |c| format!("counts did not settle: {c}"))
+    }
+}
+
+/// Fetches until `done` holds for the fetched value, every 200 ms, for at most `within`.
+fn poll_until<T>(
+    within: Duration,
+    mut fetch: impl FnMut() -> anyhow::Result<T>,
+    done: impl Fn(&T) -> bool,
+    describe: impl Fn(&T) -> String,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        let value = fetch()?;
+        if done(&value) {
+            return Ok(value);
         }
+        if Instant::now() > deadline {
+            bail!("{} (after {within:?})", describe(&value));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -612,19 +622,16 @@ impl Site {
         within: Duration,
         done: impl Fn(&[serde_json::Value]) -> bool,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
-        let deadline = Instant::now() + within;
-        loop {
-            let outbox = self.outbox()?;
-            if done(&outbox) {
-                return Ok(outbox);
-            }
-            if Instant::now() > deadline {
+        poll_until(
+            within,
+            || self.outbox(),
+            |o| done(o),
+            |o| {
                 let statuses: Vec<String> =
-                    outbox.iter().map(|o| format!("{} {} {}", o["id"], o["status"], o["reason"])).take(20).collect();
-                bail!("the outbox did not settle within {within:?}: {statuses:#?}");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+                    o.iter().map(|o| format!("{} {} {}", o["id"], o["status"], o["reason"])).take(20).collect();
+                format!("the outbox did not settle: {statuses:#?}")
+            },
+        )
     }
 }
 
