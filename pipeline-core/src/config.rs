@@ -79,11 +79,15 @@ pub struct RulesConfig {
 pub struct StatusConfig {
     /// Where `GET /status` (JSON board) and `GET /metrics` (Prometheus) answer. Keep it on loopback.
     pub listen: String,
+    /// Allow failure drills (`POST /drill/alerts/stop`, `POST /drill/supervisor/stop`) that stop the
+    /// alert circuit or the supervisor as a crash would, to prove the other one notices. Off in
+    /// production; a drill needs a restart to undo.
+    pub drills: bool,
 }
 
 impl Default for StatusConfig {
     fn default() -> Self {
-        StatusConfig { listen: "127.0.0.1:9464".into() }
+        StatusConfig { listen: "127.0.0.1:9464".into(), drills: false }
     }
 }
 

@@ -16,10 +16,10 @@ use tokio::time::Instant;
 
 use crate::config::IngestConfig;
 use crate::health::{HealthState, Heartbeat};
-use crate::identify::{Policy, Registry, Verdict, identify};
+use crate::identify::{Policy, QuarantineReason, Registry, Verdict, identify};
 use crate::model::ContentHash;
 use crate::normalise::{ProfileSet, RejectReason, Rejection, normalise};
-use crate::rules::Observed;
+use crate::rules::{Observed, RuleInput};
 use crate::store::{BatchTally, Disposition, PayloadOutcome, ProcessedPayload, Store};
 
 /// A payload as a source received it.
@@ -102,7 +102,7 @@ pub fn spawn(
     policy: Policy,
     config: &IngestConfig,
     heartbeat: Heartbeat,
-    rules: Option<mpsc::Sender<Observed>>,
+    rules: Option<mpsc::Sender<RuleInput>>,
 ) -> (IngestHandle, IngestTally, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let tally = IngestTally::default();
@@ -132,7 +132,7 @@ struct Writer {
     attention: Attention,
     heartbeat: Heartbeat,
     /// Where stored readings go next, if rules run.
-    rules: Option<mpsc::Sender<Observed>>,
+    rules: Option<mpsc::Sender<RuleInput>>,
 }
 
 /// How often the writer beats for the store (`store` on the board).
@@ -169,10 +169,17 @@ impl Writer {
     /// Retries a failing store with backoff, holding the batch (and so every acknowledgement) until
     /// it is durable; meanwhile the bounded queue fills and the sources push back.
     async fn write_until_durable(&mut self, batch: Vec<Submission>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::default();
+        let processed = loop {
+            match self.process(&batch).await {
+                Ok(processed) => break processed,
+                Err(e) => backoff.wait(&self.heartbeat, &e).await,
+            }
+        };
+        self.forward(&processed).await;
         loop {
-            match self.write(&batch).await {
-                Ok((tally, stored)) => {
+            match self.store.write_batch(&processed).await {
+                Ok(tally) => {
                     self.heartbeat.beat(HealthState::Up, "storing");
                     self.attention.record(&tally);
                     self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(&tally);
@@ -180,56 +187,79 @@ impl Writer {
                         // A source that gave up waiting is no loss: the payload is stored.
                         let _ = s.done.send(());
                     }
-                    if let Some(rules) = &self.rules {
-                        // After the acknowledgements: alarms wait for the durable write, devices do not
-                        // wait for the rules. A full rules queue pushes back on the next batch.
-                        for reading in stored {
-                            if rules.send(reading).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
                     return;
                 }
-                Err(e) => {
-                    self.heartbeat.beat(HealthState::Down, &format!("store failing, acknowledgements held: {e}"));
-                    tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store write failed; holding acknowledgements");
-                    tokio::time::sleep(backoff).await;
-                    // At most 2 s, so the writer keeps beating inside its 3 s window.
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
+                Err(e) => backoff.wait(&self.heartbeat, &e).await,
             }
         }
     }
 
-    /// Writes the batch; returns what it did and the accepted readings, for the rules.
-    async fn write(&mut self, batch: &[Submission]) -> Result<(BatchTally, Vec<Observed>), crate::store::StoreError> {
+    /// Normalises and identifies the batch against the current registry.
+    async fn process(&mut self, batch: &[Submission]) -> Result<Vec<ProcessedPayload>, crate::store::StoreError> {
         if self.store.registry_generation().await? != self.registry.generation {
             self.registry = self.store.load_registry().await?;
         }
         let now = Utc::now();
-        let processed: Vec<ProcessedPayload> =
-            batch.iter().map(|s| process(&s.envelope, &self.profiles, &self.registry, &self.policy, now)).collect();
-        let tally = self.store.write_batch(&processed).await?;
-        let accepted = processed
+        Ok(batch.iter().map(|s| process(&s.envelope, &self.profiles, &self.registry, &self.policy, now)).collect())
+    }
+
+    /// Hands the identified readings to the rules before the commit: an alarm must not wait for an
+    /// fsync, and a failing store must not silence alarms. The rules are idempotent (a reading seen
+    /// twice, because its payload was resent, changes nothing). A full rules queue pushes back here.
+    async fn forward(&self, processed: &[ProcessedPayload]) {
+        let Some(rules) = &self.rules else { return };
+        let inputs: Vec<RuleInput> = processed
             .iter()
             .filter_map(|p| match &p.outcome {
                 PayloadOutcome::Readings(ds) => Some(ds),
                 PayloadOutcome::Rejected(_) => None,
             })
             .flatten()
-            .filter_map(|d| match d {
-                Disposition::Accepted { reading, patient_id, .. } => Some(Observed {
-                    patient_id: *patient_id,
-                    device_id: reading.device_id.clone(),
-                    metric: reading.metric,
-                    value: reading.value,
-                    observed_at: reading.observed_at,
-                }),
-                _ => None,
-            })
+            .filter_map(rule_input)
             .collect();
-        Ok((tally, accepted))
+        for input in inputs {
+            if rules.send(input).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// What the rules need to know of one disposition, if anything.
+fn rule_input(d: &Disposition) -> Option<RuleInput> {
+    match d {
+        Disposition::Accepted { reading, patient_id, .. } => Some(RuleInput::Reading(Observed {
+            patient_id: *patient_id,
+            device_id: reading.device_id.clone(),
+            metric: reading.metric,
+            value: reading.value,
+            observed_at: reading.observed_at,
+        })),
+        Disposition::Quarantined {
+            reading,
+            reason: QuarantineReason::UnknownDevice | QuarantineReason::NoActivePairing,
+            ..
+        } => Some(RuleInput::Unpaired { device_id: reading.device_id.clone() }),
+        _ => None,
+    }
+}
+
+/// The writer's retry pacing: doubling from 100 ms up to 2 s, so it keeps beating inside its 3 s
+/// window while the store fails.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    async fn wait(&mut self, heartbeat: &Heartbeat, e: &crate::store::StoreError) {
+        heartbeat.beat(HealthState::Down, &format!("store failing, acknowledgements held: {e}"));
+        tracing::error!(error = %e, retry_in_ms = self.0.as_millis() as u64, "store write failed; holding acknowledgements");
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -16,7 +16,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{BrokerMode, Config};
 use crate::health::endpoint::StatusSources;
-use crate::health::{HealthRegistry, supervisor};
+use crate::health::supervisor::{self, Supervisor};
+use crate::health::{Drills, HealthRegistry};
 use crate::identify::Policy;
 use crate::ingest::{self, IngestHandle, IngestTally};
 use crate::normalise::{ProfileError, ProfileSet};
@@ -72,18 +73,23 @@ pub struct Handle {
 /// Starts every configured component.
 pub async fn start(config: &Config) -> Result<Handle, StartError> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.url).await?);
+    store.clear_technical_alarms().await?;
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
     let policy = Policy { max_future_skew: chrono::Duration::seconds(config.identity.max_future_skew_secs as i64) };
     let health = HealthRegistry::default();
     let shutdown = CancellationToken::new();
-    let alerts = crate::alerts::start(&config.alerts, store.clone(), &health, shutdown.clone())
+    let drills = Drills::default();
+    let alerts = crate::alerts::start(&config.alerts, store.clone(), &health, shutdown.clone(), drills.alerts.clone())
         .map_err(|source| StartError::Bind { addr: "the alert circuit's thread".into(), source })?;
     let (rules_tx, rules_task) = match &config.rules.file {
         None => (None, None),
         Some(file) => {
             let engine = Engine::new(RuleSet::load(file)?);
             let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::run::QUEUE);
-            (Some(tx), Some(tokio::spawn(crate::rules::run::run(engine, store.clone(), config.ehr.kind, alerts, rx))))
+            (
+                Some(tx),
+                Some(tokio::spawn(crate::rules::run::run(engine, store.clone(), config.ehr.kind, alerts.clone(), rx))),
+            )
         }
     };
     let (ingest, tally, writer) = ingest::spawn(
@@ -131,12 +137,19 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         health.register("ehr", outbox::HEARTBEAT),
         shutdown.clone(),
     ));
-    tasks.spawn(supervisor::run(health.clone(), shutdown.clone()));
+    let supervisor = Supervisor { health: health.clone(), store: store.clone(), alerts };
+    tasks.spawn(supervisor::run(supervisor, shutdown.clone(), drills.supervisor.clone()));
     let status_listener = TcpListener::bind(&config.status.listen)
         .await
         .map_err(|source| StartError::Bind { addr: config.status.listen.clone(), source })?;
     let status_addr = status_listener.local_addr().ok();
-    let status_sources = StatusSources { health, store: store.clone(), ingest: ingest.clone(), tally: tally.clone() };
+    let status_sources = StatusSources {
+        health,
+        store: store.clone(),
+        ingest: ingest.clone(),
+        tally: tally.clone(),
+        drills: config.status.drills.then_some(drills),
+    };
     tasks.spawn(crate::health::endpoint::serve(status_listener, status_sources, shutdown.clone()));
     tasks.close();
     Ok(Handle { store, ingest, tally, writer, rules_task, sources, mqtt_listen_addr, status_addr, shutdown, tasks })

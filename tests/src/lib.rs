@@ -7,10 +7,14 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use axum::Json;
+use axum::routing::post;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS};
+use serde_json::Value;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -660,3 +664,77 @@ pub fn mode_active(status: &serde_json::Value, id: &str) -> bool {
 
 /// The demo registry's identifier system.
 pub const DEMO_SYSTEM: &str = "urn:oid:2.16.840.1.113883.19.5.99999.2";
+
+/// What a test peer received, in order.
+pub type Received = Arc<Mutex<Vec<Value>>>;
+
+/// A nurse-call webhook that records what it is sent.
+pub async fn webhook() -> anyhow::Result<(String, Received)> {
+    let received: Received = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/page",
+        post(move |Json(body): Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/page", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, received))
+}
+
+/// A subscriber to the alert topic that records what it receives.
+pub async fn subscriber(port: u16) -> anyhow::Result<Received> {
+    let received: Received = Arc::default();
+    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("alert-listener", "127.0.0.1", port), 100);
+    client.subscribe("vigil/alarms/#", QoS::AtLeastOnce).await?;
+    let sink = received.clone();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(Incoming::Publish(p)) = event {
+                let mut v: Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+                v["topic"] = Value::String(p.topic.clone());
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
+    Ok(received)
+}
+
+/// Waits until `check` holds.
+pub async fn until(what: &str, within: Duration, check: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+impl Site {
+    /// Replaces the site's rule file with an edited copy of the default one.
+    pub fn edit_rules(&self, edit: impl Fn(String) -> String) -> anyhow::Result<()> {
+        let default = fixture("rules/adult-vitals.toml");
+        let rules = self.dir.path().join("rules.toml");
+        std::fs::write(&rules, edit(std::fs::read_to_string(&default)?))?;
+        let config = std::fs::read_to_string(&self.config)?
+            .replace(&default.display().to_string(), &rules.display().to_string());
+        std::fs::write(&self.config, config)?;
+        Ok(())
+    }
+
+    /// `vigil alarms` (every alarm, newest first).
+    pub fn alarms(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(serde_json::from_str(&self.vigil(&["alarms", "--config", &self.config_str()])?)?)
+    }
+}
+
+/// The alarms (or notices) of one kind: `physiological` or `technical`.
+pub fn of_kind(alarms: &[serde_json::Value], kind: &str) -> Vec<serde_json::Value> {
+    alarms.iter().filter(|a| a["kind"] == kind).cloned().collect()
+}

@@ -4,66 +4,17 @@
 //! escalates once when nobody acknowledges it; when the EHR returns, the mode clears and the event
 //! is delivered.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::routing::post;
 use chrono::Utc;
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::Value;
 use vigil_tests::{
-    BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Site, fixture, mode_active, oximeter_spo2, publish_tracked,
-    with_status,
+    BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Received, Site, mode_active, of_kind, oximeter_spo2,
+    publish_tracked, subscriber, until, webhook, with_status,
 };
 
-type Received = Arc<Mutex<Vec<Value>>>;
-
-/// A nurse-call webhook that records what it is sent.
-async fn webhook() -> anyhow::Result<(String, Received)> {
-    let received: Received = Arc::default();
-    let sink = received.clone();
-    let app = axum::Router::new().route(
-        "/page",
-        post(move |Json(body): Json<Value>| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/page", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((url, received))
-}
-
-/// A subscriber to the alert topic that records what it receives.
-async fn subscriber(port: u16) -> anyhow::Result<Received> {
-    let received: Received = Arc::default();
-    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("alert-listener", "127.0.0.1", port), 100);
-    client.subscribe("vigil/alarms/#", QoS::AtLeastOnce).await?;
-    let sink = received.clone();
-    tokio::spawn(async move {
-        while let Ok(event) = eventloop.poll().await {
-            if let Event::Incoming(Incoming::Publish(p)) = event {
-                let mut v: Value = serde_json::from_slice(&p.payload).unwrap_or_default();
-                v["topic"] = Value::String(p.topic.clone());
-                sink.lock().unwrap().push(v);
-            }
-        }
-    });
-    Ok(received)
-}
-
-async fn until(what: &str, within: Duration, check: impl Fn() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check() {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
+fn physiological(received: &Received) -> Vec<Value> {
+    of_kind(&received.lock().unwrap(), "physiological")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,15 +30,7 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
 
     let site = Site::new(BrokerKind::Embedded)?;
     // The default rules, with escalation after 2 s instead of 2 min.
-    let rules = site.dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
-        std::fs::read_to_string(fixture("rules/adult-vitals.toml"))?
-            .replace("escalate_after_secs = 120", "escalate_after_secs = 2"),
-    )?;
-    let config = std::fs::read_to_string(&site.config)?
-        .replace(&fixture("rules/adult-vitals.toml").display().to_string(), &rules.display().to_string());
-    std::fs::write(&site.config, config)?;
+    site.edit_rules(|r| r.replace("escalate_after_secs = 120", "escalate_after_secs = 2"))?;
     site.append_config(&format!(
         "[ehr]\nkind = \"fhir\"\nbase_url = \"{}\"\ntimeout_secs = 1\nmax_backoff_secs = 1\n\
          [alerts]\nwebhook_url = \"{hook}\"\nmqtt_url = \"mqtt://127.0.0.1:{}\"\n",
@@ -109,14 +52,14 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
     let messages = oximeter_spo2(85.0, Utc::now() - chrono::Duration::seconds(100), 100);
     publish_tracked(port, messages, 100, Duration::from_secs(30), |_| {}).await?;
 
-    until("the webhook page", Duration::from_secs(10), || !paged.lock().unwrap().is_empty()).await?;
-    until("the MQTT alert", Duration::from_secs(10), || !listened.lock().unwrap().is_empty()).await?;
-    let page = paged.lock().unwrap()[0].clone();
+    until("the webhook page", Duration::from_secs(10), || !physiological(&paged).is_empty()).await?;
+    until("the MQTT alert", Duration::from_secs(10), || !physiological(&listened).is_empty()).await?;
+    let page = physiological(&paged)[0].clone();
     assert_eq!(
         (page["rule_id"].as_str(), page["priority"].as_str(), page["escalated"].as_bool()),
         (Some("spo2-low"), Some("high"), Some(false))
     );
-    assert_eq!(listened.lock().unwrap()[0]["topic"], "vigil/alarms/high");
+    assert_eq!(physiological(&listened)[0]["topic"], "vigil/alarms/high");
     assert!(
         page.get("patient_identifier").is_none() && !page.to_string().contains("MRN"),
         "no PHI on the paging path: {page}"
@@ -125,17 +68,66 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
     assert!(mode_active(&status, "ehr_sync_paused"));
 
     // Unacknowledged: escalated once, after 2 s, and only once.
-    until("the escalation", Duration::from_secs(10), || paged.lock().unwrap().len() >= 2).await?;
+    until("the escalation", Duration::from_secs(10), || physiological(&paged).len() >= 2).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pages = paged.lock().unwrap().clone();
+    let pages = physiological(&paged);
     assert_eq!(pages.len(), 2, "one alarm and one escalation for 100 readings of one condition: {pages:#?}");
     assert_eq!(pages[1]["escalated"], true);
-    let alarms: Value = serde_json::from_str(&site.vigil(&["alarms", "--config", &site.config_str()])?)?;
-    assert_eq!(alarms.as_array().unwrap().len(), 1);
+    assert_eq!(of_kind(&site.alarms()?, "physiological").len(), 1);
+
+    // The EHR adapter being down is a technical alarm of its own, paged apart from the patient's.
+    until("the adapter's technical alarm", Duration::from_secs(15), || {
+        of_kind(&paged.lock().unwrap(), "technical").iter().any(|p| p["rule_id"] == "ehr_sync_paused")
+    })
+    .await?;
+    let technical = of_kind(&site.alarms()?, "technical");
+    let ehr = technical.iter().find(|a| a["rule_id"] == "ehr_sync_paused").expect("the EHR's technical alarm");
+    assert_eq!((ehr["device_id"].as_str(), ehr["priority"].as_str()), (Some("ehr"), Some("low")));
+    assert!(ehr["patient_id"].is_null() && ehr["cleared_at"].is_null());
 
     fhir.resume();
     vigil.wait_status(Duration::from_secs(30), |s| !mode_active(s, "ehr_sync_paused")).await?;
     site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1)?;
+    // The supervisor clears the adapter's alarm on its next look.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let technical = of_kind(&site.alarms()?, "technical");
+        if technical.iter().any(|a| a["rule_id"] == "ehr_sync_paused" && !a["cleared_at"].is_null()) {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the adapter's alarm did not clear: {technical:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(vigil.terminate()?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silenced_alarm_does_not_escalate_and_the_silence_is_audited() -> anyhow::Result<()> {
+    let (hook, paged) = webhook().await?;
+    let site = Site::new(BrokerKind::Embedded)?;
+    site.edit_rules(|r| r.replace("escalate_after_secs = 120", "escalate_after_secs = 4"))?;
+    site.append_config(&format!("[alerts]\nwebhook_url = \"{hook}\"\n"))?;
+    let vigil = site.run()?;
+    let port = vigil.mqtt_addr.unwrap().port();
+    let messages = oximeter_spo2(85.0, Utc::now() - chrono::Duration::seconds(70), 70);
+    publish_tracked(port, messages, 100, Duration::from_secs(30), |_| {}).await?;
+    until("the page", Duration::from_secs(10), || !physiological(&paged).is_empty()).await?;
+
+    let id = of_kind(&site.alarms()?, "physiological")[0]["id"].to_string();
+    let config = site.config_str();
+    let silence = ["silence", "--config", &config, &id, "--minutes", "1", "--reason", "at the bedside"];
+    site.vigil(&[&silence[..], &["--operator", "nurse bo"]].concat())?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(physiological(&paged).len(), 1, "silenced: no escalation while the silence lasts");
+    let alarm = &of_kind(&site.alarms()?, "physiological")[0];
+    assert_eq!(
+        (alarm["silenced_by"].as_str(), alarm["silence_reason"].as_str()),
+        (Some("nurse bo"), Some("at the bedside"))
+    );
+    assert!(alarm["acked_at"].is_null(), "silencing is not acknowledging");
+    let audit = site.vigil(&["audit", "list", "--config", &config])?;
+    assert!(audit.contains("alarm.silence") && audit.contains("nurse bo"), "{audit}");
     assert!(vigil.terminate()?.success());
     Ok(())
 }

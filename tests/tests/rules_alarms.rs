@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use vigil_tests::{BrokerKind, Site, oximeter_spo2, publish_tracked, with_status};
+use vigil_tests::{
+    BrokerKind, DEMO_SYSTEM, FhirServer, Site, of_kind, oximeter_spo2, publish_tracked, validate_fhir, with_status,
+};
 
+/// The patient alarms (technical ones, e.g. a paired device that stays quiet, are tested apart).
 fn alarms(site: &Site) -> anyhow::Result<Vec<serde_json::Value>> {
-    Ok(serde_json::from_str(&site.vigil(&["alarms", "--config", &site.config_str()])?)?)
+    Ok(of_kind(&site.alarms()?, "physiological"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,6 +54,77 @@ async fn a_sustained_desaturation_raises_one_alarm_and_one_event() -> anyhow::Re
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(alarms(&site)?.len(), 1, "clearing raises nothing new");
+    assert!(vigil.terminate()?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charting_period_becomes_one_median_observation_at_the_ehr() -> anyhow::Result<()> {
+    let fhir = FhirServer::start(&[])?;
+    fhir.create(
+        serde_json::json!({"resourceType": "Patient", "identifier": [{"system": DEMO_SYSTEM, "value": "MRN-100000"}]}),
+    )
+    .await?;
+    let site = Site::new(BrokerKind::Embedded)?;
+    // One-minute periods, closed 5 s after they end, instead of 15 and 5 minutes.
+    site.edit_rules(|r| {
+        r.replace("every_secs = 900", "every_secs = 60").replace("late_after_secs = 300", "late_after_secs = 5")
+    })?;
+    site.append_config(&format!("[ehr]\nkind = \"fhir\"\nbase_url = \"{}\"\n", fhir.base))?;
+    site.for_patient("pair", "OX-1000", "MRN-100000", &[])?;
+    let vigil = site.run()?;
+    let port = vigil.mqtt_addr.unwrap().port();
+
+    let start = Utc::now();
+    let values = [96.0, 94.0, 99.0];
+    let mut messages = Vec::new();
+    let mut periods: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
+    for (i, v) in values.into_iter().enumerate() {
+        let at = start + chrono::Duration::seconds(i as i64);
+        messages.extend(oximeter_spo2(v, at, 1));
+        periods.entry(at.timestamp().div_euclid(60) * 60).or_default().push(v);
+    }
+    publish_tracked(port, messages, 10, Duration::from_secs(30), |_| {}).await?;
+
+    // Each minute the readings fell in gives one SpO2 Observation over that minute, valued at its median.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let summaries = loop {
+        let found = fhir.get("Observation?code=http://loinc.org|59408-5").await?;
+        let summaries: Vec<serde_json::Value> = found["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["resource"].clone())
+            .filter(|r| r.get("effectivePeriod").is_some())
+            .collect();
+        if summaries.len() >= periods.len() {
+            break summaries;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no charting summary reached the EHR: {found:#}; outbox: {:#?}; log: {}",
+            site.outbox()?,
+            site.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(summaries.len(), periods.len(), "{summaries:#?}");
+    for (minute, mut in_period) in periods {
+        in_period.sort_by(f64::total_cmp);
+        let n = in_period.len();
+        let median = if n % 2 == 1 { in_period[n / 2] } else { (in_period[n / 2 - 1] + in_period[n / 2]) / 2.0 };
+        let begins = chrono::DateTime::from_timestamp(minute, 0).unwrap();
+        let summary = summaries
+            .iter()
+            .find(|s| {
+                s["effectivePeriod"]["start"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    == Some(begins.into())
+            })
+            .unwrap_or_else(|| panic!("no summary for the minute from {begins}: {summaries:#?}"));
+        assert_eq!(summary["valueQuantity"]["value"].as_f64(), Some(median));
+        assert_eq!(summary["valueQuantity"]["code"], "%");
+    }
+    validate_fhir(&summaries)?;
     assert!(vigil.terminate()?.success());
     Ok(())
 }

@@ -2,43 +2,50 @@
 //!
 //! Invariant: the circuit runs on its own OS thread with its own tokio runtime and its own bounded
 //! queue, and its sinks (HTTP webhook to nurse call or paging, an MQTT alert topic on its own broker
-//! connection) share nothing with the EHR outbox, so an EHR outage cannot delay an alarm. Each sink
-//! retries on its own; one slow sink does not hold up another. An alarm not acknowledged in time is
-//! notified once more, marked escalated, with its priority raised.
+//! connection) share nothing with the EHR outbox, so an EHR outage cannot delay an alarm. An alarm
+//! not acknowledged in time is notified once more, marked escalated, with its priority raised; an
+//! operator's silence defers that until the silence ends. The circuit watches the supervisor's
+//! heartbeat, as the supervisor watches the circuit's: if either stops, the other raises a technical
+//! alarm.
+
+mod sinks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AlertsConfig, BrokerAddress};
+use crate::config::AlertsConfig;
 use crate::health::{HealthRegistry, HealthState, Heartbeat};
-use crate::store::Store;
+use crate::model::ContentHash;
+use crate::rules::{AlarmKind, Firing, Priority, condition_key};
+use crate::store::{Store, StoreError};
 
 /// What the sinks receive about an alarm. No patient identifier: the patient's store key only.
 #[derive(Debug, Clone, Serialize)]
 pub struct Notice {
     /// The condition's key (hex): the alarm's identity in the store and at every sink.
     pub alarm_key: String,
+    /// `physiological` or `technical`.
+    pub kind: AlarmKind,
     /// The rule that raised it.
     pub rule_id: String,
-    /// `high`, `medium` or `low` (raised one level when escalated).
-    pub priority: String,
-    /// `physiological` or `technical`.
-    pub kind: &'static str,
-    /// The device.
+    /// What it means, in words.
+    pub description: String,
+    /// Priority (raised one level when escalated).
+    pub priority: Priority,
+    /// The device, or the component for an adapter's alarm.
     pub device_id: String,
-    /// The patient's store key (look it up in the console).
-    pub patient_id: i64,
-    /// MDC code of the metric.
-    pub mdc_code: u32,
+    /// The patient's store key (look it up in the console), when it is about a patient.
+    pub patient_id: Option<i64>,
+    /// MDC code of the metric, for a physiological alarm.
+    pub mdc_code: Option<u32>,
     /// The value that completed the condition.
-    pub value: f64,
+    pub value: Option<f64>,
     /// When the condition began.
     pub since: DateTime<Utc>,
     /// Whether this is the escalation of an unacknowledged alarm.
@@ -48,7 +55,27 @@ pub struct Notice {
     pub escalate_at: Option<DateTime<Utc>>,
 }
 
-/// Where the rules hand alarms in.
+impl Notice {
+    /// The notice of a condition that started.
+    pub fn of(f: &Firing) -> Notice {
+        Notice {
+            alarm_key: f.key.to_hex(),
+            kind: f.kind,
+            rule_id: f.rule_id.clone(),
+            description: f.description.clone(),
+            priority: f.priority,
+            device_id: f.device_id.clone(),
+            patient_id: f.patient_id,
+            mdc_code: f.metric.map(|m| m.mdc_code),
+            value: f.value,
+            since: f.since,
+            escalated: false,
+            escalate_at: f.escalate_after.map(|d| Utc::now() + d),
+        }
+    }
+}
+
+/// Where the rules and the supervisor hand alarms in.
 #[derive(Clone)]
 pub struct AlertHandle {
     tx: mpsc::Sender<Notice>,
@@ -63,18 +90,55 @@ impl AlertHandle {
     }
 }
 
+/// Raises a condition's alarm: the page first (neither the row's commit nor anything else may delay
+/// it), then the latched row, keyed by the same hash so a repeat is one alarm.
+pub async fn raise(f: &Firing, store: &dyn Store, alerts: Option<&AlertHandle>) -> Result<(), StoreError> {
+    if let Some(alerts) = alerts {
+        alerts.raise(Notice::of(f)).await;
+    }
+    if store.raise_alarm(f).await?.is_some() {
+        tracing::warn!(rule = %f.rule_id, kind = f.kind.as_str(), priority = f.priority.as_str(), source = %f.device_id, "alarm raised");
+    }
+    Ok(())
+}
+
+/// A technical alarm about a component (an adapter down, the supervisor or the circuit stopped).
+pub fn component_alarm(rule_id: &str, component: &str, description: &str, priority: Priority) -> Firing {
+    let now = Utc::now();
+    let parts: [&[u8]; 2] = [rule_id.as_bytes(), component.as_bytes()];
+    Firing {
+        key: condition_key(&parts, now),
+        kind: AlarmKind::Technical,
+        rule_id: rule_id.into(),
+        rule_version: "builtin".into(),
+        description: description.into(),
+        priority,
+        alarm: true,
+        event: false,
+        escalate_after: None,
+        patient_id: None,
+        device_id: component.into(),
+        metric: None,
+        value: None,
+        since: now,
+        at: now,
+    }
+}
+
 /// How often the circuit beats and looks for escalations.
 const TICK: Duration = Duration::from_millis(500);
 
 /// A sink's last result, re-beaten on every tick.
 type SinkState = Arc<Mutex<(HealthState, String)>>;
 
-/// Starts the circuit on its own thread. Returns `None` when no sink is configured.
+/// Starts the circuit on its own thread. Returns `None` when no sink is configured. `drill` stops
+/// the circuit as a crash would (for the drill that proves the supervisor notices).
 pub fn start(
     config: &AlertsConfig,
     store: Arc<dyn Store>,
     health: &HealthRegistry,
     shutdown: CancellationToken,
+    drill: CancellationToken,
 ) -> std::io::Result<Option<AlertHandle>> {
     if config.webhook_url.is_none() && config.mqtt_url.is_none() {
         return Ok(None);
@@ -84,7 +148,7 @@ pub fn start(
     let health = health.clone();
     std::thread::Builder::new().name("vigil-alerts".into()).spawn(move || {
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(run(config, store, health, rx, shutdown)),
+            Ok(runtime) => runtime.block_on(run(config, store, health, rx, shutdown, drill)),
             Err(e) => tracing::error!(error = %e, "the alert circuit could not start its runtime"),
         }
     })?;
@@ -97,144 +161,119 @@ async fn run(
     health: HealthRegistry,
     mut rx: mpsc::Receiver<Notice>,
     shutdown: CancellationToken,
+    drill: CancellationToken,
 ) {
     let circuit = health.register("alerts", TICK);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(config.timeout_secs)).build().unwrap_or_default();
-    let mut sinks: Vec<(Heartbeat, SinkState)> = Vec::new();
+    let mut beats: Vec<(Heartbeat, SinkState)> = Vec::new();
     let webhook = config.webhook_url.clone().map(|url| {
         let state: SinkState = Arc::new(Mutex::new((HealthState::Up, "ready".into())));
-        sinks.push((health.register("alert-webhook", TICK), state.clone()));
+        beats.push((health.register("alert-webhook", TICK), state.clone()));
         (url, state)
     });
     let mqtt = match &config.mqtt_url {
         None => None,
         Some(url) => {
             let state: SinkState = Arc::new(Mutex::new((HealthState::Degraded, "connecting".into())));
-            sinks.push((health.register("alert-mqtt", TICK), state.clone()));
-            connect_mqtt(url, state.clone()).map(|client| (client, state))
+            beats.push((health.register("alert-mqtt", TICK), state.clone()));
+            sinks::connect_mqtt(url, state.clone()).map(|client| (client, state))
         }
     };
+    let sinks = sinks::Sinks { webhook, mqtt, http, config };
     let mut pending: HashMap<String, Notice> = HashMap::new();
+    let mut supervisor_alarm: Option<ContentHash> = None;
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = drill.cancelled() => {
+                tracing::error!("drill: the alert circuit stops as if it had crashed");
+                break;
+            }
             notice = rx.recv() => {
                 let Some(notice) = notice else { break };
                 if notice.escalate_at.is_some() {
                     pending.insert(notice.alarm_key.clone(), notice.clone());
                 }
-                send(&notice, webhook.as_ref(), mqtt.as_ref(), &http, &config);
+                sinks.send(&notice);
             }
             _ = tick.tick() => {
                 circuit.beat(HealthState::Up, "watching");
-                for (heartbeat, state) in &sinks {
+                for (heartbeat, state) in &beats {
                     let (s, reason) = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     heartbeat.beat(s, &reason);
                 }
                 for notice in due_escalations(&mut pending, store.as_ref()).await {
-                    send(&notice, webhook.as_ref(), mqtt.as_ref(), &http, &config);
+                    sinks.send(&notice);
                 }
+                watch_supervisor(&health, &mut supervisor_alarm, &sinks, store.as_ref()).await;
             }
         }
     }
 }
 
+/// The circuit's half of the mutual watch: a silent supervisor means modes and adapter alarms are
+/// no longer raised, so the circuit pages that itself.
+async fn watch_supervisor(
+    health: &HealthRegistry,
+    alarm: &mut Option<ContentHash>,
+    sinks: &sinks::Sinks,
+    store: &dyn Store,
+) {
+    let board = health.board(Utc::now());
+    let stopped = board.iter().any(|c| c.name == "supervisor" && c.state == HealthState::Stale);
+    let result = match (stopped, *alarm) {
+        (true, None) => {
+            let f = component_alarm(
+                "supervisor-stopped",
+                "supervisor",
+                "The health supervisor has stopped: degradation modes and adapter alarms are no longer raised",
+                Priority::High,
+            );
+            *alarm = Some(f.key);
+            sinks.send(&Notice::of(&f));
+            store.raise_alarm(&f).await.map(|_| ())
+        }
+        (false, Some(key)) => {
+            *alarm = None;
+            store.clear_alarm(&key).await
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not record the supervisor's alarm");
+    }
+}
+
 /// Removes and returns the escalations that are due and still unacknowledged (each escalates once).
+/// A silenced alarm's escalation waits until its silence ends.
 async fn due_escalations(pending: &mut HashMap<String, Notice>, store: &dyn Store) -> Vec<Notice> {
     let now = Utc::now();
     if !pending.values().any(|n| n.escalate_at.is_some_and(|t| t <= now)) {
         return Vec::new();
     }
     let Ok(active) = store.alarms(true, 10_000).await else { return Vec::new() };
-    let unacked: std::collections::HashSet<&str> =
-        active.iter().filter(|a| a.acked_at.is_none()).map(|a| a.key.as_str()).collect();
+    let unacked: HashMap<&str, Option<DateTime<Utc>>> =
+        active.iter().filter(|a| a.acked_at.is_none()).map(|a| (a.key.as_str(), a.silenced_until)).collect();
     let due: Vec<String> =
         pending.iter().filter(|(_, n)| n.escalate_at.is_some_and(|t| t <= now)).map(|(k, _)| k.clone()).collect();
-    due.into_iter()
-        .filter_map(|key| pending.remove(&key))
-        .filter(|n| unacked.contains(n.alarm_key.as_str()))
-        .map(|mut n| {
-            n.escalated = true;
-            n.escalate_at = None;
-            n.priority = match n.priority.as_str() {
-                "low" => "medium".into(),
-                _ => "high".into(),
-            };
-            tracing::warn!(rule = %n.rule_id, device = %n.device_id, "alarm not acknowledged in time; escalating");
-            n
-        })
-        .collect()
-}
-
-fn send(
-    notice: &Notice,
-    webhook: Option<&(String, SinkState)>,
-    mqtt: Option<&(AsyncClient, SinkState)>,
-    http: &reqwest::Client,
-    config: &AlertsConfig,
-) {
-    if let Some((url, state)) = webhook {
-        let (url, state, http, notice, retries) =
-            (url.clone(), state.clone(), http.clone(), notice.clone(), config.retries);
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(200);
-            for attempt in 0..=retries {
-                match http.post(&url).json(&notice).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        *state.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Up, "delivered".into());
-                        return;
-                    }
-                    outcome => {
-                        let why = match outcome {
-                            Ok(r) => format!("HTTP {}", r.status()),
-                            Err(e) => e.to_string(),
-                        };
-                        tracing::warn!(rule = %notice.rule_id, attempt, error = %why, "webhook delivery failed");
-                        *state.lock().unwrap_or_else(|e| e.into_inner()) =
-                            (HealthState::Down, format!("webhook failing: {why}"));
-                    }
-                }
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+    let mut out = Vec::new();
+    for key in due {
+        let Some(mut n) = pending.remove(&key) else { continue };
+        match unacked.get(key.as_str()) {
+            None => {}
+            Some(Some(until)) if *until > now => {
+                n.escalate_at = Some(*until);
+                pending.insert(key, n);
             }
-        });
-    }
-    if let Some((client, _)) = mqtt {
-        let topic = format!("{}/{}", config.mqtt_topic, notice.priority);
-        let payload = serde_json::to_vec(notice).unwrap_or_default();
-        if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
-            tracing::error!(rule = %notice.rule_id, error = %e, "alarm not queued for the MQTT alert topic");
-        }
-    }
-}
-
-/// The alert topic's own connection; its state follows the connection.
-fn connect_mqtt(url: &str, state: SinkState) -> Option<AsyncClient> {
-    let addr = match BrokerAddress::parse(url) {
-        Ok(a) => a,
-        Err(e) => {
-            *state.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Down, format!("alerts.mqtt_url: {e}"));
-            return None;
-        }
-    };
-    let mut options = MqttOptions::new(format!("vigil-alerts-{}", std::process::id()), addr.host, addr.port);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(options, 1024);
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => {
-                    *state.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Up, "connected".into());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    *state.lock().unwrap_or_else(|e| e.into_inner()) =
-                        (HealthState::Down, format!("alert broker: {e}"));
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+            Some(_) => {
+                n.escalated = true;
+                n.escalate_at = None;
+                n.priority = n.priority.raised();
+                tracing::warn!(rule = %n.rule_id, device = %n.device_id, "alarm not acknowledged in time; escalating");
+                out.push(n);
             }
         }
-    });
-    Some(client)
+    }
+    out
 }

@@ -217,6 +217,24 @@ enum Command {
         #[arg(long, env = "USER", default_value = "operator")]
         operator: String,
     },
+    /// Silence an active alarm: hold back its re-notification for a while (audited, with your name
+    /// and a reason). The alarm stays listed and latched.
+    Silence {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The alarm id.
+        id: i64,
+        /// For how long.
+        #[arg(long, default_value_t = 2)]
+        minutes: u32,
+        /// Why (e.g. "clinician at the bedside").
+        #[arg(long)]
+        reason: String,
+        /// Who silences.
+        #[arg(long, env = "USER", default_value = "operator")]
+        operator: String,
+    },
     /// Print docs/degradation-modes.md, generated from the registry in code.
     DegradationModes,
     /// Check the hash-chained audit log for tampering (exit 4 if broken), or list it.
@@ -492,6 +510,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ack { config, id, reason, operator } => {
             open_store(&config).await?.ack_alarm(id, &operator, &reason).await?;
             println!("alarm {id} acknowledged by {operator}");
+        }
+        Command::Silence { config, id, minutes, reason, operator } => {
+            let until = chrono::Utc::now() + chrono::Duration::minutes(i64::from(minutes));
+            open_store(&config).await?.silence_alarm(id, until, &operator, &reason).await?;
+            println!(
+                "alarm {id} silenced by {operator} until {}",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
         }
         Command::DegradationModes => print!("{}", pipeline_core::health::modes::render_markdown()),
         Command::Status { config, url, json } => {

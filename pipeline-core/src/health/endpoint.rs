@@ -4,17 +4,17 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::modes::{DegradationMode, active};
-use super::{ComponentHealth, HealthRegistry, HealthState};
+use super::{ComponentHealth, Drills, HealthRegistry, HealthState};
 use crate::ingest::{IngestHandle, IngestTally};
 use crate::store::{BatchTally, Store};
 
@@ -28,6 +28,8 @@ pub struct StatusSources {
     pub ingest: IngestHandle,
     /// What ingest did since start.
     pub tally: IngestTally,
+    /// Failure drills, when `[status] drills` allows them.
+    pub drills: Option<Drills>,
 }
 
 /// The board, as `GET /status` returns it.
@@ -117,10 +119,28 @@ async fn metrics(State(sources): State<Arc<StatusSources>>) -> impl IntoResponse
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
+/// `POST /drill/{component}/stop`: stops the alert circuit or the supervisor as a crash would.
+async fn drill(State(sources): State<Arc<StatusSources>>, Path(component): Path<String>) -> (StatusCode, String) {
+    let Some(drills) = &sources.drills else {
+        return (StatusCode::FORBIDDEN, "drills are off: set [status] drills = true to allow them\n".into());
+    };
+    let token = match component.as_str() {
+        "alerts" => &drills.alerts,
+        "supervisor" => &drills.supervisor,
+        other => return (StatusCode::NOT_FOUND, format!("no drill for {other:?}: use alerts or supervisor\n")),
+    };
+    tracing::warn!(component, "failure drill started");
+    token.cancel();
+    (StatusCode::OK, format!("{component} stopped for the drill; restart Vigil to end it\n"))
+}
+
 /// Serves until `shutdown`.
 pub async fn serve(listener: TcpListener, sources: StatusSources, shutdown: CancellationToken) {
-    let app =
-        Router::new().route("/status", get(status_json)).route("/metrics", get(metrics)).with_state(Arc::new(sources));
+    let app = Router::new()
+        .route("/status", get(status_json))
+        .route("/metrics", get(metrics))
+        .route("/drill/{component}/stop", post(drill))
+        .with_state(Arc::new(sources));
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
         tracing::error!(error = %e, "status endpoint failed");
     }

@@ -15,6 +15,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+/// Stops the alert circuit or the supervisor as a crash would, for failure drills (`[status] drills`).
+#[derive(Debug, Clone, Default)]
+pub struct Drills {
+    /// Stops the alert circuit.
+    pub alerts: tokio_util::sync::CancellationToken,
+    /// Stops the supervisor.
+    pub supervisor: tokio_util::sync::CancellationToken,
+}
+
 /// What a component says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

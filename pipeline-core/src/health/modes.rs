@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::{ComponentHealth, HealthState};
+use crate::rules::Priority;
 
 /// How bad a mode is for patient care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,6 +36,8 @@ pub struct DegradationMode {
     pub what_to_do: &'static str,
     /// Whom to call.
     pub whom_to_call: &'static str,
+    /// The priority of the technical alarm raised while the mode lasts.
+    pub alarm_priority: Priority,
 }
 
 /// Every mode Vigil knows. A mode is active while its component is not up (down, degraded or stale).
@@ -50,6 +53,7 @@ pub const MODES: &[DegradationMode] = &[
         what_to_do: "Where your policy requires it, chart critical values by hand. Do not re-enter values \
                      that Vigil will send later without checking the chart first.",
         whom_to_call: "Clinical engineering on call, and the EHR interface team.",
+        alarm_priority: Priority::Low,
     },
     DegradationMode {
         id: "mqtt_ingest_down",
@@ -63,6 +67,7 @@ pub const MODES: &[DegradationMode] = &[
         what_to_do: "Watch patients at the bedside monitors. Do not rely on this console for current \
                      values until the banner clears.",
         whom_to_call: "Clinical engineering on call, and the network team.",
+        alarm_priority: Priority::Medium,
     },
     DegradationMode {
         id: "store_failing",
@@ -75,6 +80,7 @@ pub const MODES: &[DegradationMode] = &[
                            acknowledged is lost. Bedside monitors and their alarms are unaffected.",
         what_to_do: "Watch patients at the bedside monitors.",
         whom_to_call: "Clinical engineering on call (disk space or the database of this workstation).",
+        alarm_priority: Priority::Medium,
     },
     DegradationMode {
         id: "alert_webhook_down",
@@ -86,6 +92,7 @@ pub const MODES: &[DegradationMode] = &[
                            topic if one is configured. Bedside monitors alarm as usual.",
         what_to_do: "Watch this console's alarm list and the bedside monitors; do not rely on pagers.",
         whom_to_call: "Clinical engineering on call, and the nurse-call / paging system owner.",
+        alarm_priority: Priority::Medium,
     },
     DegradationMode {
         id: "alert_mqtt_down",
@@ -98,6 +105,7 @@ pub const MODES: &[DegradationMode] = &[
                            one is configured.",
         what_to_do: "Use this console or the pagers for alarms until the banner clears.",
         whom_to_call: "Clinical engineering on call, and the network team.",
+        alarm_priority: Priority::Low,
     },
     DegradationMode {
         id: "alert_circuit_down",
@@ -108,6 +116,20 @@ pub const MODES: &[DegradationMode] = &[
         what_still_works: "Bedside monitors alarm as usual; this console still records alarms.",
         what_to_do: "Watch patients at the bedside monitors and this console's alarm list.",
         whom_to_call: "Clinical engineering on call, immediately.",
+        alarm_priority: Priority::High,
+    },
+    DegradationMode {
+        id: "supervisor_down",
+        title: "Health supervisor stopped",
+        severity: Severity::Critical,
+        component: "supervisor",
+        what_is_off: "The supervisor that watches every part of Vigil has stopped: new failures may not \
+                      raise a banner or a technical alarm.",
+        what_still_works: "Device data, alarms and pages go on; the alert circuit has paged this.",
+        what_to_do: "Do not trust an all-clear on this console until the banner clears; watch the bedside \
+                     monitors.",
+        whom_to_call: "Clinical engineering on call, immediately.",
+        alarm_priority: Priority::High,
     },
 ];
 
@@ -126,7 +148,10 @@ pub fn render_markdown() -> String {
          Generated from `pipeline-core/src/health/modes.rs` by `vigil degradation-modes`; do not edit by hand\n\
          (a test fails when this file and the code disagree).\n\n\
          A mode is active while its component is down, degraded or stale (silent for three heartbeat\n\
-         intervals). The console shows active modes in a banner; `vigil status` lists them.\n",
+         intervals). The console shows active modes in a banner; `vigil status` lists them. Each mode that\n\
+         lasts 5 s also raises a technical alarm (the supervisor raises it; the alert circuit raises the\n\
+         supervisor's own). Consent is kept in Vigil's store, so \"consent source unavailable\" is\n\
+         \"Storage failing\".\n",
     );
     for m in MODES {
         let severity = match m.severity {
@@ -135,8 +160,16 @@ pub fn render_markdown() -> String {
         };
         out.push_str(&format!(
             "\n## {} (`{}`)\n\n- **Severity:** {severity}\n- **Triggered by:** component `{}` not up\n\
+             - **Technical alarm:** {} priority\n\
              - **What is off:** {}\n- **What still works:** {}\n- **What to do:** {}\n- **Whom to call:** {}\n",
-            m.title, m.id, m.component, m.what_is_off, m.what_still_works, m.what_to_do, m.whom_to_call
+            m.title,
+            m.id,
+            m.component,
+            m.alarm_priority.as_str(),
+            m.what_is_off,
+            m.what_still_works,
+            m.what_to_do,
+            m.whom_to_call
         ));
     }
     out

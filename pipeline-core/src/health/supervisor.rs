@@ -1,35 +1,89 @@
-//! The supervisor: turns the board into degradation modes and says so in the log when one starts or
-//! ends. It beats too (`supervisor` on the board); the alert circuit, when it exists, watches it.
+//! The supervisor: turns the board into degradation modes, says so in the log, and raises a
+//! technical alarm for each mode that lasts (an adapter down, a sink failing, the alert circuit
+//! stopped). It beats too (`supervisor` on the board); the alert circuit watches that beat, as the
+//! supervisor watches the circuit's.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::modes::active;
+use super::modes::{DegradationMode, active};
 use super::{HealthRegistry, HealthState};
+use crate::alerts::{self, AlertHandle};
+use crate::model::ContentHash;
+use crate::store::Store;
 
 /// How often the supervisor looks.
 pub const PERIOD: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown`.
-pub async fn run(health: HealthRegistry, shutdown: CancellationToken) {
-    let heartbeat = health.register("supervisor", PERIOD);
+/// A mode raises its technical alarm once it has lasted this long (one failed retry is not an alarm).
+const ALARM_AFTER: chrono::Duration = chrono::Duration::seconds(5);
+
+/// What the supervisor needs besides the board.
+pub struct Supervisor {
+    /// The heartbeats.
+    pub health: HealthRegistry,
+    /// Where technical alarms are recorded.
+    pub store: Arc<dyn Store>,
+    /// The alert circuit, if configured.
+    pub alerts: Option<AlertHandle>,
+}
+
+/// A mode seen active: since when, and its alarm once raised.
+struct Ongoing {
+    since: DateTime<Utc>,
+    alarm: Option<ContentHash>,
+}
+
+/// Runs until `shutdown`, or until `drill` stops it as a crash would.
+pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: CancellationToken) {
+    let heartbeat = s.health.register("supervisor", PERIOD);
     let mut tick = tokio::time::interval(PERIOD);
-    let mut previous: BTreeSet<&'static str> = BTreeSet::new();
+    let mut ongoing: HashMap<&'static str, Ongoing> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = drill.cancelled() => {
+                tracing::error!("drill: the supervisor stops as if it had crashed");
+                return;
+            }
             _ = tick.tick() => {}
         }
-        let now: BTreeSet<&'static str> = active(&health.board(chrono::Utc::now())).iter().map(|m| m.id).collect();
-        for started in now.difference(&previous) {
-            tracing::warn!(mode = started, "degradation mode active");
+        let now = Utc::now();
+        let modes = active(&s.health.board(now));
+        for m in &modes {
+            let o = ongoing.entry(m.id).or_insert_with(|| {
+                tracing::warn!(mode = m.id, "degradation mode active");
+                Ongoing { since: now, alarm: None }
+            });
+            if o.alarm.is_none() && now - o.since >= ALARM_AFTER {
+                o.alarm = Some(raise(&s, m).await);
+            }
         }
-        for ended in previous.difference(&now) {
-            tracing::info!(mode = ended, "degradation mode cleared");
+        let ended: Vec<&'static str> =
+            ongoing.keys().filter(|id| !modes.iter().any(|m| m.id == **id)).copied().collect();
+        for id in ended {
+            tracing::info!(mode = id, "degradation mode cleared");
+            if let Some(key) = ongoing.remove(id).and_then(|o| o.alarm)
+                && let Err(e) = s.store.clear_alarm(&key).await
+            {
+                tracing::error!(error = %e, mode = id, "could not clear a technical alarm");
+            }
         }
-        previous = now;
         heartbeat.beat(HealthState::Up, "watching");
     }
+}
+
+/// The mode's technical alarm. A stopped alert circuit cannot carry its own alarm: it is recorded
+/// for the console, and the mode's banner says nobody is paged.
+async fn raise(s: &Supervisor, m: &DegradationMode) -> ContentHash {
+    let f = alerts::component_alarm(m.id, m.component, &format!("{}: {}", m.title, m.what_is_off), m.alarm_priority);
+    let carrier = if m.component == "alerts" { None } else { s.alerts.as_ref() };
+    if let Err(e) = alerts::raise(&f, s.store.as_ref(), carrier).await {
+        tracing::error!(error = %e, mode = m.id, "could not record a technical alarm");
+    }
+    f.key
 }

@@ -1,29 +1,30 @@
 //! Rules as versioned data, evaluated over rolling windows of readings.
 //!
-//! Invariant: a condition raises one alarm (and at most one event) from the moment it has held for
-//! the rule's duration until it clears past the hysteresis value; repeats inside it raise nothing.
-//! Readings observed longer ago than `late_after_secs` are never evaluated (late data is stored, but a
-//! night's upload must not page anyone). Readings may arrive out of order: the window is ordered by
-//! observed time, not arrival.
+//! Invariant: a condition raises one alarm (and at most one event) from the moment it starts until
+//! it clears; repeats inside it raise nothing. Readings observed longer ago than `late_after_secs`
+//! are never evaluated (late data is stored, but a night's upload must not page anyone). Readings may
+//! arrive out of order: windows are ordered by observed time, not arrival.
 //!
-//! This first version knows sustained thresholds with hysteresis. Rate-of-change, periodic charting
-//! summaries and no-data rules are still to come.
+//! Four kinds of rule watch readings and devices (sustained thresholds with hysteresis,
+//! rate-of-change, no data from a paired device, data from an unpaired device); charting summaries
+//! turn a period's readings into one Observation each.
 
+pub mod engine;
 pub mod run;
 pub mod window;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use engine::Engine;
+
 use crate::model::ContentHash;
 use crate::normalise::codes::{Metric, metric_by_ref};
-use window::RollingWindow;
 
 /// Alarm priority per IEC 60601-1-8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Immediate response: failure can cause death or irreversible injury.
@@ -43,9 +44,37 @@ impl Priority {
             Priority::Low => "low",
         }
     }
+
+    /// One level more urgent (an unacknowledged alarm's escalation).
+    pub fn raised(self) -> Priority {
+        match self {
+            Priority::Low => Priority::Medium,
+            _ => Priority::High,
+        }
+    }
 }
 
-/// What a rule emits when its condition starts.
+/// IEC 60601-1-8 keeps alarms about the patient apart from alarms about the equipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    /// About the patient's physiology (a threshold, a trend).
+    Physiological,
+    /// About the monitoring itself (a device offline or unpaired, an adapter down).
+    Technical,
+}
+
+impl AlarmKind {
+    /// The stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmKind::Physiological => "physiological",
+            AlarmKind::Technical => "technical",
+        }
+    }
+}
+
+/// What a physiological rule emits when its condition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Emit {
@@ -62,41 +91,135 @@ struct RuleFile {
     late_after_secs: u64,
     #[serde(default)]
     rule: Vec<RuleEntry>,
+    #[serde(default)]
+    summary: Vec<SummaryEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RuleEntry {
+    Threshold {
+        id: String,
+        description: String,
+        metric: String,
+        below: Option<f64>,
+        above: Option<f64>,
+        clear_at: f64,
+        for_secs: u64,
+        priority: Priority,
+        emit: Vec<Emit>,
+        escalate_after_secs: Option<u64>,
+    },
+    Rate {
+        id: String,
+        description: String,
+        metric: String,
+        rises_by: Option<f64>,
+        falls_by: Option<f64>,
+        within_secs: u64,
+        clear_at: f64,
+        priority: Priority,
+        emit: Vec<Emit>,
+        escalate_after_secs: Option<u64>,
+    },
+    NoData {
+        id: String,
+        description: String,
+        after_secs: u64,
+        priority: Priority,
+        #[serde(default)]
+        profiles: Vec<String>,
+    },
+    Unpaired {
+        id: String,
+        description: String,
+        priority: Priority,
+        clear_after_secs: u64,
+    },
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleEntry {
+struct SummaryEntry {
     id: String,
     description: String,
-    metric: String,
-    below: Option<f64>,
-    above: Option<f64>,
-    clear_at: f64,
-    for_secs: u64,
-    priority: Priority,
-    emit: Vec<Emit>,
-    #[serde(default)]
-    escalate_after_secs: Option<u64>,
+    metrics: Vec<String>,
+    every_secs: u64,
 }
 
-/// A sustained-threshold rule with hysteresis.
+/// What a rule watches for.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// A metric beyond a threshold for a sustained time; clears past `clear_at` (hysteresis).
+    Threshold {
+        /// The metric.
+        metric: &'static Metric,
+        /// The threshold.
+        threshold: f64,
+        /// True for "below", false for "above".
+        below: bool,
+        /// The value past which the condition clears.
+        clear_at: f64,
+        /// How long the breach must last.
+        sustain: Duration,
+    },
+    /// A metric that rose (or fell) by at least `by` within `within`; clears when the change over
+    /// `within` is back under `clear_at`.
+    Rate {
+        /// The metric.
+        metric: &'static Metric,
+        /// The change that starts the condition, always positive.
+        by: f64,
+        /// True for "falls by", false for "rises by".
+        falling: bool,
+        /// The window the change is measured over.
+        within: Duration,
+        /// The change under which it clears.
+        clear_at: f64,
+    },
+    /// A paired device sent nothing for `after` (technical).
+    NoData {
+        /// Silence that starts the condition.
+        after: Duration,
+        /// Only devices of these profiles (all when empty): overnight uploaders are not offline.
+        profiles: Vec<String>,
+    },
+    /// A device sends data while paired with no patient (technical); clears when it is paired or
+    /// has been quiet for `clear_after`.
+    Unpaired {
+        /// Quiet time that clears it.
+        clear_after: Duration,
+    },
+}
+
+impl Condition {
+    /// The metric a physiological condition watches.
+    pub fn metric(&self) -> Option<&'static Metric> {
+        match self {
+            Condition::Threshold { metric, .. } | Condition::Rate { metric, .. } => Some(metric),
+            _ => None,
+        }
+    }
+
+    /// How far back the condition needs readings.
+    fn span(&self) -> Duration {
+        match self {
+            Condition::Threshold { sustain, .. } => *sustain,
+            Condition::Rate { within, .. } => *within,
+            _ => Duration::zero(),
+        }
+    }
+}
+
+/// One rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// Stable id, e.g. `spo2-low`.
     pub id: String,
     /// What it means, in words.
     pub description: String,
-    /// The metric it watches.
-    pub metric: &'static Metric,
-    /// The threshold, and whether breaching means below it.
-    pub threshold: f64,
-    /// True for "below", false for "above".
-    pub below: bool,
-    /// The value past which the condition clears (hysteresis).
-    pub clear_at: f64,
-    /// How long the breach must last.
-    pub sustain: Duration,
+    /// What it watches for.
+    pub condition: Condition,
     /// Alarm priority.
     pub priority: Priority,
     /// Whether it raises an alarm.
@@ -108,13 +231,24 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn breaches(&self, v: f64) -> bool {
-        if self.below { v < self.threshold } else { v > self.threshold }
+    /// Physiological rules watch a patient; technical ones watch the monitoring.
+    pub fn kind(&self) -> AlarmKind {
+        if self.condition.metric().is_some() { AlarmKind::Physiological } else { AlarmKind::Technical }
     }
+}
 
-    fn cleared_by(&self, v: f64) -> bool {
-        if self.below { v >= self.clear_at } else { v <= self.clear_at }
-    }
+/// A periodic charting summary: each period's median of each metric, per device, as one
+/// Observation with an effective period (what a nurse would chart every 15 minutes).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Stable id, e.g. `charting-15min`.
+    pub id: String,
+    /// What it is, in words.
+    pub description: String,
+    /// The metrics summarised.
+    pub metrics: Vec<&'static Metric>,
+    /// The period, aligned to the clock (00, 15, 30, 45 for 15 minutes).
+    pub every: Duration,
 }
 
 /// A loaded, checked rule file.
@@ -122,10 +256,12 @@ impl Rule {
 pub struct RuleSet {
     /// The file's version id.
     pub version: String,
-    /// Readings older than this are not evaluated.
+    /// Readings older than this are not evaluated; a summary period closes this long after its end.
     pub late_after: Duration,
     /// The rules.
     pub rules: Vec<Rule>,
+    /// The charting summaries.
+    pub summaries: Vec<Summary>,
 }
 
 /// Why a rule file was refused.
@@ -145,50 +281,143 @@ impl RuleSet {
         let text = std::fs::read_to_string(path).map_err(|e| fail(vec![e.to_string()]))?;
         let file: RuleFile = toml::from_str(&text).map_err(|e| fail(vec![e.to_string()]))?;
         let mut problems = Vec::new();
-        let mut rules = Vec::new();
-        for r in file.rule {
-            let Some(metric) = metric_by_ref(&r.metric) else {
-                problems.push(format!("rule {}: unknown metric {:?}", r.id, r.metric));
-                continue;
-            };
-            let (threshold, below) = match (r.below, r.above) {
-                (Some(t), None) => (t, true),
-                (None, Some(t)) => (t, false),
-                _ => {
-                    problems.push(format!("rule {}: give exactly one of `below` and `above`", r.id));
-                    continue;
+        let rules = file.rule.into_iter().filter_map(|entry| rule(entry, &mut problems)).collect();
+        let summaries = file
+            .summary
+            .into_iter()
+            .map(|s| {
+                let metrics: Vec<_> = s
+                    .metrics
+                    .iter()
+                    .filter_map(|m| {
+                        let found = metric_by_ref(m);
+                        if found.is_none() {
+                            problems.push(format!("summary {}: unknown metric {m:?}", s.id));
+                        }
+                        found
+                    })
+                    .collect();
+                if s.every_secs < 60 {
+                    problems.push(format!("summary {}: every_secs must be at least 60", s.id));
                 }
-            };
-            if (below && r.clear_at < threshold) || (!below && r.clear_at > threshold) {
-                problems
-                    .push(format!("rule {}: clear_at {} lies on the breaching side of {threshold}", r.id, r.clear_at));
-            }
-            if r.emit.is_empty() {
-                problems.push(format!("rule {}: emits nothing", r.id));
-            }
-            rules.push(Rule {
-                id: r.id,
-                description: r.description,
-                metric,
-                threshold,
-                below,
-                clear_at: r.clear_at,
-                sustain: Duration::seconds(r.for_secs as i64),
-                priority: r.priority,
-                alarm: r.emit.contains(&Emit::Alarm),
-                event: r.emit.contains(&Emit::Event),
-                escalate_after: r.escalate_after_secs.map(|s| Duration::seconds(s as i64)),
-            });
-        }
+                Summary { id: s.id, description: s.description, metrics, every: Duration::seconds(s.every_secs as i64) }
+            })
+            .collect();
         if problems.is_empty() {
-            Ok(RuleSet { version: file.version, late_after: Duration::seconds(file.late_after_secs as i64), rules })
+            Ok(RuleSet {
+                version: file.version,
+                late_after: Duration::seconds(file.late_after_secs as i64),
+                rules,
+                summaries,
+            })
         } else {
             Err(fail(problems))
         }
     }
+
+    /// How much history the engine must keep per stream.
+    pub fn horizon(&self) -> Duration {
+        let rules = self.rules.iter().map(|r| r.condition.span());
+        let summaries = self.summaries.iter().map(|s| s.every + self.late_after);
+        rules.chain(summaries).max().unwrap_or_default() + Duration::minutes(5)
+    }
 }
 
-/// A reading as the rules see it: already stored, with its patient.
+fn secs(s: u64) -> Duration {
+    Duration::seconds(s as i64)
+}
+
+fn metric_of(id: &str, m: &str, problems: &mut Vec<String>) -> Option<&'static Metric> {
+    let found = metric_by_ref(m);
+    if found.is_none() {
+        problems.push(format!("rule {id}: unknown metric {m:?}"));
+    }
+    found
+}
+
+fn rule(entry: RuleEntry, problems: &mut Vec<String>) -> Option<Rule> {
+    let (id, description, condition, priority, emit, escalate) = match entry {
+        RuleEntry::Threshold {
+            id,
+            description,
+            metric,
+            below,
+            above,
+            clear_at,
+            for_secs,
+            priority,
+            emit,
+            escalate_after_secs,
+        } => {
+            let metric = metric_of(&id, &metric, problems);
+            let (threshold, below) = match (below, above) {
+                (Some(t), None) => (t, true),
+                (None, Some(t)) => (t, false),
+                _ => {
+                    problems.push(format!("rule {id}: give exactly one of `below` and `above`"));
+                    return None;
+                }
+            };
+            if (below && clear_at < threshold) || (!below && clear_at > threshold) {
+                problems.push(format!("rule {id}: clear_at {clear_at} lies on the breaching side of {threshold}"));
+            }
+            let condition =
+                Condition::Threshold { metric: metric?, threshold, below, clear_at, sustain: secs(for_secs) };
+            (id, description, condition, priority, emit, escalate_after_secs)
+        }
+        RuleEntry::Rate {
+            id,
+            description,
+            metric,
+            rises_by,
+            falls_by,
+            within_secs,
+            clear_at,
+            priority,
+            emit,
+            escalate_after_secs,
+        } => {
+            let metric = metric_of(&id, &metric, problems);
+            let (by, falling) = match (rises_by, falls_by) {
+                (Some(by), None) => (by, false),
+                (None, Some(by)) => (by, true),
+                _ => {
+                    problems.push(format!("rule {id}: give exactly one of `rises_by` and `falls_by`"));
+                    return None;
+                }
+            };
+            if by <= 0.0 || clear_at >= by || within_secs == 0 {
+                problems.push(format!(
+                    "rule {id}: the change ({by}) must be positive, above clear_at ({clear_at}), over a within_secs above 0"
+                ));
+            }
+            let condition = Condition::Rate { metric: metric?, by, falling, within: secs(within_secs), clear_at };
+            (id, description, condition, priority, emit, escalate_after_secs)
+        }
+        RuleEntry::NoData { id, description, after_secs, priority, profiles } => {
+            let condition = Condition::NoData { after: secs(after_secs), profiles };
+            (id, description, condition, priority, vec![Emit::Alarm], None)
+        }
+        RuleEntry::Unpaired { id, description, priority, clear_after_secs } => {
+            let condition = Condition::Unpaired { clear_after: secs(clear_after_secs) };
+            (id, description, condition, priority, vec![Emit::Alarm], None)
+        }
+    };
+    if emit.is_empty() {
+        problems.push(format!("rule {id}: emits nothing"));
+    }
+    Some(Rule {
+        id,
+        description,
+        condition,
+        priority,
+        alarm: emit.contains(&Emit::Alarm),
+        event: emit.contains(&Emit::Event),
+        escalate_after: escalate.map(secs),
+    })
+}
+
+/// A reading as the rules see it: identified, with its patient.
 #[derive(Debug, Clone)]
 pub struct Observed {
     /// The patient's store key.
@@ -203,15 +432,32 @@ pub struct Observed {
     pub observed_at: DateTime<Utc>,
 }
 
-/// A condition that started: raise its alarm and/or event.
+/// What the ingest writer tells the rules.
+#[derive(Debug, Clone)]
+pub enum RuleInput {
+    /// A reading accepted for a paired, consenting patient.
+    Reading(Observed),
+    /// A device sent data while paired with no patient (it went to quarantine).
+    Unpaired {
+        /// The device.
+        device_id: String,
+    },
+}
+
+/// A condition that started: raise its alarm and/or event. Technical conditions (and the
+/// supervisor's) use it too, without patient, metric or value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Firing {
-    /// The condition's identity: patient, device, rule, version and start. The alarm's key.
+    /// The condition's identity: what it is about, the rule, the version and the start. The alarm's key.
     pub key: ContentHash,
+    /// Physiological or technical.
+    pub kind: AlarmKind,
     /// The rule's id.
     pub rule_id: String,
-    /// The rule set's version.
+    /// The rule set's version (`builtin` for the supervisor's).
     pub rule_version: String,
+    /// What it means, in words.
+    pub description: String,
     /// Alarm priority.
     pub priority: Priority,
     /// Whether to raise an alarm.
@@ -220,183 +466,39 @@ pub struct Firing {
     pub event: bool,
     /// When to escalate if not acknowledged.
     pub escalate_after: Option<Duration>,
-    /// The patient's store key.
-    pub patient_id: i64,
-    /// The device.
+    /// The patient's store key, when it is about a patient.
+    pub patient_id: Option<i64>,
+    /// The device, or the component for an adapter's alarm.
     pub device_id: String,
     /// The metric.
-    pub metric: &'static Metric,
+    pub metric: Option<&'static Metric>,
     /// The reading that completed the condition.
-    pub value: f64,
-    /// When the breach began.
+    pub value: Option<f64>,
+    /// When the condition began.
     pub since: DateTime<Utc>,
-    /// When it had lasted long enough.
+    /// When it was complete.
     pub at: DateTime<Utc>,
 }
 
-/// What the engine decided about one reading.
+/// What the engine decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// A condition started.
     Started(Firing),
     /// A condition cleared (its alarm's key).
     Cleared(ContentHash),
+    /// A charting summary is due: submit it as a clinical event.
+    Summary(crate::model::event::ClinicalEvent),
 }
 
-type Key = (i64, String, u32);
-
-/// The evaluator: rolling windows per (patient, device, metric) and the state of each condition.
-pub struct Engine {
-    rules: RuleSet,
-    windows: HashMap<Key, RollingWindow>,
-    active: HashMap<(Key, String), ContentHash>,
-}
-
-impl Engine {
-    /// An engine for a rule set.
-    pub fn new(rules: RuleSet) -> Engine {
-        Engine { rules, windows: HashMap::new(), active: HashMap::new() }
-    }
-
-    /// Feeds one stored reading; returns the conditions it starts or clears.
-    pub fn observe(&mut self, r: &Observed, now: DateTime<Utc>) -> Vec<Decision> {
-        if r.observed_at < now - self.rules.late_after {
-            return Vec::new();
-        }
-        let key: Key = (r.patient_id, r.device_id.clone(), r.metric.mdc_code);
-        let horizon = self.rules.rules.iter().map(|x| x.sustain).max().unwrap_or_default() + Duration::minutes(5);
-        let window = self.windows.entry(key.clone()).or_insert_with(|| RollingWindow::new(horizon));
-        window.insert(r.observed_at, r.value);
-        let latest = window.latest();
-        let mut out = Vec::new();
-        for rule in self.rules.rules.iter().filter(|x| x.metric.mdc_code == r.metric.mdc_code) {
-            let condition = (key.clone(), rule.id.clone());
-            if let Some(alarm) = self.active.get(&condition) {
-                if latest.is_some_and(|(_, v)| rule.cleared_by(v)) {
-                    out.push(Decision::Cleared(*alarm));
-                    self.active.remove(&condition);
-                }
-                continue;
-            }
-            let Some((latest_at, latest_value)) = latest else { continue };
-            let Some(since) = window.breach_start(|v| rule.breaches(v)) else { continue };
-            if latest_at - since < rule.sustain {
-                continue;
-            }
-            let firing = Firing {
-                key: condition_key(&key, &rule.id, &self.rules.version, since),
-                rule_id: rule.id.clone(),
-                rule_version: self.rules.version.clone(),
-                priority: rule.priority,
-                alarm: rule.alarm,
-                event: rule.event,
-                escalate_after: rule.escalate_after,
-                patient_id: r.patient_id,
-                device_id: r.device_id.clone(),
-                metric: r.metric,
-                value: latest_value,
-                since,
-                at: latest_at,
-            };
-            self.active.insert(condition, firing.key);
-            out.push(Decision::Started(firing));
-        }
-        out
-    }
-}
-
-fn condition_key(key: &Key, rule: &str, version: &str, since: DateTime<Utc>) -> ContentHash {
+/// The identity of a condition: blake3 over its parts, length-prefixed.
+pub fn condition_key(parts: &[&[u8]], since: DateTime<Utc>) -> ContentHash {
     let mut h = blake3::Hasher::new();
-    h.update(b"vigil.condition.v1\0");
-    h.update(&key.0.to_be_bytes());
-    for part in [key.1.as_str(), rule, version] {
+    h.update(b"vigil.condition.v2\0");
+    for part in parts {
         h.update(&(part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
+        h.update(part);
     }
-    h.update(&key.2.to_be_bytes());
     h.update(&since.timestamp_millis().to_be_bytes());
     ContentHash(*h.finalize().as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::normalise::codes::metric_by_code;
-
-    fn rules() -> RuleSet {
-        RuleSet::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/rules/adult-vitals.toml"))).unwrap()
-    }
-
-    fn spo2(value: f64, at: DateTime<Utc>) -> Observed {
-        Observed {
-            patient_id: 1,
-            device_id: "OX-1".into(),
-            metric: metric_by_code(150456).unwrap(),
-            value,
-            observed_at: at,
-        }
-    }
-
-    fn started(d: &[Decision]) -> usize {
-        d.iter().filter(|d| matches!(d, Decision::Started(_))).count()
-    }
-
-    #[test]
-    fn the_default_rules_load() {
-        let set = rules();
-        assert!(set.rules.len() >= 6);
-        assert!(set.rules.iter().any(|r| r.id == "spo2-low" && r.priority == Priority::High && r.alarm && r.event));
-    }
-
-    #[test]
-    fn a_sustained_desaturation_raises_once_and_clears_past_the_hysteresis() {
-        let mut engine = Engine::new(rules());
-        let t0 = Utc::now() - Duration::seconds(120);
-        let mut decisions = Vec::new();
-        // 100 readings below 90 % over 99 s: one condition.
-        for i in 0..100 {
-            decisions.extend(engine.observe(&spo2(86.0, t0 + Duration::seconds(i)), Utc::now()));
-        }
-        assert_eq!(started(&decisions), 1, "{decisions:?}");
-        let Decision::Started(f) = decisions.iter().find(|d| matches!(d, Decision::Started(_))).unwrap() else {
-            unreachable!()
-        };
-        assert_eq!((f.since, f.at), (t0, t0 + Duration::seconds(60)));
-        // 91 % is above the threshold but below the hysteresis: still active, nothing new.
-        assert!(engine.observe(&spo2(91.0, t0 + Duration::seconds(100)), Utc::now()).is_empty());
-        assert_eq!(
-            engine.observe(&spo2(93.0, t0 + Duration::seconds(101)), Utc::now()),
-            vec![Decision::Cleared(f.key)]
-        );
-    }
-
-    #[test]
-    fn a_short_dip_or_late_data_raises_nothing() {
-        let mut engine = Engine::new(rules());
-        let t0 = Utc::now() - Duration::seconds(100);
-        for i in 0..30 {
-            assert!(engine.observe(&spo2(85.0, t0 + Duration::seconds(i)), Utc::now()).is_empty());
-        }
-        assert!(engine.observe(&spo2(97.0, t0 + Duration::seconds(30)), Utc::now()).is_empty());
-        let hour_ago = Utc::now() - Duration::hours(1);
-        let mut late = Engine::new(rules());
-        for i in 0..120 {
-            assert!(late.observe(&spo2(80.0, hour_ago + Duration::seconds(i)), Utc::now()).is_empty());
-        }
-    }
-
-    #[test]
-    fn out_of_order_readings_are_placed_by_observed_time() {
-        let mut engine = Engine::new(rules());
-        let t0 = Utc::now() - Duration::seconds(100);
-        let mut decisions = engine.observe(&spo2(86.0, t0 + Duration::seconds(61)), Utc::now());
-        decisions.extend(engine.observe(&spo2(86.0, t0), Utc::now()));
-        assert_eq!(started(&decisions), 1, "the earlier reading completes the 60 s breach");
-        // A normal reading arriving late inside the breach would break it, but the condition already fired.
-        let mut other = Engine::new(rules());
-        let mut d = other.observe(&spo2(86.0, t0), Utc::now());
-        d.extend(other.observe(&spo2(97.0, t0 + Duration::seconds(30)), Utc::now()));
-        d.extend(other.observe(&spo2(86.0, t0 + Duration::seconds(61)), Utc::now()));
-        assert_eq!(started(&d), 0, "a normal reading inside the span breaks the breach");
-    }
 }

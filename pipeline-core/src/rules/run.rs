@@ -1,23 +1,31 @@
-//! The rules task: fed every stored reading by the ingest writer, it raises and clears alarms and
-//! queues clinical events. An alarm is recorded (latched, one per condition) and handed to the
-//! alert circuit, which pages people on its own thread.
+//! The rules task: fed every identified reading (and every reading from an unpaired device) by the
+//! ingest writer, and woken every second for conditions of silence and for charting periods. It
+//! raises and clears alarms and queues clinical events.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use super::{Decision, Engine, Firing};
-use crate::alerts::{AlertHandle, Notice};
+use super::engine::Paired;
+use super::{Decision, Engine, Firing, RuleInput};
+use crate::alerts::{self, AlertHandle};
 use crate::clinical;
 use crate::config::EhrKind;
 use crate::model::Validity;
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
-use crate::rules::Observed;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Readings waiting for the rules at most; beyond it the ingest writer waits (pushback).
 pub const QUEUE: usize = 65_536;
+
+/// How often the clock conditions are checked.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The registry's pairings are re-read this often (pairing is an operator action, not a hot path).
+const PAIRINGS_EVERY: u32 = 5;
 
 /// Runs until the ingest writer drops its sender.
 pub async fn run(
@@ -25,13 +33,43 @@ pub async fn run(
     store: Arc<dyn Store>,
     ehr: EhrKind,
     alerts: Option<AlertHandle>,
-    mut rx: mpsc::Receiver<Observed>,
+    mut rx: mpsc::Receiver<RuleInput>,
 ) {
-    while let Some(reading) = rx.recv().await {
-        for decision in engine.observe(&reading, Utc::now()) {
+    let mut tick = tokio::time::interval(TICK);
+    let mut ticks = 0u32;
+    loop {
+        let decisions = tokio::select! {
+            input = rx.recv() => match input {
+                None => break,
+                Some(RuleInput::Reading(r)) => engine.observe(&r, Utc::now()),
+                Some(RuleInput::Unpaired { device_id }) => engine.unpaired_data(&device_id, Utc::now()),
+            },
+            _ = tick.tick() => {
+                let paired = if ticks.is_multiple_of(PAIRINGS_EVERY) { pairings(store.as_ref()).await } else { None };
+                ticks = ticks.wrapping_add(1);
+                engine.tick(Utc::now(), paired)
+            }
+        };
+        for decision in decisions {
             if let Err(e) = act(&decision, store.as_ref(), ehr, alerts.as_ref()).await {
                 tracing::error!(error = %e, "could not record a rule decision");
             }
+        }
+    }
+}
+
+/// The devices paired now, or `None` when the store cannot say (the engine keeps what it knew).
+async fn pairings(store: &dyn Store) -> Option<HashMap<String, Paired>> {
+    match store.devices().await {
+        Ok(devices) => Some(
+            devices
+                .into_iter()
+                .filter_map(|d| Some((d.device_id, Paired { patient_id: d.patient_id?, profile_id: d.profile_id })))
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read pairings for the no-data rules");
+            None
         }
     }
 }
@@ -41,57 +79,35 @@ async fn act(
     store: &dyn Store,
     ehr: EhrKind,
     alerts: Option<&AlertHandle>,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), StoreError> {
     match decision {
         Decision::Cleared(key) => store.clear_alarm(key).await,
+        Decision::Summary(event) => clinical::submit(store, event, ehr).await.map(|_| ()),
         Decision::Started(f) => {
-            // The page first: neither the alarm row's commit nor the event's validation may delay
-            // it. The engine raises each condition once, and the row is keyed by the same hash.
             if f.alarm {
-                if let Some(alerts) = alerts {
-                    alerts.raise(notice(f)).await;
-                }
-                if store.raise_alarm(f).await?.is_some() {
-                    tracing::warn!(rule = %f.rule_id, priority = f.priority.as_str(), device = %f.device_id, "alarm raised");
-                }
+                alerts::raise(f, store, alerts).await?;
             }
-            if f.event {
-                clinical::submit(store, &event(f), ehr).await?;
+            if let Some(event) = event(f).filter(|_| f.event) {
+                clinical::submit(store, &event, ehr).await?;
             }
             Ok(())
         }
     }
 }
 
-fn notice(f: &Firing) -> Notice {
-    Notice {
-        alarm_key: f.key.to_hex(),
-        rule_id: f.rule_id.clone(),
-        priority: f.priority.as_str().into(),
-        kind: "physiological",
-        device_id: f.device_id.clone(),
-        patient_id: f.patient_id,
-        mdc_code: f.metric.mdc_code,
-        value: f.value,
-        since: f.since,
-        escalated: false,
-        escalate_at: f.escalate_after.map(|d| Utc::now() + d),
-    }
-}
-
-/// The clinical event of a condition: the observation that completed it.
-fn event(f: &Firing) -> ClinicalEvent {
-    ClinicalEvent {
-        patient_id: f.patient_id,
+/// The clinical event of a physiological condition: the observation that completed it.
+fn event(f: &Firing) -> Option<ClinicalEvent> {
+    Some(ClinicalEvent {
+        patient_id: f.patient_id?,
         device_id: f.device_id.clone(),
         origin: format!("rule:{}@{}", f.rule_id, f.rule_version),
         content: EventContent::Single {
             observation: Observation::Vital {
-                metric: f.metric,
-                value: f.value,
+                metric: f.metric?,
+                value: f.value?,
                 effective: Effective::At { at: f.at },
                 validity: Validity::Valid,
             },
         },
-    }
+    })
 }

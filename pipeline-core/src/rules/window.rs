@@ -36,9 +36,20 @@ impl RollingWindow {
     /// Adds a reading (a repeat at the same time replaces it) and prunes what fell behind.
     pub fn insert(&mut self, at: DateTime<Utc>, value: f64) {
         self.values.insert(at, value);
-        if let Some((&newest, _)) = self.values.last_key_value() {
+        if let (Some((&oldest, _)), Some((&newest, _))) = (self.values.first_key_value(), self.values.last_key_value())
+            && oldest < newest - self.horizon
+        {
             self.values = self.values.split_off(&(newest - self.horizon));
         }
+    }
+
+    /// The highest (or lowest) reading observed in `[from, to]`, with its time; the earliest wins a tie.
+    pub fn extreme(&self, from: DateTime<Utc>, to: DateTime<Utc>, highest: bool) -> Option<(DateTime<Utc>, f64)> {
+        let better = |v: f64, best: f64| if highest { v > best } else { v < best };
+        self.values.range(from..=to).fold(None, |best, (t, v)| match best {
+            Some((_, b)) if !better(*v, b) => best,
+            _ => Some((*t, *v)),
+        })
     }
 
     /// The newest reading.
@@ -94,5 +105,8 @@ mod tests {
         w.insert(t0 + Duration::seconds(62), 9.0);
         assert_eq!(w.stats(t0, t0 + Duration::seconds(100)).unwrap().count, 3, "readings before t0+2 fell out");
         assert_eq!(w.latest(), Some((t0 + Duration::seconds(62), 9.0)));
+        let (from, to) = (t0, t0 + Duration::seconds(62));
+        assert_eq!(w.extreme(from, to, true), Some((t0 + Duration::seconds(62), 9.0)));
+        assert_eq!(w.extreme(from, to, false), Some((t0 + Duration::seconds(3), 2.0)));
     }
 }

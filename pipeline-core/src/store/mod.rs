@@ -389,32 +389,42 @@ pub struct AlarmEntry {
     pub id: i64,
     /// The condition's key (hex), as pages carry it.
     pub key: String,
+    /// `physiological` or `technical`.
+    pub kind: String,
     /// The rule that raised it.
     pub rule_id: String,
     /// The rule set's version.
     pub rule_version: String,
+    /// What it means, in words.
+    pub description: String,
     /// `high`, `medium` or `low`.
     pub priority: String,
-    /// Patient store key.
-    pub patient_id: i64,
-    /// Device.
+    /// Patient store key, when it is about a patient.
+    pub patient_id: Option<i64>,
+    /// Device, or the component for an adapter's alarm.
     pub device_id: String,
-    /// MDC code.
-    pub mdc_code: u32,
+    /// MDC code, for a physiological alarm.
+    pub mdc_code: Option<u32>,
     /// The value that completed the condition.
-    pub value: f64,
-    /// When the breach began.
+    pub value: Option<f64>,
+    /// When the condition began.
     pub since: DateTime<Utc>,
     /// When the alarm was raised.
     pub raised_at: DateTime<Utc>,
     /// When the condition cleared.
     pub cleared_at: Option<DateTime<Utc>>,
-    /// When acknowledged, by whom, why.
+    /// When acknowledged.
     pub acked_at: Option<DateTime<Utc>>,
     /// Who acknowledged.
     pub acked_by: Option<String>,
     /// Why.
     pub ack_reason: Option<String>,
+    /// Re-notification held back until then.
+    pub silenced_until: Option<DateTime<Utc>>,
+    /// Who silenced it.
+    pub silenced_by: Option<String>,
+    /// Why.
+    pub silence_reason: Option<String>,
 }
 
 /// The result of checking the audit chain.
@@ -533,10 +543,21 @@ pub trait Store: Send + Sync + 'static {
     async fn raise_alarm(&self, firing: &Firing) -> Result<Option<i64>, StoreError>;
     /// Marks a condition's alarm cleared.
     async fn clear_alarm(&self, key: &ContentHash) -> Result<(), StoreError>;
+    /// Clears every open technical alarm. At start nothing is known of the previous run's technical
+    /// conditions; those that still hold are raised again within seconds.
+    async fn clear_technical_alarms(&self) -> Result<u64, StoreError>;
     /// Alarms, newest first; only those not cleared when `active_only`.
     async fn alarms(&self, active_only: bool, limit: u32) -> Result<Vec<AlarmEntry>, StoreError>;
     /// Acknowledges an alarm with the operator's name and reason; audited.
     async fn ack_alarm(&self, id: i64, operator: &str, reason: &str) -> Result<(), StoreError>;
+    /// Holds back re-notification of an active alarm until `until`, audited with the operator's reason.
+    async fn silence_alarm(
+        &self,
+        id: i64,
+        until: DateTime<Utc>,
+        operator: &str,
+        reason: &str,
+    ) -> Result<(), StoreError>;
     /// Recomputes the audit chain; names the first entry that does not match.
     async fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
     /// The newest audit entries.

@@ -982,16 +982,19 @@ impl Store for SqliteStore {
 
     async fn raise_alarm(&self, f: &Firing) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO alarms (key, rule_id, rule_version, priority, patient_id, device_id, mdc_code, value, since, raised_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id",
+            "INSERT INTO alarms (key, kind, rule_id, rule_version, description, priority, patient_id, device_id,
+                                 mdc_code, value, since, raised_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id",
         )
         .bind(&f.key.0[..])
+        .bind(f.kind.as_str())
         .bind(&f.rule_id)
         .bind(&f.rule_version)
+        .bind(&f.description)
         .bind(f.priority.as_str())
         .bind(f.patient_id)
         .bind(&f.device_id)
-        .bind(f.metric.mdc_code as i64)
+        .bind(f.metric.map(|m| m.mdc_code as i64))
         .bind(f.value)
         .bind(millis(f.since))
         .bind(millis(Utc::now()))
@@ -1008,10 +1011,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn clear_technical_alarms(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query("UPDATE alarms SET cleared_at = ? WHERE kind = 'technical' AND cleared_at IS NULL")
+            .bind(millis(Utc::now()))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     async fn alarms(&self, active_only: bool, limit: u32) -> Result<Vec<AlarmEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, rule_id, rule_version, priority, patient_id, device_id, mdc_code, value, since, raised_at,
-                    cleared_at, acked_at, acked_by, ack_reason, key
+            "SELECT id, key, kind, rule_id, rule_version, description, priority, patient_id, device_id, mdc_code, value,
+                    since, raised_at, cleared_at, acked_at, acked_by, ack_reason, silenced_until, silenced_by,
+                    silence_reason
              FROM alarms WHERE NOT ? OR cleared_at IS NULL ORDER BY id DESC LIMIT ?",
         )
         .bind(active_only)
@@ -1022,22 +1034,25 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|r| AlarmEntry {
                 id: r.get(0),
-                rule_id: r.get(1),
-                rule_version: r.get(2),
-                priority: r.get(3),
-                patient_id: r.get(4),
-                device_id: r.get(5),
-                mdc_code: r.get::<i64, _>(6) as u32,
-                value: r.get(7),
-                since: from_millis(r.get(8)),
-                raised_at: from_millis(r.get(9)),
-                cleared_at: r.get::<Option<i64>, _>(10).map(from_millis),
-                acked_at: r.get::<Option<i64>, _>(11).map(from_millis),
-                acked_by: r.get(12),
-                ack_reason: r.get(13),
-                key: blake3::Hash::from_slice(r.get::<&[u8], _>(14))
-                    .map(|h| h.to_hex().to_string())
-                    .unwrap_or_default(),
+                key: blake3::Hash::from_slice(r.get::<&[u8], _>(1)).map(|h| h.to_hex().to_string()).unwrap_or_default(),
+                kind: r.get(2),
+                rule_id: r.get(3),
+                rule_version: r.get(4),
+                description: r.get(5),
+                priority: r.get(6),
+                patient_id: r.get(7),
+                device_id: r.get(8),
+                mdc_code: r.get::<Option<i64>, _>(9).map(|c| c as u32),
+                value: r.get(10),
+                since: from_millis(r.get(11)),
+                raised_at: from_millis(r.get(12)),
+                cleared_at: r.get::<Option<i64>, _>(13).map(from_millis),
+                acked_at: r.get::<Option<i64>, _>(14).map(from_millis),
+                acked_by: r.get(15),
+                ack_reason: r.get(16),
+                silenced_until: r.get::<Option<i64>, _>(17).map(from_millis),
+                silenced_by: r.get(18),
+                silence_reason: r.get(19),
             })
             .collect())
     }
@@ -1058,6 +1073,33 @@ impl Store for SqliteStore {
             return Err(StoreError::Refused(format!("alarm {id} does not exist or is already acknowledged")));
         }
         append_audit(&mut tx, operator, "alarm.ack", &format!("alarm {id}"), reason).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn silence_alarm(
+        &self,
+        id: i64,
+        until: DateTime<Utc>,
+        operator: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let changed = sqlx::query(
+            "UPDATE alarms SET silenced_until = ?, silenced_by = ?, silence_reason = ? WHERE id = ? AND cleared_at IS NULL",
+        )
+        .bind(millis(until))
+        .bind(operator)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::Refused(format!("alarm {id} does not exist or has already cleared")));
+        }
+        let detail = format!("until {}: {reason}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        append_audit(&mut tx, operator, "alarm.silence", &format!("alarm {id}"), &detail).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -166,6 +166,20 @@ describe('FHIR server without auth', () => {
     assert.match(issuesText(r.body), /percent/);
   });
 
+  it('accepts a vital sign over a period (a charting summary) but not one dated only to the month', async () => {
+    const obs = spo2();
+    delete obs.effectiveDateTime;
+    obs.effectivePeriod = { start: '2026-11-24T10:00:00Z', end: '2026-11-24T10:15:00Z' };
+    const r = await call(`${srv.base}/Observation`, { method: 'POST', body: obs });
+    assert.equal(r.status, 201, issuesText(r.body));
+    const vague = spo2();
+    delete vague.effectivePeriod;
+    vague.effectiveDateTime = '2026-11';
+    const refused = await call(`${srv.base}/Observation`, { method: 'POST', body: vague });
+    assert.equal(refused.status, 400);
+    assert.match(issuesText(refused.body), /vs-1/);
+  });
+
   it('rejects a resource without status', async () => {
     const obs = spo2();
     delete obs.status;

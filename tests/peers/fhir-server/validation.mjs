@@ -18,6 +18,10 @@
 //     slice *inside* the slice (code.coding:SBPCode). medplum's parser flattens that into bogus
 //     sibling slices and then rejects every valid blood pressure. We lift such nested fixed values
 //     into an equivalent patternCodeableConcept on the slice's code element.
+//  6. Type-guarded constraints on choice elements. vs-1 ("if effective[x] is a dateTime, it is
+//     precise to the day") is written `($this as dateTime).toString().length() >= 8`; on an
+//     effectivePeriod (which the vital-signs profile allows) the cast is empty, medplum reads the
+//     empty result as false and rejects every vital sign with a period. We state the guard explicitly.
 import {
   OperationOutcomeError,
   arrayify,
@@ -107,7 +111,7 @@ function addProfile(sd) {
     return;
   }
   try {
-    const normalized = liftNestedSliceDiscriminators(structuredClone(sd));
+    const normalized = guardTypedConstraints(liftNestedSliceDiscriminators(structuredClone(sd)));
     const schema = parseStructureDefinition(normalized);
     loadDataType(normalized);
     profiles.set(sd.url, { sd: normalized, schema });
@@ -126,6 +130,24 @@ export function unusableProfileReasons() {
 /** @returns {string[]} the profile URLs this validator checks. */
 export function knownProfiles() {
   return [...profiles.keys()].sort();
+}
+
+/**
+ * Rewrites `($this as T).rest` constraints to `($this as T).empty() or ($this as T).rest`: a
+ * constraint about one type of a choice element says nothing about the other types (see 6 above).
+ * @param {object} sd a StructureDefinition (changed in place)
+ * @returns {object} sd
+ */
+export function guardTypedConstraints(sd) {
+  for (const el of sd.snapshot?.element ?? []) {
+    for (const c of el.constraint ?? []) {
+      const m = /^\((\$this as \w+)\)(\..+)$/.exec(c.expression ?? '');
+      if (m) {
+        c.expression = `(${m[1]}).empty() or (${m[1]})${m[2]}`;
+      }
+    }
+  }
+  return sd;
 }
 
 /**

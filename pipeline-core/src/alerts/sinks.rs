@@ -1,0 +1,95 @@
+//! The alert circuit's sinks: an HTTP webhook (nurse call, paging) with retries, and an MQTT alert
+//! topic on the circuit's own broker connection. Each delivery runs on its own, so one slow sink does
+//! not hold up another.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+use super::{Notice, SinkState};
+use crate::config::{AlertsConfig, BrokerAddress};
+use crate::health::HealthState;
+
+/// The configured sinks.
+pub(super) struct Sinks {
+    /// The webhook's URL and state.
+    pub webhook: Option<(String, SinkState)>,
+    /// The alert topic's connection and state.
+    pub mqtt: Option<(AsyncClient, SinkState)>,
+    /// The webhook's client.
+    pub http: reqwest::Client,
+    /// Topic, retries, timeout.
+    pub config: AlertsConfig,
+}
+
+impl Sinks {
+    /// One notice to every configured sink.
+    pub fn send(&self, notice: &Notice) {
+        if let Some((url, state)) = &self.webhook {
+            post(url.clone(), state.clone(), self.http.clone(), notice.clone(), self.config.retries);
+        }
+        if let Some((client, _)) = &self.mqtt {
+            let topic = format!("{}/{}", self.config.mqtt_topic, notice.priority.as_str());
+            let payload = serde_json::to_vec(notice).unwrap_or_default();
+            if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+                tracing::error!(rule = %notice.rule_id, error = %e, "alarm not queued for the MQTT alert topic");
+            }
+        }
+    }
+}
+
+/// POSTs a notice to the webhook, retrying with backoff; the sink's state follows the result.
+fn post(url: String, state: SinkState, http: reqwest::Client, notice: Notice, retries: u32) {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 0..=retries {
+            match http.post(&url).json(&notice).send().await {
+                Ok(r) if r.status().is_success() => {
+                    *state.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Up, "delivered".into());
+                    return;
+                }
+                outcome => {
+                    let why = match outcome {
+                        Ok(r) => format!("HTTP {}", r.status()),
+                        Err(e) => e.to_string(),
+                    };
+                    tracing::warn!(rule = %notice.rule_id, attempt, error = %why, "webhook delivery failed");
+                    *state.lock().unwrap_or_else(|e| e.into_inner()) =
+                        (HealthState::Down, format!("webhook failing: {why}"));
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    });
+}
+
+/// The alert topic's own connection; its state follows the connection.
+pub(super) fn connect_mqtt(url: &str, state: SinkState) -> Option<AsyncClient> {
+    let addr = match BrokerAddress::parse(url) {
+        Ok(a) => a,
+        Err(e) => {
+            *state.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Down, format!("alerts.mqtt_url: {e}"));
+            return None;
+        }
+    };
+    let mut options = MqttOptions::new(format!("vigil-alerts-{}", std::process::id()), addr.host, addr.port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => {
+                    *state.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Up, "connected".into());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    *state.lock().unwrap_or_else(|e| e.into_inner()) =
+                        (HealthState::Down, format!("alert broker: {e}"));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+    Some(client)
+}

@@ -1,0 +1,302 @@
+//! The evaluator: rolling windows per (patient, device, metric), the state of each condition, the
+//! last time each paired device was heard from, and each stream's open charting period.
+//!
+//! It is a plain state machine: readings and clock ticks go in, decisions come out; the rules task
+//! does the I/O.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+
+use super::window::RollingWindow;
+use super::{AlarmKind, Condition, Decision, Firing, Observed, Rule, RuleSet, condition_key};
+use crate::model::ContentHash;
+use crate::model::Validity;
+use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
+use crate::normalise::codes::metric_by_code;
+
+/// (patient, device, MDC code)
+type Stream = (i64, String, u32);
+
+/// A device paired now: its patient and profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paired {
+    /// The patient's store key.
+    pub patient_id: i64,
+    /// The device's profile, if known.
+    pub profile_id: Option<String>,
+}
+
+/// See the module doc.
+pub struct Engine {
+    rules: RuleSet,
+    windows: HashMap<Stream, RollingWindow>,
+    /// Open physiological conditions, per stream and rule index.
+    active: HashMap<(Stream, usize), ContentHash>,
+    /// Devices paired now.
+    paired: HashMap<String, Paired>,
+    /// When each paired device was last heard from (arrival, not observed time).
+    last_heard: HashMap<String, DateTime<Utc>>,
+    /// Open "no data" conditions, per device and rule index.
+    offline: HashMap<(String, usize), ContentHash>,
+    /// Open "unpaired" conditions, per device and rule index, with the last unpaired data.
+    unpaired: HashMap<(String, usize), (ContentHash, DateTime<Utc>)>,
+    /// The start of each stream's open charting period, per summary index.
+    periods: HashMap<(Stream, usize), DateTime<Utc>>,
+}
+
+impl Engine {
+    /// An engine for a rule set.
+    pub fn new(rules: RuleSet) -> Engine {
+        Engine {
+            rules,
+            windows: HashMap::new(),
+            active: HashMap::new(),
+            paired: HashMap::new(),
+            last_heard: HashMap::new(),
+            offline: HashMap::new(),
+            unpaired: HashMap::new(),
+            periods: HashMap::new(),
+        }
+    }
+
+    /// Feeds one identified reading; returns the conditions it starts or clears.
+    pub fn observe(&mut self, r: &Observed, now: DateTime<Utc>) -> Vec<Decision> {
+        let mut out = Vec::new();
+        self.last_heard.insert(r.device_id.clone(), now);
+        self.offline.retain(|(device, _), key| {
+            let back = *device == r.device_id;
+            if back {
+                out.push(Decision::Cleared(*key));
+            }
+            !back
+        });
+        if r.observed_at < now - self.rules.late_after {
+            return out;
+        }
+        let stream: Stream = (r.patient_id, r.device_id.clone(), r.metric.mdc_code);
+        let horizon = self.rules.horizon();
+        let window = self.windows.entry(stream.clone()).or_insert_with(|| RollingWindow::new(horizon));
+        window.insert(r.observed_at, r.value);
+        for (index, rule) in self.rules.rules.iter().enumerate() {
+            if rule.condition.metric().is_none_or(|m| m.mdc_code != r.metric.mdc_code) {
+                continue;
+            }
+            let condition = (stream.clone(), index);
+            let decision = match self.active.get(&condition) {
+                Some(key) => clears(rule, window).then_some(Decision::Cleared(*key)),
+                None => starts(rule, window, &stream, &self.rules.version).map(Decision::Started),
+            };
+            match &decision {
+                Some(Decision::Cleared(_)) => {
+                    self.active.remove(&condition);
+                }
+                Some(Decision::Started(f)) => {
+                    self.active.insert(condition, f.key);
+                }
+                _ => {}
+            }
+            out.extend(decision);
+        }
+        for (index, summary) in self.rules.summaries.iter().enumerate() {
+            if summary.metrics.iter().any(|m| m.mdc_code == r.metric.mdc_code)
+                && let Ok(start) = r.observed_at.duration_trunc(summary.every)
+            {
+                self.periods.entry((stream.clone(), index)).or_insert(start);
+            }
+        }
+        out
+    }
+
+    /// A device sent data while unpaired.
+    pub fn unpaired_data(&mut self, device_id: &str, now: DateTime<Utc>) -> Vec<Decision> {
+        let mut out = Vec::new();
+        for (index, rule) in self.rules.rules.iter().enumerate() {
+            if !matches!(rule.condition, Condition::Unpaired { .. }) {
+                continue;
+            }
+            let condition = (device_id.to_string(), index);
+            if let Some((_, last)) = self.unpaired.get_mut(&condition) {
+                *last = now;
+                continue;
+            }
+            let f = technical(rule, &self.rules.version, device_id, None, now, now);
+            self.unpaired.insert(condition, (f.key, now));
+            out.push(Decision::Started(f));
+        }
+        out
+    }
+
+    /// The clock moved on: devices gone quiet, unpaired devices gone quiet or paired, charting
+    /// periods closed. `paired`, when given, is the registry's current pairings.
+    pub fn tick(&mut self, now: DateTime<Utc>, paired: Option<HashMap<String, Paired>>) -> Vec<Decision> {
+        let mut out = Vec::new();
+        if let Some(paired) = paired {
+            for device in paired.keys() {
+                // A device's silence is counted from when we first knew it paired.
+                self.last_heard.entry(device.clone()).or_insert(now);
+            }
+            self.paired = paired;
+        }
+        let paired = &self.paired;
+        self.offline.retain(|(device, _), key| {
+            let still = paired.contains_key(device);
+            if !still {
+                out.push(Decision::Cleared(*key));
+            }
+            still
+        });
+        self.unpaired.retain(|(device, index), (key, last)| {
+            let Condition::Unpaired { clear_after } = self.rules.rules[*index].condition else { return true };
+            let over = paired.contains_key(device) || now - *last > clear_after;
+            if over {
+                out.push(Decision::Cleared(*key));
+            }
+            !over
+        });
+        for (index, rule) in self.rules.rules.iter().enumerate() {
+            let Condition::NoData { after, profiles } = &rule.condition else { continue };
+            for (device, p) in paired {
+                let watched = profiles.is_empty() || p.profile_id.as_ref().is_some_and(|id| profiles.contains(id));
+                let heard = self.last_heard.get(device).copied().unwrap_or(now);
+                let condition = (device.clone(), index);
+                if watched && now - heard > *after && !self.offline.contains_key(&condition) {
+                    let f = technical(rule, &self.rules.version, device, Some(p.patient_id), heard, now);
+                    self.offline.insert(condition, f.key);
+                    out.push(Decision::Started(f));
+                }
+            }
+        }
+        out.extend(self.close_periods(now));
+        out
+    }
+
+    /// Summarises every charting period that ended `late_after` ago (so late readings made it in).
+    fn close_periods(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
+        let mut out = Vec::new();
+        let late_after = self.rules.late_after;
+        for ((stream, index), start) in self.periods.iter_mut() {
+            let summary = &self.rules.summaries[*index];
+            let Some(window) = self.windows.get(stream) else { continue };
+            let Some((latest, _)) = window.latest() else { continue };
+            while *start + summary.every + late_after <= now && *start <= latest {
+                let end = *start + summary.every;
+                if let (Some(stats), Some(metric)) =
+                    (window.stats(*start, end - Duration::milliseconds(1)), metric_by_code(stream.2))
+                {
+                    out.push(Decision::Summary(ClinicalEvent {
+                        patient_id: stream.0,
+                        device_id: stream.1.clone(),
+                        origin: format!("summary:{}@{}", summary.id, self.rules.version),
+                        content: EventContent::Single {
+                            observation: Observation::Vital {
+                                metric,
+                                value: stats.median,
+                                effective: Effective::Period { start: *start, end },
+                                validity: Validity::Valid,
+                            },
+                        },
+                    }));
+                }
+                *start = end;
+            }
+        }
+        out
+    }
+}
+
+/// Whether an open condition is over, judged on the newest reading.
+fn clears(rule: &Rule, window: &RollingWindow) -> bool {
+    let Some((at, value)) = window.latest() else { return false };
+    match &rule.condition {
+        Condition::Threshold { below, clear_at, .. } => {
+            if *below {
+                value >= *clear_at
+            } else {
+                value <= *clear_at
+            }
+        }
+        Condition::Rate { falling, within, clear_at, .. } => {
+            change(window, at, value, *falling, *within).is_none_or(|(_, c)| c < *clear_at)
+        }
+        _ => false,
+    }
+}
+
+/// The change over `within` up to the newest reading, and when the extreme it is measured from was.
+fn change(
+    window: &RollingWindow,
+    at: DateTime<Utc>,
+    value: f64,
+    falling: bool,
+    within: Duration,
+) -> Option<(DateTime<Utc>, f64)> {
+    let (since, extreme) = window.extreme(at - within, at, falling)?;
+    Some((since, if falling { extreme - value } else { value - extreme }))
+}
+
+/// The condition a physiological rule sees in the window, if it holds now.
+fn starts(rule: &Rule, window: &RollingWindow, stream: &Stream, version: &str) -> Option<Firing> {
+    let (at, value) = window.latest()?;
+    let (metric, since) = match &rule.condition {
+        Condition::Threshold { metric, threshold, below, sustain, .. } => {
+            let since = window.breach_start(|v| if *below { v < *threshold } else { v > *threshold })?;
+            (at - since >= *sustain).then_some((*metric, since))?
+        }
+        Condition::Rate { metric, by, falling, within, .. } => {
+            let (since, c) = change(window, at, value, *falling, *within)?;
+            (c >= *by).then_some((*metric, since))?
+        }
+        _ => return None,
+    };
+    let parts: [&[u8]; 5] =
+        [&stream.0.to_be_bytes(), stream.1.as_bytes(), rule.id.as_bytes(), version.as_bytes(), &stream.2.to_be_bytes()];
+    Some(Firing {
+        key: condition_key(&parts, since),
+        kind: AlarmKind::Physiological,
+        rule_id: rule.id.clone(),
+        rule_version: version.to_string(),
+        description: rule.description.clone(),
+        priority: rule.priority,
+        alarm: rule.alarm,
+        event: rule.event,
+        escalate_after: rule.escalate_after,
+        patient_id: Some(stream.0),
+        device_id: stream.1.clone(),
+        metric: Some(metric),
+        value: Some(value),
+        since,
+        at,
+    })
+}
+
+fn technical(
+    rule: &Rule,
+    version: &str,
+    device: &str,
+    patient_id: Option<i64>,
+    since: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Firing {
+    let parts: [&[u8]; 3] = [device.as_bytes(), rule.id.as_bytes(), version.as_bytes()];
+    Firing {
+        key: condition_key(&parts, since),
+        kind: AlarmKind::Technical,
+        rule_id: rule.id.clone(),
+        rule_version: version.to_string(),
+        description: rule.description.clone(),
+        priority: rule.priority,
+        alarm: true,
+        event: false,
+        escalate_after: rule.escalate_after,
+        patient_id,
+        device_id: device.to_string(),
+        metric: None,
+        value: None,
+        since,
+        at,
+    }
+}
+
+#[cfg(test)]
+mod tests;

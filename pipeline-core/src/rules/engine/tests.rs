@@ -1,0 +1,202 @@
+use std::path::Path;
+
+use super::*;
+use crate::rules::Priority;
+
+fn rules() -> RuleSet {
+    RuleSet::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/rules/adult-vitals.toml"))).unwrap()
+}
+
+fn spo2(value: f64, at: DateTime<Utc>) -> Observed {
+    Observed {
+        patient_id: 1,
+        device_id: "OX-1".into(),
+        metric: metric_by_code(150456).unwrap(),
+        value,
+        observed_at: at,
+    }
+}
+
+fn started(d: &[Decision]) -> Vec<&Firing> {
+    d.iter()
+        .filter_map(|d| match d {
+            Decision::Started(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn started_by<'a>(d: &'a [Decision], rule: &str) -> Vec<&'a Firing> {
+    started(d).into_iter().filter(|f| f.rule_id == rule).collect()
+}
+
+fn paired(device: &str, profile: &str) -> Option<HashMap<String, Paired>> {
+    Some(HashMap::from([(device.to_string(), Paired { patient_id: 1, profile_id: Some(profile.into()) })]))
+}
+
+#[test]
+fn the_default_rules_load_with_every_kind() {
+    let set = rules();
+    let has = |id: &str| set.rules.iter().find(|r| r.id == id).unwrap();
+    assert!(has("spo2-low").priority == Priority::High && has("spo2-low").alarm && has("spo2-low").event);
+    assert!(matches!(has("spo2-falling").condition, Condition::Rate { falling: true, .. }));
+    assert_eq!(has("device-offline").kind(), AlarmKind::Technical);
+    assert!(matches!(has("device-unpaired").condition, Condition::Unpaired { .. }));
+    assert_eq!(set.summaries[0].every, Duration::minutes(15));
+}
+
+#[test]
+fn a_rule_file_with_mistakes_reports_each() {
+    let dir = std::env::temp_dir().join(format!("vigil-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"version = "x"
+late_after_secs = 60
+[[rule]]
+kind = "rate"
+id = "r"
+description = "d"
+metric = "MDC_NOPE"
+rises_by = 2.0
+within_secs = 10
+clear_at = 5.0
+priority = "low"
+emit = ["alarm"]
+[[summary]]
+id = "s"
+description = "d"
+metrics = ["MDC_RESP_RATE"]
+every_secs = 10
+"#,
+    )
+    .unwrap();
+    let err = RuleSet::load(&file).unwrap_err();
+    assert_eq!(err.problems.len(), 3, "{:?}", err.problems);
+    assert!(err.problems.iter().any(|p| p.contains("unknown metric \"MDC_NOPE\"")));
+    assert!(err.problems.iter().any(|p| p.contains("above clear_at")));
+    assert!(err.problems.iter().any(|p| p.contains("every_secs")));
+}
+
+#[test]
+fn a_sustained_desaturation_raises_once_and_clears_past_the_hysteresis() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now() - Duration::seconds(120);
+    let mut decisions = Vec::new();
+    // 100 readings below 90 % over 99 s: one condition.
+    for i in 0..100 {
+        decisions.extend(engine.observe(&spo2(86.0, t0 + Duration::seconds(i)), Utc::now()));
+    }
+    let low = started_by(&decisions, "spo2-low");
+    assert_eq!(low.len(), 1, "{decisions:?}");
+    let f = low[0].clone();
+    assert_eq!((f.since, f.at, f.kind), (t0, t0 + Duration::seconds(60), AlarmKind::Physiological));
+    // 91 % is above the threshold but below the hysteresis: still active, nothing new.
+    assert!(started(&engine.observe(&spo2(91.0, t0 + Duration::seconds(100)), Utc::now())).is_empty());
+    let cleared = engine.observe(&spo2(93.0, t0 + Duration::seconds(101)), Utc::now());
+    assert!(cleared.contains(&Decision::Cleared(f.key)), "{cleared:?}");
+}
+
+#[test]
+fn a_short_dip_or_late_data_raises_nothing() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now() - Duration::seconds(100);
+    for i in 0..30 {
+        assert!(started_by(&engine.observe(&spo2(85.0, t0 + Duration::seconds(i)), Utc::now()), "spo2-low").is_empty());
+    }
+    assert!(engine.observe(&spo2(97.0, t0 + Duration::seconds(30)), Utc::now()).iter().all(|d| !matches!(
+        d,
+        Decision::Started(f) if f.rule_id == "spo2-low"
+    )));
+    let hour_ago = Utc::now() - Duration::hours(1);
+    let mut late = Engine::new(rules());
+    for i in 0..120 {
+        assert!(late.observe(&spo2(80.0, hour_ago + Duration::seconds(i)), Utc::now()).is_empty());
+    }
+}
+
+#[test]
+fn out_of_order_readings_are_placed_by_observed_time() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now() - Duration::seconds(100);
+    let mut decisions = engine.observe(&spo2(86.0, t0 + Duration::seconds(61)), Utc::now());
+    decisions.extend(engine.observe(&spo2(86.0, t0), Utc::now()));
+    assert_eq!(started_by(&decisions, "spo2-low").len(), 1, "the earlier reading completes the 60 s breach");
+    let mut other = Engine::new(rules());
+    let mut d = other.observe(&spo2(86.0, t0), Utc::now());
+    d.extend(other.observe(&spo2(97.0, t0 + Duration::seconds(30)), Utc::now()));
+    d.extend(other.observe(&spo2(86.0, t0 + Duration::seconds(61)), Utc::now()));
+    assert!(started_by(&d, "spo2-low").is_empty(), "a normal reading inside the span breaks the breach");
+}
+
+#[test]
+fn a_fast_fall_raises_the_rate_rule_once_and_it_clears_when_the_trend_flattens() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now() - Duration::seconds(200);
+    let mut d = Vec::new();
+    // 98 → 91 over 35 s: a fall of 7 within 60 s, without ever going below 90.
+    for (i, v) in [98.0, 97.0, 96.0, 95.0, 94.0, 93.0, 92.0, 91.0].into_iter().enumerate() {
+        d.extend(engine.observe(&spo2(v, t0 + Duration::seconds(5 * i as i64)), Utc::now()));
+    }
+    let fall = started_by(&d, "spo2-falling");
+    assert_eq!(fall.len(), 1, "{d:?}");
+    assert_eq!((fall[0].since, fall[0].value), (t0, Some(92.0)), "measured from the peak, when the fall reached 6");
+    assert!(started_by(&d, "spo2-low").is_empty());
+    // Steady at 91 % for 60 s more: the change over the last 60 s is 0, under clear_at.
+    let mut later = Vec::new();
+    for i in 1..=13 {
+        later.extend(engine.observe(&spo2(91.0, t0 + Duration::seconds(35 + 5 * i)), Utc::now()));
+    }
+    assert!(later.contains(&Decision::Cleared(fall[0].key)), "{later:?}");
+}
+
+#[test]
+fn a_paired_device_gone_quiet_raises_one_technical_alarm_that_clears_when_it_returns() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now();
+    assert!(engine.tick(t0, paired("OX-1", "acme-ox100")).is_empty());
+    assert!(engine.tick(t0 + Duration::seconds(59), None).is_empty());
+    let d = engine.tick(t0 + Duration::seconds(61), None);
+    let offline = started_by(&d, "device-offline");
+    assert_eq!(offline.len(), 1, "{d:?}");
+    assert_eq!((offline[0].kind, offline[0].patient_id, offline[0].alarm), (AlarmKind::Technical, Some(1), true));
+    assert!(engine.tick(t0 + Duration::seconds(90), None).is_empty(), "latched: raised once");
+    let back = engine.observe(&spo2(97.0, t0 + Duration::seconds(91)), t0 + Duration::seconds(91));
+    assert!(back.contains(&Decision::Cleared(offline[0].key)));
+    // A wearable (not a continuous monitor) is not watched.
+    let mut wearable = Engine::new(rules());
+    wearable.tick(t0, paired("00-1B", "vitaband-2"));
+    assert!(wearable.tick(t0 + Duration::seconds(600), None).is_empty());
+}
+
+#[test]
+fn an_unpaired_device_raises_once_and_clears_when_paired() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now();
+    let d = engine.unpaired_data("MX-9", t0);
+    assert_eq!(started_by(&d, "device-unpaired").len(), 1);
+    assert!(engine.unpaired_data("MX-9", t0 + Duration::seconds(1)).is_empty());
+    let key = started(&d)[0].key;
+    let cleared = engine.tick(t0 + Duration::seconds(2), paired("MX-9", "medi-mx700"));
+    assert_eq!(cleared, vec![Decision::Cleared(key)]);
+}
+
+#[test]
+fn a_charting_period_gives_one_median_observation_once_it_is_late_enough() {
+    let mut engine = Engine::new(rules());
+    let start = (Utc::now() - Duration::minutes(20)).duration_trunc(Duration::minutes(15)).unwrap();
+    let now = start + Duration::minutes(15) + Duration::seconds(299);
+    for (i, v) in [96.0, 94.0, 99.0, 95.0, 97.0].into_iter().enumerate() {
+        let at = start + Duration::minutes(3 * i as i64);
+        engine.observe(&spo2(v, at), at + Duration::seconds(1));
+    }
+    assert!(engine.tick(now, None).is_empty(), "not until late_after past the period's end");
+    let d = engine.tick(now + Duration::seconds(1), None);
+    let [Decision::Summary(event)] = d.as_slice() else { panic!("{d:?}") };
+    let Observation::Vital { value, effective, metric, .. } = event.observations()[0].clone() else { panic!() };
+    assert_eq!((value, metric.mdc_code), (96.0, 150456));
+    assert_eq!(effective, Effective::Period { start, end: start + Duration::minutes(15) });
+    assert!(event.origin.starts_with("summary:charting-15min@"));
+    assert!(engine.tick(now + Duration::seconds(2), None).is_empty(), "each period once");
+}
