@@ -1,0 +1,86 @@
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+
+// Stand-ins for Tauri's IPC: `invoke` is scripted per test; Channel only keeps its handler.
+const invoke = vi.fn();
+vi.mock('@tauri-apps/api/core', () => ({
+  invoke: (...args: unknown[]) => invoke(...args),
+  Channel: class<T> { onmessage: (v: T) => void = () => undefined; },
+}));
+const listen = vi.fn();
+vi.mock('@tauri-apps/api/event', () => ({ listen: (...args: unknown[]) => listen(...args) }));
+
+const { TauriBackend } = await import('./tauri');
+const { BackendError } = await import('./errors');
+
+describe('tauri backend', () => {
+  beforeEach(() => { invoke.mockReset(); listen.mockReset(); });
+
+  it('wraps a {code, message} rejection into a BackendError', async () => {
+    invoke.mockRejectedValue({ code: 'patient_not_found', message: 'No patient MRN-1 at the EHR.' });
+    const err = await new TauriBackend().lookupPatient('sys', 'MRN-1').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err).toMatchObject({ code: 'patient_not_found', message: 'No patient MRN-1 at the EHR.' });
+  });
+
+  it('wraps a plain string rejection as code "internal"', async () => {
+    invoke.mockRejectedValue('command board not found');
+    await expect(new TauriBackend().board()).rejects.toMatchObject({ code: 'internal', message: 'command board not found' });
+  });
+
+  it('passes camelCase argument keys to the commands', async () => {
+    invoke.mockResolvedValue(undefined);
+    const b = new TauriBackend();
+    await b.ackAlarm(4, 'Op', 'why');
+    await b.chart('OX-1', 150456, 60);
+    await b.pairDevice('OX-1', 'sys', 'MRN-1', null, '2026-11-25T08:00:00.000Z', 'Op');
+    await b.outbox(null);
+    expect(invoke.mock.calls).toEqual([
+      ['ack_alarm', { id: 4, operator: 'Op', reason: 'why' }],
+      ['chart', { deviceId: 'OX-1', mdcCode: 150456, minutes: 60 }],
+      ['pair_device', { deviceId: 'OX-1', system: 'sys', value: 'MRN-1', from: null, until: '2026-11-25T08:00:00.000Z', operator: 'Op' }],
+      ['outbox', { status: null }],
+    ]);
+  });
+
+  it('streams live values over a channel until unsubscribed', async () => {
+    invoke.mockResolvedValue(undefined);
+    const got: unknown[] = [];
+    const unsubscribe = await new TauriBackend().subscribeLive((v) => got.push(v));
+    const [cmd, args] = invoke.mock.calls[0] as [string, { onValues: { onmessage(v: unknown): void } }];
+    expect(cmd).toBe('subscribe_live');
+    args.onValues.onmessage([{ device_id: 'OX-1' }]);
+    unsubscribe();
+    args.onValues.onmessage([{ device_id: 'late' }]);
+    expect(got).toEqual([[{ device_id: 'OX-1' }]]);
+    expect(invoke).toHaveBeenLastCalledWith('unsubscribe_live', undefined);
+  });
+
+  it('listens to the status event and hands over its payload', async () => {
+    const unlisten = vi.fn();
+    listen.mockImplementation(async (_name: string, handler: (e: { payload: unknown }) => void) => {
+      handler({ payload: { at: 'now' } });
+      return unlisten;
+    });
+    const got: unknown[] = [];
+    const stop = await new TauriBackend().onStatus((b) => got.push(b));
+    expect(listen.mock.calls[0]![0]).toBe('status');
+    expect(got).toEqual([{ at: 'now' }]);
+    stop();
+    expect(unlisten).toHaveBeenCalled();
+  });
+
+  it('waits for a pending unsubscribe before subscribing again', async () => {
+    let finishUnsubscribe = () => {};
+    invoke.mockImplementation(async (cmd: string) => {
+      if (cmd === 'unsubscribe_live') await new Promise<void>((r) => { finishUnsubscribe = r; });
+    });
+    const b = new TauriBackend();
+    (await b.subscribeLive(() => undefined))();
+    const again = b.subscribeLive(() => undefined);
+    await Promise.resolve();
+    expect(invoke.mock.calls.map((c) => c[0])).toEqual(['subscribe_live', 'unsubscribe_live']);
+    finishUnsubscribe();
+    await again;
+    expect(invoke.mock.calls.map((c) => c[0])).toEqual(['subscribe_live', 'unsubscribe_live', 'subscribe_live']);
+  });
+});

@@ -1,0 +1,120 @@
+// Devices and pairing: the registry, audited unpairing, registration, pairing with a verified patient
+// and consent per flow.
+import { useState } from 'preact/hooks';
+import type { Device } from '../backend';
+import { useBackend, useSession } from '../context';
+import { useAction, useLoad } from '../components/hooks';
+import { timeText } from '../components/format';
+import { ConsentForm, PairForm } from '../components/PairingForms';
+
+export function DevicesView() {
+  const { data: devices, reload } = useLoad((b) => b.devices(), []);
+  const { data: profiles } = useLoad((b) => b.profiles(), []);
+  return (
+    <section>
+      <h1>Devices &amp; pairing</h1>
+      <DeviceTable devices={devices} onChanged={reload} />
+      <div class="forms-grid">
+        <PairForm devices={devices ?? []} onPaired={reload} />
+        <RegisterForm profiles={profiles ?? []} onRegistered={reload} />
+        <ConsentForm />
+      </div>
+    </section>
+  );
+}
+
+function DeviceTable({ devices, onChanged }: { devices: Device[] | undefined; onChanged(): Promise<void> }) {
+  const backend = useBackend();
+  const { operator } = useSession();
+  const { busy, run } = useAction();
+  const [confirming, setConfirming] = useState<string | null>(null);
+  const [result, setResult] = useState('');
+
+  const unpair = async (d: Device) => {
+    if (await run(() => backend.unpairDevice(d.device_id, operator))) {
+      setResult(`✓ ${d.device_id} unpaired from ${d.patient_label}. Its readings now go to quarantine until it is paired again.`);
+      setConfirming(null);
+      await onChanged();
+    }
+  };
+
+  return (
+    <div class="panel">
+      <h2>Registered devices</h2>
+      {result && <p class="result" role="status" data-testid="devices-result">{result}</p>}
+      <table class="dense">
+        <thead><tr><th>Device</th><th>Label</th><th>Profile</th><th>Patient</th><th>Paired since</th><th><span class="sr-only">Actions</span></th></tr></thead>
+        <tbody>
+          {(devices ?? []).map((d) => {
+            const paired = d.pairing_id !== null;
+            return [
+              <tr key={d.device_id} data-testid="device-row" data-device={d.device_id} data-paired={String(paired)}>
+                <td>{d.device_id}</td>
+                <td>{d.label ?? '—'}</td>
+                <td>{d.profile_id ?? '—'}</td>
+                <td>{paired ? d.patient_label : <span class="badge unpaired">○ Not paired</span>}</td>
+                <td>{timeText(d.paired_since)}</td>
+                <td class="cell-actions">
+                  {paired && <button type="button" data-testid="device-unpair" onClick={() => setConfirming(d.device_id)}>Unpair</button>}
+                </td>
+              </tr>,
+              confirming === d.device_id && (
+                <tr key={`${d.device_id}-confirm`} class="form-row">
+                  <td colSpan={6}>
+                    <div class="inline-form">
+                      <span>Unpair <strong>{d.device_id}</strong> from <strong>{d.patient_label}</strong>? Its readings will be quarantined until it is paired again.</span>
+                      <button type="button" class="danger" data-testid="device-unpair-confirm" disabled={busy} onClick={() => unpair(d)}>Confirm unpair</button>
+                      <button type="button" onClick={() => setConfirming(null)}>Cancel</button>
+                    </div>
+                  </td>
+                </tr>
+              ),
+            ];
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function RegisterForm({ profiles, onRegistered }: { profiles: string[]; onRegistered(): Promise<void> }) {
+  const backend = useBackend();
+  const { operator } = useSession();
+  const { busy, run } = useAction();
+  const [id, setId] = useState('');
+  const [profile, setProfile] = useState('');
+  const [label, setLabel] = useState('');
+  const [result, setResult] = useState('');
+  const chosen = profile || profiles[0] || '';
+  const ok = id.trim() !== '' && chosen !== '';
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (!ok) return;
+    const deviceId = id.trim();
+    if (await run(() => backend.registerDevice(deviceId, chosen, label.trim(), operator))) {
+      setResult(`✓ ${deviceId} registered with profile ${chosen}. Pair it before its readings count.`);
+      setId('');
+      setLabel('');
+      await onRegistered();
+    }
+  };
+
+  return (
+    <form class="panel form" onSubmit={submit} aria-labelledby="register-title">
+      <h2 id="register-title">Register a device</h2>
+      <label>Device id (serial) <input data-testid="register-id" value={id} onInput={(e) => setId(e.currentTarget.value)} /></label>
+      <label>
+        Profile
+        <select data-testid="register-profile" value={chosen} onChange={(e) => setProfile(e.currentTarget.value)}>
+          {profiles.map((p) => <option key={p} value={p}>{p}</option>)}
+        </select>
+      </label>
+      <label>Label <span class="hint">(optional, e.g. "Bed 4 monitor")</span>
+        <input data-testid="register-label" value={label} onInput={(e) => setLabel(e.currentTarget.value)} />
+      </label>
+      <button type="submit" class="primary" data-testid="register-submit" disabled={!ok || busy}>Register</button>
+      {result && <p class="result" role="status" data-testid="register-result">{result}</p>}
+    </form>
+  );
+}

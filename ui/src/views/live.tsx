@@ -1,0 +1,99 @@
+// Live streams: latest value per (device, metric), grouped by patient then device, with a trend chart
+// for the selected series. Values arrive on the live channel; ages keep counting locally between messages.
+import { useEffect, useState } from 'preact/hooks';
+import type { LiveValue } from '../backend';
+import { useBackend, useSession } from '../context';
+import { useNow } from '../components/hooks';
+import { ageText, unitText, valueText } from '../components/format';
+import { TrendChart } from '../components/TrendChart';
+
+interface Row { v: LiveValue; receivedAt: number }
+interface Series { device: string; mdc: number; title: string }
+
+const seriesKey = (v: { device_id: string; mdc_code: number }) => `${v.device_id}|${v.mdc_code}`;
+const UNPAIRED = 'Unpaired';
+
+export function LiveView() {
+  const backend = useBackend();
+  const { reportError } = useSession();
+  const [rows, setRows] = useState<Map<string, Row>>(new Map());
+  const [selected, setSelected] = useState<Series | null>(null);
+  const now = useNow(1000);
+
+  useEffect(() => {
+    let gone = false;
+    let unsubscribe: (() => void) | undefined;
+    // Merge by series; an older observation (e.g. the initial query answering late) never replaces a newer one.
+    const merge = (values: LiveValue[]) => {
+      if (gone) return;
+      const receivedAt = Date.now();
+      setRows((prev) => {
+        const next = new Map(prev);
+        for (const v of values) {
+          const old = next.get(seriesKey(v));
+          if (!old || Date.parse(v.observed_at) >= Date.parse(old.v.observed_at)) next.set(seriesKey(v), { v, receivedAt });
+        }
+        return next;
+      });
+    };
+    backend.liveValues().then(merge, reportError);
+    backend.subscribeLive(merge).then((u) => { if (gone) u(); else unsubscribe = u; }, reportError);
+    return () => { gone = true; unsubscribe?.(); };
+  }, [backend, reportError]);
+
+  const groups = group([...rows.values()]);
+  const select = (v: LiveValue) =>
+    setSelected({ device: v.device_id, mdc: v.mdc_code, title: `${v.metric}, ${v.device_label ?? v.device_id}` });
+
+  return (
+    <section>
+      <h1>Live streams</h1>
+      <div class="live-layout">
+        <table class="dense live">
+          <thead><tr><th>Metric</th><th class="num">Value</th><th>Unit</th><th>Age</th><th>State</th></tr></thead>
+          {groups.length === 0 && <tbody><tr><td colSpan={5} class="muted">No live values yet.</td></tr></tbody>}
+          {groups.map(([patient, devices]) => (
+            <tbody key={patient}>
+              <tr class="group"><th colSpan={5} scope="rowgroup">{patient}</th></tr>
+              {devices.map(([device, list]) => [
+                <tr key={device} class="subgroup"><th colSpan={5}>{list[0]!.v.device_label ?? device} <span class="muted">{device}</span></th></tr>,
+                ...list.map(({ v, receivedAt }) => {
+                  const isSel = selected?.device === v.device_id && selected.mdc === v.mdc_code;
+                  const age = v.age_secs + (now - receivedAt) / 1000;
+                  return (
+                    <tr key={seriesKey(v)} data-testid="live-row" data-device={v.device_id} data-mdc={v.mdc_code}
+                      data-stale={String(v.stale)} class={`selectable${v.stale ? ' stale' : ''}${isSel ? ' selected' : ''}`}
+                      tabIndex={0} aria-selected={isSel} onClick={() => select(v)}
+                      onKeyDown={(e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(v); } }}>
+                      <td>{v.metric}</td>
+                      <td class="num value" data-testid="live-value">{valueText(v.value)}</td>
+                      <td title={`UCUM ${v.unit}`}>{unitText(v.unit)}</td>
+                      <td data-testid="live-age">{ageText(age)}</td>
+                      <td>{v.stale ? <span class="badge stale-badge">◌ STALE</span> : <span class="muted">current</span>}</td>
+                    </tr>
+                  );
+                }),
+              ])}
+            </tbody>
+          ))}
+        </table>
+        {selected && <TrendChart key={`${selected.device}|${selected.mdc}`} {...selected} onClose={() => setSelected(null)} />}
+      </div>
+    </section>
+  );
+}
+
+/** [patient label, [device id, rows sorted by metric][]][], patients by label with "Unpaired" last. */
+function group(rows: Row[]): [string, [string, Row[]][]][] {
+  const byPatient = new Map<string, Map<string, Row[]>>();
+  for (const r of rows) {
+    const p = r.v.patient_label ?? (r.v.patient_id === null ? UNPAIRED : `Patient ${r.v.patient_id}`);
+    const devices = byPatient.get(p) ?? new Map<string, Row[]>();
+    byPatient.set(p, devices);
+    devices.set(r.v.device_id, [...(devices.get(r.v.device_id) ?? []), r]);
+  }
+  const order = (a: string, b: string) => (a === UNPAIRED ? 1 : b === UNPAIRED ? -1 : a.localeCompare(b));
+  return [...byPatient.entries()].sort(([a], [b]) => order(a, b)).map(([p, devices]) => [p,
+    [...devices.entries()].sort(([a], [b]) => a.localeCompare(b))
+      .map(([d, list]) => [d, list.sort((x, y) => x.v.metric.localeCompare(y.v.metric))] as [string, Row[]])]);
+}
