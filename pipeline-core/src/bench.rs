@@ -212,7 +212,7 @@ pub async fn alarm_latency(
     let rules = dir.join("rules.toml");
     std::fs::write(
         &rules,
-        "version = \"bench\"\nlate_after_secs = 300\n[[rule]]\nid = \"spo2-low\"\ndescription = \"bench\"\n\
+        "version = \"bench\"\nlate_after_secs = 300\n[[rule]]\nkind = \"threshold\"\nid = \"spo2-low\"\ndescription = \"bench\"\n\
          metric = \"MDC_PULS_OXIM_SAT_O2\"\nbelow = 90.0\nclear_at = 92.0\nfor_secs = 0\npriority = \"high\"\n\
          emit = [\"alarm\", \"event\"]\n",
     )?;

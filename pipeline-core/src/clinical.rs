@@ -199,8 +199,8 @@ pub async fn pair_verified(
     actor: &str,
 ) -> Result<(i64, i64), ProvisionError> {
     match ehr.find_patient(&id.system, &id.value).await.map_err(ProvisionError::Unreachable)? {
-        PatientLookup::One(fhir_id) => {
-            let key = store.verify_patient(id, "ehr", Some(&fhir_id)).await?;
+        PatientLookup::One(found) => {
+            let key = store.verify_patient(id, "ehr", Some(&found.id)).await?;
             let pairing = store.pair(device_id, key, from, actor).await?;
             Ok((pairing, key))
         }

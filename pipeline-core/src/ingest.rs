@@ -5,6 +5,7 @@
 //! The queue in front of the writer is bounded; when it is full, `submit` waits, so sources stop
 //! reading from their peers (pushback) instead of dropping.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,6 +104,7 @@ pub fn spawn(
     config: &IngestConfig,
     heartbeat: Heartbeat,
     rules: Option<mpsc::Sender<RuleInput>>,
+    latest: LatestValues,
 ) -> (IngestHandle, IngestTally, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let tally = IngestTally::default();
@@ -117,6 +119,7 @@ pub fn spawn(
         attention: Attention::default(),
         heartbeat,
         rules,
+        latest,
     };
     (IngestHandle { tx }, tally, tokio::spawn(writer.run(rx)))
 }
@@ -133,7 +136,26 @@ struct Writer {
     heartbeat: Heartbeat,
     /// Where stored readings go next, if rules run.
     rules: Option<mpsc::Sender<RuleInput>>,
+    /// The newest value of each stream, for the console.
+    latest: LatestValues,
 }
+
+/// The newest stored value of one (device, metric), for the console's live view.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latest {
+    /// The patient's store key.
+    pub patient_id: i64,
+    /// The value in `unit`.
+    pub value: f64,
+    /// The canonical UCUM unit.
+    pub unit: &'static str,
+    /// When it was measured.
+    pub observed_at: DateTime<Utc>,
+}
+
+/// The newest value of each (device id, MDC code), kept in memory by the writer after each commit:
+/// the live view reads it without touching the store.
+pub type LatestValues = Arc<Mutex<HashMap<(String, u32), Latest>>>;
 
 /// How often the writer beats for the store (`store` on the board).
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -181,6 +203,7 @@ impl Writer {
             match self.store.write_batch(&processed).await {
                 Ok(tally) => {
                     self.heartbeat.beat(HealthState::Up, "storing");
+                    self.remember_latest(&processed);
                     self.attention.record(&tally);
                     self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(&tally);
                     for s in batch {
@@ -190,6 +213,28 @@ impl Writer {
                     return;
                 }
                 Err(e) => backoff.wait(&self.heartbeat, &e).await,
+            }
+        }
+    }
+
+    /// Keeps the newest accepted value of each stream (held and quarantined ones are not shown).
+    fn remember_latest(&self, processed: &[ProcessedPayload]) {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        for p in processed {
+            let PayloadOutcome::Readings(ds) = &p.outcome else { continue };
+            for d in ds {
+                let Disposition::Accepted { reading, patient_id, .. } = d else { continue };
+                let key = (reading.device_id.clone(), reading.metric.mdc_code);
+                if latest.get(&key).is_some_and(|l| l.observed_at >= reading.observed_at) {
+                    continue;
+                }
+                let value = Latest {
+                    patient_id: *patient_id,
+                    value: reading.value,
+                    unit: reading.metric.unit,
+                    observed_at: reading.observed_at,
+                };
+                latest.insert(key, value);
             }
         }
     }

@@ -14,13 +14,18 @@
 //! - [`outbox`]: durable, ordered, exactly-once delivery with backoff and a circuit breaker.
 //! - [`sinks`]: EHR adapters (FHIR REST with SMART Backend Services) and the sandbox.
 //! - [`pipeline`]: the facade the binary and the console drive.
+//! - [`api`]: the console's facade over a running pipeline: board, live values, charts, alarms,
+//!   quarantine, pairing, outbox and settings, as operator actions with `{code, message}` errors.
+//! - [`demo`]: the demo site (embedded broker, SQLite, sandbox EHR, simulated ward).
 //! - [`simulate`]: realistic simulated devices for the demo, tests and benchmarks.
 //! - [`bench`]: `vigil bench`, end-to-end ingest throughput.
 
 pub mod alerts;
+pub mod api;
 pub mod bench;
 pub mod clinical;
 pub mod config;
+pub mod demo;
 pub mod fhir;
 pub mod health;
 pub mod identify;

@@ -70,10 +70,21 @@ pub async fn run(
 ) {
     let mut breaker = Breaker::default();
     let mut health = (HealthState::Up, "idle".to_string());
+    let mut last_probe: Option<tokio::time::Instant> = None;
     loop {
         let pause = match round(store.as_ref(), sink.as_ref(), &settings).await {
-            // Nothing due: the EHR's state is what the last delivery showed.
-            Ok(Round::Idle) => Some(Duration::from_millis(200)),
+            // Nothing due: ask the EHR now and then whether it answers, so an outage shows on the
+            // board before an event waits on it.
+            Ok(Round::Idle) => {
+                if last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY) {
+                    last_probe = Some(tokio::time::Instant::now());
+                    health = match sink.probe().await {
+                        Ok(_) => (HealthState::Up, "idle; the EHR answers".into()),
+                        Err(e) => (HealthState::Down, format!("EHR unreachable: {e}")),
+                    };
+                }
+                Some(Duration::from_millis(200))
+            }
             Ok(Round::Sent { all_failed: false }) => {
                 breaker.record(false, &settings);
                 health = (HealthState::Up, "delivering".into());
@@ -121,6 +132,9 @@ pub async fn run(
         }
     }
 }
+
+/// How often an idle outbox checks that the EHR answers.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the outbox beats.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);

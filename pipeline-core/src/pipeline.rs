@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{BrokerMode, Config};
-use crate::health::endpoint::StatusSources;
+use crate::health::endpoint::{Status, StatusSources};
 use crate::health::supervisor::{self, Supervisor};
 use crate::health::{Drills, HealthRegistry};
 use crate::identify::Policy;
-use crate::ingest::{self, IngestHandle, IngestTally};
+use crate::ingest::{self, IngestHandle, IngestTally, Latest, LatestValues};
 use crate::normalise::{ProfileError, ProfileSet};
 use crate::outbox::{self, OutboxSettings};
 use crate::rules::{Engine, RuleSet};
@@ -59,8 +59,12 @@ pub enum StartError {
 /// A running pipeline.
 pub struct Handle {
     store: Arc<dyn Store>,
+    profiles: Arc<ProfileSet>,
+    policy: Policy,
     ingest: IngestHandle,
     tally: IngestTally,
+    latest: LatestValues,
+    status: Arc<StatusSources>,
     writer: JoinHandle<()>,
     rules_task: Option<JoinHandle<()>>,
     sources: Vec<watch::Receiver<SourceStatus>>,
@@ -92,6 +96,7 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
             )
         }
     };
+    let latest = LatestValues::default();
     let (ingest, tally, writer) = ingest::spawn(
         store.clone(),
         profiles.clone(),
@@ -99,6 +104,7 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         &config.ingest,
         health.register("store", ingest::HEARTBEAT),
         rules_tx,
+        latest.clone(),
     );
     let tasks = TaskTracker::new();
     let mut sources = Vec::new();
@@ -143,16 +149,32 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         .await
         .map_err(|source| StartError::Bind { addr: config.status.listen.clone(), source })?;
     let status_addr = status_listener.local_addr().ok();
-    let status_sources = StatusSources {
+    let status = Arc::new(StatusSources {
         health,
         store: store.clone(),
         ingest: ingest.clone(),
         tally: tally.clone(),
         drills: config.status.drills.then_some(drills),
-    };
-    tasks.spawn(crate::health::endpoint::serve(status_listener, status_sources, shutdown.clone()));
+        rates: Default::default(),
+    });
+    tasks.spawn(crate::health::endpoint::serve(status_listener, status.clone(), shutdown.clone()));
     tasks.close();
-    Ok(Handle { store, ingest, tally, writer, rules_task, sources, mqtt_listen_addr, status_addr, shutdown, tasks })
+    Ok(Handle {
+        store,
+        profiles,
+        policy,
+        ingest,
+        tally,
+        latest,
+        status,
+        writer,
+        rules_task,
+        sources,
+        mqtt_listen_addr,
+        status_addr,
+        shutdown,
+        tasks,
+    })
 }
 
 /// Enforces raw retention on a timer.
@@ -176,6 +198,26 @@ impl Handle {
     /// The store, for queries and registry commands.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The device profiles in use.
+    pub fn profiles(&self) -> &Arc<ProfileSet> {
+        &self.profiles
+    }
+
+    /// The identification policy in use.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The newest value of each stream.
+    pub fn latest(&self) -> Vec<((String, u32), Latest)> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// The board: components, modes, queues, totals and rates.
+    pub async fn board(&self) -> Status {
+        crate::health::endpoint::status(&self.status).await
     }
 
     /// Where the embedded MQTT endpoint listens, if it runs.
@@ -207,6 +249,8 @@ impl Handle {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.wait().await;
+        // The board holds a sender too: every sender must go for the writer to drain and stop.
+        drop(self.status);
         drop(self.ingest);
         let _ = self.writer.await;
         // The writer dropped the rules' sender: they finish what was stored, then stop.

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use pipeline_core::clinical;
 use pipeline_core::config::{BrokerAddress, Config, EhrKind};
+use pipeline_core::demo::{self, DemoFiles};
 use pipeline_core::identify::{Flow, seed};
 use pipeline_core::model::Validity;
 use pipeline_core::model::event::{ClinicalEvent, Effective, EventContent, Observation};
@@ -748,29 +749,16 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let mut config = Config::default();
-    config.store.url = format!("sqlite://{}", args.data_dir.join("vigil.db").display());
-    config.profiles.dir = args.profiles.clone();
-    // A broker already on the port (a system Mosquitto, say) must not stop the demo.
-    config.broker.listen = match std::net::TcpListener::bind(&args.listen) {
-        Ok(_) => args.listen.clone(),
-        Err(e) => {
-            eprintln!("vigil demo: {} is taken ({e}); using a free port instead", args.listen);
-            "127.0.0.1:0".into()
-        }
-    };
-    config.identity.organisation = "demo-clinic".into();
-    config.rules.file = Some(args.rules.clone());
-    if std::net::TcpListener::bind(&config.status.listen).is_err() {
-        config.status.listen = "127.0.0.1:0".into();
-    }
+    let files =
+        DemoFiles { profiles: args.profiles.clone(), registry: args.registry.clone(), rules: args.rules.clone() };
+    let config = demo::config(&args.data_dir, &files, &args.listen, demo::DEFAULT_STATUS_LISTEN);
     let problems = config.validate();
     if !problems.is_empty() {
         bail!("demo settings: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
     }
     let handle = pipeline::start(&config).await?;
     let store = handle.store().clone();
-    let (patients, devices) = seed::import(store.as_ref(), &args.registry, "demo").await?;
+    let (patients, devices) = demo::seed(store.as_ref(), &files).await?;
     let addr = handle.mqtt_listen_addr().context("the embedded endpoint did not start")?;
     println!("Vigil demo: embedded MQTT endpoint on {addr}, store {}", config.store.url);
     if let Some(status) = handle.status_addr() {
@@ -779,8 +767,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("Registry: {patients} patients, {devices} devices (one unpaired, one without consent). Ctrl-C to stop.");
 
     let stop = CancellationToken::new();
-    let sim = SimOptions { devices: 2, rate_hz: 1.0, episode_rate: 1.0 / 120.0, ..SimOptions::default() };
-    let publisher = tokio::spawn(simulate::publish(sim, "127.0.0.1", addr.port(), stop.clone()));
+    let publisher = demo::simulate(addr, stop.clone());
     let deadline = args.seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let signal = shutdown_signal();

@@ -30,11 +30,52 @@ pub struct StatusSources {
     pub tally: IngestTally,
     /// Failure drills, when `[status] drills` allows them.
     pub drills: Option<Drills>,
+    /// The last sample the rates were measured from.
+    pub rates: std::sync::Mutex<RateMeter>,
+}
+
+/// Payloads and readings per second, measured between two looks at least a second apart.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    last: Option<(std::time::Instant, u64, u64)>,
+    rates: Rates,
+}
+
+/// Ingest rates.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Rates {
+    /// Payloads written to the inbox per second.
+    pub payloads_per_sec: f64,
+    /// Readings stored per second.
+    pub readings_per_sec: f64,
+}
+
+impl RateMeter {
+    fn sample(&mut self, t: &BatchTally) -> Rates {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some((at, payloads, stored)) if now.duration_since(at).as_secs_f64() >= 1.0 => {
+                let secs = now.duration_since(at).as_secs_f64();
+                self.rates = Rates {
+                    payloads_per_sec: (t.payloads - payloads) as f64 / secs,
+                    readings_per_sec: (t.stored - stored) as f64 / secs,
+                };
+                self.last = Some((now, t.payloads, t.stored));
+            }
+            Some(_) => {}
+            None => self.last = Some((now, t.payloads, t.stored)),
+        }
+        self.rates
+    }
 }
 
 /// The board, as `GET /status` returns it.
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// When it was read.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Ingest rates.
+    pub rates: Rates,
     /// Every component.
     pub components: Vec<ComponentHealth>,
     /// Active degradation modes, most severe first, with their clinician text.
@@ -47,14 +88,21 @@ pub struct Status {
     pub ingest: BatchTally,
 }
 
-async fn status(sources: &StatusSources) -> Status {
-    let components = sources.health.board(chrono::Utc::now());
+/// The board now: components, modes, queues, totals and rates.
+pub async fn status(sources: &StatusSources) -> Status {
+    let at = chrono::Utc::now();
+    let components = sources.health.board(at);
+    let ingest = *sources.tally.lock().unwrap_or_else(|e| e.into_inner());
+    let rates = sources.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(&ingest);
+    let outbox = sources.store.outbox_counts().await.unwrap_or_default();
     Status {
+        at,
+        rates,
         modes: active(&components),
         components,
         ingest_queue: sources.ingest.queue_depth(),
-        outbox: sources.store.outbox_counts().await.unwrap_or_default(),
-        ingest: *sources.tally.lock().unwrap_or_else(|e| e.into_inner()),
+        outbox,
+        ingest,
     }
 }
 
@@ -135,12 +183,12 @@ async fn drill(State(sources): State<Arc<StatusSources>>, Path(component): Path<
 }
 
 /// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, sources: StatusSources, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, sources: Arc<StatusSources>, shutdown: CancellationToken) {
     let app = Router::new()
         .route("/status", get(status_json))
         .route("/metrics", get(metrics))
         .route("/drill/{component}/stop", post(drill))
-        .with_state(Arc::new(sources));
+        .with_state(sources);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
         tracing::error!(error = %e, "status endpoint failed");
     }

@@ -42,12 +42,35 @@ struct Failure {
 /// What the EHR says about a patient identifier, for pairing verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatientLookup {
-    /// Exactly one: its resource id.
-    One(String),
+    /// Exactly one.
+    One(FoundPatient),
     /// None known.
     Unknown,
     /// Several (an identifier that does not identify): pairing must be refused.
     Ambiguous(usize),
+}
+
+/// The one patient the EHR knows by an identifier: what an operator checks before pairing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundPatient {
+    /// The Patient resource id.
+    pub id: String,
+    /// The official (or first) name, as text. PHI: console only.
+    pub name: Option<String>,
+    /// The birth date, as the EHR gives it. PHI: console only.
+    pub birth_date: Option<String>,
+}
+
+/// A Patient's name as one line: `text`, else given names and family.
+fn name_of(patient: &Value) -> Option<String> {
+    let names = patient["name"].as_array()?;
+    let name = names.iter().find(|n| n["use"] == "official").or(names.first())?;
+    if let Some(text) = name["text"].as_str() {
+        return Some(text.to_string());
+    }
+    let given = name["given"].as_array().into_iter().flatten().filter_map(Value::as_str);
+    let parts: Vec<&str> = given.chain(name["family"].as_str()).collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 /// The readable text of an OperationOutcome (diagnostics and details of each issue).
@@ -112,18 +135,31 @@ impl FhirSink {
         let request =
             self.http.get(format!("{}/Patient", self.base)).query(&[("identifier", format!("{system}|{value}"))]);
         let bundle = self.exchange(request).await.map_err(|f| f.text)?;
-        let ids: Vec<String> = bundle["entry"]
+        let found: Vec<FoundPatient> = bundle["entry"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|e| e["resource"]["resourceType"] == "Patient")
-            .filter_map(|e| e["resource"]["id"].as_str().map(str::to_string))
+            .map(|e| &e["resource"])
+            .filter(|r| r["resourceType"] == "Patient")
+            .filter_map(|r| {
+                Some(FoundPatient {
+                    id: r["id"].as_str()?.to_string(),
+                    name: name_of(r),
+                    birth_date: r["birthDate"].as_str().map(str::to_string),
+                })
+            })
             .collect();
-        Ok(match ids.as_slice() {
+        Ok(match found.as_slice() {
             [] => PatientLookup::Unknown,
             [one] => PatientLookup::One(one.clone()),
             many => PatientLookup::Ambiguous(many.len()),
         })
+    }
+
+    /// The server's CapabilityStatement FHIR version, as proof that it answers (with our auth).
+    async fn capability(&self) -> Result<String, String> {
+        let statement = self.exchange(self.http.get(format!("{}/metadata", self.base))).await.map_err(|f| f.text)?;
+        Ok(statement["fhirVersion"].as_str().unwrap_or("unknown").to_string())
     }
 
     async fn send(&self, items: &[&OutboxItem]) -> Result<Vec<Outcome>, Failure> {
@@ -162,6 +198,11 @@ impl FhirSink {
 impl Sink for FhirSink {
     fn name(&self) -> &str {
         "fhir"
+    }
+
+    async fn probe(&self) -> Result<String, String> {
+        let version = self.capability().await?;
+        Ok(format!("FHIR server at {} answers (FHIR {version})", self.base))
     }
 
     async fn deliver(&self, items: &[OutboxItem]) -> Vec<Outcome> {

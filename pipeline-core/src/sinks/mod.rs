@@ -28,4 +28,7 @@ pub trait Sink: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Delivers the events; one outcome per item, in the same order.
     async fn deliver(&self, items: &[OutboxItem]) -> Vec<Outcome>;
+    /// Checks that the EHR answers, without sending anything clinical: what it said, or why not.
+    /// The outbox probes while idle, so the board shows an unreachable EHR before an event fails.
+    async fn probe(&self) -> Result<String, String>;
 }

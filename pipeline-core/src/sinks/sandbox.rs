@@ -28,6 +28,10 @@ impl Sink for SandboxSink {
         "sandbox"
     }
 
+    async fn probe(&self) -> Result<String, String> {
+        Ok("sandbox: events are kept on this workstation, nothing is sent to an EHR".into())
+    }
+
     async fn deliver(&self, items: &[OutboxItem]) -> Vec<Outcome> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {

@@ -202,6 +202,26 @@ pub struct QuarantineEntry {
     pub detail: String,
     /// The raw payload (console only: may hold PHI).
     pub payload: String,
+    /// The topic (or other origin) it came in on, which chose its profile.
+    pub origin: String,
+}
+
+/// How an operator resolves a quarantined reading.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// Re-identified after the pairing was fixed: stored as telemetry, or held for consent.
+    Release {
+        /// The reading, normalised again from its payload.
+        reading: crate::model::Reading,
+        /// Its content hash (dedup).
+        hash: ContentHash,
+        /// The patient it now identifies.
+        patient_id: i64,
+        /// The flow it lacks consent for, when held.
+        held_for: Option<Flow>,
+    },
+    /// Kept for forensics, never charted.
+    Discard,
 }
 
 /// A rejected payload with its reason.
@@ -257,6 +277,8 @@ pub struct DeviceEntry {
     pub patient_id: Option<i64>,
     /// Since when.
     pub paired_since: Option<DateTime<Utc>>,
+    /// Until when, if the pairing was made for a period.
+    pub paired_until: Option<DateTime<Utc>>,
 }
 
 /// A patient identifier, as an operator types it.
@@ -380,6 +402,8 @@ pub struct PatientEntry {
     pub verified: bool,
     /// The EHR's resource id, when verified there.
     pub fhir_id: Option<String>,
+    /// The name, as the registry or the EHR gave it. PHI: console only.
+    pub display_name: Option<String>,
 }
 
 /// An alarm row.
@@ -490,8 +514,19 @@ pub trait Store: Send + Sync + 'static {
     async fn devices(&self) -> Result<Vec<DeviceEntry>, StoreError>;
     /// Telemetry matching the query, newest first.
     async fn readings(&self, q: &ReadingQuery) -> Result<Vec<StoredReading>, StoreError>;
-    /// Quarantined readings, newest first.
+    /// Quarantined readings not yet released or discarded, newest first.
     async fn quarantine(&self, limit: u32) -> Result<Vec<QuarantineEntry>, StoreError>;
+    /// One quarantined reading, resolved or not.
+    async fn quarantine_entry(&self, id: i64) -> Result<Option<QuarantineEntry>, StoreError>;
+    /// Releases or discards a quarantined reading, audited with the operator's name and reason.
+    /// Returns whether a released reading was new (not a repeat of one already stored).
+    async fn resolve_quarantine(
+        &self,
+        id: i64,
+        resolution: &Resolution,
+        operator: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
     /// Rejected payloads, newest first.
     async fn rejected(&self, limit: u32) -> Result<Vec<RejectedEntry>, StoreError>;
     /// Readings held for consent, newest first.

@@ -106,6 +106,32 @@ async fn append_audit(
 }
 
 /// The outbox columns `outbox_entry` reads, followed by a static clause (sqlx wants static SQL).
+/// The quarantine columns, with the payload and topic it came in on, and a filter.
+macro_rules! quarantine_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT q.id, q.device_id, q.mdc_code, q.value, q.unit, q.observed_at, q.reason, q.detail, i.payload, i.origin
+             FROM quarantine q JOIN inbox i ON i.id = q.inbox_id ",
+            $rest
+        )
+    };
+}
+
+fn quarantine_entry(r: &sqlx::sqlite::SqliteRow) -> QuarantineEntry {
+    QuarantineEntry {
+        id: r.get(0),
+        device_id: r.get(1),
+        mdc_code: r.get::<i64, _>(2) as u32,
+        value: r.get(3),
+        unit: r.get(4),
+        observed_at: from_millis(r.get(5)),
+        reason: r.get(6),
+        detail: r.get(7),
+        payload: String::from_utf8_lossy(r.get::<&[u8], _>(8)).into_owned(),
+        origin: r.get(9),
+    }
+}
+
 macro_rules! outbox_select {
     ($clause:literal) => {
         concat!(
@@ -582,10 +608,12 @@ impl Store for SqliteStore {
 
     async fn devices(&self) -> Result<Vec<DeviceEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT d.device_id, d.profile_id, d.label, p.id, p.patient_id, p.valid_from
-             FROM devices d LEFT JOIN pairings p ON p.device_id = d.device_id AND p.valid_to IS NULL
+            "SELECT d.device_id, d.profile_id, d.label, p.id, p.patient_id, p.valid_from, p.valid_to
+             FROM devices d LEFT JOIN pairings p ON p.device_id = d.device_id
+                 AND p.valid_from <= ?1 AND (p.valid_to IS NULL OR p.valid_to > ?1)
              ORDER BY d.device_id",
         )
+        .bind(millis(Utc::now()))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -597,6 +625,7 @@ impl Store for SqliteStore {
                 pairing_id: r.get(3),
                 patient_id: r.get(4),
                 paired_since: r.get::<Option<i64>, _>(5).map(from_millis),
+                paired_until: r.get::<Option<i64>, _>(6).map(from_millis),
             })
             .collect())
     }
@@ -640,27 +669,92 @@ impl Store for SqliteStore {
     }
 
     async fn quarantine(&self, limit: u32) -> Result<Vec<QuarantineEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT q.id, q.device_id, q.mdc_code, q.value, q.unit, q.observed_at, q.reason, q.detail, i.payload
-             FROM quarantine q JOIN inbox i ON i.id = q.inbox_id ORDER BY q.id DESC LIMIT ?",
+        let rows = sqlx::query(quarantine_select!("WHERE q.resolved_at IS NULL ORDER BY q.id DESC LIMIT ?"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(quarantine_entry).collect())
+    }
+
+    async fn quarantine_entry(&self, id: i64) -> Result<Option<QuarantineEntry>, StoreError> {
+        let row = sqlx::query(quarantine_select!("WHERE q.id = ?")).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(quarantine_entry))
+    }
+
+    async fn resolve_quarantine(
+        &self,
+        id: i64,
+        resolution: &Resolution,
+        operator: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let inbox_id: Option<i64> =
+            sqlx::query_scalar("SELECT inbox_id FROM quarantine WHERE id = ? AND resolved_at IS NULL")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(inbox_id) = inbox_id else {
+            return Err(StoreError::Refused(format!("quarantined reading {id} does not exist or is already resolved")));
+        };
+        let now = millis(Utc::now());
+        let (name, fresh) = match resolution {
+            Resolution::Discard => ("discarded", false),
+            Resolution::Release { reading, hash, patient_id, held_for } => {
+                let fresh = sqlx::query(
+                    "INSERT INTO dedup_index (hash, first_seen_at) VALUES (?, ?) ON CONFLICT (hash) DO UPDATE SET repeats = repeats + 1",
+                )
+                .bind(&hash.0[..])
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let repeats: i64 = sqlx::query_scalar("SELECT repeats FROM dedup_index WHERE hash = ?")
+                    .bind(&hash.0[..])
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let fresh = fresh.rows_affected() > 0 && repeats == 0;
+                if fresh {
+                    let table = if held_for.is_some() { "held" } else { "readings" };
+                    let extra = if held_for.is_some() { ", flow, reason, created_at" } else { "" };
+                    let mut q = QueryBuilder::<Sqlite>::new(format!(
+                        "INSERT INTO {table} (hash, inbox_id, device_id, patient_id, mdc_code, value, unit, observed_at, validity{extra}) VALUES ("
+                    ));
+                    let mut v = q.separated(", ");
+                    v.push_bind(&hash.0[..])
+                        .push_bind(inbox_id)
+                        .push_bind(reading.device_id.as_str())
+                        .push_bind(*patient_id)
+                        .push_bind(reading.metric.mdc_code as i64)
+                        .push_bind(reading.value)
+                        .push_bind(reading.metric.unit)
+                        .push_bind(millis(reading.observed_at))
+                        .push_bind(reading.validity.as_str());
+                    if let Some(flow) = held_for {
+                        v.push_bind(flow.as_str())
+                            .push_bind(format!(
+                                "no recorded consent for {flow}: record the patient's decision to release"
+                            ))
+                            .push_bind(now);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await?;
+                }
+                ("released", fresh)
+            }
+        };
+        sqlx::query(
+            "UPDATE quarantine SET resolved_at = ?, resolution = ?, resolved_by = ?, resolution_reason = ? WHERE id = ?",
         )
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .bind(now)
+        .bind(name)
+        .bind(operator)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *tx)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| QuarantineEntry {
-                id: r.get(0),
-                device_id: r.get(1),
-                mdc_code: r.get::<i64, _>(2) as u32,
-                value: r.get(3),
-                unit: r.get(4),
-                observed_at: from_millis(r.get(5)),
-                reason: r.get(6),
-                detail: r.get(7),
-                payload: String::from_utf8_lossy(r.get::<&[u8], _>(8)).into_owned(),
-            })
-            .collect())
+        append_audit(&mut tx, operator, &format!("quarantine.{name}"), &format!("quarantine {id}"), reason).await?;
+        tx.commit().await?;
+        Ok(fresh)
     }
 
     async fn rejected(&self, limit: u32) -> Result<Vec<RejectedEntry>, StoreError> {
@@ -756,7 +850,7 @@ impl Store for SqliteStore {
 
     async fn patient(&self, id: i64) -> Result<Option<PatientEntry>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, organisation, id_system, id_value, verified_at, fhir_id FROM patients WHERE id = ?",
+            "SELECT id, organisation, id_system, id_value, verified_at, fhir_id, display_name FROM patients WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -768,6 +862,7 @@ impl Store for SqliteStore {
             value: r.get(3),
             verified: r.get::<Option<i64>, _>(4).is_some(),
             fhir_id: r.get(5),
+            display_name: r.get(6),
         }))
     }
 

@@ -67,6 +67,15 @@ impl Sink for Hl7v2Sink {
         "hl7v2"
     }
 
+    async fn probe(&self) -> Result<String, String> {
+        let address = &self.settings.address;
+        match tokio::time::timeout(self.settings.timeout, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => Ok(format!("MLLP receiver at {address} accepts connections")),
+            Ok(Err(e)) => Err(format!("MLLP receiver at {address}: {e}")),
+            Err(_) => Err(format!("MLLP receiver at {address}: no answer within {:?}", self.settings.timeout)),
+        }
+    }
+
     async fn deliver(&self, items: &[OutboxItem]) -> Vec<Outcome> {
         let mut client = self.client.lock().await;
         let mut outcomes = Vec::with_capacity(items.len());

@@ -1,0 +1,153 @@
+//! What the console shows, shaped for it (snake_case JSON; `ui/src/backend/types.ts` mirrors it).
+//! Patient labels and raw payloads are PHI: they cross only to the console, never to logs or pages.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{BrokerMode, EhrAuth, EhrKind};
+
+/// The latest value of one stream.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LiveValue {
+    /// Device id.
+    pub device_id: String,
+    /// The device's label, e.g. "Bed 1 oximeter".
+    pub device_label: Option<String>,
+    /// Patient store key.
+    pub patient_id: Option<i64>,
+    /// Patient name or identifier, for the console.
+    pub patient_label: Option<String>,
+    /// MDC code.
+    pub mdc_code: u32,
+    /// Display name, e.g. "SpO2".
+    pub metric: String,
+    /// The value.
+    pub value: f64,
+    /// UCUM unit.
+    pub unit: String,
+    /// When measured.
+    pub observed_at: DateTime<Utc>,
+    /// Seconds since it was measured.
+    pub age_secs: f64,
+    /// Older than [`super::STALE_AFTER_SECS`]: shown, but marked as not current.
+    pub stale: bool,
+}
+
+/// An alarm, with its patient's label.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmView {
+    /// The stored alarm.
+    #[serde(flatten)]
+    pub alarm: crate::store::AlarmEntry,
+    /// Patient name or identifier, for the console.
+    pub patient_label: Option<String>,
+}
+
+/// What releasing a quarantined reading did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReleaseOutcome {
+    /// `stored`, `held`, `duplicate` or `quarantined` (still not identifiable: left in quarantine).
+    pub outcome: &'static str,
+    /// In words, for the operator.
+    pub detail: String,
+}
+
+/// A device with its pairing and the paired patient's label.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    /// The device and its pairing.
+    #[serde(flatten)]
+    pub device: crate::store::DeviceEntry,
+    /// Patient name or identifier, for the console.
+    pub patient_label: Option<String>,
+}
+
+/// A patient as verified before pairing: what the operator confirms.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VerifiedPatient {
+    /// Identifier system.
+    pub system: String,
+    /// Identifier value.
+    pub value: String,
+    /// Name as the EHR (or the registry) gives it.
+    pub display: String,
+    /// Birth date, when known.
+    pub birth_date: Option<String>,
+    /// The EHR's Patient id, when verified there.
+    pub fhir_id: Option<String>,
+    /// Who vouches for the identity: the EHR, or the local registry.
+    pub verified_by: String,
+}
+
+/// An outbox row with a one-line summary of its event.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxView {
+    /// Outbox key.
+    pub id: i64,
+    /// Content hash, hex.
+    pub hash: String,
+    /// Patient store key.
+    pub patient_id: i64,
+    /// Status.
+    pub status: crate::store::OutboxStatus,
+    /// Why held or dead, or the last error.
+    pub reason: Option<String>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Where the EHR put it.
+    pub ehr_ref: Option<String>,
+    /// What the event is, e.g. "SpO2 86 % (rule:spo2-low)".
+    pub summary: String,
+    /// When queued.
+    pub created_at: DateTime<Utc>,
+    /// When delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// The EHR settings an operator can change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EhrSettings {
+    /// sandbox, fhir or hl7v2.
+    pub kind: EhrKind,
+    /// FHIR base URL.
+    pub base_url: Option<String>,
+    /// FHIR auth.
+    pub auth: EhrAuth,
+    /// HL7 v2 receiver, host:port.
+    pub mllp_addr: Option<String>,
+}
+
+/// The broker settings an operator can change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// embedded or external.
+    pub mode: BrokerMode,
+    /// External broker URL.
+    pub url: Option<String>,
+    /// Embedded endpoint address.
+    pub listen: Option<String>,
+}
+
+/// The settings view.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Settings {
+    /// EHR.
+    pub ehr: EhrSettings,
+    /// Broker.
+    pub broker: BrokerSettings,
+    /// Store URL (read-only here).
+    pub store_url: String,
+    /// The rule set's version (read-only here).
+    pub rules_version: Option<String>,
+    /// Whether the simulated demo ward is running.
+    pub demo: bool,
+}
+
+/// The result of "test connection".
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConnectionResult {
+    /// Whether it answered.
+    pub ok: bool,
+    /// What it said, or why not.
+    pub message: String,
+}

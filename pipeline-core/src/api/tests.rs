@@ -1,0 +1,107 @@
+//! The console facade over a real demo site in a temp dir: the embedded endpoint, SQLite and the
+//! simulated ward, as the desktop console runs it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const SYSTEM: &str = "urn:oid:2.16.840.1.113883.19.5.99999.2";
+
+async fn demo_console(dir: &Path) -> Console {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let options = ConsoleOptions {
+        config_path: dir.join("vigil.toml"),
+        demo: Some(DemoFiles::in_fixtures(&fixtures)),
+        demo_listen: ("127.0.0.1:0".into(), "127.0.0.1:0".into()),
+    };
+    Console::start(options).await.unwrap()
+}
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..100 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_pairing() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = demo_console(dir.path()).await;
+    assert!(console.settings().demo);
+    assert_eq!(console.settings().ehr.kind, EhrKind::Sandbox);
+
+    let live = eventually("live values", async || {
+        let v = console.live_values().await.unwrap();
+        v.iter().any(|v| v.device_id == "OX-1000").then_some(v)
+    })
+    .await;
+    let spo2 = live.iter().find(|v| v.device_id == "OX-1000" && v.mdc_code == 150456).unwrap();
+    assert_eq!((spo2.unit.as_str(), spo2.metric.as_str()), ("%", "SpO2"));
+    assert_eq!(spo2.patient_label.as_deref(), Some("Demo Patient Alpha"));
+    assert!(!spo2.stale && live.iter().all(|v| v.device_id != "MX-00A1"), "unpaired data is never shown");
+    let svg = console.chart("OX-1000", 150456, 15).await.unwrap();
+    assert!(svg.contains("<polyline"), "{svg}");
+
+    // The unpaired monitor's readings are quarantined; releasing before pairing leaves them there.
+    let item = eventually("a quarantined reading", async || {
+        console.quarantine().await.unwrap().into_iter().find(|q| q.device_id == "MX-00A1")
+    })
+    .await;
+    let early = console.release_quarantine(item.id, "biomed bo", "checking").await.unwrap();
+    assert_eq!(early.outcome, "quarantined", "{early:?}");
+    assert_eq!(
+        console.release_quarantine(item.id, " ", "x").await.unwrap_err().code,
+        "invalid_input",
+        "every action names its operator"
+    );
+
+    // Pair it from before the reading, through the verified lookup, then release: stored.
+    let patient = console.lookup_patient(SYSTEM, "MRN-100001").await.unwrap();
+    assert_eq!(patient.display, "Demo Patient Bravo");
+    let from = item.observed_at - chrono::Duration::minutes(1);
+    console.pair_device("MX-00A1", SYSTEM, "MRN-100001", Some(from), None, "biomed bo").await.unwrap();
+    let released = console.release_quarantine(item.id, "biomed bo", "pairing fixed").await.unwrap();
+    assert_eq!(released.outcome, "stored", "{released:?}");
+    assert!(console.quarantine().await.unwrap().iter().all(|q| q.id != item.id));
+    let devices = console.devices().await.unwrap();
+    let mx = devices.iter().find(|d| d.device.device_id == "MX-00A1").unwrap();
+    assert_eq!(mx.patient_label.as_deref(), Some("Demo Patient Bravo"));
+    let audit = console.store().audit_entries(50).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "quarantine.released" && a.actor == "biomed bo"));
+    assert_eq!(console.lookup_patient(SYSTEM, "MRN-999").await.unwrap_err().code, "patient_not_found");
+    console.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_pointing_at_an_unreachable_ehr_restart_the_pipeline_and_show_the_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = demo_console(dir.path()).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut settings = console.settings();
+    settings.ehr.kind = EhrKind::Fhir;
+    settings.ehr.base_url = Some(format!("http://{closed}/fhir"));
+    let (console, applied) = console.apply_settings(&settings, "engineer eve").await.unwrap();
+    applied.unwrap();
+    assert_eq!(console.settings().ehr.kind, EhrKind::Fhir);
+    let saved = Config::load(&dir.path().join("vigil.toml")).unwrap();
+    assert_eq!(saved.ehr.base_url, settings.ehr.base_url, "saved to the site's file");
+    let test = console.test_connection("ehr").await.unwrap();
+    assert!(!test.ok && test.message.contains(&closed.to_string()), "{test:?}");
+    eventually("the EHR mode", async || {
+        console.board().await.modes.iter().any(|m| m.id == "ehr_sync_paused").then_some(())
+    })
+    .await;
+
+    // Settings that cannot start leave the previous ones running.
+    let mut broken = console.settings();
+    broken.broker.listen = Some("256.0.0.1:1".into());
+    let (console, refused) = console.apply_settings(&broken, "engineer eve").await.unwrap();
+    assert!(refused.is_err());
+    assert_eq!(console.settings().ehr.base_url, settings.ehr.base_url);
+    console.stop().await;
+}
