@@ -293,7 +293,7 @@ pub struct PatientIdentifier {
 }
 
 /// Where an event stands in the outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboxStatus {
     /// Failed validation or consent: kept with its reason, not sent.

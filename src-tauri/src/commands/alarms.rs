@@ -1,0 +1,31 @@
+//! Alarms: list, acknowledge, silence.
+
+use pipeline_core::api::dto::AlarmView;
+use tauri::State;
+
+use super::Answer;
+use crate::ConsoleState;
+
+/// Alarms, newest first.
+#[tauri::command]
+pub async fn alarms(state: State<'_, ConsoleState>, active_only: bool) -> Answer<Vec<AlarmView>> {
+    state.get().await?.alarms(active_only).await
+}
+
+/// Acknowledges an alarm.
+#[tauri::command]
+pub async fn ack_alarm(state: State<'_, ConsoleState>, id: i64, operator: String, reason: String) -> Answer<()> {
+    state.get().await?.ack_alarm(id, &operator, &reason).await
+}
+
+/// Silences an alarm's re-notification for a while.
+#[tauri::command]
+pub async fn silence_alarm(
+    state: State<'_, ConsoleState>,
+    id: i64,
+    operator: String,
+    reason: String,
+    minutes: u32,
+) -> Answer<()> {
+    state.get().await?.silence_alarm(id, &operator, &reason, minutes).await
+}

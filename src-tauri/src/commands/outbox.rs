@@ -1,0 +1,20 @@
+//! The EHR outbox.
+
+use pipeline_core::api::dto::OutboxView;
+use pipeline_core::store::OutboxStatus;
+use tauri::State;
+
+use super::Answer;
+use crate::ConsoleState;
+
+/// Outbox rows, newest first, of one status when given.
+#[tauri::command]
+pub async fn outbox(state: State<'_, ConsoleState>, status: Option<OutboxStatus>) -> Answer<Vec<OutboxView>> {
+    state.get().await?.outbox(status).await
+}
+
+/// Queues a dead-letter or held event again after its cause was fixed.
+#[tauri::command]
+pub async fn resend(state: State<'_, ConsoleState>, id: i64, operator: String) -> Answer<()> {
+    state.get().await?.resend(id, &operator).await
+}

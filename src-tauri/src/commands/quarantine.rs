@@ -1,0 +1,36 @@
+//! Quarantined readings: list, release after the pairing is fixed, discard.
+
+use pipeline_core::api::dto::ReleaseOutcome;
+use pipeline_core::store::QuarantineEntry;
+use tauri::State;
+
+use super::Answer;
+use crate::ConsoleState;
+
+/// Readings still in quarantine.
+#[tauri::command]
+pub async fn quarantine(state: State<'_, ConsoleState>) -> Answer<Vec<QuarantineEntry>> {
+    state.get().await?.quarantine().await
+}
+
+/// Re-identifies a quarantined reading against the registry as it is now.
+#[tauri::command]
+pub async fn release_quarantine(
+    state: State<'_, ConsoleState>,
+    id: i64,
+    operator: String,
+    reason: String,
+) -> Answer<ReleaseOutcome> {
+    state.get().await?.release_quarantine(id, &operator, &reason).await
+}
+
+/// Discards a quarantined reading (kept for forensics).
+#[tauri::command]
+pub async fn discard_quarantine(
+    state: State<'_, ConsoleState>,
+    id: i64,
+    operator: String,
+    reason: String,
+) -> Answer<()> {
+    state.get().await?.discard_quarantine(id, &operator, &reason).await
+}
