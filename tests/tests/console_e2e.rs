@@ -1,0 +1,324 @@
+//! The desktop console end to end: the real Tauri app (its WebKitGTK window under Xvfb) driven over
+//! WebDriver (tauri-driver with Debian's WebKitWebDriver, fantoccini as the client). It starts in
+//! demo mode; live values appear and change; an alarm is acknowledged; a device is paired through
+//! the UI; a quarantined reading is released after pairing; the degradation banner appears when the
+//! EHR endpoint is made unreachable. Each view is saved to docs/screenshots/.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use vigil_tests::{free_port, workspace};
+
+/// Xvfb on a display of its own; stopped on drop.
+struct Display {
+    child: Child,
+    number: u32,
+}
+
+impl Display {
+    fn start() -> anyhow::Result<Display> {
+        let number = (90..200)
+            .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+            .context("no free X display number")?;
+        let child = Command::new("Xvfb")
+            .args([format!(":{number}"), "-screen".into(), "0".into(), "1280x800x24".into(), "-nolisten".into(), "tcp".into()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("Xvfb (Debian package xvfb) must be installed: make test-deps")?;
+        for _ in 0..50 {
+            if Path::new(&format!("/tmp/.X11-unix/X{number}")).exists() {
+                return Ok(Display { child, number });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("Xvfb did not come up on :{number}")
+    }
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// tauri-driver, which starts WebKitWebDriver, which starts the app. Stopped with SIGTERM on drop
+/// (SIGKILL would leave WebKitWebDriver holding the pipes).
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start(display: &Display, data_dir: &Path) -> anyhow::Result<Driver> {
+        let (port, native_port) = (free_port(), free_port());
+        let child = Command::new(tauri_driver())
+            .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
+            .env("DISPLAY", format!(":{}", display.number))
+            .env("VIGIL_DATA_DIR", data_dir)
+            .env("VIGIL_DEMO_MQTT_LISTEN", "127.0.0.1:0")
+            .env("VIGIL_DEMO_STATUS_LISTEN", "127.0.0.1:0")
+            .env("VIGIL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data_dir.join("console.log"))?)
+            .spawn()
+            .context("tauri-driver must be installed: make test-deps")?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(Driver { child, port });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("tauri-driver did not listen on {port}")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn tauri_driver() -> PathBuf {
+    std::env::var_os("TAURI_DRIVER").map(PathBuf::from).unwrap_or_else(|| {
+        let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tauri-driver"));
+        cargo_bin.filter(|p| p.exists()).unwrap_or_else(|| "tauri-driver".into())
+    })
+}
+
+/// The console binary, built like the tests' `vigil` (the UI in ui/dist must exist: make test builds it).
+fn console_bin() -> anyhow::Result<PathBuf> {
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "-q", "-p", "vigil-console"])
+        .current_dir(workspace())
+        .status()?;
+    anyhow::ensure!(status.success(), "building vigil-console failed");
+    Ok(target.join("debug").join("vigil-console"))
+}
+
+fn by_id(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+/// The page, with waits that poll the DOM (what the operator sees), not timers.
+struct Page {
+    client: Client,
+    shots: PathBuf,
+}
+
+impl Page {
+    async fn find(&self, css: &str) -> anyhow::Result<Element> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await {
+                return Ok(e);
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{css} did not appear within 30 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn text_of(&self, css: &str) -> anyhow::Result<String> {
+        Ok(self.find(css).await?.text().await?)
+    }
+
+    /// Waits until the element's text satisfies `done`; returns it.
+    async fn wait_text(&self, css: &str, within: Duration, done: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if done(&text) {
+                return Ok(text);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{css} never showed what was expected; last text: {text:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Clicks like a user; a live table re-renders every second, so when WebKitWebDriver loses the
+    /// element between finding and clicking it, the click is made from the page instead.
+    async fn click(&self, css: &str) -> anyhow::Result<()> {
+        if self.find(css).await?.click().await.is_err() {
+            self.client
+                .execute("document.querySelector(arguments[0]).click();", vec![json!(css)])
+                .await
+                .with_context(|| format!("clicking {css}"))?;
+        }
+        Ok(())
+    }
+
+    async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
+        let input = self.find(css).await?;
+        input.clear().await?;
+        input.send_keys(text).await?;
+        Ok(())
+    }
+
+    /// Sets a select or a datetime-local input the way a user's choice does (value, then the event
+    /// Preact listens to): WebKitWebDriver cannot type into those controls.
+    async fn set_value(&self, css: &str, value: &str, event: &str) -> anyhow::Result<()> {
+        self.find(css).await?;
+        self.client
+            .execute(
+                "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+                 e.dispatchEvent(new Event(arguments[2], { bubbles: true }));",
+                vec![json!(css), json!(value), json!(event)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn view(&self, name: &str) -> anyhow::Result<()> {
+        self.click(&by_id(&format!("nav-{name}"))).await
+    }
+
+    /// Saves the window; waits a moment first, as the first WebDriver screenshot can be stale.
+    async fn screenshot(&self, name: &str) -> anyhow::Result<()> {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let png = self.client.screenshot().await?;
+        std::fs::write(self.shots.join(format!("{name}.png")), png)?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_runs_the_demo_and_an_operator_works_every_view() -> anyhow::Result<()> {
+    let app = console_bin()?;
+    let data = tempfile::tempdir()?;
+    let display = Display::start()?;
+    let driver = Driver::start(&display, data.path())?;
+    let mut caps = serde_json::Map::new();
+    caps.insert("tauri:options".into(), json!({ "application": app }));
+    caps.insert("browserName".into(), json!("wry"));
+    let client = ClientBuilder::rustls()?.capabilities(caps).connect(&format!("http://127.0.0.1:{}", driver.port)).await?;
+    let shots = workspace().join("docs/screenshots");
+    std::fs::create_dir_all(&shots)?;
+    let page = Page { client, shots };
+    let result = operate(&page).await;
+    if result.is_err() {
+        let _ = page.screenshot("failure").await;
+        eprintln!("console log:\n{}", std::fs::read_to_string(data.path().join("console.log")).unwrap_or_default());
+    }
+    page.client.close().await?;
+    drop(driver);
+    drop(display);
+    result
+}
+
+async fn operate(page: &Page) -> anyhow::Result<()> {
+    // The operator's name is asked once, then shown and recorded with every action.
+    page.type_into(&by_id("operator-name"), "Biomed Bo").await?;
+    page.click(&by_id("operator-start")).await?;
+    assert!(page.text_of(&by_id("operator-current")).await?.contains("Biomed Bo"));
+
+    // Board: every component beats; the ingest store is up.
+    page.view("board").await?;
+    page.wait_text(&by_id("component-store"), Duration::from_secs(30), |t| t.contains("store")).await?;
+    let state = page.find(&by_id("component-store")).await?.attr("data-state").await?;
+    assert_eq!(state.as_deref(), Some("up"));
+    assert!(page.text_of(&by_id("mode-banner")).await?.contains("All systems normal"));
+    page.screenshot("board").await?;
+
+    // Live streams: the demo oximeter's SpO2 appears, then changes.
+    page.view("live").await?;
+    let spo2 = "[data-testid=\"live-row\"][data-device=\"OX-1000\"][data-mdc=\"150456\"]";
+    page.find(spo2).await?;
+    let values = "[data-testid=\"live-row\"] [data-testid=\"live-value\"]";
+    let first = all_texts(page, values).await?;
+    assert!(!first.is_empty());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while all_texts(page, values).await? == first {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "live values did not change in 30 s: {first:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    page.click(spo2).await?;
+    let chart = page.find(&by_id("chart")).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !chart.html(false).await?.contains("polyline") {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the trend chart was not drawn");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    page.screenshot("live").await?;
+
+    // Alarms: the unpaired monitor raised a technical alarm; acknowledge it with a reason.
+    page.view("alarms").await?;
+    let alarm = "[data-testid=\"alarm-row\"][data-acked=\"false\"]";
+    page.find(alarm).await?;
+    page.click(&format!("{alarm} {}", by_id("alarm-ack"))).await?;
+    page.type_into(&by_id("ack-reason"), "biomed informed, checking the monitor").await?;
+    page.click(&by_id("ack-confirm")).await?;
+    page.find("[data-testid=\"alarm-row\"][data-acked=\"true\"]").await?;
+    page.screenshot("alarms").await?;
+
+    // Quarantine holds the unpaired monitor's readings, with the reason.
+    page.view("quarantine").await?;
+    let held = "[data-testid=\"quarantine-row\"][data-device=\"MX-00A1\"]";
+    page.find(held).await?;
+    page.screenshot("quarantine").await?;
+
+    // Devices: look the patient up, see who it is, then pair from an hour ago.
+    page.view("devices").await?;
+    page.set_value(&by_id("pair-device"), "MX-00A1", "change").await?;
+    page.type_into(&by_id("pair-value"), "MRN-100001").await?;
+    page.click(&by_id("pair-lookup")).await?;
+    page.wait_text(&by_id("pair-verified"), Duration::from_secs(10), |t| t.contains("Demo Patient Bravo")).await?;
+    let an_hour_ago = (chrono::Local::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
+    page.set_value(&by_id("pair-from"), &an_hour_ago, "input").await?;
+    page.click(&by_id("pair-confirm")).await?;
+    page.find("[data-testid=\"device-row\"][data-device=\"MX-00A1\"][data-paired=\"true\"]").await?;
+    page.screenshot("devices").await?;
+
+    // The quarantined reading is released now that the pairing covers it.
+    page.view("quarantine").await?;
+    page.click(&format!("{held} {}", by_id("quarantine-release"))).await?;
+    page.type_into(&by_id("quarantine-reason"), "pairing fixed at the bedside").await?;
+    page.click(&by_id("quarantine-confirm")).await?;
+    let released = page.wait_text(&by_id("quarantine-result"), Duration::from_secs(10), |t| !t.is_empty()).await?;
+    assert!(released.contains("released"), "{released}");
+
+    // Outbox: the sandbox EHR's queue by status.
+    page.view("outbox").await?;
+    page.find(&by_id("outbox-tab-delivered")).await?;
+    page.screenshot("outbox").await?;
+
+    // Settings: point the EHR at an address nobody answers; the banner says so in plain words.
+    page.view("settings").await?;
+    page.set_value(&by_id("settings-ehr-kind"), "fhir", "change").await?;
+    let nowhere = format!("http://127.0.0.1:{}/fhir", free_port());
+    page.type_into(&by_id("settings-ehr-url"), &nowhere).await?;
+    page.click(&by_id("settings-save")).await?;
+    page.click(&by_id("settings-save-confirm")).await?;
+    page.find(&by_id("settings-save-result")).await?;
+    page.click(&by_id("settings-test-ehr")).await?;
+    let test = page.wait_text(&by_id("settings-test-result"), Duration::from_secs(20), |t| !t.is_empty()).await?;
+    assert!(test.contains(&nowhere.replace("/fhir", "")), "the failed test names the address: {test}");
+    page.screenshot("settings").await?;
+    let banner = page
+        .wait_text(&by_id("mode-banner"), Duration::from_secs(30), |t| t.contains("EHR sync paused"))
+        .await?;
+    assert!(banner.contains("Clinical engineering on call"), "whom to call is shown: {banner}");
+    page.view("board").await?;
+    page.screenshot("board-ehr-down").await?;
+    Ok(())
+}
+
+async fn all_texts(page: &Page, css: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in page.client.find_all(Locator::Css(css)).await? {
+        out.push(e.text().await?);
+    }
+    Ok(out)
+}
