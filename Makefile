@@ -6,15 +6,21 @@ export CARGO_TERM_COLOR ?= never
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VIGIL := $(CARGO_TARGET_DIR)/debug/vigil
 
-# Debian packages: to build (a C compiler for the TLS crypto crates) and the test peers.
-BUILD_PACKAGES := build-essential pkg-config
-TEST_PACKAGES := mosquitto openssl
+# Debian packages: to build (a C compiler for the TLS crypto crates; WebKitGTK and friends for the
+# Tauri console) and to test (the peers, a virtual display and WebKit's WebDriver for the console).
+BUILD_PACKAGES := build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev libayatana-appindicator3-dev \
+  librsvg2-dev libxdo-dev
+TEST_PACKAGES := mosquitto openssl xvfb webkit2gtk-driver
+CONSOLE := $(CARGO_TARGET_DIR)/debug/vigil-console
+UI_DEPS := ui/node_modules/.package-lock.json
+UI_DIST := ui/dist/index.html
+TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
 PEERS := tests/peers
 PEER_NODE := $(PEERS)/fhir-server/node_modules/.package-lock.json
 PEER_VENV := $(PEERS)/.venv/.installed
 
-.PHONY: demo test deps test-deps peers build lint bench clean
+.PHONY: demo test deps test-deps peers build ui console lint bench clean
 
 # Installs the named Debian packages that are not installed yet (with sudo when not root).
 define apt_install
@@ -30,13 +36,26 @@ endef
 deps:
 	@command -v cargo >/dev/null || { echo "Rust is missing: install it with rustup (Rust >= 1.94), then run make again."; exit 1; }
 	$(call apt_install,$(BUILD_PACKAGES))
-
-test-deps: deps
-	$(call apt_install,$(TEST_PACKAGES))
 	@command -v node >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
 	@node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' \
-	  || { echo "the FHIR test server needs Node.js 20.19 or newer (found $$(node --version))"; exit 1; }
+	  || { echo "the console UI (Vite 8) and the FHIR test server need Node.js 20.19 or newer (found $$(node --version))"; exit 1; }
+
+test-deps: deps $(TAURI_DRIVER)
+	$(call apt_install,$(TEST_PACKAGES))
 	@python3 -c 'import ensurepip' 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
+
+## tauri-driver: the WebDriver bridge to WebKitWebDriver that the console's end-to-end test drives.
+$(TAURI_DRIVER):
+	cargo install tauri-driver --version '^2' --locked
+
+## The console UI: TypeScript + Preact, built by Vite into ui/dist, which the Tauri build embeds.
+$(UI_DEPS): ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund --loglevel=error
+
+$(UI_DIST): $(UI_DEPS) $(shell find ui/src ui/index.html ui/vite.config.ts ui/tsconfig.json -type f 2>/dev/null)
+	cd ui && npm run build
+
+ui: deps $(UI_DIST)
 
 ## Test peers: the FHIR R4 server (medplum, from npm) and the HL7 v2 MLLP receiver (hl7/hl7apy, from PyPI).
 peers: test-deps $(PEER_NODE) $(PEER_VENV)
@@ -49,14 +68,20 @@ $(PEER_VENV): $(PEERS)/mllp-peer/requirements.txt
 	$(PEERS)/.venv/bin/pip install -q --disable-pip-version-check -r $<
 	touch $@
 
-build: deps
+build: deps ui
 	cargo build -p pipeline-core --bin vigil
 
-## The embedded default: Vigil's own MQTT endpoint, SQLite, simulated devices, a live summary.
-demo: build
-	$(VIGIL) demo
+console: build
+	cargo build -p vigil-console
 
-lint:
+## The console on the embedded default: Vigil's own MQTT endpoint, SQLite, the sandbox EHR and a
+## simulated ward (one device unpaired, desaturations now and then); its data in ~/.local/share.
+## Without a display, the terminal demo runs instead.
+demo: console
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(CONSOLE); \
+	else echo "no display (DISPLAY is not set): running the terminal demo instead"; $(VIGIL) demo; fi
+
+lint: ui
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
@@ -64,7 +89,9 @@ lint:
 test: peers lint
 	cd $(PEERS)/fhir-server && node --test selftest.mjs > /dev/null
 	$(PEERS)/.venv/bin/python -m pytest -q $(PEERS)/mllp-peer
+	cd ui && npm run check && npm test
 	cargo build -p pipeline-core --bin vigil
+	cargo build -p vigil-console
 	cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test-output.txt
 	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
 	  END { printf "%d passed, %d failed\n", p, f }' $(CARGO_TARGET_DIR)/test-output.txt
@@ -76,4 +103,4 @@ bench: test-deps
 
 clean:
 	cargo clean
-	rm -rf demo-data
+	rm -rf demo-data ui/dist

@@ -80,7 +80,7 @@ pub async fn run(
                     last_probe = Some(tokio::time::Instant::now());
                     health = match sink.probe().await {
                         Ok(_) => (HealthState::Up, "idle; the EHR answers".into()),
-                        Err(e) => (HealthState::Down, format!("EHR unreachable: {e}")),
+                        Err(e) => (HealthState::Down, e),
                     };
                 }
                 Some(Duration::from_millis(200))

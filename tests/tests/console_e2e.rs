@@ -23,10 +23,19 @@ struct Display {
 impl Display {
     fn start() -> anyhow::Result<Display> {
         let number = (90..200)
-            .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })
             .context("no free X display number")?;
         let child = Command::new("Xvfb")
-            .args([format!(":{number}"), "-screen".into(), "0".into(), "1280x800x24".into(), "-nolisten".into(), "tcp".into()])
+            .args([
+                format!(":{number}"),
+                "-screen".into(),
+                "0".into(),
+                "1280x800x24".into(),
+                "-nolisten".into(),
+                "tcp".into(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -203,7 +212,8 @@ async fn the_console_runs_the_demo_and_an_operator_works_every_view() -> anyhow:
     let mut caps = serde_json::Map::new();
     caps.insert("tauri:options".into(), json!({ "application": app }));
     caps.insert("browserName".into(), json!("wry"));
-    let client = ClientBuilder::rustls()?.capabilities(caps).connect(&format!("http://127.0.0.1:{}", driver.port)).await?;
+    let client =
+        ClientBuilder::rustls()?.capabilities(caps).connect(&format!("http://127.0.0.1:{}", driver.port)).await?;
     let shots = workspace().join("docs/screenshots");
     std::fs::create_dir_all(&shots)?;
     let page = Page { client, shots };
@@ -306,9 +316,8 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
     let test = page.wait_text(&by_id("settings-test-result"), Duration::from_secs(20), |t| !t.is_empty()).await?;
     assert!(test.contains(&nowhere.replace("/fhir", "")), "the failed test names the address: {test}");
     page.screenshot("settings").await?;
-    let banner = page
-        .wait_text(&by_id("mode-banner"), Duration::from_secs(30), |t| t.contains("EHR sync paused"))
-        .await?;
+    let banner =
+        page.wait_text(&by_id("mode-banner"), Duration::from_secs(30), |t| t.contains("EHR sync paused")).await?;
     assert!(banner.contains("Clinical engineering on call"), "whom to call is shown: {banner}");
     page.view("board").await?;
     page.screenshot("board-ehr-down").await?;
