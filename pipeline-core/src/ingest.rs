@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::IngestConfig;
+use crate::health::latency::Latencies;
 use crate::health::{HealthState, Heartbeat};
 use crate::identify::{Policy, QuarantineReason, Registry, Verdict, identify};
 use crate::model::ContentHash;
@@ -103,8 +104,7 @@ pub fn spawn(
     policy: Policy,
     config: &IngestConfig,
     heartbeat: Heartbeat,
-    rules: Option<mpsc::Sender<RuleInput>>,
-    latest: LatestValues,
+    outputs: Outputs,
 ) -> (IngestHandle, IngestTally, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let tally = IngestTally::default();
@@ -118,8 +118,9 @@ pub fn spawn(
         tally: tally.clone(),
         attention: Attention::default(),
         heartbeat,
-        rules,
-        latest,
+        rules: outputs.rules,
+        latest: outputs.latest,
+        latencies: outputs.latencies,
     };
     (IngestHandle { tx }, tally, tokio::spawn(writer.run(rx)))
 }
@@ -138,6 +139,18 @@ struct Writer {
     rules: Option<mpsc::Sender<RuleInput>>,
     /// The newest value of each stream, for the console.
     latest: LatestValues,
+    /// Where arrival-to-durable latency is recorded.
+    latencies: Arc<Latencies>,
+}
+
+/// Where the writer's results go besides the store.
+pub struct Outputs {
+    /// The rules task, if rules run.
+    pub rules: Option<mpsc::Sender<RuleInput>>,
+    /// The newest value of each stream, for the console.
+    pub latest: LatestValues,
+    /// Latency histograms for `/metrics`.
+    pub latencies: Arc<Latencies>,
 }
 
 /// The newest stored value of one (device, metric), for the console's live view.
@@ -206,7 +219,10 @@ impl Writer {
                     self.remember_latest(&processed);
                     self.attention.record(&tally);
                     self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(&tally);
+                    let now = Utc::now();
                     for s in batch {
+                        let waited = (now - s.envelope.received_at).num_microseconds().unwrap_or(0);
+                        self.latencies.ingest.observe(waited as f64 / 1e6);
                         // A source that gave up waiting is no loss: the payload is stored.
                         let _ = s.done.send(());
                     }

@@ -13,6 +13,7 @@ use chrono::Utc;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::latency::{Histogram, Latencies};
 use crate::health::{HealthState, Heartbeat};
 use crate::sinks::{Outcome, Sink};
 use crate::store::{Settlement, Store};
@@ -66,13 +67,14 @@ pub async fn run(
     sink: Arc<dyn Sink>,
     settings: OutboxSettings,
     heartbeat: Heartbeat,
+    latency: Arc<Latencies>,
     shutdown: CancellationToken,
 ) {
     let mut breaker = Breaker::default();
     let mut health = (HealthState::Up, "idle".to_string());
     let mut last_probe: Option<tokio::time::Instant> = None;
     loop {
-        let pause = match round(store.as_ref(), sink.as_ref(), &settings).await {
+        let pause = match round(store.as_ref(), sink.as_ref(), &settings, &latency.ehr).await {
             // Nothing due: ask the EHR now and then whether it answers, so an outage shows on the
             // board before an event waits on it.
             Ok(Round::Idle) => {
@@ -144,7 +146,12 @@ enum Round {
     Sent { all_failed: bool },
 }
 
-async fn round(store: &dyn Store, sink: &dyn Sink, s: &OutboxSettings) -> Result<Round, crate::store::StoreError> {
+async fn round(
+    store: &dyn Store,
+    sink: &dyn Sink,
+    s: &OutboxSettings,
+    latency: &Histogram,
+) -> Result<Round, crate::store::StoreError> {
     let due = store.outbox_due(Utc::now(), s.batch, s.batch).await?;
     if due.is_empty() {
         return Ok(Round::Idle);
@@ -154,7 +161,14 @@ async fn round(store: &dyn Store, sink: &dyn Sink, s: &OutboxSettings) -> Result
         .iter()
         .map(|i| (i.id, Settlement::Held { reason: "consent for ehr-write is no longer recorded".into() }))
         .collect();
-    let outcomes = if consented.is_empty() { Vec::new() } else { sink.deliver(&consented).await };
+    let outcomes = if consented.is_empty() {
+        Vec::new()
+    } else {
+        let started = std::time::Instant::now();
+        let outcomes = sink.deliver(&consented).await;
+        latency.observe(started.elapsed().as_secs_f64());
+        outcomes
+    };
     let all_failed = !outcomes.is_empty() && outcomes.iter().all(|o| matches!(o, Outcome::Retryable(_)));
     for (item, outcome) in consented.iter().zip(outcomes) {
         let settlement = match outcome {

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{BrokerMode, Config};
 use crate::health::endpoint::{Status, StatusSources};
+use crate::health::latency::Latencies;
 use crate::health::supervisor::{self, Supervisor};
 use crate::health::{Drills, HealthRegistry};
 use crate::identify::Policy;
@@ -97,14 +98,15 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         }
     };
     let latest = LatestValues::default();
+    let latencies = Arc::new(Latencies::default());
+    let outputs = ingest::Outputs { rules: rules_tx, latest: latest.clone(), latencies: latencies.clone() };
     let (ingest, tally, writer) = ingest::spawn(
         store.clone(),
         profiles.clone(),
         policy,
         &config.ingest,
         health.register("store", ingest::HEARTBEAT),
-        rules_tx,
-        latest.clone(),
+        outputs,
     );
     let tasks = TaskTracker::new();
     let mut sources = Vec::new();
@@ -141,6 +143,7 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         sink,
         settings,
         health.register("ehr", outbox::HEARTBEAT),
+        latencies.clone(),
         shutdown.clone(),
     ));
     let supervisor = Supervisor { health: health.clone(), store: store.clone(), alerts };
@@ -156,6 +159,7 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         tally: tally.clone(),
         drills: config.status.drills.then_some(drills),
         rates: Default::default(),
+        latencies,
     });
     tasks.spawn(crate::health::endpoint::serve(status_listener, status.clone(), shutdown.clone()));
     tasks.close();

@@ -47,6 +47,14 @@ async fn an_ehr_outage_shows_ehr_sync_paused_until_it_returns() -> anyhow::Resul
     fhir.resume();
     vigil.wait_status(Duration::from_secs(30), |s| !mode_active(s, "ehr_sync_paused")).await?;
     site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1)?;
+    // The delivery round trips are in the EHR latency histogram.
+    let metrics = reqwest::get(format!("{}/metrics", vigil.status_url)).await?.text().await?;
+    let count = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_ehr_delivery_seconds_count "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(count.is_some_and(|n| n >= 1), "{metrics}");
+    assert!(metrics.contains("vigil_ehr_delivery_seconds_bucket{le=\"+Inf\"}"), "{metrics}");
     assert!(vigil.terminate()?.success());
     Ok(())
 }

@@ -32,6 +32,8 @@ pub struct StatusSources {
     pub drills: Option<Drills>,
     /// The last sample the rates were measured from.
     pub rates: std::sync::Mutex<RateMeter>,
+    /// Latency histograms.
+    pub latencies: Arc<super::latency::Latencies>,
 }
 
 /// Payloads and readings per second, measured between two looks at least a second apart.
@@ -164,6 +166,12 @@ async fn metrics(State(sources): State<Arc<StatusSources>>) -> impl IntoResponse
             .map(|m| (format!("{{mode=\"{}\"}}", m.id), f64::from(u8::from(s.modes.iter().any(|a| a.id == m.id)))))
             .collect(),
     );
+    sources.latencies.ingest.render(
+        "vigil_ingest_latency_seconds",
+        "From a payload's arrival to its durable commit (its acknowledgement waits for this).",
+        &mut out,
+    );
+    sources.latencies.ehr.render("vigil_ehr_delivery_seconds", "One delivery round trip to the EHR.", &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

@@ -5,6 +5,7 @@
 //! the beats and the clock, never stored, so it cannot disagree with them.
 
 pub mod endpoint;
+pub mod latency;
 pub mod modes;
 pub mod supervisor;
 

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::engine::Paired;
 use super::{Decision, Engine, Firing, RuleInput};
-use crate::alerts::{self, AlertHandle};
+use crate::alerts::{self, AlertHandle, Notice};
 use crate::clinical;
 use crate::config::EhrKind;
 use crate::model::Validity;
@@ -27,7 +27,15 @@ const TICK: Duration = Duration::from_secs(1);
 /// The registry's pairings are re-read this often (pairing is an operator action, not a hot path).
 const PAIRINGS_EVERY: u32 = 5;
 
-/// Runs until the ingest writer drops its sender.
+/// Decisions waiting to be recorded at most; beyond it evaluation waits (pushback).
+const RECORD_QUEUE: usize = 4096;
+
+/// Runs until the ingest writer drops its sender, then records what is left and returns.
+///
+/// Evaluation and paging never wait for SQLite: each new alarm is paged here, at once, and the
+/// decisions (alarm rows, clears, clinical events) go to a recorder task that writes them in order.
+/// Waiting on the store here made one alarm's page wait for the previous alarm's row, which waited
+/// for the ingest commit.
 pub async fn run(
     mut engine: Engine,
     store: Arc<dyn Store>,
@@ -35,6 +43,8 @@ pub async fn run(
     alerts: Option<AlertHandle>,
     mut rx: mpsc::Receiver<RuleInput>,
 ) {
+    let (record_tx, record_rx) = mpsc::channel(RECORD_QUEUE);
+    let recorder = tokio::spawn(record(store.clone(), ehr, record_rx));
     let mut tick = tokio::time::interval(TICK);
     let mut ticks = 0u32;
     loop {
@@ -51,9 +61,25 @@ pub async fn run(
             }
         };
         for decision in decisions {
-            if let Err(e) = act(&decision, store.as_ref(), ehr, alerts.as_ref()).await {
-                tracing::error!(error = %e, "could not record a rule decision");
+            if let (Decision::Started(f), Some(alerts)) = (&decision, &alerts)
+                && f.alarm
+            {
+                alerts.raise(Notice::of(f)).await;
             }
+            if record_tx.send(decision).await.is_err() {
+                tracing::error!("the rule recorder stopped; decisions are no longer recorded");
+            }
+        }
+    }
+    drop(record_tx);
+    let _ = recorder.await;
+}
+
+/// Writes decisions in order: alarm rows (the page already went), clears, clinical events.
+async fn record(store: Arc<dyn Store>, ehr: EhrKind, mut rx: mpsc::Receiver<Decision>) {
+    while let Some(decision) = rx.recv().await {
+        if let Err(e) = act(&decision, store.as_ref(), ehr).await {
+            tracing::error!(error = %e, "could not record a rule decision");
         }
     }
 }
@@ -74,18 +100,13 @@ async fn pairings(store: &dyn Store) -> Option<HashMap<String, Paired>> {
     }
 }
 
-async fn act(
-    decision: &Decision,
-    store: &dyn Store,
-    ehr: EhrKind,
-    alerts: Option<&AlertHandle>,
-) -> Result<(), StoreError> {
+async fn act(decision: &Decision, store: &dyn Store, ehr: EhrKind) -> Result<(), StoreError> {
     match decision {
         Decision::Cleared(key) => store.clear_alarm(key).await,
         Decision::Summary(event) => clinical::submit(store, event, ehr).await.map(|_| ()),
         Decision::Started(f) => {
             if f.alarm {
-                alerts::raise(f, store, alerts).await?;
+                alerts::raise(f, store, None).await?;
             }
             if let Some(event) = event(f).filter(|_| f.event) {
                 clinical::submit(store, &event, ehr).await?;
