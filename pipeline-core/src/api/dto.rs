@@ -41,6 +41,8 @@ pub struct AlarmView {
     pub alarm: crate::store::AlarmEntry,
     /// Patient name or identifier, for the console.
     pub patient_label: Option<String>,
+    /// The value's UCUM unit, for a physiological alarm.
+    pub unit: Option<String>,
 }
 
 /// What releasing a quarantined reading did.
@@ -88,6 +90,8 @@ pub struct OutboxView {
     pub hash: String,
     /// Patient store key.
     pub patient_id: i64,
+    /// Patient name or identifier, for the console.
+    pub patient_label: Option<String>,
     /// Status.
     pub status: crate::store::OutboxStatus,
     /// Why held or dead, or the last error.

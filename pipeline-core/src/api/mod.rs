@@ -152,13 +152,12 @@ impl Console {
 
     /// The newest value of every stream of a paired device, with labels and age.
     pub async fn live_values(&self) -> ApiResult<Vec<LiveValue>> {
-        let labels = self.labels().await?;
+        let latest = self.handle.latest();
+        let labels = self.labels(latest.iter().map(|(_, l)| l.patient_id)).await?;
         let devices: HashMap<String, Option<String>> =
             self.store().devices().await?.into_iter().map(|d| (d.device_id, d.label)).collect();
         let now = Utc::now();
-        let mut values: Vec<LiveValue> = self
-            .handle
-            .latest()
+        let mut values: Vec<LiveValue> = latest
             .into_iter()
             .map(|((device_id, mdc_code), l)| {
                 let age_secs = (now - l.observed_at).num_milliseconds().max(0) as f64 / 1000.0;
@@ -206,13 +205,15 @@ impl Console {
 
     /// Alarms, newest first (only active ones when asked).
     pub async fn alarms(&self, active_only: bool) -> ApiResult<Vec<AlarmView>> {
-        let labels = self.labels().await?;
-        Ok(self
-            .store()
-            .alarms(active_only, 500)
-            .await?
+        let alarms = self.store().alarms(active_only, 500).await?;
+        let labels = self.labels(alarms.iter().filter_map(|a| a.patient_id)).await?;
+        Ok(alarms
             .into_iter()
-            .map(|alarm| AlarmView { patient_label: alarm.patient_id.and_then(|p| labels.get(&p).cloned()), alarm })
+            .map(|alarm| AlarmView {
+                patient_label: alarm.patient_id.and_then(|p| labels.get(&p).cloned()),
+                unit: alarm.mdc_code.and_then(metric_by_code).map(|m| m.unit.to_string()),
+                alarm,
+            })
             .collect())
     }
 
@@ -301,11 +302,9 @@ impl Console {
 
     /// Registered devices with their pairing.
     pub async fn devices(&self) -> ApiResult<Vec<DeviceView>> {
-        let labels = self.labels().await?;
-        Ok(self
-            .store()
-            .devices()
-            .await?
+        let devices = self.store().devices().await?;
+        let labels = self.labels(devices.iter().filter_map(|d| d.patient_id)).await?;
+        Ok(devices
             .into_iter()
             .map(|device| DeviceView { patient_label: device.patient_id.and_then(|p| labels.get(&p).cloned()), device })
             .collect())
@@ -438,13 +437,13 @@ impl Console {
 
     /// The outbox, newest first (one status when given).
     pub async fn outbox(&self, status: Option<OutboxStatus>) -> ApiResult<Vec<OutboxView>> {
-        Ok(self
-            .store()
-            .outbox(status, 500)
-            .await?
+        let entries = self.store().outbox(status, 500).await?;
+        let labels = self.labels(entries.iter().map(|e| e.patient_id)).await?;
+        Ok(entries
             .into_iter()
             .map(|e| OutboxView {
                 summary: summary(&e.event),
+                patient_label: labels.get(&e.patient_id).cloned(),
                 id: e.id,
                 hash: e.hash,
                 patient_id: e.patient_id,
@@ -563,11 +562,10 @@ impl Console {
     }
 
     /// Patient store key → the name, or the identifier when no name is known (console only).
-    async fn labels(&self) -> ApiResult<HashMap<i64, String>> {
+    async fn labels(&self, patients: impl IntoIterator<Item = i64>) -> ApiResult<HashMap<i64, String>> {
         let mut labels = HashMap::new();
-        for d in self.store().devices().await? {
-            if let Some(p) = d.patient_id
-                && !labels.contains_key(&p)
+        for p in patients {
+            if !labels.contains_key(&p)
                 && let Some(patient) = self.store().patient(p).await?
             {
                 labels.insert(p, patient.display_name.unwrap_or(patient.value));

@@ -68,6 +68,11 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
     let released = console.release_quarantine(item.id, "biomed bo", "pairing fixed").await.unwrap();
     assert_eq!(released.outcome, "stored", "{released:?}");
     assert!(console.quarantine().await.unwrap().iter().all(|q| q.id != item.id));
+    let unpaired = console.alarms(false).await.unwrap().into_iter().find(|a| a.alarm.rule_id == "device-unpaired");
+    assert!(
+        unpaired.is_some_and(|a| a.unit.is_none() && a.patient_label.is_none()),
+        "a technical alarm, about no patient"
+    );
     let devices = console.devices().await.unwrap();
     let mx = devices.iter().find(|d| d.device.device_id == "MX-00A1").unwrap();
     assert_eq!(mx.patient_label.as_deref(), Some("Demo Patient Bravo"));

@@ -16,7 +16,7 @@ export interface LiveValue { device_id: string; device_label: string | null; pat
 export type AlarmKind = 'physiological' | 'technical';
 export type Priority = 'high' | 'medium' | 'low';
 export interface Alarm { id: number; key: string; kind: AlarmKind; rule_id: string; rule_version: string; description: string;
-  priority: Priority; patient_id: number | null; patient_label: string | null; device_id: string; mdc_code: number | null; value: number | null;
+  priority: Priority; patient_id: number | null; patient_label: string | null; device_id: string; mdc_code: number | null; value: number | null; unit: string | null;
   since: string; raised_at: string; cleared_at: string | null; acked_at: string | null; acked_by: string | null; ack_reason: string | null;
   silenced_until: string | null; silenced_by: string | null; silence_reason: string | null }
 export interface QuarantineItem { id: number; device_id: string; mdc_code: number; value: number; unit: string; observed_at: string;
@@ -28,7 +28,7 @@ export interface VerifiedPatient { system: string; value: string; display: strin
   fhir_id: string | null; verified_by: string /* e.g. "EHR https://…" or "sandbox registry" */ }
 export type Flow = 'store' | 'alert' | 'ehr-write';
 export type OutboxStatus = 'held' | 'pending' | 'delivered' | 'dead';
-export interface OutboxEntry { id: number; hash: string; patient_id: number; status: OutboxStatus; reason: string | null; attempts: number;
+export interface OutboxEntry { id: number; hash: string; patient_id: number; patient_label: string | null; status: OutboxStatus; reason: string | null; attempts: number;
   ehr_ref: string | null; summary: string; created_at: string; delivered_at: string | null }
 export type EhrKind = 'sandbox' | 'fhir' | 'hl7v2';
 export interface Settings { ehr: { kind: EhrKind; base_url: string | null; auth: 'none' | 'bearer' | 'smart'; mllp_addr: string | null };

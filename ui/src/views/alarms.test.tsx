@@ -17,6 +17,7 @@ describe('alarms', () => {
     expect(rowOf(43).textContent).toContain('▲▲ MEDIUM');
     expect(rowOf(42).textContent).toContain('▲ LOW');
     expect(rowOf(41).dataset.kind).toBe('physiological');
+    expect(rowOf(41).textContent).toContain('87 %');
     // The cleared alarm 37 is history, not active.
     expect(rows().some((r) => r.dataset.id === '37')).toBe(false);
   });

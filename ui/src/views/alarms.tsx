@@ -78,7 +78,7 @@ export function AlarmsView() {
                 <td>{a.description}<div class="sub">{a.rule_id} · {a.rule_version}</div></td>
                 <td>{a.patient_label ?? <span class="muted">no patient</span>}</td>
                 <td>{a.device_id}</td>
-                <td class="num">{a.value === null ? '—' : valueText(a.value)}</td>
+                <td class="num">{a.value === null ? '—' : `${valueText(a.value)}${a.unit ? ` ${a.unit}` : ''}`}</td>
                 <td>{timeText(a.raised_at, now)}<div class="sub">{ageText(secsSince(a.raised_at, now))}</div></td>
                 <td class="alarm-state">
                   {a.cleared_at && <div>Cleared {timeText(a.cleared_at, now)}</div>}

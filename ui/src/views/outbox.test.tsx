@@ -10,6 +10,7 @@ describe('outbox', () => {
     await screen.findAllByTestId('outbox-row');
     expect(rows().every((r) => r.dataset.status === 'pending')).toBe(true);
     expect(rows()).toHaveLength(2);
+    expect(rows()[0]!.textContent).toContain('Demo Patient Alpha');
     await waitFor(() => expect(screen.getByTestId('outbox-tab-delivered').textContent).toBe('Delivered 2'));
     expect(screen.getByTestId('outbox-tab-pending').getAttribute('aria-selected')).toBe('true');
     // Pending entries are not resent by hand: they are already on their way.

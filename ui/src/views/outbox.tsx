@@ -46,7 +46,7 @@ export function OutboxView({ board }: { board: Board | null }) {
       {result && <p class="result" role="status" data-testid="outbox-result">{result}</p>}
       <table class="dense">
         <thead>
-          <tr><th class="num">#</th><th>Summary</th><th class="num">Patient</th><th class="num">Attempts</th><th>Reason</th>
+          <tr><th class="num">#</th><th>Summary</th><th>Patient</th><th class="num">Attempts</th><th>Reason</th>
             <th>EHR reference</th><th>Created</th><th>Delivered</th><th><span class="sr-only">Actions</span></th></tr>
         </thead>
         <tbody>
@@ -55,7 +55,7 @@ export function OutboxView({ board }: { board: Board | null }) {
             <tr key={e.id} data-testid="outbox-row" data-id={e.id} data-status={e.status} class={`status-${e.status}`}>
               <td class="num">{e.id}</td>
               <td>{e.summary}</td>
-              <td class="num">{e.patient_id}</td>
+              <td>{e.patient_label ?? `#${e.patient_id}`}</td>
               <td class="num">{e.attempts}</td>
               <td class="reason">{e.reason ?? '—'}</td>
               <td>{e.ehr_ref ?? '—'}</td>
