@@ -242,8 +242,16 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
     assert!(page.text_of(&by_id("mode-banner")).await?.contains("All systems normal"));
     page.screenshot("board").await?;
 
+    // Keyboard: from the Board button, Tab reaches the next view's button and Enter opens it.
+    page.client.execute("document.querySelector(arguments[0]).focus();", vec![json!(by_id("nav-board"))]).await?;
+    page.client.active_element().await?.send_keys("\u{E004}").await?;
+    let focused = page.client.active_element().await?.attr("data-testid").await?;
+    assert_eq!(focused.as_deref(), Some("nav-live"), "Tab moves from Board to Live streams");
+    page.client.active_element().await?.send_keys("\u{E007}").await?;
+    let current = page.find(&by_id("nav-live")).await?.attr("aria-current").await?;
+    assert_eq!(current.as_deref(), Some("page"), "Enter opens the view");
+
     // Live streams: the demo oximeter's SpO2 appears, then changes.
-    page.view("live").await?;
     let spo2 = "[data-testid=\"live-row\"][data-device=\"OX-1000\"][data-mdc=\"150456\"]";
     page.find(spo2).await?;
     let values = "[data-testid=\"live-row\"] [data-testid=\"live-value\"]";

@@ -153,7 +153,7 @@ impl Console {
     /// The newest value of every stream of a paired device, with labels and age.
     pub async fn live_values(&self) -> ApiResult<Vec<LiveValue>> {
         let latest = self.handle.latest();
-        let labels = self.labels(latest.iter().map(|(_, l)| l.patient_id)).await?;
+        let labels = self.labels(latest.iter().map(|(_, l)| l.patient_id).collect()).await?;
         let devices: HashMap<String, Option<String>> =
             self.store().devices().await?.into_iter().map(|d| (d.device_id, d.label)).collect();
         let now = Utc::now();
@@ -206,7 +206,7 @@ impl Console {
     /// Alarms, newest first (only active ones when asked).
     pub async fn alarms(&self, active_only: bool) -> ApiResult<Vec<AlarmView>> {
         let alarms = self.store().alarms(active_only, 500).await?;
-        let labels = self.labels(alarms.iter().filter_map(|a| a.patient_id)).await?;
+        let labels = self.labels(alarms.iter().filter_map(|a| a.patient_id).collect()).await?;
         Ok(alarms
             .into_iter()
             .map(|alarm| AlarmView {
@@ -303,7 +303,7 @@ impl Console {
     /// Registered devices with their pairing.
     pub async fn devices(&self) -> ApiResult<Vec<DeviceView>> {
         let devices = self.store().devices().await?;
-        let labels = self.labels(devices.iter().filter_map(|d| d.patient_id)).await?;
+        let labels = self.labels(devices.iter().filter_map(|d| d.patient_id).collect()).await?;
         Ok(devices
             .into_iter()
             .map(|device| DeviceView { patient_label: device.patient_id.and_then(|p| labels.get(&p).cloned()), device })
@@ -438,7 +438,7 @@ impl Console {
     /// The outbox, newest first (one status when given).
     pub async fn outbox(&self, status: Option<OutboxStatus>) -> ApiResult<Vec<OutboxView>> {
         let entries = self.store().outbox(status, 500).await?;
-        let labels = self.labels(entries.iter().map(|e| e.patient_id)).await?;
+        let labels = self.labels(entries.iter().map(|e| e.patient_id).collect()).await?;
         Ok(entries
             .into_iter()
             .map(|e| OutboxView {
@@ -562,7 +562,7 @@ impl Console {
     }
 
     /// Patient store key → the name, or the identifier when no name is known (console only).
-    async fn labels(&self, patients: impl IntoIterator<Item = i64>) -> ApiResult<HashMap<i64, String>> {
+    async fn labels(&self, patients: Vec<i64>) -> ApiResult<HashMap<i64, String>> {
         let mut labels = HashMap::new();
         for p in patients {
             if !labels.contains_key(&p)
