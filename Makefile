@@ -14,7 +14,8 @@ TEST_PACKAGES := mosquitto openssl xvfb webkit2gtk-driver
 CONSOLE := $(CARGO_TARGET_DIR)/debug/vigil-console
 UI_DEPS := ui/node_modules/.package-lock.json
 UI_DIST := ui/dist/index.html
-TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
+# Where `cargo install` puts it; the console's end-to-end test reads TAURI_DRIVER.
+export TAURI_DRIVER := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/tauri-driver
 
 PEERS := tests/peers
 PEER_NODE := $(PEERS)/fhir-server/node_modules/.package-lock.json

@@ -54,6 +54,10 @@ async fn a_sustained_desaturation_raises_one_alarm_and_one_event() -> anyhow::Re
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(alarms(&site)?.len(), 1, "clearing raises nothing new");
+    // Every payload's wait from arrival to durable commit is in the ingest latency histogram.
+    let metrics = reqwest::get(format!("{}/metrics", vigil.status_url)).await?.text().await?;
+    let count = metrics.lines().find_map(|l| l.strip_prefix("vigil_ingest_latency_seconds_count "));
+    assert_eq!(count, Some("193"), "90 + 100 + 3 payloads: {metrics}");
     assert!(vigil.terminate()?.success());
     Ok(())
 }
