@@ -210,8 +210,9 @@ impl Site {
     }
 }
 
-/// Fetches until `done` holds for the fetched value, every 200 ms, for at most `within`.
-fn poll_until<T>(
+/// Fetches until `done` holds for the fetched value, every 200 ms, for at most `within`; fails with
+/// `describe` of the last value.
+pub fn poll_until<T>(
     within: Duration,
     mut fetch: impl FnMut() -> anyhow::Result<T>,
     done: impl Fn(&T) -> bool,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::Value;
 use vigil_tests::{
-    BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Received, Site, mode_active, of_kind, oximeter_spo2,
+    BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Received, Site, mode_active, of_kind, oximeter_spo2, poll_until,
     publish_tracked, subscriber, until, webhook, with_status,
 };
 
@@ -89,15 +89,12 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
     vigil.wait_status(Duration::from_secs(30), |s| !mode_active(s, "ehr_sync_paused")).await?;
     site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1)?;
     // The supervisor clears the adapter's alarm on its next look.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let technical = of_kind(&site.alarms()?, "technical");
-        if technical.iter().any(|a| a["rule_id"] == "ehr_sync_paused" && !a["cleared_at"].is_null()) {
-            break;
-        }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the adapter's alarm did not clear: {technical:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_until(
+        Duration::from_secs(5),
+        || Ok(of_kind(&site.alarms()?, "technical")),
+        |t| t.iter().any(|a| a["rule_id"] == "ehr_sync_paused" && !a["cleared_at"].is_null()),
+        |t| format!("the adapter's alarm did not clear: {t:#?}"),
+    )?;
     assert!(vigil.terminate()?.success());
     Ok(())
 }

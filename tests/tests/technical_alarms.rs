@@ -8,23 +8,21 @@ use chrono::Utc;
 use pipeline_core::simulate::{DeviceKind, SimDevice};
 use serde_json::Value;
 use vigil_tests::{
-    BrokerKind, Mosquitto, Site, mode_active, of_kind, oximeter_spo2, publish_tracked, subscriber, until, webhook,
+    BrokerKind, Mosquitto, Site, mode_active, of_kind, oximeter_spo2, poll_until, publish_tracked, subscriber, until,
+    webhook,
 };
 
 fn technical(site: &Site, rule: &str) -> anyhow::Result<Vec<Value>> {
     Ok(of_kind(&site.alarms()?, "technical").into_iter().filter(|a| a["rule_id"] == rule).collect())
 }
 
-async fn wait_alarm(site: &Site, rule: &str, done: impl Fn(&[Value]) -> bool) -> anyhow::Result<Vec<Value>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let alarms = technical(site, rule)?;
-        if done(&alarms) {
-            return Ok(alarms);
-        }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{rule}: not as expected: {alarms:#?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+fn wait_alarm(site: &Site, rule: &str, done: impl Fn(&[Value]) -> bool) -> anyhow::Result<Vec<Value>> {
+    poll_until(
+        Duration::from_secs(20),
+        || technical(site, rule),
+        |a| done(a),
+        |a| format!("{rule}: not as expected: {a:#?}"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +35,7 @@ async fn a_quiet_paired_device_and_an_unpaired_one_raise_technical_alarms_that_c
     let port = vigil.mqtt_addr.unwrap().port();
 
     // The demo registry pairs OX-1000 with a patient; it has sent nothing.
-    let offline = wait_alarm(&site, "device-offline", |a| a.iter().any(|a| a["device_id"] == "OX-1000")).await?;
+    let offline = wait_alarm(&site, "device-offline", |a| a.iter().any(|a| a["device_id"] == "OX-1000"))?;
     let ox = offline.iter().find(|a| a["device_id"] == "OX-1000").unwrap();
     assert_eq!(ox["priority"], "medium");
     assert!(ox["patient_id"].is_i64() && ox["mdc_code"].is_null() && ox["value"].is_null(), "{ox}");
@@ -54,21 +52,20 @@ async fn a_quiet_paired_device_and_an_unpaired_one_raise_technical_alarms_that_c
     publish_tracked(port, oximeter_spo2(97.0, Utc::now(), 1), 10, Duration::from_secs(30), |_| {}).await?;
     let after = wait_alarm(&site, "device-offline", |a| {
         a.iter().any(|a| a["device_id"] == "OX-1000" && !a["cleared_at"].is_null())
-    })
-    .await?;
+    })?;
     assert_eq!(after.iter().filter(|a| a["device_id"] == "OX-1000").count(), 1, "{after:#?}");
 
     // MX-00A1 is registered but paired with nobody: its data is quarantined and raises an alarm.
     let device = SimDevice::new("MX-00A1", DeviceKind::Monitor, None, 1);
     let payload = (device.kind.topic(&device.id), device.payload(Utc::now()).to_string().into_bytes());
     publish_tracked(port, vec![payload], 10, Duration::from_secs(30), |_| {}).await?;
-    let unpaired = wait_alarm(&site, "device-unpaired", |a| !a.is_empty()).await?;
+    let unpaired = wait_alarm(&site, "device-unpaired", |a| !a.is_empty())?;
     assert_eq!((unpaired[0]["device_id"].as_str(), unpaired[0]["priority"].as_str()), (Some("MX-00A1"), Some("low")));
     assert!(unpaired[0]["cleared_at"].is_null());
 
     // Pairing it clears the condition.
     site.for_patient("pair", "MX-00A1", "MRN-100001", &[])?;
-    wait_alarm(&site, "device-unpaired", |a| a.len() == 1 && !a[0]["cleared_at"].is_null()).await?;
+    wait_alarm(&site, "device-unpaired", |a| a.len() == 1 && !a[0]["cleared_at"].is_null())?;
     assert_eq!(of_kind(&site.alarms()?, "physiological").len(), 0, "technical alarms are not the patient's");
     assert!(vigil.terminate()?.success());
     Ok(())
@@ -126,7 +123,7 @@ async fn the_supervisor_and_the_alert_circuit_each_alarm_when_the_other_stops() 
     let pages_before = paged.lock().unwrap().len();
     drill(&vigil.status_url, "alerts").await?;
     vigil.wait_status(Duration::from_secs(15), |s| mode_active(s, "alert_circuit_down")).await?;
-    let circuit = wait_alarm(&site, "alert_circuit_down", |a| !a.is_empty()).await?;
+    let circuit = wait_alarm(&site, "alert_circuit_down", |a| !a.is_empty())?;
     assert_eq!((circuit[0]["priority"].as_str(), circuit[0]["device_id"].as_str()), (Some("high"), Some("alerts")));
     let port = vigil.mqtt_addr.unwrap().port();
     publish_tracked(

@@ -28,7 +28,9 @@ use crate::pipeline::{self, Handle};
 use crate::rules::RuleSet;
 use crate::simulate::PublishReport;
 use crate::sinks::fhir::PatientLookup;
-use crate::store::{OutboxStatus, PatientIdentifier, QuarantineEntry, ReadingQuery, Resolution, Store, StoreError};
+use crate::store::{
+    OutboxStatus, PatientEntry, PatientIdentifier, QuarantineEntry, ReadingQuery, Resolution, Store, StoreError,
+};
 use dto::{
     AlarmView, BrokerSettings, ConnectionResult, DeviceView, EhrSettings, LiveValue, OutboxView, ReleaseOutcome,
     Settings, VerifiedPatient,
@@ -361,11 +363,7 @@ impl Console {
                 }),
             };
         }
-        let key = self.store().find_patient(&id).await?.ok_or_else(|| not_found_locally(&id.system))?;
-        let patient = self.store().patient(key).await?.ok_or_else(|| not_found_locally(&id.system))?;
-        if !patient.verified {
-            return Err(ApiError::new("unverified_patient", "this patient's identity has not been verified"));
-        }
+        let patient = self.verified_locally(&id).await?;
         Ok(VerifiedPatient {
             display: patient.display_name.unwrap_or_else(|| patient.value.clone()),
             birth_date: None,
@@ -404,9 +402,8 @@ impl Console {
                 },
             )?;
         } else {
-            self.lookup_patient(system, value).await?;
-            let key = self.store().find_patient(&id).await?.ok_or_else(|| not_found_locally(&id.system))?;
-            self.store().pair(device_id, key, from, operator).await?;
+            let patient = self.verified_locally(&id).await?;
+            self.store().pair(device_id, patient.id, from, operator).await?;
         }
         if let Some(until) = until {
             self.store().unpair(device_id, until, operator).await?;
@@ -547,6 +544,16 @@ impl Console {
             Ok(message) => ConnectionResult { ok: true, message },
             Err(message) => ConnectionResult { ok: false, message },
         })
+    }
+
+    /// A patient of the local registry whose identity was verified (pairing needs one).
+    async fn verified_locally(&self, id: &PatientIdentifier) -> ApiResult<PatientEntry> {
+        let key = self.store().find_patient(id).await?.ok_or_else(|| not_found_locally(&id.system))?;
+        let patient = self.store().patient(key).await?.ok_or_else(|| not_found_locally(&id.system))?;
+        if !patient.verified {
+            return Err(ApiError::new("unverified_patient", "this patient's identity has not been verified"));
+        }
+        Ok(patient)
     }
 
     fn identifier(&self, system: &str, value: &str) -> ApiResult<PatientIdentifier> {

@@ -27,12 +27,21 @@ pub struct Paired {
     pub profile_id: Option<String>,
 }
 
+/// Everything kept for one (patient, device, metric).
+struct StreamState {
+    window: RollingWindow,
+    /// Each rule's open condition on this stream, by rule index.
+    active: Vec<Option<ContentHash>>,
+    /// The start of each summary's open charting period, by summary index.
+    periods: Vec<Option<DateTime<Utc>>>,
+}
+
 /// See the module doc.
 pub struct Engine {
     rules: RuleSet,
-    windows: HashMap<Stream, RollingWindow>,
-    /// Open physiological conditions, per stream and rule index.
-    active: HashMap<(Stream, usize), ContentHash>,
+    /// How much history each window keeps (derived from the rules once).
+    horizon: Duration,
+    streams: HashMap<Stream, StreamState>,
     /// Devices paired now.
     paired: HashMap<String, Paired>,
     /// When each paired device was last heard from (arrival, not observed time).
@@ -41,68 +50,72 @@ pub struct Engine {
     offline: HashMap<(String, usize), ContentHash>,
     /// Open "unpaired" conditions, per device and rule index, with the last unpaired data.
     unpaired: HashMap<(String, usize), (ContentHash, DateTime<Utc>)>,
-    /// The start of each stream's open charting period, per summary index.
-    periods: HashMap<(Stream, usize), DateTime<Utc>>,
 }
 
 impl Engine {
     /// An engine for a rule set.
     pub fn new(rules: RuleSet) -> Engine {
         Engine {
+            horizon: rules.horizon(),
             rules,
-            windows: HashMap::new(),
-            active: HashMap::new(),
+            streams: HashMap::new(),
             paired: HashMap::new(),
             last_heard: HashMap::new(),
             offline: HashMap::new(),
             unpaired: HashMap::new(),
-            periods: HashMap::new(),
         }
     }
 
     /// Feeds one identified reading; returns the conditions it starts or clears.
     pub fn observe(&mut self, r: &Observed, now: DateTime<Utc>) -> Vec<Decision> {
         let mut out = Vec::new();
-        self.last_heard.insert(r.device_id.clone(), now);
-        self.offline.retain(|(device, _), key| {
-            let back = *device == r.device_id;
-            if back {
-                out.push(Decision::Cleared(*key));
+        match self.last_heard.get_mut(&r.device_id) {
+            Some(heard) => *heard = now,
+            None => {
+                self.last_heard.insert(r.device_id.clone(), now);
             }
-            !back
-        });
+        }
+        if !self.offline.is_empty() {
+            self.offline.retain(|(device, _), key| {
+                let back = *device == r.device_id;
+                if back {
+                    out.push(Decision::Cleared(*key));
+                }
+                !back
+            });
+        }
         if r.observed_at < now - self.rules.late_after {
             return out;
         }
         let stream: Stream = (r.patient_id, r.device_id.clone(), r.metric.mdc_code);
-        let horizon = self.rules.horizon();
-        let window = self.windows.entry(stream.clone()).or_insert_with(|| RollingWindow::new(horizon));
-        window.insert(r.observed_at, r.value);
-        for (index, rule) in self.rules.rules.iter().enumerate() {
+        let (rules, horizon) = (&self.rules, self.horizon);
+        let state = self.streams.entry(stream.clone()).or_insert_with(|| StreamState {
+            window: RollingWindow::new(horizon),
+            active: vec![None; rules.rules.len()],
+            periods: vec![None; rules.summaries.len()],
+        });
+        state.window.insert(r.observed_at, r.value);
+        for (index, rule) in rules.rules.iter().enumerate() {
             if rule.condition.metric().is_none_or(|m| m.mdc_code != r.metric.mdc_code) {
                 continue;
             }
-            let condition = (stream.clone(), index);
-            let decision = match self.active.get(&condition) {
-                Some(key) => clears(rule, window).then_some(Decision::Cleared(*key)),
-                None => starts(rule, window, &stream, &self.rules.version).map(Decision::Started),
-            };
-            match &decision {
-                Some(Decision::Cleared(_)) => {
-                    self.active.remove(&condition);
+            match state.active[index] {
+                Some(key) if clears(rule, &state.window) => {
+                    state.active[index] = None;
+                    out.push(Decision::Cleared(key));
                 }
-                Some(Decision::Started(f)) => {
-                    self.active.insert(condition, f.key);
+                Some(_) => {}
+                None => {
+                    if let Some(f) = starts(rule, &state.window, &stream, &rules.version) {
+                        state.active[index] = Some(f.key);
+                        out.push(Decision::Started(f));
+                    }
                 }
-                _ => {}
             }
-            out.extend(decision);
         }
-        for (index, summary) in self.rules.summaries.iter().enumerate() {
-            if summary.metrics.iter().any(|m| m.mdc_code == r.metric.mdc_code)
-                && let Ok(start) = r.observed_at.duration_trunc(summary.every)
-            {
-                self.periods.entry((stream.clone(), index)).or_insert(start);
+        for (summary, period) in rules.summaries.iter().zip(state.periods.iter_mut()) {
+            if period.is_none() && summary.metrics.iter().any(|m| m.mdc_code == r.metric.mdc_code) {
+                *period = r.observed_at.duration_trunc(summary.every).ok();
             }
         }
         out
@@ -175,30 +188,31 @@ impl Engine {
     fn close_periods(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
         let mut out = Vec::new();
         let late_after = self.rules.late_after;
-        for ((stream, index), start) in self.periods.iter_mut() {
-            let summary = &self.rules.summaries[*index];
-            let Some(window) = self.windows.get(stream) else { continue };
-            let Some((latest, _)) = window.latest() else { continue };
-            while *start + summary.every + late_after <= now && *start <= latest {
-                let end = *start + summary.every;
-                if let (Some(stats), Some(metric)) =
-                    (window.stats(*start, end - Duration::milliseconds(1)), metric_by_code(stream.2))
-                {
-                    out.push(Decision::Summary(ClinicalEvent {
-                        patient_id: stream.0,
-                        device_id: stream.1.clone(),
-                        origin: format!("summary:{}@{}", summary.id, self.rules.version),
-                        content: EventContent::Single {
-                            observation: Observation::Vital {
-                                metric,
-                                value: stats.median,
-                                effective: Effective::Period { start: *start, end },
-                                validity: Validity::Valid,
+        for (stream, state) in self.streams.iter_mut() {
+            let Some((latest, _)) = state.window.latest() else { continue };
+            for (summary, period) in self.rules.summaries.iter().zip(state.periods.iter_mut()) {
+                let Some(start) = period else { continue };
+                while *start + summary.every + late_after <= now && *start <= latest {
+                    let end = *start + summary.every;
+                    if let (Some(stats), Some(metric)) =
+                        (state.window.stats(*start, end - Duration::milliseconds(1)), metric_by_code(stream.2))
+                    {
+                        out.push(Decision::Summary(ClinicalEvent {
+                            patient_id: stream.0,
+                            device_id: stream.1.clone(),
+                            origin: format!("summary:{}@{}", summary.id, self.rules.version),
+                            content: EventContent::Single {
+                                observation: Observation::Vital {
+                                    metric,
+                                    value: stats.median,
+                                    effective: Effective::Period { start: *start, end },
+                                    validity: Validity::Valid,
+                                },
                             },
-                        },
-                    }));
+                        }));
+                    }
+                    *start = end;
                 }
-                *start = end;
             }
         }
         out

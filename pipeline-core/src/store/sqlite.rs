@@ -701,18 +701,16 @@ impl Store for SqliteStore {
         let (name, fresh) = match resolution {
             Resolution::Discard => ("discarded", false),
             Resolution::Release { reading, hash, patient_id, held_for } => {
-                let fresh = sqlx::query(
-                    "INSERT INTO dedup_index (hash, first_seen_at) VALUES (?, ?) ON CONFLICT (hash) DO UPDATE SET repeats = repeats + 1",
+                // As in write_batch: a reading is new when its hash had not been seen.
+                let repeats: i64 = sqlx::query_scalar(
+                    "INSERT INTO dedup_index (hash, first_seen_at) VALUES (?, ?)
+                     ON CONFLICT (hash) DO UPDATE SET repeats = repeats + 1 RETURNING repeats",
                 )
                 .bind(&hash.0[..])
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                let repeats: i64 = sqlx::query_scalar("SELECT repeats FROM dedup_index WHERE hash = ?")
-                    .bind(&hash.0[..])
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let fresh = fresh.rows_affected() > 0 && repeats == 0;
+                let fresh = repeats == 0;
                 if fresh {
                     let table = if held_for.is_some() { "held" } else { "readings" };
                     let extra = if held_for.is_some() { ", flow, reason, created_at" } else { "" };
