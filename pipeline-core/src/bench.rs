@@ -99,17 +99,17 @@ pub async fn ingest_throughput(options: &BenchOptions) -> anyhow::Result<BenchRe
     } else {
         None
     };
-    let handle = pipeline::start(&config).await?;
+    let handle = pipeline::start(&config, crate::clock::system()).await?;
     let store = handle.store().clone();
     let patient = PatientIdentifier { organisation: "default".into(), system: "urn:bench".into(), value: "B-1".into() };
-    let patient = store.upsert_patient(&patient, None, Some("bench")).await?;
+    let patient = store.upsert_patient(&patient, None, Some("bench"), "bench").await?;
     store.set_consent(patient, Flow::Store, true, "bench").await?;
     let devices: Vec<SimDevice> = (0..options.publishers)
         .map(|n| SimDevice::new(&options.kind.device_id(n), options.kind, None, n as u64))
         .collect();
     for d in &devices {
-        store.register_device(&d.id, Some(options.kind.profile_id()), None).await?;
-        store.pair(&d.id, patient, Utc::now() - chrono::Duration::days(1), "bench").await?;
+        store.register_device(&d.id, Some(options.kind.profile_id()), None, "bench").await?;
+        store.pair(&d.id, patient, Utc::now() - chrono::Duration::days(1), None, "bench").await?;
     }
     let port = match &_broker {
         Some((_, port)) => *port,
@@ -249,7 +249,7 @@ pub async fn alarm_latency(
         config.ehr.base_url =
             Some(format!("http://127.0.0.1:{}/fhir", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()));
     }
-    let handle = pipeline::start(&config).await?;
+    let handle = pipeline::start(&config, crate::clock::system()).await?;
     let store = handle.store().clone();
     let id = PatientIdentifier { organisation: "default".into(), system: "urn:bench".into(), value: "B-1".into() };
     let patient = store.verify_patient(&id, "bench", Some("bench-1")).await?;
@@ -259,8 +259,8 @@ pub async fn alarm_latency(
     let devices = 10usize;
     for n in 0..devices {
         let d = DeviceKind::Oximeter.device_id(n);
-        store.register_device(&d, Some("acme-ox100"), None).await?;
-        store.pair(&d, patient, Utc::now() - chrono::Duration::days(1), "bench").await?;
+        store.register_device(&d, Some("acme-ox100"), None, "bench").await?;
+        store.pair(&d, patient, Utc::now() - chrono::Duration::days(1), None, "bench").await?;
     }
     let port = handle.mqtt_listen_addr().ok_or_else(|| anyhow::anyhow!("no endpoint"))?.port();
     let per_device = (readings_per_sec as usize / 2 / devices).max(1);

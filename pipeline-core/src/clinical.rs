@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use crate::config::{EhrAuth, EhrConfig, EhrKind};
 use crate::fhir::PatientRef;
 use crate::fhir::bundle::{EventEnvelope, event_resources};
@@ -23,7 +21,7 @@ use crate::sinks::fhir::{Auth, FhirSink, PatientLookup};
 use crate::sinks::hl7v2::{Hl7v2Settings, Hl7v2Sink};
 use crate::sinks::sandbox::SandboxSink;
 use crate::sinks::smart::SmartClient;
-use crate::store::{OutboxStatus, PatientIdentifier, Store, StoreError};
+use crate::store::{OutboxStatus, PatientIdentifier, RegistryStore, Store, StoreError};
 
 /// What became of a submitted event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,15 +34,21 @@ pub enum Admission {
     Duplicate,
 }
 
-/// Validates an event for the configured EHR and queues it (pending or held).
-pub async fn submit(store: &dyn Store, event: &ClinicalEvent, ehr: EhrKind) -> Result<Admission, StoreError> {
+/// Validates an event for the configured EHR and queues it (pending or held); an operator's
+/// submission is audited.
+pub async fn submit(
+    store: &dyn Store,
+    event: &ClinicalEvent,
+    ehr: EhrKind,
+    submitted_by: Option<&str>,
+) -> Result<Admission, StoreError> {
     let problems = problems(store, event, ehr).await?;
     let (status, reason) = if problems.is_empty() {
         (OutboxStatus::Pending, None)
     } else {
         (OutboxStatus::Held, Some(problems.join("; ")))
     };
-    Ok(match store.enqueue_event(event, status, reason.as_deref()).await? {
+    Ok(match store.enqueue_event(event, status, reason.as_deref(), submitted_by).await? {
         None => Admission::Duplicate,
         Some(id) if problems.is_empty() => Admission::Queued(id),
         Some(id) => Admission::Held(id, problems),
@@ -188,22 +192,16 @@ pub enum ProvisionError {
     Store(#[from] StoreError),
 }
 
-/// Looks the patient up at the EHR, records the verified id, and pairs the device. Refused when the
-/// EHR knows no such patient, or several. Messages name the identifier system, never the value.
-pub async fn pair_verified(
-    store: &dyn Store,
+/// Looks the patient up at the EHR and records the verified id; returns the patient's store key.
+/// Refused when the EHR knows no such patient, or several. Messages name the identifier system,
+/// never the value.
+pub async fn verify_at_ehr(
+    store: &dyn RegistryStore,
     ehr: &FhirSink,
-    device_id: &str,
     id: &PatientIdentifier,
-    from: DateTime<Utc>,
-    actor: &str,
-) -> Result<(i64, i64), ProvisionError> {
+) -> Result<i64, ProvisionError> {
     match ehr.find_patient(&id.system, &id.value).await.map_err(ProvisionError::Unreachable)? {
-        PatientLookup::One(found) => {
-            let key = store.verify_patient(id, "ehr", Some(&found.id)).await?;
-            let pairing = store.pair(device_id, key, from, actor).await?;
-            Ok((pairing, key))
-        }
+        PatientLookup::One(found) => Ok(store.verify_patient(id, "ehr", Some(&found.id)).await?),
         PatientLookup::Unknown => Err(ProvisionError::Refused(format!(
             "pairing refused: the EHR knows no patient with that identifier in system {}",
             id.system

@@ -9,7 +9,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::identify::seed::{self, SeedError};
+use chrono::{DateTime, Utc};
+
+use crate::registry_import::{self, SeedError};
 use crate::simulate::{self, PublishReport, SimOptions};
 use crate::store::Store;
 
@@ -65,8 +67,8 @@ fn free_or_any(addr: &str) -> String {
 }
 
 /// Loads the demo registry (idempotent: open pairings are kept); returns (patients, devices).
-pub async fn seed(store: &dyn Store, files: &DemoFiles) -> Result<(usize, usize), SeedError> {
-    seed::import(store, &files.registry, "demo").await
+pub async fn seed(store: &dyn Store, files: &DemoFiles, now: DateTime<Utc>) -> Result<(usize, usize), SeedError> {
+    registry_import::import(store, &files.registry, now, "demo").await
 }
 
 /// The simulated ward: two devices of each kind (the second monitor is the unpaired one), one

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::clock::SharedClock;
 use crate::config::IngestConfig;
 use crate::health::latency::Latencies;
 use crate::health::{HealthState, Heartbeat};
@@ -105,6 +106,7 @@ pub fn spawn(
     config: &IngestConfig,
     heartbeat: Heartbeat,
     outputs: Outputs,
+    clock: SharedClock,
 ) -> (IngestHandle, IngestTally, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let tally = IngestTally::default();
@@ -121,6 +123,7 @@ pub fn spawn(
         rules: outputs.rules,
         latest: outputs.latest,
         latencies: outputs.latencies,
+        clock,
     };
     (IngestHandle { tx }, tally, tokio::spawn(writer.run(rx)))
 }
@@ -141,6 +144,7 @@ struct Writer {
     latest: LatestValues,
     /// Where arrival-to-durable latency is recorded.
     latencies: Arc<Latencies>,
+    clock: SharedClock,
 }
 
 /// Where the writer's results go besides the store.
@@ -219,7 +223,7 @@ impl Writer {
                     self.remember_latest(&processed);
                     self.attention.record(&tally);
                     self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(&tally);
-                    let now = Utc::now();
+                    let now = self.clock.now();
                     for s in batch {
                         let waited = (now - s.envelope.received_at).num_microseconds().unwrap_or(0);
                         self.latencies.ingest.observe(waited as f64 / 1e6);
@@ -260,7 +264,7 @@ impl Writer {
         if self.store.registry_generation().await? != self.registry.generation {
             self.registry = self.store.load_registry().await?;
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         Ok(batch.iter().map(|s| process(&s.envelope, &self.profiles, &self.registry, &self.policy, now)).collect())
     }
 

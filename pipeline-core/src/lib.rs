@@ -22,9 +22,12 @@
 
 pub mod alerts;
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod clinical;
+pub mod clock;
 pub mod config;
+pub mod dedup;
 pub mod demo;
 pub mod fhir;
 pub mod health;
@@ -34,8 +37,11 @@ pub mod model;
 pub mod normalise;
 pub mod outbox;
 pub mod pipeline;
+pub mod registry_import;
 pub mod rules;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;
+pub mod status;
 pub mod store;
+pub mod supervisor;

@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SharedClock;
 use crate::health::latency::{Histogram, Latencies};
 use crate::health::{HealthState, Heartbeat};
 use crate::sinks::{Outcome, Sink};
-use crate::store::{Settlement, Store};
+use crate::store::{OutboxStore, Settlement};
 
 /// Delivery settings.
 #[derive(Debug, Clone, Copy)]
@@ -63,18 +63,19 @@ impl Breaker {
 
 /// Runs until `shutdown`, beating for the EHR adapter (`ehr` on the board).
 pub async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     sink: Arc<dyn Sink>,
     settings: OutboxSettings,
     heartbeat: Heartbeat,
     latency: Arc<Latencies>,
+    clock: SharedClock,
     shutdown: CancellationToken,
 ) {
     let mut breaker = Breaker::default();
     let mut health = (HealthState::Up, "idle".to_string());
     let mut last_probe: Option<tokio::time::Instant> = None;
     loop {
-        let pause = match round(store.as_ref(), sink.as_ref(), &settings, &latency.ehr).await {
+        let pause = match round(store.as_ref(), sink.as_ref(), &settings, &latency.ehr, &clock).await {
             // Nothing due: ask the EHR now and then whether it answers, so an outage shows on the
             // board before an event waits on it.
             Ok(Round::Idle) => {
@@ -147,12 +148,13 @@ enum Round {
 }
 
 async fn round(
-    store: &dyn Store,
+    store: &dyn OutboxStore,
     sink: &dyn Sink,
     s: &OutboxSettings,
     latency: &Histogram,
+    clock: &SharedClock,
 ) -> Result<Round, crate::store::StoreError> {
-    let due = store.outbox_due(Utc::now(), s.batch, s.batch).await?;
+    let due = store.outbox_due(clock.now(), s.batch, s.batch).await?;
     if due.is_empty() {
         return Ok(Round::Idle);
     }
@@ -173,7 +175,7 @@ async fn round(
     for (item, outcome) in consented.iter().zip(outcomes) {
         let settlement = match outcome {
             Outcome::Delivered(ehr_ref) => Settlement::Delivered { ehr_ref },
-            Outcome::Retryable(error) => Settlement::Retry { next_at: Utc::now() + backoff(item.attempts, s), error },
+            Outcome::Retryable(error) => Settlement::Retry { next_at: clock.now() + backoff(item.attempts, s), error },
             Outcome::Permanent(reason) => {
                 tracing::warn!(sink = sink.name(), outbox_id = item.id, "EHR refused an event; dead-lettered");
                 Settlement::Dead { reason }

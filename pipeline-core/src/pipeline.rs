@@ -1,5 +1,6 @@
-//! The facade both faces (the `vigil` binary and the console) drive: start the pipeline from a
-//! config, query it, stop it.
+//! The running pipeline: start every configured component from a config, query it, stop it. It is
+//! the runtime behind the facade ([`crate::api`]), which both faces drive; the `vigil run` command
+//! starts it alone.
 //!
 //! Invariant: [`Handle::shutdown`] returns only after the sources stopped taking payloads and the
 //! ingest writer stored everything it had accepted, so nothing acknowledged is left in memory.
@@ -14,10 +15,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{BrokerMode, Config};
-use crate::health::endpoint::{Status, StatusSources};
+use crate::clock::SharedClock;
+use crate::config::{BrokerMode, Config, RetentionConfig};
 use crate::health::latency::Latencies;
-use crate::health::supervisor::{self, Supervisor};
 use crate::health::{Drills, HealthRegistry};
 use crate::identify::Policy;
 use crate::ingest::{self, IngestHandle, IngestTally, Latest, LatestValues};
@@ -26,8 +26,9 @@ use crate::outbox::{self, OutboxSettings};
 use crate::rules::{Engine, RuleSet};
 use crate::sources::mqtt::{client, endpoint};
 use crate::sources::{SourceStatus, StatusReporter};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{BatchTally, Store, StoreError};
+use crate::status::{Status, StatusSources};
+use crate::store::{self, BatchTally, Inbox, Store, StoreError};
+use crate::supervisor::{self, Supervisor};
 
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +58,20 @@ pub enum StartError {
     Ehr(#[from] crate::clinical::EhrSetupError),
 }
 
+impl StartError {
+    /// What an operator is shown: the store's internal error stays in the log.
+    pub fn operator_text(&self) -> String {
+        match self {
+            StartError::Store(_) => "the local store could not be opened; see the log".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A running pipeline.
 pub struct Handle {
     store: Arc<dyn Store>,
+    rules_version: Option<String>,
     profiles: Arc<ProfileSet>,
     policy: Policy,
     ingest: IngestHandle,
@@ -76,24 +88,41 @@ pub struct Handle {
 }
 
 /// Starts every configured component.
-pub async fn start(config: &Config) -> Result<Handle, StartError> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.url).await?);
+pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartError> {
+    let store = store::open(&config.store.url, clock.clone()).await?;
     store.clear_technical_alarms().await?;
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
-    let policy = Policy { max_future_skew: chrono::Duration::seconds(config.identity.max_future_skew_secs as i64) };
+    let policy = Policy::of(&config.identity);
     let health = HealthRegistry::default();
     let shutdown = CancellationToken::new();
     let drills = Drills::default();
-    let alerts = crate::alerts::start(&config.alerts, store.clone(), &health, shutdown.clone(), drills.alerts.clone())
-        .map_err(|source| StartError::Bind { addr: "the alert circuit's thread".into(), source })?;
-    let (rules_tx, rules_task) = match &config.rules.file {
-        None => (None, None),
+    let alerts = crate::alerts::start(
+        &config.alerts,
+        store.clone(),
+        &health,
+        clock.clone(),
+        shutdown.clone(),
+        drills.alerts.clone(),
+    )
+    .map_err(|source| StartError::Bind { addr: "the alert circuit's thread".into(), source })?;
+    let (rules_tx, rules_task, rules_version) = match &config.rules.file {
+        None => (None, None, None),
         Some(file) => {
-            let engine = Engine::new(RuleSet::load(file)?);
+            let rules = RuleSet::load(file)?;
+            let version = rules.version.clone();
+            let engine = Engine::new(rules);
             let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::run::QUEUE);
             (
                 Some(tx),
-                Some(tokio::spawn(crate::rules::run::run(engine, store.clone(), config.ehr.kind, alerts.clone(), rx))),
+                Some(tokio::spawn(crate::rules::run::run(
+                    engine,
+                    store.clone(),
+                    config.ehr.kind,
+                    alerts.clone(),
+                    clock.clone(),
+                    rx,
+                ))),
+                Some(version),
             )
         }
     };
@@ -107,6 +136,7 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         &config.ingest,
         health.register("store", ingest::HEARTBEAT),
         outputs,
+        clock.clone(),
     );
     let tasks = TaskTracker::new();
     let mut sources = Vec::new();
@@ -130,7 +160,7 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
             }
         }
     }
-    tasks.spawn(purge(store.clone(), config.retention.raw_days, config.retention.purge_every_secs, shutdown.clone()));
+    tasks.spawn(purge(store.clone(), config.retention.clone(), clock.clone(), shutdown.clone()));
     let sink = crate::clinical::sink(&config.ehr, store.clone())?;
     let settings = OutboxSettings {
         batch: config.ehr.batch_events,
@@ -144,9 +174,10 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         settings,
         health.register("ehr", outbox::HEARTBEAT),
         latencies.clone(),
+        clock.clone(),
         shutdown.clone(),
     ));
-    let supervisor = Supervisor { health: health.clone(), store: store.clone(), alerts };
+    let supervisor = Supervisor { health: health.clone(), store: store.clone(), alerts, clock: clock.clone() };
     tasks.spawn(supervisor::run(supervisor, shutdown.clone(), drills.supervisor.clone()));
     let status_listener = TcpListener::bind(&config.status.listen)
         .await
@@ -161,10 +192,11 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
         rates: Default::default(),
         latencies,
     });
-    tasks.spawn(crate::health::endpoint::serve(status_listener, status.clone(), shutdown.clone()));
+    tasks.spawn(crate::status::serve(status_listener, status.clone(), shutdown.clone()));
     tasks.close();
     Ok(Handle {
         store,
+        rules_version,
         profiles,
         policy,
         ingest,
@@ -182,14 +214,15 @@ pub async fn start(config: &Config) -> Result<Handle, StartError> {
 }
 
 /// Enforces raw retention on a timer.
-async fn purge(store: Arc<dyn Store>, raw_days: u32, every_secs: u64, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(every_secs));
+async fn purge(store: Arc<dyn Inbox>, retention: RetentionConfig, clock: SharedClock, shutdown: CancellationToken) {
+    let raw_days = retention.raw_days;
+    let mut tick = tokio::time::interval(Duration::from_secs(retention.purge_every_secs));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(raw_days));
+        let cutoff = clock.now() - chrono::Duration::days(i64::from(raw_days));
         match store.purge_before(cutoff).await {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, raw_days, "retention purge removed old telemetry"),
@@ -202,6 +235,11 @@ impl Handle {
     /// The store, for queries and registry commands.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The rule set's version, when rules run.
+    pub fn rules_version(&self) -> Option<&str> {
+        self.rules_version.as_deref()
     }
 
     /// The device profiles in use.
@@ -221,7 +259,7 @@ impl Handle {
 
     /// The board: components, modes, queues, totals and rates.
     pub async fn board(&self) -> Status {
-        crate::health::endpoint::status(&self.status).await
+        crate::status::status(&self.status).await
     }
 
     /// Where the embedded MQTT endpoint listens, if it runs.

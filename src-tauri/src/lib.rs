@@ -14,8 +14,7 @@ mod commands;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pipeline_core::api::{ApiError, Console, ConsoleOptions};
-use pipeline_core::demo::{self, DemoFiles};
+use pipeline_core::api::{ApiError, Console, ConsoleOptions, DemoFiles, ErrorCode, demo_listen, system_clock};
 use tauri::{Emitter, Manager, RunEvent, Runtime};
 use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
 use tokio_util::sync::CancellationToken;
@@ -38,9 +37,8 @@ impl ConsoleState {
 
     /// The running console, or `restarting` while Settings restarts it.
     pub async fn get(&self) -> Result<RwLockReadGuard<'_, Console>, ApiError> {
-        RwLockReadGuard::try_map(self.console.read().await, Option::as_ref).map_err(|_| ApiError {
-            code: "restarting",
-            message: "the pipeline is restarting with new settings; try again in a moment".into(),
+        RwLockReadGuard::try_map(self.console.read().await, Option::as_ref).map_err(|_| {
+            ApiError::new(ErrorCode::Restarting, "the pipeline is restarting with new settings; try again in a moment")
         })
     }
 
@@ -132,12 +130,10 @@ async fn status_feed<R: Runtime>(app: tauri::AppHandle<R>) {
 fn site_options(resources: Option<PathBuf>) -> ConsoleOptions {
     let env = |name: &str| std::env::var_os(name).map(PathBuf::from);
     let listen = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
-    let demo_listen = (
-        listen("VIGIL_DEMO_MQTT_LISTEN", demo::DEFAULT_MQTT_LISTEN),
-        listen("VIGIL_DEMO_STATUS_LISTEN", demo::DEFAULT_STATUS_LISTEN),
-    );
+    let demo_listen =
+        (listen("VIGIL_DEMO_MQTT_LISTEN", demo_listen::MQTT), listen("VIGIL_DEMO_STATUS_LISTEN", demo_listen::STATUS));
     if let Some(config_path) = env("VIGIL_CONFIG") {
-        return ConsoleOptions { config_path, demo: None, demo_listen };
+        return ConsoleOptions { config_path, demo: None, demo_listen, clock: system_clock() };
     }
     let data = env("VIGIL_DATA_DIR")
         .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("vigil-console")))
@@ -148,7 +144,12 @@ fn site_options(resources: Option<PathBuf>) -> ConsoleOptions {
         .or_else(|| source_tree.is_dir().then_some(source_tree))
         .or_else(|| resources.map(|r| r.join("fixtures")))
         .unwrap_or_else(|| PathBuf::from("fixtures"));
-    ConsoleOptions { config_path: data.join("vigil.toml"), demo: Some(DemoFiles::in_fixtures(&fixtures)), demo_listen }
+    ConsoleOptions {
+        config_path: data.join("vigil.toml"),
+        demo: Some(DemoFiles::in_fixtures(&fixtures)),
+        demo_listen,
+        clock: system_clock(),
+    }
 }
 
 #[cfg(test)]

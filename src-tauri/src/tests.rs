@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use pipeline_core::api::{Console, ConsoleOptions};
-use pipeline_core::demo::DemoFiles;
+use pipeline_core::api::{Console, ConsoleOptions, DemoFiles, system_clock};
 use serde_json::{Value, json};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder};
@@ -20,6 +19,7 @@ fn console_app(dir: &Path) -> (App<MockRuntime>, WebviewWindow<MockRuntime>) {
         config_path: dir.join("vigil.toml"),
         demo: Some(DemoFiles::in_fixtures(&fixtures)),
         demo_listen: ("127.0.0.1:0".into(), "127.0.0.1:0".into()),
+        clock: system_clock(),
     };
     let console = tauri::async_runtime::block_on(Console::start(options)).unwrap();
     let app = with_commands(mock_builder()).build(tauri::generate_context!()).unwrap();

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use pipeline_core::config::Config;
-use pipeline_core::identify::seed;
 use pipeline_core::pipeline;
 use pipeline_core::simulate::{DeviceKind, SimDevice};
+use pipeline_core::{clock, registry_import};
 use sqlx::Connection;
 use vigil_tests::{fixture, publish_tracked};
 
@@ -24,8 +24,9 @@ async fn a_stalled_store_pushes_back_and_loses_nothing() -> anyhow::Result<()> {
     config.identity.organisation = "demo-clinic".into();
     config.ingest.queue_capacity = 64;
     config.ingest.batch_max = 32;
-    let handle = pipeline::start(&config).await?;
-    seed::import(handle.store().as_ref(), &fixture("demo/registry.toml"), "test").await?;
+    let handle = pipeline::start(&config, clock::system()).await?;
+    registry_import::import(handle.store().as_ref(), &fixture("demo/registry.toml"), chrono::Utc::now(), "test")
+        .await?;
     let port = handle.mqtt_listen_addr().unwrap().port();
 
     // Another process holds SQLite's write lock: every commit of the writer must wait.

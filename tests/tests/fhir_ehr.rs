@@ -12,9 +12,8 @@ use pipeline_core::clinical::{self, Admission};
 use pipeline_core::config::EhrKind;
 use pipeline_core::fhir::{CONTENT_HASH_SYSTEM, LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM};
 use pipeline_core::model::Validity;
+use pipeline_core::model::codes::metric_by_code;
 use pipeline_core::model::event::{ClinicalEvent, Effective, EventContent, Observation};
-use pipeline_core::normalise::codes::metric_by_code;
-use pipeline_core::store::sqlite::SqliteStore;
 use serde_json::{Value, json};
 use vigil_tests::{BrokerKind, DEMO_SYSTEM, FhirServer, Site, validate_fhir, with_status};
 
@@ -164,7 +163,8 @@ async fn events_reach_a_real_fhir_server_valid_and_once() -> anyhow::Result<()> 
 
 /// Queues `n` single SpO2 events spread over the given patients, straight into the site's store.
 async fn queue_events(site: &Site, patients: &[(i64, &str)], n: usize) -> anyhow::Result<Vec<String>> {
-    let store = SqliteStore::open(&format!("sqlite://{}", site.dir.path().join("vigil.db").display())).await?;
+    let url = format!("sqlite://{}", site.dir.path().join("vigil.db").display());
+    let store = pipeline_core::store::open(&url, pipeline_core::clock::system()).await?;
     let t0 = Utc::now() - chrono::Duration::hours(2);
     let mut hashes = Vec::new();
     for i in 0..n {
@@ -182,7 +182,7 @@ async fn queue_events(site: &Site, patients: &[(i64, &str)], n: usize) -> anyhow
                 },
             },
         };
-        match clinical::submit(&store, &event, EhrKind::Fhir).await? {
+        match clinical::submit(store.as_ref(), &event, EhrKind::Fhir, None).await? {
             Admission::Queued(_) => hashes.push(event.content_hash().to_hex()),
             other => anyhow::bail!("event {i} not queued: {other:?}"),
         }
@@ -405,7 +405,8 @@ async fn seed_patient_with_token(fhir: &FhirServer, key: &std::path::Path) -> an
 
 /// Queues `n` more events with times offset by `offset` minutes; returns `n`.
 async fn queue_more(site: &Site, patient: (i64, &str), offset: i64, n: usize) -> anyhow::Result<usize> {
-    let store = SqliteStore::open(&format!("sqlite://{}", site.dir.path().join("vigil.db").display())).await?;
+    let url = format!("sqlite://{}", site.dir.path().join("vigil.db").display());
+    let store = pipeline_core::store::open(&url, pipeline_core::clock::system()).await?;
     for i in 0..n {
         let event = ClinicalEvent {
             patient_id: patient.0,
@@ -420,7 +421,10 @@ async fn queue_more(site: &Site, patient: (i64, &str), offset: i64, n: usize) ->
                 },
             },
         };
-        anyhow::ensure!(matches!(clinical::submit(&store, &event, EhrKind::Fhir).await?, Admission::Queued(_)));
+        anyhow::ensure!(matches!(
+            clinical::submit(store.as_ref(), &event, EhrKind::Fhir, None).await?,
+            Admission::Queued(_)
+        ));
     }
     Ok(n)
 }

@@ -19,11 +19,12 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SharedClock;
 use crate::config::AlertsConfig;
 use crate::health::{HealthRegistry, HealthState, Heartbeat};
 use crate::model::ContentHash;
-use crate::rules::{AlarmKind, Firing, Priority, condition_key};
-use crate::store::{Store, StoreError};
+use crate::model::alarm::{AlarmKind, Firing, Priority, condition_key};
+use crate::store::{AlarmStore, StoreError};
 
 /// What the sinks receive about an alarm. No patient identifier: the patient's store key only.
 #[derive(Debug, Clone, Serialize)]
@@ -56,8 +57,8 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// The notice of a condition that started.
-    pub fn of(f: &Firing) -> Notice {
+    /// The notice of a condition that started, paged `now`.
+    pub fn of(f: &Firing, now: DateTime<Utc>) -> Notice {
         Notice {
             alarm_key: f.key.to_hex(),
             kind: f.kind,
@@ -70,7 +71,7 @@ impl Notice {
             value: f.value,
             since: f.since,
             escalated: false,
-            escalate_at: f.escalate_after.map(|d| Utc::now() + d),
+            escalate_at: f.escalate_after.map(|d| now + d),
         }
     }
 }
@@ -92,9 +93,14 @@ impl AlertHandle {
 
 /// Raises a condition's alarm: the page first (neither the row's commit nor anything else may delay
 /// it), then the latched row, keyed by the same hash so a repeat is one alarm.
-pub async fn raise(f: &Firing, store: &dyn Store, alerts: Option<&AlertHandle>) -> Result<(), StoreError> {
+pub async fn raise(
+    f: &Firing,
+    store: &dyn AlarmStore,
+    alerts: Option<&AlertHandle>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     if let Some(alerts) = alerts {
-        alerts.raise(Notice::of(f)).await;
+        alerts.raise(Notice::of(f, now)).await;
     }
     if store.raise_alarm(f).await?.is_some() {
         tracing::warn!(rule = %f.rule_id, kind = f.kind.as_str(), priority = f.priority.as_str(), source = %f.device_id, "alarm raised");
@@ -103,8 +109,13 @@ pub async fn raise(f: &Firing, store: &dyn Store, alerts: Option<&AlertHandle>) 
 }
 
 /// A technical alarm about a component (an adapter down, the supervisor or the circuit stopped).
-pub fn component_alarm(rule_id: &str, component: &str, description: &str, priority: Priority) -> Firing {
-    let now = Utc::now();
+pub fn component_alarm(
+    rule_id: &str,
+    component: &str,
+    description: &str,
+    priority: Priority,
+    now: DateTime<Utc>,
+) -> Firing {
     let parts: [&[u8]; 2] = [rule_id.as_bytes(), component.as_bytes()];
     Firing {
         key: condition_key(&parts, now),
@@ -135,8 +146,9 @@ type SinkState = Arc<Mutex<(HealthState, String)>>;
 /// the circuit as a crash would (for the drill that proves the supervisor notices).
 pub fn start(
     config: &AlertsConfig,
-    store: Arc<dyn Store>,
+    store: Arc<dyn AlarmStore>,
     health: &HealthRegistry,
+    clock: SharedClock,
     shutdown: CancellationToken,
     drill: CancellationToken,
 ) -> std::io::Result<Option<AlertHandle>> {
@@ -148,7 +160,7 @@ pub fn start(
     let health = health.clone();
     std::thread::Builder::new().name("vigil-alerts".into()).spawn(move || {
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(run(config, store, health, rx, shutdown, drill)),
+            Ok(runtime) => runtime.block_on(run(config, store, health, clock, rx, shutdown, drill)),
             Err(e) => tracing::error!(error = %e, "the alert circuit could not start its runtime"),
         }
     })?;
@@ -157,8 +169,9 @@ pub fn start(
 
 async fn run(
     config: AlertsConfig,
-    store: Arc<dyn Store>,
+    store: Arc<dyn AlarmStore>,
     health: HealthRegistry,
+    clock: SharedClock,
     mut rx: mpsc::Receiver<Notice>,
     shutdown: CancellationToken,
     drill: CancellationToken,
@@ -203,10 +216,11 @@ async fn run(
                     let (s, reason) = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     heartbeat.beat(s, &reason);
                 }
-                for notice in due_escalations(&mut pending, store.as_ref()).await {
+                let now = clock.now();
+                for notice in due_escalations(&mut pending, store.as_ref(), now).await {
                     sinks.send(&notice);
                 }
-                watch_supervisor(&health, &mut supervisor_alarm, &sinks, store.as_ref()).await;
+                watch_supervisor(&health, &mut supervisor_alarm, &sinks, store.as_ref(), now).await;
             }
         }
     }
@@ -218,9 +232,10 @@ async fn watch_supervisor(
     health: &HealthRegistry,
     alarm: &mut Option<ContentHash>,
     sinks: &sinks::Sinks,
-    store: &dyn Store,
+    store: &dyn AlarmStore,
+    now: DateTime<Utc>,
 ) {
-    let board = health.board(Utc::now());
+    let board = health.board(now);
     let stopped = board.iter().any(|c| c.name == "supervisor" && c.state == HealthState::Stale);
     let result = match (stopped, *alarm) {
         (true, None) => {
@@ -229,9 +244,10 @@ async fn watch_supervisor(
                 "supervisor",
                 "The health supervisor has stopped: degradation modes and adapter alarms are no longer raised",
                 Priority::High,
+                now,
             );
             *alarm = Some(f.key);
-            sinks.send(&Notice::of(&f));
+            sinks.send(&Notice::of(&f, now));
             store.raise_alarm(&f).await.map(|_| ())
         }
         (false, Some(key)) => {
@@ -247,8 +263,11 @@ async fn watch_supervisor(
 
 /// Removes and returns the escalations that are due and still unacknowledged (each escalates once).
 /// A silenced alarm's escalation waits until its silence ends.
-async fn due_escalations(pending: &mut HashMap<String, Notice>, store: &dyn Store) -> Vec<Notice> {
-    let now = Utc::now();
+async fn due_escalations(
+    pending: &mut HashMap<String, Notice>,
+    store: &dyn AlarmStore,
+    now: DateTime<Utc>,
+) -> Vec<Notice> {
     if !pending.values().any(|n| n.escalate_at.is_some_and(|t| t <= now)) {
         return Vec::new();
     }

@@ -5,6 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{BrokerMode, EhrAuth, EhrKind};
+pub use crate::identify::Flow;
+pub use crate::status::Status;
+pub use crate::store::{AlarmEntry, DeviceEntry, OutboxStatus, QuarantineEntry};
 
 /// The latest value of one stream.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -45,11 +48,25 @@ pub struct AlarmView {
     pub unit: Option<String>,
 }
 
+/// Where a released reading went.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseResult {
+    /// Stored as telemetry.
+    Stored,
+    /// Held: the patient has not consented to this use yet.
+    Held,
+    /// The same reading was already stored.
+    Duplicate,
+    /// Still not identifiable: left in quarantine.
+    Quarantined,
+}
+
 /// What releasing a quarantined reading did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ReleaseOutcome {
-    /// `stored`, `held`, `duplicate` or `quarantined` (still not identifiable: left in quarantine).
-    pub outcome: &'static str,
+    /// Where the reading went.
+    pub outcome: ReleaseResult,
     /// In words, for the operator.
     pub detail: String,
 }
@@ -145,6 +162,16 @@ pub struct Settings {
     pub rules_version: Option<String>,
     /// Whether the simulated demo ward is running.
     pub demo: bool,
+}
+
+/// What "Test connection" checks.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionTarget {
+    /// The EHR, with the saved settings.
+    Ehr,
+    /// The MQTT broker or the embedded endpoint.
+    Broker,
 }
 
 /// The result of "test connection".

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::dto::{ConnectionTarget, ReleaseResult};
 use super::*;
+use crate::config::{Config, EhrKind};
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.19.5.99999.2";
 
@@ -14,6 +16,7 @@ async fn demo_console(dir: &Path) -> Console {
         config_path: dir.join("vigil.toml"),
         demo: Some(DemoFiles::in_fixtures(&fixtures)),
         demo_listen: ("127.0.0.1:0".into(), "127.0.0.1:0".into()),
+        clock: system_clock(),
     };
     Console::start(options).await.unwrap()
 }
@@ -52,21 +55,22 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
         console.quarantine().await.unwrap().into_iter().find(|q| q.device_id == "MX-00A1")
     })
     .await;
-    let early = console.release_quarantine(item.id, "biomed bo", "checking").await.unwrap();
-    assert_eq!(early.outcome, "quarantined", "{early:?}");
+    let bo = Actor::named(" biomed bo ").unwrap();
+    let early = console.admin().release_quarantine(&bo, item.id, "checking").await.unwrap();
+    assert_eq!(early.outcome, ReleaseResult::Quarantined, "{early:?}");
     assert_eq!(
-        console.release_quarantine(item.id, " ", "x").await.unwrap_err().code,
-        "invalid_input",
-        "every action names its operator"
+        console.admin().release_quarantine(&bo, item.id, " ").await.unwrap_err().code,
+        ErrorCode::InvalidInput,
+        "every action gives a reason"
     );
 
     // Pair it from before the reading, through the verified lookup, then release: stored.
-    let patient = console.lookup_patient(SYSTEM, "MRN-100001").await.unwrap();
+    let patient = console.admin().lookup_patient(SYSTEM, "MRN-100001").await.unwrap();
     assert_eq!(patient.display, "Demo Patient Bravo");
     let from = item.observed_at - chrono::Duration::minutes(1);
-    console.pair_device("MX-00A1", SYSTEM, "MRN-100001", Some(from), None, "biomed bo").await.unwrap();
-    let released = console.release_quarantine(item.id, "biomed bo", "pairing fixed").await.unwrap();
-    assert_eq!(released.outcome, "stored", "{released:?}");
+    console.admin().pair_device(&bo, "MX-00A1", SYSTEM, "MRN-100001", Some(from), None).await.unwrap();
+    let released = console.admin().release_quarantine(&bo, item.id, "pairing fixed").await.unwrap();
+    assert_eq!(released.outcome, ReleaseResult::Stored, "{released:?}");
     assert!(console.quarantine().await.unwrap().iter().all(|q| q.id != item.id));
     let unpaired = console.alarms(false).await.unwrap().into_iter().find(|a| a.alarm.rule_id == "device-unpaired");
     assert!(
@@ -76,9 +80,9 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
     let devices = console.devices().await.unwrap();
     let mx = devices.iter().find(|d| d.device.device_id == "MX-00A1").unwrap();
     assert_eq!(mx.patient_label.as_deref(), Some("Demo Patient Bravo"));
-    let audit = console.store().audit_entries(50).await.unwrap();
+    let audit = console.admin().audit_entries(50).await.unwrap();
     assert!(audit.iter().any(|a| a.action == "quarantine.released" && a.actor == "biomed bo"));
-    assert_eq!(console.lookup_patient(SYSTEM, "MRN-999").await.unwrap_err().code, "patient_not_found");
+    assert_eq!(console.admin().lookup_patient(SYSTEM, "MRN-999").await.unwrap_err().code, ErrorCode::PatientNotFound);
     console.stop().await;
 }
 
@@ -90,12 +94,12 @@ async fn settings_pointing_at_an_unreachable_ehr_restart_the_pipeline_and_show_t
     let mut settings = console.settings();
     settings.ehr.kind = EhrKind::Fhir;
     settings.ehr.base_url = Some(format!("http://{closed}/fhir"));
-    let (console, applied) = console.apply_settings(&settings, "engineer eve").await.unwrap();
+    let (console, applied) = console.apply_settings(&settings, &Actor::named("engineer eve").unwrap()).await.unwrap();
     applied.unwrap();
     assert_eq!(console.settings().ehr.kind, EhrKind::Fhir);
     let saved = Config::load(&dir.path().join("vigil.toml")).unwrap();
     assert_eq!(saved.ehr.base_url, settings.ehr.base_url, "saved to the site's file");
-    let test = console.test_connection("ehr").await.unwrap();
+    let test = console.test_connection(ConnectionTarget::Ehr).await;
     assert!(!test.ok && test.message.contains(&closed.to_string()), "{test:?}");
     eventually("the EHR mode", async || {
         console.board().await.modes.iter().any(|m| m.id == "ehr_sync_paused").then_some(())
@@ -105,7 +109,7 @@ async fn settings_pointing_at_an_unreachable_ehr_restart_the_pipeline_and_show_t
     // Settings that cannot start leave the previous ones running.
     let mut broken = console.settings();
     broken.broker.listen = Some("256.0.0.1:1".into());
-    let (console, refused) = console.apply_settings(&broken, "engineer eve").await.unwrap();
+    let (console, refused) = console.apply_settings(&broken, &Actor::named("engineer eve").unwrap()).await.unwrap();
     assert!(refused.is_err());
     assert_eq!(console.settings().ehr.base_url, settings.ehr.base_url);
     console.stop().await;

@@ -8,18 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use pipeline_core::clinical;
-use pipeline_core::config::{BrokerAddress, Config, EhrKind};
+use pipeline_core::api::{Actor, Admin, ApiError, ErrorCode, EventRequest};
+use pipeline_core::config::{BrokerAddress, Config};
 use pipeline_core::demo::{self, DemoFiles};
-use pipeline_core::identify::{Flow, seed};
-use pipeline_core::model::Validity;
-use pipeline_core::model::event::{ClinicalEvent, Effective, EventContent, Observation};
+use pipeline_core::identify::Flow;
 use pipeline_core::normalise::ProfileSet;
-use pipeline_core::normalise::codes::metric_by_ref;
 use pipeline_core::simulate::{self, DeviceKind, SimOptions};
-use pipeline_core::store::sqlite::SqliteStore;
-use pipeline_core::store::{OutboxStatus, PatientIdentifier, ReadingQuery, Store};
-use pipeline_core::{bench, pipeline};
+use pipeline_core::store::{OutboxStatus, ReadingQuery, Store};
+use pipeline_core::{bench, clock, pipeline};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -55,9 +51,8 @@ enum Command {
     },
     /// List registered devices and their current pairing, or register one.
     Devices {
-        /// The config file (for the store).
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// Register this device id.
         #[arg(long)]
         register: Option<String>,
@@ -67,12 +62,13 @@ enum Command {
         /// Its label.
         #[arg(long, requires = "register")]
         label: Option<String>,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Add or update a patient in the local registry.
     Patient {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         #[command(flatten)]
         patient: PatientArgs,
         /// Display name (kept in the store, shown in the console only).
@@ -81,12 +77,13 @@ enum Command {
         /// Who verified this identity; without it the patient is unverified and cannot be paired.
         #[arg(long)]
         verified_by: Option<String>,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
-    /// Pair a device with a verified patient from a time (default now).
+    /// Pair a device with a verified patient from a time (default now), open-ended or until a time.
     Pair {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// Device id.
         #[arg(long)]
         device: String,
@@ -95,30 +92,29 @@ enum Command {
         /// Start of the pairing, RFC 3339 (default now).
         #[arg(long)]
         from: Option<DateTime<Utc>>,
-        /// Who does this (audited).
-        #[arg(long, env = "USER", default_value = "operator")]
-        operator: String,
+        /// End of the pairing, RFC 3339 (default: open until unpaired).
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Close a device's open pairing (default now).
     Unpair {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// Device id.
         #[arg(long)]
         device: String,
         /// End of the pairing, RFC 3339 (default now).
         #[arg(long)]
         at: Option<DateTime<Utc>>,
-        /// Who does this (audited).
-        #[arg(long, env = "USER", default_value = "operator")]
-        operator: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Record a patient's consent decision for a flow.
     Consent {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         #[command(flatten)]
         patient: PatientArgs,
         /// The flow: store, alert or ehr-write.
@@ -127,15 +123,13 @@ enum Command {
         /// Record a refusal instead of a grant.
         #[arg(long)]
         refuse: bool,
-        /// Who does this (audited).
-        #[arg(long, env = "USER", default_value = "operator")]
-        operator: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Submit a clinical event (validated, then queued for the EHR, or held with its reasons).
     Event {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// The device that measured.
         #[arg(long)]
         device: String,
@@ -156,29 +150,28 @@ enum Command {
         /// valid, questionable, invalid or demo.
         #[arg(long, default_value = "valid")]
         validity: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// List the outbox as JSON (pending, delivered, dead-letter, held).
     Outbox {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// Only this status.
         #[arg(long, value_enum)]
-        status: Option<OutboxStatus>,
+        status: Option<OutboxStatusArg>,
         /// At most this many rows.
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
     /// Put a dead-letter or held event back in the queue after fixing its cause.
     Requeue {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// The outbox id.
         id: i64,
-        /// Who does this (audited).
-        #[arg(long, env = "USER", default_value = "operator")]
-        operator: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Print the board of a running Vigil: components, active degradation modes, queue depths.
     Status {
@@ -194,9 +187,8 @@ enum Command {
     },
     /// List alarms as JSON (newest first).
     Alarms {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// Only alarms whose condition has not cleared.
         #[arg(long)]
         active: bool,
@@ -206,24 +198,21 @@ enum Command {
     },
     /// Acknowledge an alarm (audited, with your name and a reason).
     Ack {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// The alarm id.
         id: i64,
         /// Why (e.g. "patient repositioned, probe reseated").
         #[arg(long)]
         reason: String,
-        /// Who acknowledges.
-        #[arg(long, env = "USER", default_value = "operator")]
-        operator: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Silence an active alarm: hold back its re-notification for a while (audited, with your name
     /// and a reason). The alarm stays listed and latched.
     Silence {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// The alarm id.
         id: i64,
         /// For how long.
@@ -232,17 +221,39 @@ enum Command {
         /// Why (e.g. "clinician at the bedside").
         #[arg(long)]
         reason: String,
-        /// Who silences.
-        #[arg(long, env = "USER", default_value = "operator")]
-        operator: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Release a quarantined reading: re-identify it against the pairings as they are now (audited).
+    Release {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// The quarantine id.
+        id: i64,
+        /// Why (e.g. "pairing back-dated after the admission").
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Discard a quarantined reading: kept for forensics, never charted (audited).
+    Discard {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// The quarantine id.
+        id: i64,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Print docs/degradation-modes.md, generated from the registry in code.
     DegradationModes,
     /// Check the hash-chained audit log for tampering (exit 4 if broken), or list it.
     Audit {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// `verify` or `list`.
         what: AuditWhat,
         /// At most this many entries (list).
@@ -251,20 +262,17 @@ enum Command {
     },
     /// Import a registry file (patients, devices, pairings, consents).
     ImportRegistry {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// The registry file.
         file: PathBuf,
-        /// Who does this (audited).
-        #[arg(long, env = "USER", default_value = "operator")]
-        operator: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Print store contents as JSON: counts, readings, quarantine, rejected, held.
     Show {
-        /// The config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        site: SiteArgs,
         /// What to show.
         what: ShowWhat,
         /// At most this many rows.
@@ -292,6 +300,55 @@ enum ShowWhat {
     Sandbox,
 }
 
+/// The site a command works on.
+#[derive(clap::Args)]
+struct SiteArgs {
+    /// The config file.
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+impl SiteArgs {
+    /// The operator facade on the site's store.
+    async fn open(&self) -> anyhow::Result<Admin> {
+        Ok(Admin::open(load_config(&self.config)?, clock::system()).await?)
+    }
+}
+
+/// Who does an audited action.
+#[derive(clap::Args)]
+struct OperatorArgs {
+    /// Who does this (audited).
+    #[arg(long, env = "USER", default_value = "operator")]
+    operator: String,
+}
+
+impl OperatorArgs {
+    fn actor(&self) -> Result<Actor, ApiError> {
+        Actor::named(&self.operator)
+    }
+}
+
+/// An outbox status, as `--status` takes it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutboxStatusArg {
+    Held,
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl OutboxStatusArg {
+    fn status(self) -> OutboxStatus {
+        match self {
+            OutboxStatusArg::Held => OutboxStatus::Held,
+            OutboxStatusArg::Pending => OutboxStatus::Pending,
+            OutboxStatusArg::Delivered => OutboxStatus::Delivered,
+            OutboxStatusArg::Dead => OutboxStatus::Dead,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct PatientArgs {
     /// Identifier system of the patient (URI or OID).
@@ -300,9 +357,6 @@ struct PatientArgs {
     /// Identifier value of the patient (e.g. the MRN).
     #[arg(long)]
     patient: String,
-    /// Issuing organisation (default: the config's identity.organisation).
-    #[arg(long)]
-    organisation: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -403,7 +457,8 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vigil: {e:#}");
-            ExitCode::FAILURE
+            // The facade's errors say what kind of failure it was; scripts branch on the code.
+            e.downcast_ref::<ApiError>().map_or(ExitCode::FAILURE, |api| ExitCode::from(api.code.exit_code()))
         }
     }
 }
@@ -463,69 +518,82 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}: OK", p.id);
             }
         }
-        Command::Devices { config, register, profile, label } => {
-            let store = open_store(&config).await?;
+        Command::Devices { site, register, profile, label, operator } => {
+            let admin = site.open().await?;
             if let Some(id) = register {
-                store.register_device(&id, profile.as_deref(), label.as_deref()).await?;
+                let profile = profile.unwrap_or_default();
+                admin.register_device(&operator.actor()?, &id, &profile, label.as_deref().unwrap_or("")).await?;
             }
-            print_json(&store.devices().await?)?;
+            print_json(&admin.devices().await?)?;
         }
-        Command::Patient { config, patient, name, verified_by } => {
-            let (cfg, store) = open(&config).await?;
-            let key = store.upsert_patient(&patient.identifier(&cfg), name.as_deref(), verified_by.as_deref()).await?;
+        Command::Patient { site, patient, name, verified_by, operator } => {
+            let admin = site.open().await?;
+            let (system, value) = (&patient.patient_system, &patient.patient);
+            let key = admin
+                .register_patient(&operator.actor()?, system, value, name.as_deref(), verified_by.as_deref())
+                .await?;
             println!("patient {key}");
         }
-        Command::Pair { config, device, patient, from, operator } => {
-            let (cfg, store) = open(&config).await?;
-            let from = from.unwrap_or_else(Utc::now);
-            let identifier = patient.identifier(&cfg);
-            let (id, key) = if cfg.ehr.kind == EhrKind::Fhir {
-                // With an EHR configured, the patient is verified there before the pairing exists.
-                let ehr = clinical::fhir_sink(&cfg.ehr)?;
-                clinical::pair_verified(&store, &ehr, &device, &identifier, from, &operator).await?
-            } else {
-                let key = find_patient(&store, &identifier).await?;
-                (store.pair(&device, key, from, &operator).await?, key)
-            };
-            println!("pairing {id}: device {device} with patient {key}");
+        Command::Pair { site, device, patient, from, until, operator } => {
+            let admin = site.open().await?;
+            let (system, value) = (&patient.patient_system, &patient.patient);
+            let p = admin.pair_device(&operator.actor()?, &device, system, value, from, until).await?;
+            println!("pairing {}: device {device} with patient {}", p.id, p.patient_id);
         }
-        Command::Event { config, device, patient, observations, bp, at, report, validity } => {
-            let (cfg, store) = open(&config).await?;
-            let key = find_patient(&store, &patient.identifier(&cfg)).await?;
-            let event = build_event(key, device, observations, bp, at.unwrap_or_else(Utc::now), report, &validity)?;
-            match clinical::submit(&store, &event, cfg.ehr.kind).await? {
-                clinical::Admission::Queued(id) => println!("queued as outbox {id}"),
-                clinical::Admission::Duplicate => println!("already queued: the same event was submitted before"),
-                clinical::Admission::Held(id, reasons) => {
-                    println!("held as outbox {id}:");
-                    for r in reasons {
-                        println!("  - {r}");
-                    }
-                    return Ok(ExitCode::from(3));
-                }
+        Command::Unpair { site, device, at, operator } => {
+            let id = site.open().await?.unpair_device(&operator.actor()?, &device, at).await?;
+            println!("pairing {id} closed");
+        }
+        Command::Consent { site, patient, flow, refuse, operator } => {
+            let flow = Flow::parse(&flow)
+                .ok_or_else(|| invalid(format!("unknown flow {flow:?}: use store, alert or ehr-write")))?;
+            let admin = site.open().await?;
+            let (system, value) = (&patient.patient_system, &patient.patient);
+            let key = admin.set_consent(&operator.actor()?, system, value, flow, !refuse).await?;
+            println!("patient {key}: {flow} {}", if refuse { "refused" } else { "granted" });
+        }
+        Command::Event { site, device, patient, observations, bp, at, report, validity, operator } => {
+            let request = EventRequest {
+                device_id: device,
+                system: patient.patient_system,
+                value: patient.patient,
+                observations,
+                blood_pressure: bp,
+                at,
+                report,
+                validity,
+            };
+            match site.open().await?.submit_event(&operator.actor()?, &request).await? {
+                Some(id) => println!("queued as outbox {id}"),
+                None => println!("already queued: the same event was submitted before"),
             }
         }
-        Command::Alarms { config, active, limit } => {
-            print_json(&open_store(&config).await?.alarms(active, limit).await?)?
+        Command::Alarms { site, active, limit } => print_json(&site.open().await?.alarms(active, limit).await?)?,
+        Command::Ack { site, id, reason, operator } => {
+            let actor = operator.actor()?;
+            site.open().await?.ack_alarm(&actor, id, &reason).await?;
+            println!("alarm {id} acknowledged by {}", actor.name());
         }
-        Command::Ack { config, id, reason, operator } => {
-            open_store(&config).await?.ack_alarm(id, &operator, &reason).await?;
-            println!("alarm {id} acknowledged by {operator}");
+        Command::Silence { site, id, minutes, reason, operator } => {
+            let actor = operator.actor()?;
+            let until = site.open().await?.silence_alarm(&actor, id, &reason, minutes).await?;
+            let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            println!("alarm {id} silenced by {} until {until}", actor.name());
         }
-        Command::Silence { config, id, minutes, reason, operator } => {
-            let until = chrono::Utc::now() + chrono::Duration::minutes(i64::from(minutes));
-            open_store(&config).await?.silence_alarm(id, until, &operator, &reason).await?;
-            println!(
-                "alarm {id} silenced by {operator} until {}",
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            );
+        Command::Release { site, id, reason, operator } => {
+            let outcome = site.open().await?.release_quarantine(&operator.actor()?, id, &reason).await?;
+            println!("quarantine {id}: {}", outcome.detail);
+        }
+        Command::Discard { site, id, reason, operator } => {
+            site.open().await?.discard_quarantine(&operator.actor()?, id, &reason).await?;
+            println!("quarantine {id} discarded (kept for forensics)");
         }
         Command::DegradationModes => print!("{}", pipeline_core::health::modes::render_markdown()),
         Command::Status { config, url, json } => {
             let url = match (url, config) {
                 (Some(url), _) => url,
                 (None, Some(config)) => format!("http://{}", load_config(&config)?.status.listen),
-                (None, None) => bail!("give --config or --url"),
+                (None, None) => return Err(invalid("give --config or --url".into()).into()),
             };
             let response = reqwest::get(format!("{}/status", url.trim_end_matches('/')))
                 .await
@@ -539,12 +607,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let critical = status["modes"].as_array().into_iter().flatten().any(|m| m["severity"] == "critical");
             return Ok(if critical { ExitCode::from(5) } else { ExitCode::SUCCESS });
         }
-        Command::Audit { config, what, limit } => {
-            let store = open_store(&config).await?;
+        Command::Audit { site, what, limit } => {
+            let admin = site.open().await?;
             match what {
-                AuditWhat::List => print_json(&store.audit_entries(limit).await?)?,
+                AuditWhat::List => print_json(&admin.audit_entries(limit).await?)?,
                 AuditWhat::Verify => {
-                    let verdict = store.verify_audit().await?;
+                    let verdict = admin.verify_audit().await?;
                     match verdict.first_broken {
                         None => println!("audit log intact: {} entries", verdict.entries),
                         Some(id) => {
@@ -558,45 +626,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Outbox { config, status, limit } => {
-            print_json(&open_store(&config).await?.outbox(status, limit).await?)?;
+        Command::Outbox { site, status, limit } => {
+            print_json(&site.open().await?.outbox(status.map(OutboxStatusArg::status), limit).await?)?;
         }
-        Command::Requeue { config, id, operator } => {
-            let (cfg, store) = open(&config).await?;
-            clinical::requeue(&store, id, cfg.ehr.kind, &operator).await?;
+        Command::Requeue { site, id, operator } => {
+            site.open().await?.requeue(&operator.actor()?, id).await?;
             println!("outbox {id} queued again");
         }
-        Command::Unpair { config, device, at, operator } => {
-            let store = open_store(&config).await?;
-            let id = store.unpair(&device, at.unwrap_or_else(Utc::now), &operator).await?;
-            println!("pairing {id} closed");
-        }
-        Command::Consent { config, patient, flow, refuse, operator } => {
-            let (cfg, store) = open(&config).await?;
-            let flow =
-                Flow::parse(&flow).with_context(|| format!("unknown flow {flow:?}: use store, alert or ehr-write"))?;
-            let key = find_patient(&store, &patient.identifier(&cfg)).await?;
-            store.set_consent(key, flow, !refuse, &operator).await?;
-            println!("patient {key}: {flow} {}", if refuse { "refused" } else { "granted" });
-        }
-        Command::ImportRegistry { config, file, operator } => {
-            let store = open_store(&config).await?;
-            let (patients, devices) = seed::import(&store, &file, &operator).await?;
+        Command::ImportRegistry { site, file, operator } => {
+            let (patients, devices) = site.open().await?.import_registry(&operator.actor()?, &file).await?;
             println!("imported {patients} patients, {devices} devices");
         }
-        Command::Show { config, what, limit, device } => {
-            let store = open_store(&config).await?;
+        Command::Show { site, what, limit, device } => {
+            let admin = site.open().await?;
             match what {
-                ShowWhat::Counts => print_json(&store.counts().await?)?,
-                ShowWhat::Readings => {
-                    let q = ReadingQuery { device_id: device, limit: Some(limit), ..ReadingQuery::default() };
-                    print_json(&store.readings(&q).await?)?
-                }
-                ShowWhat::Quarantine => print_json(&store.quarantine(limit).await?)?,
-                ShowWhat::Rejected => print_json(&store.rejected(limit).await?)?,
-                ShowWhat::Held => print_json(&store.held(limit).await?)?,
+                ShowWhat::Counts => print_json(&admin.counts().await?)?,
+                ShowWhat::Readings => print_json(&admin.readings(device, limit).await?)?,
+                ShowWhat::Quarantine => print_json(&admin.quarantine(limit).await?)?,
+                ShowWhat::Rejected => print_json(&admin.rejected(limit).await?)?,
+                ShowWhat::Held => print_json(&admin.held(limit).await?)?,
                 ShowWhat::Sandbox => {
-                    let kept: Vec<serde_json::Value> = store
+                    let kept: Vec<serde_json::Value> = admin
                         .sandbox(limit)
                         .await?
                         .into_iter()
@@ -610,84 +660,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds an event from the command line's observations.
-fn build_event(
-    patient_id: i64,
-    device_id: String,
-    observations: Vec<String>,
-    bp: Option<String>,
-    at: DateTime<Utc>,
-    report: Option<String>,
-    validity: &str,
-) -> anyhow::Result<ClinicalEvent> {
-    let validity: Validity = serde_json::from_value(serde_json::json!(validity))
-        .map_err(|_| anyhow::anyhow!("--validity {validity:?}: use valid, questionable, invalid or demo"))?;
-    let effective = Effective::At { at };
-    let mut obs = Vec::new();
-    for o in &observations {
-        let (code, value) = o.split_once('=').with_context(|| format!("--obs {o:?}: write CODE=VALUE"))?;
-        let metric = metric_by_ref(code).with_context(|| format!("--obs {o:?}: unknown MDC code {code}"))?;
-        let value: f64 = value.parse().with_context(|| format!("--obs {o:?}: {value:?} is not a number"))?;
-        obs.push(Observation::Vital { metric, value, effective, validity });
-    }
-    if let Some(bp) = bp {
-        let parts: Vec<f64> = bp
-            .split('/')
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("--bp {bp:?}: write SYS/DIA or SYS/DIA/MEAN"))?;
-        let [systolic, diastolic, rest @ ..] = parts.as_slice() else {
-            bail!("--bp {bp:?}: write SYS/DIA or SYS/DIA/MEAN")
-        };
-        obs.push(Observation::BloodPressure {
-            systolic: *systolic,
-            diastolic: *diastolic,
-            mean: rest.first().copied(),
-            effective,
-            validity,
-        });
-    }
-    if obs.is_empty() {
-        bail!("give at least one --obs or --bp");
-    }
-    let content = match report {
-        Some(title) => EventContent::Report { title, effective, observations: obs },
-        None if obs.len() == 1 => EventContent::Single { observation: obs.remove(0) },
-        None => bail!("several observations make a report: add --report TITLE"),
-    };
-    Ok(ClinicalEvent { patient_id, device_id, origin: "manual".into(), content })
-}
-
-impl PatientArgs {
-    fn identifier(&self, config: &Config) -> PatientIdentifier {
-        PatientIdentifier {
-            organisation: self.organisation.clone().unwrap_or_else(|| config.identity.organisation.clone()),
-            system: self.patient_system.clone(),
-            value: self.patient.clone(),
-        }
-    }
+/// An invalid-input error, as the facade would give it (exit 2).
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidInput, message)
 }
 
 fn load_config(path: &Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-async fn open_store(path: &Path) -> anyhow::Result<SqliteStore> {
-    Ok(open(path).await?.1)
-}
-
-async fn open(path: &Path) -> anyhow::Result<(Config, SqliteStore)> {
-    let config = load_config(path)?;
-    let store = SqliteStore::open(&config.store.url).await?;
-    Ok((config, store))
-}
-
-async fn find_patient(store: &SqliteStore, id: &PatientIdentifier) -> anyhow::Result<i64> {
-    // The identifier is PHI: the message says which system, not which value.
-    store
-        .find_patient(id)
-        .await?
-        .with_context(|| format!("no patient with that identifier in system {} of {}", id.system, id.organisation))
+    Config::load(path).map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()).into())
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -704,7 +683,7 @@ async fn shutdown_signal() {
 }
 
 async fn run_pipeline(config: Config) -> anyhow::Result<()> {
-    let handle = pipeline::start(&config).await?;
+    let handle = pipeline::start(&config, clock::system()).await?;
     // Machine-readable, for scripts and tests that let the OS pick the ports.
     if let Some(addr) = handle.mqtt_listen_addr() {
         println!("vigil: mqtt endpoint listening on {addr}");
@@ -756,9 +735,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if !problems.is_empty() {
         bail!("demo settings: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
     }
-    let handle = pipeline::start(&config).await?;
+    let handle = pipeline::start(&config, clock::system()).await?;
     let store = handle.store().clone();
-    let (patients, devices) = demo::seed(store.as_ref(), &files).await?;
+    let (patients, devices) = demo::seed(store.as_ref(), &files, Utc::now()).await?;
     let addr = handle.mqtt_listen_addr().context("the embedded endpoint did not start")?;
     println!("Vigil demo: embedded MQTT endpoint on {addr}, store {}", config.store.url);
     if let Some(status) = handle.status_addr() {
@@ -796,7 +775,7 @@ async fn print_summary(store: &Arc<dyn Store>, handle: &pipeline::Handle) -> any
         let readings = store.readings(&q).await?;
         let mut latest: Vec<String> = Vec::new();
         for r in &readings {
-            let name = pipeline_core::normalise::codes::metric_by_code(r.mdc_code).map_or("?", |m| m.display);
+            let name = pipeline_core::model::codes::metric_by_code(r.mdc_code).map_or("?", |m| m.display);
             if !latest.iter().any(|l| l.starts_with(name)) {
                 latest.push(format!("{name} {} {}", r.value, r.unit));
             }

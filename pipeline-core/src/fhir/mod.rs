@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::Validity;
+use crate::model::codes::{Metric, metric_by_code};
 use crate::model::event::{Effective, Observation};
-use crate::normalise::codes::{Metric, metric_by_code};
 
 /// Identifier system of Vigil's content hashes (idempotency keys at the EHR).
 pub const CONTENT_HASH_SYSTEM: &str = "https://fhir.vigil.health/NamingSystem/content-hash";
@@ -173,7 +173,7 @@ pub fn observation(obs: &Observation, identifier: &str, subject: &Value, device:
                 mdc_ref: "MDC_PRESS_BLD_NONINV",
                 loinc: &["85354-9"],
                 unit: "mm[Hg]",
-                dimension: crate::normalise::units::Dimension::Pressure,
+                dimension: crate::model::units::Dimension::Pressure,
                 display: "Blood pressure panel",
             };
             resource["code"] = code(&panel);

@@ -138,8 +138,8 @@ mod tests {
     use super::*;
     use crate::fhir::{PatientRef, observation};
     use crate::model::Validity;
+    use crate::model::codes::metric_by_code;
     use crate::model::event::{Effective, Observation};
-    use crate::normalise::codes::metric_by_code;
     use serde_json::json;
 
     fn subject() -> Value {

@@ -4,10 +4,8 @@
 //! is older than three of its intervals is `stale`, whatever it last said. The board is derived from
 //! the beats and the clock, never stored, so it cannot disagree with them.
 
-pub mod endpoint;
 pub mod latency;
 pub mod modes;
-pub mod supervisor;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::{ComponentHealth, HealthState};
-use crate::rules::Priority;
+use crate::model::alarm::Priority;
 
 /// How bad a mode is for patient care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -5,8 +5,6 @@
 //! agrees with that pairing, and the patient consented to storage. Anything else is quarantined or
 //! held with its reason; nothing is dropped. Unknown consent means no (fail-closed).
 
-pub mod seed;
-
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -143,6 +141,14 @@ pub struct Policy {
     pub max_future_skew: Duration,
 }
 
+impl Policy {
+    /// The policy a site's `[identity]` section describes.
+    pub fn of(config: &crate::config::IdentityConfig) -> Policy {
+        let skew = i64::try_from(config.max_future_skew_secs).unwrap_or(i64::MAX);
+        Policy { max_future_skew: Duration::try_seconds(skew).unwrap_or(Duration::MAX) }
+    }
+}
+
 /// What identify decided for one reading.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -230,7 +236,7 @@ pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: Da
 mod tests {
     use super::*;
     use crate::model::Validity;
-    use crate::normalise::codes::metric_by_code;
+    use crate::model::codes::metric_by_code;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

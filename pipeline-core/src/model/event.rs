@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::codes::Metric;
 use crate::model::{ContentHash, Validity};
-use crate::normalise::codes::Metric;
 
 /// When an observation applies: an instant, or a window (a summary over 15 minutes).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ impl Observation {
 
 fn metric_from_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static Metric, D::Error> {
     let code = u32::deserialize(d)?;
-    crate::normalise::codes::metric_by_code(code)
+    crate::model::codes::metric_by_code(code)
         .ok_or_else(|| serde::de::Error::custom(format!("unknown MDC code {code}")))
 }
 

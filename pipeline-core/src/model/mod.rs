@@ -3,12 +3,15 @@
 //! A [`Reading`] is one measured value of one metric from one device at one time, already in the
 //! metric's canonical UCUM unit. Its [`ContentHash`] is its identity everywhere downstream.
 
+pub mod alarm;
+pub mod codes;
 pub mod event;
+pub mod units;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::normalise::codes::Metric;
+use crate::model::codes::Metric;
 
 /// One canonical reading, produced by a device profile from a vendor payload.
 #[derive(Debug, Clone, PartialEq)]

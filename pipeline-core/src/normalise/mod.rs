@@ -23,10 +23,8 @@
 //! - A device id may be a string or an integer; a patient identifier too (absent, `null` or `""`
 //!   means none). A validity flag that is absent means the device flagged nothing: valid.
 
-pub mod codes;
 mod path;
 pub mod profile;
-pub mod units;
 
 use std::fmt;
 
@@ -34,11 +32,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::model::units::{self, convert, parse_unit};
 use crate::model::{Reading, Validity};
 use path::JsonPath;
 use profile::{Mapping, TimeFormat, UnitSource};
 pub use profile::{Profile, ProfileError, ProfileProblem, ProfileSet, load_profile};
-use units::{convert, parse_unit};
 
 /// Why a payload was rejected: a stable, machine-readable class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

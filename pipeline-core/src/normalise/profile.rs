@@ -61,10 +61,10 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use super::codes::{Metric, all_metrics, metric_by_ref};
 use super::path::JsonPath;
-use super::units::{Unit, parse_unit, units_of};
 use crate::model::Validity;
+use crate::model::codes::{Metric, all_metrics, metric_by_ref};
+use crate::model::units::{Unit, parse_unit, units_of};
 
 /// How a payload writes the observed time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

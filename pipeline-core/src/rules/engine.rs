@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use super::window::RollingWindow;
-use super::{AlarmKind, Condition, Decision, Firing, Observed, Rule, RuleSet, condition_key};
+use super::{Condition, Decision, Observed, Rule, RuleSet};
 use crate::model::ContentHash;
 use crate::model::Validity;
+use crate::model::alarm::{AlarmKind, Firing, condition_key};
+use crate::model::codes::metric_by_code;
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
-use crate::normalise::codes::metric_by_code;
 
 /// (patient, device, MDC code)
 type Stream = (i64, String, u32);

@@ -16,63 +16,13 @@ pub mod window;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub use engine::Engine;
 
 use crate::model::ContentHash;
-use crate::normalise::codes::{Metric, metric_by_ref};
-
-/// Alarm priority per IEC 60601-1-8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    /// Immediate response: failure can cause death or irreversible injury.
-    High,
-    /// Prompt response: reversible injury.
-    Medium,
-    /// Awareness: discomfort or minor injury.
-    Low,
-}
-
-impl Priority {
-    /// The stable name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::High => "high",
-            Priority::Medium => "medium",
-            Priority::Low => "low",
-        }
-    }
-
-    /// One level more urgent (an unacknowledged alarm's escalation).
-    pub fn raised(self) -> Priority {
-        match self {
-            Priority::Low => Priority::Medium,
-            _ => Priority::High,
-        }
-    }
-}
-
-/// IEC 60601-1-8 keeps alarms about the patient apart from alarms about the equipment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlarmKind {
-    /// About the patient's physiology (a threshold, a trend).
-    Physiological,
-    /// About the monitoring itself (a device offline or unpaired, an adapter down).
-    Technical,
-}
-
-impl AlarmKind {
-    /// The stable name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlarmKind::Physiological => "physiological",
-            AlarmKind::Technical => "technical",
-        }
-    }
-}
+use crate::model::alarm::{AlarmKind, Firing, Priority};
+use crate::model::codes::{Metric, metric_by_ref};
 
 /// What a physiological rule emits when its condition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -444,42 +394,6 @@ pub enum RuleInput {
     },
 }
 
-/// A condition that started: raise its alarm and/or event. Technical conditions (and the
-/// supervisor's) use it too, without patient, metric or value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Firing {
-    /// The condition's identity: what it is about, the rule, the version and the start. The alarm's key.
-    pub key: ContentHash,
-    /// Physiological or technical.
-    pub kind: AlarmKind,
-    /// The rule's id.
-    pub rule_id: String,
-    /// The rule set's version (`builtin` for the supervisor's).
-    pub rule_version: String,
-    /// What it means, in words.
-    pub description: String,
-    /// Alarm priority.
-    pub priority: Priority,
-    /// Whether to raise an alarm.
-    pub alarm: bool,
-    /// Whether to raise a clinical event.
-    pub event: bool,
-    /// When to escalate if not acknowledged.
-    pub escalate_after: Option<Duration>,
-    /// The patient's store key, when it is about a patient.
-    pub patient_id: Option<i64>,
-    /// The device, or the component for an adapter's alarm.
-    pub device_id: String,
-    /// The metric.
-    pub metric: Option<&'static Metric>,
-    /// The reading that completed the condition.
-    pub value: Option<f64>,
-    /// When the condition began.
-    pub since: DateTime<Utc>,
-    /// When it was complete.
-    pub at: DateTime<Utc>,
-}
-
 /// What the engine decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -489,16 +403,4 @@ pub enum Decision {
     Cleared(ContentHash),
     /// A charting summary is due: submit it as a clinical event.
     Summary(crate::model::event::ClinicalEvent),
-}
-
-/// The identity of a condition: blake3 over its parts, length-prefixed.
-pub fn condition_key(parts: &[&[u8]], since: DateTime<Utc>) -> ContentHash {
-    let mut h = blake3::Hasher::new();
-    h.update(b"vigil.condition.v2\0");
-    for part in parts {
-        h.update(&(part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
-    h.update(&since.timestamp_millis().to_be_bytes());
-    ContentHash(*h.finalize().as_bytes())
 }

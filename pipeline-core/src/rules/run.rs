@@ -6,15 +6,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use crate::clock::SharedClock;
 use tokio::sync::mpsc;
 
 use super::engine::Paired;
-use super::{Decision, Engine, Firing, RuleInput};
+use super::{Decision, Engine, RuleInput};
 use crate::alerts::{self, AlertHandle, Notice};
 use crate::clinical;
 use crate::config::EhrKind;
 use crate::model::Validity;
+use crate::model::alarm::Firing;
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
 use crate::store::{Store, StoreError};
 
@@ -41,6 +42,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     ehr: EhrKind,
     alerts: Option<AlertHandle>,
+    clock: SharedClock,
     mut rx: mpsc::Receiver<RuleInput>,
 ) {
     let (record_tx, record_rx) = mpsc::channel(RECORD_QUEUE);
@@ -51,20 +53,20 @@ pub async fn run(
         let decisions = tokio::select! {
             input = rx.recv() => match input {
                 None => break,
-                Some(RuleInput::Reading(r)) => engine.observe(&r, Utc::now()),
-                Some(RuleInput::Unpaired { device_id }) => engine.unpaired_data(&device_id, Utc::now()),
+                Some(RuleInput::Reading(r)) => engine.observe(&r, clock.now()),
+                Some(RuleInput::Unpaired { device_id }) => engine.unpaired_data(&device_id, clock.now()),
             },
             _ = tick.tick() => {
                 let paired = if ticks.is_multiple_of(PAIRINGS_EVERY) { pairings(store.as_ref()).await } else { None };
                 ticks = ticks.wrapping_add(1);
-                engine.tick(Utc::now(), paired)
+                engine.tick(clock.now(), paired)
             }
         };
         for decision in decisions {
             if let (Decision::Started(f), Some(alerts)) = (&decision, &alerts)
                 && f.alarm
             {
-                alerts.raise(Notice::of(f)).await;
+                alerts.raise(Notice::of(f, clock.now())).await;
             }
             if record_tx.send(decision).await.is_err() {
                 tracing::error!("the rule recorder stopped; decisions are no longer recorded");
@@ -103,13 +105,13 @@ async fn pairings(store: &dyn Store) -> Option<HashMap<String, Paired>> {
 async fn act(decision: &Decision, store: &dyn Store, ehr: EhrKind) -> Result<(), StoreError> {
     match decision {
         Decision::Cleared(key) => store.clear_alarm(key).await,
-        Decision::Summary(event) => clinical::submit(store, event, ehr).await.map(|_| ()),
+        Decision::Summary(event) => clinical::submit(store, event, ehr, None).await.map(|_| ()),
         Decision::Started(f) => {
             if f.alarm {
-                alerts::raise(f, store, None).await?;
+                alerts::raise(f, store, None, f.at).await?;
             }
             if let Some(event) = event(f).filter(|_| f.event) {
-                clinical::submit(store, &event, ehr).await?;
+                clinical::submit(store, &event, ehr, None).await?;
             }
             Ok(())
         }

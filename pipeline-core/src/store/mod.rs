@@ -7,16 +7,32 @@
 
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::audit::{AuditEntry, AuditVerdict};
+use crate::clock::SharedClock;
 use crate::fhir::PatientRef;
 use crate::identify::{Flow, QuarantineReason, Registry};
+use crate::model::alarm::Firing;
 use crate::model::event::ClinicalEvent;
 use crate::model::{ContentHash, Reading};
 use crate::normalise::Rejection;
-use crate::rules::Firing;
+
+/// Opens the store a URL names (`sqlite://PATH` today), migrated and ready; rows are stamped with
+/// `clock`.
+pub async fn open(url: &str, clock: SharedClock) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(sqlite::SqliteStore::open(url, clock).await?));
+    }
+    Err(StoreError::Refused(format!(
+        "no store backend serves {:?}: use sqlite://PATH",
+        url.split(':').next().unwrap_or(url)
+    )))
+}
 
 /// What went wrong in the store. Details are logged once; the user sees the summary.
 #[derive(Debug, thiserror::Error)]
@@ -451,69 +467,84 @@ pub struct AlarmEntry {
     pub silence_reason: Option<String>,
 }
 
-/// The result of checking the audit chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct AuditVerdict {
-    /// Entries checked.
-    pub entries: u64,
-    /// The first entry whose hash or link does not match, if any: it, or one before it, was altered.
-    pub first_broken: Option<i64>,
-}
-
-/// One audit entry.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEntry {
-    /// Its position in the chain.
-    pub id: i64,
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Who (an operator, or `outbox`/`system`).
-    pub actor: String,
-    /// What, e.g. `pairing.open`, `ehr.deliver`.
-    pub action: String,
-    /// On what.
-    pub subject: String,
-    /// Details (store keys, never identifiers).
-    pub detail: String,
-}
-
-/// Everything the pipeline keeps. Implementations must make `write_batch` atomic and durable.
+/// The durable inbox and the telemetry derived from it: what the ingest writer and retention use.
+/// Implementations must make `write_batch` atomic and durable.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Inbox: Send + Sync + 'static {
     /// Writes a processed batch in one transaction, suppressing repeated payloads and readings.
     async fn write_batch(&self, batch: &[ProcessedPayload]) -> Result<BatchTally, StoreError>;
+    /// Deletes raw payloads and telemetry received/observed before `cutoff`; returns rows removed.
+    /// Quarantine, rejected and held entries are forensic records and are kept.
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Totals for the board.
+    async fn counts(&self) -> Result<StoreCounts, StoreError>;
+    /// Telemetry matching the query, newest first.
+    async fn readings(&self, q: &ReadingQuery) -> Result<Vec<StoredReading>, StoreError>;
+    /// Rejected payloads, newest first.
+    async fn rejected(&self, limit: u32) -> Result<Vec<RejectedEntry>, StoreError>;
+    /// Readings held for consent, newest first.
+    async fn held(&self, limit: u32) -> Result<Vec<HeldEntry>, StoreError>;
+}
+
+/// Devices, patients, pairings and consents.
+#[async_trait]
+pub trait RegistryStore: Send + Sync + 'static {
     /// The registry's change counter; cheap, polled before each batch.
     async fn registry_generation(&self) -> Result<i64, StoreError>;
     /// A full snapshot of devices, patients, pairings and consents.
     async fn load_registry(&self) -> Result<Registry, StoreError>;
-    /// Registers a device (idempotent; updates profile and label).
+    /// Registers a device (idempotent; updates profile and label), audited in the same transaction.
     async fn register_device(
         &self,
         device_id: &str,
         profile_id: Option<&str>,
         label: Option<&str>,
+        actor: &str,
     ) -> Result<(), StoreError>;
-    /// Adds or updates a patient and returns its store key.
+    /// Adds or updates a patient and returns its store key, audited in the same transaction.
     async fn upsert_patient(
         &self,
         id: &PatientIdentifier,
         display_name: Option<&str>,
         verified_by: Option<&str>,
+        actor: &str,
     ) -> Result<i64, StoreError>;
     /// Finds a patient's store key by identifier.
     async fn find_patient(&self, id: &PatientIdentifier) -> Result<Option<i64>, StoreError>;
-    /// Opens a pairing from `from`, closing the device's open pairing at that instant. Refuses an
-    /// unregistered device, an unknown patient, or a start before the open pairing's start.
-    async fn pair(&self, device_id: &str, patient_id: i64, from: DateTime<Utc>, actor: &str)
-    -> Result<i64, StoreError>;
+    /// A patient by store key.
+    async fn patient(&self, id: i64) -> Result<Option<PatientEntry>, StoreError>;
+    /// Marks a patient verified (creating it if new), with the EHR's resource id when the EHR
+    /// verified it; returns its store key.
+    async fn verify_patient(
+        &self,
+        id: &PatientIdentifier,
+        verified_by: &str,
+        fhir_id: Option<&str>,
+    ) -> Result<i64, StoreError>;
+    /// Opens a pairing from `from`, until `until` or open-ended, closing the device's open pairing at
+    /// `from`; one transaction with its audit entry. Refuses an unregistered device, an unknown or
+    /// unverified patient, a start before the open pairing's start, or an end before the start.
+    async fn pair(
+        &self,
+        device_id: &str,
+        patient_id: i64,
+        from: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        actor: &str,
+    ) -> Result<i64, StoreError>;
     /// Closes the device's open pairing at `at`; returns the pairing closed.
     async fn unpair(&self, device_id: &str, at: DateTime<Utc>, actor: &str) -> Result<i64, StoreError>;
     /// Records a consent decision.
     async fn set_consent(&self, patient_id: i64, flow: Flow, granted: bool, actor: &str) -> Result<(), StoreError>;
+    /// Whether the patient's decision for the flow is recorded as granted (unknown is no).
+    async fn consents_to(&self, patient_id: i64, flow: Flow) -> Result<bool, StoreError>;
     /// Registered devices with their current pairing.
     async fn devices(&self) -> Result<Vec<DeviceEntry>, StoreError>;
-    /// Telemetry matching the query, newest first.
-    async fn readings(&self, q: &ReadingQuery) -> Result<Vec<StoredReading>, StoreError>;
+}
+
+/// Readings whose pairing did not check out, and their resolution by an operator.
+#[async_trait]
+pub trait QuarantineStore: Send + Sync + 'static {
     /// Quarantined readings not yet released or discarded, newest first.
     async fn quarantine(&self, limit: u32) -> Result<Vec<QuarantineEntry>, StoreError>;
     /// One quarantined reading, resolved or not.
@@ -527,31 +558,19 @@ pub trait Store: Send + Sync + 'static {
         operator: &str,
         reason: &str,
     ) -> Result<bool, StoreError>;
-    /// Rejected payloads, newest first.
-    async fn rejected(&self, limit: u32) -> Result<Vec<RejectedEntry>, StoreError>;
-    /// Readings held for consent, newest first.
-    async fn held(&self, limit: u32) -> Result<Vec<HeldEntry>, StoreError>;
-    /// Totals for the board.
-    async fn counts(&self) -> Result<StoreCounts, StoreError>;
-    /// Deletes raw payloads and telemetry received/observed before `cutoff`; returns rows removed.
-    /// Quarantine, rejected and held entries are forensic records and are kept.
-    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// A patient by store key.
-    async fn patient(&self, id: i64) -> Result<Option<PatientEntry>, StoreError>;
-    /// Marks a patient verified (creating it if new), with the EHR's resource id when the EHR
-    /// verified it; returns its store key.
-    async fn verify_patient(
-        &self,
-        id: &PatientIdentifier,
-        verified_by: &str,
-        fhir_id: Option<&str>,
-    ) -> Result<i64, StoreError>;
+}
+
+/// The clinical events queued for the EHR, and what the sandbox EHR was given.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
     /// Queues an event (pending, or held with a reason). `None` if the same event is already queued.
+    /// An event an operator submitted is audited in the same transaction.
     async fn enqueue_event(
         &self,
         event: &ClinicalEvent,
         status: OutboxStatus,
         reason: Option<&str>,
+        submitted_by: Option<&str>,
     ) -> Result<Option<i64>, StoreError>;
     /// Pending events whose patient's oldest pending event is due, at most `per_patient` per
     /// patient in queue order, `limit` in all.
@@ -563,8 +582,6 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// One outbox row.
     async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError>;
-    /// Whether the patient's decision for the flow is recorded as granted (unknown is no).
-    async fn consents_to(&self, patient_id: i64, flow: Flow) -> Result<bool, StoreError>;
     /// Outbox rows, newest first, optionally of one status.
     async fn outbox(&self, status: Option<OutboxStatus>, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
     /// Puts a dead or held event back in the queue (an operator fixed the cause); audited. Callers
@@ -574,6 +591,11 @@ pub trait Store: Send + Sync + 'static {
     async fn sandbox_record(&self, outbox_id: i64, body: &str) -> Result<(), StoreError>;
     /// What the sandbox sink kept, newest first: (outbox id, body).
     async fn sandbox(&self, limit: u32) -> Result<Vec<(i64, String)>, StoreError>;
+}
+
+/// Alarms raised by the rules and the supervisor, and what operators did about them.
+#[async_trait]
+pub trait AlarmStore: Send + Sync + 'static {
     /// Records an alarm for a condition that started; its id, or `None` if the condition already has one.
     async fn raise_alarm(&self, firing: &Firing) -> Result<Option<i64>, StoreError>;
     /// Marks a condition's alarm cleared.
@@ -593,10 +615,21 @@ pub trait Store: Send + Sync + 'static {
         operator: &str,
         reason: &str,
     ) -> Result<(), StoreError>;
-    /// Recomputes the audit chain; names the first entry that does not match.
-    async fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
-    /// The newest audit entries.
-    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// The hash-chained log of operator actions and PHI boundary crossings.
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
     /// Appends an operator action to the hash-chained audit log.
     async fn audit(&self, actor: &str, action: &str, subject: &str, detail: &str) -> Result<(), StoreError>;
+    /// The newest audit entries.
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Recomputes the audit chain; names the first entry that does not match.
+    async fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
 }
+
+/// Everything the pipeline keeps. Each task takes only the capability it uses; the facade and the
+/// pipeline hold the whole store.
+pub trait Store: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog {}
+
+impl<T: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog> Store for T {}

@@ -1,5 +1,6 @@
 //! Alarms: list, acknowledge, silence.
 
+use pipeline_core::api::Actor;
 use pipeline_core::api::dto::AlarmView;
 use tauri::State;
 
@@ -15,7 +16,7 @@ pub async fn alarms(state: State<'_, ConsoleState>, active_only: bool) -> Answer
 /// Acknowledges an alarm.
 #[tauri::command]
 pub async fn ack_alarm(state: State<'_, ConsoleState>, id: i64, operator: String, reason: String) -> Answer<()> {
-    state.get().await?.ack_alarm(id, &operator, &reason).await
+    state.get().await?.admin().ack_alarm(&Actor::named(&operator)?, id, &reason).await
 }
 
 /// Silences an alarm's re-notification for a while.
@@ -27,5 +28,5 @@ pub async fn silence_alarm(
     reason: String,
     minutes: u32,
 ) -> Answer<()> {
-    state.get().await?.silence_alarm(id, &operator, &reason, minutes).await
+    state.get().await?.admin().silence_alarm(&Actor::named(&operator)?, id, &reason, minutes).await.map(drop)
 }

@@ -1,6 +1,6 @@
 //! The heartbeat board.
 
-use pipeline_core::health::endpoint::Status;
+use pipeline_core::api::dto::Status;
 use tauri::State;
 
 use super::Answer;

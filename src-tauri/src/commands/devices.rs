@@ -1,8 +1,8 @@
 //! Devices, verified pairing and consent.
 
 use chrono::{DateTime, Utc};
-use pipeline_core::api::dto::{DeviceView, VerifiedPatient};
-use pipeline_core::identify::Flow;
+use pipeline_core::api::Actor;
+use pipeline_core::api::dto::{DeviceView, Flow, VerifiedPatient};
 use tauri::State;
 
 use super::Answer;
@@ -17,7 +17,7 @@ pub async fn devices(state: State<'_, ConsoleState>) -> Answer<Vec<DeviceView>> 
 /// The loaded device profiles.
 #[tauri::command]
 pub async fn profiles(state: State<'_, ConsoleState>) -> Answer<Vec<String>> {
-    Ok(state.get().await?.profiles())
+    Ok(state.get().await?.admin().profiles())
 }
 
 /// Registers a device.
@@ -29,13 +29,13 @@ pub async fn register_device(
     label: String,
     operator: String,
 ) -> Answer<()> {
-    state.get().await?.register_device(&device_id, &profile_id, &label, &operator).await
+    state.get().await?.admin().register_device(&Actor::named(&operator)?, &device_id, &profile_id, &label).await
 }
 
 /// Looks a patient up (at the EHR when one is configured), for the operator to confirm.
 #[tauri::command]
 pub async fn lookup_patient(state: State<'_, ConsoleState>, system: String, value: String) -> Answer<VerifiedPatient> {
-    state.get().await?.lookup_patient(&system, &value).await
+    state.get().await?.admin().lookup_patient(&system, &value).await
 }
 
 /// Pairs a device with a verified patient, for a period when `until` is given.
@@ -49,13 +49,14 @@ pub async fn pair_device(
     until: Option<DateTime<Utc>>,
     operator: String,
 ) -> Answer<()> {
-    state.get().await?.pair_device(&device_id, &system, &value, from, until, &operator).await
+    let actor = Actor::named(&operator)?;
+    state.get().await?.admin().pair_device(&actor, &device_id, &system, &value, from, until).await.map(drop)
 }
 
 /// Ends a device's pairing now.
 #[tauri::command]
 pub async fn unpair_device(state: State<'_, ConsoleState>, device_id: String, operator: String) -> Answer<()> {
-    state.get().await?.unpair_device(&device_id, &operator).await
+    state.get().await?.admin().unpair_device(&Actor::named(&operator)?, &device_id, None).await.map(drop)
 }
 
 /// Records a patient's consent decision for one flow.
@@ -68,5 +69,6 @@ pub async fn set_consent(
     granted: bool,
     operator: String,
 ) -> Answer<()> {
-    state.get().await?.set_consent(&system, &value, flow, granted, &operator).await
+    let actor = Actor::named(&operator)?;
+    state.get().await?.admin().set_consent(&actor, &system, &value, flow, granted).await.map(drop)
 }

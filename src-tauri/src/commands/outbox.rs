@@ -1,7 +1,7 @@
 //! The EHR outbox.
 
-use pipeline_core::api::dto::OutboxView;
-use pipeline_core::store::OutboxStatus;
+use pipeline_core::api::Actor;
+use pipeline_core::api::dto::{OutboxStatus, OutboxView};
 use tauri::State;
 
 use super::Answer;
@@ -16,5 +16,5 @@ pub async fn outbox(state: State<'_, ConsoleState>, status: Option<OutboxStatus>
 /// Queues a dead-letter or held event again after its cause was fixed.
 #[tauri::command]
 pub async fn resend(state: State<'_, ConsoleState>, id: i64, operator: String) -> Answer<()> {
-    state.get().await?.resend(id, &operator).await
+    state.get().await?.admin().requeue(&Actor::named(&operator)?, id).await
 }

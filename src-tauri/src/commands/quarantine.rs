@@ -1,7 +1,7 @@
 //! Quarantined readings: list, release after the pairing is fixed, discard.
 
-use pipeline_core::api::dto::ReleaseOutcome;
-use pipeline_core::store::QuarantineEntry;
+use pipeline_core::api::Actor;
+use pipeline_core::api::dto::{QuarantineEntry, ReleaseOutcome};
 use tauri::State;
 
 use super::Answer;
@@ -21,7 +21,7 @@ pub async fn release_quarantine(
     operator: String,
     reason: String,
 ) -> Answer<ReleaseOutcome> {
-    state.get().await?.release_quarantine(id, &operator, &reason).await
+    state.get().await?.admin().release_quarantine(&Actor::named(&operator)?, id, &reason).await
 }
 
 /// Discards a quarantined reading (kept for forensics).
@@ -32,5 +32,5 @@ pub async fn discard_quarantine(
     operator: String,
     reason: String,
 ) -> Answer<()> {
-    state.get().await?.discard_quarantine(id, &operator, &reason).await
+    state.get().await?.admin().discard_quarantine(&Actor::named(&operator)?, id, &reason).await
 }

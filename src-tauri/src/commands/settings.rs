@@ -1,6 +1,7 @@
 //! Settings: view, save (restarts the pipeline), test a connection.
 
-use pipeline_core::api::dto::{ConnectionResult, Settings};
+use pipeline_core::api::dto::{ConnectionResult, ConnectionTarget, Settings};
+use pipeline_core::api::{Actor, ApiError, ErrorCode};
 use tauri::State;
 
 use super::Answer;
@@ -15,18 +16,17 @@ pub async fn settings(state: State<'_, ConsoleState>) -> Answer<Settings> {
 /// Saves new settings and restarts the pipeline on them (the previous ones stay when they fail).
 #[tauri::command]
 pub async fn save_settings(state: State<'_, ConsoleState>, settings: Settings, operator: String) -> Answer<()> {
+    let actor = Actor::named(&operator)?;
     let mut slot = state.console.write().await;
-    let console = slot.take().ok_or_else(|| pipeline_core::api::ApiError {
-        code: "restarting",
-        message: "the pipeline is already restarting".into(),
-    })?;
-    let (console, applied) = console.apply_settings(&settings, &operator).await?;
+    let console =
+        slot.take().ok_or_else(|| ApiError::new(ErrorCode::Restarting, "the pipeline is already restarting"))?;
+    let (console, applied) = console.apply_settings(&settings, &actor).await?;
     *slot = Some(console);
     applied
 }
 
 /// Checks that the EHR or the broker answers.
 #[tauri::command]
-pub async fn test_connection(state: State<'_, ConsoleState>, target: String) -> Answer<ConnectionResult> {
-    state.get().await?.test_connection(&target).await
+pub async fn test_connection(state: State<'_, ConsoleState>, target: ConnectionTarget) -> Answer<ConnectionResult> {
+    Ok(state.get().await?.test_connection(target).await)
 }

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::rules::Priority;
+use crate::model::alarm::Priority;
 
 fn rules() -> RuleSet {
     RuleSet::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/rules/adult-vitals.toml"))).unwrap()

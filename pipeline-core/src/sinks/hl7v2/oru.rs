@@ -26,8 +26,8 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use crate::model::Validity;
+use crate::model::codes::{Metric, metric_by_code};
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
-use crate::normalise::codes::{Metric, metric_by_code};
 
 /// PCD-01's message profile identifier (MSH-21).
 const PCD_01_PROFILE: &str = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO";
@@ -401,7 +401,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::normalise::units::Dimension;
+    use crate::model::units::Dimension;
 
     fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 6, 1, h, m, s).unwrap()
@@ -695,11 +695,10 @@ mod tests {
 
     #[test]
     fn every_known_metric_has_a_distinct_containment_index() {
-        let mut seen: Vec<u32> =
-            crate::normalise::codes::all_metrics().iter().map(|m| metric_index(m).unwrap()).collect();
+        let mut seen: Vec<u32> = crate::model::codes::all_metrics().iter().map(|m| metric_index(m).unwrap()).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen.len(), crate::normalise::codes::all_metrics().len());
+        assert_eq!(seen.len(), crate::model::codes::all_metrics().len());
 
         static UNKNOWN: Metric = Metric {
             mdc_code: 188736,

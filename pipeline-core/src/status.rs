@@ -13,8 +13,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::modes::{DegradationMode, active};
-use super::{ComponentHealth, Drills, HealthRegistry, HealthState};
+use crate::health::modes::{DegradationMode, active};
+use crate::health::{ComponentHealth, Drills, HealthRegistry, HealthState};
 use crate::ingest::{IngestHandle, IngestTally};
 use crate::store::{BatchTally, Store};
 
@@ -33,7 +33,7 @@ pub struct StatusSources {
     /// The last sample the rates were measured from.
     pub rates: std::sync::Mutex<RateMeter>,
     /// Latency histograms.
-    pub latencies: Arc<super::latency::Latencies>,
+    pub latencies: Arc<crate::health::latency::Latencies>,
 }
 
 /// Payloads and readings per second, measured between two looks at least a second apart.
@@ -161,7 +161,7 @@ async fn metrics(State(sources): State<Arc<StatusSources>>) -> impl IntoResponse
         "vigil_degradation_mode_active",
         "gauge",
         "1 while the degradation mode is active.",
-        super::modes::MODES
+        crate::health::modes::MODES
             .iter()
             .map(|m| (format!("{{mode=\"{}\"}}", m.id), f64::from(u8::from(s.modes.iter().any(|a| a.id == m.id)))))
             .collect(),

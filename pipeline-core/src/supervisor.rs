@@ -10,11 +10,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::modes::{DegradationMode, active};
-use super::{HealthRegistry, HealthState};
 use crate::alerts::{self, AlertHandle};
+use crate::clock::SharedClock;
+use crate::health::modes::{DegradationMode, active};
+use crate::health::{HealthRegistry, HealthState};
 use crate::model::ContentHash;
-use crate::store::Store;
+use crate::store::AlarmStore;
 
 /// How often the supervisor looks.
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -27,9 +28,11 @@ pub struct Supervisor {
     /// The heartbeats.
     pub health: HealthRegistry,
     /// Where technical alarms are recorded.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn AlarmStore>,
     /// The alert circuit, if configured.
     pub alerts: Option<AlertHandle>,
+    /// Where "now" comes from.
+    pub clock: SharedClock,
 }
 
 /// A mode seen active: since when, and its alarm once raised.
@@ -52,7 +55,7 @@ pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: Cancellation
             }
             _ = tick.tick() => {}
         }
-        let now = Utc::now();
+        let now = s.clock.now();
         let modes = active(&s.health.board(now));
         for m in &modes {
             let o = ongoing.entry(m.id).or_insert_with(|| {
@@ -60,7 +63,7 @@ pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: Cancellation
                 Ongoing { since: now, alarm: None }
             });
             if o.alarm.is_none() && now - o.since >= ALARM_AFTER {
-                o.alarm = Some(raise(&s, m).await);
+                o.alarm = Some(raise(&s, m, now).await);
             }
         }
         let ended: Vec<&'static str> =
@@ -79,10 +82,11 @@ pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: Cancellation
 
 /// The mode's technical alarm. A stopped alert circuit cannot carry its own alarm: it is recorded
 /// for the console, and the mode's banner says nobody is paged.
-async fn raise(s: &Supervisor, m: &DegradationMode) -> ContentHash {
-    let f = alerts::component_alarm(m.id, m.component, &format!("{}: {}", m.title, m.what_is_off), m.alarm_priority);
+async fn raise(s: &Supervisor, m: &DegradationMode, now: DateTime<Utc>) -> ContentHash {
+    let what = format!("{}: {}", m.title, m.what_is_off);
+    let f = alerts::component_alarm(m.id, m.component, &what, m.alarm_priority, now);
     let carrier = if m.component == "alerts" { None } else { s.alerts.as_ref() };
-    if let Err(e) = alerts::raise(&f, s.store.as_ref(), carrier).await {
+    if let Err(e) = alerts::raise(&f, s.store.as_ref(), carrier, now).await {
         tracing::error!(error = %e, mode = m.id, "could not record a technical alarm");
     }
     f.key

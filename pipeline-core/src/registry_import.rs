@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::identify::Flow;
@@ -71,8 +71,13 @@ pub enum SeedError {
     Store(#[from] StoreError),
 }
 
-/// Imports a registry file; returns how many patients and devices it holds.
-pub async fn import(store: &dyn Store, path: &Path, actor: &str) -> Result<(usize, usize), SeedError> {
+/// Imports a registry file at `now`; returns how many patients and devices it holds.
+pub async fn import(
+    store: &dyn Store,
+    path: &Path,
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Result<(usize, usize), SeedError> {
     let file_error = |why: String| SeedError::File { file: path.display().to_string(), why };
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
     let file: RegistryFile = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
@@ -85,21 +90,21 @@ pub async fn import(store: &dyn Store, path: &Path, actor: &str) -> Result<(usiz
             system: p.system.clone(),
             value: p.value.clone(),
         };
-        let key = store.upsert_patient(&id, p.name.as_deref(), Some(&file.verified_by)).await?;
+        let key = store.upsert_patient(&id, p.name.as_deref(), Some(&file.verified_by), actor).await?;
         for flow in Flow::ALL {
             store.set_consent(key, flow, p.consent.contains(&flow), actor).await?;
         }
         for d in &p.devices {
-            store.register_device(&d.id, d.profile.as_deref(), d.label.as_deref()).await?;
+            store.register_device(&d.id, d.profile.as_deref(), d.label.as_deref(), actor).await?;
             if open.get(&d.id).copied().flatten() != Some(key) {
                 // Back-dated a day so the demo's first readings find the pairing active.
-                store.pair(&d.id, key, Utc::now() - chrono::Duration::days(1), actor).await?;
+                store.pair(&d.id, key, now - chrono::Duration::days(1), None, actor).await?;
             }
             devices += 1;
         }
     }
     for d in &file.unpaired_devices {
-        store.register_device(&d.id, d.profile.as_deref(), d.label.as_deref()).await?;
+        store.register_device(&d.id, d.profile.as_deref(), d.label.as_deref(), actor).await?;
         devices += 1;
     }
     Ok((file.patients.len(), devices))

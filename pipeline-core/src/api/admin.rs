@@ -1,0 +1,126 @@
+//! [`Admin`]: every operator action that needs no running pipeline, for both faces.
+//!
+//! Invariant: all validation lives here (operator and reason required and trimmed, silence 1 to 60
+//! minutes, a known profile, patient identifiers normalised one way), and every audited action
+//! writes its audit entry in the same store transaction as the change it records.
+
+mod alarms;
+mod outbox;
+mod quarantine;
+mod queries;
+mod registry;
+
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+pub use alarms::MAX_SILENCE_MINUTES;
+pub use outbox::EventRequest;
+pub use registry::Pairing;
+
+use super::error::{ApiError, ApiResult, ErrorCode};
+use crate::clinical;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::identify::Policy;
+use crate::normalise::ProfileSet;
+use crate::sinks::fhir::FhirSink;
+use crate::store::{self, PatientEntry, PatientIdentifier, Store};
+
+/// The operator facade over one site's store, profiles and EHR.
+pub struct Admin {
+    config: Config,
+    store: Arc<dyn Store>,
+    profiles: Arc<ProfileSet>,
+    policy: Policy,
+    clock: SharedClock,
+    /// The FHIR client, built on first use and kept (a SMART client keeps its token).
+    ehr: OnceCell<FhirSink>,
+}
+
+impl Admin {
+    /// Opens the site's store and profiles, for a face that runs no pipeline (the CLI).
+    pub async fn open(config: Config, clock: SharedClock) -> ApiResult<Admin> {
+        let store = store::open(&config.store.url, clock.clone()).await?;
+        let profiles = ProfileSet::load_dir(&config.profiles.dir)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        Ok(Admin::over(config, store, Arc::new(profiles), clock))
+    }
+
+    /// The facade over parts a running pipeline already holds (the console).
+    pub(crate) fn over(config: Config, store: Arc<dyn Store>, profiles: Arc<ProfileSet>, clock: SharedClock) -> Admin {
+        let policy = Policy::of(&config.identity);
+        Admin { config, store, profiles, policy, clock, ehr: OnceCell::new() }
+    }
+
+    /// The site's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The ids of the device profiles loaded.
+    pub fn profiles(&self) -> Vec<String> {
+        self.profiles.iter().map(|p| p.id.clone()).collect()
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// The FHIR client, when the EHR is FHIR.
+    async fn fhir(&self) -> ApiResult<&FhirSink> {
+        self.ehr
+            .get_or_try_init(|| async {
+                clinical::fhir_sink(&self.config.ehr)
+                    .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))
+            })
+            .await
+    }
+
+    /// A patient identifier as operators type it, trimmed, in the site's organisation.
+    fn identifier(&self, system: &str, value: &str) -> ApiResult<PatientIdentifier> {
+        let (system, value) = (system.trim(), value.trim());
+        if system.is_empty() || value.is_empty() {
+            return Err(ApiError::new(ErrorCode::InvalidInput, "give the identifier's system and value"));
+        }
+        Ok(PatientIdentifier {
+            organisation: self.config.identity.organisation.clone(),
+            system: system.into(),
+            value: value.into(),
+        })
+    }
+
+    /// A patient of the local registry, by identifier.
+    async fn local_patient(&self, id: &PatientIdentifier) -> ApiResult<PatientEntry> {
+        let not_found = || {
+            ApiError::new(
+                ErrorCode::PatientNotFound,
+                format!("no patient with that identifier in {} is registered", id.system),
+            )
+        };
+        let key = self.store.find_patient(id).await?.ok_or_else(not_found)?;
+        self.store.patient(key).await?.ok_or_else(not_found)
+    }
+
+    /// A patient of the local registry whose identity was verified (pairing needs one).
+    async fn verified_locally(&self, id: &PatientIdentifier) -> ApiResult<PatientEntry> {
+        let patient = self.local_patient(id).await?;
+        if !patient.verified {
+            return Err(ApiError::new(ErrorCode::UnverifiedPatient, "this patient's identity has not been verified"));
+        }
+        Ok(patient)
+    }
+}
+
+/// A reason for the audit trail: trimmed, required.
+fn reason(text: &str) -> ApiResult<&str> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ApiError::new(ErrorCode::InvalidInput, "give a reason: it is kept in the audit trail"));
+    }
+    Ok(text)
+}

@@ -1,0 +1,67 @@
+//! What both faces list and show: devices, alarms, quarantine, outbox, telemetry, the audit log.
+
+use super::Admin;
+use crate::api::error::ApiResult;
+use crate::audit::{AuditEntry, AuditVerdict};
+use crate::store::{
+    AlarmEntry, DeviceEntry, HeldEntry, OutboxEntry, OutboxStatus, QuarantineEntry, ReadingQuery, RejectedEntry,
+    StoreCounts, StoredReading,
+};
+
+impl Admin {
+    /// Registered devices with their current pairing.
+    pub async fn devices(&self) -> ApiResult<Vec<DeviceEntry>> {
+        Ok(self.store.devices().await?)
+    }
+
+    /// Alarms, newest first; only those not cleared when `active_only`.
+    pub async fn alarms(&self, active_only: bool, limit: u32) -> ApiResult<Vec<AlarmEntry>> {
+        Ok(self.store.alarms(active_only, limit).await?)
+    }
+
+    /// Quarantined readings still to be resolved, newest first.
+    pub async fn quarantine(&self, limit: u32) -> ApiResult<Vec<QuarantineEntry>> {
+        Ok(self.store.quarantine(limit).await?)
+    }
+
+    /// Outbox rows, newest first, optionally of one status.
+    pub async fn outbox(&self, status: Option<OutboxStatus>, limit: u32) -> ApiResult<Vec<OutboxEntry>> {
+        Ok(self.store.outbox(status, limit).await?)
+    }
+
+    /// Totals over the store.
+    pub async fn counts(&self) -> ApiResult<StoreCounts> {
+        Ok(self.store.counts().await?)
+    }
+
+    /// Telemetry, newest first, of one device when given.
+    pub async fn readings(&self, device_id: Option<String>, limit: u32) -> ApiResult<Vec<StoredReading>> {
+        let query = ReadingQuery { device_id, limit: Some(limit), ..ReadingQuery::default() };
+        Ok(self.store.readings(&query).await?)
+    }
+
+    /// Rejected payloads, newest first.
+    pub async fn rejected(&self, limit: u32) -> ApiResult<Vec<RejectedEntry>> {
+        Ok(self.store.rejected(limit).await?)
+    }
+
+    /// Readings held for consent, newest first.
+    pub async fn held(&self, limit: u32) -> ApiResult<Vec<HeldEntry>> {
+        Ok(self.store.held(limit).await?)
+    }
+
+    /// What the sandbox EHR was given, newest first: (outbox id, body).
+    pub async fn sandbox(&self, limit: u32) -> ApiResult<Vec<(i64, String)>> {
+        Ok(self.store.sandbox(limit).await?)
+    }
+
+    /// The newest audit entries.
+    pub async fn audit_entries(&self, limit: u32) -> ApiResult<Vec<AuditEntry>> {
+        Ok(self.store.audit_entries(limit).await?)
+    }
+
+    /// Recomputes the audit chain; names the first entry that does not match.
+    pub async fn verify_audit(&self) -> ApiResult<AuditVerdict> {
+        Ok(self.store.verify_audit().await?)
+    }
+}

@@ -1,0 +1,364 @@
+//! [`Console`]: the desktop console's facade. It runs the pipeline from a config file and adds the
+//! live parts (board, live values, charts, settings) to the operator facade, [`Admin`], which it
+//! shares with the CLI.
+//!
+//! Invariant: the console holds no rule of its own; every operator action goes through [`Admin`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::actor::Actor;
+use super::admin::Admin;
+use super::chart;
+use super::dto::{
+    AlarmView, BrokerSettings, ConnectionResult, ConnectionTarget, DeviceView, EhrSettings, LiveValue, OutboxView,
+    Settings,
+};
+use super::error::{ApiError, ApiResult, ErrorCode};
+use crate::clinical;
+use crate::clock::SharedClock;
+use crate::config::{BrokerAddress, BrokerMode, Config};
+use crate::demo::{self, DemoFiles};
+use crate::model::codes::metric_by_code;
+use crate::model::event::{ClinicalEvent, EventContent, Observation};
+use crate::pipeline::{self, Handle};
+use crate::registry_import::SeedError;
+use crate::simulate::PublishReport;
+use crate::status::Status;
+use crate::store::{OutboxStatus, QuarantineEntry, ReadingQuery, Store};
+
+/// A live value older than this is marked stale.
+pub const STALE_AFTER_SECS: f64 = 30.0;
+
+/// Where the console keeps its site, and whether it is the demo.
+#[derive(Debug, Clone)]
+pub struct ConsoleOptions {
+    /// The site's `vigil.toml`; Settings saves to it.
+    pub config_path: PathBuf,
+    /// The demo's fixtures: with them, a missing config is created as the demo site, the demo
+    /// registry is loaded and simulated devices publish to the embedded endpoint.
+    pub demo: Option<DemoFiles>,
+    /// Where a new demo site's MQTT and status endpoints listen (port 0: any free port).
+    pub demo_listen: (String, String),
+    /// Where "now" comes from.
+    pub clock: SharedClock,
+}
+
+/// The running console: the pipeline, the operator facade over it and, in the demo, its simulated
+/// ward.
+pub struct Console {
+    options: ConsoleOptions,
+    admin: Admin,
+    handle: Handle,
+    rules_version: Option<String>,
+    simulator: Option<(CancellationToken, JoinHandle<anyhow::Result<PublishReport>>)>,
+}
+
+impl Console {
+    /// Starts the site at `options.config_path` (created as the demo site when demo files are given
+    /// and it does not exist yet).
+    pub async fn start(options: ConsoleOptions) -> ApiResult<Console> {
+        if let Some(files) = &options.demo
+            && !options.config_path.exists()
+        {
+            let dir = options.config_path.parent().map(PathBuf::from).unwrap_or_default();
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                ApiError::new(ErrorCode::InvalidConfig, format!("cannot create {}: {e}", dir.display()))
+            })?;
+            let (mqtt, status) = &options.demo_listen;
+            write_config(&options.config_path, &demo::config(&dir, files, mqtt, status))?;
+        }
+        let config =
+            Config::load(&options.config_path).map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        Console::launch(options, config).await
+    }
+
+    async fn launch(options: ConsoleOptions, config: Config) -> ApiResult<Console> {
+        let handle = pipeline::start(&config, options.clock.clone()).await.map_err(|e| {
+            tracing::error!(error = %e, "the pipeline did not start");
+            ApiError::new(ErrorCode::StartFailed, format!("the pipeline did not start: {}", e.operator_text()))
+        })?;
+        let admin =
+            Admin::over(config.clone(), handle.store().clone(), handle.profiles().clone(), options.clock.clone());
+        let mut simulator = None;
+        if let Some(files) = &options.demo {
+            demo::seed(admin.store().as_ref(), files, options.clock.now()).await.map_err(|e| match e {
+                SeedError::Store(e) => ApiError::from(e),
+                other => ApiError::new(ErrorCode::InvalidConfig, other.to_string()),
+            })?;
+            if let Some(addr) = handle.mqtt_listen_addr() {
+                let stop = CancellationToken::new();
+                simulator = Some((stop.clone(), demo::simulate(addr, stop)));
+            }
+        }
+        let rules_version = handle.rules_version().map(str::to_string);
+        Ok(Console { options, admin, handle, rules_version, simulator })
+    }
+
+    /// Stops the simulated ward and the pipeline, storing everything already accepted.
+    pub async fn stop(self) {
+        // The simulated devices disconnect first, as real ones would on a restart.
+        if let Some((stop, publisher)) = self.simulator {
+            stop.cancel();
+            let _ = publisher.await;
+        }
+        self.handle.shutdown().await;
+    }
+
+    /// The operator facade: every action both faces offer.
+    pub fn admin(&self) -> &Admin {
+        &self.admin
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        self.admin.store()
+    }
+
+    fn config(&self) -> &Config {
+        self.admin.config()
+    }
+
+    /// The board.
+    pub async fn board(&self) -> Status {
+        self.handle.board().await
+    }
+
+    /// The newest value of every stream of a paired device, with labels and age.
+    pub async fn live_values(&self) -> ApiResult<Vec<LiveValue>> {
+        let latest = self.handle.latest();
+        let labels = self.labels(latest.iter().map(|(_, l)| l.patient_id).collect()).await?;
+        let devices: HashMap<String, Option<String>> =
+            self.store().devices().await?.into_iter().map(|d| (d.device_id, d.label)).collect();
+        let now = self.admin.clock().now();
+        let mut values: Vec<LiveValue> = latest
+            .into_iter()
+            .map(|((device_id, mdc_code), l)| {
+                let age_secs = (now - l.observed_at).num_milliseconds().max(0) as f64 / 1000.0;
+                LiveValue {
+                    device_label: devices.get(&device_id).cloned().flatten(),
+                    patient_id: Some(l.patient_id),
+                    patient_label: labels.get(&l.patient_id).cloned(),
+                    device_id,
+                    mdc_code,
+                    metric: metric_by_code(mdc_code).map_or_else(|| mdc_code.to_string(), |m| m.display.to_string()),
+                    value: l.value,
+                    unit: l.unit.to_string(),
+                    observed_at: l.observed_at,
+                    age_secs,
+                    stale: age_secs > STALE_AFTER_SECS,
+                }
+            })
+            .collect();
+        values.sort_by(|a, b| {
+            (a.patient_label.as_deref(), &a.device_id, a.mdc_code).cmp(&(
+                b.patient_label.as_deref(),
+                &b.device_id,
+                b.mdc_code,
+            ))
+        });
+        Ok(values)
+    }
+
+    /// A stream's trend over the last `minutes`, as SVG.
+    pub async fn chart(&self, device_id: &str, mdc_code: u32, minutes: u32) -> ApiResult<String> {
+        let metric = metric_by_code(mdc_code)
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownSeries, format!("no metric with MDC code {mdc_code}")))?;
+        let minutes = minutes.clamp(1, 24 * 60);
+        let now = self.admin.clock().now();
+        let query = ReadingQuery {
+            device_id: Some(device_id.to_string()),
+            mdc_code: Some(mdc_code),
+            from: Some(now - chrono::Duration::minutes(i64::from(minutes))),
+            limit: Some(20_000),
+            ..ReadingQuery::default()
+        };
+        let readings = self.store().readings(&query).await?;
+        Ok(chart::trend(&format!("{} {device_id}", metric.display), metric.unit, &readings, minutes, now))
+    }
+
+    /// Alarms, newest first (only active ones when asked), with the patient's label.
+    pub async fn alarms(&self, active_only: bool) -> ApiResult<Vec<AlarmView>> {
+        let alarms = self.admin.alarms(active_only, 500).await?;
+        let labels = self.labels(alarms.iter().filter_map(|a| a.patient_id).collect()).await?;
+        Ok(alarms
+            .into_iter()
+            .map(|alarm| AlarmView {
+                patient_label: alarm.patient_id.and_then(|p| labels.get(&p).cloned()),
+                unit: alarm.mdc_code.and_then(metric_by_code).map(|m| m.unit.to_string()),
+                alarm,
+            })
+            .collect())
+    }
+
+    /// Quarantined readings still to be resolved.
+    pub async fn quarantine(&self) -> ApiResult<Vec<QuarantineEntry>> {
+        self.admin.quarantine(500).await
+    }
+
+    /// Registered devices with their pairing and the patient's label.
+    pub async fn devices(&self) -> ApiResult<Vec<DeviceView>> {
+        let devices = self.admin.devices().await?;
+        let labels = self.labels(devices.iter().filter_map(|d| d.patient_id).collect()).await?;
+        Ok(devices
+            .into_iter()
+            .map(|device| DeviceView { patient_label: device.patient_id.and_then(|p| labels.get(&p).cloned()), device })
+            .collect())
+    }
+
+    /// The outbox, newest first (one status when given), with the patient's label.
+    pub async fn outbox(&self, status: Option<OutboxStatus>) -> ApiResult<Vec<OutboxView>> {
+        let entries = self.admin.outbox(status, 500).await?;
+        let labels = self.labels(entries.iter().map(|e| e.patient_id).collect()).await?;
+        Ok(entries
+            .into_iter()
+            .map(|e| OutboxView {
+                summary: summary(&e.event),
+                patient_label: labels.get(&e.patient_id).cloned(),
+                id: e.id,
+                hash: e.hash,
+                patient_id: e.patient_id,
+                status: e.status,
+                reason: e.reason,
+                attempts: e.attempts,
+                ehr_ref: e.ehr_ref,
+                created_at: e.created_at,
+                delivered_at: e.delivered_at,
+            })
+            .collect())
+    }
+
+    /// The settings an operator sees.
+    pub fn settings(&self) -> Settings {
+        let c = self.config();
+        Settings {
+            ehr: EhrSettings {
+                kind: c.ehr.kind,
+                base_url: c.ehr.base_url.clone(),
+                auth: c.ehr.auth,
+                mllp_addr: c.ehr.mllp_address.clone(),
+            },
+            broker: BrokerSettings {
+                mode: c.broker.mode,
+                url: c.broker.url.clone(),
+                listen: Some(c.broker.listen.clone()),
+            },
+            store_url: c.store.url.clone(),
+            rules_version: self.rules_version.clone(),
+            demo: self.simulator.is_some(),
+        }
+    }
+
+    /// Saves new EHR and broker settings and restarts the pipeline on them. When the new settings
+    /// cannot start, the previous ones are restored and the second value says why; the outer error
+    /// means neither started (nothing runs).
+    pub async fn apply_settings(self, settings: &Settings, actor: &Actor) -> ApiResult<(Console, ApiResult<()>)> {
+        let mut config = self.config().clone();
+        config.ehr.kind = settings.ehr.kind;
+        config.ehr.base_url = settings.ehr.base_url.clone().filter(|s| !s.trim().is_empty());
+        config.ehr.auth = settings.ehr.auth;
+        config.ehr.mllp_address = settings.ehr.mllp_addr.clone().filter(|s| !s.trim().is_empty());
+        config.broker.mode = settings.broker.mode;
+        config.broker.url = settings.broker.url.clone().filter(|s| !s.trim().is_empty());
+        if let Some(listen) = settings.broker.listen.clone().filter(|s| !s.trim().is_empty()) {
+            config.broker.listen = listen;
+        }
+        let problems = config.validate();
+        if !problems.is_empty() {
+            let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            return Ok((self, Err(ApiError::new(ErrorCode::InvalidConfig, text))));
+        }
+        let (options, previous) = (self.options.clone(), self.config().clone());
+        let detail = format!("ehr {:?}, broker {:?}", config.ehr.kind, config.broker.mode);
+        self.stop().await;
+        match Console::launch(options.clone(), config.clone()).await {
+            Ok(console) => {
+                let saved = write_config(&options.config_path, &config);
+                let audited = console.store().audit(actor.name(), "settings.change", "vigil.toml", &detail).await;
+                Ok((console, saved.and(audited.map_err(ApiError::from))))
+            }
+            Err(e) => {
+                let console = Console::launch(options, previous).await.map_err(|again| {
+                    ApiError::new(
+                        ErrorCode::StartFailed,
+                        format!("neither the new settings ({e}) nor the previous ({again}) start"),
+                    )
+                })?;
+                Ok((console, Err(e)))
+            }
+        }
+    }
+
+    /// Checks that the EHR or the broker answers, with the saved settings.
+    pub async fn test_connection(&self, target: ConnectionTarget) -> ConnectionResult {
+        let config = self.config();
+        let result = match target {
+            ConnectionTarget::Ehr => match clinical::sink(&config.ehr, self.store().clone()) {
+                Err(e) => Err(e.to_string()),
+                Ok(sink) => sink.probe().await,
+            },
+            ConnectionTarget::Broker => match config.broker.mode {
+                BrokerMode::Embedded => match self.handle.mqtt_listen_addr() {
+                    Some(addr) => Ok(format!("the embedded MQTT endpoint listens on {addr}")),
+                    None => Err("the embedded MQTT endpoint is not running (MQTT ingest is disabled)".into()),
+                },
+                BrokerMode::External => broker_answers(config.broker.url.as_deref()).await,
+            },
+        };
+        match result {
+            Ok(message) => ConnectionResult { ok: true, message },
+            Err(message) => ConnectionResult { ok: false, message },
+        }
+    }
+
+    /// Patient store key → the name, or the identifier when no name is known (console only).
+    async fn labels(&self, patients: Vec<i64>) -> ApiResult<HashMap<i64, String>> {
+        let mut labels = HashMap::new();
+        for p in patients {
+            if !labels.contains_key(&p)
+                && let Some(patient) = self.store().patient(p).await?
+            {
+                labels.insert(p, patient.display_name.unwrap_or(patient.value));
+            }
+        }
+        Ok(labels)
+    }
+}
+
+async fn broker_answers(url: Option<&str>) -> Result<String, String> {
+    let url = url.ok_or("no broker URL is set")?;
+    let addr = BrokerAddress::parse(url).map_err(|e| e.to_string())?;
+    let target = format!("{}:{}", addr.host, addr.port);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(&target)).await {
+        Ok(Ok(_)) => Ok(format!("the broker at {target} accepts connections")),
+        Ok(Err(e)) => Err(format!("the broker at {target}: {e}")),
+        Err(_) => Err(format!("the broker at {target} did not answer within 5 s")),
+    }
+}
+
+fn write_config(path: &std::path::Path, config: &Config) -> ApiResult<()> {
+    let text = toml::to_string(config).map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+    std::fs::write(path, text)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, format!("cannot write {}: {e}", path.display())))
+}
+
+/// One line about an event, e.g. "SpO2 86 % (rule:spo2-low@...)".
+fn summary(event: &serde_json::Value) -> String {
+    let Ok(event) = serde_json::from_value::<ClinicalEvent>(event.clone()) else {
+        return "(unreadable event)".into();
+    };
+    let observation = |o: &Observation| match o {
+        Observation::Vital { metric, value, .. } => format!("{} {value} {}", metric.display, metric.unit),
+        Observation::BloodPressure { systolic, diastolic, .. } => format!("BP {systolic}/{diastolic} mm[Hg]"),
+    };
+    let what = match &event.content {
+        EventContent::Single { observation: o } => observation(o),
+        EventContent::Report { title, observations, .. } => {
+            format!("{title}: {}", observations.iter().map(observation).collect::<Vec<_>>().join(", "))
+        }
+    };
+    format!("{what} ({})", event.origin)
+}

@@ -1,0 +1,338 @@
+//! The inbox and telemetry: the batch writer (one transaction per batch), retention, counts and queries.
+
+use super::*;
+use crate::dedup::first_of_each;
+
+/// What a payload's readings came to, for the inbox's `outcome` column.
+fn outcome_name(outcome: &PayloadOutcome) -> &'static str {
+    match outcome {
+        PayloadOutcome::Rejected(_) => "rejected",
+        PayloadOutcome::Readings(ds) => {
+            let kind = |d: &Disposition| match d {
+                Disposition::Accepted { .. } => "accepted",
+                Disposition::Held { .. } => "held",
+                Disposition::Quarantined { .. } => "quarantined",
+            };
+            let first = ds.first().map(kind).unwrap_or("accepted");
+            if ds.iter().all(|d| kind(d) == first) { first } else { "mixed" }
+        }
+    }
+}
+
+/// Reading rows waiting for their dedup verdict.
+struct Pending<'a> {
+    reading: &'a Reading,
+    hash: ContentHash,
+    patient_id: i64,
+    inbox_id: i64,
+    held_for: Option<Flow>,
+}
+
+#[async_trait]
+impl Inbox for SqliteStore {
+    async fn write_batch(&self, batch: &[ProcessedPayload]) -> Result<BatchTally, StoreError> {
+        let mut tally = BatchTally::default();
+        let now = millis(self.clock.now());
+        let mut tx = self.write_tx().await?;
+
+        // 1. The inbox: new payloads get an id; a payload seen before only bumps its repeat count.
+        let (payloads, in_batch_repeats) = first_of_each(batch.iter(), |p| p.payload_hash);
+        let mut inbox_ids: HashMap<ContentHash, i64> = HashMap::new();
+        for chunk in payloads.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO inbox (payload_hash, source, origin, received_at, payload, profile_id, outcome) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(&p.payload_hash.0[..])
+                    .push_bind(p.source)
+                    .push_bind(p.origin.as_str())
+                    .push_bind(millis(p.received_at))
+                    .push_bind(&p.payload[..])
+                    .push_bind(p.profile_id.as_deref())
+                    .push_bind(outcome_name(&p.outcome));
+            });
+            q.push(
+                " ON CONFLICT (payload_hash) DO UPDATE SET repeats = repeats + 1 RETURNING id, payload_hash, repeats",
+            );
+            for row in q.build().fetch_all(&mut *tx).await? {
+                let hash: Vec<u8> = row.get(1);
+                if row.get::<i64, _>(2) == 0 {
+                    inbox_ids.insert(ContentHash(hash.try_into().unwrap_or_default()), row.get(0));
+                } else {
+                    tally.duplicate_payloads += 1;
+                }
+            }
+        }
+        for (hash, extra) in &in_batch_repeats {
+            sqlx::query("UPDATE inbox SET repeats = repeats + ? WHERE payload_hash = ?")
+                .bind(extra)
+                .bind(&hash.0[..])
+                .execute(&mut *tx)
+                .await?;
+            tally.duplicate_payloads += *extra as u64;
+        }
+        tally.payloads = inbox_ids.len() as u64;
+
+        // 2. Sort the new payloads' contents by fate.
+        let mut pending = Vec::new();
+        let mut rejected = Vec::new();
+        let mut quarantined = Vec::new();
+        for p in payloads {
+            let Some(&inbox_id) = inbox_ids.get(&p.payload_hash) else { continue };
+            match &p.outcome {
+                PayloadOutcome::Rejected(r) => rejected.push((inbox_id, r)),
+                PayloadOutcome::Readings(ds) => {
+                    for d in ds {
+                        match d {
+                            Disposition::Accepted { reading, hash, patient_id } => pending.push(Pending {
+                                reading,
+                                hash: *hash,
+                                patient_id: *patient_id,
+                                inbox_id,
+                                held_for: None,
+                            }),
+                            Disposition::Held { reading, hash, patient_id, flow } => pending.push(Pending {
+                                reading,
+                                hash: *hash,
+                                patient_id: *patient_id,
+                                inbox_id,
+                                held_for: Some(*flow),
+                            }),
+                            Disposition::Quarantined { reading, reason, detail } => {
+                                quarantined.push((inbox_id, reading, *reason, detail))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // 3. Dedup: the content hash decides whether a reading is new.
+        let (pending, reading_repeats) = first_of_each(pending, |p| p.hash);
+        let mut new_hashes = std::collections::HashSet::new();
+        for chunk in pending.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO dedup_index (hash, first_seen_at) ");
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(&p.hash.0[..]).push_bind(now);
+            });
+            q.push(" ON CONFLICT (hash) DO UPDATE SET repeats = repeats + 1 RETURNING hash, repeats");
+            for row in q.build().fetch_all(&mut *tx).await? {
+                let hash: Vec<u8> = row.get(0);
+                if row.get::<i64, _>(1) == 0 {
+                    new_hashes.insert(ContentHash(hash.try_into().unwrap_or_default()));
+                } else {
+                    tally.duplicate_readings += 1;
+                }
+            }
+        }
+        for (hash, extra) in &reading_repeats {
+            sqlx::query("UPDATE dedup_index SET repeats = repeats + ? WHERE hash = ?")
+                .bind(extra)
+                .bind(&hash.0[..])
+                .execute(&mut *tx)
+                .await?;
+            tally.duplicate_readings += *extra as u64;
+        }
+        let (held, stored): (Vec<_>, Vec<_>) =
+            pending.into_iter().filter(|p| new_hashes.contains(&p.hash)).partition(|p| p.held_for.is_some());
+
+        // 4. Telemetry, held readings, quarantine, rejections.
+        for chunk in stored.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO readings (hash, inbox_id, device_id, patient_id, mdc_code, value, unit, observed_at, validity) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(&p.hash.0[..])
+                    .push_bind(p.inbox_id)
+                    .push_bind(p.reading.device_id.as_str())
+                    .push_bind(p.patient_id)
+                    .push_bind(p.reading.metric.mdc_code as i64)
+                    .push_bind(p.reading.value)
+                    .push_bind(p.reading.metric.unit)
+                    .push_bind(millis(p.reading.observed_at))
+                    .push_bind(p.reading.validity.as_str());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tally.stored = stored.len() as u64;
+        for chunk in held.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO held (hash, inbox_id, device_id, patient_id, mdc_code, value, unit, observed_at, validity, flow, reason, created_at) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                let flow = p.held_for.unwrap_or(Flow::Store);
+                row.push_bind(&p.hash.0[..])
+                    .push_bind(p.inbox_id)
+                    .push_bind(p.reading.device_id.as_str())
+                    .push_bind(p.patient_id)
+                    .push_bind(p.reading.metric.mdc_code as i64)
+                    .push_bind(p.reading.value)
+                    .push_bind(p.reading.metric.unit)
+                    .push_bind(millis(p.reading.observed_at))
+                    .push_bind(p.reading.validity.as_str())
+                    .push_bind(flow.as_str())
+                    .push_bind(format!("no recorded consent for {flow}: record the patient's decision to release"))
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tally.held = held.len() as u64;
+        for chunk in quarantined.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO quarantine (inbox_id, device_id, mdc_code, value, unit, observed_at, reason, detail, created_at) ",
+            );
+            q.push_values(chunk, |mut row, (inbox_id, reading, reason, detail)| {
+                row.push_bind(*inbox_id)
+                    .push_bind(reading.device_id.as_str())
+                    .push_bind(reading.metric.mdc_code as i64)
+                    .push_bind(reading.value)
+                    .push_bind(reading.metric.unit)
+                    .push_bind(millis(reading.observed_at))
+                    .push_bind(reason.as_str())
+                    .push_bind(detail.as_str())
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tally.quarantined = quarantined.len() as u64;
+        for chunk in rejected.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO rejected (inbox_id, reason, detail, created_at) ");
+            q.push_values(chunk, |mut row, (inbox_id, r)| {
+                row.push_bind(*inbox_id).push_bind(r.reason.as_str()).push_bind(r.detail.as_str()).push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tally.rejected = rejected.len() as u64;
+        tx.commit().await?;
+        Ok(tally)
+    }
+
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let cutoff = millis(cutoff);
+        let mut tx = self.write_tx().await?;
+        let mut removed = 0;
+        // Per device, so the delete walks the (device_id, observed_at) index; a separate index on
+        // observed_at alone would cost every insert for the sake of an hourly job.
+        let devices: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT device_id FROM readings").fetch_all(&mut *tx).await?;
+        for device in devices {
+            removed += sqlx::query("DELETE FROM readings WHERE device_id = ? AND observed_at < ?")
+                .bind(device)
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        for sql in [
+            "DELETE FROM dedup_index WHERE first_seen_at < ?",
+            // Payloads behind quarantine, rejections or held readings are forensic evidence: kept.
+            "DELETE FROM inbox WHERE received_at < ? AND outcome = 'accepted'",
+        ] {
+            removed += sqlx::query(sql).bind(cutoff).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM inbox),
+                    (SELECT COUNT(*) FROM readings),
+                    (SELECT COALESCE(SUM(repeats), 0) FROM inbox) + (SELECT COALESCE(SUM(repeats), 0) FROM dedup_index),
+                    (SELECT COUNT(*) FROM rejected),
+                    (SELECT COUNT(*) FROM quarantine),
+                    (SELECT COUNT(*) FROM held)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StoreCounts {
+            payloads: row.get(0),
+            readings: row.get(1),
+            duplicates: row.get(2),
+            rejected: row.get(3),
+            quarantined: row.get(4),
+            held: row.get(5),
+        })
+    }
+
+    async fn readings(&self, query: &ReadingQuery) -> Result<Vec<StoredReading>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT hash, device_id, patient_id, mdc_code, value, unit, observed_at, validity FROM readings WHERE 1 = 1",
+        );
+        if let Some(p) = query.patient_id {
+            q.push(" AND patient_id = ").push_bind(p);
+        }
+        if let Some(d) = &query.device_id {
+            q.push(" AND device_id = ").push_bind(d.as_str());
+        }
+        if let Some(c) = query.mdc_code {
+            q.push(" AND mdc_code = ").push_bind(c as i64);
+        }
+        if let Some(f) = query.from {
+            q.push(" AND observed_at >= ").push_bind(millis(f));
+        }
+        if let Some(t) = query.to {
+            q.push(" AND observed_at < ").push_bind(millis(t));
+        }
+        q.push(" ORDER BY observed_at DESC LIMIT ").push_bind(query.limit.map_or(-1, i64::from));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredReading {
+                hash: blake3::Hash::from_slice(r.get::<&[u8], _>(0))
+                    .map(|h| h.to_hex().to_string())
+                    .unwrap_or_default(),
+                device_id: r.get(1),
+                patient_id: r.get(2),
+                mdc_code: r.get::<i64, _>(3) as u32,
+                value: r.get(4),
+                unit: r.get(5),
+                observed_at: from_millis(r.get(6)),
+                validity: r.get(7),
+            })
+            .collect())
+    }
+
+    async fn rejected(&self, limit: u32) -> Result<Vec<RejectedEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, i.source, i.origin, r.reason, r.detail, i.payload, i.received_at
+             FROM rejected r JOIN inbox i ON i.id = r.inbox_id ORDER BY r.id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RejectedEntry {
+                id: r.get(0),
+                source: r.get(1),
+                origin: r.get(2),
+                reason: r.get(3),
+                detail: r.get(4),
+                payload: String::from_utf8_lossy(r.get::<&[u8], _>(5)).into_owned(),
+                received_at: from_millis(r.get(6)),
+            })
+            .collect())
+    }
+
+    async fn held(&self, limit: u32) -> Result<Vec<HeldEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, patient_id, mdc_code, value, observed_at, flow, reason FROM held ORDER BY created_at DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| HeldEntry {
+                device_id: r.get(0),
+                patient_id: r.get(1),
+                mdc_code: r.get::<i64, _>(2) as u32,
+                value: r.get(3),
+                observed_at: from_millis(r.get(4)),
+                flow: r.get(5),
+                reason: r.get(6),
+            })
+            .collect())
+    }
+}
