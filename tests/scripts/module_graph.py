@@ -27,7 +27,8 @@ def non_test_text(path):
     for i, line in enumerate(lines):
         if TEST_START.match(line) and i + 1 < len(lines) and re.match(r"\s*(pub(\(crate\))? )?mod ", lines[i + 1]):
             break
-        out.append((i + 1, line))
+        if not line.lstrip().startswith("//"):
+            out.append((i + 1, line))
     return out
 
 
