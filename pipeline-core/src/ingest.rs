@@ -410,3 +410,69 @@ pub fn process(
         outcome,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::config::{IdentityConfig, IngestConfig};
+    use crate::health::HealthRegistry;
+    use crate::store::fake::FakeStore;
+
+    /// `fixtures/payloads/acme-ox100/ok.json` says it measured at 10:00:00.120 UTC.
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 2).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_store_holds_every_acknowledgement_but_not_the_rules() {
+        let clock = TokioClock::starting_at(t0());
+        let store = Arc::new(FakeStore::new(clock.clone()));
+        store.pair_new_patient("OX-1001", t0() - chrono::Duration::days(1));
+        store.fail_writes(true);
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+        let profiles = Arc::new(ProfileSet::load_dir(&fixtures.join("profiles")).unwrap());
+        let (rules_tx, mut rules_rx) = mpsc::channel(16);
+        let outputs = Outputs { rules: Some(rules_tx), latest: LatestValues::default(), latencies: Arc::default() };
+        let health = HealthRegistry::with_clock(clock.clone());
+        let (ingest, tally, writer) = spawn(
+            store.clone(),
+            profiles,
+            Policy::of(&IdentityConfig::default()),
+            &IngestConfig::default(),
+            health.register("store", HEARTBEAT),
+            outputs,
+            clock.clone(),
+        );
+        let payload = std::fs::read(fixtures.join("payloads/acme-ox100/ok.json")).unwrap();
+        let envelope = Envelope {
+            source: "mqtt",
+            origin: "vigil/devices/OX-1001/oximeter".into(),
+            received_at: clock.now(),
+            payload: payload.into(),
+        };
+        let mut receipt = ingest.submit(envelope).await.unwrap();
+
+        // The rules see both readings while the store cannot write.
+        for _ in 0..2 {
+            let input = tokio::time::timeout(Duration::from_secs(5), rules_rx.recv()).await;
+            assert!(matches!(input, Ok(Some(RuleInput::Reading(_)))), "{input:?}");
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(receipt.try_stored(), None, "nothing is acknowledged before it is stored");
+        assert!(store.batches().is_empty());
+        assert!(health.board(clock.now()).iter().any(|c| c.name == "store" && c.state == HealthState::Down));
+
+        store.fail_writes(false);
+        receipt.stored().await.unwrap();
+        assert_eq!(store.batches().len(), 1, "the held batch is written once the store recovers");
+        let stored = *tally.lock().unwrap();
+        assert_eq!((stored.payloads, stored.stored), (1, 2));
+        drop(ingest);
+        writer.await.unwrap();
+    }
+}

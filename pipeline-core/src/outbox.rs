@@ -189,7 +189,140 @@ async fn round(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use chrono::{DateTime, TimeZone, Utc};
+
     use super::*;
+    use crate::clock::TokioClock;
+    use crate::health::HealthRegistry;
+    use crate::identify::Flow;
+    use crate::model::Validity;
+    use crate::model::codes::metric_by_code;
+    use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
+    use crate::store::fake::FakeStore;
+    use crate::store::{OutboxStatus, OutboxStore};
+
+    /// A sink that answers from a script (then confirms everything) and notes what it was given.
+    #[derive(Default)]
+    struct ScriptedSink {
+        script: Mutex<VecDeque<Outcome>>,
+        given: Mutex<Vec<i64>>,
+    }
+
+    impl ScriptedSink {
+        fn answering(script: impl IntoIterator<Item = Outcome>) -> Arc<ScriptedSink> {
+            Arc::new(ScriptedSink { script: Mutex::new(script.into_iter().collect()), ..ScriptedSink::default() })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Sink for ScriptedSink {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        async fn deliver(&self, items: &[crate::store::OutboxItem]) -> Vec<Outcome> {
+            self.given.lock().unwrap().extend(items.iter().map(|i| i.id));
+            let mut script = self.script.lock().unwrap();
+            items
+                .iter()
+                .map(|_| script.pop_front().unwrap_or(Outcome::Delivered(Some("Observation/1".into()))))
+                .collect()
+        }
+        async fn probe(&self) -> Result<String, String> {
+            Ok("answers".into())
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap()
+    }
+
+    fn spo2(patient_id: i64, value: f64) -> ClinicalEvent {
+        ClinicalEvent {
+            patient_id,
+            device_id: "OX-1".into(),
+            origin: "test".into(),
+            content: EventContent::Single {
+                observation: Observation::Vital {
+                    metric: metric_by_code(150456).unwrap(),
+                    value,
+                    effective: Effective::At { at: t0() },
+                    validity: Validity::Valid,
+                },
+            },
+        }
+    }
+
+    async fn queue(store: &FakeStore, patient_id: i64, value: f64) -> i64 {
+        store.enqueue_event(&spo2(patient_id, value), OutboxStatus::Pending, None, None).await.unwrap().unwrap()
+    }
+
+    async fn status(store: &FakeStore, id: i64) -> (OutboxStatus, Option<String>, u32) {
+        let e = store.outbox_entry(id).await.unwrap().unwrap();
+        (e.status, e.reason, e.attempts)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_settles_each_outcome_and_holds_what_lost_consent() {
+        let clock = TokioClock::starting_at(t0());
+        let store = FakeStore::new(clock.clone());
+        let patients: Vec<i64> = (0..4).map(|i| store.pair_new_patient(&format!("OX-{i}"), t0())).collect();
+        store.consent(patients[2], Flow::EhrWrite, false);
+        let mut ids = Vec::new();
+        for (i, p) in patients.iter().enumerate() {
+            ids.push(queue(&store, *p, 90.0 + i as f64).await);
+        }
+        let sink = ScriptedSink::answering([
+            Outcome::Delivered(Some("Observation/7".into())),
+            Outcome::Retryable("503 busy".into()),
+            Outcome::Permanent("OperationOutcome: unknown code".into()),
+        ]);
+        let latency = Latencies::default();
+        let s = settings();
+        let round = round(&store, sink.as_ref(), &s, &latency.ehr, &clock).await.unwrap();
+        assert!(matches!(round, Round::Sent { all_failed: false }));
+        assert_eq!(*sink.given.lock().unwrap(), [ids[0], ids[1], ids[3]], "the unconsented event is not sent");
+        assert_eq!(status(&store, ids[0]).await, (OutboxStatus::Delivered, None, 1));
+        assert_eq!(status(&store, ids[1]).await, (OutboxStatus::Pending, Some("503 busy".into()), 1));
+        let held = status(&store, ids[2]).await;
+        assert_eq!(held.0, OutboxStatus::Held);
+        assert!(held.1.unwrap().contains("consent"), "held with its reason");
+        assert_eq!(status(&store, ids[3]).await.0, OutboxStatus::Dead);
+        // The retry waits its backoff: not due now, due once the first backoff has passed.
+        assert!(store.outbox_due(clock.now(), 10, 10).await.unwrap().is_empty());
+        let later = clock.now() + chrono::Duration::from_std(s.base_backoff).unwrap();
+        assert_eq!(store.outbox_due(later, 10, 10).await.unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), [ids[1]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_retries_after_its_backoff_then_delivers() {
+        let clock = TokioClock::starting_at(t0());
+        let store = Arc::new(FakeStore::new(clock.clone()));
+        let id = queue(&store, store.pair_new_patient("OX-1", t0()), 88.0).await;
+        let sink = ScriptedSink::answering([Outcome::Retryable("connection refused".into())]);
+        let health = HealthRegistry::with_clock(clock.clone());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            store.clone(),
+            sink.clone(),
+            settings(),
+            health.register("ehr", HEARTBEAT),
+            Arc::new(Latencies::default()),
+            clock.clone(),
+            shutdown.clone(),
+        ));
+        // Paused time advances only while every task waits, so this loop costs no wall-clock time.
+        while status(&store, id).await.0 != OutboxStatus::Delivered {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (delivered, _, attempts) = status(&store, id).await;
+        assert_eq!((delivered, attempts), (OutboxStatus::Delivered, 2));
+        assert_eq!(*sink.given.lock().unwrap(), [id, id], "sent twice: the failure, then the retry");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
 
     fn settings() -> OutboxSettings {
         OutboxSettings {

@@ -93,7 +93,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     store.clear_technical_alarms().await?;
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
     let policy = Policy::of(&config.identity);
-    let health = HealthRegistry::default();
+    let health = HealthRegistry::with_clock(clock.clone());
     let shutdown = CancellationToken::new();
     let drills = Drills::default();
     let alerts = crate::alerts::start(

@@ -91,3 +91,41 @@ async fn raise(s: &Supervisor, m: &DegradationMode, now: DateTime<Utc>) -> Conte
     }
     f.key
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::store::fake::FakeStore;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_mode_that_lasts_raises_one_technical_alarm_and_clears_it_when_it_ends() {
+        let clock = TokioClock::starting_at(Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap());
+        let health = HealthRegistry::with_clock(clock.clone());
+        let store = Arc::new(FakeStore::new(clock.clone()));
+        let ehr = health.register("ehr", PERIOD);
+        let supervisor = Supervisor { health, store: store.clone(), alerts: None, clock };
+        let (shutdown, drill) = (CancellationToken::new(), CancellationToken::new());
+        let task = tokio::spawn(run(supervisor, shutdown.clone(), drill));
+        let beat_for = async |secs: u64, state: HealthState| {
+            for _ in 0..secs {
+                ehr.beat(state, "the EHR does not answer");
+                tokio::time::sleep(PERIOD).await;
+            }
+        };
+        beat_for(4, HealthState::Down).await;
+        assert!(store.alarms(true, 10).await.unwrap().is_empty(), "one failed retry is not an alarm");
+        beat_for(3, HealthState::Down).await;
+        let active = store.alarms(true, 10).await.unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!((active[0].rule_id.as_str(), active[0].kind.as_str()), ("ehr_sync_paused", "technical"));
+        beat_for(5, HealthState::Down).await;
+        assert_eq!(store.alarms(false, 10).await.unwrap().len(), 1, "raised once while the mode lasts");
+        beat_for(2, HealthState::Up).await;
+        assert!(store.alarms(true, 10).await.unwrap().is_empty(), "cleared when the mode ends");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}

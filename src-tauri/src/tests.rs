@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use pipeline_core::api::{Console, ConsoleOptions, DemoFiles, system_clock};
+use pipeline_core::api::{Console, ConsoleOptions, DemoFiles, ErrorCode, system_clock};
 use serde_json::{Value, json};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder};
@@ -102,3 +102,278 @@ fn commands_answer_over_ipc_and_errors_carry_a_code() {
 }
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.19.5.99999.2";
+
+/// The `vigil` binary beside this test's executable (`make test` builds it first).
+fn vigil(site: &Path, args: &[String]) -> (i32, String) {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("vigil");
+    assert!(bin.exists(), "{} is missing: build it first (cargo build -p pipeline-core --bin vigil)", bin.display());
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .arg("--config")
+        .arg(site.join("vigil.toml"))
+        .env("VIGIL_LOG", "error")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Audit entries an operator left (the pipeline writes its own meanwhile).
+fn audited_by(site: &Path, actor: &str) -> usize {
+    let (status, text) = vigil(site, &strings(&["audit", "list", "--limit", "100000"]));
+    assert_eq!(status, 0, "{text}");
+    serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap().iter().filter(|e| e["actor"] == actor).count()
+}
+
+/// Both faces refuse the same input with the same code (the CLI as its exit code) and words, and
+/// neither leaves an audit entry.
+fn same_refusal(window: &WebviewWindow<MockRuntime>, site: &Path, cmd: &str, args: Value, cli: &[String]) -> ErrorCode {
+    let before = audited_by(site, "nurse ann");
+    let refused = invoke(window, cmd, args).expect_err(cmd);
+    let code: ErrorCode = serde_json::from_value(refused["code"].clone()).unwrap();
+    let message = refused["message"].as_str().unwrap();
+    let (status, text) = vigil(site, cli);
+    assert_eq!(status, i32::from(code.exit_code()), "{cmd}: the console said {refused}; the CLI said {text}");
+    assert!(text.contains(message), "{cmd}: the console said {message:?}; the CLI said {text}");
+    assert_eq!(audited_by(site, "nurse ann"), before, "{cmd}: a refused action leaves no audit entry");
+    code
+}
+
+/// Runs an action through one face and checks it left exactly one audit entry.
+fn audited_once(site: &Path, what: &str, act: impl FnOnce()) {
+    let before = audited_by(site, "nurse ann");
+    act();
+    assert_eq!(audited_by(site, "nurse ann"), before + 1, "{what}: one audit entry per action");
+}
+
+#[test]
+fn both_faces_give_the_same_answer_to_the_same_operator_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path();
+    let (app, window) = console_app(site);
+    let op = |mut v: Value| {
+        v["operator"] = json!("nurse ann");
+        v
+    };
+    let cli = |args: &[&str]| -> Vec<String> {
+        args.iter().chain(&["--operator", "nurse ann"]).map(|s| s.to_string()).collect()
+    };
+
+    // Refusals: the console's rule holds from the terminal too.
+    let cases: Vec<(&str, Value, Vec<String>, ErrorCode)> = vec![
+        (
+            "ack_alarm",
+            op(json!({"id": 1, "reason": " "})),
+            cli(&["ack", "1", "--reason", " "]),
+            ErrorCode::InvalidInput,
+        ),
+        (
+            "silence_alarm",
+            op(json!({"id": 1, "reason": "at the bedside", "minutes": 61})),
+            cli(&["silence", "1", "--minutes", "61", "--reason", "at the bedside"]),
+            ErrorCode::InvalidInput,
+        ),
+        (
+            "register_device",
+            op(json!({"deviceId": "OX-7009", "profileId": "no-such-profile", "label": ""})),
+            cli(&["devices", "--register", "OX-7009", "--profile", "no-such-profile"]),
+            ErrorCode::UnknownProfile,
+        ),
+        (
+            "unpair_device",
+            json!({"deviceId": "OX-1000", "operator": " "}),
+            strings(&["unpair", "--device", "OX-1000", "--operator", " "]),
+            ErrorCode::InvalidInput,
+        ),
+        (
+            "pair_device",
+            op(json!({"deviceId": "MX-00A1", "system": SYSTEM, "value": "MRN-0", "from": null, "until": null})),
+            cli(&["pair", "--device", "MX-00A1", "--patient-system", SYSTEM, "--patient", "MRN-0"]),
+            ErrorCode::PatientNotFound,
+        ),
+        (
+            "pair_device",
+            op(json!({"deviceId": "MX-00A1", "system": SYSTEM, "value": "MRN-100001",
+                      "from": "2026-12-01T10:00:00Z", "until": "2026-12-01T09:00:00Z"})),
+            cli(&[
+                "pair",
+                "--device",
+                "MX-00A1",
+                "--patient-system",
+                SYSTEM,
+                "--patient",
+                "MRN-100001",
+                "--from",
+                "2026-12-01T10:00:00Z",
+                "--until",
+                "2026-12-01T09:00:00Z",
+            ]),
+            ErrorCode::InvalidInput,
+        ),
+        (
+            "set_consent",
+            op(json!({"system": SYSTEM, "value": "MRN-0", "flow": "store", "granted": true})),
+            cli(&["consent", "--patient-system", SYSTEM, "--patient", "MRN-0", "--flow", "store"]),
+            ErrorCode::PatientNotFound,
+        ),
+        (
+            "release_quarantine",
+            op(json!({"id": 999_999, "reason": "pairing fixed"})),
+            cli(&["release", "999999", "--reason", "pairing fixed"]),
+            ErrorCode::NotFound,
+        ),
+        (
+            "discard_quarantine",
+            op(json!({"id": 999_999, "reason": "test data"})),
+            cli(&["discard", "999999", "--reason", "test data"]),
+            ErrorCode::Refused,
+        ),
+        ("resend", op(json!({"id": 999_999})), cli(&["requeue", "999999"]), ErrorCode::NotFound),
+        (
+            "unpair_device",
+            op(json!({"deviceId": "MX-00A1"})),
+            cli(&["unpair", "--device", "MX-00A1"]),
+            ErrorCode::Refused,
+        ),
+    ];
+    for (cmd, args, cli_args, expected) in cases {
+        assert_eq!(same_refusal(&window, site, cmd, args, &cli_args), expected, "{cmd} {cli_args:?}");
+    }
+
+    // Results: each face registers, pairs open-ended, unpairs and pairs for a period its own device;
+    // each action leaves one audit entry, and both devices end up alike.
+    let at = |minutes| {
+        (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let (from, until) = (at(-10), at(60));
+    for (device, console) in [("OX-7001", true), ("OX-7002", false)] {
+        let steps: Vec<(&str, Value, Vec<String>)> = vec![
+            (
+                "register_device",
+                op(json!({"deviceId": device, "profileId": "acme-ox100", "label": "spare"})),
+                cli(&["devices", "--register", device, "--profile", "acme-ox100", "--label", "spare"]),
+            ),
+            (
+                "pair_device",
+                op(json!({"deviceId": device, "system": SYSTEM, "value": "MRN-100003", "from": null, "until": null})),
+                cli(&["pair", "--device", device, "--patient-system", SYSTEM, "--patient", "MRN-100003"]),
+            ),
+            ("unpair_device", op(json!({"deviceId": device})), cli(&["unpair", "--device", device])),
+            (
+                "pair_device",
+                op(json!({"deviceId": device, "system": SYSTEM, "value": "MRN-100003", "from": from, "until": until})),
+                cli(&[
+                    "pair",
+                    "--device",
+                    device,
+                    "--patient-system",
+                    SYSTEM,
+                    "--patient",
+                    "MRN-100003",
+                    "--from",
+                    &from,
+                    "--until",
+                    &until,
+                ]),
+            ),
+            (
+                "set_consent",
+                op(json!({"system": SYSTEM, "value": "MRN-100003", "flow": "alert", "granted": true})),
+                cli(&["consent", "--patient-system", SYSTEM, "--patient", "MRN-100003", "--flow", "alert"]),
+            ),
+        ];
+        for (cmd, args, cli_args) in steps {
+            audited_once(site, cmd, || {
+                if console {
+                    invoke(&window, cmd, args).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+                } else {
+                    let (status, text) = vigil(site, &cli_args);
+                    assert_eq!(status, 0, "{cli_args:?}: {text}");
+                }
+            });
+        }
+    }
+    let devices = invoke(&window, "devices", json!({})).unwrap();
+    let period = |id: &str| {
+        let d = devices.as_array().unwrap().iter().find(|d| d["device_id"] == id).unwrap();
+        (d["profile_id"].clone(), d["label"].clone(), d["patient_id"].clone(), d["paired_until"].clone())
+    };
+    assert_eq!(period("OX-7001"), period("OX-7002"), "the same actions leave the same registry");
+    assert_eq!(period("OX-7001").3, json!(until), "paired for a period, in one action");
+
+    // Quarantine: the unpaired monitor's readings; each face releases one (still quarantined, audited)
+    // and discards one.
+    let quarantined = wait_for("three quarantined readings", || {
+        let q = invoke(&window, "quarantine", json!({})).unwrap();
+        (q.as_array().unwrap().len() >= 4).then_some(q)
+    });
+    let ids: Vec<String> = quarantined.as_array().unwrap().iter().map(|q| q["id"].to_string()).collect();
+    audited_once(site, "release", || {
+        let r =
+            invoke(&window, "release_quarantine", op(json!({"id": ids[0].parse::<i64>().unwrap(), "reason": "check"})));
+        assert_eq!(r.unwrap()["outcome"], "quarantined");
+    });
+    audited_once(site, "release", || {
+        let (status, text) = vigil(site, &cli(&["release", &ids[1], "--reason", "check"]));
+        assert!(status == 0 && text.contains("still quarantined"), "{text}");
+    });
+    audited_once(site, "discard", || {
+        invoke(&window, "discard_quarantine", op(json!({"id": ids[2].parse::<i64>().unwrap(), "reason": "noise"})))
+            .unwrap();
+    });
+    audited_once(site, "discard", || assert_eq!(vigil(site, &cli(&["discard", &ids[3], "--reason", "noise"])).0, 0));
+
+    // An event held by validation (no consent to ehr-write) exits 6; requeueing it is refused alike.
+    let (status, text) = vigil(
+        site,
+        &cli(&[
+            "event",
+            "--device",
+            "OX-7002",
+            "--patient-system",
+            SYSTEM,
+            "--patient",
+            "MRN-100002",
+            "--obs",
+            "150456=91",
+        ]),
+    );
+    assert_eq!(status, 6, "{text}");
+    let held: i64 = text.split("held as outbox ").nth(1).and_then(|s| s.split(':').next()).unwrap().parse().unwrap();
+    same_refusal(&window, site, "resend", op(json!({"id": held})), &cli(&["requeue", &held.to_string()]));
+
+    // Alarms: the unpaired monitor's technical alarm; silenced by each face, acknowledged once.
+    let alarm = wait_for("the unpaired monitor's alarm", || {
+        let a = invoke(&window, "alarms", json!({"activeOnly": true})).unwrap();
+        a.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["alarm"]["rule_id"] == "device-unpaired")
+            .map(|a| a["alarm"]["id"].clone())
+    });
+    let id = alarm.to_string();
+    audited_once(site, "silence", || {
+        invoke(&window, "silence_alarm", op(json!({"id": alarm, "reason": "at the bedside", "minutes": 5}))).unwrap();
+    });
+    audited_once(site, "silence", || {
+        assert_eq!(vigil(site, &cli(&["silence", &id, "--minutes", "5", "--reason", "at the bedside"])).0, 0);
+    });
+    audited_once(site, "ack", || {
+        invoke(&window, "ack_alarm", op(json!({"id": alarm, "reason": "pairing it now"}))).unwrap();
+    });
+    let again = same_refusal(
+        &window,
+        site,
+        "ack_alarm",
+        op(json!({"id": alarm, "reason": "pairing it now"})),
+        &cli(&["ack", &id, "--reason", "pairing it now"]),
+    );
+    assert_eq!(again, ErrorCode::Refused, "acknowledged once");
+
+    tauri::async_runtime::block_on(app.state::<ConsoleState>().stop());
+}

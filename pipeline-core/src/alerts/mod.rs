@@ -296,3 +296,51 @@ async fn due_escalations(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::store::fake::FakeStore;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap()
+    }
+
+    async fn raised(store: &FakeStore, rule: &str) -> (i64, Notice) {
+        let mut f = component_alarm(rule, "OX-1", "SpO2 low", Priority::Medium, t0());
+        f.escalate_after = Some(chrono::Duration::seconds(60));
+        let id = store.raise_alarm(&f).await.unwrap().unwrap();
+        (id, Notice::of(&f, t0()))
+    }
+
+    #[tokio::test]
+    async fn unacknowledged_alarms_escalate_once_silenced_ones_wait_acknowledged_ones_never() {
+        let store = FakeStore::new(TokioClock::starting_at(t0()));
+        let mut pending = HashMap::new();
+        let (_, plain) = raised(&store, "plain").await;
+        let (silenced, quiet) = raised(&store, "silenced").await;
+        let (acked, seen) = raised(&store, "acked").await;
+        for n in [&plain, &quiet, &seen] {
+            pending.insert(n.alarm_key.clone(), n.clone());
+        }
+        let silence_ends = t0() + chrono::Duration::minutes(5);
+        store.silence_alarm(silenced, silence_ends, "ana", "at the bedside").await.unwrap();
+        store.ack_alarm(acked, "ana", "probe reseated").await.unwrap();
+        let at = |secs| t0() + chrono::Duration::seconds(secs);
+
+        assert!(due_escalations(&mut pending, &store, at(30)).await.is_empty(), "not due yet");
+        let escalated = due_escalations(&mut pending, &store, at(61)).await;
+        assert_eq!(escalated.len(), 1);
+        assert_eq!((escalated[0].alarm_key.as_str(), escalated[0].escalated), (plain.alarm_key.as_str(), true));
+        assert_eq!(escalated[0].priority, Priority::High, "escalation raises the priority");
+        assert_eq!(pending.len(), 1, "the acknowledged alarm is dropped, the silenced one waits");
+        assert_eq!(pending[&quiet.alarm_key].escalate_at, Some(silence_ends));
+        assert!(due_escalations(&mut pending, &store, at(120)).await.is_empty(), "each alarm escalates once");
+        let after_silence = due_escalations(&mut pending, &store, at(301)).await;
+        assert_eq!(after_silence.iter().map(|n| n.alarm_key.as_str()).collect::<Vec<_>>(), [quiet.alarm_key.as_str()]);
+        assert!(pending.is_empty());
+    }
+}

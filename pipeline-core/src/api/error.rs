@@ -1,14 +1,14 @@
 //! The facade's errors: a stable code both faces branch on (the console's UI, the CLI's exit code)
 //! and words an operator can act on, never SQL or a stack.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::clinical::{ProvisionError, RequeueError};
 use crate::store::StoreError;
 
 /// What kind of failure: the UI branches on it, the CLI maps it to its exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 #[ts(export, rename_all = "snake_case")]
 pub enum ErrorCode {

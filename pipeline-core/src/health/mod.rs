@@ -14,6 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::clock::SharedClock;
+
 /// Stops the alert circuit or the supervisor as a crash would, for failure drills (`[status] drills`).
 #[derive(Debug, Clone, Default)]
 pub struct Drills {
@@ -59,9 +61,16 @@ pub struct ComponentHealth {
 }
 
 /// Where every component's heartbeat goes. Cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HealthRegistry {
     beats: Arc<Mutex<BTreeMap<String, Beat>>>,
+    clock: SharedClock,
+}
+
+impl Default for HealthRegistry {
+    fn default() -> Self {
+        HealthRegistry::with_clock(crate::clock::system())
+    }
 }
 
 /// A component's handle for beating.
@@ -73,6 +82,11 @@ pub struct Heartbeat {
 }
 
 impl HealthRegistry {
+    /// An empty registry whose beats are stamped by `clock`.
+    pub fn with_clock(clock: SharedClock) -> HealthRegistry {
+        HealthRegistry { beats: Arc::default(), clock }
+    }
+
     /// Registers a component that promises to beat at least every `interval`.
     pub fn register(&self, name: &str, interval: Duration) -> Heartbeat {
         let heartbeat = Heartbeat { name: name.to_string(), interval, registry: self.clone() };
@@ -103,7 +117,8 @@ impl Heartbeat {
     /// Records the component's state now.
     pub fn beat(&self, state: HealthState, reason: &str) {
         let mut beats = self.registry.beats.lock().unwrap_or_else(|e| e.into_inner());
-        let beat = Beat { state, reason: reason.to_string(), at: Utc::now(), interval: self.interval };
+        let at = self.registry.clock.now();
+        let beat = Beat { state, reason: reason.to_string(), at, interval: self.interval };
         if let Some(old) = beats.get(&self.name)
             && old.state != state
         {

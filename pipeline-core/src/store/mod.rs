@@ -5,6 +5,8 @@
 //! batch and everything derived from it is durable, so the sources may acknowledge; when it fails,
 //! nothing of it is, and no source acknowledges.
 
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
 pub mod sqlite;
 
 use std::sync::Arc;
