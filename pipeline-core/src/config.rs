@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 /// The whole configuration of one Vigil instance.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -106,7 +107,8 @@ impl Default for StoreConfig {
 }
 
 /// Whether Vigil runs its own MQTT ingest endpoint or subscribes to an external broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum BrokerMode {
     /// Devices connect to Vigil's own endpoint, which acknowledges after the durable write.
@@ -251,7 +253,8 @@ impl Default for IngestConfig {
 }
 
 /// Which EHR adapter delivers clinical events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum EhrKind {
     /// Keep what would have been sent, locally (the default when no EHR is configured).
@@ -264,7 +267,8 @@ pub enum EhrKind {
 }
 
 /// How the FHIR adapter authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum EhrAuth {
     /// None.

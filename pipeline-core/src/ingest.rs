@@ -435,7 +435,7 @@ mod tests {
         store.pair_new_patient("OX-1001", t0() - chrono::Duration::days(1));
         store.fail_writes(true);
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
-        let profiles = Arc::new(ProfileSet::load_dir(&fixtures.join("profiles")).unwrap());
+        let profiles = Arc::new(ProfileSet::load_dir(fixtures.join("profiles")).unwrap());
         let (rules_tx, mut rules_rx) = mpsc::channel(16);
         let outputs = Outputs { rules: Some(rules_tx), latest: LatestValues::default(), latencies: Arc::default() };
         let health = HealthRegistry::with_clock(clock.clone());

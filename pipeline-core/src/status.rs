@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use ts_rs::TS;
 
 use crate::health::modes::{DegradationMode, active};
 use crate::health::{ComponentHealth, Drills, HealthRegistry, HealthState};
@@ -44,7 +45,8 @@ pub struct RateMeter {
 }
 
 /// Ingest rates.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, TS)]
+#[ts(export)]
 pub struct Rates {
     /// Payloads written to the inbox per second.
     pub payloads_per_sec: f64,
@@ -72,7 +74,8 @@ impl RateMeter {
 }
 
 /// The board, as `GET /status` returns it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, TS)]
+#[ts(export)]
 pub struct Status {
     /// When it was read.
     pub at: chrono::DateTime<chrono::Utc>,

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::config::{BrokerMode, EhrAuth, EhrKind};
 pub use crate::identify::Flow;
@@ -10,7 +11,8 @@ pub use crate::status::Status;
 pub use crate::store::{AlarmEntry, DeviceEntry, OutboxStatus, QuarantineEntry};
 
 /// The latest value of one stream.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
+#[ts(export)]
 pub struct LiveValue {
     /// Device id.
     pub device_id: String,
@@ -37,7 +39,8 @@ pub struct LiveValue {
 }
 
 /// An alarm, with its patient's label.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
 pub struct AlarmView {
     /// The stored alarm.
     #[serde(flatten)]
@@ -49,7 +52,8 @@ pub struct AlarmView {
 }
 
 /// Where a released reading went.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseResult {
     /// Stored as telemetry.
@@ -63,7 +67,8 @@ pub enum ReleaseResult {
 }
 
 /// What releasing a quarantined reading did.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, TS)]
+#[ts(export)]
 pub struct ReleaseOutcome {
     /// Where the reading went.
     pub outcome: ReleaseResult,
@@ -72,7 +77,8 @@ pub struct ReleaseOutcome {
 }
 
 /// A device with its pairing and the paired patient's label.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
 pub struct DeviceView {
     /// The device and its pairing.
     #[serde(flatten)]
@@ -82,7 +88,8 @@ pub struct DeviceView {
 }
 
 /// A patient as verified before pairing: what the operator confirms.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, TS)]
+#[ts(export)]
 pub struct VerifiedPatient {
     /// Identifier system.
     pub system: String,
@@ -99,7 +106,8 @@ pub struct VerifiedPatient {
 }
 
 /// An outbox row with a one-line summary of its event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
 pub struct OutboxView {
     /// Outbox key.
     pub id: i64,
@@ -126,7 +134,8 @@ pub struct OutboxView {
 }
 
 /// The EHR settings an operator can change.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, TS)]
+#[ts(export)]
 pub struct EhrSettings {
     /// sandbox, fhir or hl7v2.
     pub kind: EhrKind,
@@ -139,7 +148,8 @@ pub struct EhrSettings {
 }
 
 /// The broker settings an operator can change.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, TS)]
+#[ts(export)]
 pub struct BrokerSettings {
     /// embedded or external.
     pub mode: BrokerMode,
@@ -150,7 +160,8 @@ pub struct BrokerSettings {
 }
 
 /// The settings view.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, TS)]
+#[ts(export)]
 pub struct Settings {
     /// EHR.
     pub ehr: EhrSettings,
@@ -165,7 +176,8 @@ pub struct Settings {
 }
 
 /// What "Test connection" checks.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionTarget {
     /// The EHR, with the saved settings.
@@ -175,7 +187,8 @@ pub enum ConnectionTarget {
 }
 
 /// The result of "test connection".
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, TS)]
+#[ts(export)]
 pub struct ConnectionResult {
     /// Whether it answered.
     pub ok: bool,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use ts_rs::TS;
 
 use crate::clock::SharedClock;
 
@@ -26,7 +27,8 @@ pub struct Drills {
 }
 
 /// What a component says about itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     /// Working.
@@ -48,7 +50,8 @@ struct Beat {
 }
 
 /// One row of the board.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[ts(export)]
 pub struct ComponentHealth {
     /// Component name, e.g. `mqtt`, `store`, `ehr`.
     pub name: String,

@@ -3,12 +3,14 @@
 //! date.
 
 use serde::Serialize;
+use ts_rs::TS;
 
 use super::{ComponentHealth, HealthState};
 use crate::model::alarm::Priority;
 
 /// How bad a mode is for patient care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Care goes on safely; something is delayed.
@@ -18,7 +20,8 @@ pub enum Severity {
 }
 
 /// One degradation mode.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
 pub struct DegradationMode {
     /// Stable id.
     pub id: &'static str,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use ts_rs::TS;
 
 use crate::audit::{AuditEntry, AuditVerdict};
 use crate::clock::SharedClock;
@@ -113,7 +114,8 @@ pub enum Disposition {
 }
 
 /// Counts of what one batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, TS)]
+#[ts(export)]
 pub struct BatchTally {
     /// Payloads newly written to the inbox.
     pub payloads: u64,
@@ -200,7 +202,8 @@ pub struct ReadingQuery {
 }
 
 /// A quarantined reading, with its reason and the raw payload it came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
 pub struct QuarantineEntry {
     /// Store key.
     pub id: i64,
@@ -281,7 +284,8 @@ pub struct HeldEntry {
 }
 
 /// A registered device and its current pairing, for `vigil devices`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
 pub struct DeviceEntry {
     /// Device id.
     pub device_id: String,
@@ -311,7 +315,8 @@ pub struct PatientIdentifier {
 }
 
 /// Where an event stands in the outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboxStatus {
     /// Failed validation or consent: kept with its reason, not sent.
@@ -425,7 +430,8 @@ pub struct PatientEntry {
 }
 
 /// An alarm row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
 pub struct AlarmEntry {
     /// Store key.
     pub id: i64,
