@@ -98,6 +98,7 @@ mod tests {
 
     use super::*;
     use crate::clock::TokioClock;
+    use crate::model::alarm::AlarmKind;
     use crate::store::fake::FakeStore;
 
     #[tokio::test(start_paused = true)]
@@ -120,7 +121,7 @@ mod tests {
         beat_for(3, HealthState::Down).await;
         let active = store.alarms(true, 10).await.unwrap();
         assert_eq!(active.len(), 1);
-        assert_eq!((active[0].rule_id.as_str(), active[0].kind.as_str()), ("ehr_sync_paused", "technical"));
+        assert_eq!((active[0].rule_id.as_str(), active[0].kind), ("ehr_sync_paused", AlarmKind::Technical));
         beat_for(5, HealthState::Down).await;
         assert_eq!(store.alarms(false, 10).await.unwrap().len(), 1, "raised once while the mode lasts");
         beat_for(2, HealthState::Up).await;

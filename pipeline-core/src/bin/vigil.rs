@@ -822,8 +822,10 @@ async fn print_summary_counts(store: &dyn Store) -> anyhow::Result<()> {
     let c = store.counts().await?;
     let active = store.alarms(true, 1000).await?;
     if !active.is_empty() {
-        let list: Vec<String> =
-            active.iter().map(|a| format!("{} {} on {}", a.priority.to_uppercase(), a.rule_id, a.device_id)).collect();
+        let list: Vec<String> = active
+            .iter()
+            .map(|a| format!("{} {} on {}", a.priority.as_str().to_uppercase(), a.rule_id, a.device_id))
+            .collect();
         println!("ALARMS: {}", list.join(" · "));
     }
     println!(

@@ -33,6 +33,11 @@ impl Priority {
         }
     }
 
+    /// The priority a stored name stands for.
+    pub fn parse(name: &str) -> Option<Priority> {
+        [Priority::High, Priority::Medium, Priority::Low].into_iter().find(|p| p.as_str() == name)
+    }
+
     /// One level more urgent (an unacknowledged alarm's escalation).
     pub fn raised(self) -> Priority {
         match self {
@@ -43,7 +48,8 @@ impl Priority {
 }
 
 /// IEC 60601-1-8 keeps alarms about the patient apart from alarms about the equipment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmKind {
     /// About the patient's physiology (a threshold, a trend).
@@ -53,6 +59,11 @@ pub enum AlarmKind {
 }
 
 impl AlarmKind {
+    /// The kind a stored name stands for.
+    pub fn parse(name: &str) -> Option<AlarmKind> {
+        [AlarmKind::Physiological, AlarmKind::Technical].into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The stable name stored in the database.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -438,11 +438,11 @@ impl AlarmStore for FakeStore {
         s.alarms.push(AlarmEntry {
             id,
             key,
-            kind: f.kind.as_str().into(),
+            kind: f.kind,
             rule_id: f.rule_id.clone(),
             rule_version: f.rule_version.clone(),
             description: f.description.clone(),
-            priority: f.priority.as_str().into(),
+            priority: f.priority,
             patient_id: f.patient_id,
             device_id: f.device_id.clone(),
             mdc_code: f.metric.map(|m| m.mdc_code),
@@ -471,8 +471,7 @@ impl AlarmStore for FakeStore {
     async fn clear_technical_alarms(&self) -> Result<u64, StoreError> {
         let now = self.clock.now();
         let mut s = self.write()?;
-        let technical = AlarmKind::Technical.as_str();
-        let open = s.alarms.iter_mut().filter(|a| a.kind == technical && a.cleared_at.is_none());
+        let open = s.alarms.iter_mut().filter(|a| a.kind == AlarmKind::Technical && a.cleared_at.is_none());
         Ok(open.map(|a| a.cleared_at = Some(now)).count() as u64)
     }
 

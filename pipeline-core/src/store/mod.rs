@@ -20,7 +20,7 @@ use crate::audit::{AuditEntry, AuditVerdict};
 use crate::clock::SharedClock;
 use crate::fhir::PatientRef;
 use crate::identify::{Flow, QuarantineReason, Registry};
-use crate::model::alarm::Firing;
+use crate::model::alarm::{AlarmKind, Firing, Priority};
 use crate::model::event::ClinicalEvent;
 use crate::model::{ContentHash, Reading};
 use crate::normalise::Rejection;
@@ -46,6 +46,9 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("the store's schema could not be migrated: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored row cannot be read back (a value no version of Vigil writes).
+    #[error("the store holds a row it cannot read: {0}")]
+    Corrupt(String),
     /// An operator request that cannot be carried out as asked.
     #[error("{0}")]
     Refused(String),
@@ -437,16 +440,16 @@ pub struct AlarmEntry {
     pub id: i64,
     /// The condition's key (hex), as pages carry it.
     pub key: String,
-    /// `physiological` or `technical`.
-    pub kind: String,
+    /// About the patient or about the monitoring.
+    pub kind: AlarmKind,
     /// The rule that raised it.
     pub rule_id: String,
     /// The rule set's version.
     pub rule_version: String,
     /// What it means, in words.
     pub description: String,
-    /// `high`, `medium` or `low`.
-    pub priority: String,
+    /// Its priority.
+    pub priority: Priority,
     /// Patient store key, when it is about a patient.
     pub patient_id: Option<i64>,
     /// Device, or the component for an adapter's alarm.

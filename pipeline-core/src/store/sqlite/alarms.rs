@@ -54,31 +54,35 @@ impl AlarmStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AlarmEntry {
-                id: r.get(0),
-                key: blake3::Hash::from_slice(r.get::<&[u8], _>(1)).map(|h| h.to_hex().to_string()).unwrap_or_default(),
-                kind: r.get(2),
-                rule_id: r.get(3),
-                rule_version: r.get(4),
-                description: r.get(5),
-                priority: r.get(6),
-                patient_id: r.get(7),
-                device_id: r.get(8),
-                mdc_code: r.get::<Option<i64>, _>(9).map(|c| c as u32),
-                value: r.get(10),
-                since: from_millis(r.get(11)),
-                raised_at: from_millis(r.get(12)),
-                cleared_at: r.get::<Option<i64>, _>(13).map(from_millis),
-                acked_at: r.get::<Option<i64>, _>(14).map(from_millis),
-                acked_by: r.get(15),
-                ack_reason: r.get(16),
-                silenced_until: r.get::<Option<i64>, _>(17).map(from_millis),
-                silenced_by: r.get(18),
-                silence_reason: r.get(19),
+        rows.into_iter()
+            .map(|r| {
+                let corrupt = |what: &str| StoreError::Corrupt(format!("alarm {}: {what}", r.get::<i64, _>(0)));
+                Ok(AlarmEntry {
+                    id: r.get(0),
+                    key: blake3::Hash::from_slice(r.get::<&[u8], _>(1))
+                        .map(|h| h.to_hex().to_string())
+                        .unwrap_or_default(),
+                    kind: AlarmKind::parse(r.get(2)).ok_or_else(|| corrupt("kind"))?,
+                    rule_id: r.get(3),
+                    rule_version: r.get(4),
+                    description: r.get(5),
+                    priority: Priority::parse(r.get(6)).ok_or_else(|| corrupt("priority"))?,
+                    patient_id: r.get(7),
+                    device_id: r.get(8),
+                    mdc_code: r.get::<Option<i64>, _>(9).map(|c| c as u32),
+                    value: r.get(10),
+                    since: from_millis(r.get(11)),
+                    raised_at: from_millis(r.get(12)),
+                    cleared_at: r.get::<Option<i64>, _>(13).map(from_millis),
+                    acked_at: r.get::<Option<i64>, _>(14).map(from_millis),
+                    acked_by: r.get(15),
+                    ack_reason: r.get(16),
+                    silenced_until: r.get::<Option<i64>, _>(17).map(from_millis),
+                    silenced_by: r.get(18),
+                    silence_reason: r.get(19),
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn ack_alarm(&self, id: i64, operator: &str, reason: &str) -> Result<(), StoreError> {
