@@ -23,7 +23,7 @@ PEERS := tests/peers
 PEER_NODE := $(PEERS)/fhir-server/node_modules/.package-lock.json
 PEER_VENV := $(PEERS)/.venv/.installed
 
-.PHONY: demo test deps test-deps peers build ui console lint bench clean
+.PHONY: demo test deps test-deps peers build ui console lint bindings bench clean
 
 # Installs the named Debian packages that are not installed yet (with sudo when not root).
 define apt_install
@@ -89,7 +89,8 @@ lint: ui
 	cargo clippy --workspace --all-targets -- -D warnings
 
 ## The whole suite: lint, unit tests, end-to-end tests against real peers. The last line sums it up.
-test: peers lint
+test: peers lint bindings
+	python3 tests/scripts/module_graph.py
 	cd $(PEERS)/fhir-server && node --test selftest.mjs > /dev/null
 	$(PEERS)/.venv/bin/python -m pytest -q $(PEERS)/mllp-peer
 	cd ui && npm run check && npm test
@@ -98,6 +99,15 @@ test: peers lint
 	cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test-output.txt
 	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
 	  END { printf "%d passed, %d failed\n", p, f }' $(CARGO_TARGET_DIR)/test-output.txt
+
+## The console's IPC types, generated from the Rust types by ts-rs (`cargo test` writes them): fails
+## when the committed ones differ, so the UI and its mock can only use what Rust sends.
+GENERATED := ui/src/backend/generated
+bindings: deps
+	rm -rf $(GENERATED)
+	cargo test -p pipeline-core --lib export_bindings -- --quiet
+	@changed=$$(git status --porcelain -- $(GENERATED)); \
+	if [ -n "$$changed" ]; then echo "$(GENERATED) differs from the Rust types; commit the regenerated files:"; echo "$$changed"; exit 1; fi
 
 ## Benchmarks (not tests): results go to docs/benchmarks.md by hand, with the command.
 bench: test-deps

@@ -1,24 +1,50 @@
 //! Vigil's pipeline: medical-device telemetry in, verified readings stored, clinical events out.
 //!
 //! # Layout
+//! Modules depend only on layers above them: model → stages → store → pipeline → api → faces.
+//! `make test` checks that the graph of `use crate::` paths has no cycle
+//! (`tests/scripts/module_graph.py`).
+//!
+//! **Vocabularies and leaves**
+//! - [`model`]: canonical types: a FHIR-shaped [`model::Reading`], clinical events, the alarm
+//!   vocabulary ([`model::alarm`]), the terminology tables ([`model::codes`], [`model::units`]).
 //! - [`config`]: `vigil.toml`, loaded and validated with every problem reported at once.
-//! - [`model`]: canonical types (a FHIR-shaped [`model::Reading`] and its content hash).
-//! - [`sources`]: where payloads enter (MQTT: the embedded endpoint or an external broker).
-//! - [`ingest`]: the writer that makes payloads durable before anything is acknowledged.
-//! - [`normalise`]: device profiles mapping vendor payloads to canonical readings (MDC, LOINC, UCUM).
-//! - [`identify`]: device registry, pairing and consent checks; quarantine and hold decisions.
-//! - [`store`]: the store trait and its SQLite backend.
-//! - [`clinical`]: the clinical-events plane's front door: validate and queue events, build the EHR
-//!   adapter, provision pairings verified at the EHR.
-//! - [`fhir`]: the FHIR R4 resources Vigil emits, their Bundle, and local structural checks.
-//! - [`outbox`]: durable, ordered, exactly-once delivery with backoff and a circuit breaker.
-//! - [`sinks`]: EHR adapters (FHIR REST with SMART Backend Services) and the sandbox.
-//! - [`pipeline`]: the facade the binary and the console drive.
-//! - [`api`]: the console's facade over a running pipeline: board, live values, charts, alarms,
-//!   quarantine, pairing, outbox and settings, as operator actions with `{code, message}` errors.
-//! - [`demo`]: the demo site (embedded broker, SQLite, sandbox EHR, simulated ward).
+//! - [`clock`]: where "now" comes from; every module that reads the time takes one.
+//! - [`audit`]: the hash-chained audit log, independent of the backend.
+//! - [`dedup`]: duplicate suppression by content hash, independent of the backend.
 //! - [`simulate`]: realistic simulated devices for the demo, tests and benchmarks.
-//! - [`bench`]: `vigil bench`, end-to-end ingest throughput.
+//!
+//! **Stages** (plain functions of data, or state machines with the clock passed in)
+//! - [`normalise`]: device profiles mapping vendor payloads to canonical readings (MDC, LOINC, UCUM).
+//! - [`identify`]: pairing and consent checks; quarantine and hold decisions.
+//! - [`fhir`]: the FHIR R4 resources Vigil emits, their Bundle, and local structural checks.
+//! - [`health`]: heartbeats, the board and degradation modes.
+//!
+//! **Store**
+//! - [`store`]: capability traits (inbox, registry, quarantine, outbox, alarms, audit) behind one
+//!   [`store::Store`], the SQLite backend, and an in-memory fake for unit tests (`test-util`).
+//!
+//! **Tasks and adapters** (each takes only the store capability it uses)
+//! - [`sinks`]: EHR adapters (FHIR REST with SMART Backend Services, HL7 v2 over MLLP, sandbox).
+//! - [`alerts`]: the independent alert circuit (paging sinks, escalation).
+//! - [`clinical`]: the clinical-events plane's front door: validate and queue events, build the EHR
+//!   adapter, verify a patient at the EHR.
+//! - [`outbox`]: durable, ordered, exactly-once delivery with backoff and a circuit breaker.
+//! - [`supervisor`]: turns the board's degradation modes into technical alarms.
+//! - [`rules`]: versioned rules over rolling windows: alarms, events and charting summaries.
+//! - [`ingest`]: the writer that makes payloads durable before anything is acknowledged.
+//! - [`sources`]: where payloads enter (MQTT: the embedded endpoint or an external broker).
+//! - [`status`]: the loopback status API (`/status`, `/metrics`).
+//! - [`registry_import`]: registry files (patients, devices, consents) for a first set-up.
+//! - [`demo`]: the demo site (embedded broker, SQLite, sandbox EHR, simulated ward).
+//!
+//! **Runtime and facade**
+//! - [`pipeline`]: the running pipeline: start every component from a config, stop it cleanly.
+//! - [`api`]: the one facade both faces call: [`api::Admin`] (every operator action and query, with
+//!   an [`api::Actor`] and typed [`api::ErrorCode`]s) and [`api::Console`] (the live parts).
+//! - [`bench`]: `vigil bench`: ingest throughput and alarm latency.
+//!
+//! The faces, `src/bin/vigil.rs` and the `src-tauri` shell, call [`api`] only.
 
 pub mod alerts;
 pub mod api;

@@ -21,7 +21,7 @@ pub struct EventRequest {
     pub value: String,
     /// Observations as `MDC_CODE=VALUE` in the code's canonical unit, e.g. `150456=97`.
     pub observations: Vec<String>,
-    /// A blood pressure panel as `SYS/DIA` or `SYS/DIA/MEAN` in mm[Hg].
+    /// A blood pressure panel as `SYS/DIA` or `SYS/DIA/MEAN` in `mm[Hg]`.
     pub blood_pressure: Option<String>,
     /// When it was measured (default now).
     pub at: Option<DateTime<Utc>>,
