@@ -9,6 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
+use crate::clock::SharedClock;
 use crate::config::{EhrAuth, EhrConfig, EhrKind};
 use crate::fhir::PatientRef;
 use crate::fhir::bundle::{EventEnvelope, event_resources};
@@ -41,8 +44,9 @@ pub async fn submit(
     event: &ClinicalEvent,
     ehr: EhrKind,
     submitted_by: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<Admission, StoreError> {
-    let problems = problems(store, event, ehr).await?;
+    let problems = problems(store, event, ehr, now).await?;
     let (status, reason) = if problems.is_empty() {
         (OutboxStatus::Pending, None)
     } else {
@@ -55,7 +59,12 @@ pub async fn submit(
     })
 }
 
-async fn problems(store: &dyn Store, event: &ClinicalEvent, ehr: EhrKind) -> Result<Vec<String>, StoreError> {
+async fn problems(
+    store: &dyn Store,
+    event: &ClinicalEvent,
+    ehr: EhrKind,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
     let p = event.patient_id;
     let Some(patient) = store.patient(p).await? else {
         return Ok(vec![format!("patient {p} is not in the registry")]);
@@ -79,7 +88,7 @@ async fn problems(store: &dyn Store, event: &ClinicalEvent, ehr: EhrKind) -> Res
         out.push("test/demo data never goes to an EHR".into());
     }
     let patient_ref = PatientRef { fhir_id: patient.fhir_id, system: patient.system, value: patient.value };
-    let envelope = EventEnvelope { event, hash: event.content_hash().to_hex(), patient: &patient_ref };
+    let envelope = EventEnvelope { event, hash: event.content_hash().to_hex(), patient: &patient_ref, issued: now };
     let device = crate::fhir::device(&event.device_id);
     out.extend(check_resource(&device).into_iter().map(|problem| format!("Device: {problem}")));
     for (_, resource) in event_resources(&envelope, &serde_json::json!({"reference": "Device/checked"})) {
@@ -91,12 +100,18 @@ async fn problems(store: &dyn Store, event: &ClinicalEvent, ehr: EhrKind) -> Res
 
 /// Puts a dead-lettered or held event back in the queue. A held event is validated again first and
 /// stays held, with the reasons, while anything is still wrong (fail-closed).
-pub async fn requeue(store: &dyn Store, id: i64, ehr: EhrKind, actor: &str) -> Result<(), RequeueError> {
+pub async fn requeue(
+    store: &dyn Store,
+    id: i64,
+    ehr: EhrKind,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(), RequeueError> {
     let entry = store.outbox_entry(id).await?.ok_or(RequeueError::NotFound(id))?;
     if entry.status == OutboxStatus::Held {
         let event: ClinicalEvent =
             serde_json::from_value(entry.event).map_err(|e| RequeueError::Undecodable(id, e.to_string()))?;
-        let problems = problems(store, &event, ehr).await?;
+        let problems = problems(store, &event, ehr, now).await?;
         if !problems.is_empty() {
             return Err(RequeueError::StillHeld { id, reasons: problems });
         }
@@ -136,7 +151,7 @@ pub enum EhrSetupError {
 }
 
 /// The FHIR adapter the config describes (for delivery and for pairing verification).
-pub fn fhir_sink(config: &EhrConfig) -> Result<FhirSink, EhrSetupError> {
+pub fn fhir_sink(config: &EhrConfig, clock: SharedClock) -> Result<FhirSink, EhrSetupError> {
     let invalid = |s: String| EhrSetupError::Invalid(s);
     let base = config.base_url.as_deref().ok_or_else(|| invalid("base_url is missing".into()))?;
     let auth = match config.auth {
@@ -156,25 +171,28 @@ pub fn fhir_sink(config: &EhrConfig) -> Result<FhirSink, EhrSetupError> {
             .map_err(|e| invalid(e.to_string()))?,
         ),
     };
-    FhirSink::new(base, auth, Duration::from_secs(config.timeout_secs)).map_err(|e| invalid(e.to_string()))
+    FhirSink::new(base, auth, Duration::from_secs(config.timeout_secs), clock).map_err(|e| invalid(e.to_string()))
 }
 
 /// The sink the config describes.
-pub fn sink(config: &EhrConfig, store: Arc<dyn Store>) -> Result<Arc<dyn Sink>, EhrSetupError> {
+pub fn sink(config: &EhrConfig, store: Arc<dyn Store>, clock: SharedClock) -> Result<Arc<dyn Sink>, EhrSetupError> {
     Ok(match config.kind {
-        EhrKind::Sandbox => Arc::new(SandboxSink::new(store)),
-        EhrKind::Fhir => Arc::new(fhir_sink(config)?),
-        EhrKind::Hl7v2 => Arc::new(Hl7v2Sink::new(Hl7v2Settings {
-            address: config
-                .mllp_address
-                .clone()
-                .ok_or_else(|| EhrSetupError::Invalid("mllp_address is missing".into()))?,
-            sending_application: config.sending_application.clone(),
-            sending_facility: config.sending_facility.clone(),
-            receiving_application: config.receiving_application.clone(),
-            receiving_facility: config.receiving_facility.clone(),
-            timeout: Duration::from_secs(config.timeout_secs),
-        })),
+        EhrKind::Sandbox => Arc::new(SandboxSink::new(store, clock)),
+        EhrKind::Fhir => Arc::new(fhir_sink(config, clock)?),
+        EhrKind::Hl7v2 => Arc::new(Hl7v2Sink::new(
+            Hl7v2Settings {
+                address: config
+                    .mllp_address
+                    .clone()
+                    .ok_or_else(|| EhrSetupError::Invalid("mllp_address is missing".into()))?,
+                sending_application: config.sending_application.clone(),
+                sending_facility: config.sending_facility.clone(),
+                receiving_application: config.receiving_application.clone(),
+                receiving_facility: config.receiving_facility.clone(),
+                timeout: Duration::from_secs(config.timeout_secs),
+            },
+            clock,
+        )),
     })
 }
 

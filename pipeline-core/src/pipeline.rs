@@ -161,7 +161,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         }
     }
     tasks.spawn(purge(store.clone(), config.retention.clone(), clock.clone(), shutdown.clone()));
-    let sink = crate::clinical::sink(&config.ehr, store.clone())?;
+    let sink = crate::clinical::sink(&config.ehr, store.clone(), clock.clone())?;
     let settings = OutboxSettings {
         batch: config.ehr.batch_events,
         base_backoff: Duration::from_millis(250),

@@ -182,7 +182,7 @@ async fn queue_events(site: &Site, patients: &[(i64, &str)], n: usize) -> anyhow
                 },
             },
         };
-        match clinical::submit(store.as_ref(), &event, EhrKind::Fhir, None).await? {
+        match clinical::submit(store.as_ref(), &event, EhrKind::Fhir, None, Utc::now()).await? {
             Admission::Queued(_) => hashes.push(event.content_hash().to_hex()),
             other => anyhow::bail!("event {i} not queued: {other:?}"),
         }
@@ -422,7 +422,7 @@ async fn queue_more(site: &Site, patient: (i64, &str), offset: i64, n: usize) ->
             },
         };
         anyhow::ensure!(matches!(
-            clinical::submit(store.as_ref(), &event, EhrKind::Fhir, None).await?,
+            clinical::submit(store.as_ref(), &event, EhrKind::Fhir, None, Utc::now()).await?,
             Admission::Queued(_)
         ));
     }

@@ -47,10 +47,10 @@ describe('console shell', () => {
     const row = (await screen.findAllByTestId('alarm-row'))[0]!;
     fireEvent.click(within(row).getByTestId('alarm-ack'));
     type(screen.getByTestId('ack-reason'), 'Seen');
-    backend.failNext('ackAlarm', 'already_acked', 'Alarm 41 was acknowledged by someone else.');
+    backend.failNext('ackAlarm', 'refused', 'alarm 41 does not exist or is already acknowledged');
     fireEvent.click(screen.getByTestId('ack-confirm'));
     const toast = await screen.findByTestId('toast');
-    expect(toast.textContent).toContain('already_acked: Alarm 41 was acknowledged by someone else.');
+    expect(toast.textContent).toContain('refused: alarm 41 does not exist or is already acknowledged');
     expect(toast.closest('[role="alert"]')).toBeTruthy();
     // The form stays open so the operator can see what they tried.
     expect(screen.getByTestId('ack-reason')).toBeTruthy();

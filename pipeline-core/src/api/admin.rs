@@ -75,7 +75,7 @@ impl Admin {
     async fn fhir(&self) -> ApiResult<&FhirSink> {
         self.ehr
             .get_or_try_init(|| async {
-                clinical::fhir_sink(&self.config.ehr)
+                clinical::fhir_sink(&self.config.ehr, self.clock.clone())
                     .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))
             })
             .await

@@ -296,10 +296,12 @@ impl Console {
     pub async fn test_connection(&self, target: ConnectionTarget) -> ConnectionResult {
         let config = self.config();
         let result = match target {
-            ConnectionTarget::Ehr => match clinical::sink(&config.ehr, self.store().clone()) {
-                Err(e) => Err(e.to_string()),
-                Ok(sink) => sink.probe().await,
-            },
+            ConnectionTarget::Ehr => {
+                match clinical::sink(&config.ehr, self.store().clone(), self.admin.clock().clone()) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(sink) => sink.probe().await,
+                }
+            }
             ConnectionTarget::Broker => match config.broker.mode {
                 BrokerMode::Embedded => match self.handle.mqtt_listen_addr() {
                     Some(addr) => Ok(format!("the embedded MQTT endpoint listens on {addr}")),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{PatientRef, device, diagnostic_report, observation};
@@ -19,6 +19,8 @@ pub struct EventEnvelope<'a> {
     pub hash: String,
     /// Its patient.
     pub patient: &'a PatientRef,
+    /// When it is sent (a DiagnosticReport's `issued`).
+    pub issued: DateTime<Utc>,
 }
 
 /// The resources of one event (its Observations, and its DiagnosticReport last), with their
@@ -38,7 +40,7 @@ pub fn event_resources(envelope: &EventEnvelope<'_>, device: &Value) -> Vec<(Str
                 results.push(json!({"reference": url}));
                 out.push((url, observation(obs, &format!("{}-{i}", envelope.hash), &subject, device)));
             }
-            out.push((uuid(), diagnostic_report(title, effective, &envelope.hash, &subject, results, Utc::now())));
+            out.push((uuid(), diagnostic_report(title, effective, &envelope.hash, &subject, results, envelope.issued)));
         }
     }
     out

@@ -85,6 +85,11 @@ pub struct Heartbeat {
 }
 
 impl HealthRegistry {
+    /// The time by the registry's clock (the board's "now").
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// An empty registry whose beats are stamped by `clock`.
     pub fn with_clock(clock: SharedClock) -> HealthRegistry {
         HealthRegistry { beats: Arc::default(), clock }

@@ -46,7 +46,7 @@ pub async fn run(
     mut rx: mpsc::Receiver<RuleInput>,
 ) {
     let (record_tx, record_rx) = mpsc::channel(RECORD_QUEUE);
-    let recorder = tokio::spawn(record(store.clone(), ehr, record_rx));
+    let recorder = tokio::spawn(record(store.clone(), ehr, clock.clone(), record_rx));
     let mut tick = tokio::time::interval(TICK);
     let mut ticks = 0u32;
     loop {
@@ -78,9 +78,9 @@ pub async fn run(
 }
 
 /// Writes decisions in order: alarm rows (the page already went), clears, clinical events.
-async fn record(store: Arc<dyn Store>, ehr: EhrKind, mut rx: mpsc::Receiver<Decision>) {
+async fn record(store: Arc<dyn Store>, ehr: EhrKind, clock: SharedClock, mut rx: mpsc::Receiver<Decision>) {
     while let Some(decision) = rx.recv().await {
-        if let Err(e) = act(&decision, store.as_ref(), ehr).await {
+        if let Err(e) = act(&decision, store.as_ref(), ehr, &clock).await {
             tracing::error!(error = %e, "could not record a rule decision");
         }
     }
@@ -102,16 +102,16 @@ async fn pairings(store: &dyn Store) -> Option<HashMap<String, Paired>> {
     }
 }
 
-async fn act(decision: &Decision, store: &dyn Store, ehr: EhrKind) -> Result<(), StoreError> {
+async fn act(decision: &Decision, store: &dyn Store, ehr: EhrKind, clock: &SharedClock) -> Result<(), StoreError> {
     match decision {
         Decision::Cleared(key) => store.clear_alarm(key).await,
-        Decision::Summary(event) => clinical::submit(store, event, ehr, None).await.map(|_| ()),
+        Decision::Summary(event) => clinical::submit(store, event, ehr, None, clock.now()).await.map(|_| ()),
         Decision::Started(f) => {
             if f.alarm {
                 alerts::raise(f, store, None, f.at).await?;
             }
             if let Some(event) = event(f).filter(|_| f.event) {
-                clinical::submit(store, &event, ehr, None).await?;
+                clinical::submit(store, &event, ehr, None, clock.now()).await?;
             }
             Ok(())
         }

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::smart::SmartClient;
 use super::{Outcome, Sink};
+use crate::clock::SharedClock;
 use crate::fhir::bundle::{EventEnvelope, transaction};
 use crate::store::OutboxItem;
 
@@ -30,6 +31,7 @@ pub struct FhirSink {
     http: reqwest::Client,
     base: String,
     auth: Auth,
+    clock: SharedClock,
 }
 
 /// A failed request: retryable or not, and what the server or the network said.
@@ -88,9 +90,9 @@ pub fn outcome_text(body: &Value) -> Option<String> {
 
 impl FhirSink {
     /// A sink for the server at `base` (e.g. `https://ehr.example/fhir/R4`).
-    pub fn new(base: &str, auth: Auth, timeout: Duration) -> Result<FhirSink, reqwest::Error> {
+    pub fn new(base: &str, auth: Auth, timeout: Duration, clock: SharedClock) -> Result<FhirSink, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
-        Ok(FhirSink { http, base: base.trim_end_matches('/').to_string(), auth })
+        Ok(FhirSink { http, base: base.trim_end_matches('/').to_string(), auth, clock })
     }
 
     async fn authorised(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, Failure> {
@@ -165,7 +167,12 @@ impl FhirSink {
     async fn send(&self, items: &[&OutboxItem]) -> Result<Vec<Outcome>, Failure> {
         let envelopes: Vec<EventEnvelope<'_>> = items
             .iter()
-            .map(|i| EventEnvelope { event: &i.event, hash: i.hash.clone(), patient: &i.patient })
+            .map(|i| EventEnvelope {
+                event: &i.event,
+                hash: i.hash.clone(),
+                patient: &i.patient,
+                issued: self.clock.now(),
+            })
             .collect();
         let (bundle, ranges) = transaction(&envelopes);
         let request = self.http.post(&self.base).header("Content-Type", "application/fhir+json").json(&bundle);

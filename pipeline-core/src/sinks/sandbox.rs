@@ -7,18 +7,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Outcome, Sink};
+use crate::clock::SharedClock;
 use crate::fhir::bundle::{EventEnvelope, transaction};
 use crate::store::{OutboxItem, Store};
 
 /// Keeps what would have been sent in the store.
 pub struct SandboxSink {
     store: Arc<dyn Store>,
+    clock: SharedClock,
 }
 
 impl SandboxSink {
     /// A sandbox writing into `store`.
-    pub fn new(store: Arc<dyn Store>) -> SandboxSink {
-        SandboxSink { store }
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> SandboxSink {
+        SandboxSink { store, clock }
     }
 }
 
@@ -35,7 +37,12 @@ impl Sink for SandboxSink {
     async fn deliver(&self, items: &[OutboxItem]) -> Vec<Outcome> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let envelope = EventEnvelope { event: &item.event, hash: item.hash.clone(), patient: &item.patient };
+            let envelope = EventEnvelope {
+                event: &item.event,
+                hash: item.hash.clone(),
+                patient: &item.patient,
+                issued: self.clock.now(),
+            };
             let (bundle, _) = transaction(&[envelope]);
             out.push(match self.store.sandbox_record(item.id, &bundle.to_string()).await {
                 Ok(()) => Outcome::Delivered(Some(format!("sandbox/{}", item.id))),

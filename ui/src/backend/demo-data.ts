@@ -38,6 +38,7 @@ export const EHR_SYNC_PAUSED: DegradationMode = {
   what_still_works: 'Device monitoring, this console and local storage go on. Every event is kept, in order, and sent automatically when the EHR answers again; nothing is lost.',
   what_to_do: 'Where your policy requires it, chart critical values by hand. Do not re-enter values that Vigil will send later without checking the chart first.',
   whom_to_call: 'Clinical engineering on call, and the EHR interface team.',
+  alarm_priority: 'low',
 };
 
 function patient(patient_id: number, value: string, display: string, birth_date: string): RegistryPatient {
@@ -65,7 +66,16 @@ export function demoData(now: Date): MockData {
   const beat = (name: string, state: ComponentHealth['state'] = 'up', reason = '') =>
     ({ name, state, reason, last_beat: ago(state === 'up' ? 1 : 95) });
   const paired = (device_id: string, label: string, profile_id: string, pairing_id: number, p: number, since: number): Device =>
-    ({ device_id, label, profile_id, pairing_id, patient_id: p, patient_label: patientLabel(registry[p - 1]!), paired_since: ago(since) });
+    ({ device_id, label, profile_id, pairing_id, patient_id: p, patient_label: patientLabel(registry[p - 1]!), paired_since: ago(since),
+      paired_until: null });
+  // The spare monitor is registered but was never paired: Rust quarantines its readings as
+  // no_active_pairing, with this detail (identify::identify).
+  const quarantined = (id: number, mdc_code: number, value: number, unit: string, age: number, obs: object): QuarantineItem => ({
+    id, device_id: 'MX-00A1', mdc_code, value, unit, observed_at: ago(age), reason: 'no_active_pairing',
+    detail: `device MX-00A1 had no active pairing at ${ago(age)}: pair it for that time, then release`,
+    payload: JSON.stringify({ serial: 'MX-00A1', time: ago(age), obs: [obs] }, null, 2),
+    origin: 'vigil/devices/MX-00A1/monitor',
+  });
   const noAck = { acked_at: null, acked_by: null, ack_reason: null, silenced_until: null, silenced_by: null, silence_reason: null };
   const rulesVersion = 'adult-vitals-2026.11-1';
 
@@ -112,14 +122,8 @@ export function demoData(now: Date): MockData {
         acked_at: ago(7100), acked_by: 'R. Lindqvist', ack_reason: 'Patient walking to the bathroom, checked at bedside' },
     ],
     quarantine: [
-      { id: 7, device_id: 'MX-00A1', mdc_code: MDC.heartRate, value: 76, unit: '/min', observed_at: ago(600),
-        reason: 'unpaired_device',
-        detail: 'Device MX-00A1 is registered but has no pairing with a patient at the time of this reading. Pair it, then release.',
-        payload: JSON.stringify({ serial: 'MX-00A1', time: ago(600), obs: [{ code: 'HR', value: 76, unit: 'bpm' }] }, null, 2) },
-      { id: 8, device_id: 'MX-00A1', mdc_code: MDC.spo2, value: 95, unit: '%', observed_at: ago(598),
-        reason: 'unpaired_device',
-        detail: 'Device MX-00A1 is registered but has no pairing with a patient at the time of this reading. Pair it, then release.',
-        payload: JSON.stringify({ serial: 'MX-00A1', time: ago(598), obs: [{ code: 'SPO2', value: 95, unit: '%' }] }, null, 2) },
+      quarantined(7, MDC.heartRate, 76, '/min', 600, { code: 'HR', value: 76, unit: 'bpm' }),
+      quarantined(8, MDC.spo2, 95, '%', 598, { code: 'SPO2', value: 95, unit: '%' }),
     ],
     devices: [
       paired('MX-00A0', 'Bed 1 monitor', 'medi-mx700', 1, 1, 86_400),
@@ -127,7 +131,7 @@ export function demoData(now: Date): MockData {
       paired('00-1B-C5-0C-00-00-00-00', 'Ward wearable 1', 'vitaband-2', 3, 2, 30_000),
       paired('00-1B-C5-0C-00-00-00-01', 'Ward wearable 2', 'vitaband-2', 4, 3, 12_000),
       { device_id: 'MX-00A1', label: 'Spare monitor', profile_id: 'medi-mx700', pairing_id: null, patient_id: null,
-        patient_label: null, paired_since: null },
+        patient_label: null, paired_since: null, paired_until: null },
     ],
     profiles: ['acme-ox100', 'medi-mx700', 'vitaband-2'],
     registry,

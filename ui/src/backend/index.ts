@@ -1,8 +1,8 @@
 // The one door between the views and the pipeline. Views get a `Backend` from `BackendContext` and never
 // call Tauri themselves, so every view runs (and is tested) against the in-memory mock as well.
 import type {
-  Alarm, Board, ConnectionResult, Device, Flow, LiveValue, OutboxEntry, OutboxStatus, QuarantineItem,
-  ReleaseOutcome, Settings, VerifiedPatient,
+  Alarm, Board, ConnectionResult, ConnectionTarget, Device, Flow, LiveValue, OutboxEntry, OutboxStatus,
+  QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
 } from './types';
 import { MockBackend } from './mock';
 import { TauriBackend } from './tauri';
@@ -39,7 +39,7 @@ export interface Backend {
   settings(): Promise<Settings>;
   /** Saving restarts the pipeline. */
   saveSettings(settings: Settings, operator: string): Promise<void>;
-  testConnection(target: 'ehr' | 'broker'): Promise<ConnectionResult>;
+  testConnection(target: ConnectionTarget): Promise<ConnectionResult>;
 }
 
 declare global {

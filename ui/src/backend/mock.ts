@@ -4,8 +4,8 @@ import { BackendError } from './errors';
 import type { Backend } from './index';
 import { demoData, patientLabel, type MockData } from './demo-data';
 import type {
-  Alarm, Board, ConnectionResult, Device, Flow, LiveValue, OutboxEntry, OutboxStatus, QuarantineItem,
-  ReleaseOutcome, Settings, VerifiedPatient,
+  Board, ConnectionResult, ConnectionTarget, Device, ErrorCode, Flow, LiveValue, OutboxEntry, OutboxStatus,
+  QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
 } from './types';
 
 export interface MockOptions extends Partial<MockData> {
@@ -45,8 +45,8 @@ export class MockBackend implements Backend {
   dispose() { clearInterval(this.timer); }
 
   /** Make the next call of `method` reject with this error (once). */
-  failNext(method: keyof Backend, code: string, message: string) {
-    this.failures.set(method, new BackendError(code, message));
+  failNext(method: keyof Backend, code: ErrorCode, message: string) {
+    this.failures.set(method, fail(code, message));
   }
 
   /** Push a status board to every `onStatus` listener, as the supervisor's event would. */
@@ -83,7 +83,7 @@ export class MockBackend implements Backend {
   chart(deviceId: string, mdcCode: number, minutes: number) {
     return this.reply('chart', [deviceId, mdcCode, minutes], () => {
       const v = this.data.live.find((x) => x.device_id === deviceId && x.mdc_code === mdcCode);
-      if (!v) throw new BackendError('unknown_series', `No readings from ${deviceId} for code ${mdcCode}.`);
+      if (!v) throw fail('unknown_series', `No readings from ${deviceId} for code ${mdcCode}.`);
       return demoChart(v, minutes);
     });
   }
@@ -110,7 +110,7 @@ export class MockBackend implements Backend {
 
   settings() { return this.reply('settings', [], () => this.data.settings); }
 
-  testConnection(target: 'ehr' | 'broker') {
+  testConnection(target: ConnectionTarget) {
     return this.reply('testConnection', [target], (): ConnectionResult => {
       const { ehr, broker } = this.data.settings;
       if (target === 'broker') {
@@ -125,106 +125,139 @@ export class MockBackend implements Backend {
   }
 
   // ---- commands (each takes the operator, as the audit log needs it) ------------------------------
+  // Each checks what Rust checks, in the same order (operator first, as the Tauri command builds the
+  // Actor before anything else), and fails with the code Rust sends.
 
   ackAlarm(id: number, operator: string, reason: string) {
     return this.reply('ackAlarm', [id, operator, reason], () => {
-      const a = this.alarm(id);
-      required(operator, reason);
-      if (a.acked_at) throw new BackendError('already_acked', `Alarm ${id} was acknowledged by ${a.acked_by}.`);
-      Object.assign(a, { acked_at: this.iso(), acked_by: operator, ack_reason: reason });
+      actor(operator);
+      required(reason);
+      const a = this.data.alarms.find((x) => x.id === id);
+      if (!a || a.acked_at) throw fail('refused', `alarm ${id} does not exist or is already acknowledged`);
+      Object.assign(a, { acked_at: this.iso(), acked_by: operator.trim(), ack_reason: reason.trim() });
     });
   }
 
   silenceAlarm(id: number, operator: string, reason: string, minutes: number) {
     return this.reply('silenceAlarm', [id, operator, reason, minutes], () => {
-      const a = this.alarm(id);
-      required(operator, reason);
-      if (![2, 5, 15].includes(minutes)) throw new BackendError('invalid_input', 'Silence for 2, 5 or 15 minutes.');
-      Object.assign(a, { silenced_until: this.iso(minutes * 60), silenced_by: operator, silence_reason: reason });
+      actor(operator);
+      required(reason);
+      if (!Number.isInteger(minutes) || minutes < 1 || minutes > MAX_SILENCE_MINUTES) {
+        throw fail('invalid_input', `silence for 1 to ${MAX_SILENCE_MINUTES} minutes, not ${minutes}`);
+      }
+      const a = this.data.alarms.find((x) => x.id === id);
+      if (!a || a.cleared_at) throw fail('refused', `alarm ${id} does not exist or has already cleared`);
+      Object.assign(a, { silenced_until: this.iso(minutes * 60), silenced_by: operator.trim(), silence_reason: reason.trim() });
     });
   }
 
   releaseQuarantine(id: number, operator: string, reason: string) {
     return this.reply('releaseQuarantine', [id, operator, reason], (): ReleaseOutcome => {
-      const item = this.quarantined(id);
-      required(operator, reason);
-      const d = this.data.devices.find((x) => x.device_id === item.device_id);
-      if (!d?.patient_label) {
-        return { outcome: 'quarantined', detail: `Device ${item.device_id} is still not paired; the reading stays in quarantine.` };
+      actor(operator);
+      required(reason);
+      const item = this.data.quarantine.find((q) => q.id === id);
+      if (!item) throw fail('not_found', `quarantined reading ${id} does not exist`);
+      const why = this.unattributable(item);
+      if (why) {
+        return { outcome: 'quarantined', detail: `still quarantined: ${why}. Fix the pairing, then release again.` };
       }
       this.data.quarantine = this.data.quarantine.filter((q) => q.id !== id);
       this.data.ingest.stored += 1;
-      return { outcome: 'stored', detail: `Stored for ${d.patient_label} under the pairing since ${d.paired_since}.` };
+      return { outcome: 'stored', detail: 'released: the reading now identifies its patient and is stored as telemetry' };
     });
   }
 
   discardQuarantine(id: number, operator: string, reason: string) {
     return this.reply('discardQuarantine', [id, operator, reason], () => {
-      this.quarantined(id);
-      required(operator, reason);
+      actor(operator);
+      required(reason);
+      if (!this.data.quarantine.some((q) => q.id === id)) {
+        throw fail('refused', `quarantined reading ${id} does not exist or is already resolved`);
+      }
       this.data.quarantine = this.data.quarantine.filter((q) => q.id !== id);
     });
   }
 
+  /** Registers a device, or relabels it (and changes its profile) when it exists: an upsert, as in Rust. */
   registerDevice(deviceId: string, profileId: string, label: string, operator: string) {
     return this.reply('registerDevice', [deviceId, profileId, label, operator], () => {
-      required(operator, deviceId);
-      if (this.data.devices.some((d) => d.device_id === deviceId)) {
-        throw new BackendError('device_exists', `Device ${deviceId} is already registered.`);
+      actor(operator);
+      const id = deviceId.trim();
+      if (!id) throw fail('invalid_input', 'a device id is required');
+      const profile = profileId.trim();
+      if (!this.data.profiles.includes(profile)) {
+        throw fail('unknown_profile', `no device profile "${profile}" is loaded; loaded: ${this.data.profiles.join(', ')}`);
       }
-      if (!this.data.profiles.includes(profileId)) throw new BackendError('unknown_profile', `No profile "${profileId}".`);
-      this.data.devices.push({ device_id: deviceId, profile_id: profileId, label: label || null, pairing_id: null,
-        patient_id: null, patient_label: null, paired_since: null });
+      const existing = this.data.devices.find((d) => d.device_id === id);
+      if (existing) {
+        // An empty label keeps the old one (Rust's COALESCE).
+        Object.assign(existing, { profile_id: profile, label: label.trim() || existing.label });
+        return;
+      }
+      this.data.devices.push({ device_id: id, profile_id: profile, label: label.trim() || null, pairing_id: null,
+        patient_id: null, patient_label: null, paired_since: null, paired_until: null });
     });
   }
 
+  /**
+   * Pairs from `from` (default now). An open pairing is closed at the new start, unless the new one
+   * would start before it: then Rust refuses and the operator must unpair first.
+   */
   pairDevice(deviceId: string, system: string, value: string, from: string | null, until: string | null, operator: string) {
     return this.reply('pairDevice', [deviceId, system, value, from, until, operator], () => {
-      required(operator);
-      const d = this.device(deviceId);
-      if (d.pairing_id !== null) {
-        throw new BackendError('already_paired', `Device ${deviceId} is paired with ${d.patient_label}; unpair it first.`);
+      actor(operator);
+      identifier(system, value);
+      const start = from ?? this.iso();
+      if (until !== null && Date.parse(until) <= Date.parse(start)) {
+        throw fail('invalid_input', 'the pairing must end after it starts');
       }
       const p = this.patient(system, value);
+      const id = deviceId.trim();
+      const d = this.data.devices.find((x) => x.device_id === id);
+      if (!d) throw fail('refused', `device ${id} is not registered`);
+      if (isOpen(d) && Date.parse(start) < Date.parse(d.paired_since!)) {
+        throw fail('refused', `pairing ${d.pairing_id} of device ${id} starts after ${start}: unpair first`);
+      }
       Object.assign(d, { pairing_id: this.nextPairing++, patient_id: p.patient_id, patient_label: patientLabel(p),
-        paired_since: from ?? this.iso() });
+        paired_since: start, paired_until: until } satisfies Partial<Device>);
     });
   }
 
+  /** Ends the device's open pairing now; a pairing made for a period has no open end to close. */
   unpairDevice(deviceId: string, operator: string) {
     return this.reply('unpairDevice', [deviceId, operator], () => {
-      required(operator);
-      const d = this.device(deviceId);
-      if (d.pairing_id === null) throw new BackendError('not_paired', `Device ${deviceId} is not paired.`);
-      Object.assign(d, { pairing_id: null, patient_id: null, patient_label: null, paired_since: null });
+      actor(operator);
+      const id = deviceId.trim();
+      const d = this.data.devices.find((x) => x.device_id === id);
+      if (!d || !isOpen(d)) throw fail('refused', `device ${id} has no open pairing`);
+      Object.assign(d, { pairing_id: null, patient_id: null, patient_label: null, paired_since: null,
+        paired_until: null } satisfies Partial<Device>);
     });
   }
 
   setConsent(system: string, value: string, flow: Flow, granted: boolean, operator: string) {
     return this.reply('setConsent', [system, value, flow, granted, operator], () => {
-      required(operator);
-      this.patient(system, value);
-      this.consent.set(`${system}|${value}|${flow}`, granted);
+      actor(operator);
+      const p = this.patient(system, value);
+      this.consent.set(`${p.system}|${p.value}|${flow}`, granted);
     });
   }
 
   resend(id: number, operator: string) {
     return this.reply('resend', [id, operator], () => {
-      required(operator);
+      actor(operator);
       const e = this.data.outbox.find((x) => x.id === id);
-      if (!e) throw new BackendError('not_found', `No outbox entry ${id}.`);
-      if (e.status !== 'dead' && e.status !== 'held') {
-        throw new BackendError('invalid_state', `Entry ${id} is ${e.status}; only dead or held entries are resent.`);
-      }
+      if (!e) throw fail('not_found', `outbox ${id} does not exist`);
+      if (e.status !== 'dead' && e.status !== 'held') throw fail('refused', `outbox event ${id} is not dead or held`);
       Object.assign(e, { status: 'pending', reason: null, attempts: 0 } satisfies Partial<OutboxEntry>);
     });
   }
 
   saveSettings(settings: Settings, operator: string) {
     return this.reply('saveSettings', [settings, operator], () => {
-      required(operator);
+      actor(operator);
       if (settings.ehr.kind === 'fhir' && !settings.ehr.base_url) {
-        throw new BackendError('invalid_config', 'ehr.base_url: a FHIR EHR needs a base URL.');
+        throw fail('invalid_config', 'ehr.base_url: a FHIR EHR needs a base URL.');
       }
       this.data.settings = wire(settings);
     });
@@ -267,35 +300,56 @@ export class MockBackend implements Backend {
 
   private iso(plusSecs = 0) { return new Date(this.now().getTime() + plusSecs * 1000).toISOString(); }
 
-  private alarm(id: number): Alarm {
-    const a = this.data.alarms.find((x) => x.id === id);
-    if (!a) throw new BackendError('not_found', `No alarm ${id}.`);
-    return a;
+  /**
+   * Why a quarantined reading still cannot be attributed, as Rust's identify says it; null when the
+   * device's current pairing covers the reading's time. (The mock keeps only the current pairing.)
+   */
+  private unattributable(q: QuarantineItem): string | null {
+    const d = this.data.devices.find((x) => x.device_id === q.device_id);
+    if (!d) return `device ${q.device_id} is not registered: register and pair it, then release`;
+    const t = Date.parse(q.observed_at);
+    const covered = d.paired_since !== null && Date.parse(d.paired_since) <= t
+      && (d.paired_until === null || t < Date.parse(d.paired_until));
+    if (!covered) return `device ${q.device_id} had no active pairing at ${q.observed_at}: pair it for that time, then release`;
+    return null;
   }
 
-  private quarantined(id: number): QuarantineItem {
-    const q = this.data.quarantine.find((x) => x.id === id);
-    if (!q) throw new BackendError('not_found', `No quarantined reading ${id}.`);
-    return q;
-  }
-
-  private device(id: string): Device {
-    const d = this.data.devices.find((x) => x.device_id === id);
-    if (!d) throw new BackendError('unknown_device', `Device ${id} is not registered.`);
-    return d;
-  }
-
+  /** A verified patient of the (sandbox) registry, by identifier as operators type it. */
   private patient(system: string, value: string) {
-    const p = this.data.registry.find((x) => x.system === system && x.value === value);
-    if (!p) throw new BackendError('patient_not_found', `No patient with identifier ${value} in the sandbox registry.`);
+    const [s, v] = identifier(system, value);
+    const p = this.data.registry.find((x) => x.system === s && x.value === v);
+    if (!p) throw fail('patient_not_found', `no patient with that identifier in ${s} is registered`);
     return p;
   }
 }
 
-/** The pipeline refuses operator actions without a name or reason; so does the mock. */
-function required(...fields: string[]) {
-  if (fields.some((f) => !f.trim())) throw new BackendError('invalid_input', 'Operator and reason are required.');
+/** The longest silence Rust allows, in minutes (pipeline-core's MAX_SILENCE_MINUTES). */
+export const MAX_SILENCE_MINUTES = 60;
+
+/** The mock's only way to make an error: typed with the generated ErrorCode, so it cannot invent one. */
+function fail(code: ErrorCode, message: string): BackendError {
+  return new BackendError(code, message);
 }
+
+/** Every Tauri command names its operator first; an empty name is refused (api::Actor::named). */
+function actor(operator: string) {
+  if (!operator.trim()) throw fail('invalid_input', 'an operator name is required for every action');
+}
+
+/** A reason for the audit trail: trimmed, required. */
+function required(reason: string) {
+  if (!reason.trim()) throw fail('invalid_input', 'give a reason: it is kept in the audit trail');
+}
+
+/** A patient identifier as operators type it: trimmed, both parts required. */
+function identifier(system: string, value: string): [string, string] {
+  const [s, v] = [system.trim(), value.trim()];
+  if (!s || !v) throw fail('invalid_input', "give the identifier's system and value");
+  return [s, v];
+}
+
+/** A pairing Rust can close: current and without an end of its own. */
+const isOpen = (d: Device) => d.pairing_id !== null && d.paired_until === null;
 
 /** A small random step; whole numbers (rates, SpO2) stay whole. */
 function drift(v: number): number {

@@ -27,6 +27,12 @@ describe('tauri backend', () => {
     await expect(new TauriBackend().board()).rejects.toMatchObject({ code: 'internal', message: 'command board not found' });
   });
 
+  it('wraps a {code, message} rejection whose code Rust does not have as "internal", keeping the code', async () => {
+    invoke.mockRejectedValue({ code: 'already_acked', message: 'Alarm 4 was acknowledged.' });
+    await expect(new TauriBackend().ackAlarm(4, 'Op', 'why'))
+      .rejects.toMatchObject({ code: 'internal', message: 'already_acked: Alarm 4 was acknowledged.' });
+  });
+
   it('passes camelCase argument keys to the commands', async () => {
     invoke.mockResolvedValue(undefined);
     const b = new TauriBackend();

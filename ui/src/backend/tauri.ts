@@ -5,8 +5,8 @@ import { listen } from '@tauri-apps/api/event';
 import { toBackendError } from './errors';
 import type { Backend } from './index';
 import type {
-  Alarm, Board, ConnectionResult, Device, Flow, LiveValue, OutboxEntry, OutboxStatus, QuarantineItem,
-  ReleaseOutcome, Settings, VerifiedPatient,
+  Alarm, Board, ConnectionResult, ConnectionTarget, Device, Flow, LiveValue, OutboxEntry, OutboxStatus,
+  QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
 } from './types';
 
 /** `invoke` whose rejections are BackendErrors (Rust sends `{code, message}`; a bare string is "internal"). */
@@ -83,5 +83,5 @@ export class TauriBackend implements Backend {
   resend(id: number, operator: string) { return call<void>('resend', { id, operator }); }
   settings() { return call<Settings>('settings'); }
   saveSettings(settings: Settings, operator: string) { return call<void>('save_settings', { settings, operator }); }
-  testConnection(target: 'ehr' | 'broker') { return call<ConnectionResult>('test_connection', { target }); }
+  testConnection(target: ConnectionTarget) { return call<ConnectionResult>('test_connection', { target }); }
 }

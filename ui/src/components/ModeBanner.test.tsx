@@ -10,6 +10,7 @@ const STORE_FAILING: DegradationMode = {
   id: 'store_failing', title: 'Storage failing', severity: 'critical', component: 'store',
   what_is_off: 'New device data cannot be saved.', what_still_works: 'Bedside monitors are unaffected.',
   what_to_do: 'Watch patients at the bedside monitors.', whom_to_call: 'Clinical engineering on call (disk space).',
+  alarm_priority: 'medium',
 };
 
 async function board(modes: DegradationMode[]): Promise<Board> {

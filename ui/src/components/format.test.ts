@@ -22,6 +22,6 @@ describe('formatting', () => {
     expect(unitText('/min')).toBe('/min');
     expect(valueText(97)).toBe('97');
     expect(valueText(36.849)).toBe('36.85');
-    expect(codeText('unpaired_device')).toBe('Unpaired device');
+    expect(codeText('no_active_pairing')).toBe('No active pairing');
   });
 });

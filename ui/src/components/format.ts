@@ -58,7 +58,7 @@ export const SEVERITY: Record<DegradationMode['severity'], { shape: string; word
   warning: { shape: '●', word: 'WARNING', rank: 1 },
 };
 
-/** "unpaired_device" -> "Unpaired device". */
+/** "no_active_pairing" -> "No active pairing". */
 export function codeText(code: string): string {
   const s = code.replace(/[_-]+/g, ' ');
   return s.charAt(0).toUpperCase() + s.slice(1);

@@ -1,7 +1,7 @@
 import { fireEvent, screen, waitFor, within } from '@testing-library/preact';
 import { describe, expect, it } from 'vitest';
 import { DevicesView } from './devices';
-import { MRN_SYSTEM } from '../backend/demo-data';
+import { MRN_SYSTEM, demoData } from '../backend/demo-data';
 import { localToRfc3339 } from '../components/PairingForms';
 import { OPERATOR, callsOf, choose, renderView, type } from '../test/render';
 
@@ -68,6 +68,17 @@ describe('devices and pairing', () => {
     fireEvent.click(screen.getByTestId('device-unpair-confirm'));
     await waitFor(() => expect(rowOf('OX-1000')!.dataset.paired).toBe('false'));
     expect(callsOf(backend, 'unpairDevice')).toEqual([['OX-1000', OPERATOR]]);
+  });
+
+  it('shows when a pairing made for a period ends, and offers no unpair (Rust only closes open pairings)', async () => {
+    const devices = demoData(new Date()).devices.map((d) =>
+      (d.device_id === 'OX-1000' ? { ...d, paired_until: '2099-06-15T12:00:00Z' } : d));
+    renderView(<DevicesView />, { devices });
+    await screen.findAllByTestId('device-row');
+    expect(rowOf('OX-1000')!.dataset.paired).toBe('true');
+    expect(rowOf('OX-1000')!.textContent).toContain('until 2099-06-1');
+    expect(within(rowOf('OX-1000')!).queryByTestId('device-unpair')).toBeNull();
+    expect(within(rowOf('MX-00A0')!).queryByTestId('device-unpair')).toBeTruthy();
   });
 
   it('registers a device with a profile from the pipeline', async () => {

@@ -47,15 +47,17 @@ function DeviceTable({ devices, onChanged }: { devices: Device[] | undefined; on
         <tbody>
           {(devices ?? []).map((d) => {
             const paired = d.pairing_id !== null;
+            // Rust only unpairs an open pairing: one made for a period ends by itself.
+            const open = paired && d.paired_until === null;
             return [
               <tr key={d.device_id} data-testid="device-row" data-device={d.device_id} data-paired={String(paired)}>
                 <td>{d.device_id}</td>
                 <td>{d.label ?? '—'}</td>
                 <td>{d.profile_id ?? '—'}</td>
                 <td>{paired ? d.patient_label : <span class="badge unpaired">○ Not paired</span>}</td>
-                <td>{timeText(d.paired_since)}</td>
+                <td>{timeText(d.paired_since)}{d.paired_until && <div class="sub">until {timeText(d.paired_until)}</div>}</td>
                 <td class="cell-actions">
-                  {paired && <button type="button" data-testid="device-unpair" onClick={() => setConfirming(d.device_id)}>Unpair</button>}
+                  {open && <button type="button" data-testid="device-unpair" onClick={() => setConfirming(d.device_id)}>Unpair</button>}
                 </td>
               </tr>,
               confirming === d.device_id && (

@@ -21,9 +21,9 @@ describe('quarantine', () => {
     await screen.findAllByTestId('quarantine-row');
     const row = rowOf(7)!;
     expect(row.dataset.device).toBe('MX-00A1');
-    expect(row.dataset.reason).toBe('unpaired_device');
-    expect(row.textContent).toContain('Unpaired device');
-    expect(row.textContent).toContain('has no pairing');
+    expect(row.dataset.reason).toBe('no_active_pairing');
+    expect(row.textContent).toContain('No active pairing');
+    expect(row.textContent).toContain('had no active pairing');
     expect(row.textContent).toContain('76 /min');
     expect(screen.queryByTestId('quarantine-payload')).toBeNull();
     fireEvent.click(within(row).getByTestId('quarantine-payload-toggle'));
@@ -34,22 +34,32 @@ describe('quarantine', () => {
     const { backend } = renderView(<QuarantineView />);
     await screen.findAllByTestId('quarantine-row');
     const result = await act(7, 'release', 'Trying before pairing');
-    expect(result.textContent).toContain('quarantined');
-    expect(result.textContent).toContain('still not paired');
+    expect(result.textContent).toContain('released: quarantined');
+    expect(result.textContent).toContain('still quarantined: device MX-00A1 had no active pairing');
     expect(callsOf(backend, 'releaseQuarantine')).toEqual([[7, OPERATOR, 'Trying before pairing']]);
     expect(rowOf(7)).toBeTruthy();
   });
 
-  it('release after pairing stores the reading, shows the outcome and removes the row', async () => {
+  it('release after a pairing that covers the reading stores it, shows the outcome and removes the row', async () => {
     const { backend } = renderView(<QuarantineView />);
-    await backend.pairDevice('MX-00A1', MRN_SYSTEM, 'MRN-100002', null, null, 'Setup');
+    const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+    await backend.pairDevice('MX-00A1', MRN_SYSTEM, 'MRN-100002', hourAgo, null, 'Setup');
     await screen.findAllByTestId('quarantine-row');
     const result = await act(7, 'release', 'Pairing fixed: spare monitor at bed 3');
     expect(callsOf(backend, 'releaseQuarantine')).toEqual([[7, OPERATOR, 'Pairing fixed: spare monitor at bed 3']]);
-    expect(result.textContent).toContain('stored');
-    expect(result.textContent).toContain('Stored for Demo Patient Charlie (MRN-100002)');
+    expect(result.textContent).toContain('released: stored');
+    expect(result.textContent).toContain('stored as telemetry');
     await waitFor(() => expect(rowOf(7)).toBeUndefined());
     expect(rowOf(8)).toBeTruthy();
+  });
+
+  it('a pairing made from now does not cover an earlier reading: it stays quarantined', async () => {
+    const { backend } = renderView(<QuarantineView />);
+    await backend.pairDevice('MX-00A1', MRN_SYSTEM, 'MRN-100002', null, null, 'Setup');
+    await screen.findAllByTestId('quarantine-row');
+    const result = await act(7, 'release', 'Paired just now');
+    expect(result.textContent).toContain('released: quarantined');
+    expect(rowOf(7)).toBeTruthy();
   });
 
   it('discard needs a reason and removes the row', async () => {

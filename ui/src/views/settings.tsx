@@ -1,11 +1,9 @@
 // Settings: where the EHR and the broker are. Saving restarts the pipeline, so it asks first.
 // Secrets (tokens, keys) are not here: they come from the environment or the OS keyring.
 import { useEffect, useState } from 'preact/hooks';
-import type { ConnectionResult, EhrKind, Settings } from '../backend';
+import type { ConnectionResult, ConnectionTarget, EhrKind, Settings } from '../backend';
 import { useBackend, useSession } from '../context';
 import { useAction, useLoad } from '../components/hooks';
-
-type Target = 'ehr' | 'broker';
 
 /** What is missing for the draft to be saved, as sentences for the operator. */
 export function problems(s: Settings): string[] {
@@ -25,7 +23,7 @@ export function SettingsView() {
   const [draft, setDraft] = useState<Settings | null>(null);
   const [confirming, setConfirming] = useState(false);
   const [saveResult, setSaveResult] = useState('');
-  const [test, setTest] = useState<{ target: Target; r: ConnectionResult } | null>(null);
+  const [test, setTest] = useState<{ target: ConnectionTarget; r: ConnectionResult } | null>(null);
   const { busy, run } = useAction();
 
   useEffect(() => { if (saved) setDraft(saved); }, [saved]);
@@ -43,7 +41,7 @@ export function SettingsView() {
       await reload();
     }
   };
-  const testConnection = (target: Target) =>
+  const testConnection = (target: ConnectionTarget) =>
     run(async () => setTest({ target, r: await backend.testConnection(target) }));
 
   return (

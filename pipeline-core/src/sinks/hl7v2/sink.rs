@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use tokio::sync::Mutex;
 
 use super::{MllpClient, OruContext, build_oru_r01};
+use crate::clock::SharedClock;
 use crate::sinks::{Outcome, Sink};
 use crate::store::OutboxItem;
 
@@ -33,13 +33,14 @@ pub struct Hl7v2Settings {
 pub struct Hl7v2Sink {
     settings: Hl7v2Settings,
     client: Mutex<MllpClient>,
+    clock: SharedClock,
 }
 
 impl Hl7v2Sink {
     /// A sink; it connects on the first delivery.
-    pub fn new(settings: Hl7v2Settings) -> Hl7v2Sink {
+    pub fn new(settings: Hl7v2Settings, clock: SharedClock) -> Hl7v2Sink {
         let client = MllpClient::new(settings.address.clone(), settings.timeout, settings.timeout);
-        Hl7v2Sink { settings, client: Mutex::new(client) }
+        Hl7v2Sink { settings, client: Mutex::new(client), clock }
     }
 
     fn context(&self, item: &OutboxItem) -> OruContext {
@@ -51,7 +52,7 @@ impl Hl7v2Sink {
             sending_facility: s.sending_facility.clone(),
             receiving_application: s.receiving_application.clone(),
             receiving_facility: s.receiving_facility.clone(),
-            created_at: Utc::now(),
+            created_at: self.clock.now(),
             patient_id_value: item.patient.value.clone(),
             patient_id_system: item.patient.system.clone(),
             patient_location: None,
