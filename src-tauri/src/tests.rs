@@ -353,8 +353,8 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
         a.as_array()
             .unwrap()
             .iter()
-            .find(|a| a["alarm"]["rule_id"] == "device-unpaired")
-            .map(|a| a["alarm"]["id"].clone())
+            .find(|a| a["rule_id"] == "device-unpaired")
+            .map(|a| a["id"].clone())
     });
     let id = alarm.to_string();
     audited_once(site, "silence", || {
