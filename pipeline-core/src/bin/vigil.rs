@@ -197,17 +197,7 @@ enum Command {
         limit: u32,
     },
     /// Acknowledge an alarm (audited, with your name and a reason).
-    Ack {
-        #[command(flatten)]
-        site: SiteArgs,
-        /// The alarm id.
-        id: i64,
-        /// Why (e.g. "patient repositioned, probe reseated").
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        operator: OperatorArgs,
-    },
+    Ack(ReasonedAction),
     /// Silence an active alarm: hold back its re-notification for a while (audited, with your name
     /// and a reason). The alarm stays listed and latched.
     Silence {
@@ -225,29 +215,9 @@ enum Command {
         operator: OperatorArgs,
     },
     /// Release a quarantined reading: re-identify it against the pairings as they are now (audited).
-    Release {
-        #[command(flatten)]
-        site: SiteArgs,
-        /// The quarantine id.
-        id: i64,
-        /// Why (e.g. "pairing back-dated after the admission").
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        operator: OperatorArgs,
-    },
+    Release(ReasonedAction),
     /// Discard a quarantined reading: kept for forensics, never charted (audited).
-    Discard {
-        #[command(flatten)]
-        site: SiteArgs,
-        /// The quarantine id.
-        id: i64,
-        /// Why.
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        operator: OperatorArgs,
-    },
+    Discard(ReasonedAction),
     /// Print docs/degradation-modes.md, generated from the registry in code.
     DegradationModes,
     /// Check the hash-chained audit log for tampering (exit 4 if broken), or list it.
@@ -313,6 +283,20 @@ impl SiteArgs {
     async fn open(&self) -> anyhow::Result<Admin> {
         Ok(Admin::open(load_config(&self.config)?, clock::system()).await?)
     }
+}
+
+/// An audited action on one alarm or quarantined reading, with a reason.
+#[derive(clap::Args)]
+struct ReasonedAction {
+    #[command(flatten)]
+    site: SiteArgs,
+    /// The alarm or quarantined reading's id.
+    id: i64,
+    /// Why (kept in the audit trail), e.g. "probe reseated".
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    operator: OperatorArgs,
 }
 
 /// Who does an audited action.
@@ -569,10 +553,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Alarms { site, active, limit } => print_json(&site.open().await?.alarms(active, limit).await?)?,
-        Command::Ack { site, id, reason, operator } => {
-            let actor = operator.actor()?;
-            site.open().await?.ack_alarm(&actor, id, &reason).await?;
-            println!("alarm {id} acknowledged by {}", actor.name());
+        Command::Ack(a) => {
+            let actor = a.operator.actor()?;
+            a.site.open().await?.ack_alarm(&actor, a.id, &a.reason).await?;
+            println!("alarm {} acknowledged by {}", a.id, actor.name());
         }
         Command::Silence { site, id, minutes, reason, operator } => {
             let actor = operator.actor()?;
@@ -580,13 +564,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             println!("alarm {id} silenced by {} until {until}", actor.name());
         }
-        Command::Release { site, id, reason, operator } => {
-            let outcome = site.open().await?.release_quarantine(&operator.actor()?, id, &reason).await?;
-            println!("quarantine {id}: {}", outcome.detail);
+        Command::Release(a) => {
+            let outcome = a.site.open().await?.release_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
+            println!("quarantine {}: {}", a.id, outcome.detail);
         }
-        Command::Discard { site, id, reason, operator } => {
-            site.open().await?.discard_quarantine(&operator.actor()?, id, &reason).await?;
-            println!("quarantine {id} discarded (kept for forensics)");
+        Command::Discard(a) => {
+            a.site.open().await?.discard_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
+            println!("quarantine {} discarded (kept for forensics)", a.id);
         }
         Command::DegradationModes => print!("{}", pipeline_core::health::modes::render_markdown()),
         Command::Status { config, url, json } => {
