@@ -1,0 +1,424 @@
+//! The command line: every subcommand and its arguments.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use pipeline_core::api::{Actor, Admin, ApiError};
+use pipeline_core::clock;
+use pipeline_core::simulate::DeviceKind;
+use pipeline_core::store::OutboxStatus;
+
+use crate::load_config;
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Vigil: medical-device-to-EHR integration, headless")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run the pipeline until SIGTERM or Ctrl-C, then drain and exit.
+    Run {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the embedded default with simulated devices and a live summary in the terminal.
+    Demo(DemoArgs),
+    /// Publish simulated device payloads to a broker (QoS 1).
+    Simulate(SimulateArgs),
+    /// Measure end-to-end ingest throughput (MQTT publish to durable readings).
+    Bench(BenchArgs),
+    /// Validate a config file and report every problem.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Load every device profile in a directory and report every problem.
+    CheckProfiles {
+        /// The directory of profiles.
+        dir: PathBuf,
+    },
+    /// List registered devices and their current pairing, or register one.
+    Devices {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Register this device id.
+        #[arg(long)]
+        register: Option<String>,
+        /// Its profile id.
+        #[arg(long, requires = "register")]
+        profile: Option<String>,
+        /// Its label.
+        #[arg(long, requires = "register")]
+        label: Option<String>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Add or update a patient in the local registry.
+    Patient {
+        #[command(flatten)]
+        site: SiteArgs,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// Display name (kept in the store, shown in the console only).
+        #[arg(long)]
+        name: Option<String>,
+        /// Who verified this identity; without it the patient is unverified and cannot be paired.
+        #[arg(long)]
+        verified_by: Option<String>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Pair a device with a verified patient from a time (default now), open-ended or until a time.
+    Pair {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Device id.
+        #[arg(long)]
+        device: String,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// Start of the pairing, RFC 3339 (default now).
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// End of the pairing, RFC 3339 (default: open until unpaired).
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Close a device's open pairing (default now).
+    Unpair {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Device id.
+        #[arg(long)]
+        device: String,
+        /// End of the pairing, RFC 3339 (default now).
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Record a patient's consent decision for a flow.
+    Consent {
+        #[command(flatten)]
+        site: SiteArgs,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// The flow: store, alert or ehr-write.
+        #[arg(long)]
+        flow: String,
+        /// Record a refusal instead of a grant.
+        #[arg(long)]
+        refuse: bool,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Submit a clinical event (validated, then queued for the EHR, or held with its reasons).
+    Event {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// The device that measured.
+        #[arg(long)]
+        device: String,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// An observation as MDC_CODE=VALUE in the code's canonical unit, e.g. 150456=97 (repeat).
+        #[arg(long = "obs")]
+        observations: Vec<String>,
+        /// A blood pressure panel as SYS/DIA or SYS/DIA/MEAN in mm[Hg].
+        #[arg(long)]
+        bp: Option<String>,
+        /// When it was measured, RFC 3339 (default now).
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+        /// Group the observations in a DiagnosticReport with this title.
+        #[arg(long)]
+        report: Option<String>,
+        /// valid, questionable, invalid or demo.
+        #[arg(long, default_value = "valid")]
+        validity: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// List the outbox as JSON (pending, delivered, dead-letter, held).
+    Outbox {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Only this status.
+        #[arg(long, value_enum)]
+        status: Option<OutboxStatusArg>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Put a dead-letter or held event back in the queue after fixing its cause.
+    Requeue {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// The outbox id.
+        id: i64,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Print the board of a running Vigil: components, active degradation modes, queue depths.
+    Status {
+        /// The config file (its status.listen says where to ask).
+        #[arg(long, short, required_unless_present = "url")]
+        config: Option<PathBuf>,
+        /// Ask this status endpoint instead, e.g. http://127.0.0.1:9464.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the JSON as the endpoint gives it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List alarms as JSON (newest first).
+    Alarms {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Only alarms whose condition has not cleared.
+        #[arg(long)]
+        active: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Acknowledge an alarm (audited, with your name and a reason).
+    Ack(ReasonedAction),
+    /// Silence an active alarm: hold back its re-notification for a while (audited, with your name
+    /// and a reason). The alarm stays listed and latched.
+    Silence {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// The alarm id.
+        id: i64,
+        /// For how long.
+        #[arg(long, default_value_t = 2)]
+        minutes: u32,
+        /// Why (e.g. "clinician at the bedside").
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Release a quarantined reading: re-identify it against the pairings as they are now (audited).
+    Release(ReasonedAction),
+    /// Discard a quarantined reading: kept for forensics, never charted (audited).
+    Discard(ReasonedAction),
+    /// Print docs/degradation-modes.md, generated from the registry in code.
+    DegradationModes,
+    /// Check the hash-chained audit log for tampering (exit 4 if broken), or list it.
+    Audit {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// `verify` or `list`.
+        what: AuditWhat,
+        /// At most this many entries (list).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Import a registry file (patients, devices, pairings, consents).
+    ImportRegistry {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// The registry file.
+        file: PathBuf,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Print store contents as JSON: counts, readings, quarantine, rejected, held.
+    Show {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// What to show.
+        what: ShowWhat,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Readings of this device only.
+        #[arg(long)]
+        device: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum AuditWhat {
+    Verify,
+    List,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ShowWhat {
+    Counts,
+    Readings,
+    Quarantine,
+    Rejected,
+    Held,
+    Sandbox,
+}
+
+/// The site a command works on.
+#[derive(clap::Args)]
+pub(crate) struct SiteArgs {
+    /// The config file.
+    #[arg(long, short)]
+    pub(crate) config: PathBuf,
+}
+
+impl SiteArgs {
+    /// The operator facade on the site's store.
+    pub(crate) async fn open(&self) -> anyhow::Result<Admin> {
+        Ok(Admin::open(load_config(&self.config)?, clock::system()).await?)
+    }
+}
+
+/// An audited action on one alarm or quarantined reading, with a reason.
+#[derive(clap::Args)]
+pub(crate) struct ReasonedAction {
+    #[command(flatten)]
+    pub(crate) site: SiteArgs,
+    /// The alarm or quarantined reading's id.
+    pub(crate) id: i64,
+    /// Why (kept in the audit trail), e.g. "probe reseated".
+    #[arg(long)]
+    pub(crate) reason: String,
+    #[command(flatten)]
+    pub(crate) operator: OperatorArgs,
+}
+
+/// Who does an audited action.
+#[derive(clap::Args)]
+pub(crate) struct OperatorArgs {
+    /// Who does this (audited).
+    #[arg(long, env = "USER", default_value = "operator")]
+    pub(crate) operator: String,
+}
+
+impl OperatorArgs {
+    pub(crate) fn actor(&self) -> Result<Actor, ApiError> {
+        Actor::named(&self.operator)
+    }
+}
+
+/// An outbox status, as `--status` takes it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum OutboxStatusArg {
+    Held,
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl OutboxStatusArg {
+    pub(crate) fn status(self) -> OutboxStatus {
+        match self {
+            OutboxStatusArg::Held => OutboxStatus::Held,
+            OutboxStatusArg::Pending => OutboxStatus::Pending,
+            OutboxStatusArg::Delivered => OutboxStatus::Delivered,
+            OutboxStatusArg::Dead => OutboxStatus::Dead,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PatientArgs {
+    /// Identifier system of the patient (URI or OID).
+    #[arg(long)]
+    pub(crate) patient_system: String,
+    /// Identifier value of the patient (e.g. the MRN).
+    #[arg(long)]
+    pub(crate) patient: String,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SimulateArgs {
+    /// Devices per profile.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) devices: usize,
+    /// Payloads per second per device.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) rate: f64,
+    /// Profiles to speak (repeat; default all three).
+    #[arg(long = "profile", value_enum)]
+    pub(crate) profiles: Vec<DeviceKind>,
+    /// Broker URL.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    pub(crate) broker: String,
+    /// Fraction of payloads sent twice.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) duplicates: f64,
+    /// Fraction of payloads replaced by malformed ones.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) malformed: f64,
+    /// Extra devices nobody paired.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) unpaired: usize,
+    /// Chance per second of a desaturation or tachycardia episode per device.
+    #[arg(long, default_value_t = 1.0 / 600.0)]
+    pub(crate) episodes: f64,
+    /// Stop after this many payloads.
+    #[arg(long)]
+    pub(crate) count: Option<u64>,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Payloads in all.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) payloads: usize,
+    /// Concurrent publishing connections.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) publishers: usize,
+    /// Payload shape.
+    #[arg(long, value_enum, default_value = "oximeter")]
+    pub(crate) profile: DeviceKind,
+    /// Run Mosquitto and subscribe to it, instead of the embedded endpoint.
+    #[arg(long)]
+    pub(crate) mosquitto: bool,
+    /// The device profiles.
+    #[arg(long, default_value = "fixtures/profiles")]
+    pub(crate) profiles: PathBuf,
+    /// Measure alarm latency (publish to webhook) instead of ingest throughput.
+    #[arg(long)]
+    pub(crate) alarm_latency: bool,
+    /// Alarm latency: readings per second to sustain.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) rate: u32,
+    /// Alarm latency: seconds to run.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) seconds: u64,
+    /// Alarm latency: run with the EHR down (a FHIR endpoint that refuses connections).
+    #[arg(long)]
+    pub(crate) ehr_down: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Where the demo keeps its database.
+    #[arg(long, default_value = "demo-data")]
+    pub(crate) data_dir: PathBuf,
+    /// The device profiles.
+    #[arg(long, default_value = "fixtures/profiles")]
+    pub(crate) profiles: PathBuf,
+    /// The registry to load.
+    #[arg(long, default_value = "fixtures/demo/registry.toml")]
+    pub(crate) registry: PathBuf,
+    /// The alarm and event rules.
+    #[arg(long, default_value = "fixtures/rules/adult-vitals.toml")]
+    pub(crate) rules: PathBuf,
+    /// Where the embedded endpoint listens.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub(crate) listen: String,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub(crate) seconds: Option<u64>,
+}

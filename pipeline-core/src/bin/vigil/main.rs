@@ -1,0 +1,249 @@
+//! `vigil`: the headless face of the pipeline. Every operator subcommand is one call into the
+//! library's facade (`pipeline_core::api::Admin`); its typed error becomes the exit code.
+//!
+//! # Layout
+//! - `args.rs`: the subcommands and their arguments.
+//! - `running.rs`: the long-running commands (run, simulate, the terminal demo).
+//! - `print.rs`: JSON for scripts, the board in words.
+//! - this file: dispatch, and the exit code of each outcome.
+
+mod args;
+mod print;
+mod running;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use pipeline_core::api::{ApiError, ErrorCode, EventRequest};
+use pipeline_core::bench;
+use pipeline_core::config::Config;
+use pipeline_core::identify::Flow;
+use pipeline_core::normalise::ProfileSet;
+
+use args::{AuditWhat, Cli, Command, OutboxStatusArg, ShowWhat};
+use print::{print_board, print_json};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            // The facade's errors say what kind of failure it was; scripts branch on the code.
+            e.downcast_ref::<ApiError>().map_or(ExitCode::FAILURE, |api| ExitCode::from(api.code.exit_code()))
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => running::run_pipeline(load_config(&config)?).await?,
+        Command::Demo(args) => running::demo(args).await?,
+        Command::Simulate(args) => running::simulate(args).await?,
+        Command::Bench(args) if args.alarm_latency => {
+            let r = bench::alarm_latency(&args.profiles, args.rate, args.seconds, 100, args.ehr_down).await?;
+            println!(
+                "{} alarms at {:.0} readings/s, EHR {}: p50 {:.1} ms, p99 {:.1} ms (publish to webhook)",
+                r.alarms,
+                r.readings_per_sec,
+                if args.ehr_down { "down" } else { "up" },
+                r.p50.as_secs_f64() * 1000.0,
+                r.p99.as_secs_f64() * 1000.0
+            );
+        }
+        Command::Bench(args) => {
+            let options = bench::BenchOptions {
+                payloads: args.payloads,
+                publishers: args.publishers,
+                kind: args.profile,
+                mosquitto: args.mosquitto,
+                profiles: args.profiles,
+            };
+            let r = bench::ingest_throughput(&options).await?;
+            println!(
+                "{} payloads, {} readings in {:.2} s: {:.0} payloads/s, {:.0} readings/s ({:?}, {} publishers, {})",
+                r.payloads,
+                r.readings,
+                r.elapsed.as_secs_f64(),
+                r.payloads_per_sec(),
+                r.readings_per_sec(),
+                options.kind,
+                options.publishers,
+                if options.mosquitto { "Mosquitto" } else { "embedded endpoint" }
+            );
+        }
+        Command::CheckConfig { file } => {
+            return Ok(match Config::load(&file) {
+                Ok(_) => {
+                    println!("{}: OK", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    print!("{e}");
+                    ExitCode::from(2)
+                }
+            });
+        }
+        Command::CheckProfiles { dir } => {
+            let profiles = ProfileSet::load_dir(&dir)?;
+            for p in profiles.iter() {
+                println!("{}: OK", p.id);
+            }
+        }
+        Command::Devices { site, register, profile, label, operator } => {
+            let admin = site.open().await?;
+            if let Some(id) = register {
+                let profile = profile.unwrap_or_default();
+                admin.register_device(&operator.actor()?, &id, &profile, label.as_deref().unwrap_or("")).await?;
+            }
+            print_json(&admin.devices().await?)?;
+        }
+        Command::Patient { site, patient, name, verified_by, operator } => {
+            let admin = site.open().await?;
+            let (system, value) = (&patient.patient_system, &patient.patient);
+            let key = admin
+                .register_patient(&operator.actor()?, system, value, name.as_deref(), verified_by.as_deref())
+                .await?;
+            println!("patient {key}");
+        }
+        Command::Pair { site, device, patient, from, until, operator } => {
+            let admin = site.open().await?;
+            let (system, value) = (&patient.patient_system, &patient.patient);
+            let p = admin.pair_device(&operator.actor()?, &device, system, value, from, until).await?;
+            println!("pairing {}: device {device} with patient {}", p.id, p.patient_id);
+        }
+        Command::Unpair { site, device, at, operator } => {
+            let id = site.open().await?.unpair_device(&operator.actor()?, &device, at).await?;
+            println!("pairing {id} closed");
+        }
+        Command::Consent { site, patient, flow, refuse, operator } => {
+            let flow = Flow::parse(&flow)
+                .ok_or_else(|| invalid(format!("unknown flow {flow:?}: use store, alert or ehr-write")))?;
+            let admin = site.open().await?;
+            let (system, value) = (&patient.patient_system, &patient.patient);
+            let key = admin.set_consent(&operator.actor()?, system, value, flow, !refuse).await?;
+            println!("patient {key}: {flow} {}", if refuse { "refused" } else { "granted" });
+        }
+        Command::Event { site, device, patient, observations, bp, at, report, validity, operator } => {
+            let request = EventRequest {
+                device_id: device,
+                system: patient.patient_system,
+                value: patient.patient,
+                observations,
+                blood_pressure: bp,
+                at,
+                report,
+                validity,
+            };
+            match site.open().await?.submit_event(&operator.actor()?, &request).await? {
+                Some(id) => println!("queued as outbox {id}"),
+                None => println!("already queued: the same event was submitted before"),
+            }
+        }
+        Command::Alarms { site, active, limit } => print_json(&site.open().await?.alarms(active, limit).await?)?,
+        Command::Ack(a) => {
+            let actor = a.operator.actor()?;
+            a.site.open().await?.ack_alarm(&actor, a.id, &a.reason).await?;
+            println!("alarm {} acknowledged by {}", a.id, actor.name());
+        }
+        Command::Silence { site, id, minutes, reason, operator } => {
+            let actor = operator.actor()?;
+            let until = site.open().await?.silence_alarm(&actor, id, &reason, minutes).await?;
+            let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            println!("alarm {id} silenced by {} until {until}", actor.name());
+        }
+        Command::Release(a) => {
+            let outcome = a.site.open().await?.release_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
+            println!("quarantine {}: {}", a.id, outcome.detail);
+        }
+        Command::Discard(a) => {
+            a.site.open().await?.discard_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
+            println!("quarantine {} discarded (kept for forensics)", a.id);
+        }
+        Command::DegradationModes => print!("{}", pipeline_core::health::modes::render_markdown()),
+        Command::Status { config, url, json } => {
+            let url = match (url, config) {
+                (Some(url), _) => url,
+                (None, Some(config)) => format!("http://{}", load_config(&config)?.status.listen),
+                (None, None) => return Err(invalid("give --config or --url".into()).into()),
+            };
+            let response = reqwest::get(format!("{}/status", url.trim_end_matches('/')))
+                .await
+                .with_context(|| format!("Vigil is not answering at {url}: is it running?"))?;
+            let status: serde_json::Value = response.json().await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print_board(&status);
+            }
+            let critical = status["modes"].as_array().into_iter().flatten().any(|m| m["severity"] == "critical");
+            return Ok(if critical { ExitCode::from(5) } else { ExitCode::SUCCESS });
+        }
+        Command::Audit { site, what, limit } => {
+            let admin = site.open().await?;
+            match what {
+                AuditWhat::List => print_json(&admin.audit_entries(limit).await?)?,
+                AuditWhat::Verify => {
+                    let verdict = admin.verify_audit().await?;
+                    match verdict.first_broken {
+                        None => println!("audit log intact: {} entries", verdict.entries),
+                        Some(id) => {
+                            println!(
+                                "audit log BROKEN at entry {id} of {}: it, or an entry before it, was altered",
+                                verdict.entries
+                            );
+                            return Ok(ExitCode::from(4));
+                        }
+                    }
+                }
+            }
+        }
+        Command::Outbox { site, status, limit } => {
+            print_json(&site.open().await?.outbox(status.map(OutboxStatusArg::status), limit).await?)?;
+        }
+        Command::Requeue { site, id, operator } => {
+            site.open().await?.requeue(&operator.actor()?, id).await?;
+            println!("outbox {id} queued again");
+        }
+        Command::ImportRegistry { site, file, operator } => {
+            let (patients, devices) = site.open().await?.import_registry(&operator.actor()?, &file).await?;
+            println!("imported {patients} patients, {devices} devices");
+        }
+        Command::Show { site, what, limit, device } => {
+            let admin = site.open().await?;
+            match what {
+                ShowWhat::Counts => print_json(&admin.counts().await?)?,
+                ShowWhat::Readings => print_json(&admin.readings(device, limit).await?)?,
+                ShowWhat::Quarantine => print_json(&admin.quarantine(limit).await?)?,
+                ShowWhat::Rejected => print_json(&admin.rejected(limit).await?)?,
+                ShowWhat::Held => print_json(&admin.held(limit).await?)?,
+                ShowWhat::Sandbox => {
+                    let kept: Vec<serde_json::Value> = admin
+                        .sandbox(limit)
+                        .await?
+                        .into_iter()
+                        .map(|(id, body)| serde_json::json!({"outbox_id": id, "bundle": serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()}))
+                        .collect();
+                    print_json(&kept)?
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An invalid-input error, as the facade would give it (exit 2).
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidInput, message)
+}
+
+pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()).into())
+}
