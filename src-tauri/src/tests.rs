@@ -350,11 +350,7 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
     // Alarms: the unpaired monitor's technical alarm; silenced by each face, acknowledged once.
     let alarm = wait_for("the unpaired monitor's alarm", || {
         let a = invoke(&window, "alarms", json!({"activeOnly": true})).unwrap();
-        a.as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["rule_id"] == "device-unpaired")
-            .map(|a| a["id"].clone())
+        a.as_array().unwrap().iter().find(|a| a["rule_id"] == "device-unpaired").map(|a| a["id"].clone())
     });
     let id = alarm.to_string();
     audited_once(site, "silence", || {

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -50,15 +50,100 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind loopback").port()
 }
 
-fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// The longest pause between two looks of [`eventually`].
+const MAX_PAUSE: Duration = Duration::from_millis(250);
+
+/// What a polling check may say: `bool` (done or not yet), `Option<T>` (the value, once there), or
+/// either inside a `Result` (an error ends the wait at once).
+pub trait Outcome {
+    /// What the wait returns once the check is satisfied.
+    type Value;
+    /// `Some` once done.
+    fn into_outcome(self) -> anyhow::Result<Option<Self::Value>>;
+}
+
+impl Outcome for bool {
+    type Value = ();
+    fn into_outcome(self) -> anyhow::Result<Option<()>> {
+        Ok(self.then_some(()))
     }
-    bail!("nothing listens on 127.0.0.1:{port} after {within:?}")
+}
+
+impl<T> Outcome for Option<T> {
+    type Value = T;
+    fn into_outcome(self) -> anyhow::Result<Option<T>> {
+        Ok(self)
+    }
+}
+
+impl<O: Outcome, E: Into<anyhow::Error>> Outcome for Result<O, E> {
+    type Value = O::Value;
+    fn into_outcome(self) -> anyhow::Result<Option<O::Value>> {
+        self.map_err(Into::into)?.into_outcome()
+    }
+}
+
+/// The deadline and the pauses of a polling loop: look at once, then after 25 ms, 50 ms, 100 ms...
+/// at most [`MAX_PAUSE`] apart, until the time is up.
+struct Patience<'a> {
+    what: &'a str,
+    within: Duration,
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Patience<'_> {
+    fn new(what: &str, within: Duration) -> Patience<'_> {
+        Patience { what, within, deadline: Instant::now() + within, pause: Duration::from_millis(25) }
+    }
+
+    /// How long to pause before the next look; the error once the time is up.
+    fn next_pause(&mut self) -> anyhow::Result<Duration> {
+        anyhow::ensure!(Instant::now() < self.deadline, "{} did not happen within {:?}", self.what, self.within);
+        let pause = self.pause;
+        self.pause = (pause * 2).min(MAX_PAUSE);
+        Ok(pause)
+    }
+}
+
+/// Waits until `check` is satisfied and returns what it produced: the one way tests wait for
+/// something to happen (never a bare sleep). Pauses with `tokio::time::sleep`, so the runtime keeps
+/// serving the test's own peers meanwhile. Fails with "{what} did not happen within {within:?}",
+/// or at once with the check's own error.
+pub async fn eventually<O: Outcome>(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> O,
+) -> anyhow::Result<O::Value> {
+    let mut patience = Patience::new(what, within);
+    loop {
+        if let Some(value) = check().await.into_outcome()? {
+            return Ok(value);
+        }
+        tokio::time::sleep(patience.next_pause()?).await;
+    }
+}
+
+/// [`eventually`] for code that cannot await (`Drop`): the same loop, pausing the thread.
+fn eventually_blocking<O: Outcome>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> O,
+) -> anyhow::Result<O::Value> {
+    let mut patience = Patience::new(what, within);
+    loop {
+        if let Some(value) = check().into_outcome()? {
+            return Ok(value);
+        }
+        std::thread::sleep(patience.next_pause()?);
+    }
+}
+
+async fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+    eventually(&format!("a listener on 127.0.0.1:{port}"), within, async || {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await
 }
 
 /// A Mosquitto broker (Debian's package) on an ephemeral loopback port; stopped on drop.
@@ -72,12 +157,12 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts a broker that queues without limit for persistent sessions, so a slow or absent
     /// subscriber loses nothing (its default silently drops beyond 1000 queued QoS 1 messages).
-    pub fn start() -> anyhow::Result<Mosquitto> {
-        Mosquitto::start_on(free_port(), "")
+    pub async fn start() -> anyhow::Result<Mosquitto> {
+        Mosquitto::start_on(free_port(), "").await
     }
 
     /// Starts a broker on `port` with extra configuration lines (more listeners, TLS...).
-    pub fn start_on(port: u16, extra: &str) -> anyhow::Result<Mosquitto> {
+    pub async fn start_on(port: u16, extra: &str) -> anyhow::Result<Mosquitto> {
         let dir = tempfile::tempdir()?;
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
@@ -95,7 +180,7 @@ impl Mosquitto {
             .spawn()
             .context("mosquitto is not installed (make test installs it)")?;
         let broker = Mosquitto { child, port, _dir: dir };
-        wait_for_port(port, Duration::from_secs(10))?;
+        wait_for_port(port, Duration::from_secs(10)).await?;
         Ok(broker)
     }
 }
@@ -200,34 +285,19 @@ impl Site {
         VigilProcess::start(&self.config, env)
     }
 
-    /// Polls `vigil show counts` until `done` holds or the time is up; returns the last counts.
-    pub fn wait_counts(
+    /// Waits until `done` holds for `vigil show counts`; returns those counts.
+    pub async fn wait_counts(
         &self,
         within: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> anyhow::Result<serde_json::Value> {
-        poll_until(within, || self.show("counts"), |c| done(c), |c| format!("counts did not settle: {c}"))
-    }
-}
-
-/// Fetches until `done` holds for the fetched value, every 200 ms, for at most `within`; fails with
-/// `describe` of the last value.
-pub fn poll_until<T>(
-    within: Duration,
-    mut fetch: impl FnMut() -> anyhow::Result<T>,
-    done: impl Fn(&T) -> bool,
-    describe: impl Fn(&T) -> String,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        let value = fetch()?;
-        if done(&value) {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("{} (after {within:?})", describe(&value));
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        let mut last = serde_json::Value::Null;
+        let counts = eventually("the expected counts", within, async || -> anyhow::Result<_> {
+            last = self.show("counts")?;
+            Ok(done(&last).then(|| last.clone()))
+        })
+        .await;
+        counts.with_context(|| format!("the last counts: {last}"))
     }
 }
 
@@ -302,17 +372,26 @@ impl VigilProcess {
         within: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> anyhow::Result<serde_json::Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            let status = self.status().await?;
-            if done(&status) {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!("the board did not reach the expected state within {within:?}: {status:#}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let mut last = serde_json::Value::Null;
+        let status = eventually("the expected board", within, async || -> anyhow::Result<_> {
+            last = self.status().await?;
+            Ok(done(&last).then(|| last.clone()))
+        })
+        .await;
+        status.with_context(|| format!("the board last showed: {last:#}"))
+    }
+
+    /// Waits until the MQTT source holds its subscription: the board's `mqtt` component says the
+    /// broker granted every topic filter (the client reports this on SUBACK, not on CONNACK). From
+    /// then on the broker delivers what devices publish.
+    pub async fn wait_subscribed(&self, within: Duration) -> anyhow::Result<()> {
+        self.wait_status(within, |s| {
+            let mqtt = component(s, "mqtt");
+            mqtt["state"] == "up"
+                && mqtt["reason"].as_str().is_some_and(|r| r.starts_with("subscribed to") && !r.contains("refused"))
+        })
+        .await
+        .map(drop)
     }
 
     /// SIGKILL: no chance to drain.
@@ -322,20 +401,15 @@ impl VigilProcess {
         Ok(())
     }
 
-    /// SIGTERM, then wait for the exit status.
-    pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+    /// SIGTERM, then wait for the exit status (SIGKILL if it takes more than 20 s).
+    pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
         signal_term(&self.child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                self.child.kill()?;
-                bail!("vigil did not exit within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let exited =
+            eventually("vigil's exit after SIGTERM", Duration::from_secs(20), async || self.child.try_wait()).await;
+        if exited.is_err() {
+            self.child.kill()?;
         }
+        exited
     }
 }
 
@@ -347,15 +421,12 @@ impl Drop for VigilProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             signal_term(&self.child);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            let exited =
+                eventually_blocking("vigil's exit after SIGTERM", Duration::from_secs(10), || self.child.try_wait());
+            if exited.is_err() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -621,22 +692,23 @@ impl Site {
         Ok(serde_json::from_str(&out)?)
     }
 
-    /// Polls the outbox until `done` holds for it.
-    pub fn wait_outbox(
+    /// Waits until `done` holds for the outbox; returns it.
+    pub async fn wait_outbox(
         &self,
         within: Duration,
         done: impl Fn(&[serde_json::Value]) -> bool,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
-        poll_until(
-            within,
-            || self.outbox(),
-            |o| done(o),
-            |o| {
-                let statuses: Vec<String> =
-                    o.iter().map(|o| format!("{} {} {}", o["id"], o["status"], o["reason"])).take(20).collect();
-                format!("the outbox did not settle: {statuses:#?}")
-            },
-        )
+        let mut last = Vec::new();
+        let outbox = eventually("the expected outbox", within, async || -> anyhow::Result<_> {
+            last = self.outbox()?;
+            Ok(done(&last).then(|| last.clone()))
+        })
+        .await;
+        outbox.with_context(|| {
+            let statuses: Vec<String> =
+                last.iter().map(|o| format!("{} {} {}", o["id"], o["status"], o["reason"])).take(20).collect();
+            format!("the outbox last held: {statuses:#?}")
+        })
     }
 }
 
@@ -656,6 +728,11 @@ pub fn oximeter_spo2(spo2: f64, start: chrono::DateTime<chrono::Utc>, n: i64) ->
             (device.kind.topic(&device.id), p.to_string().into_bytes())
         })
         .collect()
+}
+
+/// A component of the board (`GET /status`) by name; `null` when the board has none of that name.
+pub fn component<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["components"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
 }
 
 /// Whether the board shows this degradation mode as active.
@@ -705,16 +782,6 @@ pub async fn subscriber(port: u16) -> anyhow::Result<Received> {
         }
     });
     Ok(received)
-}
-
-/// Waits until `check` holds.
-pub async fn until(what: &str, within: Duration, check: impl Fn() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check() {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 impl Site {

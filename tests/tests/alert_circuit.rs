@@ -4,13 +4,13 @@
 //! escalates once when nobody acknowledges it; when the EHR returns, the mode clears and the event
 //! is delivered.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
 use vigil_tests::{
-    BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Received, Site, mode_active, of_kind, oximeter_spo2, poll_until,
-    publish_tracked, subscriber, until, webhook, with_status,
+    BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Received, Site, eventually, mode_active, of_kind, oximeter_spo2,
+    publish_tracked, subscriber, webhook, with_status,
 };
 
 fn physiological(received: &Received) -> Vec<Value> {
@@ -24,7 +24,7 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
         serde_json::json!({"resourceType": "Patient", "identifier": [{"system": DEMO_SYSTEM, "value": "MRN-100000"}]}),
     )
     .await?;
-    let broker = Mosquitto::start()?;
+    let broker = Mosquitto::start().await?;
     let (hook, paged) = webhook().await?;
     let listened = subscriber(broker.port).await?;
 
@@ -52,8 +52,8 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
     let messages = oximeter_spo2(85.0, Utc::now() - chrono::Duration::seconds(100), 100);
     publish_tracked(port, messages, 100, Duration::from_secs(30), |_| {}).await?;
 
-    until("the webhook page", Duration::from_secs(10), || !physiological(&paged).is_empty()).await?;
-    until("the MQTT alert", Duration::from_secs(10), || !physiological(&listened).is_empty()).await?;
+    eventually("the webhook page", Duration::from_secs(10), async || !physiological(&paged).is_empty()).await?;
+    eventually("the MQTT alert", Duration::from_secs(10), async || !physiological(&listened).is_empty()).await?;
     let page = physiological(&paged)[0].clone();
     assert_eq!(
         (page["rule_id"].as_str(), page["priority"].as_str(), page["escalated"].as_bool()),
@@ -68,7 +68,10 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
     assert!(mode_active(&status, "ehr_sync_paused"));
 
     // Unacknowledged: escalated once, after 2 s, and only once.
-    until("the escalation", Duration::from_secs(10), || physiological(&paged).len() >= 2).await?;
+    eventually("the escalation", Duration::from_secs(10), async || physiological(&paged).len() >= 2).await?;
+    // A negative check, so a bounded wait: an alarm re-armed after escalating would escalate again
+    // one window (2 s) later, on the circuit's next look (every 0.5 s); a second alarm for the same
+    // condition would have paged before the first escalation. 3 s shows either.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pages = physiological(&paged);
     assert_eq!(pages.len(), 2, "one alarm and one escalation for 100 readings of one condition: {pages:#?}");
@@ -76,7 +79,7 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
     assert_eq!(of_kind(&site.alarms()?, "physiological").len(), 1);
 
     // The EHR adapter being down is a technical alarm of its own, paged apart from the patient's.
-    until("the adapter's technical alarm", Duration::from_secs(15), || {
+    eventually("the adapter's technical alarm", Duration::from_secs(15), async || {
         of_kind(&paged.lock().unwrap(), "technical").iter().any(|p| p["rule_id"] == "ehr_sync_paused")
     })
     .await?;
@@ -87,35 +90,49 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
 
     fhir.resume();
     vigil.wait_status(Duration::from_secs(30), |s| !mode_active(s, "ehr_sync_paused")).await?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1)?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1).await?;
     // The supervisor clears the adapter's alarm on its next look.
-    poll_until(
-        Duration::from_secs(5),
-        || Ok(of_kind(&site.alarms()?, "technical")),
-        |t| t.iter().any(|a| a["rule_id"] == "ehr_sync_paused" && !a["cleared_at"].is_null()),
-        |t| format!("the adapter's alarm did not clear: {t:#?}"),
-    )?;
-    assert!(vigil.terminate()?.success());
+    eventually("the clearing of the adapter's alarm", Duration::from_secs(5), async || {
+        let technical = of_kind(&site.alarms()?, "technical");
+        anyhow::Ok(technical.iter().any(|a| a["rule_id"] == "ehr_sync_paused" && !a["cleared_at"].is_null()))
+    })
+    .await?;
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silenced_alarm_does_not_escalate_and_the_silence_is_audited() -> anyhow::Result<()> {
     let (hook, paged) = webhook().await?;
+    // The escalation falls due this long after the alarm: ample time for the silence to land first.
+    const ESCALATE_AFTER: Duration = Duration::from_secs(8);
     let site = Site::new(BrokerKind::Embedded)?;
-    site.edit_rules(|r| r.replace("escalate_after_secs = 120", "escalate_after_secs = 4"))?;
+    site.edit_rules(|r| {
+        r.replace("escalate_after_secs = 120", &format!("escalate_after_secs = {}", ESCALATE_AFTER.as_secs()))
+    })?;
     site.append_config(&format!("[alerts]\nwebhook_url = \"{hook}\"\n"))?;
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.unwrap().port();
     let messages = oximeter_spo2(85.0, Utc::now() - chrono::Duration::seconds(70), 70);
+    // The alarm is raised after this instant and paged before the next, so its escalation falls
+    // due between `published + ESCALATE_AFTER` and `paged_at + ESCALATE_AFTER`.
+    let published = Instant::now();
     publish_tracked(port, messages, 100, Duration::from_secs(30), |_| {}).await?;
-    until("the page", Duration::from_secs(10), || !physiological(&paged).is_empty()).await?;
+    eventually("the page", Duration::from_secs(10), async || !physiological(&paged).is_empty()).await?;
+    let paged_at = Instant::now();
 
     let id = of_kind(&site.alarms()?, "physiological")[0]["id"].to_string();
     let config = site.config_str();
     let silence = ["silence", "--config", &config, &id, "--minutes", "1", "--reason", "at the bedside"];
     site.vigil(&[&silence[..], &["--operator", "nurse bo"]].concat())?;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let silenced_after = published.elapsed();
+    anyhow::ensure!(
+        silenced_after < ESCALATE_AFTER,
+        "the silence landed {silenced_after:?} after publishing, when the escalation may already be due"
+    );
+    // A negative check, so a bounded wait: past the escalation's latest due time, plus the circuit's
+    // look (every 0.5 s) and the page's trip to the webhook (well under a second).
+    tokio::time::sleep_until((paged_at + ESCALATE_AFTER + Duration::from_secs(2)).into()).await;
     assert_eq!(physiological(&paged).len(), 1, "silenced: no escalation while the silence lasts");
     let alarm = &of_kind(&site.alarms()?, "physiological")[0];
     assert_eq!(
@@ -125,7 +142,7 @@ async fn a_silenced_alarm_does_not_escalate_and_the_silence_is_audited() -> anyh
     assert!(alarm["acked_at"].is_null(), "silencing is not acknowledging");
     let audit = site.vigil(&["audit", "list", "--config", &config])?;
     assert!(audit.contains("alarm.silence") && audit.contains("nurse bo"), "{audit}");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -144,6 +161,6 @@ async fn a_failing_webhook_shows_its_mode() -> anyhow::Result<()> {
     let status = vigil.wait_status(Duration::from_secs(20), |s| mode_active(s, "alert_webhook_down")).await?;
     let mode = status["modes"].as_array().unwrap().iter().find(|m| m["id"] == "alert_webhook_down").unwrap().clone();
     assert_eq!(mode["severity"], "critical");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use vigil_tests::{free_port, workspace};
+use vigil_tests::{eventually, free_port, workspace};
 
 /// Xvfb on a display of its own; stopped on drop.
 struct Display {
@@ -21,7 +21,7 @@ struct Display {
 }
 
 impl Display {
-    fn start() -> anyhow::Result<Display> {
+    async fn start() -> anyhow::Result<Display> {
         let number = (90..200)
             .find(|n| {
                 !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
@@ -40,13 +40,11 @@ impl Display {
             .stderr(Stdio::null())
             .spawn()
             .context("Xvfb (Debian package xvfb) must be installed: make test-deps")?;
-        for _ in 0..50 {
-            if Path::new(&format!("/tmp/.X11-unix/X{number}")).exists() {
-                return Ok(Display { child, number });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("Xvfb did not come up on :{number}")
+        let display = Display { child, number };
+        let socket = format!("/tmp/.X11-unix/X{number}");
+        eventually(&format!("Xvfb's socket {socket}"), Duration::from_secs(5), async || Path::new(&socket).exists())
+            .await?;
+        Ok(display)
     }
 }
 
@@ -65,7 +63,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn start(display: &Display, data_dir: &Path) -> anyhow::Result<Driver> {
+    async fn start(display: &Display, data_dir: &Path) -> anyhow::Result<Driver> {
         let (port, native_port) = (free_port(), free_port());
         let child = Command::new(tauri_driver())
             .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
@@ -78,13 +76,12 @@ impl Driver {
             .stderr(std::fs::File::create(data_dir.join("console.log"))?)
             .spawn()
             .context("tauri-driver must be installed: make test-deps")?;
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Driver { child, port });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("tauri-driver did not listen on {port}")
+        let driver = Driver { child, port };
+        eventually(&format!("tauri-driver listening on {port}"), Duration::from_secs(10), async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await?;
+        Ok(driver)
     }
 }
 
@@ -125,14 +122,10 @@ struct Page {
 
 impl Page {
     async fn find(&self, css: &str) -> anyhow::Result<Element> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(e) = self.client.find(Locator::Css(css)).await {
-                return Ok(e);
-            }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{css} did not appear within 30 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually(&format!("{css} appearing"), Duration::from_secs(30), async || {
+            self.client.find(Locator::Css(css)).await.ok()
+        })
+        .await
     }
 
     async fn text_of(&self, css: &str) -> anyhow::Result<String> {
@@ -141,20 +134,16 @@ impl Page {
 
     /// Waits until the element's text satisfies `done`; returns it.
     async fn wait_text(&self, css: &str, within: Duration, done: impl Fn(&str) -> bool) -> anyhow::Result<String> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let text = match self.client.find(Locator::Css(css)).await {
+        let mut last = String::new();
+        let text = eventually(&format!("the expected text in {css}"), within, async || {
+            last = match self.client.find(Locator::Css(css)).await {
                 Ok(e) => e.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            if done(&text) {
-                return Ok(text);
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{css} never showed what was expected; last text: {text:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+            done(&last).then(|| last.clone())
+        })
+        .await;
+        text.with_context(|| format!("the last text of {css}: {last:?}"))
     }
 
     /// Clicks like a user; a live table re-renders every second, so when WebKitWebDriver loses the
@@ -207,8 +196,8 @@ impl Page {
 async fn the_console_runs_the_demo_and_an_operator_works_every_view() -> anyhow::Result<()> {
     let app = console_bin()?;
     let data = tempfile::tempdir()?;
-    let display = Display::start()?;
-    let driver = Driver::start(&display, data.path())?;
+    let display = Display::start().await?;
+    let driver = Driver::start(&display, data.path()).await?;
     let mut caps = serde_json::Map::new();
     caps.insert("tauri:options".into(), json!({ "application": app }));
     caps.insert("browserName".into(), json!("wry"));
@@ -257,18 +246,17 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
     let values = "[data-testid=\"live-row\"] [data-testid=\"live-value\"]";
     let first = all_texts(page, values).await?;
     assert!(!first.is_empty());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while all_texts(page, values).await? == first {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "live values did not change in 30 s: {first:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually("a change of the live values", Duration::from_secs(30), async || {
+        anyhow::Ok(all_texts(page, values).await? != first)
+    })
+    .await
+    .with_context(|| format!("the live values stayed {first:?}"))?;
     page.click(spo2).await?;
     let chart = page.find(&by_id("chart")).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !chart.html(false).await?.contains("polyline") {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the trend chart was not drawn");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    eventually("the trend chart's drawing", Duration::from_secs(15), async || {
+        anyhow::Ok(chart.html(false).await?.contains("polyline"))
+    })
+    .await?;
     page.screenshot("live").await?;
 
     // Alarms: the unpaired monitor raised a technical alarm; acknowledge it with a reason.

@@ -69,16 +69,16 @@ async fn sigkill_with_embedded_endpoint_loses_no_acknowledged_payload() -> anyho
     assert_eq!(checked, published.acked.len());
     let payloads = site.count("payloads")?;
     assert!(payloads as usize >= published.acked.len(), "{payloads} stored < {} acknowledged", published.acked.len());
-    assert!(restarted.terminate()?.success());
+    assert!(restarted.terminate().await?.success());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_mosquitto_loses_nothing_and_stores_once() -> anyhow::Result<()> {
-    let broker = Mosquitto::start()?;
+    let broker = Mosquitto::start().await?;
     let site = Site::new(BrokerKind::External(broker.port))?;
     let vigil: VigilProcess = site.run()?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    vigil.wait_subscribed(Duration::from_secs(20)).await?;
     let (messages, times) = burst();
     let site_ref = &site;
     let mut victim = Some(vigil);
@@ -94,10 +94,10 @@ async fn sigkill_with_mosquitto_loses_nothing_and_stores_once() -> anyhow::Resul
 
     // Restart with the same client id: the broker delivers what the dead process never acknowledged.
     let restarted = site.run()?;
-    site.wait_counts(Duration::from_secs(120), |c| c["payloads"].as_i64() == Some(BURST as i64))?;
+    site.wait_counts(Duration::from_secs(120), |c| c["payloads"].as_i64() == Some(BURST as i64)).await?;
     let checked = assert_acked_stored_once(&site, &times, 0..BURST)?;
     assert_eq!(checked, BURST);
     assert_eq!(site.count("readings")?, 2 * BURST as i64);
-    assert!(restarted.terminate()?.success());
+    assert!(restarted.terminate().await?.success());
     Ok(())
 }

@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use chrono::Utc;
 use pipeline_core::clinical::{self, Admission};
 use pipeline_core::config::EhrKind;
@@ -15,7 +16,7 @@ use pipeline_core::model::Validity;
 use pipeline_core::model::codes::metric_by_code;
 use pipeline_core::model::event::{ClinicalEvent, Effective, EventContent, Observation};
 use serde_json::{Value, json};
-use vigil_tests::{BrokerKind, DEMO_SYSTEM, FhirServer, Site, validate_fhir, with_status};
+use vigil_tests::{BrokerKind, DEMO_SYSTEM, FhirServer, Site, eventually, validate_fhir, with_status};
 
 async fn ehr_patient(fhir: &FhirServer, mrn: &str) -> anyhow::Result<String> {
     let p = fhir
@@ -82,7 +83,7 @@ async fn events_reach_a_real_fhir_server_valid_and_once() -> anyhow::Result<()> 
     assert!(held.contains("not verified at the EHR"), "{held}");
 
     let vigil = site.run()?;
-    let outbox = site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 4)?;
+    let outbox = site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 4).await?;
     assert_eq!(with_status(&outbox, "held"), 1);
 
     // Read back by identifier: each event exactly once, with both codings, UCUM units, the subject.
@@ -157,7 +158,7 @@ async fn events_reach_a_real_fhir_server_valid_and_once() -> anyhow::Result<()> 
     );
     let verify = site.vigil(&["audit", "verify", "--config", &site.config_str()])?;
     assert!(verify.contains("intact"), "{verify}");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -216,21 +217,19 @@ async fn an_ehr_outage_delays_but_loses_and_duplicates_nothing() -> anyhow::Resu
     let hashes = queue_events(&site, &patients, 3000).await?;
 
     let vigil = site.run()?;
-    site.wait_outbox(Duration::from_secs(120), |o| with_status(o, "delivered") >= 300)?;
+    site.wait_outbox(Duration::from_secs(120), |o| with_status(o, "delivered") >= 300).await?;
     // The server stops answering mid-delivery: requests in flight time out, some after the server
     // already took them (a lost response); the outbox retries with the same identifiers.
     fhir.pause();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let during = site.outbox()?;
-    assert!(with_status(&during, "pending") > 0, "the outage must catch events in flight");
-    assert!(
-        during
-            .iter()
-            .any(|o| o["status"] == "pending" && o["reason"].as_str().is_some_and(|r| r.contains("unreachable"))),
-        "pending events say why they wait"
-    );
+    // The outage catches events in flight, and the pending ones say why they wait.
+    site.wait_outbox(Duration::from_secs(30), |o| {
+        o.iter()
+            .any(|o| o["status"] == "pending" && o["reason"].as_str().is_some_and(|r| r.contains("EHR unreachable")))
+    })
+    .await
+    .context("the outage must catch events in flight, and pending events say why they wait")?;
     fhir.resume();
-    let outbox = site.wait_outbox(Duration::from_secs(180), |o| with_status(o, "delivered") == 3000)?;
+    let outbox = site.wait_outbox(Duration::from_secs(180), |o| with_status(o, "delivered") == 3000).await?;
     assert_eq!(with_status(&outbox, "dead"), 0);
 
     // Exactly once at the server: every event's identifier appears on exactly one Observation.
@@ -245,7 +244,7 @@ async fn an_ehr_outage_delays_but_loses_and_duplicates_nothing() -> anyhow::Resu
         assert_eq!(seen.get(h), Some(&1), "event {h}");
     }
     assert_eq!(all["Device"].as_array().unwrap().len(), 3, "devices are created once too");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -270,8 +269,9 @@ async fn a_permanent_rejection_is_dead_lettered_without_blocking_others() -> any
     queue_events(&site, &patients, 10).await?;
 
     let vigil = site.run()?;
-    let outbox =
-        site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 5 && with_status(o, "dead") == 5)?;
+    let outbox = site
+        .wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 5 && with_status(o, "dead") == 5)
+        .await?;
     for o in &outbox {
         let alpha_event = o["patient_id"] == patients[0].0;
         assert_eq!(o["status"], if alpha_event { "dead" } else { "delivered" }, "{o}");
@@ -289,8 +289,8 @@ async fn a_permanent_rejection_is_dead_lettered_without_blocking_others() -> any
     for o in outbox.iter().filter(|o| o["status"] == "dead") {
         site.vigil(&["requeue", "--config", &site.config_str(), &o["id"].to_string()])?;
     }
-    site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 10)?;
-    assert!(vigil.terminate()?.success());
+    site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 10).await?;
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -298,6 +298,10 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The SMART server's token lifetime: short, so that the test sees a renewal (due a fifth of the
+/// lifetime early, at 8 s), and long enough that the reuse check, a second or two, ends well before.
+const TOKEN_TTL: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smart_backend_services_token_is_checked_and_reused() -> anyhow::Result<()> {
@@ -317,7 +321,7 @@ async fn smart_backend_services_token_is_checked_and_reused() -> anyhow::Result<
         "--public-key-file",
         public.to_str().unwrap(),
         "--token-ttl",
-        "20",
+        &TOKEN_TTL.as_secs().to_string(),
     ])?;
     let smart = |key: &str| {
         format!(
@@ -340,22 +344,35 @@ async fn smart_backend_services_token_is_checked_and_reused() -> anyhow::Result<
     let tokens = |stats: &Value| stats["tokens_issued"].as_u64().unwrap();
     let before = tokens(&fhir.control(reqwest::Method::GET, "stats", None).await?);
 
+    let started = Instant::now();
     let vigil = site.run()?;
     let patients = [(patient_key(&site, "MX-00A0")?, "MX-00A0")];
     queue_events(&site, &patients, 3).await?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3)?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3).await?;
     let after_first = tokens(&fhir.control(reqwest::Method::GET, "stats", None).await?);
     assert_eq!(after_first, before + 1, "the running pipeline asked for one token");
     // Within its lifetime the token is reused...
     let more = queue_more(&site, patients[0], 100, 3).await?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3 + more)?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3 + more).await?;
     assert_eq!(tokens(&fhir.control(reqwest::Method::GET, "stats", None).await?), after_first, "token reused");
-    // ...and renewed shortly before it expires: a 20 s token is renewed after 16 s. The margins are
-    // wide so that a loaded CI machine cannot blur reuse and renewal.
-    tokio::time::sleep(Duration::from_secs(18)).await;
-    let last = queue_more(&site, patients[0], 200, 3).await?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3 + more + last)?;
-    assert_eq!(tokens(&fhir.control(reqwest::Method::GET, "stats", None).await?), after_first + 1, "token renewed");
+    // ...and renewed shortly before it expires (a fifth of its lifetime early). Vigil renews when it
+    // sends, so it sends one event after another until the server has issued the next token; none
+    // of those requests may be refused, i.e. the first token was never used past its lifetime.
+    let auth_failures = |stats: &Value| stats["auth_failures"].as_u64().unwrap();
+    let failures_before = auth_failures(&fhir.control(reqwest::Method::GET, "stats", None).await?);
+    let (mut delivered, mut offset) = (3 + more, 200);
+    eventually("the token's renewal", TOKEN_TTL * 3, async || -> anyhow::Result<_> {
+        delivered += queue_more(&site, patients[0], offset, 1).await?;
+        offset += 1;
+        site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == delivered).await?;
+        Ok(tokens(&fhir.control(reqwest::Method::GET, "stats", None).await?) > after_first)
+    })
+    .await?;
+    let renewed_after = started.elapsed();
+    assert!(renewed_after >= TOKEN_TTL * 4 / 5, "renewed {renewed_after:?} after start: too early");
+    let stats = fhir.control(reqwest::Method::GET, "stats", None).await?;
+    assert_eq!(tokens(&stats), after_first + 1, "token renewed once");
+    assert_eq!(auth_failures(&stats), failures_before, "no request carried an expired token");
 
     // ES384 keys work as well as RS384.
     openssl(keys.path(), &["ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", "ec.sec1"]);
@@ -377,7 +394,7 @@ async fn smart_backend_services_token_is_checked_and_reused() -> anyhow::Result<
     let jtis: Vec<&str> = stats["assertion_jtis"].as_array().unwrap().iter().map(|j| j.as_str().unwrap()).collect();
     let unique: std::collections::HashSet<_> = jtis.iter().collect();
     assert_eq!(unique.len(), jtis.len(), "every assertion has a fresh jti");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -435,7 +452,7 @@ async fn without_an_ehr_the_sandbox_keeps_what_would_have_been_sent() -> anyhow:
     site.for_patient("event", "MX-00A0", "MRN-100000", &["--obs", "150456=95"])?;
     site.for_patient("event", "MX-00A0", "MRN-100000", &["--bp", "121/79"])?;
     let vigil = site.run()?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 2)?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 2).await?;
     let kept: Value = serde_json::from_str(&site.vigil(&["show", "sandbox", "--config", &site.config_str()])?)?;
     let bundles = kept.as_array().unwrap();
     assert_eq!(bundles.len(), 2);
@@ -465,8 +482,8 @@ async fn without_an_ehr_the_sandbox_keeps_what_would_have_been_sent() -> anyhow:
         "ehr-write",
     ])?;
     site.vigil(&["requeue", "--config", &config, &id])?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3)?;
-    assert!(vigil.terminate()?.success());
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3).await?;
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -510,7 +527,7 @@ async fn a_bearer_token_comes_from_the_environment() -> anyhow::Result<()> {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let patients = [(patient_key(&site, "MX-00A0")?, "MX-00A0")];
     queue_events(&site, &patients, 2).await?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 2)?;
-    assert!(vigil.terminate()?.success());
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 2).await?;
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }

@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use sqlx::Connection;
-use vigil_tests::{BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Site, mode_active, publish_tracked, with_status};
-
-fn component<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    status["components"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or(&serde_json::Value::Null)
-}
+use vigil_tests::{
+    BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Site, component, mode_active, publish_tracked, with_status,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ehr_outage_shows_ehr_sync_paused_until_it_returns() -> anyhow::Result<()> {
@@ -46,7 +44,7 @@ async fn an_ehr_outage_shows_ehr_sync_paused_until_it_returns() -> anyhow::Resul
 
     fhir.resume();
     vigil.wait_status(Duration::from_secs(30), |s| !mode_active(s, "ehr_sync_paused")).await?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1)?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1).await?;
     // The delivery round trips are in the EHR latency histogram.
     let metrics = reqwest::get(format!("{}/metrics", vigil.status_url)).await?.text().await?;
     let count = metrics
@@ -55,13 +53,13 @@ async fn an_ehr_outage_shows_ehr_sync_paused_until_it_returns() -> anyhow::Resul
         .and_then(|n| n.parse::<u64>().ok());
     assert!(count.is_some_and(|n| n >= 1), "{metrics}");
     assert!(metrics.contains("vigil_ehr_delivery_seconds_bucket{le=\"+Inf\"}"), "{metrics}");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_broker_shows_device_data_not_arriving() -> anyhow::Result<()> {
-    let broker = Mosquitto::start()?;
+    let broker = Mosquitto::start().await?;
     let site = Site::new(BrokerKind::External(broker.port))?;
     let vigil = site.run()?;
     vigil.wait_status(Duration::from_secs(10), |s| component(s, "mqtt")["state"] == "up").await?;
@@ -73,7 +71,7 @@ async fn a_lost_broker_shows_device_data_not_arriving() -> anyhow::Result<()> {
         std::process::Command::new(vigil_tests::vigil_bin()).args(["status", "--url", &vigil.status_url]).output()?;
     assert_eq!(out.status.code(), Some(5), "a critical mode makes vigil status fail");
     assert!(String::from_utf8_lossy(&out.stdout).contains("!! Device data not arriving (critical)"));
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -97,6 +95,6 @@ async fn a_locked_store_shows_storage_failing_until_it_is_released() -> anyhow::
     sqlx::query("ROLLBACK").execute(&mut blocker).await?;
     assert_eq!(publisher.await??.acked.len(), 1);
     vigil.wait_status(Duration::from_secs(20), |s| !mode_active(s, "store_failing")).await?;
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }

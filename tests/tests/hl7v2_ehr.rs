@@ -28,7 +28,7 @@ async fn oru_r01_reaches_a_real_mllp_receiver_and_parses_as_pcd01() -> anyhow::R
     event(&site, &["--bp", "128/82/97"])?;
     event(&site, &["--obs", "147842=118", "--obs", "151562=22", "--obs", "150364=38.2", "--report", "Spot check"])?;
     let vigil = site.run()?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3)?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3).await?;
 
     let received = peer.received()?;
     assert_eq!(received.len(), 3, "one message per event, none twice: {received:#?}");
@@ -61,7 +61,7 @@ async fn oru_r01_reaches_a_real_mllp_receiver_and_parses_as_pcd01() -> anyhow::R
     assert_eq!(codes, expected);
     let spo2 = received.iter().flat_map(|m| m["obx"].as_array().unwrap()).find(|o| o["code"] == "150456").unwrap();
     assert!(spo2["unit"].as_str().unwrap().starts_with("262688^MDC_DIM_PERCENT"), "{spo2}");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -71,11 +71,11 @@ async fn an_ae_reply_dead_letters_with_the_err_text() -> anyhow::Result<()> {
     let site = hl7_site(&peer)?;
     event(&site, &["--obs", "150456=91"])?;
     let vigil = site.run()?;
-    let outbox = site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "dead") == 1)?;
+    let outbox = site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "dead") == 1).await?;
     let reason = outbox[0]["reason"].as_str().unwrap();
     assert!(reason.starts_with("AE") && reason.contains("Unknown patient in PID-3"), "{reason}");
     assert_eq!(peer.received()?.len(), 1, "AE is not retried blindly");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -85,11 +85,11 @@ async fn a_timeout_is_retried_with_the_same_control_id() -> anyhow::Result<()> {
     let site = hl7_site(&peer)?;
     event(&site, &["--obs", "150456=93"])?;
     let vigil = site.run()?;
-    site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 1)?;
+    site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 1).await?;
     let received = peer.received()?;
     assert_eq!(received.len(), 2, "the unanswered message was sent again: {received:#?}");
     assert_eq!(received[0]["control_id"], received[1]["control_id"], "same MSH-10 on the retry");
     assert_eq!(received[1]["duplicate"], true, "so the receiver could recognise it");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }

@@ -75,7 +75,8 @@ async fn run_scenario(site: &Site, port: u16) -> anyhow::Result<()> {
     let total = s.messages.len();
     let published = publish_tracked(port, s.messages, 100, Duration::from_secs(60), |_| {}).await?;
     assert_eq!(published.acked.len(), total, "every payload must be acknowledged");
-    let counts = site.wait_counts(Duration::from_secs(30), |c| c["payloads"].as_i64() == Some(s.unique_payloads))?;
+    let counts =
+        site.wait_counts(Duration::from_secs(30), |c| c["payloads"].as_i64() == Some(s.unique_payloads)).await?;
     assert_eq!(counts["readings"], s.readings, "{counts}");
     assert_eq!(counts["duplicates"], s.duplicates, "{counts}");
     assert_eq!(counts["rejected"], s.rejected, "{counts}");
@@ -121,13 +122,12 @@ async fn run_scenario(site: &Site, port: u16) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_payloads_become_verified_readings() -> anyhow::Result<()> {
-    let broker = Mosquitto::start()?;
+    let broker = Mosquitto::start().await?;
     let site = Site::new(BrokerKind::External(broker.port))?;
     let vigil = site.run()?;
-    // The subscription exists once vigil says it is connected; give the session a moment.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    vigil.wait_subscribed(Duration::from_secs(20)).await?;
     run_scenario(&site, broker.port).await?;
-    assert!(vigil.terminate()?.success(), "SIGTERM drains and exits cleanly");
+    assert!(vigil.terminate().await?.success(), "SIGTERM drains and exits cleanly");
     Ok(())
 }
 
@@ -137,7 +137,7 @@ async fn embedded_endpoint_payloads_become_verified_readings() -> anyhow::Result
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.expect("embedded endpoint address").port();
     run_scenario(&site, port).await?;
-    assert!(vigil.terminate()?.success(), "SIGTERM drains and exits cleanly");
+    assert!(vigil.terminate().await?.success(), "SIGTERM drains and exits cleanly");
     Ok(())
 }
 
@@ -166,9 +166,11 @@ async fn the_simulator_speaks_every_profile_and_injects_faults() -> anyhow::Resu
         "7",
     ])?;
     assert!(out.contains("120 acknowledged"), "{out}");
-    let counts = site.wait_counts(Duration::from_secs(30), |c| {
-        c["payloads"].as_i64().unwrap_or(0) + c["duplicates"].as_i64().unwrap_or(0) >= 120
-    })?;
+    let counts = site
+        .wait_counts(Duration::from_secs(30), |c| {
+            c["payloads"].as_i64().unwrap_or(0) + c["duplicates"].as_i64().unwrap_or(0) >= 120
+        })
+        .await?;
     assert!(counts["readings"].as_i64().unwrap() > 0, "{counts}");
     assert!(counts["duplicates"].as_i64().unwrap() > 0, "injected duplicates are counted: {counts}");
     assert!(counts["rejected"].as_i64().unwrap() > 0, "injected malformed payloads are rejected: {counts}");
@@ -191,6 +193,6 @@ async fn the_simulator_speaks_every_profile_and_injects_faults() -> anyhow::Resu
     for device in ["OX-1000", "MX-00A0", "00-1B-C5-0C-00-00-00-00"] {
         assert!(devices.contains(device), "{device} (one per profile) is stored: {devices:?}");
     }
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }

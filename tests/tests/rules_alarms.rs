@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::Utc;
 use vigil_tests::{
-    BrokerKind, DEMO_SYSTEM, FhirServer, Site, of_kind, oximeter_spo2, publish_tracked, validate_fhir, with_status,
+    BrokerKind, DEMO_SYSTEM, FhirServer, Site, eventually, of_kind, oximeter_spo2, publish_tracked, validate_fhir,
+    with_status,
 };
 
 /// The patient alarms (technical ones, e.g. a paired device that stays quiet, are tested apart).
@@ -23,13 +25,13 @@ async fn a_sustained_desaturation_raises_one_alarm_and_one_event() -> anyhow::Re
     // An hour-old desaturation (a late upload): stored, never alarmed.
     let late = oximeter_spo2(84.0, Utc::now() - chrono::Duration::hours(1), 90);
     publish_tracked(port, late, 100, Duration::from_secs(30), |_| {}).await?;
-    site.wait_counts(Duration::from_secs(30), |c| c["readings"] == 180)?;
+    site.wait_counts(Duration::from_secs(30), |c| c["readings"] == 180).await?;
 
     // 100 s below 90 % ending now: the condition holds from the 60th second on.
     let now = Utc::now() - chrono::Duration::seconds(100);
     publish_tracked(port, oximeter_spo2(86.0, now, 100), 100, Duration::from_secs(30), |_| {}).await?;
-    site.wait_counts(Duration::from_secs(30), |c| c["readings"] == 380)?;
-    let outbox = site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1)?;
+    site.wait_counts(Duration::from_secs(30), |c| c["readings"] == 380).await?;
+    let outbox = site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1).await?;
     assert_eq!(outbox[0]["event"]["origin"].as_str().unwrap().split('@').next(), Some("rule:spo2-low"));
 
     let raised = alarms(&site)?;
@@ -48,17 +50,16 @@ async fn a_sustained_desaturation_raises_one_alarm_and_one_event() -> anyhow::Re
 
     // Recovery past the hysteresis clears the condition.
     publish_tracked(port, oximeter_spo2(95.0, Utc::now(), 3), 10, Duration::from_secs(30), |_| {}).await?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while alarms(&site)?[0]["cleared_at"].is_null() {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the alarm did not clear");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("the alarm's clearing", Duration::from_secs(20), async || {
+        anyhow::Ok(!alarms(&site)?[0]["cleared_at"].is_null())
+    })
+    .await?;
     assert_eq!(alarms(&site)?.len(), 1, "clearing raises nothing new");
     // Every payload's wait from arrival to durable commit is in the ingest latency histogram.
     let metrics = reqwest::get(format!("{}/metrics", vigil.status_url)).await?.text().await?;
     let count = metrics.lines().find_map(|l| l.strip_prefix("vigil_ingest_latency_seconds_count "));
     assert_eq!(count, Some("193"), "90 + 100 + 3 payloads: {metrics}");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -91,9 +92,9 @@ async fn a_charting_period_becomes_one_median_observation_at_the_ehr() -> anyhow
     publish_tracked(port, messages, 10, Duration::from_secs(30), |_| {}).await?;
 
     // Each minute the readings fell in gives one SpO2 Observation over that minute, valued at its median.
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let summaries = loop {
-        let found = fhir.get("Observation?code=http://loinc.org|59408-5").await?;
+    let mut found = serde_json::Value::Null;
+    let summaries = eventually("a charting summary at the EHR", Duration::from_secs(90), async || {
+        found = fhir.get("Observation?code=http://loinc.org|59408-5").await?;
         let summaries: Vec<serde_json::Value> = found["entry"]
             .as_array()
             .into_iter()
@@ -101,17 +102,13 @@ async fn a_charting_period_becomes_one_median_observation_at_the_ehr() -> anyhow
             .map(|e| e["resource"].clone())
             .filter(|r| r.get("effectivePeriod").is_some())
             .collect();
-        if summaries.len() >= periods.len() {
-            break summaries;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "no charting summary reached the EHR: {found:#}; outbox: {:#?}; log: {}",
-            site.outbox()?,
-            site.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+        anyhow::Ok((summaries.len() >= periods.len()).then_some(summaries))
+    })
+    .await;
+    let summaries = summaries.with_context(|| {
+        let outbox = site.outbox().map_or_else(|e| e.to_string(), |o| format!("{o:#?}"));
+        format!("the EHR last held: {found:#}; outbox: {outbox}; log: {}", site.log())
+    })?;
     assert_eq!(summaries.len(), periods.len(), "{summaries:#?}");
     for (minute, mut in_period) in periods {
         in_period.sort_by(f64::total_cmp);
@@ -129,6 +126,6 @@ async fn a_charting_period_becomes_one_median_observation_at_the_ehr() -> anyhow
         assert_eq!(summary["valueQuantity"]["code"], "%");
     }
     validate_fhir(&summaries)?;
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }

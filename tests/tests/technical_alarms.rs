@@ -4,25 +4,26 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::Utc;
 use pipeline_core::simulate::{DeviceKind, SimDevice};
 use serde_json::Value;
 use vigil_tests::{
-    BrokerKind, Mosquitto, Site, mode_active, of_kind, oximeter_spo2, poll_until, publish_tracked, subscriber, until,
-    webhook,
+    BrokerKind, Mosquitto, Site, eventually, mode_active, of_kind, oximeter_spo2, publish_tracked, subscriber, webhook,
 };
 
 fn technical(site: &Site, rule: &str) -> anyhow::Result<Vec<Value>> {
     Ok(of_kind(&site.alarms()?, "technical").into_iter().filter(|a| a["rule_id"] == rule).collect())
 }
 
-fn wait_alarm(site: &Site, rule: &str, done: impl Fn(&[Value]) -> bool) -> anyhow::Result<Vec<Value>> {
-    poll_until(
-        Duration::from_secs(20),
-        || technical(site, rule),
-        |a| done(a),
-        |a| format!("{rule}: not as expected: {a:#?}"),
-    )
+async fn wait_alarm(site: &Site, rule: &str, done: impl Fn(&[Value]) -> bool) -> anyhow::Result<Vec<Value>> {
+    let mut last = Vec::new();
+    let alarms = eventually(&format!("the expected {rule} alarms"), Duration::from_secs(20), async || {
+        last = technical(site, rule)?;
+        anyhow::Ok(done(&last).then(|| last.clone()))
+    })
+    .await;
+    alarms.with_context(|| format!("the last {rule} alarms: {last:#?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +36,7 @@ async fn a_quiet_paired_device_and_an_unpaired_one_raise_technical_alarms_that_c
     let port = vigil.mqtt_addr.unwrap().port();
 
     // The demo registry pairs OX-1000 with a patient; it has sent nothing.
-    let offline = wait_alarm(&site, "device-offline", |a| a.iter().any(|a| a["device_id"] == "OX-1000"))?;
+    let offline = wait_alarm(&site, "device-offline", |a| a.iter().any(|a| a["device_id"] == "OX-1000")).await?;
     let ox = offline.iter().find(|a| a["device_id"] == "OX-1000").unwrap();
     assert_eq!(ox["priority"], "medium");
     assert!(ox["patient_id"].is_i64() && ox["mdc_code"].is_null() && ox["value"].is_null(), "{ox}");
@@ -43,7 +44,7 @@ async fn a_quiet_paired_device_and_an_unpaired_one_raise_technical_alarms_that_c
         offline.iter().all(|a| a["device_id"] != "00-1B-C5-0C-00-00-00-00"),
         "a wearable uploads in batches and is not watched: {offline:#?}"
     );
-    until("the technical page", Duration::from_secs(10), || {
+    eventually("the technical page", Duration::from_secs(10), async || {
         of_kind(&paged.lock().unwrap(), "technical").iter().any(|p| p["rule_id"] == "device-offline")
     })
     .await?;
@@ -52,22 +53,23 @@ async fn a_quiet_paired_device_and_an_unpaired_one_raise_technical_alarms_that_c
     publish_tracked(port, oximeter_spo2(97.0, Utc::now(), 1), 10, Duration::from_secs(30), |_| {}).await?;
     let after = wait_alarm(&site, "device-offline", |a| {
         a.iter().any(|a| a["device_id"] == "OX-1000" && !a["cleared_at"].is_null())
-    })?;
+    })
+    .await?;
     assert_eq!(after.iter().filter(|a| a["device_id"] == "OX-1000").count(), 1, "{after:#?}");
 
     // MX-00A1 is registered but paired with nobody: its data is quarantined and raises an alarm.
     let device = SimDevice::new("MX-00A1", DeviceKind::Monitor, None, 1);
     let payload = (device.kind.topic(&device.id), device.payload(Utc::now()).to_string().into_bytes());
     publish_tracked(port, vec![payload], 10, Duration::from_secs(30), |_| {}).await?;
-    let unpaired = wait_alarm(&site, "device-unpaired", |a| !a.is_empty())?;
+    let unpaired = wait_alarm(&site, "device-unpaired", |a| !a.is_empty()).await?;
     assert_eq!((unpaired[0]["device_id"].as_str(), unpaired[0]["priority"].as_str()), (Some("MX-00A1"), Some("low")));
     assert!(unpaired[0]["cleared_at"].is_null());
 
     // Pairing it clears the condition.
     site.for_patient("pair", "MX-00A1", "MRN-100001", &[])?;
-    wait_alarm(&site, "device-unpaired", |a| a.len() == 1 && !a[0]["cleared_at"].is_null())?;
+    wait_alarm(&site, "device-unpaired", |a| a.len() == 1 && !a[0]["cleared_at"].is_null()).await?;
     assert_eq!(of_kind(&site.alarms()?, "physiological").len(), 0, "technical alarms are not the patient's");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }
 
@@ -91,7 +93,7 @@ fn state_of(status: &Value, component: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supervisor_and_the_alert_circuit_each_alarm_when_the_other_stops() -> anyhow::Result<()> {
-    let broker = Mosquitto::start()?;
+    let broker = Mosquitto::start().await?;
     let listened = subscriber(broker.port).await?;
     let (hook, paged) = webhook().await?;
     let site = Site::new(BrokerKind::Embedded)?;
@@ -110,11 +112,11 @@ async fn the_supervisor_and_the_alert_circuit_each_alarm_when_the_other_stops() 
     let stopped = |r: &vigil_tests::Received| {
         of_kind(&r.lock().unwrap(), "technical").into_iter().find(|p| p["rule_id"] == "supervisor-stopped")
     };
-    until("the supervisor's page", Duration::from_secs(10), || stopped(&paged).is_some()).await?;
-    until("the supervisor's MQTT alert", Duration::from_secs(10), || stopped(&listened).is_some()).await?;
+    eventually("the supervisor's page", Duration::from_secs(10), async || stopped(&paged).is_some()).await?;
+    eventually("the supervisor's MQTT alert", Duration::from_secs(10), async || stopped(&listened).is_some()).await?;
     assert_eq!(stopped(&listened).unwrap()["topic"], "vigil/alarms/high");
     assert_eq!(technical(&site, "supervisor-stopped")?.len(), 1);
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
 
     // After a restart, the alert circuit stops: the supervisor records the alarm (nobody can be
     // paged through a stopped circuit), and a patient's alarm is still recorded meanwhile.
@@ -123,7 +125,7 @@ async fn the_supervisor_and_the_alert_circuit_each_alarm_when_the_other_stops() 
     let pages_before = paged.lock().unwrap().len();
     drill(&vigil.status_url, "alerts").await?;
     vigil.wait_status(Duration::from_secs(15), |s| mode_active(s, "alert_circuit_down")).await?;
-    let circuit = wait_alarm(&site, "alert_circuit_down", |a| !a.is_empty())?;
+    let circuit = wait_alarm(&site, "alert_circuit_down", |a| !a.is_empty()).await?;
     assert_eq!((circuit[0]["priority"].as_str(), circuit[0]["device_id"].as_str()), (Some("high"), Some("alerts")));
     let port = vigil.mqtt_addr.unwrap().port();
     publish_tracked(
@@ -134,14 +136,13 @@ async fn the_supervisor_and_the_alert_circuit_each_alarm_when_the_other_stops() 
         |_| {},
     )
     .await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while of_kind(&site.alarms()?, "physiological").is_empty() {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the desaturation was not recorded");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually("the desaturation's alarm", Duration::from_secs(20), async || {
+        anyhow::Ok(!of_kind(&site.alarms()?, "physiological").is_empty())
+    })
+    .await?;
     assert_eq!(paged.lock().unwrap().len(), pages_before, "a stopped circuit pages nobody");
     let drills = site.log();
     assert!(drills.contains("drill: the alert circuit stops"), "the drill is in the log");
-    assert!(vigil.terminate()?.success());
+    assert!(vigil.terminate().await?.success());
     Ok(())
 }

@@ -22,8 +22,15 @@ pub enum ConnectionState {
         /// The bound address.
         addr: String,
     },
-    /// Connected to its peer.
+    /// Connected to its peer; the subscription is requested but not yet granted.
     Connected,
+    /// Connected, and the peer answered the subscription: payloads flow from here on.
+    Subscribed {
+        /// How many topic filters the peer granted.
+        granted: usize,
+        /// How many were requested.
+        requested: usize,
+    },
     /// Lost its peer; retrying.
     Reconnecting {
         /// Why the last attempt failed (no PHI: transport errors only).
@@ -85,6 +92,13 @@ impl StatusReporter {
             ConnectionState::Starting => (HealthState::Degraded, "starting".to_string()),
             ConnectionState::Listening { addr } => (HealthState::Up, format!("listening on {addr}")),
             ConnectionState::Connected => (HealthState::Up, "connected".to_string()),
+            ConnectionState::Subscribed { granted, requested } if granted == requested => (
+                HealthState::Up,
+                format!("subscribed to {granted} topic filter{}", if *granted == 1 { "" } else { "s" }),
+            ),
+            ConnectionState::Subscribed { granted, requested } => {
+                (HealthState::Up, format!("subscribed to {granted} of {requested} topic filters (the rest refused)"))
+            }
             ConnectionState::Reconnecting { reason, .. } => (HealthState::Down, format!("reconnecting: {reason}")),
             ConnectionState::Stopped => (HealthState::Down, "stopped".to_string()),
         };

@@ -197,10 +197,11 @@ fn control_id(message: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
     use tokio::time::sleep;
 
     use super::super::AckCode;
@@ -232,9 +233,10 @@ mod tests {
     }
 
     /// A receiver that answers every message of every connection with `reply(n, control_id)`, `n`
-    /// counting messages across connections; returns its address and its count of accepted
-    /// connections.
-    async fn receiver<F>(reply: F) -> (String, Arc<AtomicUsize>)
+    /// counting messages across connections, the chunks 50 ms apart; returns its address, its count
+    /// of accepted connections, and a signal that fires once the reply to the first message has
+    /// been written (or could not be, the client having gone).
+    async fn receiver<F>(reply: F) -> (String, Arc<AtomicUsize>, oneshot::Receiver<()>)
     where
         F: Fn(usize, &str) -> Vec<Vec<u8>> + Send + Sync + 'static,
     {
@@ -243,12 +245,14 @@ mod tests {
         let accepts = Arc::new(AtomicUsize::new(0));
         let messages = Arc::new(AtomicUsize::new(0));
         let reply = Arc::new(reply);
+        let (first_replied, first_reply_written) = oneshot::channel();
+        let first_replied = Arc::new(Mutex::new(Some(first_replied)));
         let counter = accepts.clone();
         tokio::spawn(async move {
             loop {
                 let (mut stream, _) = listener.accept().await.unwrap();
                 counter.fetch_add(1, Ordering::SeqCst);
-                let (reply, messages) = (reply.clone(), messages.clone());
+                let (reply, messages, first_replied) = (reply.clone(), messages.clone(), first_replied.clone());
                 tokio::spawn(async move {
                     let mut buffer = BytesMut::new();
                     while let Some(frame) = read_frame(&mut stream, &mut buffer).await {
@@ -256,24 +260,34 @@ mod tests {
                         let text = String::from_utf8(frame[1..frame.len() - 2].to_vec()).unwrap();
                         let id = control_id(&text).unwrap().to_string();
                         let n = messages.fetch_add(1, Ordering::SeqCst);
+                        let mut written = true;
                         for (i, chunk) in reply(n, &id).into_iter().enumerate() {
                             if i > 0 {
                                 sleep(Duration::from_millis(50)).await;
                             }
                             if stream.write_all(&chunk).await.is_err() {
-                                return;
+                                written = false;
+                                break;
                             }
+                        }
+                        if n == 0
+                            && let Some(signal) = first_replied.lock().unwrap().take()
+                        {
+                            let _ = signal.send(());
+                        }
+                        if !written {
+                            return;
                         }
                     }
                 });
             }
         });
-        (address, accepts)
+        (address, accepts, first_reply_written)
     }
 
     #[tokio::test]
     async fn reply_split_across_writes_with_noise_outside_frames() {
-        let (address, _) = receiver(|_, id| {
+        let (address, _, _) = receiver(|_, id| {
             let reply = ack("AA", id);
             let (head, tail) = reply.split_at(20);
             vec![[b"\r\n".as_slice(), head].concat(), tail.to_vec()]
@@ -286,7 +300,7 @@ mod tests {
 
     #[tokio::test]
     async fn application_error_is_an_answer_not_a_transport_error() {
-        let (address, _) = receiver(|_, id| vec![ack("AE", id)]).await;
+        let (address, _, _) = receiver(|_, id| vec![ack("AE", id)]).await;
         let mut client = MllpClient::new(address, TIMEOUT, TIMEOUT);
         let ack = client.send(&message("M-1")).await.unwrap();
         assert_eq!(ack.code, AckCode::AE);
@@ -294,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn connection_is_reused_across_sends() {
-        let (address, accepts) = receiver(|_, id| vec![ack("AA", id)]).await;
+        let (address, accepts, _) = receiver(|_, id| vec![ack("AA", id)]).await;
         let mut client = MllpClient::new(address, TIMEOUT, TIMEOUT);
         for i in 0..3 {
             let id = format!("M-{i}");
@@ -305,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn ack_for_another_message_is_rejected_and_the_connection_dropped() {
-        let (address, accepts) =
+        let (address, accepts, _) =
             receiver(|n, id| if n == 0 { vec![ack("AA", "EARLIER")] } else { vec![ack("AA", id)] }).await;
         let mut client = MllpClient::new(address, TIMEOUT, TIMEOUT);
         let error = client.send(&message("M-1")).await.unwrap_err();
@@ -321,7 +335,7 @@ mod tests {
     #[tokio::test]
     async fn reply_timeout_is_retryable_and_a_late_reply_is_never_matched() {
         // The first message is answered late; by then the client has given up on that connection.
-        let (address, accepts) = receiver(|n, id| {
+        let (address, accepts, first_reply_written) = receiver(|n, id| {
             if n == 0 {
                 vec![Vec::new(), Vec::new(), Vec::new(), Vec::new(), ack("AA", id)]
             } else {
@@ -334,7 +348,8 @@ mod tests {
         assert!(matches!(error, MllpError::ReplyTimeout(_)), "{error:?}");
         assert!(error.is_retryable());
 
-        sleep(Duration::from_millis(300)).await; // the late reply to M-1 has been written by now
+        // The late reply to M-1 has been written (to the connection the client gave up on) before M-2.
+        first_reply_written.await.unwrap();
         let ack = client.send(&message("M-2")).await.unwrap();
         assert_eq!(ack.control_id, "M-2");
         assert_eq!(accepts.load(Ordering::SeqCst), 2, "the second send reconnected");
@@ -342,7 +357,7 @@ mod tests {
 
     #[tokio::test]
     async fn reply_that_is_not_an_ack_is_permanent() {
-        let (address, _) =
+        let (address, _, _) =
             receiver(|_, _| vec![b"\x0bMSH|^~\\&|X|Y|||||ADT^A01|1|P|2.6\rEVN|A01\r\x1c\x0d".to_vec()]).await;
         let mut client = MllpClient::new(address, TIMEOUT, TIMEOUT);
         let error = client.send(&message("M-1")).await.unwrap_err();

@@ -14,7 +14,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Publish, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, Incoming, MqttOptions, Publish, QoS, SubscribeReasonCode, TlsConfiguration,
+    Transport,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -131,6 +134,14 @@ async fn poll(
                 if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::error!(error = %e, "could not queue the subscription");
                 }
+            }
+            Ok(Event::Incoming(Incoming::SubAck(suback))) => {
+                let granted =
+                    suback.return_codes.iter().filter(|c| matches!(c, SubscribeReasonCode::Success(_))).count();
+                if granted < topics.len() {
+                    tracing::error!(granted, requested = topics.len(), "the broker refused topic filters");
+                }
+                status.set(ConnectionState::Subscribed { granted, requested: topics.len() });
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
                 let envelope = Envelope {
