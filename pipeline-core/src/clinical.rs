@@ -167,6 +167,7 @@ pub fn fhir_sink(config: &EhrConfig, clock: SharedClock) -> Result<FhirSink, Ehr
                 &config.scope,
                 &config.algorithm,
                 config.private_key_file.as_deref().unwrap_or(std::path::Path::new("")),
+                clock.clone(),
             )
             .map_err(|e| invalid(e.to_string()))?,
         ),

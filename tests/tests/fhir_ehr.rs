@@ -387,6 +387,7 @@ async fn smart_backend_services_token_is_checked_and_reused() -> anyhow::Result<
         "system/Observation.write",
         "ES384",
         &keys.path().join("ec.key"),
+        pipeline_core::clock::system(),
     )?;
     assert!(!ec.token(&reqwest::Client::new()).await?.is_empty());
 
@@ -407,6 +408,7 @@ async fn seed_patient_with_token(fhir: &FhirServer, key: &std::path::Path) -> an
         "system/Patient.write",
         "RS384",
         key,
+        pipeline_core::clock::system(),
     )?;
     let http = reqwest::Client::new();
     let token = client.token(&http).await?;
@@ -503,6 +505,7 @@ async fn a_bearer_token_comes_from_the_environment() -> anyhow::Result<()> {
         "system/*.*",
         "RS384",
         &keys.path().join("k.key"),
+        pipeline_core::clock::system(),
     )?;
     let token = smart.token(&reqwest::Client::new()).await?;
     let site = fhir_site(&fhir, "auth = \"bearer\"\nbearer_token_env = \"TEST_EHR_TOKEN\"\n")?;

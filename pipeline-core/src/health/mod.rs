@@ -90,6 +90,11 @@ impl HealthRegistry {
         self.clock.now()
     }
 
+    /// The registry's clock, for the components that beat into it.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// An empty registry whose beats are stamped by `clock`.
     pub fn with_clock(clock: SharedClock) -> HealthRegistry {
         HealthRegistry { beats: Arc::default(), clock }
@@ -122,6 +127,11 @@ impl HealthRegistry {
 }
 
 impl Heartbeat {
+    /// The clock its beats are stamped with.
+    pub fn clock(&self) -> &SharedClock {
+        self.registry.clock()
+    }
+
     /// Records the component's state now.
     pub fn beat(&self, state: HealthState, reason: &str) {
         let mut beats = self.registry.beats.lock().unwrap_or_else(|e| e.into_inner());

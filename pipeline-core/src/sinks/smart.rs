@@ -1,6 +1,7 @@
 //! SMART Backend Services: OAuth 2.0 client credentials with a signed JWT assertion (RS384 or
 //! ES384), the access token cached until shortly before it expires.
 
+use crate::clock::SharedClock;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -50,6 +51,8 @@ pub struct SmartClient {
     algorithm: Algorithm,
     key: EncodingKey,
     cached: Mutex<Option<(String, Instant)>>,
+    /// Stamps the assertion's `iat` and `exp`, which the token endpoint checks against its clock.
+    clock: SharedClock,
 }
 
 impl SmartClient {
@@ -60,6 +63,7 @@ impl SmartClient {
         scope: &str,
         algorithm: &str,
         key_file: &std::path::Path,
+        clock: SharedClock,
     ) -> Result<SmartClient, SmartError> {
         let key_error = |why: String| SmartError::Key { path: key_file.display().to_string(), why };
         let pem = std::fs::read(key_file).map_err(|e| key_error(e.to_string()))?;
@@ -75,6 +79,7 @@ impl SmartClient {
             algorithm,
             key: key.map_err(|e| key_error(e.to_string()))?,
             cached: Mutex::new(None),
+            clock,
         })
     }
 
@@ -86,7 +91,7 @@ impl SmartClient {
         {
             return Ok(token.clone());
         }
-        let now = chrono::Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         let claims = Claims {
             iss: &self.client_id,
             sub: &self.client_id,

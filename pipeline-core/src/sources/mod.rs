@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::clock::SharedClock;
 use crate::health::{HealthRegistry, HealthState, Heartbeat};
 
 /// A source's connection state, visible on the board.
@@ -67,10 +68,15 @@ pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 impl StatusReporter {
     /// A reporter, registered on the board, and the receiver the facade reads.
     pub fn new(name: &str, health: &HealthRegistry) -> (StatusReporter, watch::Receiver<SourceStatus>) {
-        let (tx, rx) =
-            watch::channel(SourceStatus { name: name.into(), state: ConnectionState::Starting, since: Utc::now() });
+        let since = health.now();
+        let (tx, rx) = watch::channel(SourceStatus { name: name.into(), state: ConnectionState::Starting, since });
         let heartbeat = health.register(name, HEARTBEAT);
         (StatusReporter { name: name.into(), tx: Arc::new(tx), heartbeat }, rx)
+    }
+
+    /// The clock the source stamps what it receives with.
+    pub fn clock(&self) -> SharedClock {
+        self.heartbeat.clock().clone()
     }
 
     /// Records a new state (and logs the change).
@@ -80,7 +86,7 @@ impl StatusReporter {
                 return false;
             }
             tracing::info!(source = %self.name, state = ?state, "source state changed");
-            *s = SourceStatus { name: self.name.to_string(), state, since: Utc::now() };
+            *s = SourceStatus { name: self.name.to_string(), state, since: self.heartbeat.clock().now() };
             true
         });
         self.tick();

@@ -13,7 +13,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, MqttOptions, Publish, QoS, SubscribeReasonCode, TlsConfiguration,
     Transport,
@@ -147,7 +146,7 @@ async fn poll(
                 let envelope = Envelope {
                     source: "mqtt",
                     origin: publish.topic.clone(),
-                    received_at: Utc::now(),
+                    received_at: status.clock().now(),
                     payload: publish.payload.clone(),
                 };
                 let receipt = tokio::select! {

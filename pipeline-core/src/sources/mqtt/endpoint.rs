@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use chrono::Utc;
 use rumqttc::mqttbytes::Error as MqttError;
 use rumqttc::{
     ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, QoS, SubAck, SubscribeReasonCode, UnsubAck,
@@ -24,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SharedClock;
 use crate::ingest::{Envelope, IngestHandle, Receipt};
 use crate::sources::{ConnectionState, StatusReporter};
 
@@ -67,10 +67,10 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let ingest = ingest.clone();
+                    let inlet = Inlet { ingest: ingest.clone(), clock: status.clock() };
                     let shutdown = shutdown.clone();
                     tracker.spawn(async move {
-                        if let Err(e) = connection(stream, peer, ingest, max_packet_bytes, shutdown).await {
+                        if let Err(e) = connection(stream, peer, inlet, max_packet_bytes, shutdown).await {
                             tracing::debug!(%peer, error = %e, "device connection ended");
                         }
                     });
@@ -95,10 +95,16 @@ enum Outgoing {
     Now(Packet),
 }
 
+/// Where a connection's payloads go, and the clock that stamps their arrival.
+struct Inlet {
+    ingest: IngestHandle,
+    clock: SharedClock,
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    ingest: IngestHandle,
+    inlet: Inlet,
     max_packet: usize,
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError> {
@@ -125,7 +131,7 @@ async fn connection(
 
     let (out_tx, out_rx) = mpsc::channel(WINDOW);
     let writer = tokio::spawn(write_half(wr, out_rx, max_packet));
-    let read_result = read_half(&mut rd, &mut buf, &ingest, &out_tx, max_packet, keep_alive, &shutdown).await;
+    let read_result = read_half(&mut rd, &mut buf, &inlet, &out_tx, max_packet, keep_alive, &shutdown).await;
     drop(out_tx);
     // Let the write half acknowledge what is already stored before the socket closes.
     let write_result = writer.await.unwrap_or(Ok(()));
@@ -135,7 +141,7 @@ async fn connection(
 async fn read_half(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
-    ingest: &IngestHandle,
+    inlet: &Inlet,
     out: &mpsc::Sender<Outgoing>,
     max_packet: usize,
     keep_alive: Duration,
@@ -158,10 +164,10 @@ async fn read_half(
                 let envelope = Envelope {
                     source: "mqtt",
                     origin: publish.topic,
-                    received_at: Utc::now(),
+                    received_at: inlet.clock.now(),
                     payload: publish.payload,
                 };
-                let receipt = ingest.submit(envelope).await.map_err(|_| ConnectionError::IngestClosed)?;
+                let receipt = inlet.ingest.submit(envelope).await.map_err(|_| ConnectionError::IngestClosed)?;
                 match publish.qos {
                     // QoS 0 promises nothing and gets no acknowledgement; it is stored all the same.
                     QoS::AtMostOnce => continue,
