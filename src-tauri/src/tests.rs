@@ -145,10 +145,11 @@ fn same_refusal(window: &WebviewWindow<MockRuntime>, site: &Path, cmd: &str, arg
 }
 
 /// Runs an action through one face and checks it left exactly one audit entry.
-fn audited_once(site: &Path, what: &str, act: impl FnOnce()) {
+fn audited_once<T>(site: &Path, what: &str, act: impl FnOnce() -> T) -> T {
     let before = audited_by(site, "nurse ann");
-    act();
+    let answer = act();
     assert_eq!(audited_by(site, "nurse ann"), before + 1, "{what}: one audit entry per action");
+    answer
 }
 
 #[test]
@@ -328,24 +329,36 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
     });
     audited_once(site, "discard", || assert_eq!(vigil(site, &cli(&["discard", &ids[3], "--reason", "noise"])).0, 0));
 
-    // An event held by validation (no consent to ehr-write) exits 6; requeueing it is refused alike.
-    let (status, text) = vigil(
-        site,
-        &cli(&[
-            "event",
-            "--device",
-            "OX-7002",
-            "--patient-system",
-            SYSTEM,
-            "--patient",
-            "MRN-100002",
-            "--obs",
-            "150456=91",
-        ]),
-    );
-    assert_eq!(status, 6, "{text}");
-    let held: i64 = text.split("held as outbox ").nth(1).and_then(|s| s.split(':').next()).unwrap().parse().unwrap();
-    same_refusal(&window, site, "resend", op(json!({"id": held})), &cli(&["requeue", &held.to_string()]));
+    // Events are CLI-only. One held by validation (no consent to ehr-write) exits 6; requeueing it is
+    // refused alike until the consent is recorded, then each face requeues one.
+    let held_event = |value: &str| -> i64 {
+        let obs = format!("150456={value}");
+        let args =
+            ["event", "--device", "OX-7002", "--patient-system", SYSTEM, "--patient", "MRN-100002", "--obs", &obs];
+        let (status, text) = vigil(site, &cli(&args));
+        assert_eq!(status, 6, "{text}");
+        text.split("held as outbox ").nth(1).and_then(|s| s.split(':').next()).unwrap().parse().unwrap()
+    };
+    let first = audited_once(site, "event", || held_event("91"));
+    let second = audited_once(site, "event", || held_event("92"));
+    same_refusal(&window, site, "resend", op(json!({"id": first})), &cli(&["requeue", &first.to_string()]));
+    audited_once(site, "consent", || {
+        let consent = op(json!({"system": SYSTEM, "value": "MRN-100002", "flow": "ehr-write", "granted": true}));
+        invoke(&window, "set_consent", consent).unwrap();
+    });
+    audited_once(site, "requeue", || invoke(&window, "resend", op(json!({"id": first}))).unwrap());
+    audited_once(site, "requeue", || assert_eq!(vigil(site, &cli(&["requeue", &second.to_string()])).0, 0));
+
+    // Registry import is CLI-only: a file that does not parse is refused (exit 2, no entry); the demo
+    // registry imports.
+    let bad = site.join("bad-registry.toml");
+    std::fs::write(&bad, "patients = 3").unwrap();
+    let before = audited_by(site, "nurse ann");
+    let (status, text) = vigil(site, &cli(&["import-registry", bad.to_str().unwrap()]));
+    assert_eq!((status, audited_by(site, "nurse ann")), (2, before), "{text}");
+    let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/demo/registry.toml");
+    let (status, text) = vigil(site, &cli(&["import-registry", registry.to_str().unwrap()]));
+    assert!(status == 0 && text.contains("imported 4 patients"), "{text}");
 
     // Alarms: the unpaired monitor's technical alarm; silenced by each face, acknowledged once.
     let alarm = wait_for("the unpaired monitor's alarm", || {
