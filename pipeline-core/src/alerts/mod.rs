@@ -316,7 +316,7 @@ mod tests {
         (id, Notice::of(&f, t0()))
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn unacknowledged_alarms_escalate_once_silenced_ones_wait_acknowledged_ones_never() {
         let store = FakeStore::new(TokioClock::starting_at(t0()));
         let mut pending = HashMap::new();
