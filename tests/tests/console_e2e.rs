@@ -64,7 +64,8 @@ struct Driver {
 
 impl Driver {
     async fn start(display: &Display, data_dir: &Path) -> anyhow::Result<Driver> {
-        let (port, native_port) = (free_port(), free_port());
+        let port = free_port();
+        let native_port = std::iter::repeat_with(free_port).find(|p| *p != port).unwrap_or_default();
         let child = Command::new(tauri_driver())
             .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
             .env("DISPLAY", format!(":{}", display.number))
@@ -77,10 +78,14 @@ impl Driver {
             .spawn()
             .context("tauri-driver must be installed: make test-deps")?;
         let driver = Driver { child, port };
-        eventually(&format!("tauri-driver listening on {port}"), Duration::from_secs(10), async || {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-        })
-        .await?;
+        // tauri-driver listens before the WebKitWebDriver it starts does; a session requested in
+        // between fails, so both must answer.
+        for (what, port) in [("tauri-driver", port), ("WebKitWebDriver", native_port)] {
+            eventually(&format!("{what} listening on {port}"), Duration::from_secs(10), async || {
+                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            })
+            .await?;
+        }
         Ok(driver)
     }
 }
