@@ -299,6 +299,7 @@ fn rule_input(d: &Disposition) -> Option<RuleInput> {
             metric: reading.metric,
             value: reading.value,
             observed_at: reading.observed_at,
+            validity: reading.validity,
         })),
         Disposition::Quarantined {
             reading,

@@ -85,7 +85,9 @@ impl Engine {
                 !back
             });
         }
-        if r.observed_at < now - self.rules.late_after {
+        // An invalid value (probe off, sensor fault) must never look like the patient's physiology;
+        // late data is stored but never alarms.
+        if r.validity == Validity::Invalid || r.observed_at < now - self.rules.late_after {
             return out;
         }
         let stream: Stream = (r.patient_id, r.device_id.clone(), r.metric.mdc_code);

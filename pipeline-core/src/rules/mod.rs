@@ -20,9 +20,9 @@ use serde::Deserialize;
 
 pub use engine::Engine;
 
-use crate::model::ContentHash;
 use crate::model::alarm::{AlarmKind, Firing, Priority};
 use crate::model::codes::{Metric, metric_by_ref};
+use crate::model::{ContentHash, Validity};
 
 /// What a physiological rule emits when its condition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -380,6 +380,9 @@ pub struct Observed {
     pub value: f64,
     /// When.
     pub observed_at: DateTime<Utc>,
+    /// What the device said of it: an invalid reading shows the device is sending, but never enters
+    /// a window, so it feeds no alarm and no charting statistic.
+    pub validity: Validity,
 }
 
 /// What the ingest writer tells the rules.

@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::model::Validity;
 use crate::model::alarm::Priority;
 
 fn rules() -> RuleSet {
@@ -14,6 +15,7 @@ fn spo2(value: f64, at: DateTime<Utc>) -> Observed {
         metric: metric_by_code(150456).unwrap(),
         value,
         observed_at: at,
+        validity: Validity::Valid,
     }
 }
 
@@ -96,6 +98,29 @@ fn a_sustained_desaturation_raises_once_and_clears_past_the_hysteresis() {
     assert!(started(&engine.observe(&spo2(91.0, t0 + Duration::seconds(100)), Utc::now())).is_empty());
     let cleared = engine.observe(&spo2(93.0, t0 + Duration::seconds(101)), Utc::now());
     assert!(cleared.contains(&Decision::Cleared(f.key)), "{cleared:?}");
+}
+
+#[test]
+fn invalid_readings_feed_no_alarm_and_no_window() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now() - Duration::seconds(120);
+    let probe_off = |value, at| Observed { validity: Validity::Invalid, ..spo2(value, at) };
+    // Probe off: the device sends SpO2 0 (or 85) flagged invalid for 100 s. No condition starts.
+    for i in 0..100 {
+        let value = if i % 2 == 0 { 0.0 } else { 85.0 };
+        let d = engine.observe(&probe_off(value, t0 + Duration::seconds(i)), Utc::now());
+        assert!(started(&d).is_empty(), "reading {i}: {d:?}");
+    }
+    // The device still counts as heard from: no "device offline" alarm.
+    let ticked = engine.tick(Utc::now(), paired("OX-1", "acme-ox100"));
+    assert!(started_by(&ticked, "device-offline").is_empty(), "{ticked:?}");
+    // Valid low readings after it start their own 60 s: the invalid ones did not count towards it.
+    let t1 = t0 + Duration::seconds(100);
+    for i in 0..59 {
+        assert!(started_by(&engine.observe(&spo2(85.0, t1 + Duration::seconds(i)), Utc::now()), "spo2-low").is_empty());
+    }
+    let d = engine.observe(&spo2(85.0, t1 + Duration::seconds(60)), Utc::now());
+    assert_eq!(started_by(&d, "spo2-low").len(), 1, "{d:?}");
 }
 
 #[test]
