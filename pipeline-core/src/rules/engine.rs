@@ -51,6 +51,9 @@ pub struct Engine {
     offline: HashMap<(String, usize), ContentHash>,
     /// Open "unpaired" conditions, per device and rule index, with the last unpaired data.
     unpaired: HashMap<(String, usize), (ContentHash, DateTime<Utc>)>,
+    /// Streams sending only invalid values, per device, MDC code and rule index: since when, and
+    /// the "no valid signal" alarm once raised.
+    invalid_since: HashMap<(String, u32, usize), (DateTime<Utc>, Option<ContentHash>)>,
 }
 
 impl Engine {
@@ -64,6 +67,7 @@ impl Engine {
             last_heard: HashMap::new(),
             offline: HashMap::new(),
             unpaired: HashMap::new(),
+            invalid_since: HashMap::new(),
         }
     }
 
@@ -85,6 +89,7 @@ impl Engine {
                 !back
             });
         }
+        out.extend(self.signal_validity(r, now));
         // An invalid value (probe off, sensor fault) must never look like the patient's physiology;
         // late data is stored but never alarms.
         if r.validity == Validity::Invalid || r.observed_at < now - self.rules.late_after {
@@ -119,6 +124,37 @@ impl Engine {
         for (summary, period) in rules.summaries.iter().zip(state.periods.iter_mut()) {
             if period.is_none() && summary.metrics.iter().any(|m| m.mdc_code == r.metric.mdc_code) {
                 *period = r.observed_at.duration_trunc(summary.every).ok();
+            }
+        }
+        out
+    }
+
+    /// Tracks how long a stream has sent only invalid values, by arrival time: past the rule's
+    /// time it raises "no valid signal"; the first value that is not invalid clears it.
+    fn signal_validity(&mut self, r: &Observed, now: DateTime<Utc>) -> Vec<Decision> {
+        let mut out = Vec::new();
+        for (index, rule) in self.rules.rules.iter().enumerate() {
+            let Condition::NoValidSignal { after } = rule.condition else { continue };
+            let condition = (r.device_id.clone(), r.metric.mdc_code, index);
+            if r.validity != Validity::Invalid {
+                if let Some((_, Some(key))) = self.invalid_since.remove(&condition) {
+                    out.push(Decision::Cleared(key));
+                }
+                continue;
+            }
+            let (since, alarm) = self.invalid_since.entry(condition).or_insert((now, None));
+            if alarm.is_none() && now - *since >= after {
+                let mut f = technical(rule, &self.rules.version, &r.device_id, Some(r.patient_id), *since, now);
+                f.metric = Some(r.metric);
+                let parts: [&[u8]; 4] = [
+                    r.device_id.as_bytes(),
+                    &r.metric.mdc_code.to_be_bytes(),
+                    rule.id.as_bytes(),
+                    self.rules.version.as_bytes(),
+                ];
+                f.key = condition_key(&parts, *since);
+                *alarm = Some(f.key);
+                out.push(Decision::Started(f));
             }
         }
         out

@@ -86,6 +86,13 @@ enum RuleEntry {
         priority: Priority,
         clear_after_secs: u64,
     },
+    NoValidSignal {
+        id: String,
+        description: String,
+        after_secs: u64,
+        priority: Priority,
+        escalate_after_secs: Option<u64>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +146,13 @@ pub enum Condition {
     Unpaired {
         /// Quiet time that clears it.
         clear_after: Duration,
+    },
+    /// A device keeps sending a metric, but only invalid values (probe off, sensor fault), for
+    /// `after` (technical, per device and metric): the patient is not monitored for it. Clears when a
+    /// value that is not invalid arrives.
+    NoValidSignal {
+        /// How long only invalid values may arrive.
+        after: Duration,
     },
 }
 
@@ -351,6 +365,10 @@ fn rule(entry: RuleEntry, problems: &mut Vec<String>) -> Option<Rule> {
         RuleEntry::Unpaired { id, description, priority, clear_after_secs } => {
             let condition = Condition::Unpaired { clear_after: secs(clear_after_secs) };
             (id, description, condition, priority, vec![Emit::Alarm], None)
+        }
+        RuleEntry::NoValidSignal { id, description, after_secs, priority, escalate_after_secs } => {
+            let condition = Condition::NoValidSignal { after: secs(after_secs) };
+            (id, description, condition, priority, vec![Emit::Alarm], escalate_after_secs)
         }
     };
     if emit.is_empty() {

@@ -124,6 +124,34 @@ fn invalid_readings_feed_no_alarm_and_no_window() {
 }
 
 #[test]
+fn a_stream_of_only_invalid_values_raises_no_valid_signal_once_and_clears_on_valid_data() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now() - Duration::seconds(120);
+    let probe_off = |at| Observed { validity: Validity::Invalid, ..spo2(0.0, at) };
+    let mut raised = Vec::new();
+    for i in 0..=40 {
+        let at = t0 + Duration::seconds(i);
+        let d = engine.observe(&probe_off(at), at);
+        let fired = started_by(&d, "no-valid-signal");
+        if i < 30 {
+            assert!(fired.is_empty(), "after {i} s: {d:?}");
+        }
+        raised.extend(fired.into_iter().cloned());
+    }
+    assert_eq!(raised.len(), 1, "one alarm per device and metric while it lasts");
+    let f = &raised[0];
+    assert_eq!((f.kind, f.priority, f.patient_id), (AlarmKind::Technical, Priority::Medium, Some(1)));
+    assert_eq!((f.metric.map(|m| m.mdc_code), f.since), (Some(150456), t0));
+    // Another metric of the same device keeps its own state.
+    let pulse = Observed { metric: metric_by_code(149530).unwrap(), ..probe_off(t0 + Duration::seconds(41)) };
+    assert!(started(&engine.observe(&pulse, t0 + Duration::seconds(41))).is_empty());
+    // A questionable value is a signal: it clears the alarm.
+    let back = Observed { validity: Validity::Questionable, ..spo2(96.0, t0 + Duration::seconds(42)) };
+    let d = engine.observe(&back, t0 + Duration::seconds(42));
+    assert!(d.contains(&Decision::Cleared(f.key)), "{d:?}");
+}
+
+#[test]
 fn a_short_dip_or_late_data_raises_nothing() {
     let mut engine = Engine::new(rules());
     let t0 = Utc::now() - Duration::seconds(100);
