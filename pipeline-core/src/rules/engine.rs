@@ -37,6 +37,13 @@ struct StreamState {
     periods: Vec<Option<DateTime<Utc>>>,
 }
 
+/// A stream that has sent only invalid values: since when, and its "no valid signal" alarm once
+/// raised.
+struct InvalidRun {
+    since: DateTime<Utc>,
+    alarm: Option<ContentHash>,
+}
+
 /// See the module doc.
 pub struct Engine {
     rules: RuleSet,
@@ -51,9 +58,8 @@ pub struct Engine {
     offline: HashMap<(String, usize), ContentHash>,
     /// Open "unpaired" conditions, per device and rule index, with the last unpaired data.
     unpaired: HashMap<(String, usize), (ContentHash, DateTime<Utc>)>,
-    /// Streams sending only invalid values, per device, MDC code and rule index: since when, and
-    /// the "no valid signal" alarm once raised.
-    invalid_since: HashMap<(String, u32, usize), (DateTime<Utc>, Option<ContentHash>)>,
+    /// Streams sending only invalid values, per device, MDC code and rule index.
+    invalid_since: HashMap<(String, u32, usize), InvalidRun>,
 }
 
 impl Engine {
@@ -137,14 +143,14 @@ impl Engine {
             let Condition::NoValidSignal { after } = rule.condition else { continue };
             let condition = (r.device_id.clone(), r.metric.mdc_code, index);
             if r.validity != Validity::Invalid {
-                if let Some((_, Some(key))) = self.invalid_since.remove(&condition) {
+                if let Some(InvalidRun { alarm: Some(key), .. }) = self.invalid_since.remove(&condition) {
                     out.push(Decision::Cleared(key));
                 }
                 continue;
             }
-            let (since, alarm) = self.invalid_since.entry(condition).or_insert((now, None));
-            if alarm.is_none() && now - *since >= after {
-                let mut f = technical(rule, &self.rules.version, &r.device_id, Some(r.patient_id), *since, now);
+            let run = self.invalid_since.entry(condition).or_insert(InvalidRun { since: now, alarm: None });
+            if run.alarm.is_none() && now - run.since >= after {
+                let mut f = technical(rule, &self.rules.version, &r.device_id, Some(r.patient_id), run.since, now);
                 f.metric = Some(r.metric);
                 let parts: [&[u8]; 4] = [
                     r.device_id.as_bytes(),
@@ -152,8 +158,8 @@ impl Engine {
                     rule.id.as_bytes(),
                     self.rules.version.as_bytes(),
                 ];
-                f.key = condition_key(&parts, *since);
-                *alarm = Some(f.key);
+                f.key = condition_key(&parts, run.since);
+                run.alarm = Some(f.key);
                 out.push(Decision::Started(f));
             }
         }
