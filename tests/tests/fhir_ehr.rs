@@ -453,16 +453,24 @@ async fn without_an_ehr_the_sandbox_keeps_what_would_have_been_sent() -> anyhow:
     let site = Site::new(BrokerKind::Embedded)?;
     site.for_patient("event", "MX-00A0", "MRN-100000", &["--obs", "150456=95"])?;
     site.for_patient("event", "MX-00A0", "MRN-100000", &["--bp", "121/79"])?;
+    site.for_patient("event", "MX-00A0", "MRN-100000", &["--obs", "151708=38"])?;
     let vigil = site.run()?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 2).await?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3).await?;
     let kept: Value = serde_json::from_str(&site.vigil(&["show", "sandbox", "--config", &site.config_str()])?)?;
     let bundles = kept.as_array().unwrap();
-    assert_eq!(bundles.len(), 2);
+    assert_eq!(bundles.len(), 3);
     let resources: Vec<Value> = bundles
         .iter()
         .flat_map(|b| b["bundle"]["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()))
         .collect();
-    assert_eq!(resources.iter().filter(|r| r["resourceType"] == "Observation").count(), 2);
+    assert_eq!(resources.iter().filter(|r| r["resourceType"] == "Observation").count(), 3);
+    // End-tidal CO2 as a partial pressure: LOINC 19891-1 in mm[Hg].
+    let etco2 = resources
+        .iter()
+        .find(|r| r["code"]["coding"].as_array().is_some_and(|c| c.iter().any(|c| c["code"] == "151708")));
+    let codes: Vec<&str> =
+        etco2.unwrap()["code"]["coding"].as_array().unwrap().iter().filter_map(|c| c["code"].as_str()).collect();
+    assert!(codes.contains(&"19891-1") && !codes.contains(&"19889-5"), "{codes:?}");
     validate_fhir(&resources)?;
 
     // A held event goes back in the queue only once what held it is fixed (fail-closed).
@@ -484,7 +492,7 @@ async fn without_an_ehr_the_sandbox_keeps_what_would_have_been_sent() -> anyhow:
         "ehr-write",
     ])?;
     site.vigil(&["requeue", "--config", &config, &id])?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3).await?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 4).await?;
     assert!(vigil.terminate().await?.success());
     Ok(())
 }

@@ -92,9 +92,9 @@ static METRICS: [Metric; 9] = [
     Metric {
         mdc_code: 151708,
         mdc_ref: "MDC_AWAY_CO2_ET",
-        // 19889-5 is "Carbon dioxide [Partial pressure] in Exhaled gas --at end expiration": a
-        // pressure, which matches the mm[Hg] unit.
-        loinc: &["19889-5"],
+        // 19891-1 is "Carbon dioxide [Partial pressure] in Exhaled gas --at end expiration": a
+        // pressure, which matches the mm[Hg] unit (19889-5 is the volume fraction, in %).
+        loinc: &["19891-1"],
         unit: "mm[Hg]",
         dimension: Dimension::Pressure,
         display: "End-tidal CO2",
@@ -150,7 +150,7 @@ mod tests {
             (150021, "MDC_PRESS_BLD_NONINV_SYS", "8480-6", "mm[Hg]"),
             (150022, "MDC_PRESS_BLD_NONINV_DIA", "8462-4", "mm[Hg]"),
             (150023, "MDC_PRESS_BLD_NONINV_MEAN", "8478-0", "mm[Hg]"),
-            (151708, "MDC_AWAY_CO2_ET", "19889-5", "mm[Hg]"),
+            (151708, "MDC_AWAY_CO2_ET", "19891-1", "mm[Hg]"),
         ];
         let expected: Vec<_> = expected.iter().map(|(c, r, l, u)| (*c, *r, l.to_string(), *u)).collect();
         assert_eq!(rows, expected);
