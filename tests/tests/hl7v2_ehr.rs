@@ -27,11 +27,20 @@ async fn oru_r01_reaches_a_real_mllp_receiver_and_parses_as_pcd01() -> anyhow::R
     event(&site, &["--obs", "150456=88"])?;
     event(&site, &["--bp", "128/82/97"])?;
     event(&site, &["--obs", "147842=118", "--obs", "151562=22", "--obs", "150364=38.2", "--report", "Spot check"])?;
+    // What the device said of its values: PCD-01 measurement status in OBX-8, result status in OBX-11.
+    event(&site, &["--obs", "149530=131", "--validity", "questionable"])?;
+    event(&site, &["--obs", "149530=0", "--validity", "invalid"])?;
     let vigil = site.run()?;
-    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 3).await?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 5).await?;
 
     let received = peer.received()?;
-    assert_eq!(received.len(), 3, "one message per event, none twice: {received:#?}");
+    assert_eq!(received.len(), 5, "one message per event, none twice: {received:#?}");
+    let all_obx: Vec<&serde_json::Value> = received.iter().flat_map(|m| m["obx"].as_array().unwrap()).collect();
+    let pulse = |flag: &str| all_obx.iter().find(|o| o["code"] == "149530" && o["abnormal_flags"] == flag).copied();
+    let questionable = pulse("QUES").expect("a QUES pulse");
+    assert_eq!((questionable["value"].as_str(), questionable["status"].as_str()), (Some("131"), Some("R")));
+    let invalid = pulse("INV").expect("an INV pulse");
+    assert_eq!((invalid["value"].as_str(), invalid["status"].as_str()), (Some(""), Some("X")), "no number for INV");
     let mut codes = Vec::new();
     for m in &received {
         assert_eq!(m["valid"], true, "hl7apy validation: {m:#}");
@@ -39,7 +48,8 @@ async fn oru_r01_reaches_a_real_mllp_receiver_and_parses_as_pcd01() -> anyhow::R
         assert_eq!(m["version"], "2.6");
         assert!(m["profile"].as_str().unwrap().contains("1.3.6.1.4.1.19376.1.6.1.1.1"), "IHE PCD-01 in MSH-21");
         assert!(m["pid3"].as_str().unwrap().contains("MRN-100000"));
-        for obx in m["obx"].as_array().unwrap() {
+        for obx in m["obx"].as_array().unwrap().iter().filter(|o| o["code"] != "149530") {
+            assert_eq!((obx["status"].as_str(), obx["abnormal_flags"].as_str()), (Some("R"), Some("")), "{obx}");
             assert_eq!(obx["system"], "MDC");
             assert!(obx["equipment"].as_str().unwrap().starts_with("MX-00A0"), "OBX-18: {obx}");
             codes.push((obx["code"].as_str().unwrap().to_string(), obx["value"].as_str().unwrap().to_string()));

@@ -7,15 +7,18 @@
 //! - OBR-7 is the start of the event's window (its instant for a spot value), OBR-8 its end. OBX-14
 //!   is the observation's instant or, for a window, its end: the time a summary became known and the
 //!   one Vigil files it under (`Effective::time`), so the EHR flowsheet shows it where FHIR does.
-//! - Validity (PCD-01 puts the device's measurement status in OBX-8): valid is OBX-11 `F` with no
-//!   flag; questionable is `F` with OBX-8 `questionable` (table 0078's `A` would claim a clinically
-//!   abnormal value, which is not what the device said); invalid is OBX-11 `X` (result cannot be
-//!   obtained, table 0085) with OBX-8 `invalid` and no OBX-5/OBX-6, so no wrong number reaches a
-//!   chart; demo data is refused whole.
+//! - Validity (PCD-01 puts the device's measurement status in OBX-8, with the PCD codes that extend
+//!   table 0078, and the result status in OBX-11, per the HL7 PoCD IG's PCD-01 mapping): device data
+//!   no clinician has verified is OBX-11 `R` (entered, not verified; `F` would file it into the legal
+//!   record past the nurse's validation); questionable is `R` with OBX-8 `QUES`; invalid is OBX-11 `X`
+//!   (result cannot be obtained, table 0085) with OBX-8 `INV` and no OBX-5/OBX-6, so no wrong number
+//!   reaches a chart; demo data is refused whole.
 //! - OBX-6 is the MDC dimension code where the metric and its canonical unit pin it down, else the
 //!   UCUM code (`mm[Hg]^mm[Hg]^UCUM`).
-//! - OBX-4 is `1.0.1.N`: one MDS, one VMD, one channel, N fixed per metric so a receiver can track a
-//!   metric across messages.
+//! - OBX-4 is `1.0.C.N`: one MDS, one VMD, N fixed per metric so a receiver can track a metric across
+//!   messages, and C the metric's occurrence in the message (1 for the first), so OBX-4 stays unique
+//!   within the containment when a report repeats a metric (PCD-Vol2-003).
+//! - Every segment ends with `<CR>`, the last one included (HL7 v2 ch. 2).
 //! - OBR-3 is `<order number>^<sending application>`: a filler order number is unique only within
 //!   its filler's namespace. A report's title goes in an NTE after the OBR.
 //! - MSH-18 is `UNICODE UTF-8`: free text (a location, a title) may hold any character.
@@ -94,7 +97,7 @@ pub enum OruError {
     InvertedPeriod,
 }
 
-/// Builds the PCD-01 ORU^R01 for `event`: segments separated by `\r`, without MLLP framing.
+/// Builds the PCD-01 ORU^R01 for `event`: every segment ended by `\r`, without MLLP framing.
 pub fn build_oru_r01(ctx: &OruContext, event: &ClinicalEvent) -> Result<String, OruError> {
     require("MSH-10", &ctx.control_id)?;
     require("PID-3", &ctx.patient_id_value)?;
@@ -118,13 +121,16 @@ pub fn build_oru_r01(ctx: &OruContext, event: &ClinicalEvent) -> Result<String, 
     }
     let equipment = equipment_instance(&ctx.device_id);
     let mut set_id = 0;
+    let mut seen: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
     for observation in observations {
         for value in values(observation) {
             set_id += 1;
-            segments.push(obx(set_id, &value, &equipment)?.encode());
+            let occurrence = seen.entry(value.metric.mdc_code).or_insert(0);
+            *occurrence += 1;
+            segments.push(obx(set_id, *occurrence, &value, &equipment)?.encode());
         }
     }
-    Ok(segments.join("\r"))
+    Ok(segments.into_iter().map(|s| s + "\r").collect())
 }
 
 fn require(field: &'static str, value: &str) -> Result<(), OruError> {
@@ -247,24 +253,24 @@ fn values(observation: &Observation) -> Vec<Value> {
     }
 }
 
-fn obx(set_id: usize, v: &Value, equipment: &str) -> Result<Segment, OruError> {
+fn obx(set_id: usize, occurrence: u32, v: &Value, equipment: &str) -> Result<Segment, OruError> {
     let mut s = Segment::new("OBX");
     s.set(1, set_id.to_string());
     s.set(2, "NM");
     s.set(3, format!("{}^{}^MDC", v.metric.mdc_code, v.metric.mdc_ref));
-    s.set(4, format!("1.0.1.{}", metric_index(v.metric)?));
+    s.set(4, format!("1.0.{occurrence}.{}", metric_index(v.metric)?));
     match v.validity {
         Validity::Invalid => {
-            s.set(8, "invalid");
+            s.set(8, "INV");
             s.set(11, "X");
         }
         Validity::Valid | Validity::Questionable => {
             s.set(5, format_nm(v.value).ok_or(OruError::NotFinite { metric: v.metric.mdc_ref })?);
             s.set(6, unit(v.metric));
             if v.validity == Validity::Questionable {
-                s.set(8, "questionable");
+                s.set(8, "QUES");
             }
-            s.set(11, "F");
+            s.set(11, "R");
         }
         // One demo value refuses the whole event: the error aborts the build.
         Validity::Demo => return Err(OruError::DemoData),
@@ -274,7 +280,7 @@ fn obx(set_id: usize, v: &Value, equipment: &str) -> Result<Segment, OruError> {
     Ok(s)
 }
 
-/// N of the containment path `1.0.1.N`, fixed per metric (the order of the code table in
+/// N of the containment path `1.0.C.N`, fixed per metric (the order of the code table in
 /// CLINICAL.md) so it never shifts when a message carries fewer metrics.
 fn metric_index(metric: &Metric) -> Result<u32, OruError> {
     Ok(match metric.mdc_code {
@@ -438,9 +444,9 @@ mod tests {
 
     /// The message's segments, each split into fields numbered as in the standard (MSH too).
     fn segments(message: &str) -> Vec<Vec<String>> {
-        assert!(!message.contains('\n') && !message.ends_with('\r'), "segments end with CR only: {message:?}");
-        message
-            .split('\r')
+        assert!(!message.contains('\n'), "segments end with CR only: {message:?}");
+        let body = message.strip_suffix('\r').unwrap_or_else(|| panic!("the last segment ends with CR: {message:?}"));
+        body.split('\r')
             .map(|seg| {
                 let mut fields: Vec<String> = seg.split('|').map(str::to_string).collect();
                 if fields[0] == "MSH" {
@@ -484,7 +490,7 @@ mod tests {
         assert_eq!(field(&segs, "OBR", 0, 8), "");
         assert_eq!(
             segs[4].join("|"),
-            "OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.0.1.3|97|262688^MDC_DIM_PERCENT^MDC|||||F|||20240601115955+0000||||0123456789ABCDEF^EUI-64"
+            "OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.0.1.3|97|262688^MDC_DIM_PERCENT^MDC|||||R|||20240601115955+0000||||0123456789ABCDEF^EUI-64"
         );
     }
 
@@ -511,7 +517,7 @@ mod tests {
             assert_eq!(field(&segs, "OBX", i, 4), *path);
             assert_eq!(field(&segs, "OBX", i, 5), *value);
             assert_eq!(field(&segs, "OBX", i, 6), "266016^MDC_DIM_MMHG^MDC");
-            assert_eq!(field(&segs, "OBX", i, 11), "F");
+            assert_eq!(field(&segs, "OBX", i, 11), "R", "device data no clinician has verified");
             assert_eq!(field(&segs, "OBX", i, 14), "20240601110000+0000");
         }
 
@@ -524,6 +530,27 @@ mod tests {
         };
         let segs = segments(&build_oru_r01(&ctx(), &single(without_mean)).unwrap());
         assert_eq!(segs.iter().filter(|s| s[0] == "OBX").count(), 2, "no OBX for an unmeasured mean");
+    }
+
+    #[test]
+    fn a_metric_repeated_in_a_report_gets_a_distinct_obx_4_and_the_message_ends_with_cr() {
+        let event = ClinicalEvent {
+            patient_id: 7,
+            device_id: "0123456789ABCDEF".into(),
+            origin: "manual".into(),
+            content: EventContent::Report {
+                title: "Two readings".into(),
+                effective: Effective::Period { start: t(11, 0, 0), end: t(11, 5, 0) },
+                observations: vec![
+                    vital(150456, 91.0, Effective::At { at: t(11, 0, 0) }, Validity::Valid),
+                    vital(150456, 89.0, Effective::At { at: t(11, 5, 0) }, Validity::Valid),
+                ],
+            },
+        };
+        let message = build_oru_r01(&ctx(), &event).unwrap();
+        assert!(message.ends_with("EUI-64\r"), "the last segment ends with CR: {message:?}");
+        let segs = segments(&message);
+        assert_eq!([field(&segs, "OBX", 0, 4), field(&segs, "OBX", 1, 4)], ["1.0.1.3", "1.0.2.3"]);
     }
 
     #[test]
@@ -566,12 +593,12 @@ mod tests {
         assert_eq!(
             rows,
             [
-                "149530^MDC_PULS_OXIM_PULS_RATE^MDC 1.0.1.2 72 264864^MDC_DIM_BEAT_PER_MIN^MDC  F 20240601115000+0000 SN-4711 #1",
-                "150364^MDC_TEMP_BODY^MDC 1.0.1.5 36.61 268192^MDC_DIM_DEGC^MDC  F 20240601115100+0000 SN-4711 #2",
+                "149530^MDC_PULS_OXIM_PULS_RATE^MDC 1.0.1.2 72 264864^MDC_DIM_BEAT_PER_MIN^MDC  R 20240601115000+0000 SN-4711 #1",
+                "150364^MDC_TEMP_BODY^MDC 1.0.1.5 36.61 268192^MDC_DIM_DEGC^MDC  R 20240601115100+0000 SN-4711 #2",
                 // A window's value is filed at the window's end.
-                "151562^MDC_RESP_RATE^MDC 1.0.1.4 16 264928^MDC_DIM_RESP_PER_MIN^MDC questionable F 20240601120000+0000 SN-4711 #3",
-                "150021^MDC_PRESS_BLD_NONINV_SYS^MDC 1.0.1.6 118 266016^MDC_DIM_MMHG^MDC  F 20240601115200+0000 SN-4711 #4",
-                "150022^MDC_PRESS_BLD_NONINV_DIA^MDC 1.0.1.7 76 266016^MDC_DIM_MMHG^MDC  F 20240601115200+0000 SN-4711 #5",
+                "151562^MDC_RESP_RATE^MDC 1.0.1.4 16 264928^MDC_DIM_RESP_PER_MIN^MDC QUES R 20240601120000+0000 SN-4711 #3",
+                "150021^MDC_PRESS_BLD_NONINV_SYS^MDC 1.0.1.6 118 266016^MDC_DIM_MMHG^MDC  R 20240601115200+0000 SN-4711 #4",
+                "150022^MDC_PRESS_BLD_NONINV_DIA^MDC 1.0.1.7 76 266016^MDC_DIM_MMHG^MDC  R 20240601115200+0000 SN-4711 #5",
             ]
         );
     }
@@ -642,7 +669,7 @@ mod tests {
         assert_eq!(field(&segs, "OBX", 0, 3), "150456^MDC_PULS_OXIM_SAT_O2^MDC");
         assert_eq!(field(&segs, "OBX", 0, 5), "");
         assert_eq!(field(&segs, "OBX", 0, 6), "");
-        assert_eq!(field(&segs, "OBX", 0, 8), "invalid");
+        assert_eq!(field(&segs, "OBX", 0, 8), "INV");
         assert_eq!(field(&segs, "OBX", 0, 11), "X");
         assert_eq!(field(&segs, "OBX", 0, 14), "20240601110000+0000");
     }
