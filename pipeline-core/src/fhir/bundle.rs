@@ -49,7 +49,9 @@ pub fn event_resources(envelope: &EventEnvelope<'_>, device: &Value) -> Vec<(Str
 /// The conditional-create query for a resource: its first identifier.
 fn if_none_exist(resource: &Value) -> Option<String> {
     let id = resource["identifier"].get(0)?;
-    Some(format!("identifier={}|{}", id["system"].as_str()?, id["value"].as_str()?))
+    // The query part of a URL: each escaped part is URL-encoded too; the `|` between them is FHIR's.
+    let part = |s: &str| url::form_urlencoded::byte_serialize(super::search_escape(s).as_bytes()).collect::<String>();
+    Some(format!("identifier={}|{}", part(id["system"].as_str()?), part(id["value"].as_str()?)))
 }
 
 /// A transaction Bundle for several events. Returns the Bundle and, for each event, the range of
@@ -84,4 +86,37 @@ pub fn transaction(events: &[EventEnvelope<'_>]) -> (Value, Vec<std::ops::Range<
         ranges.push(start..entries.len());
     }
     (json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), ranges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_values_are_escaped_so_a_comma_is_not_an_or() {
+        assert_eq!(super::super::search_token("urn:mrn", "MRN-1,2"), "urn:mrn|MRN-1\\,2");
+        assert_eq!(super::super::search_token("urn:a|b", "x$y\\z"), "urn:a\\|b|x\\$y\\\\z");
+        let device = json!({"identifier": [{"system": "urn:sn", "value": "SN 1,2&x"}]});
+        assert_eq!(if_none_exist(&device).unwrap(), "identifier=urn%3Asn|SN+1%5C%2C2%26x");
+    }
+
+    #[test]
+    fn a_report_carries_no_physician_category() {
+        let event = ClinicalEvent {
+            patient_id: 1,
+            device_id: "MX-1".into(),
+            origin: "manual".into(),
+            content: EventContent::Report {
+                title: "Spot check".into(),
+                effective: crate::model::event::Effective::At { at: Utc::now() },
+                observations: Vec::new(),
+            },
+        };
+        let patient = PatientRef { fhir_id: Some("p1".into()), system: "urn:mrn".into(), value: "M1".into() };
+        let envelope = EventEnvelope { event: &event, hash: "ab".into(), patient: &patient, issued: Utc::now() };
+        let resources = event_resources(&envelope, &json!({"reference": "Device/1"}));
+        let report = &resources.last().unwrap().1;
+        assert_eq!(report["resourceType"], "DiagnosticReport");
+        assert!(report.get("category").is_none(), "{report}");
+    }
 }

@@ -203,6 +203,24 @@ pub fn observation(obs: &Observation, identifier: &str, subject: &Value, device:
     resource
 }
 
+/// A token search value `system|value`, each part escaped as FHIR R4 search requires (`\\`, `,`,
+/// `$`, `|`), so a comma in an MRN or a serial is part of the value, not an OR of two values.
+pub fn search_token(system: &str, value: &str) -> String {
+    format!("{}|{}", search_escape(system), search_escape(value))
+}
+
+/// One part of a search value, escaped (FHIR R4 search, "Escaping search parameters").
+pub fn search_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | ',' | '$' | '|') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Builds the DiagnosticReport grouping `results` (reference objects).
 pub fn diagnostic_report(
     title: &str,
@@ -216,7 +234,8 @@ pub fn diagnostic_report(
         "resourceType": "DiagnosticReport",
         "identifier": [{"system": CONTENT_HASH_SYSTEM, "value": identifier}],
         "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "PHY", "display": "Physician"}]}],
+        // No category: v2-0074 `PHY` would claim physician history and notes; the binding is an
+        // example and nothing else fits device monitoring.
         "code": {"coding": [{"system": LOINC_SYSTEM, "code": "85353-1", "display": "Vital signs, weight, height, head circumference, oxygen saturation and BMI panel"}], "text": title},
         "subject": subject,
         "issued": instant(issued),

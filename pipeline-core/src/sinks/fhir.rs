@@ -134,8 +134,10 @@ impl FhirSink {
 
     /// Looks a patient up by identifier (`Patient?identifier=system|value`).
     pub async fn find_patient(&self, system: &str, value: &str) -> Result<PatientLookup, String> {
-        let request =
-            self.http.get(format!("{}/Patient", self.base)).query(&[("identifier", format!("{system}|{value}"))]);
+        let request = self
+            .http
+            .get(format!("{}/Patient", self.base))
+            .query(&[("identifier", crate::fhir::search_token(system, value))]);
         let bundle = self.exchange(request).await.map_err(|f| f.text)?;
         let found: Vec<FoundPatient> = bundle["entry"]
             .as_array()
