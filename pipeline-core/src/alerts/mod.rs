@@ -131,6 +131,7 @@ pub fn component_alarm(
         device_id: component.into(),
         metric: None,
         value: None,
+        validity: crate::model::Validity::Valid,
         since: now,
         at: now,
     }

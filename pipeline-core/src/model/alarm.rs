@@ -7,8 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::model::ContentHash;
 use crate::model::codes::Metric;
+use crate::model::{ContentHash, Validity};
 
 /// Alarm priority per IEC 60601-1-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, TS)]
@@ -103,6 +103,9 @@ pub struct Firing {
     pub metric: Option<&'static Metric>,
     /// The reading that completed the condition.
     pub value: Option<f64>,
+    /// What the readings behind it were: questionable when the device doubted one (the alarm still
+    /// sounds, and says so), demo when one was demo data.
+    pub validity: Validity,
     /// When the condition began.
     pub since: DateTime<Utc>,
     /// When it was complete.

@@ -108,7 +108,7 @@ impl Engine {
             active: vec![None; rules.rules.len()],
             periods: vec![None; rules.summaries.len()],
         });
-        state.window.insert(r.observed_at, r.value);
+        state.window.insert(r.observed_at, r.value, r.validity);
         for (index, rule) in rules.rules.iter().enumerate() {
             if rule.condition.metric().is_none_or(|m| m.mdc_code != r.metric.mdc_code) {
                 continue;
@@ -251,7 +251,7 @@ impl Engine {
                                     metric,
                                     value: stats.median,
                                     effective: Effective::Period { start: *start, end },
-                                    validity: Validity::Valid,
+                                    validity: stats.validity,
                                 },
                             },
                         }));
@@ -310,12 +310,17 @@ fn starts(rule: &Rule, window: &RollingWindow, stream: &Stream, version: &str) -
     };
     let parts: [&[u8]; 5] =
         [&stream.0.to_be_bytes(), stream.1.as_bytes(), rule.id.as_bytes(), version.as_bytes(), &stream.2.to_be_bytes()];
+    let validity = window.validity(since, at);
+    let description = match validity {
+        Validity::Questionable => format!("{} (questionable signal)", rule.description),
+        _ => rule.description.clone(),
+    };
     Some(Firing {
         key: condition_key(&parts, since),
         kind: AlarmKind::Physiological,
         rule_id: rule.id.clone(),
         rule_version: version.to_string(),
-        description: rule.description.clone(),
+        description,
         priority: rule.priority,
         alarm: rule.alarm,
         event: rule.event,
@@ -324,6 +329,7 @@ fn starts(rule: &Rule, window: &RollingWindow, stream: &Stream, version: &str) -
         device_id: stream.1.clone(),
         metric: Some(metric),
         value: Some(value),
+        validity,
         since,
         at,
     })
@@ -352,6 +358,7 @@ fn technical(
         device_id: device.to_string(),
         metric: None,
         value: None,
+        validity: Validity::Valid,
         since,
         at,
     }

@@ -14,7 +14,6 @@ use super::{Decision, Engine, RuleInput};
 use crate::alerts::{self, AlertHandle, Notice};
 use crate::clinical;
 use crate::config::EhrKind;
-use crate::model::Validity;
 use crate::model::alarm::Firing;
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
 use crate::store::{Store, StoreError};
@@ -129,7 +128,7 @@ fn event(f: &Firing) -> Option<ClinicalEvent> {
                 metric: f.metric?,
                 value: f.value?,
                 effective: Effective::At { at: f.at },
-                validity: Validity::Valid,
+                validity: f.validity,
             },
         },
     })

@@ -1,15 +1,20 @@
 //! A rolling window of one metric's readings, ordered by observed time (so late and out-of-order
-//! readings land where they belong), pruned to a horizon behind the newest reading.
+//! readings land where they belong), pruned to a horizon behind the newest reading. Each reading
+//! keeps its validity, so what is built from a span says whether a doubtful or demo value was in it.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
+
+use crate::model::Validity;
 
 /// Aggregates over a span of the window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
     /// Readings in the span.
     pub count: usize,
+    /// Demo when any reading in the span was demo data, else valid.
+    pub validity: Validity,
     /// Mean.
     pub mean: f64,
     /// Minimum.
@@ -24,7 +29,7 @@ pub struct Stats {
 #[derive(Debug, Clone)]
 pub struct RollingWindow {
     horizon: Duration,
-    values: BTreeMap<DateTime<Utc>, f64>,
+    values: BTreeMap<DateTime<Utc>, (f64, Validity)>,
 }
 
 impl RollingWindow {
@@ -34,8 +39,8 @@ impl RollingWindow {
     }
 
     /// Adds a reading (a repeat at the same time replaces it) and prunes what fell behind.
-    pub fn insert(&mut self, at: DateTime<Utc>, value: f64) {
-        self.values.insert(at, value);
+    pub fn insert(&mut self, at: DateTime<Utc>, value: f64, validity: Validity) {
+        self.values.insert(at, (value, validity));
         if let (Some((&oldest, _)), Some((&newest, _))) = (self.values.first_key_value(), self.values.last_key_value())
             && oldest < newest - self.horizon
         {
@@ -46,7 +51,7 @@ impl RollingWindow {
     /// The highest (or lowest) reading observed in `[from, to]`, with its time; the earliest wins a tie.
     pub fn extreme(&self, from: DateTime<Utc>, to: DateTime<Utc>, highest: bool) -> Option<(DateTime<Utc>, f64)> {
         let better = |v: f64, best: f64| if highest { v > best } else { v < best };
-        self.values.range(from..=to).fold(None, |best, (t, v)| match best {
+        self.values.range(from..=to).fold(None, |best, (t, (v, _))| match best {
             Some((_, b)) if !better(*v, b) => best,
             _ => Some((*t, *v)),
         })
@@ -54,13 +59,13 @@ impl RollingWindow {
 
     /// The newest reading.
     pub fn latest(&self) -> Option<(DateTime<Utc>, f64)> {
-        self.values.last_key_value().map(|(t, v)| (*t, *v))
+        self.values.last_key_value().map(|(t, (v, _))| (*t, *v))
     }
 
     /// When the current run of readings satisfying `breaches` began, if the newest reading breaches.
     pub fn breach_start(&self, breaches: impl Fn(f64) -> bool) -> Option<DateTime<Utc>> {
         let mut start = None;
-        for (t, v) in self.values.iter().rev() {
+        for (t, (v, _)) in self.values.iter().rev() {
             if !breaches(*v) {
                 break;
             }
@@ -69,17 +74,28 @@ impl RollingWindow {
         start
     }
 
-    /// Aggregates over readings observed in `[from, to]`.
+    /// What a span's readings were: demo if any was demo data (it must never pass as real), else
+    /// questionable if any was, else valid.
+    pub fn validity(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Validity {
+        let span: Vec<Validity> = self.values.range(from..=to).map(|(_, (_, v))| *v).collect();
+        [Validity::Demo, Validity::Questionable].into_iter().find(|v| span.contains(v)).unwrap_or(Validity::Valid)
+    }
+
+    /// Aggregates over the readings observed in `[from, to]` that are not questionable (a charted
+    /// statistic is made of measurements the device stood by).
     pub fn stats(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<Stats> {
-        let mut values: Vec<f64> = self.values.range(from..=to).map(|(_, v)| *v).collect();
+        let span = self.values.range(from..=to).filter(|(_, (_, v))| *v != Validity::Questionable);
+        let (mut values, validities): (Vec<f64>, Vec<Validity>) = span.map(|(_, (value, v))| (*value, *v)).unzip();
         if values.is_empty() {
             return None;
         }
+        let validity = if validities.contains(&Validity::Demo) { Validity::Demo } else { Validity::Valid };
         values.sort_by(f64::total_cmp);
         let n = values.len();
         let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
         Some(Stats {
             count: n,
+            validity,
             mean: values.iter().sum::<f64>() / n as f64,
             min: values[0],
             max: values[n - 1],
@@ -97,16 +113,34 @@ mod tests {
         let t0 = Utc::now();
         let mut w = RollingWindow::new(Duration::seconds(60));
         for (i, v) in [4.0, 1.0, 3.0, 2.0].into_iter().enumerate() {
-            w.insert(t0 + Duration::seconds(i as i64), v);
+            w.insert(t0 + Duration::seconds(i as i64), v, Validity::Valid);
         }
         let s = w.stats(t0, t0 + Duration::seconds(3)).unwrap();
         assert_eq!((s.count, s.mean, s.min, s.max, s.median), (4, 2.5, 1.0, 4.0, 2.5));
         assert_eq!(w.stats(t0 + Duration::seconds(1), t0 + Duration::seconds(3)).unwrap().median, 2.0);
-        w.insert(t0 + Duration::seconds(62), 9.0);
+        w.insert(t0 + Duration::seconds(62), 9.0, Validity::Valid);
         assert_eq!(w.stats(t0, t0 + Duration::seconds(100)).unwrap().count, 3, "readings before t0+2 fell out");
         assert_eq!(w.latest(), Some((t0 + Duration::seconds(62), 9.0)));
         let (from, to) = (t0, t0 + Duration::seconds(62));
         assert_eq!(w.extreme(from, to, true), Some((t0 + Duration::seconds(62), 9.0)));
         assert_eq!(w.extreme(from, to, false), Some((t0 + Duration::seconds(3), 2.0)));
+    }
+
+    #[test]
+    fn questionable_readings_stay_out_of_statistics_and_mark_the_span() {
+        let t0 = Utc::now();
+        let mut w = RollingWindow::new(Duration::seconds(60));
+        w.insert(t0, 97.0, Validity::Valid);
+        w.insert(t0 + Duration::seconds(1), 70.0, Validity::Questionable);
+        w.insert(t0 + Duration::seconds(2), 95.0, Validity::Valid);
+        let s = w.stats(t0, t0 + Duration::seconds(2)).unwrap();
+        assert_eq!((s.count, s.median, s.validity), (2, 96.0, Validity::Valid), "the doubtful 70 is not charted");
+        assert_eq!(w.validity(t0, t0 + Duration::seconds(2)), Validity::Questionable);
+        assert_eq!(w.validity(t0 + Duration::seconds(2), t0 + Duration::seconds(2)), Validity::Valid);
+        w.insert(t0 + Duration::seconds(3), 96.0, Validity::Demo);
+        assert_eq!(w.validity(t0, t0 + Duration::seconds(3)), Validity::Demo, "demo data never passes as real");
+        assert_eq!(w.stats(t0, t0 + Duration::seconds(3)).unwrap().validity, Validity::Demo);
+        let only_doubt = w.stats(t0 + Duration::seconds(1), t0 + Duration::seconds(1));
+        assert_eq!(only_doubt, None, "a span of questionable readings gives no statistic");
     }
 }

@@ -152,6 +152,22 @@ fn a_stream_of_only_invalid_values_raises_no_valid_signal_once_and_clears_on_val
 }
 
 #[test]
+fn a_questionable_desaturation_still_alarms_and_says_so() {
+    // Low perfusion in a shocked patient: the device doubts its values, and the alarm must still sound.
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now() - Duration::seconds(120);
+    let mut decisions = Vec::new();
+    for i in 0..=60 {
+        let validity = if i % 3 == 0 { Validity::Questionable } else { Validity::Valid };
+        decisions.extend(engine.observe(&Observed { validity, ..spo2(84.0, t0 + Duration::seconds(i)) }, Utc::now()));
+    }
+    let low = started_by(&decisions, "spo2-low");
+    assert_eq!(low.len(), 1, "{decisions:?}");
+    assert_eq!(low[0].validity, Validity::Questionable);
+    assert!(low[0].description.ends_with("(questionable signal)"), "{}", low[0].description);
+}
+
+#[test]
 fn a_short_dip_or_late_data_raises_nothing() {
     let mut engine = Engine::new(rules());
     let t0 = Utc::now() - Duration::seconds(100);
