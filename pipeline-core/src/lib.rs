@@ -44,7 +44,7 @@
 //!   an [`api::Actor`] and typed [`api::ErrorCode`]s) and [`api::Console`] (the live parts).
 //! - [`bench`]: `vigil bench`: ingest throughput and alarm latency.
 //!
-//! The faces, `src/bin/vigil.rs` and the `src-tauri` shell, call [`api`] only.
+//! The faces, `src/bin/vigil/` and the `src-tauri` shell, call [`api`] only.
 
 pub mod alerts;
 pub mod api;
