@@ -476,4 +476,36 @@ mod tests {
         drop(ingest);
         writer.await.unwrap();
     }
+
+    #[tokio::test]
+    async fn an_implausible_value_is_quarantined_with_its_hint_and_the_rest_of_the_payload_goes_on() {
+        use crate::store::RegistryStore;
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+        let profiles = ProfileSet::load_dir(fixtures.join("profiles")).unwrap();
+        let store = FakeStore::new(TokioClock::starting_at(t0()));
+        store.pair_new_patient("OX-1001", t0() - chrono::Duration::days(1));
+        let registry = store.load_registry().await.unwrap();
+        let payload = r#"{"sn":"OX-1001","ts":"2026-11-24T10:00:00.120Z","spo2":0.97,"pr":72,"status":"ok"}"#;
+        let envelope = Envelope {
+            source: "mqtt",
+            origin: "vigil/devices/OX-1001/oximeter".into(),
+            received_at: t0(),
+            payload: payload.as_bytes().to_vec().into(),
+        };
+        let processed = process(&envelope, &profiles, &registry, &Policy::of(&IdentityConfig::default()), t0());
+        let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };
+        let spo2 = dispositions.iter().find_map(|d| match d {
+            Disposition::Quarantined { reading, reason, detail } if reading.metric.mdc_code == 150456 => {
+                Some((*reason, detail))
+            }
+            _ => None,
+        });
+        let (reason, detail) = spo2.expect("SpO2 0.97 % quarantined");
+        assert_eq!(reason, crate::identify::QuarantineReason::Implausible);
+        assert!(detail.contains("a fraction labelled percent?"), "{detail}");
+        let pulse_stored = dispositions
+            .iter()
+            .any(|d| matches!(d, Disposition::Accepted { reading, .. } if reading.metric.mdc_code == 149530));
+        assert!(pulse_stored, "the payload's other reading goes on: {dispositions:?}");
+    }
 }

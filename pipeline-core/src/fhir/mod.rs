@@ -175,6 +175,7 @@ pub fn observation(obs: &Observation, identifier: &str, subject: &Value, device:
                 unit: "mm[Hg]",
                 dimension: crate::model::units::Dimension::Pressure,
                 display: "Blood pressure panel",
+                plausible: (10.0, 300.0),
             };
             resource["code"] = code(&panel);
             let mut components = Vec::new();

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::model::Reading;
+use crate::model::{Reading, Validity};
 
 /// A use of a patient's data that needs consent, checked at each hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
@@ -65,6 +65,8 @@ pub enum QuarantineReason {
     UnverifiedPatient,
     /// The observed time is further in the future than the policy allows.
     FutureTime,
+    /// The value is outside its metric's physiological range: a unit or scaling mistake.
+    Implausible,
 }
 
 impl QuarantineReason {
@@ -76,6 +78,7 @@ impl QuarantineReason {
             QuarantineReason::PatientMismatch => "patient_mismatch",
             QuarantineReason::UnverifiedPatient => "unverified_patient",
             QuarantineReason::FutureTime => "future_time",
+            QuarantineReason::Implausible => "implausible",
         }
     }
 }
@@ -175,10 +178,30 @@ pub enum Verdict {
     },
 }
 
+/// Why a value cannot be the patient's, if it cannot: outside its metric's plausible range, with a
+/// hint at the usual mistake. A value the device flagged invalid is kept as invalid instead (a probe
+/// off often reads 0), and never charted either way.
+pub fn implausible(reading: &Reading) -> Option<String> {
+    let m = reading.metric;
+    let (value, (low, high)) = (reading.value, m.plausible);
+    if reading.validity == Validity::Invalid || (low..=high).contains(&value) {
+        return None;
+    }
+    let hint = match m.unit {
+        "Cel" if (77.0..=113.0).contains(&value) => ": a Fahrenheit value labelled Celsius?",
+        "%" if value > 0.0 && value <= 1.0 => ": a fraction labelled percent?",
+        _ => "",
+    };
+    Some(format!("{} {value} {} is outside the plausible range {low}-{high} {}{hint}", m.display, m.unit, m.unit))
+}
+
 /// Decides where a reading goes. A pure function of the reading, the registry snapshot and the clock.
 pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: DateTime<Utc>) -> Verdict {
     let quarantine = |reason, detail: String| Verdict::Quarantine { reason, detail };
     let device = &reading.device_id;
+    if let Some(why) = implausible(reading) {
+        return quarantine(QuarantineReason::Implausible, format!("device {device}: {why}"));
+    }
     if reading.observed_at > now + policy.max_future_skew {
         let ahead = (reading.observed_at - now).num_seconds();
         return quarantine(
@@ -237,7 +260,6 @@ pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: Da
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Validity;
     use crate::model::codes::metric_by_code;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -343,5 +365,38 @@ mod tests {
         assert_eq!(verdict(&r, &reg), Verdict::Hold { patient_id: 7, flow: Flow::Store });
         reg.consents.insert((7, Flow::Store), false);
         assert_eq!(verdict(&r, &reg), Verdict::Hold { patient_id: 7, flow: Flow::Store });
+    }
+
+    #[test]
+    fn implausible_values_are_refused_with_a_hint_and_real_zeros_pass() {
+        let now = at("2026-03-01T00:00:10Z");
+        let of = |code: u32, value: f64, validity: Validity| Reading {
+            metric: metric_by_code(code).unwrap(),
+            value,
+            validity,
+            ..reading("OX-1", "2026-03-01T00:00:00Z", None)
+        };
+        let policy = Policy { max_future_skew: Duration::seconds(300) };
+        let refused = |r: &Reading| match identify(r, &registry(), &policy, now) {
+            Verdict::Quarantine { reason: QuarantineReason::Implausible, detail } => Some(detail),
+            _ => None,
+        };
+        let fahrenheit = refused(&of(150364, 98.6, Validity::Valid)).unwrap();
+        assert!(
+            fahrenheit
+                .ends_with("98.6 Cel is outside the plausible range 25-45 Cel: a Fahrenheit value labelled Celsius?"),
+            "{fahrenheit}"
+        );
+        let fraction = refused(&of(150456, 0.97, Validity::Valid)).unwrap();
+        assert!(
+            fraction.ends_with("0.97 % is outside the plausible range 1-100 %: a fraction labelled percent?"),
+            "{fraction}"
+        );
+        assert!(refused(&of(150456, 0.0, Validity::Valid)).is_some(), "SpO2 0 flagged valid is not a patient");
+        // Asystole and apnoea are real: an ECG heart rate or a respiratory rate of 0 reaches the rules.
+        assert_eq!(verdict(&of(147842, 0.0, Validity::Valid), &registry()), Verdict::Accept { patient_id: 7 });
+        assert_eq!(verdict(&of(151562, 0.0, Validity::Valid), &registry()), Verdict::Accept { patient_id: 7 });
+        // A probe-off 0 flagged invalid is kept as invalid, not refused.
+        assert_eq!(verdict(&of(150456, 0.0, Validity::Invalid), &registry()), Verdict::Accept { patient_id: 7 });
     }
 }

@@ -22,6 +22,10 @@ pub struct Metric {
     pub dimension: Dimension,
     /// A short human name for messages and the console.
     pub display: &'static str,
+    /// The physiologically plausible range, inclusive, in `unit`: a value outside it is a unit or
+    /// scaling mistake, never a patient. A real 0 (asystole, apnoea) is inside the range of the
+    /// metrics where it can occur.
+    pub plausible: (f64, f64),
 }
 
 static METRICS: [Metric; 9] = [
@@ -32,6 +36,7 @@ static METRICS: [Metric; 9] = [
         unit: "/min",
         dimension: Dimension::Frequency,
         display: "Heart rate",
+        plausible: (0.0, 350.0),
     },
     Metric {
         mdc_code: 149530,
@@ -40,6 +45,7 @@ static METRICS: [Metric; 9] = [
         unit: "/min",
         dimension: Dimension::Frequency,
         display: "Pulse rate",
+        plausible: (1.0, 350.0),
     },
     Metric {
         mdc_code: 150456,
@@ -48,6 +54,7 @@ static METRICS: [Metric; 9] = [
         unit: "%",
         dimension: Dimension::Fraction,
         display: "SpO2",
+        plausible: (1.0, 100.0),
     },
     Metric {
         mdc_code: 151562,
@@ -56,6 +63,7 @@ static METRICS: [Metric; 9] = [
         unit: "/min",
         dimension: Dimension::Frequency,
         display: "Respiratory rate",
+        plausible: (0.0, 150.0),
     },
     Metric {
         mdc_code: 150364,
@@ -64,6 +72,7 @@ static METRICS: [Metric; 9] = [
         unit: "Cel",
         dimension: Dimension::Temperature,
         display: "Body temperature",
+        plausible: (25.0, 45.0),
     },
     Metric {
         mdc_code: 150021,
@@ -72,6 +81,7 @@ static METRICS: [Metric; 9] = [
         unit: "mm[Hg]",
         dimension: Dimension::Pressure,
         display: "Systolic blood pressure",
+        plausible: (10.0, 300.0),
     },
     Metric {
         mdc_code: 150022,
@@ -80,6 +90,7 @@ static METRICS: [Metric; 9] = [
         unit: "mm[Hg]",
         dimension: Dimension::Pressure,
         display: "Diastolic blood pressure",
+        plausible: (10.0, 300.0),
     },
     Metric {
         mdc_code: 150023,
@@ -88,6 +99,7 @@ static METRICS: [Metric; 9] = [
         unit: "mm[Hg]",
         dimension: Dimension::Pressure,
         display: "Mean blood pressure",
+        plausible: (10.0, 300.0),
     },
     Metric {
         mdc_code: 151708,
@@ -98,6 +110,7 @@ static METRICS: [Metric; 9] = [
         unit: "mm[Hg]",
         dimension: Dimension::Pressure,
         display: "End-tidal CO2",
+        plausible: (0.0, 150.0),
     },
 ];
 

@@ -714,6 +714,7 @@ mod tests {
             unit: "/s",
             dimension: Dimension::Frequency,
             display: "Pulse rate",
+            plausible: (0.0, 6.0),
         };
         assert_eq!(unit(&PULSE_PER_SECOND), "/s^/s^UCUM");
         assert_eq!(unit(metric_by_code(151708).unwrap()), "266016^MDC_DIM_MMHG^MDC");
@@ -734,6 +735,7 @@ mod tests {
             unit: "kg",
             dimension: Dimension::Pressure,
             display: "Body weight",
+            plausible: (0.2, 500.0),
         };
         assert_eq!(metric_index(&UNKNOWN), Err(OruError::UnmappedMetric { code: 188736 }));
     }
