@@ -132,7 +132,7 @@ impl Console {
         let latest = self.handle.latest();
         let labels = self.labels(latest.iter().map(|(_, l)| l.patient_id).collect()).await?;
         let devices: HashMap<String, Option<String>> =
-            self.store().devices().await?.into_iter().map(|d| (d.device_id, d.label)).collect();
+            self.admin.devices().await?.into_iter().map(|d| (d.device_id, d.label)).collect();
         let now = self.admin.clock().now();
         let mut values: Vec<LiveValue> = latest
             .into_iter()

@@ -85,11 +85,6 @@ pub struct Heartbeat {
 }
 
 impl HealthRegistry {
-    /// The time by the registry's clock (the board's "now").
-    pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
-    }
-
     /// The registry's clock, for the components that beat into it.
     pub fn clock(&self) -> &SharedClock {
         &self.clock

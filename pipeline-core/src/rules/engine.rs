@@ -13,7 +13,7 @@ use super::{Condition, Decision, Observed, Rule, RuleSet};
 use crate::model::ContentHash;
 use crate::model::Validity;
 use crate::model::alarm::{AlarmKind, Firing, condition_key};
-use crate::model::codes::metric_by_code;
+use crate::model::codes::{Metric, metric_by_code};
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
 
 /// (patient, device, MDC code)
@@ -150,15 +150,8 @@ impl Engine {
             }
             let run = self.invalid_since.entry(condition).or_insert(InvalidRun { since: now, alarm: None });
             if run.alarm.is_none() && now - run.since >= after {
-                let mut f = technical(rule, &self.rules.version, &r.device_id, Some(r.patient_id), run.since, now);
-                f.metric = Some(r.metric);
-                let parts: [&[u8]; 4] = [
-                    r.device_id.as_bytes(),
-                    &r.metric.mdc_code.to_be_bytes(),
-                    rule.id.as_bytes(),
-                    self.rules.version.as_bytes(),
-                ];
-                f.key = condition_key(&parts, run.since);
+                let version = &self.rules.version;
+                let f = technical(rule, version, &r.device_id, Some(r.metric), Some(r.patient_id), run.since, now);
                 run.alarm = Some(f.key);
                 out.push(Decision::Started(f));
             }
@@ -178,7 +171,7 @@ impl Engine {
                 *last = now;
                 continue;
             }
-            let f = technical(rule, &self.rules.version, device_id, None, now, now);
+            let f = technical(rule, &self.rules.version, device_id, None, None, now, now);
             self.unpaired.insert(condition, (f.key, now));
             out.push(Decision::Started(f));
         }
@@ -219,7 +212,7 @@ impl Engine {
                 let heard = self.last_heard.get(device).copied().unwrap_or(now);
                 let condition = (device.clone(), index);
                 if watched && now - heard > *after && !self.offline.contains_key(&condition) {
-                    let f = technical(rule, &self.rules.version, device, Some(p.patient_id), heard, now);
+                    let f = technical(rule, &self.rules.version, device, None, Some(p.patient_id), heard, now);
                     self.offline.insert(condition, f.key);
                     out.push(Decision::Started(f));
                 }
@@ -335,15 +328,21 @@ fn starts(rule: &Rule, window: &RollingWindow, stream: &Stream, version: &str) -
     })
 }
 
+/// A technical condition about a device, or about one of its metrics when `metric` is given (the
+/// metric's code is then part of the condition's key).
 fn technical(
     rule: &Rule,
     version: &str,
     device: &str,
+    metric: Option<&'static Metric>,
     patient_id: Option<i64>,
     since: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> Firing {
-    let parts: [&[u8]; 3] = [device.as_bytes(), rule.id.as_bytes(), version.as_bytes()];
+    let code = metric.map(|m| m.mdc_code.to_be_bytes());
+    let mut parts: Vec<&[u8]> = vec![device.as_bytes()];
+    parts.extend(code.as_ref().map(|c| &c[..]));
+    parts.extend([rule.id.as_bytes(), version.as_bytes()]);
     Firing {
         key: condition_key(&parts, since),
         kind: AlarmKind::Technical,
@@ -356,7 +355,7 @@ fn technical(
         escalate_after: rule.escalate_after,
         patient_id,
         device_id: device.to_string(),
-        metric: None,
+        metric,
         value: None,
         validity: Validity::Valid,
         since,

@@ -77,8 +77,8 @@ impl RollingWindow {
     /// What a span's readings were: demo if any was demo data (it must never pass as real), else
     /// questionable if any was, else valid.
     pub fn validity(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Validity {
-        let span: Vec<Validity> = self.values.range(from..=to).map(|(_, (_, v))| *v).collect();
-        [Validity::Demo, Validity::Questionable].into_iter().find(|v| span.contains(v)).unwrap_or(Validity::Valid)
+        let in_span = |wanted| self.values.range(from..=to).any(|(_, (_, v))| *v == wanted);
+        [Validity::Demo, Validity::Questionable].into_iter().find(|v| in_span(*v)).unwrap_or(Validity::Valid)
     }
 
     /// Aggregates over the readings observed in `[from, to]` that are not questionable (a charted

@@ -68,15 +68,15 @@ pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 impl StatusReporter {
     /// A reporter, registered on the board, and the receiver the facade reads.
     pub fn new(name: &str, health: &HealthRegistry) -> (StatusReporter, watch::Receiver<SourceStatus>) {
-        let since = health.now();
+        let since = health.clock().now();
         let (tx, rx) = watch::channel(SourceStatus { name: name.into(), state: ConnectionState::Starting, since });
         let heartbeat = health.register(name, HEARTBEAT);
         (StatusReporter { name: name.into(), tx: Arc::new(tx), heartbeat }, rx)
     }
 
     /// The clock the source stamps what it receives with.
-    pub fn clock(&self) -> SharedClock {
-        self.heartbeat.clock().clone()
+    pub fn clock(&self) -> &SharedClock {
+        self.heartbeat.clock()
     }
 
     /// Records a new state (and logs the change).

@@ -67,7 +67,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let inlet = Inlet { ingest: ingest.clone(), clock: status.clock() };
+                    let inlet = Inlet { ingest: ingest.clone(), clock: status.clock().clone() };
                     let shutdown = shutdown.clone();
                     tracker.spawn(async move {
                         if let Err(e) = connection(stream, peer, inlet, max_packet_bytes, shutdown).await {
