@@ -214,7 +214,7 @@ pub async fn alarm_latency(
         &rules,
         "version = \"bench\"\nlate_after_secs = 300\n[[rule]]\nkind = \"threshold\"\nid = \"spo2-low\"\ndescription = \"bench\"\n\
          metric = \"MDC_PULS_OXIM_SAT_O2\"\nbelow = 90.0\nclear_at = 92.0\nfor_secs = 0\npriority = \"high\"\n\
-         emit = [\"alarm\", \"event\"]\n",
+         emit = [\"alarm\", \"event\"]\nquestionable = \"include\"\n",
     )?;
     // The webhook receiver records when each alarm (device, start) arrived.
     let arrived: Arc<Mutex<HashMap<(String, i64), Instant>>> = Arc::default();
@@ -253,7 +253,7 @@ pub async fn alarm_latency(
     let store = handle.store().clone();
     let id = PatientIdentifier { organisation: "default".into(), system: "urn:bench".into(), value: "B-1".into() };
     let patient = store.verify_patient(&id, "bench", Some("bench-1")).await?;
-    for flow in [Flow::Store, Flow::Alert, Flow::EhrWrite] {
+    for flow in Flow::ALL {
         store.set_consent(patient, flow, true, "bench").await?;
     }
     let devices = 10usize;

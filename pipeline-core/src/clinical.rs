@@ -76,8 +76,11 @@ async fn problems(
     if ehr == EhrKind::Fhir && patient.fhir_id.is_none() {
         out.push(format!("patient {p} was not verified at the EHR: pair the device again with the EHR configured"));
     }
-    if !store.consents_to(p, Flow::EhrWrite).await? {
-        out.push(format!("no recorded consent of patient {p} for ehr-write"));
+    // An event is built from telemetry: without consent to keep that, it is held too.
+    for flow in Flow::ALL {
+        if !store.consents_to(p, flow).await? {
+            out.push(format!("no recorded consent of patient {p} for {flow}"));
+        }
     }
     let demo = event.observations().iter().any(|o| match o {
         Observation::Vital { validity, .. } | Observation::BloodPressure { validity, .. } => {

@@ -293,14 +293,19 @@ impl Writer {
 /// What the rules need to know of one disposition, if anything.
 fn rule_input(d: &Disposition) -> Option<RuleInput> {
     match d {
-        Disposition::Accepted { reading, patient_id, .. } => Some(RuleInput::Reading(Observed {
-            patient_id: *patient_id,
-            device_id: reading.device_id.clone(),
-            metric: reading.metric,
-            value: reading.value,
-            observed_at: reading.observed_at,
-            validity: reading.validity,
-        })),
+        Disposition::Accepted { reading, patient_id, .. } | Disposition::Held { reading, patient_id, .. } => {
+            Some(RuleInput::Reading(Observed {
+                patient_id: *patient_id,
+                device_id: reading.device_id.clone(),
+                metric: reading.metric,
+                value: reading.value,
+                observed_at: reading.observed_at,
+                validity: reading.validity,
+            }))
+        }
+        Disposition::Quarantined { reading, reason: QuarantineReason::Implausible, .. } => {
+            Some(RuleInput::Implausible { device_id: reading.device_id.clone(), metric: reading.metric })
+        }
         Disposition::Quarantined {
             reading,
             reason: QuarantineReason::UnknownDevice | QuarantineReason::NoActivePairing,
@@ -507,5 +512,36 @@ mod tests {
             .iter()
             .any(|d| matches!(d, Disposition::Accepted { reading, .. } if reading.metric.mdc_code == 149530));
         assert!(pulse_stored, "the payload's other reading goes on: {dispositions:?}");
+        // For the rules the implausible value is no valid signal; the pulse is a reading.
+        let inputs: Vec<_> = dispositions.iter().filter_map(rule_input).collect();
+        assert!(
+            matches!(&inputs[..], [RuleInput::Implausible { metric, .. }, RuleInput::Reading(r)]
+            if metric.mdc_code == 150456 && r.metric.mdc_code == 149530),
+            "{inputs:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn readings_held_for_want_of_store_consent_still_reach_the_rules() {
+        use crate::identify::Flow;
+        use crate::store::RegistryStore;
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+        let profiles = ProfileSet::load_dir(fixtures.join("profiles")).unwrap();
+        let store = FakeStore::new(TokioClock::starting_at(t0()));
+        let patient = store.pair_new_patient("OX-1001", t0() - chrono::Duration::days(1));
+        store.consent(patient, Flow::Store, false);
+        let registry = store.load_registry().await.unwrap();
+        let envelope = Envelope {
+            source: "mqtt",
+            origin: "vigil/devices/OX-1001/oximeter".into(),
+            received_at: t0(),
+            payload: std::fs::read(fixtures.join("payloads/acme-ox100/ok.json")).unwrap().into(),
+        };
+        let processed = process(&envelope, &profiles, &registry, &Policy::of(&IdentityConfig::default()), t0());
+        let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };
+        assert!(dispositions.iter().all(|d| matches!(d, Disposition::Held { .. })), "{dispositions:?}");
+        let inputs: Vec<_> = dispositions.iter().filter_map(rule_input).collect();
+        assert_eq!(inputs.len(), 2);
+        assert!(inputs.iter().all(|i| matches!(i, RuleInput::Reading(r) if r.patient_id == patient)), "{inputs:?}");
     }
 }

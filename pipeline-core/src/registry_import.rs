@@ -35,7 +35,7 @@ pub struct PatientEntry {
     pub value: String,
     /// Display name (shown in the console only).
     pub name: Option<String>,
-    /// Flows consented to: `store`, `alert`, `ehr-write`; the others are recorded as refused.
+    /// Flows consented to: `store`, `ehr-write`; the others are recorded as refused.
     #[serde(default)]
     pub consent: Vec<Flow>,
     /// Devices to pair with this patient from now.

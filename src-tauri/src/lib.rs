@@ -63,6 +63,7 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::alarms::silence_alarm,
         commands::quarantine::quarantine,
         commands::quarantine::release_quarantine,
+        commands::quarantine::release_held,
         commands::quarantine::discard_quarantine,
         commands::devices::devices,
         commands::devices::profiles,

@@ -284,8 +284,8 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
             ),
             (
                 "set_consent",
-                op(json!({"system": SYSTEM, "value": "MRN-100003", "flow": "alert", "granted": true})),
-                cli(&["consent", "--patient-system", SYSTEM, "--patient", "MRN-100003", "--flow", "alert"]),
+                op(json!({"system": SYSTEM, "value": "MRN-100003", "flow": "ehr-write", "granted": true})),
+                cli(&["consent", "--patient-system", SYSTEM, "--patient", "MRN-100003", "--flow", "ehr-write"]),
             ),
         ];
         for (cmd, args, cli_args) in steps {

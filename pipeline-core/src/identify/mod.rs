@@ -14,28 +14,27 @@ use ts_rs::TS;
 
 use crate::model::{Reading, Validity};
 
-/// A use of a patient's data that needs consent, checked at each hop.
+/// A use of a patient's data that needs consent, checked at each hop. Bedside alarms are not one:
+/// they are the care the patient receives by wearing the device, and never wait on consent
+/// (`docs/decisions.md`, "Alarms do not depend on consent").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
 #[ts(export)]
 #[serde(rename_all = "kebab-case")]
 pub enum Flow {
     /// Keeping telemetry in the store.
     Store,
-    /// Raising alarms to the alert circuit.
-    Alert,
     /// Writing clinical events to the EHR.
     EhrWrite,
 }
 
 impl Flow {
     /// Every flow, in a stable order.
-    pub const ALL: [Flow; 3] = [Flow::Store, Flow::Alert, Flow::EhrWrite];
+    pub const ALL: [Flow; 2] = [Flow::Store, Flow::EhrWrite];
 
     /// The stable name used in the store and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Flow::Store => "store",
-            Flow::Alert => "alert",
             Flow::EhrWrite => "ehr-write",
         }
     }

@@ -47,6 +47,18 @@ pub enum Validity {
 }
 
 impl Validity {
+    /// The graver of two flags on one reading (a payload's and its value's own). Invalid beats all;
+    /// demo beats questionable, so test data can never pass as real by also being doubtful.
+    pub fn worst(self, other: Validity) -> Validity {
+        let rank = |v| match v {
+            Validity::Valid => 0,
+            Validity::Questionable => 1,
+            Validity::Demo => 2,
+            Validity::Invalid => 3,
+        };
+        if rank(other) > rank(self) { other } else { self }
+    }
+
     /// The stable name stored in the database.
     pub fn as_str(self) -> &'static str {
         match self {

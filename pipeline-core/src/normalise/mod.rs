@@ -22,6 +22,8 @@
 //!   without an offset is refused: local time cannot be placed safely.
 //! - A device id may be a string or an integer; a patient identifier too (absent, `null` or `""`
 //!   means none). A validity flag that is absent means the device flagged nothing: valid.
+//! - A value with its own flag takes the worse of the payload's flag and its own; a value equal to
+//!   the mapping's `no_value` sentinel is kept as invalid (the device had no measurement).
 
 mod path;
 pub mod profile;
@@ -35,7 +37,7 @@ use thiserror::Error;
 use crate::model::units::{self, convert, parse_unit};
 use crate::model::{Reading, Validity};
 use path::JsonPath;
-use profile::{Mapping, TimeFormat, UnitSource};
+use profile::{Mapping, TimeFormat, UnitSource, ValidityField};
 pub use profile::{Profile, ProfileError, ProfileProblem, ProfileSet, load_profile};
 
 /// Why a payload was rejected: a stable, machine-readable class.
@@ -190,16 +192,16 @@ impl<'a> Scope<'a> {
         let device_id = self.device_id()?;
         let observed_at = self.observed_at()?;
         let patient_hint = self.patient_hint()?;
-        let validity = self.validity()?;
+        let validity = self.validity(profile.validity.as_ref())?;
         for mapping in &profile.mappings {
-            if let Some(value) = self.value(mapping)? {
+            if let Some((value, own)) = self.value(mapping)? {
                 out.push(Reading {
                     device_id: device_id.clone(),
                     metric: mapping.metric,
                     value,
                     observed_at,
                     patient_hint: patient_hint.clone(),
-                    validity,
+                    validity: validity.worst(own),
                 });
             }
         }
@@ -254,8 +256,9 @@ impl<'a> Scope<'a> {
         }
     }
 
-    fn validity(&self) -> Result<Validity, Rejection> {
-        let Some(field) = &self.profile.validity else {
+    /// What a flag field says; valid when there is no field or the payload leaves the flag out.
+    fn validity(&self, field: Option<&ValidityField>) -> Result<Validity, Rejection> {
+        let Some(field) = field else {
             return Ok(Validity::Valid);
         };
         let Some(value) = self.get(&field.path) else {
@@ -280,7 +283,7 @@ impl<'a> Scope<'a> {
                 Rejection::new(
                     RejectReason::BadValue,
                     format!(
-                        "validity flag at {} is {}, which the profile's validity.map does not list: add it to the map or set validity.unmapped",
+                        "validity flag at {} is {}, which the profile's validity map does not list: add it to the map or set unmapped",
                         self.locate(&field.path),
                         describe(value)
                     ),
@@ -289,8 +292,9 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// The mapped value in the metric's canonical unit; `None` when the payload does not carry it.
-    fn value(&self, mapping: &Mapping) -> Result<Option<f64>, Rejection> {
+    /// The mapped value in the metric's canonical unit with the value's own validity; `None` when
+    /// the payload does not carry it.
+    fn value(&self, mapping: &Mapping) -> Result<Option<(f64, Validity)>, Rejection> {
         let metric = mapping.metric;
         let Some(raw) = self.get(&mapping.value) else {
             return Ok(None);
@@ -305,6 +309,11 @@ impl<'a> Scope<'a> {
         if !number.is_finite() {
             return Err(self.bad(RejectReason::BadValue, &what, &mapping.value, raw, "a finite number"));
         }
+        let own = self.validity(mapping.validity.as_ref())?;
+        // The sentinel is not a measurement: it is kept unconverted, as the device sent it.
+        if mapping.no_value == Some(number) {
+            return Ok(Some((number, Validity::Invalid)));
+        }
         let unit = match &mapping.unit {
             UnitSource::Fixed(unit) => *unit,
             UnitSource::Payload { path, accepted } => self.payload_unit(mapping, path, accepted)?,
@@ -315,7 +324,7 @@ impl<'a> Scope<'a> {
                 format!("{what} at {} cannot be converted: {e}", self.locate(&mapping.value)),
             )
         })?;
-        Ok(Some(converted))
+        Ok(Some((converted, own)))
     }
 
     fn payload_unit(

@@ -43,6 +43,11 @@
 //! value = "/obs/params[label=TEMP]/v"
 //! unit_path = "/obs/params[label=TEMP]/uom"  # ...or where the payload states it,
 //! units = ["degF", "Cel"]                # and the unit strings accepted there
+//! no_value = -1                          # optional: a number that means "no measurement"
+//!                                        # (kept as an invalid reading, never a value)
+//! # optional: this value's own quality flag, same form as [validity]; the reading takes the worse
+//! # of the payload's flag and its own
+//! validity = { path = "/obs/params[label=TEMP]/status", map = { ok = "valid", off = "invalid" } }
 //! ```
 //!
 //! Paths are JSON Pointers with a `[field=value]` filter segment (grammar in `path.rs`). With
@@ -121,12 +126,22 @@ pub(super) struct ValidityField {
     pub(super) unmapped: Option<Validity>,
 }
 
+impl ValidityField {
+    fn new(path: JsonPath, raw: ValidityToml) -> ValidityField {
+        ValidityField { path, map: raw.map.into_iter().collect(), unmapped: raw.unmapped }
+    }
+}
+
 /// One value mapping, resolved against the code table.
 #[derive(Debug)]
 pub(super) struct Mapping {
     pub(super) metric: &'static Metric,
     pub(super) value: JsonPath,
     pub(super) unit: UnitSource,
+    /// The value's own quality flag (a monitor parameter's status), if the device sends one.
+    pub(super) validity: Option<ValidityField>,
+    /// The number the device sends when it has no measurement (a probe off often reads 0 or -1).
+    pub(super) no_value: Option<f64>,
 }
 
 /// Where a mapping's unit comes from.
@@ -336,6 +351,8 @@ struct MappingToml {
     unit: Option<Spanned<String>>,
     unit_path: Option<Spanned<String>>,
     units: Option<Spanned<Vec<Spanned<String>>>>,
+    validity: Option<ValidityToml>,
+    no_value: Option<f64>,
 }
 
 /// Turns a [`ProfileToml`] into a [`Profile`], collecting every problem on the way.
@@ -449,9 +466,7 @@ impl Checker<'_> {
             time: TimeField { path: time_path?, format: raw.time.format },
             patient: patient?,
             validity: match (validity_path?, raw.validity) {
-                (Some(path), Some(v)) => {
-                    Some(ValidityField { path, map: v.map.into_iter().collect(), unmapped: v.unmapped })
-                }
+                (Some(path), Some(v)) => Some(ValidityField::new(path, v)),
                 _ => None,
             },
             each: each?,
@@ -476,6 +491,17 @@ impl Checker<'_> {
         };
         let what = label(metric);
         let value = self.path(&raw.value, &format!("{what}: value"));
+        // `Some(None)`: no flag of its own; `None`: a flag whose path does not parse.
+        let validity = match &raw.validity {
+            Some(v) => self.path(&v.path, &format!("{what}: validity.path")).map(|path| {
+                Some(ValidityField {
+                    path,
+                    map: v.map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    unmapped: v.unmapped,
+                })
+            }),
+            None => Some(None),
+        };
         let unit = match (&raw.unit, &raw.unit_path, &raw.units) {
             (Some(unit), None, None) => self.unit(metric, unit).map(UnitSource::Fixed),
             (None, Some(unit_path), Some(units)) => {
@@ -516,7 +542,7 @@ impl Checker<'_> {
                 None
             }
         };
-        Some(Mapping { metric, value: value?, unit: unit? })
+        Some(Mapping { metric, value: value?, unit: unit?, validity: validity?, no_value: raw.no_value })
     }
 
     /// The unit a mapping declares, if Vigil knows it and it measures what the metric measures.

@@ -61,6 +61,40 @@ const CASES: &[Case] = &[
         readings: &[(149530, 0.0, "2026-11-24T10:00:10Z", Validity::Invalid)],
     },
     Case {
+        profile: "acme-ox100",
+        file: "sensor-off-values-that-would-alarm.json",
+        device: "OX-1001",
+        patient: None,
+        // SpO2 85 and pulse 64 would alarm if they were measurements: the payload's flag says not.
+        readings: &[
+            (150456, 85.0, "2026-11-24T10:00:20Z", Validity::Invalid),
+            (149530, 64.0, "2026-11-24T10:00:20Z", Validity::Invalid),
+        ],
+    },
+    Case {
+        profile: "acme-ox100",
+        file: "spo2-zero-flagged-valid.json",
+        device: "OX-1001",
+        patient: None,
+        // Normalise keeps the device's word; identify refuses the 0 % as implausible.
+        readings: &[
+            (150456, 0.0, "2026-11-24T10:00:30Z", Validity::Valid),
+            (149530, 72.0, "2026-11-24T10:00:30Z", Validity::Valid),
+        ],
+    },
+    Case {
+        profile: "medi-mx700",
+        file: "spo2-probe-off.json",
+        device: "MX-00A1",
+        patient: Some("MRN-0042"),
+        // Each parameter's own status: the SpO2 probe is off, the ECG is fine, the respiration doubtful.
+        readings: &[
+            (147842, 72.0, "2026-11-24T09:01:00Z", Validity::Valid),
+            (150456, 85.0, "2026-11-24T09:01:00Z", Validity::Invalid),
+            (151562, 17.0, "2026-11-24T09:01:00Z", Validity::Questionable),
+        ],
+    },
+    Case {
         profile: "medi-mx700",
         file: "full-panel.json",
         device: "MX-00A1",
@@ -108,6 +142,18 @@ const CASES: &[Case] = &[
             (149530, 74.0, "2026-11-18T11:07:40Z", Validity::Questionable),
             (150456, 97.0, "2026-11-18T11:07:40Z", Validity::Questionable),
             (149530, 70.0, "2026-11-18T11:08:40Z", Validity::Valid),
+        ],
+    },
+    Case {
+        profile: "vitaband-2",
+        file: "off-wrist.json",
+        device: "00-1B-C5-0C-00-00-00-01",
+        patient: None,
+        readings: &[
+            (149530, 52.0, "2026-11-18T11:09:40Z", Validity::Invalid),
+            (150456, 85.0, "2026-11-18T11:09:40Z", Validity::Invalid),
+            (149530, 72.0, "2026-11-18T11:10:40Z", Validity::Valid),
+            (150456, 97.0, "2026-11-18T11:10:40Z", Validity::Valid),
         ],
     },
     Case {
@@ -476,7 +522,7 @@ fn values_of_the_wrong_type_are_rejected() {
         "acme-ox100",
         &format!(r#"{{"sn":"OX-1",{OX_TS},"spo2":97,"status":"calibrating"}}"#),
         BadValue,
-        r#"validity flag at /status is "calibrating", which the profile's validity.map does not list"#,
+        r#"validity flag at /status is "calibrating", which the profile's validity map does not list"#,
     );
     assert_rejects(
         "vitaband-2",
@@ -646,4 +692,39 @@ fn integer_device_ids_become_strings() {
     assert_eq!(readings.len(), 1);
     assert_eq!(readings[0].device_id, "1001");
     assert_eq!(readings[0].validity, Validity::Valid, "no status flag: valid");
+}
+
+#[test]
+fn a_value_takes_the_worse_of_its_own_flag_and_the_payloads_and_a_sentinel_is_no_measurement() {
+    let mapping = "code = \"MDC_PULS_OXIM_SAT_O2\"\nvalue = \"/spo2/v\"\nunit = \"%\"\nno_value = -1\n\
+         validity = { path = \"/spo2/s\", map = { ok = \"valid\", off = \"invalid\" } }";
+    let text = profile_text("own-flag", "t/own", mapping)
+        .replace("[time]", "[validity]\npath = \"/q\"\nmap = { ok = \"valid\", doubt = \"questionable\" }\n[time]");
+    let dir = ProfileDir::new("own-flag", &[("p.toml", &text)]);
+    let set = dir.load().unwrap_or_else(|e| panic!("{e}"));
+    let profile = set.get("own-flag").unwrap();
+    let read = |payload: &str| {
+        normalise(profile, payload.as_bytes()).map(|r| r.iter().map(|r| (r.value, r.validity)).collect::<Vec<_>>())
+    };
+    let ts = "\"ts\":\"2026-11-24T10:00:00Z\"";
+    assert_eq!(
+        read(&format!("{{\"sn\":\"A\",{ts},\"q\":\"ok\",\"spo2\":{{\"v\":97,\"s\":\"ok\"}}}}")),
+        Ok(vec![(97.0, Validity::Valid)])
+    );
+    assert_eq!(
+        read(&format!("{{\"sn\":\"A\",{ts},\"q\":\"doubt\",\"spo2\":{{\"v\":97}}}}")),
+        Ok(vec![(97.0, Validity::Questionable)])
+    );
+    assert_eq!(
+        read(&format!("{{\"sn\":\"A\",{ts},\"q\":\"doubt\",\"spo2\":{{\"v\":85,\"s\":\"off\"}}}}")),
+        Ok(vec![(85.0, Validity::Invalid)])
+    );
+    assert_eq!(
+        read(&format!("{{\"sn\":\"A\",{ts},\"spo2\":{{\"v\":-1,\"s\":\"ok\"}}}}")),
+        Ok(vec![(-1.0, Validity::Invalid)]),
+        "the sentinel"
+    );
+    let unknown = read(&format!("{{\"sn\":\"A\",{ts},\"spo2\":{{\"v\":97,\"s\":\"??\"}}}}")).unwrap_err();
+    assert_eq!(unknown.reason, RejectReason::BadValue);
+    assert!(unknown.detail.starts_with("validity flag at /spo2/s is \"??\""), "{}", unknown.detail);
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use super::window::RollingWindow;
-use super::{Condition, Decision, Observed, Rule, RuleSet};
+use super::{Condition, Decision, Observed, Questionable, Rule, RuleSet};
 use crate::model::ContentHash;
 use crate::model::Validity;
 use crate::model::alarm::{AlarmKind, Firing, condition_key};
@@ -95,10 +95,11 @@ impl Engine {
                 !back
             });
         }
-        out.extend(self.signal_validity(r, now));
+        let invalid = r.validity == Validity::Invalid;
+        out.extend(self.signal_validity(&r.device_id, r.metric, Some(r.patient_id), invalid, now));
         // An invalid value (probe off, sensor fault) must never look like the patient's physiology;
         // late data is stored but never alarms.
-        if r.validity == Validity::Invalid || r.observed_at < now - self.rules.late_after {
+        if invalid || r.observed_at < now - self.rules.late_after {
             return out;
         }
         let stream: Stream = (r.patient_id, r.device_id.clone(), r.metric.mdc_code);
@@ -110,7 +111,8 @@ impl Engine {
         });
         state.window.insert(r.observed_at, r.value, r.validity);
         for (index, rule) in rules.rules.iter().enumerate() {
-            if rule.condition.metric().is_none_or(|m| m.mdc_code != r.metric.mdc_code) {
+            let watched = rule.condition.metric().is_some_and(|m| m.mdc_code == r.metric.mdc_code);
+            if !watched || !rule.questionable.admits(r.validity) {
                 continue;
             }
             match state.active[index] {
@@ -135,14 +137,28 @@ impl Engine {
         out
     }
 
+    /// A device sent a value outside its metric's plausible range (it went to quarantine): no
+    /// valid signal for that metric, like an invalid one.
+    pub fn implausible(&mut self, device_id: &str, metric: &'static Metric, now: DateTime<Utc>) -> Vec<Decision> {
+        let patient_id = self.paired.get(device_id).map(|p| p.patient_id);
+        self.signal_validity(device_id, metric, patient_id, true, now)
+    }
+
     /// Tracks how long a stream has sent only invalid values, by arrival time: past the rule's
     /// time it raises "no valid signal"; the first value that is not invalid clears it.
-    fn signal_validity(&mut self, r: &Observed, now: DateTime<Utc>) -> Vec<Decision> {
+    fn signal_validity(
+        &mut self,
+        device_id: &str,
+        metric: &'static Metric,
+        patient_id: Option<i64>,
+        invalid: bool,
+        now: DateTime<Utc>,
+    ) -> Vec<Decision> {
         let mut out = Vec::new();
         for (index, rule) in self.rules.rules.iter().enumerate() {
             let Condition::NoValidSignal { after } = rule.condition else { continue };
-            let condition = (r.device_id.clone(), r.metric.mdc_code, index);
-            if r.validity != Validity::Invalid {
+            let condition = (device_id.to_string(), metric.mdc_code, index);
+            if !invalid {
                 if let Some(InvalidRun { alarm: Some(key), .. }) = self.invalid_since.remove(&condition) {
                     out.push(Decision::Cleared(key));
                 }
@@ -151,7 +167,7 @@ impl Engine {
             let run = self.invalid_since.entry(condition).or_insert(InvalidRun { since: now, alarm: None });
             if run.alarm.is_none() && now - run.since >= after {
                 let version = &self.rules.version;
-                let f = technical(rule, version, &r.device_id, Some(r.metric), Some(r.patient_id), run.since, now);
+                let f = technical(rule, version, device_id, Some(metric), patient_id, run.since, now);
                 run.alarm = Some(f.key);
                 out.push(Decision::Started(f));
             }
@@ -227,7 +243,7 @@ impl Engine {
         let mut out = Vec::new();
         let late_after = self.rules.late_after;
         for (stream, state) in self.streams.iter_mut() {
-            let Some((latest, _)) = state.window.latest() else { continue };
+            let Some(latest) = state.window.newest() else { continue };
             for (summary, period) in self.rules.summaries.iter().zip(state.periods.iter_mut()) {
                 let Some(start) = period else { continue };
                 while *start + summary.every + late_after <= now && *start <= latest {
@@ -259,7 +275,8 @@ impl Engine {
 
 /// Whether an open condition is over, judged on the newest reading.
 fn clears(rule: &Rule, window: &RollingWindow) -> bool {
-    let Some((at, value)) = window.latest() else { return false };
+    let q = rule.questionable;
+    let Some((at, value)) = window.latest(q) else { return false };
     match &rule.condition {
         Condition::Threshold { below, clear_at, .. } => {
             if *below {
@@ -269,7 +286,7 @@ fn clears(rule: &Rule, window: &RollingWindow) -> bool {
             }
         }
         Condition::Rate { falling, within, clear_at, .. } => {
-            change(window, at, value, *falling, *within).is_none_or(|(_, c)| c < *clear_at)
+            change(window, at, value, *falling, *within, q).is_none_or(|(_, c)| c < *clear_at)
         }
         _ => false,
     }
@@ -282,28 +299,30 @@ fn change(
     value: f64,
     falling: bool,
     within: Duration,
+    q: Questionable,
 ) -> Option<(DateTime<Utc>, f64)> {
-    let (since, extreme) = window.extreme(at - within, at, falling)?;
+    let (since, extreme) = window.extreme(at - within, at, falling, q)?;
     Some((since, if falling { extreme - value } else { value - extreme }))
 }
 
 /// The condition a physiological rule sees in the window, if it holds now.
 fn starts(rule: &Rule, window: &RollingWindow, stream: &Stream, version: &str) -> Option<Firing> {
-    let (at, value) = window.latest()?;
+    let q = rule.questionable;
+    let (at, value) = window.latest(q)?;
     let (metric, since) = match &rule.condition {
         Condition::Threshold { metric, threshold, below, sustain, .. } => {
-            let since = window.breach_start(|v| if *below { v < *threshold } else { v > *threshold })?;
+            let since = window.breach_start(|v| if *below { v < *threshold } else { v > *threshold }, q)?;
             (at - since >= *sustain).then_some((*metric, since))?
         }
         Condition::Rate { metric, by, falling, within, .. } => {
-            let (since, c) = change(window, at, value, *falling, *within)?;
+            let (since, c) = change(window, at, value, *falling, *within, q)?;
             (c >= *by).then_some((*metric, since))?
         }
         _ => return None,
     };
     let parts: [&[u8]; 5] =
         [&stream.0.to_be_bytes(), stream.1.as_bytes(), rule.id.as_bytes(), version.as_bytes(), &stream.2.to_be_bytes()];
-    let validity = window.validity(since, at);
+    let validity = window.validity(since, at, q);
     let description = match validity {
         Validity::Questionable => format!("{} (questionable signal)", rule.description),
         _ => rule.description.clone(),

@@ -34,6 +34,29 @@ pub enum Emit {
     Event,
 }
 
+/// What a physiological rule does with readings the device flagged questionable (low perfusion,
+/// motion). Every such rule must say: it is a clinical choice, signed off per rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Questionable {
+    /// They count: a low-perfusion desaturation in a shocked patient must still alarm. The alarm
+    /// says "questionable signal".
+    Include,
+    /// They are ignored: neither start nor clear the condition.
+    Exclude,
+}
+
+impl Questionable {
+    /// Whether a reading of this validity feeds the rule (invalid ones never do).
+    pub fn admits(self, validity: Validity) -> bool {
+        match validity {
+            Validity::Invalid => false,
+            Validity::Questionable => self == Questionable::Include,
+            Validity::Valid | Validity::Demo => true,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
@@ -59,6 +82,7 @@ enum RuleEntry {
         priority: Priority,
         emit: Vec<Emit>,
         escalate_after_secs: Option<u64>,
+        questionable: Questionable,
     },
     Rate {
         id: String,
@@ -71,6 +95,7 @@ enum RuleEntry {
         priority: Priority,
         emit: Vec<Emit>,
         escalate_after_secs: Option<u64>,
+        questionable: Questionable,
     },
     NoData {
         id: String,
@@ -192,6 +217,8 @@ pub struct Rule {
     pub event: bool,
     /// Re-notify, with raised priority, when not acknowledged this long after the alarm.
     pub escalate_after: Option<Duration>,
+    /// Whether questionable readings feed it (technical rules: not used).
+    pub questionable: Questionable,
 }
 
 impl Rule {
@@ -300,7 +327,7 @@ fn metric_of(id: &str, m: &str, problems: &mut Vec<String>) -> Option<&'static M
 }
 
 fn rule(entry: RuleEntry, problems: &mut Vec<String>) -> Option<Rule> {
-    let (id, description, condition, priority, emit, escalate) = match entry {
+    let (id, description, condition, priority, emit, escalate, questionable) = match entry {
         RuleEntry::Threshold {
             id,
             description,
@@ -312,6 +339,7 @@ fn rule(entry: RuleEntry, problems: &mut Vec<String>) -> Option<Rule> {
             priority,
             emit,
             escalate_after_secs,
+            questionable,
         } => {
             let metric = metric_of(&id, &metric, problems);
             let (threshold, below) = match (below, above) {
@@ -327,7 +355,7 @@ fn rule(entry: RuleEntry, problems: &mut Vec<String>) -> Option<Rule> {
             }
             let condition =
                 Condition::Threshold { metric: metric?, threshold, below, clear_at, sustain: secs(for_secs) };
-            (id, description, condition, priority, emit, escalate_after_secs)
+            (id, description, condition, priority, emit, escalate_after_secs, questionable)
         }
         RuleEntry::Rate {
             id,
@@ -340,6 +368,7 @@ fn rule(entry: RuleEntry, problems: &mut Vec<String>) -> Option<Rule> {
             priority,
             emit,
             escalate_after_secs,
+            questionable,
         } => {
             let metric = metric_of(&id, &metric, problems);
             let (by, falling) = match (rises_by, falls_by) {
@@ -356,19 +385,19 @@ fn rule(entry: RuleEntry, problems: &mut Vec<String>) -> Option<Rule> {
                 ));
             }
             let condition = Condition::Rate { metric: metric?, by, falling, within: secs(within_secs), clear_at };
-            (id, description, condition, priority, emit, escalate_after_secs)
+            (id, description, condition, priority, emit, escalate_after_secs, questionable)
         }
         RuleEntry::NoData { id, description, after_secs, priority, profiles } => {
             let condition = Condition::NoData { after: secs(after_secs), profiles };
-            (id, description, condition, priority, vec![Emit::Alarm], None)
+            (id, description, condition, priority, vec![Emit::Alarm], None, Questionable::Include)
         }
         RuleEntry::Unpaired { id, description, priority, clear_after_secs } => {
             let condition = Condition::Unpaired { clear_after: secs(clear_after_secs) };
-            (id, description, condition, priority, vec![Emit::Alarm], None)
+            (id, description, condition, priority, vec![Emit::Alarm], None, Questionable::Include)
         }
         RuleEntry::NoValidSignal { id, description, after_secs, priority, escalate_after_secs } => {
             let condition = Condition::NoValidSignal { after: secs(after_secs) };
-            (id, description, condition, priority, vec![Emit::Alarm], escalate_after_secs)
+            (id, description, condition, priority, vec![Emit::Alarm], escalate_after_secs, Questionable::Include)
         }
     };
     if emit.is_empty() {
@@ -382,6 +411,7 @@ fn rule(entry: RuleEntry, problems: &mut Vec<String>) -> Option<Rule> {
         alarm: emit.contains(&Emit::Alarm),
         event: emit.contains(&Emit::Event),
         escalate_after: escalate.map(secs),
+        questionable,
     })
 }
 
@@ -406,12 +436,21 @@ pub struct Observed {
 /// What the ingest writer tells the rules.
 #[derive(Debug, Clone)]
 pub enum RuleInput {
-    /// A reading accepted for a paired, consenting patient.
+    /// A reading of a paired patient: accepted, or held for want of consent to store it (a bedside
+    /// alarm never waits on consent).
     Reading(Observed),
     /// A device sent data while paired with no patient (it went to quarantine).
     Unpaired {
         /// The device.
         device_id: String,
+    },
+    /// A value outside its metric's plausible range (quarantined): the device sends, but not a
+    /// value that can be the patient's, so for the rules it is no valid signal.
+    Implausible {
+        /// The device.
+        device_id: String,
+        /// What it claimed to measure.
+        metric: &'static Metric,
     },
 }
 

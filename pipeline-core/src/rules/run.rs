@@ -54,6 +54,7 @@ pub async fn run(
                 None => break,
                 Some(RuleInput::Reading(r)) => engine.observe(&r, clock.now()),
                 Some(RuleInput::Unpaired { device_id }) => engine.unpaired_data(&device_id, clock.now()),
+                Some(RuleInput::Implausible { device_id, metric }) => engine.implausible(&device_id, metric, clock.now()),
             },
             _ = tick.tick() => {
                 let paired = if ticks.is_multiple_of(PAIRINGS_EVERY) { pairings(store.as_ref()).await } else { None };

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::Questionable;
 use crate::model::Validity;
 
 /// Aggregates over a span of the window.
@@ -48,36 +49,59 @@ impl RollingWindow {
         }
     }
 
-    /// The highest (or lowest) reading observed in `[from, to]`, with its time; the earliest wins a tie.
-    pub fn extreme(&self, from: DateTime<Utc>, to: DateTime<Utc>, highest: bool) -> Option<(DateTime<Utc>, f64)> {
+    /// The readings in `[from, to]` a rule admits, oldest first.
+    fn admitted(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        q: Questionable,
+    ) -> impl DoubleEndedIterator<Item = (DateTime<Utc>, f64)> + '_ {
+        self.values.range(from..=to).filter(move |(_, (_, v))| q.admits(*v)).map(|(t, (v, _))| (*t, *v))
+    }
+
+    /// The highest (or lowest) admitted reading observed in `[from, to]`, with its time; the earliest
+    /// wins a tie.
+    pub fn extreme(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        highest: bool,
+        q: Questionable,
+    ) -> Option<(DateTime<Utc>, f64)> {
         let better = |v: f64, best: f64| if highest { v > best } else { v < best };
-        self.values.range(from..=to).fold(None, |best, (t, (v, _))| match best {
-            Some((_, b)) if !better(*v, b) => best,
-            _ => Some((*t, *v)),
+        self.admitted(from, to, q).fold(None, |best, (t, v)| match best {
+            Some((_, b)) if !better(v, b) => best,
+            _ => Some((t, v)),
         })
     }
 
-    /// The newest reading.
-    pub fn latest(&self) -> Option<(DateTime<Utc>, f64)> {
-        self.values.last_key_value().map(|(t, (v, _))| (*t, *v))
+    /// The newest admitted reading.
+    pub fn latest(&self, q: Questionable) -> Option<(DateTime<Utc>, f64)> {
+        self.admitted(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC, q).next_back()
     }
 
-    /// When the current run of readings satisfying `breaches` began, if the newest reading breaches.
-    pub fn breach_start(&self, breaches: impl Fn(f64) -> bool) -> Option<DateTime<Utc>> {
+    /// When the newest reading of any validity was observed.
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.values.last_key_value().map(|(t, _)| *t)
+    }
+
+    /// When the current run of admitted readings satisfying `breaches` began, if the newest
+    /// admitted reading breaches.
+    pub fn breach_start(&self, breaches: impl Fn(f64) -> bool, q: Questionable) -> Option<DateTime<Utc>> {
         let mut start = None;
-        for (t, (v, _)) in self.values.iter().rev() {
-            if !breaches(*v) {
+        for (t, v) in self.admitted(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC, q).rev() {
+            if !breaches(v) {
                 break;
             }
-            start = Some(*t);
+            start = Some(t);
         }
         start
     }
 
-    /// What a span's readings were: demo if any was demo data (it must never pass as real), else
-    /// questionable if any was, else valid.
-    pub fn validity(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Validity {
-        let in_span = |wanted| self.values.range(from..=to).any(|(_, (_, v))| *v == wanted);
+    /// What a span's admitted readings were: demo if any was demo data (it must never pass as
+    /// real), else questionable if any was, else valid.
+    pub fn validity(&self, from: DateTime<Utc>, to: DateTime<Utc>, q: Questionable) -> Validity {
+        let in_span = |wanted| self.values.range(from..=to).any(|(_, (_, v))| *v == wanted && q.admits(*v));
         [Validity::Demo, Validity::Questionable].into_iter().find(|v| in_span(*v)).unwrap_or(Validity::Valid)
     }
 
@@ -120,10 +144,10 @@ mod tests {
         assert_eq!(w.stats(t0 + Duration::seconds(1), t0 + Duration::seconds(3)).unwrap().median, 2.0);
         w.insert(t0 + Duration::seconds(62), 9.0, Validity::Valid);
         assert_eq!(w.stats(t0, t0 + Duration::seconds(100)).unwrap().count, 3, "readings before t0+2 fell out");
-        assert_eq!(w.latest(), Some((t0 + Duration::seconds(62), 9.0)));
+        assert_eq!(w.latest(Questionable::Include), Some((t0 + Duration::seconds(62), 9.0)));
         let (from, to) = (t0, t0 + Duration::seconds(62));
-        assert_eq!(w.extreme(from, to, true), Some((t0 + Duration::seconds(62), 9.0)));
-        assert_eq!(w.extreme(from, to, false), Some((t0 + Duration::seconds(3), 2.0)));
+        assert_eq!(w.extreme(from, to, true, Questionable::Include), Some((t0 + Duration::seconds(62), 9.0)));
+        assert_eq!(w.extreme(from, to, false, Questionable::Include), Some((t0 + Duration::seconds(3), 2.0)));
     }
 
     #[test]
@@ -135,12 +159,33 @@ mod tests {
         w.insert(t0 + Duration::seconds(2), 95.0, Validity::Valid);
         let s = w.stats(t0, t0 + Duration::seconds(2)).unwrap();
         assert_eq!((s.count, s.median, s.validity), (2, 96.0, Validity::Valid), "the doubtful 70 is not charted");
-        assert_eq!(w.validity(t0, t0 + Duration::seconds(2)), Validity::Questionable);
-        assert_eq!(w.validity(t0 + Duration::seconds(2), t0 + Duration::seconds(2)), Validity::Valid);
+        let q = Questionable::Include;
+        assert_eq!(w.validity(t0, t0 + Duration::seconds(2), q), Validity::Questionable);
+        assert_eq!(w.validity(t0, t0 + Duration::seconds(2), Questionable::Exclude), Validity::Valid);
+        assert_eq!(w.validity(t0 + Duration::seconds(2), t0 + Duration::seconds(2), q), Validity::Valid);
         w.insert(t0 + Duration::seconds(3), 96.0, Validity::Demo);
-        assert_eq!(w.validity(t0, t0 + Duration::seconds(3)), Validity::Demo, "demo data never passes as real");
+        assert_eq!(w.validity(t0, t0 + Duration::seconds(3), q), Validity::Demo, "demo data never passes as real");
         assert_eq!(w.stats(t0, t0 + Duration::seconds(3)).unwrap().validity, Validity::Demo);
         let only_doubt = w.stats(t0 + Duration::seconds(1), t0 + Duration::seconds(1));
         assert_eq!(only_doubt, None, "a span of questionable readings gives no statistic");
+    }
+
+    #[test]
+    fn a_rule_that_excludes_questionable_readings_does_not_see_them() {
+        let t0 = Utc::now();
+        let mut w = RollingWindow::new(Duration::seconds(60));
+        w.insert(t0, 85.0, Validity::Valid);
+        w.insert(t0 + Duration::seconds(1), 84.0, Validity::Questionable);
+        w.insert(t0 + Duration::seconds(2), 86.0, Validity::Questionable);
+        let (from, to) = (t0, t0 + Duration::seconds(2));
+        assert_eq!(w.latest(Questionable::Exclude), Some((t0, 85.0)));
+        assert_eq!(w.latest(Questionable::Include), Some((to, 86.0)));
+        assert_eq!(w.extreme(from, to, false, Questionable::Exclude), Some((t0, 85.0)));
+        assert_eq!(w.extreme(from, to, false, Questionable::Include), Some((t0 + Duration::seconds(1), 84.0)));
+        w.insert(t0 + Duration::seconds(3), 95.0, Validity::Questionable);
+        let low = |v: f64| v < 90.0;
+        assert_eq!(w.breach_start(low, Questionable::Exclude), Some(t0), "the doubtful 95 does not end the run");
+        assert_eq!(w.breach_start(low, Questionable::Include), None);
+        assert_eq!(w.newest(), Some(t0 + Duration::seconds(3)));
     }
 }

@@ -137,6 +137,11 @@ impl Inbox for FakeStore {
     async fn held(&self, _limit: u32) -> Result<Vec<HeldEntry>, StoreError> {
         Ok(Vec::new())
     }
+
+    /// The fake keeps no held readings: nothing to move.
+    async fn release_held(&self, _patient_id: i64, _operator: &str, _reason: &str) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 #[async_trait]

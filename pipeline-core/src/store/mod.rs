@@ -495,6 +495,10 @@ pub trait Inbox: Send + Sync + 'static {
     async fn rejected(&self, limit: u32) -> Result<Vec<RejectedEntry>, StoreError>;
     /// Readings held for consent, newest first.
     async fn held(&self, limit: u32) -> Result<Vec<HeldEntry>, StoreError>;
+    /// Moves a patient's readings held for want of `store` consent into telemetry, once that
+    /// consent is recorded (refused before), audited with the operator and reason in the same
+    /// transaction. Returns how many readings moved.
+    async fn release_held(&self, patient_id: i64, operator: &str, reason: &str) -> Result<u64, StoreError>;
 }
 
 /// Devices, patients, pairings and consents.

@@ -34,3 +34,15 @@ pub async fn discard_quarantine(
 ) -> Answer<()> {
     state.get().await?.admin().discard_quarantine(&Actor::named(&operator)?, id, &reason).await
 }
+
+/// Stores a patient's readings held for want of `store` consent, once it is recorded.
+#[tauri::command]
+pub async fn release_held(
+    state: State<'_, ConsoleState>,
+    system: String,
+    value: String,
+    operator: String,
+    reason: String,
+) -> Answer<u64> {
+    state.get().await?.admin().release_held(&Actor::named(&operator)?, &system, &value, &reason).await
+}

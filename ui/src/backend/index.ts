@@ -34,6 +34,8 @@ export interface Backend {
     operator: string): Promise<void>;
   unpairDevice(deviceId: string, operator: string): Promise<void>;
   setConsent(system: string, value: string, flow: Flow, granted: boolean, operator: string): Promise<void>;
+  /** Stores the patient's readings held for want of `store` consent; how many were stored. */
+  releaseHeld(system: string, value: string, operator: string, reason: string): Promise<number>;
   outbox(status: OutboxStatus | null): Promise<OutboxEntry[]>;
   resend(id: number, operator: string): Promise<void>;
   settings(): Promise<Settings>;

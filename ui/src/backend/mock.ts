@@ -28,6 +28,8 @@ export class MockBackend implements Backend {
   readonly calls: MockCall[] = [];
   /** Consent per "system|value|flow". */
   readonly consent = new Map<string, boolean>();
+  /** Readings held for want of store consent, per `system|value`. */
+  readonly held = new Map<string, number>([['urn:oid:2.16.840.1.113883.19.5.99999.2|MRN-100002', 9]]);
   private readonly now: () => Date;
   private readonly statusSubs = new Set<(b: Board) => void>();
   private readonly liveSubs = new Set<(v: LiveValue[]) => void>();
@@ -240,6 +242,21 @@ export class MockBackend implements Backend {
       actor(operator);
       const p = this.patient(system, value);
       this.consent.set(`${p.system}|${p.value}|${flow}`, granted);
+    });
+  }
+
+  releaseHeld(system: string, value: string, operator: string, reason: string) {
+    return this.reply('releaseHeld', [system, value, operator, reason], () => {
+      actor(operator);
+      required(reason);
+      const p = this.patient(system, value);
+      const key = `${p.system}|${p.value}`;
+      if (this.consent.get(`${key}|store`) !== true) {
+        throw fail('refused', `patient ${p.value} has no recorded consent for store: record it before releasing held readings`);
+      }
+      const moved = this.held.get(key) ?? 0;
+      this.held.set(key, 0);
+      return moved;
     });
   }
 

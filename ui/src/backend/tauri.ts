@@ -79,6 +79,9 @@ export class TauriBackend implements Backend {
   setConsent(system: string, value: string, flow: Flow, granted: boolean, operator: string) {
     return call<void>('set_consent', { system, value, flow, granted, operator });
   }
+  releaseHeld(system: string, value: string, operator: string, reason: string) {
+    return call<number>('release_held', { system, value, operator, reason });
+  }
   outbox(status: OutboxStatus | null) { return call<OutboxEntry[]>('outbox', { status }); }
   resend(id: number, operator: string) { return call<void>('resend', { id, operator }); }
   settings() { return call<Settings>('settings'); }

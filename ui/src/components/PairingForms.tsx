@@ -6,7 +6,7 @@ import { useBackend, useSession } from '../context';
 import { useAction } from './hooks';
 
 export const DEFAULT_SYSTEM = 'urn:oid:2.16.840.1.113883.19.5.99999.2';
-const FLOWS: Flow[] = ['store', 'alert', 'ehr-write'];
+const FLOWS: Flow[] = ['store', 'ehr-write'];
 
 /** A datetime-local value ("2026-11-24T14:30", local time) as RFC 3339 UTC; empty means null. */
 export function localToRfc3339(local: string): string | null {
@@ -108,6 +108,7 @@ export function ConsentForm() {
   const [system, setSystem] = useState(DEFAULT_SYSTEM);
   const [value, setValue] = useState('');
   const [flow, setFlow] = useState<Flow>('store');
+  const [reason, setReason] = useState('');
   const [result, setResult] = useState('');
   const ok = system.trim() !== '' && value.trim() !== '' && !busy;
 
@@ -118,10 +119,21 @@ export function ConsentForm() {
     }
   };
 
+  const releaseHeld = async () => {
+    const v = value.trim();
+    let moved = 0;
+    if (await run(async () => { moved = await backend.releaseHeld(system.trim(), v, operator, reason.trim()); })) {
+      setResult(`✓ ${moved} held readings of ${v} stored.`);
+    }
+  };
+
   return (
     <form class="panel form" onSubmit={(e) => e.preventDefault()} aria-labelledby="consent-title">
       <h2 id="consent-title">Consent</h2>
-      <p class="muted">Unknown consent counts as no: data for that flow is held, not dropped.</p>
+      <p class="muted">
+        Unknown consent counts as no: data for that flow is held, not dropped. Alarms never depend on
+        consent: a paired patient's readings are always evaluated.
+      </p>
       <label>Identifier system
         <input data-testid="consent-system" value={system} onInput={(e) => setSystem(e.currentTarget.value)} />
       </label>
@@ -138,6 +150,12 @@ export function ConsentForm() {
         <button type="button" class="primary" data-testid="consent-grant" disabled={!ok} onClick={() => set(true)}>Grant</button>
         <button type="button" class="danger" data-testid="consent-withdraw" disabled={!ok} onClick={() => set(false)}>Withdraw</button>
       </div>
+      <label>Reason, to store held readings once store consent is recorded
+        <input data-testid="held-reason" value={reason} onInput={(e) => setReason(e.currentTarget.value)} />
+      </label>
+      <button type="button" data-testid="held-release" disabled={!ok || reason.trim() === ''} onClick={releaseHeld}>
+        Store held readings
+      </button>
       {result && <p class="result" role="status" data-testid="consent-result">{result}</p>}
     </form>
   );

@@ -105,4 +105,20 @@ describe('devices and pairing', () => {
     expect(callsOf(backend, 'setConsent').at(-1)).toEqual([MRN_SYSTEM, 'MRN-100002', 'ehr-write', false, OPERATOR]);
     expect(screen.getByTestId('consent-result').textContent).toContain('withdrawn');
   });
+
+  it('stores held readings only once store consent is recorded', async () => {
+    const { backend, errors } = renderView(<DevicesView />);
+    type(screen.getByTestId('consent-value'), 'MRN-100002');
+    type(screen.getByTestId('held-reason'), 'consent form signed');
+    fireEvent.click(screen.getByTestId('held-release'));
+    await waitFor(() => expect(errors).toHaveLength(1));
+    expect(String((errors[0] as Error).message)).toContain('no recorded consent for store');
+    expect(backend.held.get(`${MRN_SYSTEM}|MRN-100002`)).toBe(9);
+    choose(screen.getByTestId('consent-flow'), 'store');
+    fireEvent.click(screen.getByTestId('consent-grant'));
+    await waitFor(() => expect(backend.consent.get(`${MRN_SYSTEM}|MRN-100002|store`)).toBe(true));
+    fireEvent.click(screen.getByTestId('held-release'));
+    await waitFor(() => expect(screen.getByTestId('consent-result').textContent).toContain('9 held readings of MRN-100002 stored'));
+    expect(callsOf(backend, 'releaseHeld').at(-1)).toEqual([MRN_SYSTEM, 'MRN-100002', OPERATOR, 'consent form signed']);
+  });
 });

@@ -1,4 +1,4 @@
-//! Releasing and discarding quarantined readings.
+//! Releasing and discarding quarantined readings, and releasing readings held for consent.
 
 use super::{Admin, reason};
 use crate::api::actor::Actor;
@@ -67,5 +67,13 @@ impl Admin {
     pub async fn discard_quarantine(&self, actor: &Actor, id: i64, why: &str) -> ApiResult<()> {
         self.store.resolve_quarantine(id, &Resolution::Discard, actor.name(), reason(why)?).await?;
         Ok(())
+    }
+
+    /// Stores a patient's readings held for want of `store` consent, once it is recorded: they were
+    /// evaluated for alarms on arrival, and now become telemetry. Returns how many were stored.
+    pub async fn release_held(&self, actor: &Actor, system: &str, value: &str, why: &str) -> ApiResult<u64> {
+        let why = reason(why)?;
+        let patient = self.local_patient(&self.identifier(system, value)?).await?;
+        Ok(self.store.release_held(patient.id, actor.name(), why).await?)
     }
 }

@@ -110,7 +110,7 @@ pub(crate) enum Command {
         site: SiteArgs,
         #[command(flatten)]
         patient: PatientArgs,
-        /// The flow: store, alert or ehr-write.
+        /// The flow: store or ehr-write (alarms never depend on consent).
         #[arg(long)]
         flow: String,
         /// Record a refusal instead of a grant.
@@ -211,6 +211,18 @@ pub(crate) enum Command {
     Release(ReasonedAction),
     /// Discard a quarantined reading: kept for forensics, never charted (audited).
     Discard(ReasonedAction),
+    /// Store a patient's readings held for want of `store` consent, once it is recorded (audited).
+    ReleaseHeld {
+        #[command(flatten)]
+        site: SiteArgs,
+        #[command(flatten)]
+        patient: PatientArgs,
+        /// Why (kept in the audit trail), e.g. "consent signed 2026-12-02".
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
     /// Print docs/degradation-modes.md, generated from the registry in code.
     DegradationModes,
     /// Check the hash-chained audit log for tampering (exit 4 if broken), or list it.

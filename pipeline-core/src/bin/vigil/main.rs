@@ -124,8 +124,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("pairing {id} closed");
         }
         Command::Consent { site, patient, flow, refuse, operator } => {
-            let flow = Flow::parse(&flow)
-                .ok_or_else(|| invalid(format!("unknown flow {flow:?}: use store, alert or ehr-write")))?;
+            let flow = Flow::parse(&flow).ok_or_else(|| {
+                invalid(format!("unknown flow {flow:?}: use store or ehr-write (alarms never depend on consent)"))
+            })?;
             let admin = site.open().await?;
             let (system, value) = (&patient.patient_system, &patient.patient);
             let key = admin.set_consent(&operator.actor()?, system, value, flow, !refuse).await?;
@@ -166,6 +167,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Discard(a) => {
             a.site.open().await?.discard_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
             println!("quarantine {} discarded (kept for forensics)", a.id);
+        }
+        Command::ReleaseHeld { site, patient, reason, operator } => {
+            let admin = site.open().await?;
+            let moved =
+                admin.release_held(&operator.actor()?, &patient.patient_system, &patient.patient, &reason).await?;
+            println!("{moved} held readings stored");
         }
         Command::DegradationModes => print!("{}", pipeline_core::health::modes::render_markdown()),
         Command::Status { config, url, json } => {

@@ -66,6 +66,7 @@ within_secs = 10
 clear_at = 5.0
 priority = "low"
 emit = ["alarm"]
+questionable = "exclude"
 [[summary]]
 id = "s"
 description = "d"
@@ -165,6 +166,62 @@ fn a_questionable_desaturation_still_alarms_and_says_so() {
     assert_eq!(low.len(), 1, "{decisions:?}");
     assert_eq!(low[0].validity, Validity::Questionable);
     assert!(low[0].description.ends_with("(questionable signal)"), "{}", low[0].description);
+}
+
+#[test]
+fn every_physiological_rule_must_say_what_it_does_with_questionable_readings() {
+    let file = std::env::temp_dir().join(format!("vigil-rules-q-{}.toml", std::process::id()));
+    let text = "version = \"x\"\nlate_after_secs = 60\n[[rule]]\nkind = \"threshold\"\nid = \"t\"\n\
+                description = \"d\"\nmetric = \"MDC_PULS_OXIM_SAT_O2\"\nbelow = 90.0\nclear_at = 92.0\n\
+                for_secs = 0\npriority = \"high\"\nemit = [\"alarm\"]\n";
+    std::fs::write(&file, text).unwrap();
+    let err = RuleSet::load(&file).unwrap_err();
+    std::fs::remove_file(&file).unwrap();
+    assert!(err.problems[0].contains("missing field `questionable`"), "{:?}", err.problems);
+}
+
+#[test]
+fn a_rule_that_excludes_questionable_readings_neither_starts_nor_clears_on_them() {
+    // Motion artefact on an ECG reads as tachycardia: heart-rate-high only counts values the device
+    // stands by, while heart-rate-low (high priority) counts doubtful ones too.
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now() - Duration::seconds(120);
+    let hr = |value, at, validity| Observed { metric: metric_by_code(147842).unwrap(), validity, ..spo2(value, at) };
+    let mut decisions = Vec::new();
+    for i in 0..=70 {
+        decisions.extend(engine.observe(&hr(150.0, t0 + Duration::seconds(i), Validity::Questionable), Utc::now()));
+    }
+    assert!(started_by(&decisions, "heart-rate-high").is_empty(), "{decisions:?}");
+    // Valid tachycardia raises it; a doubtful normal value does not clear it, a valid one does.
+    let t1 = t0 + Duration::seconds(71);
+    let mut high = Vec::new();
+    for i in 0..=60 {
+        let d = engine.observe(&hr(150.0, t1 + Duration::seconds(i), Validity::Valid), Utc::now());
+        high.extend(started_by(&d, "heart-rate-high").into_iter().cloned());
+    }
+    assert_eq!(high.len(), 1);
+    assert_eq!(high[0].validity, Validity::Valid, "no doubtful value fed it");
+    let doubtful = engine.observe(&hr(80.0, t1 + Duration::seconds(61), Validity::Questionable), Utc::now());
+    assert!(!doubtful.contains(&Decision::Cleared(high[0].key)), "{doubtful:?}");
+    let valid = engine.observe(&hr(80.0, t1 + Duration::seconds(62), Validity::Valid), Utc::now());
+    assert!(valid.contains(&Decision::Cleared(high[0].key)), "{valid:?}");
+}
+
+#[test]
+fn implausible_values_count_as_no_valid_signal_for_the_paired_patient() {
+    let mut engine = Engine::new(rules());
+    engine.tick(Utc::now(), paired("OX-1", "acme-ox100"));
+    let spo2_metric = metric_by_code(150456).unwrap();
+    let t0 = Utc::now();
+    let mut raised = Vec::new();
+    for i in 0..=30 {
+        let d = engine.implausible("OX-1", spo2_metric, t0 + Duration::seconds(i));
+        raised.extend(started_by(&d, "no-valid-signal").into_iter().cloned());
+    }
+    assert_eq!(raised.len(), 1, "after 30 s of implausible values only");
+    assert_eq!((raised[0].patient_id, raised[0].metric.map(|m| m.mdc_code)), (Some(1), Some(150456)));
+    let d = engine.observe(&spo2(97.0, t0 + Duration::seconds(31)), t0 + Duration::seconds(31));
+    assert!(d.contains(&Decision::Cleared(raised[0].key)), "{d:?}");
 }
 
 #[test]

@@ -315,6 +315,42 @@ impl Inbox for SqliteStore {
             .collect())
     }
 
+    async fn release_held(&self, patient_id: i64, operator: &str, reason: &str) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let granted: Option<i64> =
+            sqlx::query_scalar("SELECT granted FROM consents WHERE patient_id = ? AND flow = 'store'")
+                .bind(patient_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if granted.is_none_or(|g| g == 0) {
+            return Err(StoreError::Refused(format!(
+                "patient {patient_id} has no recorded consent for store: record it before releasing held readings"
+            )));
+        }
+        // Held readings already passed dedup when they arrived: each is new telemetry.
+        let moved = sqlx::query(
+            "INSERT INTO readings (hash, inbox_id, device_id, patient_id, mdc_code, value, unit, observed_at, validity)
+             SELECT hash, inbox_id, device_id, patient_id, mdc_code, value, unit, observed_at, validity
+             FROM held WHERE patient_id = ? AND flow = 'store' ORDER BY observed_at",
+        )
+        .bind(patient_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM held WHERE patient_id = ? AND flow = 'store'")
+            .bind(patient_id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(
+            &mut tx,
+            self.clock.now(),
+            [operator, "held.release", &format!("patient {patient_id}"), &format!("{moved} readings: {reason}")],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
     async fn held(&self, limit: u32) -> Result<Vec<HeldEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT device_id, patient_id, mdc_code, value, observed_at, flow, reason FROM held ORDER BY created_at DESC LIMIT ?",
