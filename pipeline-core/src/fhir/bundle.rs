@@ -93,6 +93,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_eui64_is_written_dashed_and_typed_sysid_as_the_phd_ig_says() {
+        let id = super::super::device_identifier("001bc50c00000001");
+        assert_eq!(id["value"], "00-1B-C5-0C-00-00-00-01");
+        assert_eq!(id["system"], super::super::EUI64_SYSTEM);
+        assert_eq!(id["type"]["coding"][0]["code"], "SYSID");
+        assert_eq!(super::super::device_identifier("00:1B:C5:0C:00:00:00:01")["value"], "00-1B-C5-0C-00-00-00-01");
+        assert_eq!(super::super::device_identifier("OX-1001")["system"], super::super::DEVICE_SERIAL_SYSTEM);
+    }
+
+    #[test]
     fn search_values_are_escaped_so_a_comma_is_not_an_or() {
         assert_eq!(super::super::search_token("urn:mrn", "MRN-1,2"), "urn:mrn|MRN-1\\,2");
         assert_eq!(super::super::search_token("urn:a|b", "x$y\\z"), "urn:a\\|b|x\\$y\\\\z");

@@ -22,6 +22,9 @@ pub const CONTENT_HASH_SYSTEM: &str = "https://fhir.vigil.health/NamingSystem/co
 pub const DEVICE_SERIAL_SYSTEM: &str = "https://fhir.vigil.health/NamingSystem/device-serial";
 /// EUI-64 system used by the HL7 Personal Health Device IG.
 pub const EUI64_SYSTEM: &str = "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680";
+
+/// The PHD IG's code system for device identifier types (`SYSID`: the IEEE EUI-64 system id).
+pub const CONTINUA_DEVICE_IDENTIFIERS: &str = "http://hl7.org/fhir/uv/phd/CodeSystem/ContinuaDeviceIdentifiers";
 /// IEEE 11073-10101 (MDC) code system.
 pub const MDC_SYSTEM: &str = "urn:iso:std:iso:11073:10101";
 /// LOINC.
@@ -63,7 +66,15 @@ pub fn device_identifier(device_id: &str) -> Value {
     let hex: String = device_id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
     let separators_only = device_id.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == ':');
     if hex.len() == 16 && separators_only {
-        json!({"system": EUI64_SYSTEM, "value": hex.to_uppercase()})
+        // HL7 PHD IG, PhdDevice `systemIdIdentifier`: upper-case bytes separated by dashes, typed
+        // SYSID, so a PHD gateway writing the same device to the same EHR finds the same Device.
+        let bytes: Vec<String> =
+            hex.to_uppercase().as_bytes().chunks(2).map(|b| String::from_utf8_lossy(b).into()).collect();
+        json!({
+            "type": {"coding": [{"system": CONTINUA_DEVICE_IDENTIFIERS, "code": "SYSID"}]},
+            "system": EUI64_SYSTEM,
+            "value": bytes.join("-"),
+        })
     } else {
         json!({"system": DEVICE_SERIAL_SYSTEM, "value": device_id})
     }
