@@ -12,10 +12,10 @@ use chrono::Utc;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 use crate::config::{BrokerMode, Config};
-use crate::identify::Flow;
+use crate::identify::{Flow, NewPairing};
 use crate::pipeline;
 use crate::simulate::{DeviceKind, SimDevice};
-use crate::store::PatientIdentifier;
+use crate::store::{PatientIdentifier, Store};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ pub async fn ingest_throughput(options: &BenchOptions) -> anyhow::Result<BenchRe
         .collect();
     for d in &devices {
         store.register_device(&d.id, Some(options.kind.profile_id()), None, "bench").await?;
-        store.pair(&d.id, patient, Utc::now() - chrono::Duration::days(1), None, "bench").await?;
+        pair_since_yesterday(store.as_ref(), &d.id, patient).await?;
     }
     let port = match &_broker {
         Some((_, port)) => *port,
@@ -145,6 +145,20 @@ pub async fn ingest_throughput(options: &BenchOptions) -> anyhow::Result<BenchRe
     handle.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(BenchResult { payloads: tally.payloads, readings: tally.stored, elapsed })
+}
+
+/// Pairs a bench device from a day ago, so every reading it sends finds the pairing.
+async fn pair_since_yesterday(store: &dyn Store, device_id: &str, patient_id: i64) -> anyhow::Result<()> {
+    let new = NewPairing {
+        device_id,
+        patient_id,
+        from: Utc::now() - chrono::Duration::days(1),
+        until: None,
+        reason: Some("bench: back-dated so every reading finds the pairing"),
+        replacing: None,
+    };
+    store.pair(&new, "bench").await?;
+    Ok(())
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
@@ -260,7 +274,7 @@ pub async fn alarm_latency(
     for n in 0..devices {
         let d = DeviceKind::Oximeter.device_id(n);
         store.register_device(&d, Some("acme-ox100"), None, "bench").await?;
-        store.pair(&d, patient, Utc::now() - chrono::Duration::days(1), None, "bench").await?;
+        pair_since_yesterday(store.as_ref(), &d, patient).await?;
     }
     let port = handle.mqtt_listen_addr().ok_or_else(|| anyhow::anyhow!("no endpoint"))?.port();
     let per_device = (readings_per_sec as usize / 2 / devices).max(1);

@@ -66,7 +66,7 @@ fn free_or_any(addr: &str) -> String {
     }
 }
 
-/// Loads the demo registry (idempotent: open pairings are kept); returns (patients, devices).
+/// Loads the demo registry (idempotent: pairings on record are kept); returns (patients, devices).
 pub async fn seed(store: &dyn Store, files: &DemoFiles, now: DateTime<Utc>) -> Result<(usize, usize), SeedError> {
     registry_import::import(store, &files.registry, now, "demo").await
 }

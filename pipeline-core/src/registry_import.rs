@@ -1,12 +1,13 @@
 //! Registry files: patients, their devices and consents in one TOML file, for the demo, tests and a
-//! first site set-up. Importing is idempotent: open pairings are kept, consents are re-recorded.
+//! first site set-up. Importing is idempotent: a device with a pairing on record is left as operators
+//! paired it (the file pairs only devices never paired), consents are re-recorded.
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::identify::Flow;
+use crate::identify::{Flow, NewPairing};
 use crate::store::{PatientIdentifier, Store, StoreError};
 
 /// A registry file.
@@ -38,7 +39,7 @@ pub struct PatientEntry {
     /// Flows consented to: `store`, `ehr-write`; the others are recorded as refused.
     #[serde(default)]
     pub consent: Vec<Flow>,
-    /// Devices to pair with this patient from now.
+    /// Devices to pair with this patient from a day before the import, unless paired before.
     #[serde(default)]
     pub devices: Vec<DeviceSeed>,
 }
@@ -71,6 +72,9 @@ pub enum SeedError {
     Store(#[from] StoreError),
 }
 
+/// Why an imported pairing starts a day before the import, as its audit entry says.
+const IMPORT_BACKDATING: &str = "registry import: back-dated a day so the first readings find the pairing";
+
 /// Imports a registry file at `now`; returns how many patients and devices it holds.
 pub async fn import(
     store: &dyn Store,
@@ -82,8 +86,7 @@ pub async fn import(
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
     let file: RegistryFile = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
     let mut devices = 0;
-    let open: std::collections::HashMap<String, Option<i64>> =
-        store.devices().await?.into_iter().map(|d| (d.device_id, d.patient_id)).collect();
+    let paired = store.load_registry().await?.pairings;
     for p in &file.patients {
         let id = PatientIdentifier {
             organisation: file.organisation.clone(),
@@ -96,9 +99,16 @@ pub async fn import(
         }
         for d in &p.devices {
             store.register_device(&d.id, d.profile.as_deref(), d.label.as_deref(), actor).await?;
-            if open.get(&d.id).copied().flatten() != Some(key) {
-                // Back-dated a day so the demo's first readings find the pairing active.
-                store.pair(&d.id, key, now - chrono::Duration::days(1), None, actor).await?;
+            if paired.get(&d.id).is_none_or(Vec::is_empty) {
+                let new = NewPairing {
+                    device_id: &d.id,
+                    patient_id: key,
+                    from: now - chrono::Duration::days(1),
+                    until: None,
+                    reason: Some(IMPORT_BACKDATING),
+                    replacing: None,
+                };
+                store.pair(&new, actor).await?;
             }
             devices += 1;
         }

@@ -83,18 +83,22 @@ fn commands_answer_over_ipc_and_errors_carry_a_code() {
         invoke(&window, "lookup_patient", json!({"system": super::tests::SYSTEM, "value": "MRN-0"})).unwrap_err();
     assert_eq!(unknown["code"], "patient_not_found");
 
-    invoke(
-        &window,
-        "pair_device",
-        json!({
-            "deviceId": "MX-00A1", "system": super::tests::SYSTEM, "value": "MRN-100001",
-            "from": null, "until": null, "operator": "biomed bo"
-        }),
-    )
-    .unwrap();
-    let devices = invoke(&window, "devices", json!({})).unwrap();
-    let mx = devices.as_array().unwrap().iter().find(|d| d["device_id"] == "MX-00A1").unwrap();
-    assert_eq!(mx["patient_label"], "Demo Patient Bravo");
+    let pair = |value: &str, replacing: Value| {
+        let request = json!({"device_id": "MX-00A1", "system": SYSTEM, "value": value, "replacing": replacing});
+        invoke(&window, "pair_device", json!({"request": request, "operator": "biomed bo"}))
+    };
+    let spare = |label: &str| {
+        let devices = invoke(&window, "devices", json!({})).unwrap();
+        let mx = devices.as_array().unwrap().iter().find(|d| d["device_id"] == "MX-00A1").unwrap().clone();
+        assert_eq!(mx["patient_label"], label, "{mx}");
+        mx["patient_id"].clone()
+    };
+    pair("MRN-100001", Value::Null).unwrap();
+    let bravo = spare("Demo Patient Bravo");
+    // Moved to another patient: refused until the patient replaced is named.
+    assert_eq!(pair("MRN-100003", Value::Null).unwrap_err()["code"], "refused");
+    pair("MRN-100003", bravo).unwrap();
+    spare("Demo Patient Delta");
     let outbox = invoke(&window, "outbox", json!({"status": null})).unwrap();
     assert!(outbox.is_array());
 
@@ -164,6 +168,11 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
     let cli = |args: &[&str]| -> Vec<String> {
         args.iter().chain(&["--operator", "nurse ann"]).map(|s| s.to_string()).collect()
     };
+    let pair = |request: Value| op(json!({ "request": request }));
+    let at = |minutes| {
+        (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let an_hour_ago = at(-60);
 
     // Refusals: the console's rule holds from the terminal too.
     let cases: Vec<(&str, Value, Vec<String>, ErrorCode)> = vec![
@@ -193,14 +202,14 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
         ),
         (
             "pair_device",
-            op(json!({"deviceId": "MX-00A1", "system": SYSTEM, "value": "MRN-0", "from": null, "until": null})),
+            pair(json!({"device_id": "MX-00A1", "system": SYSTEM, "value": "MRN-0"})),
             cli(&["pair", "--device", "MX-00A1", "--patient-system", SYSTEM, "--patient", "MRN-0"]),
             ErrorCode::PatientNotFound,
         ),
         (
             "pair_device",
-            op(json!({"deviceId": "MX-00A1", "system": SYSTEM, "value": "MRN-100001",
-                      "from": "2026-12-01T10:00:00Z", "until": "2026-12-01T09:00:00Z"})),
+            pair(json!({"device_id": "MX-00A1", "system": SYSTEM, "value": "MRN-100001",
+                        "from": "2026-12-01T10:00:00Z", "until": "2026-12-01T09:00:00Z"})),
             cli(&[
                 "pair",
                 "--device",
@@ -213,6 +222,36 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
                 "2026-12-01T10:00:00Z",
                 "--until",
                 "2026-12-01T09:00:00Z",
+            ]),
+            ErrorCode::InvalidInput,
+        ),
+        // The pairing rules: OX-1000 is Alpha's (MRN-100000) since the demo registry was loaded; a
+        // pairing that starts in the past needs a reason.
+        (
+            "pair_device",
+            pair(json!({"device_id": "OX-1000", "system": SYSTEM, "value": "MRN-100001"})),
+            cli(&["pair", "--device", "OX-1000", "--patient-system", SYSTEM, "--patient", "MRN-100001"]),
+            ErrorCode::Refused,
+        ),
+        (
+            "pair_device",
+            pair(json!({"device_id": "OX-1000", "system": SYSTEM, "value": "MRN-100000"})),
+            cli(&["pair", "--device", "OX-1000", "--patient-system", SYSTEM, "--patient", "MRN-100000"]),
+            ErrorCode::Refused,
+        ),
+        (
+            "pair_device",
+            pair(json!({"device_id": "MX-00A1", "system": SYSTEM, "value": "MRN-100001", "from": &an_hour_ago})),
+            cli(&[
+                "pair",
+                "--device",
+                "MX-00A1",
+                "--patient-system",
+                SYSTEM,
+                "--patient",
+                "MRN-100001",
+                "--from",
+                &an_hour_ago,
             ]),
             ErrorCode::InvalidInput,
         ),
@@ -246,12 +285,11 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
         assert_eq!(same_refusal(&window, site, cmd, args, &cli_args), expected, "{cmd} {cli_args:?}");
     }
 
-    // Results: each face registers, pairs open-ended, unpairs and pairs for a period its own device;
-    // each action leaves one audit entry, and both devices end up alike.
-    let at = |minutes| {
-        (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    };
-    let (from, until) = (at(-10), at(60));
+    // Results: each face registers its own device, pairs it for a past period with the reason,
+    // pairs it open-ended, unpairs it and pairs it until a time; each action leaves one audit entry,
+    // and both devices end up alike.
+    let (past_from, past_until, until) = (at(-30), at(-20), at(60));
+    let reason = "paired late at the bedside";
     for (device, console) in [("OX-7001", true), ("OX-7002", false)] {
         let steps: Vec<(&str, Value, Vec<String>)> = vec![
             (
@@ -261,13 +299,8 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
             ),
             (
                 "pair_device",
-                op(json!({"deviceId": device, "system": SYSTEM, "value": "MRN-100003", "from": null, "until": null})),
-                cli(&["pair", "--device", device, "--patient-system", SYSTEM, "--patient", "MRN-100003"]),
-            ),
-            ("unpair_device", op(json!({"deviceId": device})), cli(&["unpair", "--device", device])),
-            (
-                "pair_device",
-                op(json!({"deviceId": device, "system": SYSTEM, "value": "MRN-100003", "from": from, "until": until})),
+                pair(json!({"device_id": device, "system": SYSTEM, "value": "MRN-100003",
+                            "from": past_from, "until": past_until, "reason": reason})),
                 cli(&[
                     "pair",
                     "--device",
@@ -277,7 +310,30 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
                     "--patient",
                     "MRN-100003",
                     "--from",
-                    &from,
+                    &past_from,
+                    "--until",
+                    &past_until,
+                    "--reason",
+                    reason,
+                ]),
+            ),
+            (
+                "pair_device",
+                pair(json!({"device_id": device, "system": SYSTEM, "value": "MRN-100003"})),
+                cli(&["pair", "--device", device, "--patient-system", SYSTEM, "--patient", "MRN-100003"]),
+            ),
+            ("unpair_device", op(json!({"deviceId": device})), cli(&["unpair", "--device", device])),
+            (
+                "pair_device",
+                pair(json!({"device_id": device, "system": SYSTEM, "value": "MRN-100003", "until": until})),
+                cli(&[
+                    "pair",
+                    "--device",
+                    device,
+                    "--patient-system",
+                    SYSTEM,
+                    "--patient",
+                    "MRN-100003",
                     "--until",
                     &until,
                 ]),

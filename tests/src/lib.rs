@@ -686,6 +686,23 @@ impl Site {
         self.vigil(&args)
     }
 
+    /// Pairs a device with a demo-registry patient from now, unpairing it first if the demo registry
+    /// paired it (a device is paired once at a time). With an EHR configured, pairing is what
+    /// verifies the patient there.
+    pub fn pair_anew(&self, device: &str, mrn: &str) -> anyhow::Result<String> {
+        let config = self.config_str();
+        let devices: serde_json::Value = serde_json::from_str(&self.vigil(&["devices", "--config", &config])?)?;
+        let open = devices
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["device_id"] == device && !d["pairing_id"].is_null() && d["paired_until"].is_null());
+        if open {
+            self.vigil(&["unpair", "--config", &config, "--device", device])?;
+        }
+        self.for_patient("pair", device, mrn, &[])
+    }
+
     /// The outbox as `vigil outbox` prints it.
     pub fn outbox(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         let out = self.vigil(&["outbox", "--config", &self.config_str(), "--limit", "100000"])?;

@@ -36,7 +36,7 @@ async fn a_desaturation_pages_while_the_ehr_is_down_once_and_escalates_once() ->
          [alerts]\nwebhook_url = \"{hook}\"\nmqtt_url = \"mqtt://127.0.0.1:{}\"\n",
         fhir.base, broker.port
     ))?;
-    site.for_patient("pair", "OX-1000", "MRN-100000", &[])?;
+    site.pair_anew("OX-1000", "MRN-100000")?;
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.unwrap().port();
     vigil

@@ -1,8 +1,10 @@
-//! The `vigil` binary's checks of configs and profiles, as an operator runs them.
+//! The `vigil` binary's checks of configs and profiles, and its pairing rules, as an operator runs
+//! them.
 
 use std::process::Command;
 
-use vigil_tests::{fixture, vigil_bin};
+use serde_json::Value;
+use vigil_tests::{BrokerKind, DEMO_SYSTEM, Site, fixture, vigil_bin};
 
 fn vigil(args: &[&str]) -> (i32, String) {
     let out = Command::new(vigil_bin()).args(args).output().expect("vigil runs");
@@ -74,4 +76,63 @@ fn the_demo_runs_the_embedded_default_with_live_values() {
     assert!(stored > 0, "{last}");
     assert!(text.contains("SpO2"), "live values are shown: {text}");
     assert!(text.contains("unpaired"), "the unpaired monitor is shown as such: {text}");
+}
+
+#[test]
+fn overlapping_and_unexplained_back_dated_pairings_are_refused() {
+    let site = Site::new(BrokerKind::Embedded).unwrap();
+    let config = site.config_str();
+    let pair = |device: &str, mrn: &str, extra: &[&str]| {
+        let mut args =
+            vec!["pair", "--config", &config, "--device", device, "--patient-system", DEMO_SYSTEM, "--patient", mrn];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--operator", "nurse ann"]);
+        vigil(&args)
+    };
+    let devices: Value = serde_json::from_str(&site.vigil(&["devices", "--config", &config]).unwrap()).unwrap();
+    let ox = devices.as_array().unwrap().iter().find(|d| d["device_id"] == "OX-1000").unwrap();
+    let (alpha, pairing) = (ox["patient_id"].as_i64().unwrap(), ox["pairing_id"].as_i64().unwrap());
+    let hours_ago = |h: i64| (chrono::Utc::now() - chrono::Duration::hours(h)).to_rfc3339();
+
+    // OX-1000 is Alpha's (MRN-100000) since the import: pairing it again is refused, naming the pairing.
+    let (code, out) = pair("OX-1000", "MRN-100000", &[]);
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains(&format!("already paired with patient {alpha} (pairing {pairing}, since")), "{out}");
+    // To Bravo, it needs an unpair or a confirmation naming the patient replaced: the right one.
+    let (code, out) = pair("OX-1000", "MRN-100001", &[]);
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains("confirm the replacement naming both patients"), "{out}");
+    let (code, out) = pair("OX-1000", "MRN-100001", &["--replacing", &(alpha + 100).to_string()]);
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains(&format!("not with patient {}", alpha + 100)), "{out}");
+    let (code, out) = pair("OX-1000", "MRN-100001", &["--replacing", &alpha.to_string()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("replacing patient {alpha} (pairing {pairing} ended)")), "{out}");
+
+    // Back-dating the spare monitor's pairing needs a reason (exit 2 without); the audit keeps it.
+    let from = hours_ago(2);
+    let (code, out) = pair("MX-00A1", "MRN-100003", &["--from", &from]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("give the reason for back-dating it"), "{out}");
+    let (code, out) = pair("MX-00A1", "MRN-100003", &["--from", &from, "--reason", "sent before it was paired"]);
+    assert_eq!(code, 0, "{out}");
+    // A period over that pairing's start overlaps it, reason or not.
+    let (code, out) =
+        pair("MX-00A1", "MRN-100002", &["--from", &hours_ago(3), "--until", &hours_ago(1), "--reason", "x"]);
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains("over part of that period"), "{out}");
+
+    let (code, out) = vigil(&["audit", "list", "--config", &config, "--limit", "3"]);
+    assert_eq!(code, 0, "{out}");
+    let entries: Vec<(String, String)> = serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap().into(), e["detail"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(entries[0].0, "pairing.open", "the refusals left no entry: {entries:?}");
+    assert!(entries[0].1.ends_with("reason: sent before it was paired"), "{entries:?}");
+    assert!(entries[1].1.contains(&format!("replacing patient {alpha}")), "{entries:?}");
+    assert_eq!(entries[2].0, "pairing.close", "{entries:?}");
 }

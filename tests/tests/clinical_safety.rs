@@ -75,13 +75,6 @@ fn short_rules(site: &Site, charting: bool) -> anyhow::Result<()> {
     })
 }
 
-/// Pairs a device afresh with the patient, so the patient is verified at the EHR.
-fn repair(site: &Site, device: &str, mrn: &str) -> anyhow::Result<()> {
-    site.vigil(&["unpair", "--config", &site.config_str(), "--device", device, "--operator", "test"])?;
-    site.for_patient("pair", device, mrn, &["--operator", "test"])?;
-    Ok(())
-}
-
 async fn ehr_with_patients(mrns: &[&str]) -> anyhow::Result<FhirServer> {
     let fhir = FhirServer::start(&[])?;
     for mrn in mrns {
@@ -147,9 +140,9 @@ async fn a_probe_off_through_each_profile_alarms_technically_and_never_reaches_t
     let site = Site::new(BrokerKind::Embedded)?;
     short_rules(&site, true)?;
     site.append_config(&format!("[ehr]\nkind = \"fhir\"\nbase_url = \"{}\"\n", fhir.base))?;
-    repair(&site, OXIMETER, "MRN-100000")?;
-    repair(&site, MONITOR, "MRN-100000")?;
-    repair(&site, WEARABLE, "MRN-100001")?;
+    site.pair_anew(OXIMETER, "MRN-100000")?;
+    site.pair_anew(MONITOR, "MRN-100000")?;
+    site.pair_anew(WEARABLE, "MRN-100001")?;
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.unwrap().port();
 
@@ -306,7 +299,7 @@ async fn a_patient_without_store_consent_is_still_alarmed_for_and_the_held_data_
     let site = Site::new(BrokerKind::Embedded)?;
     short_rules(&site, false)?;
     site.append_config(&format!("[ehr]\nkind = \"fhir\"\nbase_url = \"{}\"\n", fhir.base))?;
-    repair(&site, "OX-1001", "MRN-100002")?;
+    site.pair_anew("OX-1001", "MRN-100002")?;
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.unwrap().port();
 

@@ -280,7 +280,7 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
     page.find(held).await?;
     page.screenshot("quarantine").await?;
 
-    // Devices: look the patient up, see who it is, then pair from an hour ago.
+    // Devices: look the patient up, see who it is, then pair from an hour ago, saying why.
     page.view("devices").await?;
     page.set_value(&by_id("pair-device"), "MX-00A1", "change").await?;
     page.type_into(&by_id("pair-value"), "MRN-100001").await?;
@@ -288,6 +288,7 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
     page.wait_text(&by_id("pair-verified"), Duration::from_secs(10), |t| t.contains("Demo Patient Bravo")).await?;
     let an_hour_ago = (chrono::Local::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
     page.set_value(&by_id("pair-from"), &an_hour_ago, "input").await?;
+    page.type_into(&by_id("pair-reason"), "spare monitor sent before it was paired").await?;
     page.click(&by_id("pair-confirm")).await?;
     page.find("[data-testid=\"device-row\"][data-device=\"MX-00A1\"][data-paired=\"true\"]").await?;
     page.screenshot("devices").await?;

@@ -36,7 +36,7 @@ fn fhir_site(fhir: &FhirServer, extra: &str) -> anyhow::Result<Site> {
 }
 
 fn pair(site: &Site, device: &str, mrn: &str) -> anyhow::Result<String> {
-    site.for_patient("pair", device, mrn, &[])
+    site.pair_anew(device, mrn)
 }
 
 fn event(site: &Site, device: &str, mrn: &str, args: &[&str]) -> anyhow::Result<String> {

@@ -20,7 +20,7 @@ async fn an_ehr_outage_shows_ehr_sync_paused_until_it_returns() -> anyhow::Resul
         "[ehr]\nkind = \"fhir\"\nbase_url = \"{}\"\ntimeout_secs = 1\nmax_backoff_secs = 1\n",
         fhir.base
     ))?;
-    site.for_patient("pair", "MX-00A0", "MRN-100000", &[])?;
+    site.pair_anew("MX-00A0", "MRN-100000")?;
     let vigil = site.run()?;
     let healthy = vigil
         .wait_status(Duration::from_secs(10), |s| {

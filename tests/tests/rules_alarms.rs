@@ -76,7 +76,7 @@ async fn a_charting_period_becomes_one_median_observation_at_the_ehr() -> anyhow
         r.replace("every_secs = 900", "every_secs = 60").replace("late_after_secs = 300", "late_after_secs = 5")
     })?;
     site.append_config(&format!("[ehr]\nkind = \"fhir\"\nbase_url = \"{}\"\n", fhir.base))?;
-    site.for_patient("pair", "OX-1000", "MRN-100000", &[])?;
+    site.pair_anew("OX-1000", "MRN-100000")?;
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.unwrap().port();
 

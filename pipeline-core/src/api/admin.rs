@@ -1,8 +1,9 @@
 //! [`Admin`]: every operator action that needs no running pipeline, for both faces.
 //!
-//! Invariant: all validation lives here (operator and reason required and trimmed, silence 1 to 60
-//! minutes, a known profile, patient identifiers normalised one way), and every audited action
-//! writes its audit entry in the same store transaction as the change it records.
+//! Invariant: all validation lives here (operator and reason required and trimmed, a reason for a
+//! back-dated pairing, silence 1 to 60 minutes, a known profile, patient identifiers normalised one
+//! way), and every audited action writes its audit entry in the same store transaction as the change
+//! it records.
 
 mod alarms;
 mod outbox;

@@ -105,6 +105,27 @@ pub struct VerifiedPatient {
     pub verified_by: String,
 }
 
+/// A pairing as an operator asks for it, from either face.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, TS)]
+#[ts(export)]
+pub struct PairRequest {
+    /// The device.
+    pub device_id: String,
+    /// The patient's identifier system.
+    pub system: String,
+    /// The patient's identifier value.
+    pub value: String,
+    /// Start (default now).
+    pub from: Option<DateTime<Utc>>,
+    /// End (default: open until unpaired).
+    pub until: Option<DateTime<Utc>>,
+    /// Why the pairing starts in the past: required when it does, and audited with it.
+    pub reason: Option<String>,
+    /// The store key of the patient the device is paired with now, as a refusal names them:
+    /// confirms that the new pairing ends theirs where it starts.
+    pub replacing: Option<i64>,
+}
+
 /// An outbox row with a one-line summary of its event.
 #[derive(Debug, Clone, Serialize, TS)]
 #[ts(export)]

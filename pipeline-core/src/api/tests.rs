@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::dto::{ConnectionTarget, ReleaseResult};
+use super::dto::{ConnectionTarget, PairRequest, ReleaseResult};
 use super::*;
 use crate::config::{Config, EhrKind};
 
@@ -68,7 +68,15 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
     let patient = console.admin().lookup_patient(SYSTEM, "MRN-100001").await.unwrap();
     assert_eq!(patient.display, "Demo Patient Bravo");
     let from = item.observed_at - chrono::Duration::minutes(1);
-    console.admin().pair_device(&bo, "MX-00A1", SYSTEM, "MRN-100001", Some(from), None).await.unwrap();
+    let request = PairRequest {
+        device_id: "MX-00A1".into(),
+        system: SYSTEM.into(),
+        value: "MRN-100001".into(),
+        from: Some(from),
+        reason: Some("spare monitor sent before it was paired".into()),
+        ..PairRequest::default()
+    };
+    console.admin().pair_device(&bo, &request).await.unwrap();
     let released = console.admin().release_quarantine(&bo, item.id, "pairing fixed").await.unwrap();
     assert_eq!(released.outcome, ReleaseResult::Stored, "{released:?}");
     assert!(console.quarantine().await.unwrap().iter().all(|q| q.id != item.id));

@@ -5,6 +5,8 @@
 //! agrees with that pairing, and the patient consented to storage. Anything else is quarantined or
 //! held with its reason; nothing is dropped. Unknown consent means no (fail-closed).
 
+mod pairing;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -13,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::model::{Reading, Validity};
+
+pub use pairing::{NewPairing, PairingConflict};
 
 /// A use of a patient's data that needs consent, checked at each hop. Bedside alarms are not one:
 /// they are the care the patient receives by wearing the device, and never wait on consent

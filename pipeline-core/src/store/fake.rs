@@ -217,21 +217,19 @@ impl RegistryStore for FakeStore {
         Ok(key)
     }
 
-    async fn pair(
-        &self,
-        device_id: &str,
-        patient_id: i64,
-        from: DateTime<Utc>,
-        until: Option<DateTime<Utc>>,
-        _actor: &str,
-    ) -> Result<i64, StoreError> {
+    async fn pair(&self, new: &NewPairing<'_>, _actor: &str) -> Result<PairingOpened, StoreError> {
         let mut s = self.write()?;
+        let pairings = s.registry.pairings.entry(new.device_id.to_string()).or_default();
+        let replaced = new.check(pairings).map_err(|conflict| StoreError::Refused(conflict.to_string()))?;
+        if let Some(old) = &replaced {
+            pairings.iter_mut().filter(|p| p.id == old.id).for_each(|p| p.valid_to = Some(new.from));
+        }
         s.next_id += 1;
         let id = s.next_id;
-        let pairing = PairingRecord { id, patient_id, valid_from: from, valid_to: until };
-        s.registry.pairings.entry(device_id.to_string()).or_default().push(pairing);
+        let pairing = PairingRecord { id, patient_id: new.patient_id, valid_from: new.from, valid_to: new.until };
+        s.registry.pairings.entry(new.device_id.to_string()).or_default().push(pairing);
         s.registry.generation += 1;
-        Ok(id)
+        Ok(PairingOpened { id, replaced })
     }
 
     async fn unpair(&self, device_id: &str, at: DateTime<Utc>, _actor: &str) -> Result<i64, StoreError> {

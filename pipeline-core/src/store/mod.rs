@@ -19,7 +19,7 @@ use ts_rs::TS;
 use crate::audit::{AuditEntry, AuditVerdict};
 use crate::clock::SharedClock;
 use crate::fhir::PatientRef;
-use crate::identify::{Flow, QuarantineReason, Registry};
+use crate::identify::{Flow, NewPairing, PairingRecord, QuarantineReason, Registry};
 use crate::model::alarm::{AlarmKind, Firing, Priority};
 use crate::model::event::ClinicalEvent;
 use crate::model::{ContentHash, Reading};
@@ -306,6 +306,15 @@ pub struct DeviceEntry {
     pub paired_until: Option<DateTime<Utc>>,
 }
 
+/// What [`RegistryStore::pair`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingOpened {
+    /// The new pairing's store key.
+    pub id: i64,
+    /// The other patient's open pairing it ended, when the operator confirmed the replacement.
+    pub replaced: Option<PairingRecord>,
+}
+
 /// A patient identifier, as an operator types it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientIdentifier {
@@ -536,17 +545,11 @@ pub trait RegistryStore: Send + Sync + 'static {
         verified_by: &str,
         fhir_id: Option<&str>,
     ) -> Result<i64, StoreError>;
-    /// Opens a pairing from `from`, until `until` or open-ended, closing the device's open pairing at
-    /// `from`; one transaction with its audit entry. Refuses an unregistered device, an unknown or
-    /// unverified patient, a start before the open pairing's start, or an end before the start.
-    async fn pair(
-        &self,
-        device_id: &str,
-        patient_id: i64,
-        from: DateTime<Utc>,
-        until: Option<DateTime<Utc>>,
-        actor: &str,
-    ) -> Result<i64, StoreError>;
+    /// Opens a pairing by the rules of [`NewPairing::check`]: it overlaps no other pairing of the
+    /// device, except the open one of the patient the operator confirmed replacing, which is ended at
+    /// `from`. One transaction with an audit entry per pairing changed, the reason included. Refuses
+    /// an unregistered device, an unknown or unverified patient, or an end before the start.
+    async fn pair(&self, new: &NewPairing<'_>, actor: &str) -> Result<PairingOpened, StoreError>;
     /// Closes the device's open pairing at `at`; returns the pairing closed.
     async fn unpair(&self, device_id: &str, at: DateTime<Utc>, actor: &str) -> Result<i64, StoreError>;
     /// Records a consent decision.

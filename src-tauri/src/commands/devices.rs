@@ -1,8 +1,7 @@
 //! Devices, verified pairing and consent.
 
-use chrono::{DateTime, Utc};
 use pipeline_core::api::Actor;
-use pipeline_core::api::dto::{DeviceView, Flow, VerifiedPatient};
+use pipeline_core::api::dto::{DeviceView, Flow, PairRequest, VerifiedPatient};
 use tauri::State;
 
 use super::Answer;
@@ -40,17 +39,9 @@ pub async fn lookup_patient(state: State<'_, ConsoleState>, system: String, valu
 
 /// Pairs a device with a verified patient, for a period when `until` is given.
 #[tauri::command]
-pub async fn pair_device(
-    state: State<'_, ConsoleState>,
-    device_id: String,
-    system: String,
-    value: String,
-    from: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    operator: String,
-) -> Answer<()> {
+pub async fn pair_device(state: State<'_, ConsoleState>, request: PairRequest, operator: String) -> Answer<()> {
     let actor = Actor::named(&operator)?;
-    state.get().await?.admin().pair_device(&actor, &device_id, &system, &value, from, until).await.map(drop)
+    state.get().await?.admin().pair_device(&actor, &request).await.map(drop)
 }
 
 /// Ends a device's pairing now.

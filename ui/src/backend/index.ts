@@ -2,7 +2,7 @@
 // call Tauri themselves, so every view runs (and is tested) against the in-memory mock as well.
 import type {
   Alarm, Board, ConnectionResult, ConnectionTarget, Device, Flow, LiveValue, OutboxEntry, OutboxStatus,
-  QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
+  PairRequest, QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
 } from './types';
 import { MockBackend } from './mock';
 import { TauriBackend } from './tauri';
@@ -30,8 +30,7 @@ export interface Backend {
   profiles(): Promise<string[]>;
   registerDevice(deviceId: string, profileId: string, label: string, operator: string): Promise<void>;
   lookupPatient(system: string, value: string): Promise<VerifiedPatient>;
-  pairDevice(deviceId: string, system: string, value: string, from: string | null, until: string | null,
-    operator: string): Promise<void>;
+  pairDevice(request: PairRequest, operator: string): Promise<void>;
   unpairDevice(deviceId: string, operator: string): Promise<void>;
   setConsent(system: string, value: string, flow: Flow, granted: boolean, operator: string): Promise<void>;
   /** Stores the patient's readings held for want of `store` consent; how many were stored. */

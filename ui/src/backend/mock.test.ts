@@ -1,10 +1,19 @@
 // The mock must refuse what Rust's facade refuses, with the same codes: views are tested against it.
 import { describe, expect, it } from 'vitest';
 import { MockBackend } from './mock';
+import type { PairRequest } from './types';
 import { MRN_SYSTEM } from './demo-data';
 import { SILENCE_MINUTES } from '../views/alarms';
 
 const OP = 'Test Operator';
+
+const secondsAgo = (n: number) => new Date(Date.now() - n * 1000).toISOString();
+const hoursAgo = (h: number) => secondsAgo(h * 3600);
+
+/** A pairing request for a demo patient, from now and open-ended unless given. */
+function pairing(device_id: string, value: string, from: string | null = null, until: string | null = null): PairRequest {
+  return { device_id, system: MRN_SYSTEM, value, from, until, reason: null, replacing: null };
+}
 
 /** The code a call fails with, or "ok". */
 const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code: string }) => e.code);
@@ -33,20 +42,38 @@ describe('mock backend', () => {
     expect(await codeOf(b.discardQuarantine(8, OP, '   '))).toBe('invalid_input');
   });
 
-  it('pairs, re-pairs and unpairs by Rust\'s rules', async () => {
+  it('refuses a pairing that meets another of the device, unless it names the patient it replaces', async () => {
     const b = new MockBackend();
-    const hoursAgo = (h: number) => new Date(Date.now() - h * 3_600_000).toISOString();
-    // An open pairing is closed at the new start...
-    expect(await codeOf(b.pairDevice('OX-1000', MRN_SYSTEM, 'MRN-100002', null, null, OP))).toBe('ok');
-    expect(b.data.devices.find((d) => d.device_id === 'OX-1000')!.patient_id).toBe(4);
-    // ...unless the new one would start before it.
-    expect(await codeOf(b.pairDevice('OX-1000', MRN_SYSTEM, 'MRN-100000', hoursAgo(1), null, OP))).toBe('refused');
-    expect(await codeOf(b.pairDevice('NO-SUCH', MRN_SYSTEM, 'MRN-100000', null, null, OP))).toBe('refused');
-    expect(await codeOf(b.pairDevice('MX-00A1', MRN_SYSTEM, 'MRN-999999', null, null, OP))).toBe('patient_not_found');
-    expect(await codeOf(b.pairDevice('MX-00A1', MRN_SYSTEM, 'MRN-100002', hoursAgo(1), hoursAgo(2), OP))).toBe('invalid_input');
+    const ox = () => b.data.devices.find((d) => d.device_id === 'OX-1000')!;
+    // OX-1000 is Alpha's (patient 1) since the demo started.
+    const toCharlie = pairing('OX-1000', 'MRN-100002');
+    const unconfirmed = await b.pairDevice(toCharlie, OP).catch((e: unknown) => e);
+    expect(unconfirmed).toMatchObject({ code: 'refused' });
+    expect((unconfirmed as Error).message).toContain('confirm the replacement naming both patients (patient 1 replaced by patient 4)');
+    expect(await codeOf(b.pairDevice({ ...toCharlie, replacing: 4 }, OP))).toBe('refused');
+    expect(await codeOf(b.pairDevice({ ...toCharlie, replacing: 1 }, OP))).toBe('ok');
+    expect(ox()).toMatchObject({ patient_id: 4, paired_until: null });
+    // Charlie's again, or Alpha's over the time Alpha had it: overlaps.
+    expect(await codeOf(b.pairDevice(toCharlie, OP))).toBe('refused');
+    const alphaEarlier = { ...pairing('OX-1000', 'MRN-100000', hoursAgo(2), hoursAgo(1)), reason: 'charting late' };
+    expect(await codeOf(b.pairDevice(alphaEarlier, OP))).toBe('refused');
+    expect(await codeOf(b.pairDevice(pairing('NO-SUCH', 'MRN-100000'), OP))).toBe('refused');
+    expect(await codeOf(b.pairDevice(pairing('MX-00A1', 'MRN-999999'), OP))).toBe('patient_not_found');
+    expect(await codeOf(b.pairDevice(pairing('MX-00A1', 'MRN-100002', hoursAgo(1), hoursAgo(2)), OP))).toBe('invalid_input');
     expect(await codeOf(b.unpairDevice('MX-00A1', OP))).toBe('refused');
     expect(await codeOf(b.unpairDevice('OX-1000', OP))).toBe('ok');
+    expect(ox().pairing_id).toBeNull();
     expect(await codeOf(b.unpairDevice('OX-1000', OP))).toBe('refused');
+  });
+
+  it('needs a reason for a pairing that starts more than a minute ago', async () => {
+    const b = new MockBackend();
+    const backDated = pairing('MX-00A1', 'MRN-100002', hoursAgo(1));
+    expect(await codeOf(b.pairDevice(backDated, OP))).toBe('invalid_input');
+    expect(await codeOf(b.pairDevice({ ...backDated, reason: '  ' }, OP))).toBe('invalid_input');
+    expect(await codeOf(b.pairDevice({ ...backDated, reason: 'sent before it was paired' }, OP))).toBe('ok');
+    // A "now" typed half a minute late is not back-dating.
+    expect(await codeOf(new MockBackend().pairDevice(pairing('MX-00A1', 'MRN-100002', secondsAgo(30)), OP))).toBe('ok');
   });
 
   it('registers an existing device as a relabel, and refuses an unknown profile', async () => {

@@ -5,7 +5,7 @@ import type { Backend } from './index';
 import { demoData, patientLabel, type MockData } from './demo-data';
 import type {
   Board, ConnectionResult, ConnectionTarget, Device, ErrorCode, Flow, LiveValue, OutboxEntry, OutboxStatus,
-  QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
+  PairRequest, QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
 } from './types';
 
 export interface MockOptions extends Partial<MockData> {
@@ -17,6 +17,9 @@ export interface MockOptions extends Partial<MockData> {
 
 /** One recorded backend call, for tests to assert that operator and reason reached the backend. */
 export interface MockCall { method: keyof Backend; args: unknown[] }
+
+/** A row of Rust's pairings table: the mock keeps every pairing, as the rules need them all. */
+interface MockPairing { id: number; device_id: string; patient_id: number; from: string; until: string | null }
 
 const OUTBOX_STATUSES: OutboxStatus[] = ['pending', 'held', 'dead', 'delivered'];
 
@@ -36,11 +39,15 @@ export class MockBackend implements Backend {
   private readonly failures = new Map<keyof Backend, BackendError>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private nextPairing = 100;
+  private readonly pairings: MockPairing[];
 
   constructor(opts: MockOptions = {}) {
     const { autoTick, now, ...overrides } = opts;
     this.now = now ?? (() => new Date());
     this.data = { ...demoData(this.now()), ...overrides };
+    this.pairings = this.data.devices.flatMap((d) => (d.pairing_id === null ? [] : [{
+      id: d.pairing_id, device_id: d.device_id, patient_id: d.patient_id!, from: d.paired_since!, until: d.paired_until,
+    }]));
     if (autoTick) this.timer = setInterval(() => this.tick(), 2000);
   }
 
@@ -202,26 +209,32 @@ export class MockBackend implements Backend {
   }
 
   /**
-   * Pairs from `from` (default now). An open pairing is closed at the new start, unless the new one
-   * would start before it: then Rust refuses and the operator must unpair first.
+   * Pairs by Rust's rules: a start more than a minute ago needs a reason; a pairing that meets another
+   * of the device is refused, unless it replaces the open pairing of the patient `replacing` names,
+   * which then ends where the new one starts.
    */
-  pairDevice(deviceId: string, system: string, value: string, from: string | null, until: string | null, operator: string) {
-    return this.reply('pairDevice', [deviceId, system, value, from, until, operator], () => {
+  pairDevice(request: PairRequest, operator: string) {
+    return this.reply('pairDevice', [request, operator], () => {
       actor(operator);
-      identifier(system, value);
-      const start = from ?? this.iso();
-      if (until !== null && Date.parse(until) <= Date.parse(start)) {
+      identifier(request.system, request.value);
+      const from = request.from ?? this.iso();
+      const { until } = request;
+      if (until !== null && Date.parse(until) <= Date.parse(from)) {
         throw fail('invalid_input', 'the pairing must end after it starts');
       }
-      const p = this.patient(system, value);
-      const id = deviceId.trim();
+      if (Date.parse(from) < this.now().getTime() - BACKDATING_TOLERANCE_SECS * 1000 && !request.reason?.trim()) {
+        throw fail('invalid_input', `the pairing would start at ${secs(from)}, in the past: give the reason for `
+          + 'back-dating it, which the audit log keeps with it');
+      }
+      const p = this.patient(request.system, request.value);
+      const id = request.device_id.trim();
       const d = this.data.devices.find((x) => x.device_id === id);
       if (!d) throw fail('refused', `device ${id} is not registered`);
-      if (isOpen(d) && Date.parse(start) < Date.parse(d.paired_since!)) {
-        throw fail('refused', `pairing ${d.pairing_id} of device ${id} starts after ${start}: unpair first`);
-      }
-      Object.assign(d, { pairing_id: this.nextPairing++, patient_id: p.patient_id, patient_label: patientLabel(p),
-        paired_since: start, paired_until: until } satisfies Partial<Device>);
+      const mine = this.pairings.filter((x) => x.device_id === id);
+      const replaced = checkPairing(id, mine, p.patient_id, from, until, request.replacing);
+      if (replaced) replaced.until = from;
+      this.pairings.push({ id: this.nextPairing++, device_id: id, patient_id: p.patient_id, from, until });
+      this.show(d);
     });
   }
 
@@ -230,10 +243,11 @@ export class MockBackend implements Backend {
     return this.reply('unpairDevice', [deviceId, operator], () => {
       actor(operator);
       const id = deviceId.trim();
+      const open = this.pairings.find((x) => x.device_id === id && x.until === null);
+      if (!open) throw fail('refused', `device ${id} has no open pairing`);
+      open.until = new Date(Math.max(this.now().getTime(), Date.parse(open.from))).toISOString();
       const d = this.data.devices.find((x) => x.device_id === id);
-      if (!d || !isOpen(d)) throw fail('refused', `device ${id} has no open pairing`);
-      Object.assign(d, { pairing_id: null, patient_id: null, patient_label: null, paired_since: null,
-        paired_until: null } satisfies Partial<Device>);
+      if (d) this.show(d);
     });
   }
 
@@ -318,17 +332,28 @@ export class MockBackend implements Backend {
   private iso(plusSecs = 0) { return new Date(this.now().getTime() + plusSecs * 1000).toISOString(); }
 
   /**
-   * Why a quarantined reading still cannot be attributed, as Rust's identify says it; null when the
-   * device's current pairing covers the reading's time. (The mock keeps only the current pairing.)
+   * Why a quarantined reading still cannot be attributed, as Rust's identify says it; null when a
+   * pairing of the device covers the reading's time.
    */
   private unattributable(q: QuarantineItem): string | null {
-    const d = this.data.devices.find((x) => x.device_id === q.device_id);
-    if (!d) return `device ${q.device_id} is not registered: register and pair it, then release`;
+    if (!this.data.devices.some((x) => x.device_id === q.device_id)) {
+      return `device ${q.device_id} is not registered: register and pair it, then release`;
+    }
     const t = Date.parse(q.observed_at);
-    const covered = d.paired_since !== null && Date.parse(d.paired_since) <= t
-      && (d.paired_until === null || t < Date.parse(d.paired_until));
-    if (!covered) return `device ${q.device_id} had no active pairing at ${q.observed_at}: pair it for that time, then release`;
+    if (!this.pairings.some((p) => p.device_id === q.device_id && covers(p, t))) {
+      return `device ${q.device_id} had no active pairing at ${q.observed_at}: pair it for that time, then release`;
+    }
     return null;
+  }
+
+  /** Shows on the device the pairing that covers now, as Rust's device list does. */
+  private show(d: Device) {
+    const p = this.pairings.find((x) => x.device_id === d.device_id && covers(x, this.now().getTime()));
+    const patient = p && this.data.registry.find((r) => r.patient_id === p.patient_id);
+    Object.assign(d, {
+      pairing_id: p?.id ?? null, patient_id: p?.patient_id ?? null, patient_label: patient ? patientLabel(patient) : null,
+      paired_since: p?.from ?? null, paired_until: p?.until ?? null,
+    } satisfies Partial<Device>);
   }
 
   /** A verified patient of the (sandbox) registry, by identifier as operators type it. */
@@ -365,8 +390,58 @@ function identifier(system: string, value: string): [string, string] {
   return [s, v];
 }
 
-/** A pairing Rust can close: current and without an end of its own. */
-const isOpen = (d: Device) => d.pairing_id !== null && d.paired_until === null;
+/** How far before now a pairing may start without a reason (pipeline-core's BACKDATING_TOLERANCE). */
+export const BACKDATING_TOLERANCE_SECS = 60;
+
+/** An instant as Rust words it in messages: RFC 3339 to the second. */
+const secs = (iso: string) => new Date(iso).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** An instant in ms; no end is never. */
+const instant = (iso: string | null) => (iso === null ? Infinity : Date.parse(iso));
+
+/** Whether a pairing covers the instant `t` (ms). */
+const covers = (p: MockPairing, t: number) => instant(p.from) <= t && t < instant(p.until);
+
+/** A pairing as Rust's refusals name it. */
+const span = (p: MockPairing) =>
+  (p.until === null ? `pairing ${p.id}, since ${secs(p.from)}` : `pairing ${p.id}, from ${secs(p.from)} until ${secs(p.until)}`);
+
+/**
+ * Rust's NewPairing::check, with its words: the open pairing a confirmed replacement ends, or a refusal
+ * naming the pairing in the way.
+ */
+function checkPairing(deviceId: string, existing: MockPairing[], patientId: number, from: string, until: string | null,
+  replacing: number | null): MockPairing | null {
+  const overlapping = existing
+    .filter((p) => Math.max(instant(from), instant(p.from)) < Math.min(instant(until), instant(p.until)))
+    .sort((a, b) => instant(a.from) - instant(b.from));
+  let replaced: MockPairing | null = null;
+  for (const p of overlapping) {
+    const them = `patient ${p.patient_id} (${span(p)})`;
+    if (p.patient_id === patientId) {
+      throw fail('refused', `device ${deviceId} is already paired with ${them}: unpair it first, or choose a period `
+        + 'that does not overlap it');
+    }
+    if (p.until !== null || instant(p.from) > instant(from)) {
+      throw fail('refused', `device ${deviceId} is paired with patient ${p.patient_id} over part of that period `
+        + `(${span(p)}): a device is paired with one patient at a time, so choose a period that does not overlap it`);
+    }
+    if (replacing === null) {
+      throw fail('refused', `device ${deviceId} is already paired with ${them}: unpair it first, or confirm the `
+        + `replacement naming both patients (patient ${p.patient_id} replaced by patient ${patientId})`);
+    }
+    if (replacing !== p.patient_id) {
+      throw fail('refused', `device ${deviceId} is paired with ${them}, not with patient ${replacing} named as `
+        + 'replaced: nothing was changed; check which device this is and whom it is on');
+    }
+    replaced = p;
+  }
+  if (replacing !== null && !replaced) {
+    throw fail('refused', `device ${deviceId} has no open pairing with patient ${replacing} to replace: nothing was `
+      + 'changed; check which device this is, or pair it without confirming a replacement');
+  }
+  return replaced;
+}
 
 /** A small random step; whole numbers (rates, SpO2) stay whole. */
 function drift(v: number): number {

@@ -38,12 +38,14 @@ describe('tauri backend', () => {
     const b = new TauriBackend();
     await b.ackAlarm(4, 'Op', 'why');
     await b.chart('OX-1', 150456, 60);
-    await b.pairDevice('OX-1', 'sys', 'MRN-1', null, '2026-11-25T08:00:00.000Z', 'Op');
+    const request = { device_id: 'OX-1', system: 'sys', value: 'MRN-1', from: null, until: '2026-11-25T08:00:00.000Z',
+      reason: null, replacing: 7 };
+    await b.pairDevice(request, 'Op');
     await b.outbox(null);
     expect(invoke.mock.calls).toEqual([
       ['ack_alarm', { id: 4, operator: 'Op', reason: 'why' }],
       ['chart', { deviceId: 'OX-1', mdcCode: 150456, minutes: 60 }],
-      ['pair_device', { deviceId: 'OX-1', system: 'sys', value: 'MRN-1', from: null, until: '2026-11-25T08:00:00.000Z', operator: 'Op' }],
+      ['pair_device', { request, operator: 'Op' }],
       ['outbox', { status: null }],
     ]);
   });

@@ -6,7 +6,7 @@ import { toBackendError } from './errors';
 import type { Backend } from './index';
 import type {
   Alarm, Board, ConnectionResult, ConnectionTarget, Device, Flow, LiveValue, OutboxEntry, OutboxStatus,
-  QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
+  PairRequest, QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
 } from './types';
 
 /** `invoke` whose rejections are BackendErrors (Rust sends `{code, message}`; a bare string is "internal"). */
@@ -72,9 +72,7 @@ export class TauriBackend implements Backend {
     return call<void>('register_device', { deviceId, profileId, label, operator });
   }
   lookupPatient(system: string, value: string) { return call<VerifiedPatient>('lookup_patient', { system, value }); }
-  pairDevice(deviceId: string, system: string, value: string, from: string | null, until: string | null, operator: string) {
-    return call<void>('pair_device', { deviceId, system, value, from, until, operator });
-  }
+  pairDevice(request: PairRequest, operator: string) { return call<void>('pair_device', { request, operator }); }
   unpairDevice(deviceId: string, operator: string) { return call<void>('unpair_device', { deviceId, operator }); }
   setConsent(system: string, value: string, flow: Flow, granted: boolean, operator: string) {
     return call<void>('set_consent', { system, value, flow, granted, operator });

@@ -28,6 +28,7 @@ export type { HealthState } from './generated/HealthState';
 export type { LiveValue } from './generated/LiveValue';
 export type { OutboxStatus } from './generated/OutboxStatus';
 export type { OutboxView } from './generated/OutboxView';
+export type { PairRequest } from './generated/PairRequest';
 export type { Priority } from './generated/Priority';
 export type { QuarantineEntry } from './generated/QuarantineEntry';
 export type { Rates } from './generated/Rates';

@@ -1,7 +1,9 @@
 // Pairing and consent forms. A pairing can only be confirmed for a patient the EHR (or the sandbox
-// registry) has just verified: changing the identifier voids the verification.
+// registry) has just verified: changing the identifier voids the verification. A back-dated pairing
+// asks for its reason, and taking a device from another patient asks to confirm whom it replaces.
 import { useState } from 'preact/hooks';
 import type { Device, Flow, VerifiedPatient } from '../backend';
+import { BACKDATING_TOLERANCE_SECS } from '../backend/mock';
 import { useBackend, useSession } from '../context';
 import { useAction } from './hooks';
 
@@ -25,11 +27,19 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
   const [verified, setVerified] = useState<VerifiedPatient | null>(null);
   const [from, setFrom] = useState('');
   const [until, setUntil] = useState('');
+  const [reason, setReason] = useState('');
+  const [replace, setReplace] = useState(false);
   const [result, setResult] = useState('');
 
   // Default to the first device without a pairing: that is the one that usually needs one.
   const chosen = device || (devices.find((d) => d.pairing_id === null) ?? devices[0])?.device_id || '';
   const badPeriod = from !== '' && until !== '' && until <= from;
+  const start = localToRfc3339(from);
+  const backDated = start !== null && Date.parse(start) < Date.now() - BACKDATING_TOLERANCE_SECS * 1000;
+  const needsReason = backDated && !reason.trim();
+  // Only an open pairing can end where the new one starts; its patient is the one a replacement names.
+  const current = devices.find((d) => d.device_id === chosen && d.pairing_id !== null && d.paired_until === null);
+  const replacing = replace && current ? current : null;
 
   const lookup = async (e: Event) => {
     e.preventDefault();
@@ -39,15 +49,21 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
   };
 
   const confirm = async () => {
-    if (!verified || badPeriod) return;
+    if (!verified || badPeriod || needsReason) return;
     const p = verified;
-    const ok = await run(() => backend.pairDevice(chosen, p.system, p.value, localToRfc3339(from), localToRfc3339(until), operator));
-    if (ok) {
-      setResult(`✓ ${chosen} paired with ${p.display} (${p.value}).`);
+    const request = {
+      device_id: chosen, system: p.system, value: p.value, from: start, until: localToRfc3339(until),
+      reason: backDated ? reason.trim() : null, replacing: replacing?.patient_id ?? null,
+    };
+    if (await run(() => backend.pairDevice(request, operator))) {
+      const instead = replacing ? `, replacing ${replacing.patient_label}` : '';
+      setResult(`✓ ${chosen} paired with ${p.display} (${p.value})${instead}.`);
       setVerified(null);
       setValue('');
       setFrom('');
       setUntil('');
+      setReason('');
+      setReplace(false);
       await onPaired();
     }
   };
@@ -57,7 +73,7 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
       <h2 id="pair-title">Pair a device with a patient</h2>
       <label>
         Device
-        <select data-testid="pair-device" value={chosen} onChange={(e) => setDevice(e.currentTarget.value)}>
+        <select data-testid="pair-device" value={chosen} onChange={(e) => { setDevice(e.currentTarget.value); setReplace(false); }}>
           {devices.map((d) => (
             <option key={d.device_id} value={d.device_id}>
               {d.device_id}{d.label ? ` (${d.label})` : ''}{d.pairing_id === null ? ', not paired' : `, paired: ${d.patient_label}`}
@@ -91,8 +107,22 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
             </label>
           </div>
           {badPeriod && <p class="invalid">✖ "Until" must be after "From".</p>}
-          <button type="button" class="primary" data-testid="pair-confirm" disabled={busy || badPeriod || !chosen} onClick={confirm}>
-            Confirm pairing: {chosen} with {verified.display}
+          {backDated && (
+            <label>Reason for back-dating <span class="hint">(required: kept in the audit log)</span>
+              <input data-testid="pair-reason" value={reason} onInput={(e) => setReason(e.currentTarget.value)} />
+            </label>
+          )}
+          {current && (
+            <label class="check">
+              <input type="checkbox" data-testid="pair-replace" checked={replace} onChange={(e) => setReplace(e.currentTarget.checked)} />
+              {' '}{chosen} is paired with <strong>{current.patient_label}</strong>: end that pairing where this one
+              starts, and pair {chosen} with <strong>{verified.display}</strong> instead
+            </label>
+          )}
+          <button type="button" class="primary" data-testid="pair-confirm" disabled={busy || badPeriod || needsReason || !chosen} onClick={confirm}>
+            {replacing
+              ? `Confirm replacement: ${chosen} from ${replacing.patient_label} to ${verified.display}`
+              : `Confirm pairing: ${chosen} with ${verified.display}`}
           </button>
         </div>
       )}

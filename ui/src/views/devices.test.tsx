@@ -39,14 +39,46 @@ describe('devices and pairing', () => {
     expect(card.textContent).toContain('1990-01-15');
     expect(card.textContent).toContain('sandbox registry');
 
+    // A start in the past asks for the reason, and confirming waits for it.
+    expect(screen.queryByTestId('pair-reason')).toBeNull();
     type(screen.getByTestId('pair-from'), '2026-11-24T08:00');
+    expect((screen.getByTestId('pair-confirm') as HTMLButtonElement).disabled).toBe(true);
+    type(screen.getByTestId('pair-reason'), ' Spare monitor used overnight ');
     fireEvent.click(screen.getByTestId('pair-confirm'));
     await waitFor(() => expect(rowOf('MX-00A1')!.dataset.paired).toBe('true'));
     expect(rowOf('MX-00A1')!.textContent).toContain('Demo Patient Charlie (MRN-100002)');
-    expect(callsOf(backend, 'pairDevice')).toEqual([
-      ['MX-00A1', MRN_SYSTEM, 'MRN-100002', localToRfc3339('2026-11-24T08:00'), null, OPERATOR],
-    ]);
+    expect(callsOf(backend, 'pairDevice')).toEqual([[{
+      device_id: 'MX-00A1', system: MRN_SYSTEM, value: 'MRN-100002', from: localToRfc3339('2026-11-24T08:00'), until: null,
+      reason: 'Spare monitor used overnight', replacing: null,
+    }, OPERATOR]]);
     expect(screen.queryByTestId('pair-confirm')).toBeNull();
+  });
+
+  it('takes a device from another patient only once the operator confirms whom it replaces', async () => {
+    const { backend, errors } = renderView(<DevicesView />);
+    await screen.findAllByTestId('device-row');
+    choose(screen.getByTestId('pair-device'), 'OX-1000');
+    type(screen.getByTestId('pair-value'), 'MRN-100002');
+    fireEvent.click(screen.getByTestId('pair-lookup'));
+    await screen.findByTestId('pair-verified');
+    const replace = screen.getByTestId('pair-replace');
+    expect(replace.parentElement!.textContent).toContain('paired with Demo Patient Alpha (MRN-100000)');
+
+    // Unconfirmed, the backend refuses and names the pairing in the way.
+    fireEvent.click(screen.getByTestId('pair-confirm'));
+    await waitFor(() => expect(errors).toHaveLength(1));
+    expect(errors[0]).toMatchObject({ code: 'refused' });
+    expect(rowOf('OX-1000')!.textContent).toContain('Demo Patient Alpha');
+
+    fireEvent.click(replace);
+    expect(screen.getByTestId('pair-confirm').textContent)
+      .toBe('Confirm replacement: OX-1000 from Demo Patient Alpha (MRN-100000) to Demo Patient Charlie');
+    fireEvent.click(screen.getByTestId('pair-confirm'));
+    await waitFor(() => expect(rowOf('OX-1000')!.textContent).toContain('Demo Patient Charlie (MRN-100002)'));
+    expect(callsOf(backend, 'pairDevice').at(-1)).toEqual([{
+      device_id: 'OX-1000', system: MRN_SYSTEM, value: 'MRN-100002', from: null, until: null, reason: null, replacing: 1,
+    }, OPERATOR]);
+    expect(screen.getByTestId('pair-result').textContent).toContain('replacing Demo Patient Alpha (MRN-100000)');
   });
 
   it('voids the verification when the identifier changes', async () => {

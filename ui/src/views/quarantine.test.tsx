@@ -43,7 +43,8 @@ describe('quarantine', () => {
   it('release after a pairing that covers the reading stores it, shows the outcome and removes the row', async () => {
     const { backend } = renderView(<QuarantineView />);
     const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
-    await backend.pairDevice('MX-00A1', MRN_SYSTEM, 'MRN-100002', hourAgo, null, 'Setup');
+    await backend.pairDevice({ device_id: 'MX-00A1', system: MRN_SYSTEM, value: 'MRN-100002', from: hourAgo, until: null,
+      reason: 'spare monitor sent before it was paired', replacing: null }, 'Setup');
     await screen.findAllByTestId('quarantine-row');
     const result = await act(7, 'release', 'Pairing fixed: spare monitor at bed 3');
     expect(callsOf(backend, 'releaseQuarantine')).toEqual([[7, OPERATOR, 'Pairing fixed: spare monitor at bed 3']]);
@@ -55,7 +56,8 @@ describe('quarantine', () => {
 
   it('a pairing made from now does not cover an earlier reading: it stays quarantined', async () => {
     const { backend } = renderView(<QuarantineView />);
-    await backend.pairDevice('MX-00A1', MRN_SYSTEM, 'MRN-100002', null, null, 'Setup');
+    await backend.pairDevice({ device_id: 'MX-00A1', system: MRN_SYSTEM, value: 'MRN-100002', from: null, until: null,
+      reason: null, replacing: null }, 'Setup');
     await screen.findAllByTestId('quarantine-row');
     const result = await act(7, 'release', 'Paired just now');
     expect(result.textContent).toContain('released: quarantined');

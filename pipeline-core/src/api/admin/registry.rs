@@ -2,25 +2,31 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
 use super::Admin;
 use crate::api::actor::Actor;
-use crate::api::dto::VerifiedPatient;
+use crate::api::dto::{PairRequest, VerifiedPatient};
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::clinical;
 use crate::config::EhrKind;
-use crate::identify::Flow;
+use crate::identify::{Flow, NewPairing, PairingRecord};
 use crate::registry_import;
 use crate::sinks::fhir::PatientLookup;
 
+/// How far before now a pairing may start without counting as back-dated: a "now" typed by a
+/// person is a little late by the time it arrives.
+const BACKDATING_TOLERANCE: TimeDelta = TimeDelta::seconds(60);
+
 /// A pairing made: its store key and the patient's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pairing {
     /// The pairing's store key.
     pub id: i64,
     /// The patient's store key.
     pub patient_id: i64,
+    /// The other patient's open pairing it ended, when the operator confirmed the replacement.
+    pub replaced: Option<PairingRecord>,
 }
 
 impl Admin {
@@ -100,21 +106,27 @@ impl Admin {
     }
 
     /// Pairs a device with a patient verified as [`Admin::lookup_patient`] does, from `from` (default
-    /// now) until `until` (default open), in one transaction with its audit entry.
-    pub async fn pair_device(
-        &self,
-        actor: &Actor,
-        device_id: &str,
-        system: &str,
-        value: &str,
-        from: Option<DateTime<Utc>>,
-        until: Option<DateTime<Utc>>,
-    ) -> ApiResult<Pairing> {
-        let id = self.identifier(system, value)?;
-        let device_id = device_id.trim();
-        let from = from.unwrap_or_else(|| self.clock.now());
+    /// now) until `until` (default open), in one transaction with its audit entry. A pairing that
+    /// starts in the past needs a reason; one that meets another pairing of the device is refused
+    /// ([`NewPairing::check`]), unless it replaces the open pairing of the patient `replacing` names.
+    pub async fn pair_device(&self, actor: &Actor, request: &PairRequest) -> ApiResult<Pairing> {
+        let id = self.identifier(&request.system, &request.value)?;
+        let device_id = request.device_id.trim();
+        let now = self.clock.now();
+        let (from, until) = (request.from.unwrap_or(now), request.until);
         if until.is_some_and(|u| u <= from) {
             return Err(ApiError::new(ErrorCode::InvalidInput, "the pairing must end after it starts"));
+        }
+        let reason = request.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        if from < now - BACKDATING_TOLERANCE && reason.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "the pairing would start at {}, in the past: give the reason for back-dating it, which the \
+                     audit log keeps with it",
+                    from.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
+            ));
         }
         let patient_id = if self.config.ehr.kind == EhrKind::Fhir {
             // With an EHR configured, the patient is verified there before the pairing exists.
@@ -122,8 +134,9 @@ impl Admin {
         } else {
             self.verified_locally(&id).await?.id
         };
-        let pairing = self.store.pair(device_id, patient_id, from, until, actor.name()).await?;
-        Ok(Pairing { id: pairing, patient_id })
+        let new = NewPairing { device_id, patient_id, from, until, reason, replacing: request.replacing };
+        let opened = self.store.pair(&new, actor.name()).await?;
+        Ok(Pairing { id: opened.id, patient_id, replaced: opened.replaced })
     }
 
     /// Ends a device's open pairing at `at` (default now); returns the pairing closed.
@@ -153,5 +166,108 @@ impl Admin {
             registry_import::SeedError::Store(e) => e.into(),
             other => ApiError::new(ErrorCode::InvalidInput, other.to_string()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::config::Config;
+    use crate::normalise::ProfileSet;
+    use crate::store;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// The facade over a SQLite store whose clock reads 2026-12-02T10:00:00Z, with devices OX-1
+    /// and OX-2 and verified patients M1 and M2; returns it with the patients' keys.
+    async fn site(dir: &tempfile::TempDir) -> (Admin, i64, i64) {
+        let clock = TokioClock::starting_at(at("2026-12-02T10:00:00Z"));
+        let store =
+            store::open(&format!("sqlite://{}", dir.path().join("v.db").display()), clock.clone()).await.unwrap();
+        let admin = Admin::over(Config::default(), store, Arc::new(ProfileSet::default()), clock);
+        for device in ["OX-1", "OX-2"] {
+            admin.store().register_device(device, Some("acme-ox100"), None, "biomed").await.unwrap();
+        }
+        let clerk = Actor::named("clerk").unwrap();
+        let m1 = admin.register_patient(&clerk, "urn:mrn", "M1", None, Some("ward clerk")).await.unwrap();
+        let m2 = admin.register_patient(&clerk, "urn:mrn", "M2", None, Some("ward clerk")).await.unwrap();
+        (admin, m1, m2)
+    }
+
+    fn request(device: &str, patient: &str, from: Option<&str>) -> PairRequest {
+        PairRequest {
+            device_id: device.into(),
+            system: "urn:mrn".into(),
+            value: patient.into(),
+            from: from.map(at),
+            ..PairRequest::default()
+        }
+    }
+
+    async fn audit_count(admin: &Admin) -> usize {
+        admin.audit_entries(1000).await.unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn a_back_dated_pairing_needs_a_reason_and_the_audit_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, _, _) = site(&dir).await;
+        let nurse = Actor::named("nurse ann").unwrap();
+        // A "now" typed by a person half a minute late is not back-dating.
+        admin.pair_device(&nurse, &request("OX-1", "M1", Some("2026-12-02T09:59:30Z"))).await.unwrap();
+
+        let before = audit_count(&admin).await;
+        let mut back_dated = request("OX-2", "M2", Some("2026-12-02T09:00:00Z"));
+        for reason in [None, Some(" ")] {
+            back_dated.reason = reason.map(str::to_string);
+            let refused = admin.pair_device(&nurse, &back_dated).await.unwrap_err();
+            assert_eq!(refused.code, ErrorCode::InvalidInput, "{refused:?}");
+            assert!(
+                refused.message.contains("2026-12-02T09:00:00Z") && refused.message.contains("reason"),
+                "{refused}"
+            );
+        }
+        assert_eq!(audit_count(&admin).await, before, "a refusal leaves no entry");
+        back_dated.reason = Some(" spare monitor sent before it was paired ".into());
+        admin.pair_device(&nurse, &back_dated).await.unwrap();
+        let entry = &admin.audit_entries(1).await.unwrap()[0];
+        assert_eq!((entry.actor.as_str(), entry.action.as_str()), ("nurse ann", "pairing.open"));
+        assert!(entry.detail.ends_with("reason: spare monitor sent before it was paired"), "{}", entry.detail);
+    }
+
+    #[tokio::test]
+    async fn re_pairing_needs_an_unpair_or_a_confirmation_naming_the_patient_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, m1, m2) = site(&dir).await;
+        let nurse = Actor::named("nurse ann").unwrap();
+        let first = admin.pair_device(&nurse, &request("OX-1", "M1", None)).await.unwrap();
+
+        let before = audit_count(&admin).await;
+        let again = admin.pair_device(&nurse, &request("OX-1", "M1", None)).await.unwrap_err();
+        assert_eq!(again.code, ErrorCode::Refused);
+        assert!(again.message.contains(&format!("already paired with patient {m1} (pairing {}", first.id)), "{again}");
+        let mut other = request("OX-1", "M2", None);
+        let unconfirmed = admin.pair_device(&nurse, &other).await.unwrap_err();
+        assert_eq!(unconfirmed.code, ErrorCode::Refused);
+        assert!(unconfirmed.message.contains(&format!("patient {m1} replaced by patient {m2}")), "{unconfirmed}");
+        other.replacing = Some(m2);
+        let misnamed = admin.pair_device(&nurse, &other).await.unwrap_err();
+        assert!(misnamed.message.contains(&format!("not with patient {m2}")), "{misnamed}");
+        assert_eq!(audit_count(&admin).await, before, "refusals leave no entry");
+
+        other.replacing = Some(m1);
+        let second = admin.pair_device(&nurse, &other).await.unwrap();
+        assert_eq!(second.replaced.map(|p| (p.id, p.patient_id)), Some((first.id, m1)));
+        let entries = admin.audit_entries(2).await.unwrap();
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["pairing.open", "pairing.close"], "newest first: both pairings changed, audited");
+        assert!(entries[0].detail.contains(&format!("patient {m2}, from")), "{}", entries[0].detail);
+        assert!(entries[0].detail.contains(&format!("replacing patient {m1}")), "{}", entries[0].detail);
+        assert!(entries[1].detail.contains(&format!("replaced by patient {m2}")), "{}", entries[1].detail);
     }
 }

@@ -88,6 +88,14 @@ pub(crate) enum Command {
         /// End of the pairing, RFC 3339 (default: open until unpaired).
         #[arg(long)]
         until: Option<DateTime<Utc>>,
+        /// Why the pairing starts in the past: required when `--from` is more than a minute ago;
+        /// audited with it.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The store key of the patient the device is paired with now, as the refusal names them:
+        /// confirms that this pairing replaces theirs from `--from`.
+        #[arg(long, value_name = "PATIENT_KEY")]
+        replacing: Option<i64>,
         #[command(flatten)]
         operator: OperatorArgs,
     },

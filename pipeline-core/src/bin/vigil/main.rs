@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use pipeline_core::api::dto::PairRequest;
 use pipeline_core::api::{ApiError, ErrorCode, EventRequest};
 use pipeline_core::bench;
 use pipeline_core::config::Config;
@@ -113,11 +114,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await?;
             println!("patient {key}");
         }
-        Command::Pair { site, device, patient, from, until, operator } => {
-            let admin = site.open().await?;
-            let (system, value) = (&patient.patient_system, &patient.patient);
-            let p = admin.pair_device(&operator.actor()?, &device, system, value, from, until).await?;
-            println!("pairing {}: device {device} with patient {}", p.id, p.patient_id);
+        Command::Pair { site, device, patient, from, until, reason, replacing, operator } => {
+            let request = PairRequest {
+                device_id: device,
+                system: patient.patient_system,
+                value: patient.patient,
+                from,
+                until,
+                reason,
+                replacing,
+            };
+            let p = site.open().await?.pair_device(&operator.actor()?, &request).await?;
+            print!("pairing {}: device {} with patient {}", p.id, request.device_id, p.patient_id);
+            match p.replaced {
+                Some(old) => println!(", replacing patient {} (pairing {} ended)", old.patient_id, old.id),
+                None => println!(),
+            }
         }
         Command::Unpair { site, device, at, operator } => {
             let id = site.open().await?.unpair_device(&operator.actor()?, &device, at).await?;

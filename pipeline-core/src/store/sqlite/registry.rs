@@ -174,14 +174,8 @@ impl RegistryStore for SqliteStore {
         Ok(key)
     }
 
-    async fn pair(
-        &self,
-        device_id: &str,
-        patient_id: i64,
-        from: DateTime<Utc>,
-        until: Option<DateTime<Utc>>,
-        actor: &str,
-    ) -> Result<i64, StoreError> {
+    async fn pair(&self, new: &NewPairing<'_>, actor: &str) -> Result<PairingOpened, StoreError> {
+        let (device_id, patient_id, from, until) = (new.device_id, new.patient_id, new.from, new.until);
         if until.is_some_and(|u| u <= from) {
             return Err(StoreError::Refused("the pairing must end after it starts".into()));
         }
@@ -206,23 +200,33 @@ impl RegistryStore for SqliteStore {
             }
             Some(Some(_)) => {}
         }
-        let open: Option<(i64, i64)> =
-            sqlx::query_as("SELECT id, valid_from FROM pairings WHERE device_id = ? AND valid_to IS NULL")
+        let existing: Vec<PairingRecord> =
+            sqlx::query("SELECT id, patient_id, valid_from, valid_to FROM pairings WHERE device_id = ?")
                 .bind(device_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some((open_id, open_from)) = open {
-            if millis(from) < open_from {
-                return Err(StoreError::Refused(format!(
-                    "pairing {open_id} of device {device_id} starts after {}: unpair first",
-                    from.to_rfc3339()
-                )));
-            }
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|row| PairingRecord {
+                    id: row.get(0),
+                    patient_id: row.get(1),
+                    valid_from: from_millis(row.get(2)),
+                    valid_to: row.get::<Option<i64>, _>(3).map(from_millis),
+                })
+                .collect();
+        let replaced = new.check(&existing).map_err(|conflict| StoreError::Refused(conflict.to_string()))?;
+        if let Some(old) = &replaced {
             sqlx::query("UPDATE pairings SET valid_to = ? WHERE id = ?")
                 .bind(millis(from))
-                .bind(open_id)
+                .bind(old.id)
                 .execute(&mut *tx)
                 .await?;
+            let detail = format!(
+                "pairing {}, patient {}, until {}, replaced by patient {patient_id}",
+                old.id,
+                old.patient_id,
+                from.to_rfc3339()
+            );
+            append_audit(&mut tx, self.clock.now(), [actor, "pairing.close", device_id, &detail]).await?;
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO pairings (device_id, patient_id, valid_from, valid_to, created_by, created_at)
@@ -236,14 +240,16 @@ impl RegistryStore for SqliteStore {
         .bind(millis(self.clock.now()))
         .fetch_one(&mut *tx)
         .await?;
-        append_audit(
-            &mut tx,
-            self.clock.now(),
-            [actor, "pairing.open", device_id, &period(id, patient_id, from, until)],
-        )
-        .await?;
+        let mut detail = period(id, patient_id, from, until);
+        if let Some(old) = &replaced {
+            detail.push_str(&format!(", replacing patient {} (pairing {})", old.patient_id, old.id));
+        }
+        if let Some(reason) = new.reason {
+            detail.push_str(&format!(", reason: {reason}"));
+        }
+        append_audit(&mut tx, self.clock.now(), [actor, "pairing.open", device_id, &detail]).await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(PairingOpened { id, replaced })
     }
 
     async fn unpair(&self, device_id: &str, at: DateTime<Utc>, actor: &str) -> Result<i64, StoreError> {

@@ -98,32 +98,64 @@ async fn purge_removes_old_telemetry_and_keeps_forensics() {
 async fn pairing_rules_and_audit_chain() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
-    let id = PatientIdentifier { organisation: "o".into(), system: "urn:mrn".into(), value: "M1".into() };
-    let unverified = s.upsert_patient(&id, None, None, "clerk").await.unwrap();
-    let refused = s.pair("OX-1", unverified, Utc::now(), None, "ann").await.unwrap_err();
+    let id =
+        |value: &str| PatientIdentifier { organisation: "o".into(), system: "urn:mrn".into(), value: value.into() };
+    let pair = |patient_id, from, until, replacing| NewPairing {
+        device_id: "OX-1",
+        patient_id,
+        from,
+        until,
+        reason: None,
+        replacing,
+    };
+    let hours = chrono::Duration::hours;
+    let unverified = s.upsert_patient(&id("M1"), None, None, "clerk").await.unwrap();
+    let refused = s.pair(&pair(unverified, Utc::now(), None, None), "ann").await.unwrap_err();
     assert!(refused.to_string().contains("not registered"), "{refused}");
     s.register_device("OX-1", Some("acme-ox100"), None, "ann").await.unwrap();
-    let refused = s.pair("OX-1", unverified, Utc::now(), None, "ann").await.unwrap_err();
+    let refused = s.pair(&pair(unverified, Utc::now(), None, None), "ann").await.unwrap_err();
     assert!(refused.to_string().contains("not verified"), "{refused}");
-    let patient = s.upsert_patient(&id, None, Some("ward clerk"), "clerk").await.unwrap();
+    let patient = s.upsert_patient(&id("M1"), None, Some("ward clerk"), "clerk").await.unwrap();
     assert_eq!(patient, unverified, "same identifier, same patient");
-    let t1 = Utc::now() - chrono::Duration::hours(2);
-    let first = s.pair("OX-1", patient, t1, None, "ann").await.unwrap();
-    let refused = s.pair("OX-1", patient, t1 - chrono::Duration::hours(1), None, "ann").await.unwrap_err();
-    assert!(refused.to_string().contains("unpair first"), "{refused}");
-    let t2 = Utc::now() - chrono::Duration::hours(1);
-    let second = s.pair("OX-1", patient, t2, None, "bob").await.unwrap();
+    let other = s.upsert_patient(&id("M2"), None, Some("ward clerk"), "clerk").await.unwrap();
+    let t1 = Utc::now() - hours(2);
+    let new = NewPairing { reason: Some("readings came before the pairing"), ..pair(patient, t1, None, None) };
+    let first = s.pair(&new, "ann").await.unwrap();
+    assert_eq!(first.replaced, None);
+
+    // Whatever overlaps the open pairing is refused, naming it: for the same patient, before or
+    // after its start; for another patient, unless confirmed by naming the patient it replaces, and
+    // never over its start.
+    let refusals = [
+        (pair(patient, t1 - hours(1), None, None), format!("already paired with patient {patient}")),
+        (pair(patient, t1 + hours(1), None, None), "unpair it first".into()),
+        (pair(other, t1 + hours(1), None, None), format!("patient {patient} replaced by patient {other}")),
+        (pair(other, t1 - hours(1), Some(t1 + hours(1)), Some(patient)), "over part of that period".into()),
+        (pair(other, t1 + hours(1), None, Some(other + 1)), format!("not with patient {}", other + 1)),
+    ];
+    for (new, expected) in refusals {
+        let refused = s.pair(&new, "ann").await.unwrap_err().to_string();
+        assert!(refused.contains(&expected) && refused.contains(&format!("pairing {}", first.id)), "{refused}");
+    }
+
+    // Confirmed: one transaction ends the open pairing where the new one starts, and opens it.
+    let t2 = t1 + hours(1);
+    let second = s.pair(&pair(other, t2, None, Some(patient)), "bob").await.unwrap();
+    assert_eq!(second.replaced.map(|p| (p.id, p.patient_id)), Some((first.id, patient)));
     let registry = s.load_registry().await.unwrap();
     let pairings = &registry.pairings["OX-1"];
     assert_eq!(pairings.len(), 2);
     assert_eq!(
         (pairings[0].id, pairings[0].valid_to.map(|t| t.timestamp_millis())),
-        (first, Some(t2.timestamp_millis()))
+        (first.id, Some(t2.timestamp_millis()))
     );
-    assert_eq!((pairings[1].id, pairings[1].valid_to), (second, None));
-    assert_eq!(s.unpair("OX-1", Utc::now(), "bob").await.unwrap(), second);
+    assert_eq!((pairings[1].id, pairings[1].valid_to), (second.id, None));
+    // A period before both overlaps neither.
+    s.pair(&pair(patient, t1 - hours(3), Some(t1 - hours(2)), None), "ann").await.unwrap();
+    assert_eq!(s.unpair("OX-1", Utc::now(), "bob").await.unwrap(), second.id);
 
-    // Every operator action is in the audit log, each entry chained to the one before.
+    // Every operator action is in the audit log, each entry chained to the one before; a
+    // replacement names both patients, a back-dated pairing keeps its reason.
     let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> =
         sqlx::query_as("SELECT actor, action, prev_hash, hash FROM audit_log ORDER BY id")
             .fetch_all(s.pool())
@@ -136,17 +168,27 @@ async fn pairing_rules_and_audit_chain() {
             ("clerk", "patient.register"),
             ("ann", "device.register"),
             ("clerk", "patient.register"),
+            ("clerk", "patient.register"),
             ("ann", "pairing.open"),
+            ("bob", "pairing.close"),
             ("bob", "pairing.open"),
+            ("ann", "pairing.open"),
             ("bob", "pairing.close")
         ],
         "refused actions leave no entry"
     );
+    let details: Vec<String> =
+        sqlx::query_scalar("SELECT detail FROM audit_log ORDER BY id").fetch_all(s.pool()).await.unwrap();
+    assert!(details[4].ends_with("reason: readings came before the pairing"), "{}", details[4]);
+    let closed =
+        format!("pairing {}, patient {patient}, until {}, replaced by patient {other}", first.id, t2.to_rfc3339());
+    assert_eq!(details[5], closed);
+    assert!(details[6].ends_with(&format!("replacing patient {patient} (pairing {})", first.id)), "{}", details[6]);
     assert_eq!(rows[0].2, vec![0u8; 32]);
     for pair in rows.windows(2) {
         assert_eq!(pair[1].2, pair[0].3, "chain broken");
     }
-    assert_eq!(s.verify_audit().await.unwrap(), AuditVerdict { entries: 6, first_broken: None });
+    assert_eq!(s.verify_audit().await.unwrap(), AuditVerdict { entries: 9, first_broken: None });
     // Tampering with an entry, or removing one, is detected where it happened.
     sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = 2").execute(s.pool()).await.unwrap();
     assert_eq!(s.verify_audit().await.unwrap().first_broken, Some(2));
