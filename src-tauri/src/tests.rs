@@ -385,7 +385,7 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
     });
     audited_once(site, "discard", || assert_eq!(vigil(site, &cli(&["discard", &ids[3], "--reason", "noise"])).0, 0));
 
-    // Events are CLI-only. One held by validation (no consent to ehr-write) exits 6; requeueing it is
+    // Events are CLI-only. One held by validation (no consent to store or ehr-write) exits 6; requeueing it is
     // refused alike until the consent is recorded, then each face requeues one.
     let held_event = |value: &str| -> i64 {
         let obs = format!("150456={value}");
@@ -398,10 +398,12 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
     let first = audited_once(site, "event", || held_event("91"));
     let second = audited_once(site, "event", || held_event("92"));
     same_refusal(&window, site, "resend", op(json!({"id": first})), &cli(&["requeue", &first.to_string()]));
-    audited_once(site, "consent", || {
-        let consent = op(json!({"system": SYSTEM, "value": "MRN-100002", "flow": "ehr-write", "granted": true}));
-        invoke(&window, "set_consent", consent).unwrap();
-    });
+    for flow in ["store", "ehr-write"] {
+        audited_once(site, "consent", || {
+            let consent = op(json!({"system": SYSTEM, "value": "MRN-100002", "flow": flow, "granted": true}));
+            invoke(&window, "set_consent", consent).unwrap();
+        });
+    }
     audited_once(site, "requeue", || invoke(&window, "resend", op(json!({"id": first}))).unwrap());
     audited_once(site, "requeue", || assert_eq!(vigil(site, &cli(&["requeue", &second.to_string()])).0, 0));
 
