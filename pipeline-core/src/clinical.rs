@@ -12,13 +12,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::SharedClock;
-use crate::config::{EhrAuth, EhrConfig, EhrKind};
+use crate::config::{EhrAuth, EhrConfig, EhrKind, EhrTarget};
 use crate::fhir::PatientRef;
 use crate::fhir::bundle::{EventEnvelope, event_resources};
 use crate::fhir::validate::check_resource;
 use crate::identify::Flow;
-use crate::model::Validity;
-use crate::model::event::{ClinicalEvent, Observation};
+use crate::model::event::ClinicalEvent;
 use crate::sinks::Sink;
 use crate::sinks::fhir::{Auth, FhirSink, PatientLookup};
 use crate::sinks::hl7v2::{Hl7v2Settings, Hl7v2Sink};
@@ -42,7 +41,7 @@ pub enum Admission {
 pub async fn submit(
     store: &dyn Store,
     event: &ClinicalEvent,
-    ehr: EhrKind,
+    ehr: EhrTarget,
     submitted_by: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Admission, StoreError> {
@@ -62,7 +61,7 @@ pub async fn submit(
 async fn problems(
     store: &dyn Store,
     event: &ClinicalEvent,
-    ehr: EhrKind,
+    ehr: EhrTarget,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
     let p = event.patient_id;
@@ -73,7 +72,7 @@ async fn problems(
     if !patient.verified {
         out.push(format!("patient {p} is not verified"));
     }
-    if ehr == EhrKind::Fhir && patient.fhir_id.is_none() {
+    if ehr.kind == EhrKind::Fhir && patient.fhir_id.is_none() {
         out.push(format!("patient {p} was not verified at the EHR: pair the device again with the EHR configured"));
     }
     // An event is built from telemetry: without consent to keep that, it is held too.
@@ -82,16 +81,19 @@ async fn problems(
             out.push(format!("no recorded consent of patient {p} for {flow}"));
         }
     }
-    let demo = event.observations().iter().any(|o| match o {
-        Observation::Vital { validity, .. } | Observation::BloodPressure { validity, .. } => {
-            *validity == Validity::Demo
-        }
-    });
-    if demo && ehr != EhrKind::Sandbox {
-        out.push("test/demo data never goes to an EHR".into());
+    if event.has_demo_data() && !ehr.takes_test_data() {
+        out.push(
+            "demo or test data never goes to a production EHR (set [ehr] environment = \"test\" for a test EHR)".into(),
+        );
     }
     let patient_ref = PatientRef { fhir_id: patient.fhir_id, system: patient.system, value: patient.value };
-    let envelope = EventEnvelope { event, hash: event.content_hash().to_hex(), patient: &patient_ref, issued: now };
+    let envelope = EventEnvelope {
+        event,
+        hash: event.content_hash().to_hex(),
+        patient: &patient_ref,
+        issued: now,
+        environment: ehr.environment,
+    };
     let device = crate::fhir::device(&event.device_id);
     out.extend(check_resource(&device).into_iter().map(|problem| format!("Device: {problem}")));
     for (_, resource) in event_resources(&envelope, &serde_json::json!({"reference": "Device/checked"})) {
@@ -106,7 +108,7 @@ async fn problems(
 pub async fn requeue(
     store: &dyn Store,
     id: i64,
-    ehr: EhrKind,
+    ehr: EhrTarget,
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<(), RequeueError> {
@@ -175,13 +177,14 @@ pub fn fhir_sink(config: &EhrConfig, clock: SharedClock) -> Result<FhirSink, Ehr
             .map_err(|e| invalid(e.to_string()))?,
         ),
     };
-    FhirSink::new(base, auth, Duration::from_secs(config.timeout_secs), clock).map_err(|e| invalid(e.to_string()))
+    FhirSink::new(base, auth, Duration::from_secs(config.timeout_secs), config.environment, clock)
+        .map_err(|e| invalid(e.to_string()))
 }
 
 /// The sink the config describes.
 pub fn sink(config: &EhrConfig, store: Arc<dyn Store>, clock: SharedClock) -> Result<Arc<dyn Sink>, EhrSetupError> {
     Ok(match config.kind {
-        EhrKind::Sandbox => Arc::new(SandboxSink::new(store, clock)),
+        EhrKind::Sandbox => Arc::new(SandboxSink::new(store, config.environment, clock)),
         EhrKind::Fhir => Arc::new(fhir_sink(config, clock)?),
         EhrKind::Hl7v2 => Arc::new(Hl7v2Sink::new(
             Hl7v2Settings {
@@ -194,6 +197,7 @@ pub fn sink(config: &EhrConfig, store: Arc<dyn Store>, clock: SharedClock) -> Re
                 receiving_application: config.receiving_application.clone(),
                 receiving_facility: config.receiving_facility.clone(),
                 timeout: Duration::from_secs(config.timeout_secs),
+                environment: config.environment,
             },
             clock,
         )),

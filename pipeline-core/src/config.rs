@@ -14,6 +14,8 @@ use ts_rs::TS;
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// What kind of site this is.
+    pub site: SiteConfig,
     /// Where the inbox, readings and the registry are kept.
     pub store: StoreConfig,
     /// The MQTT broker devices publish to.
@@ -36,6 +38,15 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Where alarms are sent.
     pub alerts: AlertsConfig,
+}
+
+/// `[site]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteConfig {
+    /// A demo site (written by `vigil demo` and the console's demo): every reading is stamped demo at
+    /// ingest, whatever its profile says, so none of it can pass as a patient's at a production EHR.
+    pub demo: bool,
 }
 
 /// `[alerts]`: the alert circuit's sinks. Without any, alarms are recorded but nobody is paged.
@@ -266,6 +277,45 @@ pub enum EhrKind {
     Hl7v2,
 }
 
+/// Whether the configured EHR holds real patients' records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, TS)]
+#[ts(export)]
+#[serde(rename_all = "snake_case")]
+pub enum EhrEnvironment {
+    /// Real records: demo and test data never go there (HL7 MSH-11 `P`).
+    #[default]
+    Production,
+    /// A test EHR: demo and test data may go there, every resource labelled `HTEST` and every
+    /// message MSH-11 `T`.
+    Test,
+}
+
+impl EhrEnvironment {
+    /// HL7 v2 MSH-11, the processing id (table 0103).
+    pub fn processing_id(self) -> &'static str {
+        match self {
+            EhrEnvironment::Production => "P",
+            EhrEnvironment::Test => "T",
+        }
+    }
+}
+
+/// Where events go, as the checks before and at the EHR hop need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EhrTarget {
+    /// The adapter.
+    pub kind: EhrKind,
+    /// Production or test.
+    pub environment: EhrEnvironment,
+}
+
+impl EhrTarget {
+    /// Whether demo and test data may go there: the local sandbox, or an EHR declared a test one.
+    pub fn takes_test_data(self) -> bool {
+        self.kind == EhrKind::Sandbox || self.environment == EhrEnvironment::Test
+    }
+}
+
 /// How the FHIR adapter authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, TS)]
 #[ts(export)]
@@ -284,8 +334,10 @@ pub enum EhrAuth {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EhrConfig {
-    /// `sandbox` (default) or `fhir`.
+    /// `sandbox` (default), `fhir` or `hl7v2`.
     pub kind: EhrKind,
+    /// `production` (default) or `test`.
+    pub environment: EhrEnvironment,
     /// FHIR: the server's base URL, e.g. `https://ehr.example/fhir/R4`.
     pub base_url: Option<String>,
     /// FHIR: `none`, `bearer` or `smart`.
@@ -320,10 +372,18 @@ pub struct EhrConfig {
     pub max_backoff_secs: u64,
 }
 
+impl EhrConfig {
+    /// The adapter and its environment.
+    pub fn target(&self) -> EhrTarget {
+        EhrTarget { kind: self.kind, environment: self.environment }
+    }
+}
+
 impl Default for EhrConfig {
     fn default() -> Self {
         EhrConfig {
             kind: EhrKind::Sandbox,
+            environment: EhrEnvironment::Production,
             base_url: None,
             auth: EhrAuth::None,
             bearer_token_env: "VIGIL_EHR_TOKEN".into(),

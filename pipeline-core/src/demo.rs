@@ -47,6 +47,7 @@ impl DemoFiles {
 /// must not stop the demo).
 pub fn config(data_dir: &Path, files: &DemoFiles, mqtt_listen: &str, status_listen: &str) -> Config {
     let mut config = Config::default();
+    config.site.demo = true;
     config.store.url = format!("sqlite://{}", data_dir.join("vigil.db").display());
     config.profiles.dir = files.profiles.clone();
     config.broker.listen = free_or_any(mqtt_listen);

@@ -393,6 +393,10 @@ pub fn process(
             Ok(readings) => PayloadOutcome::Readings(
                 readings
                     .into_iter()
+                    .map(|mut reading| {
+                        policy.stamp(&mut reading);
+                        reading
+                    })
                     .map(|reading| match identify(&reading, registry, policy, now) {
                         Verdict::Accept { patient_id } => {
                             Disposition::Accepted { hash: reading.content_hash(), reading, patient_id }
@@ -425,7 +429,7 @@ mod tests {
 
     use super::*;
     use crate::clock::TokioClock;
-    use crate::config::{IdentityConfig, IngestConfig};
+    use crate::config::{Config, IngestConfig};
     use crate::health::HealthRegistry;
     use crate::store::fake::FakeStore;
 
@@ -448,7 +452,7 @@ mod tests {
         let (ingest, tally, writer) = spawn(
             store.clone(),
             profiles,
-            Policy::of(&IdentityConfig::default()),
+            Policy::of(&Config::default()),
             &IngestConfig::default(),
             health.register("store", HEARTBEAT),
             outputs,
@@ -497,7 +501,7 @@ mod tests {
             received_at: t0(),
             payload: payload.as_bytes().to_vec().into(),
         };
-        let processed = process(&envelope, &profiles, &registry, &Policy::of(&IdentityConfig::default()), t0());
+        let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };
         let spo2 = dispositions.iter().find_map(|d| match d {
             Disposition::Quarantined { reading, reason, detail } if reading.metric.mdc_code == 150456 => {
@@ -537,7 +541,7 @@ mod tests {
             received_at: t0(),
             payload: std::fs::read(fixtures.join("payloads/acme-ox100/ok.json")).unwrap().into(),
         };
-        let processed = process(&envelope, &profiles, &registry, &Policy::of(&IdentityConfig::default()), t0());
+        let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };
         assert!(dispositions.iter().all(|d| matches!(d, Disposition::Held { .. })), "{dispositions:?}");
         let inputs: Vec<_> = dispositions.iter().filter_map(rule_input).collect();

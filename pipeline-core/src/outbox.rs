@@ -13,10 +13,11 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
+use crate::config::EhrTarget;
 use crate::health::latency::{Histogram, Latencies};
 use crate::health::{HealthState, Heartbeat};
 use crate::sinks::{Outcome, Sink};
-use crate::store::{OutboxStore, Settlement};
+use crate::store::{OutboxItem, OutboxStore, Settlement};
 
 /// Delivery settings.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,8 @@ pub struct OutboxSettings {
     pub max_backoff: Duration,
     /// Consecutive failed rounds that open the circuit.
     pub breaker_threshold: u32,
+    /// Where the events go: demo data is held at this hop unless it may go there.
+    pub target: EhrTarget,
 }
 
 /// The delay before retry number `attempts + 1`: exponential, capped, with full jitter in its
@@ -158,11 +161,20 @@ async fn round(
     if due.is_empty() {
         return Ok(Round::Idle);
     }
-    let (consented, withdrawn): (Vec<_>, Vec<_>) = due.into_iter().partition(|item| item.consented);
-    let mut settlements: Vec<(i64, Settlement)> = withdrawn
-        .iter()
-        .map(|i| (i.id, Settlement::Held { reason: "consent for ehr-write is no longer recorded".into() }))
-        .collect();
+    // The last hop checks again: consent may have been withdrawn, and an event queued for a test EHR
+    // must not reach a production one the settings now name.
+    let refusal = |item: &OutboxItem| {
+        if !item.consented {
+            Some("consent for ehr-write is no longer recorded")
+        } else if item.event.has_demo_data() && !s.target.takes_test_data() {
+            Some("demo or test data never goes to a production EHR")
+        } else {
+            None
+        }
+    };
+    let (consented, refused): (Vec<_>, Vec<_>) = due.into_iter().partition(|item| refusal(item).is_none());
+    let mut settlements: Vec<(i64, Settlement)> =
+        refused.iter().filter_map(|i| Some((i.id, Settlement::Held { reason: refusal(i)?.into() }))).collect();
     let outcomes = if consented.is_empty() {
         Vec::new()
     } else {
@@ -196,6 +208,7 @@ mod tests {
 
     use super::*;
     use crate::clock::TokioClock;
+    use crate::config::{EhrEnvironment, EhrKind};
     use crate::health::HealthRegistry;
     use crate::identify::Flow;
     use crate::model::Validity;
@@ -297,6 +310,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn demo_data_is_held_at_the_hop_to_a_production_ehr_and_sent_to_a_test_one() {
+        let clock = TokioClock::starting_at(t0());
+        let store = FakeStore::new(clock.clone());
+        let patient = store.pair_new_patient("OX-1", t0());
+        let mut demo = spo2(patient, 95.0);
+        if let EventContent::Single { observation: Observation::Vital { validity, .. } } = &mut demo.content {
+            *validity = Validity::Demo;
+        }
+        // Queued while the EHR was a test one; the settings now name a production EHR.
+        let id = store.enqueue_event(&demo, OutboxStatus::Pending, None, None).await.unwrap().unwrap();
+        let sink = ScriptedSink::answering([Outcome::Delivered(None)]);
+        let latency = Latencies::default();
+        round(&store, sink.as_ref(), &settings(), &latency.ehr, &clock).await.unwrap();
+        assert!(sink.given.lock().unwrap().is_empty(), "nothing reached the production EHR");
+        let (held, reason, _) = status(&store, id).await;
+        assert_eq!(held, OutboxStatus::Held);
+        assert_eq!(reason.as_deref(), Some("demo or test data never goes to a production EHR"));
+
+        let test = OutboxSettings {
+            target: EhrTarget { kind: EhrKind::Fhir, environment: EhrEnvironment::Test },
+            ..settings()
+        };
+        store.outbox_requeue(id, "test").await.unwrap();
+        round(&store, sink.as_ref(), &test, &latency.ehr, &clock).await.unwrap();
+        assert_eq!(*sink.given.lock().unwrap(), [id], "a test EHR takes it");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_loop_retries_after_its_backoff_then_delivers() {
         let clock = TokioClock::starting_at(t0());
         let store = Arc::new(FakeStore::new(clock.clone()));
@@ -330,6 +371,7 @@ mod tests {
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             breaker_threshold: 3,
+            target: EhrTarget { kind: EhrKind::Fhir, environment: EhrEnvironment::Production },
         }
     }
 

@@ -92,7 +92,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     let store = store::open(&config.store.url, clock.clone()).await?;
     store.clear_technical_alarms().await?;
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
-    let policy = Policy::of(&config.identity);
+    let policy = Policy::of(config);
     let health = HealthRegistry::with_clock(clock.clone());
     let shutdown = CancellationToken::new();
     let drills = Drills::default();
@@ -117,7 +117,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                 Some(tokio::spawn(crate::rules::run::run(
                     engine,
                     store.clone(),
-                    config.ehr.kind,
+                    config.ehr.target(),
                     alerts.clone(),
                     clock.clone(),
                     rx,
@@ -167,6 +167,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         base_backoff: Duration::from_millis(250),
         max_backoff: Duration::from_secs(config.ehr.max_backoff_secs),
         breaker_threshold: 5,
+        target: config.ehr.target(),
     };
     tasks.spawn(outbox::run(
         store.clone(),

@@ -346,3 +346,84 @@ async fn a_patient_without_store_consent_is_still_alarmed_for_and_the_held_data_
     assert!(vigil.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_sites_data_never_reaches_a_production_ehr_and_reaches_a_test_one_marked_test() -> anyhow::Result<()> {
+    let fhir = ehr_with_patients(&["MRN-100000"]).await?;
+    let peer = vigil_tests::MllpPeer::start(&[])?;
+    let demo_site = |ehr: &str| -> anyhow::Result<Site> {
+        let site = Site::new(BrokerKind::Embedded)?;
+        short_rules(&site, false)?;
+        site.append_config(&format!("[site]\ndemo = true\n[ehr]\n{ehr}\nmax_backoff_secs = 1\n"))?;
+        Ok(site)
+    };
+    let fhir_ehr = format!("kind = \"fhir\"\nbase_url = \"{}\"", fhir.base);
+    let mllp_ehr = format!("kind = \"hl7v2\"\nmllp_address = \"127.0.0.1:{}\"", peer.port);
+    let event = |site: &Site| site.for_patient("event", MONITOR, "MRN-100000", &["--obs", "150456=88"]);
+
+    // Production EHRs: a rule's event and an operator's event are both held, over FHIR and MLLP.
+    let production = demo_site(&fhir_ehr)?;
+    production.pair_anew(OXIMETER, "MRN-100000")?;
+    let held = event(&production).unwrap_err().to_string();
+    assert!(held.contains("demo or test data never goes to a production EHR"), "{held}");
+    let vigil = production.run()?;
+    let port = vigil.mqtt_addr.unwrap().port();
+    send_each_second(port, 7, |_, at| vec![oximeter(OXIMETER, at, 85.0, "ok")]).await?;
+    let outbox = production.wait_outbox(Duration::from_secs(20), |o| with_status(o, "held") == 2).await?;
+    assert!(outbox.iter().all(|o| o["status"] == "held"), "{outbox:#?}");
+    let stored = production.show("readings")?;
+    assert!(stored.as_array().unwrap().iter().all(|r| r["validity"] == "demo"), "stamped at ingest: {stored:#}");
+    // A quarantined reading released into a demo site's telemetry is demo data too.
+    let spare = "MX-00A1";
+    let (topic, payload) = monitor(Utc::now(), 96.0, "ok");
+    let mut p: Value = serde_json::from_slice(&payload)?;
+    p["monitor"]["id"] = json!(spare);
+    publish_tracked(
+        port,
+        vec![(topic.replace(MONITOR, spare), p.to_string().into_bytes())],
+        10,
+        Duration::from_secs(10),
+        |_| {},
+    )
+    .await?;
+    let quarantined = eventually("the spare monitor's readings in quarantine", Duration::from_secs(10), async || {
+        let q = production.show("quarantine")?;
+        anyhow::Ok(q.as_array().and_then(|q| q.iter().find(|e| e["device_id"] == spare).cloned()))
+    })
+    .await?;
+    assert!(vigil.terminate().await?.success());
+    let config = production.config_str();
+    let from = (Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+    production.for_patient("pair", spare, "MRN-100000", &["--from", &from, "--reason", "late pairing"])?;
+    production.vigil(&["release", "--config", &config, &quarantined["id"].to_string(), "--reason", "paired late"])?;
+    let released = production.show("readings")?;
+    let spare_readings: Vec<&Value> = released.as_array().unwrap().iter().filter(|r| r["device_id"] == spare).collect();
+    assert!(!spare_readings.is_empty() && spare_readings.iter().all(|r| r["validity"] == "demo"), "{released:#}");
+    assert_eq!(search(&fhir, "Observation").await?.len(), 0, "nothing reached the production FHIR server");
+
+    let mllp_production = demo_site(&mllp_ehr)?;
+    assert!(event(&mllp_production).unwrap_err().to_string().contains("never goes to a production EHR"));
+
+    // Test EHRs take it, marked as test data: HTEST in FHIR, MSH-11 T and OBX-8 DEMO in HL7 v2.
+    let to_test = |ehr: &str| demo_site(&format!("{ehr}\nenvironment = \"test\""));
+    let fhir_test = to_test(&fhir_ehr)?;
+    fhir_test.pair_anew(MONITOR, "MRN-100000")?;
+    event(&fhir_test)?;
+    let mllp_test = to_test(&mllp_ehr)?;
+    event(&mllp_test)?;
+    let (a, b) = (fhir_test.run()?, mllp_test.run()?);
+    fhir_test.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1).await?;
+    mllp_test.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1).await?;
+    let observations = search(&fhir, "Observation").await?;
+    assert_eq!(observations.len(), 1, "{observations:#?}");
+    let labels = &observations[0]["meta"]["security"];
+    assert!(labels.as_array().unwrap().iter().any(|l| l["code"] == "HTEST"), "{labels}");
+    let received = peer.received()?;
+    assert_eq!(received.len(), 1, "{received:#?}");
+    let msh: Vec<&str> = received[0]["raw"].as_str().unwrap().lines().next().unwrap().split('|').collect();
+    assert_eq!(msh[10], "T", "MSH-11: {msh:?}");
+    assert_eq!(received[0]["obx"][0]["abnormal_flags"], "DEMO");
+    assert_eq!(received[0]["valid"], true, "hl7apy: {:#}", received[0]);
+    assert!(a.terminate().await?.success() && b.terminate().await?.success());
+    Ok(())
+}

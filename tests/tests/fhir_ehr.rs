@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use pipeline_core::clinical::{self, Admission};
-use pipeline_core::config::EhrKind;
+use pipeline_core::config::{EhrEnvironment, EhrKind, EhrTarget};
+
+/// A production FHIR EHR, as the checks before the outbox see it.
+const FHIR: EhrTarget = EhrTarget { kind: EhrKind::Fhir, environment: EhrEnvironment::Production };
 use pipeline_core::fhir::{CONTENT_HASH_SYSTEM, LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM};
 use pipeline_core::model::Validity;
 use pipeline_core::model::codes::metric_by_code;
@@ -183,7 +186,7 @@ async fn queue_events(site: &Site, patients: &[(i64, &str)], n: usize) -> anyhow
                 },
             },
         };
-        match clinical::submit(store.as_ref(), &event, EhrKind::Fhir, None, Utc::now()).await? {
+        match clinical::submit(store.as_ref(), &event, FHIR, None, Utc::now()).await? {
             Admission::Queued(_) => hashes.push(event.content_hash().to_hex()),
             other => anyhow::bail!("event {i} not queued: {other:?}"),
         }
@@ -441,7 +444,7 @@ async fn queue_more(site: &Site, patient: (i64, &str), offset: i64, n: usize) ->
             },
         };
         anyhow::ensure!(matches!(
-            clinical::submit(store.as_ref(), &event, EhrKind::Fhir, None, Utc::now()).await?,
+            clinical::submit(store.as_ref(), &event, FHIR, None, Utc::now()).await?,
             Admission::Queued(_)
         ));
     }

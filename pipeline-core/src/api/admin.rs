@@ -50,7 +50,7 @@ impl Admin {
 
     /// The facade over parts a running pipeline already holds (the console).
     pub(crate) fn over(config: Config, store: Arc<dyn Store>, profiles: Arc<ProfileSet>, clock: SharedClock) -> Admin {
-        let policy = Policy::of(&config.identity);
+        let policy = Policy::of(&config);
         Admin { config, store, profiles, policy, clock, ehr: OnceCell::new() }
     }
 

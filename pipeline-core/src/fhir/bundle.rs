@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{PatientRef, device, diagnostic_report, observation};
+use super::{PatientRef, device, diagnostic_report, label_test_data, observation};
+use crate::config::EhrEnvironment;
 use crate::model::event::{ClinicalEvent, EventContent};
 
 /// One event ready to go: its identity and its patient as the EHR knows them.
@@ -21,6 +22,8 @@ pub struct EventEnvelope<'a> {
     pub patient: &'a PatientRef,
     /// When it is sent (a DiagnosticReport's `issued`).
     pub issued: DateTime<Utc>,
+    /// A test EHR's resources are all labelled `HTEST`.
+    pub environment: EhrEnvironment,
 }
 
 /// The resources of one event (its Observations, and its DiagnosticReport last), with their
@@ -41,6 +44,11 @@ pub fn event_resources(envelope: &EventEnvelope<'_>, device: &Value) -> Vec<(Str
                 out.push((url, observation(obs, &format!("{}-{i}", envelope.hash), &subject, device)));
             }
             out.push((uuid(), diagnostic_report(title, effective, &envelope.hash, &subject, results, envelope.issued)));
+        }
+    }
+    if envelope.environment == EhrEnvironment::Test {
+        for (_, resource) in &mut out {
+            label_test_data(resource);
         }
     }
     out
@@ -123,7 +131,13 @@ mod tests {
             },
         };
         let patient = PatientRef { fhir_id: Some("p1".into()), system: "urn:mrn".into(), value: "M1".into() };
-        let envelope = EventEnvelope { event: &event, hash: "ab".into(), patient: &patient, issued: Utc::now() };
+        let envelope = EventEnvelope {
+            event: &event,
+            hash: "ab".into(),
+            patient: &patient,
+            issued: Utc::now(),
+            environment: EhrEnvironment::Production,
+        };
         let resources = event_resources(&envelope, &json!({"reference": "Device/1"}));
         let report = &resources.last().unwrap().1;
         assert_eq!(report["resourceType"], "DiagnosticReport");

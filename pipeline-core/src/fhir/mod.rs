@@ -147,11 +147,18 @@ fn apply_validity(resource: &mut Value, validity: Validity, value_key: &str) {
                 "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "UNRELIABLE"
             }]);
         }
-        Validity::Demo => {
-            resource["meta"]["security"] = json!([{
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST"
-            }]);
-        }
+        Validity::Demo => label_test_data(resource),
+    }
+}
+
+/// Labels a resource as test data (`meta.security` v3-ActReason `HTEST`, as the PHD IG does), once.
+pub fn label_test_data(resource: &mut Value) {
+    let label = json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST"});
+    let security = &mut resource["meta"]["security"];
+    match security.as_array_mut() {
+        Some(labels) if labels.contains(&label) => {}
+        Some(labels) => labels.push(label),
+        None => *security = json!([label]),
     }
 }
 

@@ -147,13 +147,23 @@ impl Registry {
 pub struct Policy {
     /// How far in the future an observed time may be (device clocks drift).
     pub max_future_skew: Duration,
+    /// A demo site: every reading is demo data, whatever its profile says.
+    pub demo_site: bool,
 }
 
 impl Policy {
     /// The policy a site's `[identity]` section describes.
-    pub fn of(config: &crate::config::IdentityConfig) -> Policy {
-        let skew = i64::try_from(config.max_future_skew_secs).unwrap_or(i64::MAX);
-        Policy { max_future_skew: Duration::try_seconds(skew).unwrap_or(Duration::MAX) }
+    pub fn of(config: &crate::config::Config) -> Policy {
+        let skew = i64::try_from(config.identity.max_future_skew_secs).unwrap_or(i64::MAX);
+        Policy { max_future_skew: Duration::try_seconds(skew).unwrap_or(Duration::MAX), demo_site: config.site.demo }
+    }
+
+    /// Marks a demo site's reading as demo data, so it feeds alarms and charts like a valid one but
+    /// can never reach a production EHR. An invalid reading stays invalid: it must feed nothing.
+    pub fn stamp(&self, reading: &mut Reading) {
+        if self.demo_site {
+            reading.validity = reading.validity.worst(Validity::Demo);
+        }
     }
 }
 
@@ -300,7 +310,7 @@ mod tests {
     }
 
     fn verdict(r: &Reading, reg: &Registry) -> Verdict {
-        let policy = Policy { max_future_skew: Duration::seconds(300) };
+        let policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false };
         identify(r, reg, &policy, at("2026-07-01T00:00:00Z"))
     }
 
@@ -379,7 +389,7 @@ mod tests {
             validity,
             ..reading("OX-1", "2026-03-01T00:00:00Z", None)
         };
-        let policy = Policy { max_future_skew: Duration::seconds(300) };
+        let policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false };
         let refused = |r: &Reading| match identify(r, &registry(), &policy, now) {
             Verdict::Quarantine { reason: QuarantineReason::Implausible, detail } => Some(detail),
             _ => None,

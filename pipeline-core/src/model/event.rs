@@ -136,4 +136,27 @@ impl ClinicalEvent {
             EventContent::Report { observations, .. } => observations.iter().collect(),
         }
     }
+
+    /// Marks every observation as demo data (an invalid one stays invalid): on a demo site, even an
+    /// operator's event is made-up data.
+    pub fn mark_demo(&mut self) {
+        let observations = match &mut self.content {
+            EventContent::Single { observation } => std::slice::from_mut(observation),
+            EventContent::Report { observations, .. } => observations.as_mut_slice(),
+        };
+        for o in observations {
+            let (Observation::Vital { validity, .. } | Observation::BloodPressure { validity, .. }) = o;
+            *validity = validity.worst(crate::model::Validity::Demo);
+        }
+    }
+
+    /// Whether any observation is demo or test data: such an event may only go to the sandbox or a
+    /// test EHR.
+    pub fn has_demo_data(&self) -> bool {
+        self.observations().iter().any(|o| match o {
+            Observation::Vital { validity, .. } | Observation::BloodPressure { validity, .. } => {
+                *validity == crate::model::Validity::Demo
+            }
+        })
+    }
 }

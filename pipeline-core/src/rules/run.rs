@@ -13,7 +13,7 @@ use super::engine::Paired;
 use super::{Decision, Engine, RuleInput};
 use crate::alerts::{self, AlertHandle, Notice};
 use crate::clinical;
-use crate::config::EhrKind;
+use crate::config::EhrTarget;
 use crate::model::alarm::Firing;
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
 use crate::store::{Store, StoreError};
@@ -39,7 +39,7 @@ const RECORD_QUEUE: usize = 4096;
 pub async fn run(
     mut engine: Engine,
     store: Arc<dyn Store>,
-    ehr: EhrKind,
+    ehr: EhrTarget,
     alerts: Option<AlertHandle>,
     clock: SharedClock,
     mut rx: mpsc::Receiver<RuleInput>,
@@ -78,7 +78,7 @@ pub async fn run(
 }
 
 /// Writes decisions in order: alarm rows (the page already went), clears, clinical events.
-async fn record(store: Arc<dyn Store>, ehr: EhrKind, clock: SharedClock, mut rx: mpsc::Receiver<Decision>) {
+async fn record(store: Arc<dyn Store>, ehr: EhrTarget, clock: SharedClock, mut rx: mpsc::Receiver<Decision>) {
     while let Some(decision) = rx.recv().await {
         if let Err(e) = act(&decision, store.as_ref(), ehr, &clock).await {
             tracing::error!(error = %e, "could not record a rule decision");
@@ -102,7 +102,7 @@ async fn pairings(store: &dyn Store) -> Option<HashMap<String, Paired>> {
     }
 }
 
-async fn act(decision: &Decision, store: &dyn Store, ehr: EhrKind, clock: &SharedClock) -> Result<(), StoreError> {
+async fn act(decision: &Decision, store: &dyn Store, ehr: EhrTarget, clock: &SharedClock) -> Result<(), StoreError> {
     match decision {
         Decision::Cleared(key) => store.clear_alarm(key).await,
         Decision::Summary(event) => clinical::submit(store, event, ehr, None, clock.now()).await.map(|_| ()),

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::smart::SmartClient;
 use super::{Outcome, Sink};
 use crate::clock::SharedClock;
+use crate::config::EhrEnvironment;
 use crate::fhir::bundle::{EventEnvelope, transaction};
 use crate::store::OutboxItem;
 
@@ -31,6 +32,7 @@ pub struct FhirSink {
     http: reqwest::Client,
     base: String,
     auth: Auth,
+    environment: EhrEnvironment,
     clock: SharedClock,
 }
 
@@ -90,9 +92,15 @@ pub fn outcome_text(body: &Value) -> Option<String> {
 
 impl FhirSink {
     /// A sink for the server at `base` (e.g. `https://ehr.example/fhir/R4`).
-    pub fn new(base: &str, auth: Auth, timeout: Duration, clock: SharedClock) -> Result<FhirSink, reqwest::Error> {
+    pub fn new(
+        base: &str,
+        auth: Auth,
+        timeout: Duration,
+        environment: EhrEnvironment,
+        clock: SharedClock,
+    ) -> Result<FhirSink, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
-        Ok(FhirSink { http, base: base.trim_end_matches('/').to_string(), auth, clock })
+        Ok(FhirSink { http, base: base.trim_end_matches('/').to_string(), auth, environment, clock })
     }
 
     async fn authorised(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, Failure> {
@@ -174,6 +182,7 @@ impl FhirSink {
                 hash: i.hash.clone(),
                 patient: &i.patient,
                 issued: self.clock.now(),
+                environment: self.environment,
             })
             .collect();
         let (bundle, ranges) = transaction(&envelopes);

@@ -8,19 +8,21 @@ use async_trait::async_trait;
 
 use super::{Outcome, Sink};
 use crate::clock::SharedClock;
+use crate::config::EhrEnvironment;
 use crate::fhir::bundle::{EventEnvelope, transaction};
 use crate::store::{OutboxItem, Store};
 
 /// Keeps what would have been sent in the store.
 pub struct SandboxSink {
     store: Arc<dyn Store>,
+    environment: EhrEnvironment,
     clock: SharedClock,
 }
 
 impl SandboxSink {
-    /// A sandbox writing into `store`.
-    pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> SandboxSink {
-        SandboxSink { store, clock }
+    /// A sandbox writing into `store`, building what would go to an EHR of this environment.
+    pub fn new(store: Arc<dyn Store>, environment: EhrEnvironment, clock: SharedClock) -> SandboxSink {
+        SandboxSink { store, environment, clock }
     }
 }
 
@@ -42,6 +44,7 @@ impl Sink for SandboxSink {
                 hash: item.hash.clone(),
                 patient: &item.patient,
                 issued: self.clock.now(),
+                environment: self.environment,
             };
             let (bundle, _) = transaction(&[envelope]);
             out.push(match self.store.sandbox_record(item.id, &bundle.to_string()).await {

@@ -37,9 +37,18 @@ impl Admin {
     /// held, and the error (`held`) says why.
     pub async fn submit_event(&self, actor: &Actor, request: &EventRequest) -> ApiResult<Option<i64>> {
         let patient = self.local_patient(&self.identifier(&request.system, &request.value)?).await?;
-        let event = build_event(patient.id, request, self.clock.now())?;
-        match clinical::submit(self.store.as_ref(), &event, self.config.ehr.kind, Some(actor.name()), self.clock.now())
-            .await?
+        let mut event = build_event(patient.id, request, self.clock.now())?;
+        if self.policy.demo_site {
+            event.mark_demo();
+        }
+        match clinical::submit(
+            self.store.as_ref(),
+            &event,
+            self.config.ehr.target(),
+            Some(actor.name()),
+            self.clock.now(),
+        )
+        .await?
         {
             Admission::Queued(id) => Ok(Some(id)),
             Admission::Duplicate => Ok(None),
@@ -51,7 +60,7 @@ impl Admin {
 
     /// Puts a dead-lettered or held event back in the queue (held ones are validated again first).
     pub async fn requeue(&self, actor: &Actor, id: i64) -> ApiResult<()> {
-        Ok(clinical::requeue(self.store.as_ref(), id, self.config.ehr.kind, actor.name(), self.clock.now()).await?)
+        Ok(clinical::requeue(self.store.as_ref(), id, self.config.ehr.target(), actor.name(), self.clock.now()).await?)
     }
 }
 

@@ -20,7 +20,7 @@ impl Admin {
         let profile = self.profiles.for_topic(&entry.origin).ok_or_else(|| {
             ApiError::new(ErrorCode::Refused, format!("no device profile serves topic {:?} any more", entry.origin))
         })?;
-        let reading = normalise(profile, entry.payload.as_bytes())
+        let mut reading = normalise(profile, entry.payload.as_bytes())
             .map_err(|r| ApiError::new(ErrorCode::Refused, r.detail))?
             .into_iter()
             .find(|r| {
@@ -29,6 +29,7 @@ impl Admin {
                     && r.observed_at == entry.observed_at
             })
             .ok_or_else(|| ApiError::new(ErrorCode::Refused, "the payload no longer yields this reading"))?;
+        self.policy.stamp(&mut reading);
         let registry = self.store.load_registry().await?;
         let hash = reading.content_hash();
         let (resolution, held) = match identify(&reading, &registry, &self.policy, self.clock.now()) {

@@ -28,6 +28,7 @@
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
+use crate::config::EhrEnvironment;
 use crate::model::Validity;
 use crate::model::codes::{Metric, metric_by_code};
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
@@ -63,13 +64,15 @@ pub struct OruContext {
     pub device_id: String,
     /// OBR-3.1, the filler order number, e.g. the event's content hash in hex.
     pub order_number: String,
+    /// MSH-11 `P` or `T`; only a test EHR takes demo data (OBX-8 `DEMO`).
+    pub environment: EhrEnvironment,
 }
 
 /// Why an event cannot become an ORU^R01.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum OruError {
-    /// Test or demo data must never reach an EHR.
-    #[error("the event holds demo or test data, which must never be sent to an EHR")]
+    /// Test or demo data must never reach a production EHR.
+    #[error("the event holds demo or test data, which must never be sent to a production EHR")]
     DemoData,
     /// A field HL7 requires is empty in the context.
     #[error("{field} is empty")]
@@ -127,7 +130,7 @@ pub fn build_oru_r01(ctx: &OruContext, event: &ClinicalEvent) -> Result<String, 
             set_id += 1;
             let occurrence = seen.entry(value.metric.mdc_code).or_insert(0);
             *occurrence += 1;
-            segments.push(obx(set_id, *occurrence, &value, &equipment)?.encode());
+            segments.push(obx(set_id, *occurrence, &value, &equipment, ctx.environment)?.encode());
         }
     }
     Ok(segments.into_iter().map(|s| s + "\r").collect())
@@ -147,7 +150,7 @@ fn msh(ctx: &OruContext) -> Segment {
     s.set(7, dtm(ctx.created_at));
     s.set(9, "ORU^R01^ORU_R01");
     s.set(10, escape(&ctx.control_id));
-    s.set(11, "P");
+    s.set(11, ctx.environment.processing_id());
     s.set(12, "2.6");
     s.set(15, "NE");
     s.set(16, "AL");
@@ -253,7 +256,13 @@ fn values(observation: &Observation) -> Vec<Value> {
     }
 }
 
-fn obx(set_id: usize, occurrence: u32, v: &Value, equipment: &str) -> Result<Segment, OruError> {
+fn obx(
+    set_id: usize,
+    occurrence: u32,
+    v: &Value,
+    equipment: &str,
+    environment: EhrEnvironment,
+) -> Result<Segment, OruError> {
     let mut s = Segment::new("OBX");
     s.set(1, set_id.to_string());
     s.set(2, "NM");
@@ -264,16 +273,18 @@ fn obx(set_id: usize, occurrence: u32, v: &Value, equipment: &str) -> Result<Seg
             s.set(8, "INV");
             s.set(11, "X");
         }
-        Validity::Valid | Validity::Questionable => {
+        // One demo value refuses the whole event for a production EHR: the error aborts the build.
+        Validity::Demo if environment == EhrEnvironment::Production => return Err(OruError::DemoData),
+        Validity::Valid | Validity::Questionable | Validity::Demo => {
             s.set(5, format_nm(v.value).ok_or(OruError::NotFinite { metric: v.metric.mdc_ref })?);
             s.set(6, unit(v.metric));
-            if v.validity == Validity::Questionable {
-                s.set(8, "QUES");
+            match v.validity {
+                Validity::Questionable => s.set(8, "QUES"),
+                Validity::Demo => s.set(8, "DEMO"),
+                _ => {}
             }
             s.set(11, "R");
         }
-        // One demo value refuses the whole event: the error aborts the build.
-        Validity::Demo => return Err(OruError::DemoData),
     }
     s.set(14, dtm(v.at));
     s.set(18, equipment);
@@ -425,6 +436,7 @@ mod tests {
             patient_id_system: "1.2.840.114350.1.13.0.1.7.5.737384.14".into(),
             patient_location: Some("ICU-3".into()),
             device_id: "01-23-45-67-89-ab-cd-ef".into(),
+            environment: EhrEnvironment::Production,
             order_number: "9f2c".into(),
         }
     }
@@ -644,7 +656,19 @@ mod tests {
     }
 
     #[test]
-    fn demo_data_is_refused() {
+    fn a_test_ehr_gets_demo_data_marked_demo_in_a_message_marked_test() {
+        let demo = single(vital(150456, 97.0, Effective::At { at: t(11, 0, 0) }, Validity::Demo));
+        let test = OruContext { environment: EhrEnvironment::Test, ..ctx() };
+        let segs = segments(&build_oru_r01(&test, &demo).unwrap());
+        assert_eq!(field(&segs, "MSH", 0, 11), "T");
+        assert_eq!(
+            (field(&segs, "OBX", 0, 5), field(&segs, "OBX", 0, 8), field(&segs, "OBX", 0, 11)),
+            ("97", "DEMO", "R")
+        );
+    }
+
+    #[test]
+    fn demo_data_is_refused_for_a_production_ehr() {
         let demo = single(vital(150456, 97.0, Effective::At { at: t(11, 0, 0) }, Validity::Demo));
         assert_eq!(build_oru_r01(&ctx(), &demo), Err(OruError::DemoData));
 

@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 
 use super::{MllpClient, OruContext, build_oru_r01};
 use crate::clock::SharedClock;
+use crate::config::EhrEnvironment;
 use crate::sinks::{Outcome, Sink};
 use crate::store::OutboxItem;
 
@@ -27,6 +28,8 @@ pub struct Hl7v2Settings {
     pub receiving_facility: String,
     /// Connect and reply timeout.
     pub timeout: Duration,
+    /// MSH-11: production or test.
+    pub environment: EhrEnvironment,
 }
 
 /// An EHR (or interface engine) that takes HL7 v2 over MLLP.
@@ -58,6 +61,7 @@ impl Hl7v2Sink {
             patient_location: None,
             device_id: item.event.device_id.clone(),
             order_number: item.hash.clone(),
+            environment: s.environment,
         }
     }
 }
