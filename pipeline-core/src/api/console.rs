@@ -237,6 +237,7 @@ impl Console {
         Settings {
             ehr: EhrSettings {
                 kind: c.ehr.kind,
+                environment: c.ehr.environment,
                 base_url: c.ehr.base_url.clone(),
                 auth: c.ehr.auth,
                 mllp_addr: c.ehr.mllp_address.clone(),
@@ -258,6 +259,7 @@ impl Console {
     pub async fn apply_settings(self, settings: &Settings, actor: &Actor) -> ApiResult<(Console, ApiResult<()>)> {
         let mut config = self.config().clone();
         config.ehr.kind = settings.ehr.kind;
+        config.ehr.environment = settings.ehr.environment;
         config.ehr.base_url = settings.ehr.base_url.clone().filter(|s| !s.trim().is_empty());
         config.ehr.auth = settings.ehr.auth;
         config.ehr.mllp_address = settings.ehr.mllp_addr.clone().filter(|s| !s.trim().is_empty());

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::config::{BrokerMode, EhrAuth, EhrKind};
+use crate::config::{BrokerMode, EhrAuth, EhrEnvironment, EhrKind};
 pub use crate::identify::Flow;
 pub use crate::status::Status;
 pub use crate::store::{AlarmEntry, DeviceEntry, OutboxStatus, QuarantineEntry};
@@ -160,6 +160,8 @@ pub struct OutboxView {
 pub struct EhrSettings {
     /// sandbox, fhir or hl7v2.
     pub kind: EhrKind,
+    /// production or test: only a test EHR takes demo data.
+    pub environment: EhrEnvironment,
     /// FHIR base URL.
     pub base_url: Option<String>,
     /// FHIR auth.

@@ -151,7 +151,7 @@ export function demoData(now: Date): MockData {
         ehr_ref: 'Observation/8f2c22', summary: 'Vital signs panel: HR 70 /min, SpO2 97 %', created_at: ago(8800), delivered_at: ago(8700) },
     ],
     settings: {
-      ehr: { kind: 'fhir', base_url: 'https://ehr.example.org/fhir', auth: 'smart', mllp_addr: null },
+      ehr: { kind: 'fhir', environment: 'production', base_url: 'https://ehr.example.org/fhir', auth: 'smart', mllp_addr: null },
       broker: { mode: 'embedded', url: null, listen: '0.0.0.0:1883' },
       store_url: 'sqlite:///var/lib/vigil/vigil.db', rules_version: rulesVersion, demo: true,
     },

@@ -35,6 +35,7 @@ describe('settings', () => {
     expect(save.disabled).toBe(true);
     choose(screen.getByTestId('settings-ehr-kind'), 'hl7v2');
     type(screen.getByTestId('settings-mllp-addr'), 'ehr-gw.example.org:2575');
+    choose(screen.getByTestId('settings-ehr-environment'), 'test');
     fireEvent.click(screen.getByTestId('settings-save'));
     expect(screen.getByText(/restarts the pipeline/)).toBeTruthy();
     expect(callsOf(backend, 'saveSettings')).toHaveLength(0);
@@ -42,7 +43,9 @@ describe('settings', () => {
     await screen.findByTestId('settings-save-result');
     const [[saved, operator]] = callsOf(backend, 'saveSettings') as [[typeof backend.data.settings, string]];
     expect(operator).toBe(OPERATOR);
-    expect(saved.ehr).toEqual({ kind: 'hl7v2', base_url: 'https://ehr.example.org/fhir', auth: 'smart', mllp_addr: 'ehr-gw.example.org:2575' });
+    expect(saved.ehr).toEqual({
+      kind: 'hl7v2', environment: 'test', base_url: 'https://ehr.example.org/fhir', auth: 'smart', mllp_addr: 'ehr-gw.example.org:2575',
+    });
     expect(backend.data.settings.ehr.kind).toBe('hl7v2');
     await waitFor(() => expect((screen.getByTestId('settings-save') as HTMLButtonElement).disabled).toBe(true));
   });

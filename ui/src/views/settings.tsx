@@ -58,6 +58,16 @@ export function SettingsView() {
               <option value="hl7v2">HL7 v2 ORU^R01 over MLLP</option>
             </select>
           </label>
+          {draft.ehr.kind !== 'sandbox' && (
+            <label>
+              Environment <span class="hint">(only a test EHR takes demo data; it is marked as test data there)</span>
+              <select data-testid="settings-ehr-environment" value={draft.ehr.environment}
+                onChange={(e) => ehr({ environment: e.currentTarget.value as Settings['ehr']['environment'] })}>
+                <option value="production">Production (real patient records)</option>
+                <option value="test">Test EHR</option>
+              </select>
+            </label>
+          )}
           {draft.ehr.kind === 'fhir' && <>
             <label>Base URL
               <input data-testid="settings-ehr-url" type="url" value={draft.ehr.base_url ?? ''} placeholder="https://ehr.example.org/fhir"
