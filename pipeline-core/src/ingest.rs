@@ -20,7 +20,7 @@ use crate::config::IngestConfig;
 use crate::health::latency::Latencies;
 use crate::health::{HealthState, Heartbeat};
 use crate::identify::{Policy, QuarantineReason, Registry, Verdict, identify};
-use crate::model::ContentHash;
+use crate::model::{ContentHash, Validity};
 use crate::normalise::{ProfileSet, RejectReason, Rejection, normalise};
 use crate::rules::{Observed, RuleInput};
 use crate::store::{BatchTally, Disposition, PayloadOutcome, ProcessedPayload, Store};
@@ -168,6 +168,8 @@ pub struct Latest {
     pub unit: &'static str,
     /// When it was measured.
     pub observed_at: DateTime<Utc>,
+    /// What the device (or a demo site) said of it: the console marks what is not valid.
+    pub validity: Validity,
 }
 
 /// The newest value of each (device id, MDC code), kept in memory by the writer after each commit:
@@ -253,6 +255,7 @@ impl Writer {
                     value: reading.value,
                     unit: reading.metric.unit,
                     observed_at: reading.observed_at,
+                    validity: reading.validity,
                 };
                 latest.insert(key, value);
             }

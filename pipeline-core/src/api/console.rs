@@ -150,6 +150,7 @@ impl Console {
                     observed_at: l.observed_at,
                     age_secs,
                     stale: age_secs > STALE_AFTER_SECS,
+                    validity: l.validity,
                 }
             })
             .collect();

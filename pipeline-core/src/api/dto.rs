@@ -7,6 +7,7 @@ use ts_rs::TS;
 
 use crate::config::{BrokerMode, EhrAuth, EhrEnvironment, EhrKind};
 pub use crate::identify::Flow;
+pub use crate::model::Validity;
 pub use crate::status::Status;
 pub use crate::store::{AlarmEntry, DeviceEntry, OutboxStatus, QuarantineEntry};
 
@@ -36,6 +37,8 @@ pub struct LiveValue {
     pub age_secs: f64,
     /// Older than [`super::STALE_AFTER_SECS`]: shown, but marked as not current.
     pub stale: bool,
+    /// Valid, questionable, invalid (no number to trust: probe off) or demo.
+    pub validity: Validity,
 }
 
 /// An alarm, with its patient's label.

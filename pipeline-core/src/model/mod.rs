@@ -10,6 +10,7 @@ pub mod units;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::model::codes::Metric;
 
@@ -32,7 +33,8 @@ pub struct Reading {
 }
 
 /// Measurement validity (PCD-01 OBX-8 / SDC MeasurementValidity).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, TS)]
+#[ts(export)]
 #[serde(rename_all = "snake_case")]
 pub enum Validity {
     /// A normal measurement.
@@ -57,6 +59,13 @@ impl Validity {
             Validity::Invalid => 3,
         };
         if rank(other) > rank(self) { other } else { self }
+    }
+
+    /// Reads a stored name back.
+    pub fn parse(name: &str) -> Option<Validity> {
+        [Validity::Valid, Validity::Questionable, Validity::Invalid, Validity::Demo]
+            .into_iter()
+            .find(|v| v.as_str() == name)
     }
 
     /// The stable name stored in the database.

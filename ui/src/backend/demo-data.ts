@@ -59,9 +59,10 @@ export function demoData(now: Date): MockData {
   ];
   const [alpha, bravo, delta] = registry.map(patientLabel);
   const live = (device_id: string, device_label: string, patient_id: number, patient_label: string,
-    mdc_code: number, metric: string, value: number, unit: string, age: number, stale = false): LiveValue => ({
+    mdc_code: number, metric: string, value: number, unit: string, age: number, stale = false,
+    validity: LiveValue['validity'] = 'demo'): LiveValue => ({
     device_id, device_label, patient_id, patient_label, mdc_code, metric, value, unit,
-    observed_at: ago(age), age_secs: age, stale,
+    observed_at: ago(age), age_secs: age, stale, validity,
   });
   const beat = (name: string, state: ComponentHealth['state'] = 'up', reason = '') =>
     ({ name, state, reason, last_beat: ago(state === 'up' ? 1 : 95) });
@@ -99,7 +100,8 @@ export function demoData(now: Date): MockData {
       live('00-1B-C5-0C-00-00-00-00', 'Ward wearable 1', 2, bravo, MDC.spo2, 'SpO2', 96, '%', 4),
       live('00-1B-C5-0C-00-00-00-00', 'Ward wearable 1', 2, bravo, MDC.temp, 'Temperature', 36.8, 'Cel', 412, true),
       live('00-1B-C5-0C-00-00-00-01', 'Ward wearable 2', 3, delta, MDC.heartRate, 'Heart rate', 64, '/min', 3),
-      live('00-1B-C5-0C-00-00-00-01', 'Ward wearable 2', 3, delta, MDC.spo2, 'SpO2', 98, '%', 3),
+      // A demo site stamps every reading demo, except one the device flagged invalid (off the wrist).
+      live('00-1B-C5-0C-00-00-00-01', 'Ward wearable 2', 3, delta, MDC.spo2, 'SpO2', 85, '%', 3, false, 'invalid'),
     ],
     alarms: [
       { id: 41, key: 'a1f3c09e', kind: 'physiological', rule_id: 'spo2-low', rule_version: rulesVersion,

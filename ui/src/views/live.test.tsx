@@ -26,6 +26,16 @@ describe('live streams', () => {
     expect(row('MX-00A0', MDC.nibpSys).textContent).toContain('mmHg');
   });
 
+  it('says in words what the device said of a value: demo data, and no number for an invalid one', async () => {
+    renderView(<LiveView />);
+    await screen.findAllByTestId('live-row');
+    const demo = row('OX-1000', MDC.spo2);
+    expect(demo.querySelector('[data-testid="validity-badge"]')!.textContent).toBe('DEMO');
+    const offWrist = row('00-1B-C5-0C-00-00-00-01', MDC.spo2);
+    expect(offWrist.querySelector('[data-testid="live-value"]')!.textContent).toBe('—');
+    expect(offWrist.querySelector('[data-testid="validity-badge"]')!.textContent).toBe('INVALID (probe off?)');
+  });
+
   it('updates a value when the backend pushes one, and puts unpaired devices in their own group', async () => {
     const { backend } = renderView(<LiveView />);
     await screen.findAllByTestId('live-row');

@@ -66,10 +66,15 @@ export function LiveView() {
                       tabIndex={0} aria-selected={isSel} onClick={() => select(v)}
                       onKeyDown={(e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(v); } }}>
                       <td>{v.metric}</td>
-                      <td class="num value" data-testid="live-value">{valueText(v.value)}</td>
+                      <td class="num value" data-testid="live-value" data-validity={v.validity}>
+                        {v.validity === 'invalid' ? <span title={`The device flagged ${valueText(v.value)} as invalid`}>—</span> : valueText(v.value)}
+                      </td>
                       <td title={`UCUM ${v.unit}`}>{unitText(v.unit)}</td>
                       <td data-testid="live-age">{ageText(age)}</td>
-                      <td>{v.stale ? <span class="badge stale-badge">◌ STALE</span> : <span class="muted">current</span>}</td>
+                      <td>
+                        {v.stale ? <span class="badge stale-badge">◌ STALE</span> : <span class="muted">current</span>}
+                        {' '}<ValidityBadge validity={v.validity} />
+                      </td>
                     </tr>
                   );
                 }),
@@ -96,4 +101,14 @@ function group(rows: Row[]): [string, [string, Row[]][]][] {
   return [...byPatient.entries()].sort(([a], [b]) => order(a, b)).map(([p, devices]) => [p,
     [...devices.entries()].sort(([a], [b]) => a.localeCompare(b))
       .map(([d, list]) => [d, list.sort((x, y) => x.v.metric.localeCompare(y.v.metric))] as [string, Row[]])]);
+}
+
+/** What the device said of a value, when it is not simply valid: in words, not only colour. */
+function ValidityBadge({ validity }: { validity: LiveValue['validity'] }) {
+  switch (validity) {
+    case 'invalid': return <span class="badge validity-invalid" data-testid="validity-badge">INVALID (probe off?)</span>;
+    case 'questionable': return <span class="badge validity-questionable" data-testid="validity-badge">? QUESTIONABLE</span>;
+    case 'demo': return <span class="badge validity-demo" data-testid="validity-badge">DEMO</span>;
+    default: return null;
+  }
 }
