@@ -4,6 +4,7 @@
 //! fixes a file in one pass. Relative paths are resolved against the directory of the config file, so
 //! the same file works whatever the working directory.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -237,12 +238,38 @@ pub struct IdentityConfig {
     pub organisation: String,
     /// Readings observed further in the future than this (seconds) go to quarantine.
     pub max_future_skew_secs: u64,
+    /// Names that sources use for identifier systems (a profile's `system`, an HL7 CX-4, the
+    /// system of a `system|value` token), each mapped to one absolute URI:
+    /// `NORTHCLINIC = "urn:oid:1.2.3"`.
+    pub systems: BTreeMap<String, String>,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        IdentityConfig { organisation: "default".into(), max_future_skew_secs: 300 }
+        IdentityConfig { organisation: "default".into(), max_future_skew_secs: 300, systems: BTreeMap::new() }
     }
+}
+
+impl IdentityConfig {
+    /// The one system a source's name stands for: an alias's URI, or an absolute URI itself;
+    /// `None` for a name that is neither (an unknown namespace).
+    pub fn resolve_system(&self, name: &str) -> Option<String> {
+        let name = name.trim();
+        match self.systems.get(name) {
+            Some(uri) => Some(uri.clone()),
+            None => is_absolute_uri(name).then(|| name.to_string()),
+        }
+    }
+}
+
+/// `scheme:rest`, RFC 3986: a letter, then letters, digits, `+`, `-` or `.`, then `:` and more.
+fn is_absolute_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else { return false };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !rest.is_empty()
+        && !s.contains(char::is_whitespace)
 }
 
 /// `[ingest]`
@@ -523,6 +550,16 @@ impl Config {
     /// Checks the values that parsed: ranges, URLs, files that must exist.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
+        for (alias, uri) in &self.identity.systems {
+            if !is_absolute_uri(uri) {
+                out.push(problem(
+                    &format!("identity.systems.{alias}"),
+                    uri,
+                    "an identifier system alias must name an absolute URI",
+                    "write the system's URI, e.g. \"urn:oid:2.16.840.1.113883.19.5\" or \"https://hospital.example/mrn\"",
+                ));
+            }
+        }
         if !self.store.url.starts_with("sqlite://") {
             out.push(problem(
                 "store.url",
@@ -846,6 +883,20 @@ mod tests {
         assert_eq!(problems[0].key, "broker.url");
         assert_eq!(problems[1].key, "retention.raw_days");
         assert!(problems[1].to_string().contains("Fix:"));
+    }
+
+    #[test]
+    fn identifier_system_aliases_name_absolute_uris_and_resolve() {
+        let text = "[identity.systems]\nNORTHCLINIC = \"urn:oid:1.2.3\"\nSOUTH = \"south-mrn\"\n";
+        let mut config = Config::parse(text).unwrap();
+        config.profiles.dir = std::env::temp_dir();
+        let problems = config.validate();
+        assert_eq!(problems.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["identity.systems.SOUTH"]);
+        let id = &config.identity;
+        assert_eq!(id.resolve_system("NORTHCLINIC").as_deref(), Some("urn:oid:1.2.3"));
+        assert_eq!(id.resolve_system("https://h.example/mrn").as_deref(), Some("https://h.example/mrn"));
+        assert_eq!(id.resolve_system("MRN"), None, "a bare name that is no alias is an unknown namespace");
+        assert_eq!(id.resolve_system("1.2.3"), None, "a bare OID is not a URI: write urn:oid:1.2.3");
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     let (ingest, tally, writer) = ingest::spawn(
         store.clone(),
         profiles.clone(),
-        policy,
+        policy.clone(),
         &config.ingest,
         health.register("store", ingest::HEARTBEAT),
         outputs,

@@ -70,6 +70,8 @@ pub enum QuarantineReason {
     FutureTime,
     /// The value is outside its metric's physiological range: a unit or scaling mistake.
     Implausible,
+    /// The payload names its patient in an identifier system Vigil does not know.
+    UnknownIdentifierSystem,
 }
 
 impl QuarantineReason {
@@ -82,6 +84,7 @@ impl QuarantineReason {
             QuarantineReason::UnverifiedPatient => "unverified_patient",
             QuarantineReason::FutureTime => "future_time",
             QuarantineReason::Implausible => "implausible",
+            QuarantineReason::UnknownIdentifierSystem => "unknown_identifier_system",
         }
     }
 }
@@ -143,19 +146,25 @@ impl Registry {
 }
 
 /// The identify policy from `[identity]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     /// How far in the future an observed time may be (device clocks drift).
     pub max_future_skew: Duration,
     /// A demo site: every reading is demo data, whatever its profile says.
     pub demo_site: bool,
+    /// The identifier system aliases, for comparing a payload's patient with the pairing's.
+    pub identity: crate::config::IdentityConfig,
 }
 
 impl Policy {
     /// The policy a site's `[identity]` section describes.
     pub fn of(config: &crate::config::Config) -> Policy {
         let skew = i64::try_from(config.identity.max_future_skew_secs).unwrap_or(i64::MAX);
-        Policy { max_future_skew: Duration::try_seconds(skew).unwrap_or(Duration::MAX), demo_site: config.site.demo }
+        Policy {
+            max_future_skew: Duration::try_seconds(skew).unwrap_or(Duration::MAX),
+            demo_site: config.site.demo,
+            identity: config.identity.clone(),
+        }
     }
 
     /// Marks a demo site's reading as demo data, so it feeds alarms and charts like a valid one but
@@ -253,16 +262,28 @@ pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: Da
             format!("pairing {} of device {device} is to a patient not yet verified: verify the patient", pairing.id),
         );
     }
-    if let Some(hint) = &reading.patient_hint
-        && hint != &patient.id_value
-    {
-        return quarantine(
-            QuarantineReason::PatientMismatch,
-            format!(
-                "device {device} sent a patient identifier that differs from pairing {}: check who wears the device",
-                pairing.id
-            ),
-        );
+    if let Some(hint) = &reading.patient_hint {
+        // The system's name is not PHI; the value is.
+        let Some(system) = policy.identity.resolve_system(&hint.system) else {
+            return quarantine(
+                QuarantineReason::UnknownIdentifierSystem,
+                format!(
+                    "device {device} names its patient in identifier system {:?}, which is neither an absolute URI \
+                     nor an alias in [identity.systems]: add the alias, then release",
+                    hint.system
+                ),
+            );
+        };
+        let paired_system = policy.identity.resolve_system(&patient.id_system).unwrap_or(patient.id_system.clone());
+        if system != paired_system || hint.value != patient.id_value {
+            return quarantine(
+                QuarantineReason::PatientMismatch,
+                format!(
+                    "device {device} sent a patient identifier that differs from pairing {}: check who wears the device",
+                    pairing.id
+                ),
+            );
+        }
     }
     if !registry.consents_to(patient.id, Flow::Store) {
         return Verdict::Hold { patient_id: patient.id, flow: Flow::Store };
@@ -273,6 +294,7 @@ pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: Da
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PatientHint;
     use crate::model::codes::metric_by_code;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -304,13 +326,13 @@ mod tests {
             metric: metric_by_code(150456).unwrap(),
             value: 97.0,
             observed_at: at(t),
-            patient_hint: hint.map(str::to_string),
+            patient_hint: hint.map(|value| PatientHint { system: "urn:mrn".into(), value: value.into() }),
             validity: Validity::Valid,
         }
     }
 
     fn verdict(r: &Reading, reg: &Registry) -> Verdict {
-        let policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false };
+        let policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false, identity: Default::default() };
         identify(r, reg, &policy, at("2026-07-01T00:00:00Z"))
     }
 
@@ -366,6 +388,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_payloads_patient_is_compared_by_system_and_value_with_aliases_resolved_on_both_sides() {
+        let mut reg = registry();
+        let mut policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false, identity: Default::default() };
+        policy.identity.systems.insert("NORTHCLINIC".into(), "urn:oid:1.2.3".into());
+        let now = at("2026-07-01T00:00:00Z");
+        let with = |system: &str, value: &str| Reading {
+            patient_hint: Some(PatientHint { system: system.into(), value: value.into() }),
+            ..reading("OX-1", "2026-02-01T00:00:00Z", None)
+        };
+        // Same value in another system: not the same patient.
+        let other = identify(&with("urn:oid:9.9", "MRN7"), &reg, &policy, now);
+        assert_eq!(reason(other), Some(QuarantineReason::PatientMismatch));
+        // An unknown namespace is named in the detail (a system is not PHI), never the value.
+        let unknown = identify(&with("SOUTHCLINIC", "MRN7"), &reg, &policy, now);
+        let Verdict::Quarantine { reason: why, detail } = unknown else { panic!("not quarantined") };
+        assert_eq!(why, QuarantineReason::UnknownIdentifierSystem);
+        assert!(detail.contains("\"SOUTHCLINIC\"") && !detail.contains("MRN7"), "{detail}");
+        // The alias on the payload's side and the URI on the pairing's are one system, and the other
+        // way round.
+        reg.patients.get_mut(&7).unwrap().id_system = "urn:oid:1.2.3".into();
+        assert_eq!(identify(&with("NORTHCLINIC", "MRN7"), &reg, &policy, now), Verdict::Accept { patient_id: 7 });
+        reg.patients.get_mut(&7).unwrap().id_system = "NORTHCLINIC".into();
+        assert_eq!(identify(&with("urn:oid:1.2.3", "MRN7"), &reg, &policy, now), Verdict::Accept { patient_id: 7 });
+    }
+
     fn reason_of_future(reg: &Registry) -> Option<QuarantineReason> {
         reason(verdict(&reading("OX-1", "2026-07-01T00:10:00Z", None), reg))
     }
@@ -389,7 +437,7 @@ mod tests {
             validity,
             ..reading("OX-1", "2026-03-01T00:00:00Z", None)
         };
-        let policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false };
+        let policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false, identity: Default::default() };
         let refused = |r: &Reading| match identify(r, &registry(), &policy, now) {
             Verdict::Quarantine { reason: QuarantineReason::Implausible, detail } => Some(detail),
             _ => None,

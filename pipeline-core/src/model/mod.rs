@@ -25,11 +25,21 @@ pub struct Reading {
     pub value: f64,
     /// When the device says it measured, at millisecond precision.
     pub observed_at: DateTime<Utc>,
-    /// A patient identifier value found in the payload, if the profile maps one; identify checks it
+    /// A patient identifier found in the payload, if the profile maps one; identify checks it
     /// against the pairing. PHI: never log it.
-    pub patient_hint: Option<String>,
+    pub patient_hint: Option<PatientHint>,
     /// Measurement validity as the device flagged it.
     pub validity: Validity,
+}
+
+/// A patient identifier a payload carries: its system as the source names it (a URI, or an alias of
+/// `[identity.systems]`) and its value. PHI: never log the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientHint {
+    /// The identifier system, as the profile or payload names it.
+    pub system: String,
+    /// The identifier value.
+    pub value: String,
 }
 
 /// Measurement validity (PCD-01 OBX-8 / SDC MeasurementValidity).

@@ -35,7 +35,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::model::units::{self, convert, parse_unit};
-use crate::model::{Reading, Validity};
+use crate::model::{PatientHint, Reading, Validity};
 use path::JsonPath;
 use profile::{Mapping, TimeFormat, UnitSource, ValidityField};
 pub use profile::{Profile, ProfileError, ProfileProblem, ProfileSet, load_profile};
@@ -236,15 +236,16 @@ impl<'a> Scope<'a> {
             .ok_or_else(|| self.bad(RejectReason::BadTime, "observed time", &time.path, value, expected))
     }
 
-    fn patient_hint(&self) -> Result<Option<String>, Rejection> {
-        let Some(path) = &self.profile.patient else {
+    fn patient_hint(&self) -> Result<Option<PatientHint>, Rejection> {
+        let (Some(path), Some(system)) = (&self.profile.patient, &self.profile.patient_system) else {
             return Ok(None);
         };
+        let hint = |value: String| Ok(Some(PatientHint { system: system.clone(), value }));
         match self.get(path) {
             None => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+            Some(Value::String(s)) => hint(s.clone()),
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => hint(n.to_string()),
             // PHI: say what kind of value it is, never the value.
             Some(_) => Err(Rejection::new(
                 RejectReason::BadValue,
