@@ -263,6 +263,7 @@ mod tests {
                     value,
                     effective: Effective::At { at: t0() },
                     validity: Validity::Valid,
+                    method: None,
                 },
             },
         }

@@ -206,7 +206,10 @@ async fn a_probe_off_through_each_profile_alarms_technically_and_never_reaches_t
                 .find(|s| period_start(s) == Some(start))
                 .with_context(|| format!("{device}: no summary for the minute from {start}: {summaries:#?}"))?;
             assert_eq!(s["valueQuantity"]["value"].as_f64(), Some(median(values.clone())), "{device}: {s:#}");
+            let readings = format!("1-minute median of {} valid reading", values.len());
+            assert!(s["method"]["text"].as_str().is_some_and(|t| t.starts_with(&readings)), "{device}: {s:#}");
         }
+        validate_fhir(&summaries)?;
         let during: Vec<&Value> =
             held.iter().filter(|o| instant(o).is_some_and(|t| t >= off_from && t <= off_to)).collect();
         assert_eq!(during.len(), 0, "{device}: the EHR holds Observations from the probe-off span: {during:#?}");

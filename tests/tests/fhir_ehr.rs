@@ -14,7 +14,7 @@ use pipeline_core::config::{EhrEnvironment, EhrKind, EhrTarget};
 
 /// A production FHIR EHR, as the checks before the outbox see it.
 const FHIR: EhrTarget = EhrTarget { kind: EhrKind::Fhir, environment: EhrEnvironment::Production };
-use pipeline_core::fhir::{CONTENT_HASH_SYSTEM, LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM};
+use pipeline_core::fhir::{CONTENT_HASH_SYSTEM, LOINC_SYSTEM, MDC_SYSTEM, MEASUREMENT_STATUS_SYSTEM, UCUM_SYSTEM};
 use pipeline_core::model::Validity;
 use pipeline_core::model::codes::metric_by_code;
 use pipeline_core::model::event::{ClinicalEvent, Effective, EventContent, Observation};
@@ -81,12 +81,13 @@ async fn events_reach_a_real_fhir_server_valid_and_once() -> anyhow::Result<()> 
         &["--obs", "147842=118", "--obs", "151562=22", "--obs", "150364=38.2", "--report", "Spot check", "--at", &at],
     )?;
     event(&site, "MX-00A0", "MRN-100000", &["--obs", "150456=0", "--validity", "invalid", "--at", &at])?;
+    event(&site, "MX-00A0", "MRN-100000", &["--obs", "149530=131", "--validity", "questionable", "--at", &at])?;
     // Bravo was never verified at this EHR: held with the reason, never sent.
     let held = event(&site, "00-1B-C5-0C-00-00-00-00", "MRN-100001", &["--obs", "149530=70"]).unwrap_err().to_string();
     assert!(held.contains("not verified at the EHR"), "{held}");
 
     let vigil = site.run()?;
-    let outbox = site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 4).await?;
+    let outbox = site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 5).await?;
     assert_eq!(with_status(&outbox, "held"), 1);
 
     // Read back by identifier: each event exactly once, with both codings, UCUM units, the subject.
@@ -136,6 +137,14 @@ async fn events_reach_a_real_fhir_server_valid_and_once() -> anyhow::Result<()> 
         bp["component"].as_array().unwrap().iter().map(|c| codes(&c["code"])[0].1.clone()).collect();
     assert_eq!(components, ["8480-6", "8462-4", "8478-0"]);
     assert!(bp.get("valueQuantity").is_none());
+    // A questionable value says so where a reader must consider it (PoCD measurement status).
+    let pulse = fhir.get("Observation?code=urn:iso:std:iso:11073:10101|149530").await?;
+    let status = &pulse["entry"][0]["resource"]["interpretation"][0]["coding"][0];
+    assert_eq!(
+        (status["system"].as_str(), status["code"].as_str()),
+        (Some(MEASUREMENT_STATUS_SYSTEM), Some("questionable")),
+        "{pulse:#}"
+    );
 
     // Every resource the pipeline created passes the independent R4 + vital-signs validator.
     let all = fhir.control(reqwest::Method::GET, "resources", None).await?;
@@ -143,7 +152,11 @@ async fn events_reach_a_real_fhir_server_valid_and_once() -> anyhow::Result<()> 
     for kind in ["Observation", "DiagnosticReport", "Device"] {
         emitted.extend(all[kind].as_array().cloned().unwrap_or_default());
     }
-    assert_eq!(emitted.len(), 4 + 3 + 1, "1 SpO2 + 1 BP + 1 invalid + 3 report observations, 1 report, 1 device");
+    assert_eq!(
+        emitted.len(),
+        5 + 3 + 1,
+        "1 SpO2 + 1 BP + 1 invalid + 1 questionable + 3 report observations, 1 report, 1 device"
+    );
     let report = validate_fhir(&emitted)?;
     assert_eq!(report.matches("OK").count(), emitted.len(), "{report}");
 
@@ -151,7 +164,7 @@ async fn events_reach_a_real_fhir_server_valid_and_once() -> anyhow::Result<()> 
     let audit: Value =
         serde_json::from_str(&site.vigil(&["audit", "list", "--config", &site.config_str(), "--limit", "1000"])?)?;
     let deliveries = audit.as_array().unwrap().iter().filter(|a| a["action"] == "ehr.deliver").count();
-    assert_eq!(deliveries, 4);
+    assert_eq!(deliveries, 5);
     assert!(
         audit
             .as_array()
@@ -183,6 +196,7 @@ async fn queue_events(site: &Site, patients: &[(i64, &str)], n: usize) -> anyhow
                     value: 85.0 + (i % 10) as f64,
                     effective: Effective::At { at: t0 + chrono::Duration::seconds(i as i64) },
                     validity: Validity::Valid,
+                    method: None,
                 },
             },
         };
@@ -440,6 +454,7 @@ async fn queue_more(site: &Site, patient: (i64, &str), offset: i64, n: usize) ->
                     value: 70.0 + i as f64,
                     effective: Effective::At { at: Utc::now() - chrono::Duration::minutes(offset) },
                     validity: Validity::Valid,
+                    method: None,
                 },
             },
         };
@@ -483,17 +498,11 @@ async fn without_an_ehr_the_sandbox_keeps_what_would_have_been_sent() -> anyhow:
     let still = site.vigil(&["requeue", "--config", &site.config_str(), &id]).unwrap_err().to_string();
     assert!(still.contains("still held"), "{still}");
     let config = site.config_str();
-    site.vigil(&[
-        "consent",
-        "--config",
-        &config,
-        "--patient-system",
-        DEMO_SYSTEM,
-        "--patient",
-        "MRN-100002",
-        "--flow",
-        "ehr-write",
-    ])?;
+    // The event is built from telemetry: it needs consent to keep that, and to write to the EHR.
+    for flow in ["store", "ehr-write"] {
+        let patient = ["--patient-system", DEMO_SYSTEM, "--patient", "MRN-100002", "--flow", flow];
+        site.vigil(&[&["consent", "--config", &config][..], &patient].concat())?;
+    }
     site.vigil(&["requeue", "--config", &config, &id])?;
     site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 4).await?;
     assert!(vigil.terminate().await?.success());

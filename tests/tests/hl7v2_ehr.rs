@@ -44,6 +44,8 @@ async fn oru_r01_reaches_a_real_mllp_receiver_and_parses_as_pcd01() -> anyhow::R
     let mut codes = Vec::new();
     for m in &received {
         assert_eq!(m["valid"], true, "hl7apy validation: {m:#}");
+        // The peer records the block between <VT> and <FS>, each <CR> as a newline.
+        assert!(m["raw"].as_str().unwrap().ends_with('\n'), "the last byte before <FS> is <CR>: {m:#}");
         assert_eq!(m["message_type"], "ORU^R01^ORU_R01");
         assert_eq!(m["version"], "2.6");
         assert!(m["profile"].as_str().unwrap().contains("1.3.6.1.4.1.19376.1.6.1.1.1"), "IHE PCD-01 in MSH-21");

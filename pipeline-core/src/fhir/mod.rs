@@ -23,6 +23,9 @@ pub const DEVICE_SERIAL_SYSTEM: &str = "https://fhir.vigil.health/NamingSystem/d
 /// EUI-64 system used by the HL7 Personal Health Device IG.
 pub const EUI64_SYSTEM: &str = "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680";
 
+/// The PoCD IG's measurement-status code system (`questionable`, ...), for `Observation.interpretation`.
+pub const MEASUREMENT_STATUS_SYSTEM: &str = "http://hl7.org/fhir/uv/pocd/CodeSystem/measurement-status";
+
 /// The PHD IG's code system for device identifier types (`SYSID`: the IEEE EUI-64 system id).
 pub const CONTINUA_DEVICE_IDENTIFIERS: &str = "http://hl7.org/fhir/uv/phd/CodeSystem/ContinuaDeviceIdentifiers";
 /// IEEE 11073-10101 (MDC) code system.
@@ -125,15 +128,15 @@ fn set_effective(resource: &mut Value, effective: &Effective) {
 }
 
 /// Applies the validity mapping of CLINICAL.md. Invalid: no value, `dataAbsentReason` = error and
-/// the UNRELIABLE security label. Questionable: kept, with a Vigil tag saying so.
+/// the UNRELIABLE security label. Questionable: kept, with the PoCD measurement status in
+/// `Observation.interpretation` (as the PHD IG does: a reader must consider it, unlike a tag).
 fn apply_validity(resource: &mut Value, validity: Validity, value_key: &str) {
     match validity {
         Validity::Valid => {}
         Validity::Questionable => {
-            resource["meta"]["tag"] = json!([{
-                "system": "https://fhir.vigil.health/CodeSystem/measurement-validity",
-                "code": "questionable",
-                "display": "The device flagged this measurement as questionable"
+            resource["interpretation"] = json!([{
+                "coding": [{"system": MEASUREMENT_STATUS_SYSTEM, "code": "questionable", "display": "questionable"}],
+                "text": "The device flagged this measurement as questionable"
             }]);
         }
         Validity::Invalid => {
@@ -174,7 +177,7 @@ pub fn observation(obs: &Observation, identifier: &str, subject: &Value, device:
         "device": device,
     });
     match obs {
-        Observation::Vital { metric, value, effective, validity } => {
+        Observation::Vital { metric, value, effective, validity, method } => {
             let profiles = profiles(metric);
             if !profiles.is_empty() {
                 resource["meta"] = json!({"profile": profiles});
@@ -182,6 +185,9 @@ pub fn observation(obs: &Observation, identifier: &str, subject: &Value, device:
             resource["code"] = code(metric);
             resource["valueQuantity"] = quantity(*value, metric.unit);
             set_effective(&mut resource, effective);
+            if let Some(statistic) = method {
+                resource["method"] = json!({"text": statistic.describe()});
+            }
             apply_validity(&mut resource, *validity, "valueQuantity");
         }
         Observation::BloodPressure { systolic, diastolic, mean, effective, validity } => {
@@ -194,6 +200,7 @@ pub fn observation(obs: &Observation, identifier: &str, subject: &Value, device:
                 dimension: crate::model::units::Dimension::Pressure,
                 display: "Blood pressure panel",
                 plausible: (10.0, 300.0),
+                decimals: 0,
             };
             resource["code"] = code(&panel);
             let mut components = Vec::new();

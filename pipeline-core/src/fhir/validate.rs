@@ -152,6 +152,7 @@ mod tests {
             value,
             effective: Effective::At { at: chrono::Utc::now() },
             validity,
+            method: None,
         };
         observation(&obs, "abc", &subject(), &json!({"reference": "Device/d1"}))
     }
@@ -174,6 +175,18 @@ mod tests {
         assert!(r.get("valueQuantity").is_none());
         assert_eq!(r["dataAbsentReason"]["coding"][0]["code"], "error");
         assert_eq!(r["meta"]["security"][0]["code"], "UNRELIABLE");
+        assert_eq!(check_resource(&r), Vec::<String>::new());
+    }
+
+    #[test]
+    fn questionable_measurements_carry_the_pocd_measurement_status_interpretation() {
+        let r = vital(150456, 84.0, Validity::Questionable);
+        assert_eq!(r["valueQuantity"]["value"], 84.0);
+        let coding = &r["interpretation"][0]["coding"][0];
+        assert_eq!(
+            (&coding["system"], &coding["code"]),
+            (&json!(crate::fhir::MEASUREMENT_STATUS_SYSTEM), &json!("questionable"))
+        );
         assert_eq!(check_resource(&r), Vec::<String>::new());
     }
 

@@ -391,7 +391,8 @@ mod tests {
     #[test]
     fn a_payloads_patient_is_compared_by_system_and_value_with_aliases_resolved_on_both_sides() {
         let mut reg = registry();
-        let mut policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false, identity: Default::default() };
+        let mut policy =
+            Policy { max_future_skew: Duration::seconds(300), demo_site: false, identity: Default::default() };
         policy.identity.systems.insert("NORTHCLINIC".into(), "urn:oid:1.2.3".into());
         let now = at("2026-07-01T00:00:00Z");
         let with = |system: &str, value: &str| Reading {

@@ -26,6 +26,9 @@ pub struct Metric {
     /// scaling mistake, never a patient. A real 0 (asystole, apnoea) is inside the range of the
     /// metrics where it can occur.
     pub plausible: (f64, f64),
+    /// Decimal places a statistic of this metric is charted with: a median of two readings has no
+    /// more precision than the readings (36.85 Cel, not 36.849999999999994).
+    pub decimals: u8,
 }
 
 static METRICS: [Metric; 9] = [
@@ -37,6 +40,7 @@ static METRICS: [Metric; 9] = [
         dimension: Dimension::Frequency,
         display: "Heart rate",
         plausible: (0.0, 350.0),
+        decimals: 0,
     },
     Metric {
         mdc_code: 149530,
@@ -46,6 +50,7 @@ static METRICS: [Metric; 9] = [
         dimension: Dimension::Frequency,
         display: "Pulse rate",
         plausible: (1.0, 350.0),
+        decimals: 0,
     },
     Metric {
         mdc_code: 150456,
@@ -55,6 +60,7 @@ static METRICS: [Metric; 9] = [
         dimension: Dimension::Fraction,
         display: "SpO2",
         plausible: (1.0, 100.0),
+        decimals: 0,
     },
     Metric {
         mdc_code: 151562,
@@ -64,6 +70,7 @@ static METRICS: [Metric; 9] = [
         dimension: Dimension::Frequency,
         display: "Respiratory rate",
         plausible: (0.0, 150.0),
+        decimals: 0,
     },
     Metric {
         mdc_code: 150364,
@@ -73,6 +80,7 @@ static METRICS: [Metric; 9] = [
         dimension: Dimension::Temperature,
         display: "Body temperature",
         plausible: (25.0, 45.0),
+        decimals: 1,
     },
     Metric {
         mdc_code: 150021,
@@ -82,6 +90,7 @@ static METRICS: [Metric; 9] = [
         dimension: Dimension::Pressure,
         display: "Systolic blood pressure",
         plausible: (10.0, 300.0),
+        decimals: 0,
     },
     Metric {
         mdc_code: 150022,
@@ -91,6 +100,7 @@ static METRICS: [Metric; 9] = [
         dimension: Dimension::Pressure,
         display: "Diastolic blood pressure",
         plausible: (10.0, 300.0),
+        decimals: 0,
     },
     Metric {
         mdc_code: 150023,
@@ -100,6 +110,7 @@ static METRICS: [Metric; 9] = [
         dimension: Dimension::Pressure,
         display: "Mean blood pressure",
         plausible: (10.0, 300.0),
+        decimals: 0,
     },
     Metric {
         mdc_code: 151708,
@@ -111,6 +122,7 @@ static METRICS: [Metric; 9] = [
         dimension: Dimension::Pressure,
         display: "End-tidal CO2",
         plausible: (0.0, 150.0),
+        decimals: 0,
     },
 ];
 

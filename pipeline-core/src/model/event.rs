@@ -16,11 +16,11 @@ pub enum Effective {
         /// The instant.
         at: DateTime<Utc>,
     },
-    /// A window, start inclusive, end exclusive.
+    /// A window, both ends inclusive (FHIR `Period.end` is inclusive: the last millisecond in it).
     Period {
         /// Start.
         start: DateTime<Utc>,
-        /// End.
+        /// End, inclusive.
         end: DateTime<Utc>,
     },
 }
@@ -50,6 +50,10 @@ pub enum Observation {
         effective: Effective,
         /// The device's validity flag.
         validity: Validity,
+        /// How the value was derived from several readings (a charting summary); `None` for one
+        /// measurement.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        method: Option<Statistic>,
     },
     /// A non-invasive blood pressure panel (LOINC 85354-9) with its components.
     BloodPressure {
@@ -64,6 +68,24 @@ pub enum Observation {
         /// The device's validity flag.
         validity: Validity,
     },
+}
+
+/// A charted statistic: the median of a period's valid readings, said in words wherever the value
+/// goes, so no reader takes it for one measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statistic {
+    /// The period's length in minutes.
+    pub minutes: i64,
+    /// How many valid readings the median is of.
+    pub readings: usize,
+}
+
+impl Statistic {
+    /// "15-minute median of 42 valid readings" (FHIR `Observation.method.text`, an HL7 NTE).
+    pub fn describe(&self) -> String {
+        let plural = if self.readings == 1 { "" } else { "s" };
+        format!("{}-minute median of {} valid reading{plural}", self.minutes, self.readings)
+    }
 }
 
 impl Observation {

@@ -14,7 +14,7 @@ use crate::model::ContentHash;
 use crate::model::Validity;
 use crate::model::alarm::{AlarmKind, Firing, condition_key};
 use crate::model::codes::{Metric, metric_by_code};
-use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
+use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation, Statistic};
 
 /// (patient, device, MDC code)
 type Stream = (i64, String, u32);
@@ -247,10 +247,11 @@ impl Engine {
             for (summary, period) in self.rules.summaries.iter().zip(state.periods.iter_mut()) {
                 let Some(start) = period else { continue };
                 while *start + summary.every + late_after <= now && *start <= latest {
-                    let end = *start + summary.every;
-                    if let (Some(stats), Some(metric)) =
-                        (state.window.stats(*start, end - Duration::milliseconds(1)), metric_by_code(stream.2))
-                    {
+                    let next = *start + summary.every;
+                    // Inclusive, as FHIR's Period.end is: the period's last millisecond.
+                    let end = next - Duration::milliseconds(1);
+                    // A period without a valid reading sends nothing.
+                    if let (Some(stats), Some(metric)) = (state.window.stats(*start, end), metric_by_code(stream.2)) {
                         out.push(Decision::Summary(ClinicalEvent {
                             patient_id: stream.0,
                             device_id: stream.1.clone(),
@@ -258,19 +259,29 @@ impl Engine {
                             content: EventContent::Single {
                                 observation: Observation::Vital {
                                     metric,
-                                    value: stats.median,
+                                    value: round_to(stats.median, metric.decimals),
                                     effective: Effective::Period { start: *start, end },
                                     validity: stats.validity,
+                                    method: Some(Statistic {
+                                        minutes: summary.every.num_minutes(),
+                                        readings: stats.count,
+                                    }),
                                 },
                             },
                         }));
                     }
-                    *start = end;
+                    *start = next;
                 }
             }
         }
         out
     }
+}
+
+/// A statistic at its metric's precision (half away from zero).
+fn round_to(value: f64, decimals: u8) -> f64 {
+    let scale = 10f64.powi(i32::from(decimals));
+    (value * scale).round() / scale
 }
 
 /// Whether an open condition is over, judged on the newest reading.

@@ -130,6 +130,7 @@ fn event(f: &Firing) -> Option<ClinicalEvent> {
                 value: f.value?,
                 effective: Effective::At { at: f.at },
                 validity: f.validity,
+                method: None,
             },
         },
     })

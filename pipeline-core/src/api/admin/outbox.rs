@@ -76,7 +76,7 @@ pub fn build_event(patient_id: i64, r: &EventRequest, now: DateTime<Utc>) -> Api
         let metric =
             metric_by_ref(code).ok_or_else(|| invalid(format!("observation {o:?}: unknown MDC code {code}")))?;
         let value: f64 = value.parse().map_err(|_| invalid(format!("observation {o:?}: {value:?} is not a number")))?;
-        obs.push(Observation::Vital { metric, value, effective, validity });
+        obs.push(Observation::Vital { metric, value, effective, validity, method: None });
     }
     if let Some(bp) = &r.blood_pressure {
         let malformed = || invalid(format!("blood pressure {bp:?}: write SYS/DIA or SYS/DIA/MEAN"));

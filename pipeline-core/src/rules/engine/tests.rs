@@ -320,9 +320,41 @@ fn a_charting_period_gives_one_median_observation_once_it_is_late_enough() {
     assert!(engine.tick(now, None).is_empty(), "not until late_after past the period's end");
     let d = engine.tick(now + Duration::seconds(1), None);
     let [Decision::Summary(event)] = d.as_slice() else { panic!("{d:?}") };
-    let Observation::Vital { value, effective, metric, .. } = event.observations()[0].clone() else { panic!() };
+    let Observation::Vital { value, effective, metric, method, .. } = event.observations()[0].clone() else { panic!() };
     assert_eq!((value, metric.mdc_code), (96.0, 150456));
-    assert_eq!(effective, Effective::Period { start, end: start + Duration::minutes(15) });
+    let end = start + Duration::minutes(15) - Duration::milliseconds(1);
+    assert_eq!(effective, Effective::Period { start, end }, "the end is inclusive, as FHIR's Period.end");
+    assert_eq!(method.map(|m| m.describe()).as_deref(), Some("15-minute median of 5 valid readings"));
     assert!(event.origin.starts_with("summary:charting-15min@"));
     assert!(engine.tick(now + Duration::seconds(2), None).is_empty(), "each period once");
+}
+
+#[test]
+fn a_median_is_charted_at_its_metrics_precision_and_a_period_without_valid_readings_sends_nothing() {
+    let mut engine = Engine::new(rules());
+    let start = (Utc::now() - Duration::minutes(40)).duration_trunc(Duration::minutes(15)).unwrap();
+    let temp = |v: f64, at, validity| Observed { metric: metric_by_code(150364).unwrap(), validity, ..spo2(v, at) };
+    let arrived = |at: DateTime<Utc>| at + Duration::seconds(1);
+    for (i, v) in [36.8, 36.9].into_iter().enumerate() {
+        let at = start + Duration::minutes(i as i64);
+        engine.observe(&temp(v, at, Validity::Valid), arrived(at));
+    }
+    // The next period has only doubtful and invalid values: no statistic to chart.
+    for (i, validity) in [Validity::Questionable, Validity::Invalid].into_iter().enumerate() {
+        let at = start + Duration::minutes(15 + i as i64);
+        engine.observe(&temp(37.5, at, validity), arrived(at));
+    }
+    let d = engine.tick(start + Duration::minutes(40), None);
+    let values: Vec<f64> = d
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Summary(e) => match e.observations()[0] {
+                Observation::Vital { value, .. } => Some(*value),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values.len(), 1, "one summary, for the period with valid readings: {d:?}");
+    assert!(values[0] == 36.8 || values[0] == 36.9, "one decimal, not {}", values[0]);
 }

@@ -132,6 +132,13 @@ pub fn build_oru_r01(ctx: &OruContext, event: &ClinicalEvent) -> Result<String, 
             *occurrence += 1;
             segments.push(obx(set_id, *occurrence, &value, &equipment, ctx.environment)?.encode());
         }
+        // A charted statistic says so in a note on its OBX, as FHIR says it in Observation.method.
+        if let Observation::Vital { method: Some(statistic), .. } = observation {
+            let mut nte = Segment::new("NTE");
+            nte.set(1, "1");
+            nte.set(3, escape(&statistic.describe()));
+            segments.push(nte.encode());
+        }
     }
     Ok(segments.into_iter().map(|s| s + "\r").collect())
 }
@@ -442,7 +449,7 @@ mod tests {
     }
 
     fn vital(code: u32, value: f64, effective: Effective, validity: Validity) -> Observation {
-        Observation::Vital { metric: metric_by_code(code).unwrap(), value, effective, validity }
+        Observation::Vital { metric: metric_by_code(code).unwrap(), value, effective, validity, method: None }
     }
 
     fn single(observation: Observation) -> ClinicalEvent {
@@ -656,6 +663,18 @@ mod tests {
     }
 
     #[test]
+    fn a_charted_median_carries_a_note_saying_it_is_one() {
+        let period = Effective::Period { start: t(11, 0, 0), end: t(11, 14, 59) };
+        let mut event = single(vital(150456, 96.0, period, Validity::Valid));
+        if let EventContent::Single { observation: Observation::Vital { method, .. } } = &mut event.content {
+            *method = Some(crate::model::event::Statistic { minutes: 15, readings: 42 });
+        }
+        let segs = segments(&build_oru_r01(&ctx(), &event).unwrap());
+        assert_eq!(ids(&segs).last(), Some(&"NTE"), "the note follows its OBX");
+        assert_eq!(field(&segs, "NTE", 0, 3), "15-minute median of 42 valid readings");
+    }
+
+    #[test]
     fn a_test_ehr_gets_demo_data_marked_demo_in_a_message_marked_test() {
         let demo = single(vital(150456, 97.0, Effective::At { at: t(11, 0, 0) }, Validity::Demo));
         let test = OruContext { environment: EhrEnvironment::Test, ..ctx() };
@@ -739,6 +758,7 @@ mod tests {
             dimension: Dimension::Frequency,
             display: "Pulse rate",
             plausible: (0.0, 6.0),
+            decimals: 0,
         };
         assert_eq!(unit(&PULSE_PER_SECOND), "/s^/s^UCUM");
         assert_eq!(unit(metric_by_code(151708).unwrap()), "266016^MDC_DIM_MMHG^MDC");
@@ -760,6 +780,7 @@ mod tests {
             dimension: Dimension::Pressure,
             display: "Body weight",
             plausible: (0.2, 500.0),
+            decimals: 0,
         };
         assert_eq!(metric_index(&UNKNOWN), Err(OruError::UnmappedMetric { code: 188736 }));
     }

@@ -218,6 +218,7 @@ async fn outbox_keeps_per_patient_order_and_lets_other_patients_pass() {
                 value,
                 effective: Effective::At { at },
                 validity: Validity::Valid,
+                method: None,
             },
         },
     };
