@@ -554,3 +554,26 @@ async fn a_bearer_token_comes_from_the_environment() -> anyhow::Result<()> {
     assert!(vigil.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mrn_with_a_comma_matches_exactly_that_patient() -> anyhow::Result<()> {
+    // Unescaped, `identifier=S|MRN-7,8` is an OR (S|MRN-7, or 8 in any system): it would find MRN-7.
+    let fhir = FhirServer::start(&[])?;
+    let both = ehr_patient(&fhir, "MRN-7,8").await?;
+    ehr_patient(&fhir, "MRN-7").await?;
+    ehr_patient(&fhir, "8").await?;
+    let site = fhir_site(&fhir, "")?;
+    pair(&site, "MX-00A1", "MRN-7,8")?;
+    let config = site.config_str();
+    for flow in ["store", "ehr-write"] {
+        let patient = ["--patient-system", DEMO_SYSTEM, "--patient", "MRN-7,8", "--flow", flow];
+        site.vigil(&[&["consent", "--config", &config][..], &patient].concat())?;
+    }
+    event(&site, "MX-00A1", "MRN-7,8", &["--obs", "150456=95"])?;
+    let vigil = site.run()?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1).await?;
+    let found = fhir.get("Observation").await?;
+    assert_eq!(found["entry"][0]["resource"]["subject"]["reference"], format!("Patient/{both}"), "{found:#}");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}
