@@ -430,3 +430,44 @@ async fn a_demo_sites_data_never_reaches_a_production_ehr_and_reaches_a_test_one
     assert!(a.terminate().await?.success() && b.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_systolic_low_event_reaches_the_ehr_as_a_blood_pressure_panel() -> anyhow::Result<()> {
+    let fhir = ehr_with_patients(&["MRN-100000"]).await?;
+    let site = Site::new(BrokerKind::Embedded)?;
+    site.append_config(&format!("[ehr]\nkind = \"fhir\"\nbase_url = \"{}\"\n", fhir.base))?;
+    site.pair_anew(MONITOR, "MRN-100000")?;
+    let vigil = site.run()?;
+    let port = vigil.mqtt_addr.unwrap().port();
+    let mut p = payload("medi-mx700/nibp-mmhg.json");
+    p["monitor"] = json!({"id": MONITOR, "patient": {"mrn": "MRN-100000"}});
+    p["obs"]["time"] = json!(Utc::now().to_rfc3339());
+    p["obs"]["params"] = json!([
+        {"label": "NIBP_SYS", "v": 85, "uom": "mmHg"},
+        {"label": "NIBP_DIA", "v": 50, "uom": "mmHg"},
+        {"label": "NIBP_MEAN", "v": 62, "uom": "mmHg"}
+    ]);
+    let message = (format!("vigil/devices/{MONITOR}/monitor"), p.to_string().into_bytes());
+    publish_tracked(port, vec![message], 10, Duration::from_secs(10), |_| {}).await?;
+    site.wait_outbox(Duration::from_secs(20), |o| with_status(o, "delivered") == 1).await?;
+    let panels = search(&fhir, "Observation?code=http://loinc.org|85354-9").await?;
+    assert_eq!(panels.len(), 1, "{panels:#?}");
+    let components: Vec<(String, f64)> = panels[0]["component"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["code"]["coding"][0]["code"].as_str().unwrap().to_string(),
+                c["valueQuantity"]["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [("8480-6", 85.0), ("8462-4", 50.0), ("8478-0", 62.0)].map(|(c, v)| (c.to_string(), v));
+    assert_eq!(components, expected);
+    assert_eq!(search(&fhir, "Observation").await?.len(), 1, "no lone systolic Observation beside it");
+    validate_fhir(&panels)?;
+    assert_eq!(of_kind(&site.alarms()?, "physiological")[0]["rule_id"], "systolic-low");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}

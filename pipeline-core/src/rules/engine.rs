@@ -19,6 +19,11 @@ use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation, S
 /// (patient, device, MDC code)
 type Stream = (i64, String, u32);
 
+/// The non-invasive blood pressure components (MDC), which go out together as one panel.
+const SYSTOLIC: u32 = 150021;
+const DIASTOLIC: u32 = 150022;
+const MEAN: u32 = 150023;
+
 /// A device paired now: its patient and profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paired {
@@ -36,6 +41,17 @@ struct StreamState {
     /// The start of each summary's open charting period, by summary index.
     periods: Vec<Option<DateTime<Utc>>>,
 }
+
+/// A systolic condition's clinical event, waiting for the diastolic and mean of the same cycle (they
+/// arrive just after it, in the same payload) so it goes out as a blood pressure panel.
+struct PendingPanel {
+    firing: Firing,
+    /// When to send it with what has arrived.
+    due: DateTime<Utc>,
+}
+
+/// How long a systolic event waits for the rest of its cycle.
+const PANEL_WAIT_SECS: i64 = 2;
 
 /// A stream that has sent only invalid values: since when, and its "no valid signal" alarm once
 /// raised.
@@ -60,6 +76,8 @@ pub struct Engine {
     unpaired: HashMap<(String, usize), (ContentHash, DateTime<Utc>)>,
     /// Streams sending only invalid values, per device, MDC code and rule index.
     invalid_since: HashMap<(String, u32, usize), InvalidRun>,
+    /// Systolic events waiting for their cycle's diastolic and mean.
+    panels: Vec<PendingPanel>,
 }
 
 impl Engine {
@@ -74,6 +92,7 @@ impl Engine {
             offline: HashMap::new(),
             unpaired: HashMap::new(),
             invalid_since: HashMap::new(),
+            panels: Vec::new(),
         }
     }
 
@@ -122,8 +141,17 @@ impl Engine {
                 }
                 Some(_) => {}
                 None => {
-                    if let Some(f) = starts(rule, &state.window, &stream, &rules.version) {
+                    if let Some(mut f) = starts(rule, &state.window, &stream, &rules.version) {
                         state.active[index] = Some(f.key);
+                        // A systolic value alone is no blood pressure observation: its event waits
+                        // for the cycle's other values. The alarm does not wait.
+                        if f.event && r.metric.mdc_code == SYSTOLIC {
+                            f.event = false;
+                            self.panels.push(PendingPanel {
+                                firing: f.clone(),
+                                due: now + Duration::seconds(PANEL_WAIT_SECS),
+                            });
+                        }
                         out.push(Decision::Started(f));
                     }
                 }
@@ -134,7 +162,53 @@ impl Engine {
                 *period = r.observed_at.duration_trunc(summary.every).ok();
             }
         }
+        if !self.panels.is_empty() && r.metric.mdc_code == MEAN {
+            out.extend(self.send_panels(|p| p.firing.device_id == r.device_id && p.firing.at == r.observed_at));
+        }
         out
+    }
+
+    /// Sends the pending panels `ready` picks, each with the diastolic and mean of its cycle.
+    fn send_panels(&mut self, ready: impl Fn(&PendingPanel) -> bool) -> Vec<Decision> {
+        let (now_ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.panels).into_iter().partition(ready);
+        self.panels = waiting;
+        now_ready.into_iter().filter_map(|p| self.panel_event(&p.firing)).map(Decision::Event).collect()
+    }
+
+    /// The blood pressure panel of a systolic firing: its value with the diastolic and mean observed
+    /// at the same time by the same device, the graver validity of the three. Without a diastolic it
+    /// stays the systolic observation alone.
+    fn panel_event(&self, f: &Firing) -> Option<ClinicalEvent> {
+        let patient_id = f.patient_id?;
+        let companion =
+            |code: u32| self.streams.get(&(patient_id, f.device_id.clone(), code)).and_then(|s| s.window.at(f.at));
+        let systolic = f.value?;
+        let observation = match companion(DIASTOLIC) {
+            Some((diastolic, dia_validity)) => {
+                let mean = companion(MEAN);
+                let validity = mean.iter().fold(f.validity.worst(dia_validity), |v, (_, m)| v.worst(*m));
+                Observation::BloodPressure {
+                    systolic,
+                    diastolic,
+                    mean: mean.map(|(m, _)| m),
+                    effective: Effective::At { at: f.at },
+                    validity,
+                }
+            }
+            None => Observation::Vital {
+                metric: f.metric?,
+                value: systolic,
+                effective: Effective::At { at: f.at },
+                validity: f.validity,
+                method: None,
+            },
+        };
+        Some(ClinicalEvent {
+            patient_id,
+            device_id: f.device_id.clone(),
+            origin: format!("rule:{}@{}", f.rule_id, f.rule_version),
+            content: EventContent::Single { observation },
+        })
     }
 
     /// A device sent a value outside its metric's plausible range (it went to quarantine): no
@@ -235,6 +309,7 @@ impl Engine {
             }
         }
         out.extend(self.close_periods(now));
+        out.extend(self.send_panels(|p| p.due <= now));
         out
     }
 
@@ -252,7 +327,7 @@ impl Engine {
                     let end = next - Duration::milliseconds(1);
                     // A period without a valid reading sends nothing.
                     if let (Some(stats), Some(metric)) = (state.window.stats(*start, end), metric_by_code(stream.2)) {
-                        out.push(Decision::Summary(ClinicalEvent {
+                        out.push(Decision::Event(ClinicalEvent {
                             patient_id: stream.0,
                             device_id: stream.1.clone(),
                             origin: format!("summary:{}@{}", summary.id, self.rules.version),

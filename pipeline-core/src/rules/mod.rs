@@ -461,6 +461,7 @@ pub enum Decision {
     Started(Firing),
     /// A condition cleared (its alarm's key).
     Cleared(ContentHash),
-    /// A charting summary is due: submit it as a clinical event.
-    Summary(crate::model::event::ClinicalEvent),
+    /// A clinical event to submit that no firing carries: a charting summary, or the blood pressure
+    /// panel of a systolic condition once its cycle's other values arrived.
+    Event(crate::model::event::ClinicalEvent),
 }

@@ -105,7 +105,7 @@ async fn pairings(store: &dyn Store) -> Option<HashMap<String, Paired>> {
 async fn act(decision: &Decision, store: &dyn Store, ehr: EhrTarget, clock: &SharedClock) -> Result<(), StoreError> {
     match decision {
         Decision::Cleared(key) => store.clear_alarm(key).await,
-        Decision::Summary(event) => clinical::submit(store, event, ehr, None, clock.now()).await.map(|_| ()),
+        Decision::Event(event) => clinical::submit(store, event, ehr, None, clock.now()).await.map(|_| ()),
         Decision::Started(f) => {
             if f.alarm {
                 alerts::raise(f, store, None, f.at).await?;

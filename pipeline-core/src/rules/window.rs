@@ -80,6 +80,11 @@ impl RollingWindow {
         self.admitted(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC, q).next_back()
     }
 
+    /// The reading observed exactly at `at`, with its validity.
+    pub fn at(&self, at: DateTime<Utc>) -> Option<(f64, Validity)> {
+        self.values.get(&at).copied()
+    }
+
     /// When the newest reading of any validity was observed.
     pub fn newest(&self) -> Option<DateTime<Utc>> {
         self.values.last_key_value().map(|(t, _)| *t)

@@ -319,7 +319,7 @@ fn a_charting_period_gives_one_median_observation_once_it_is_late_enough() {
     }
     assert!(engine.tick(now, None).is_empty(), "not until late_after past the period's end");
     let d = engine.tick(now + Duration::seconds(1), None);
-    let [Decision::Summary(event)] = d.as_slice() else { panic!("{d:?}") };
+    let [Decision::Event(event)] = d.as_slice() else { panic!("{d:?}") };
     let Observation::Vital { value, effective, metric, method, .. } = event.observations()[0].clone() else { panic!() };
     assert_eq!((value, metric.mdc_code), (96.0, 150456));
     let end = start + Duration::minutes(15) - Duration::milliseconds(1);
@@ -348,7 +348,7 @@ fn a_median_is_charted_at_its_metrics_precision_and_a_period_without_valid_readi
     let values: Vec<f64> = d
         .iter()
         .filter_map(|d| match d {
-            Decision::Summary(e) => match e.observations()[0] {
+            Decision::Event(e) => match e.observations()[0] {
                 Observation::Vital { value, .. } => Some(*value),
                 _ => None,
             },
@@ -357,4 +357,33 @@ fn a_median_is_charted_at_its_metrics_precision_and_a_period_without_valid_readi
         .collect();
     assert_eq!(values.len(), 1, "one summary, for the period with valid readings: {d:?}");
     assert!(values[0] == 36.8 || values[0] == 36.9, "one decimal, not {}", values[0]);
+}
+
+#[test]
+fn a_systolic_low_event_goes_out_as_the_panel_of_its_cycle_and_its_alarm_does_not_wait() {
+    let mut engine = Engine::new(rules());
+    let at = Utc::now() - Duration::seconds(1);
+    let bp = |code: u32, value: f64| Observed { metric: metric_by_code(code).unwrap(), ..spo2(value, at) };
+    let systolic = engine.observe(&bp(150021, 85.0), Utc::now());
+    let alarm = started_by(&systolic, "systolic-low");
+    assert_eq!(alarm.len(), 1, "the alarm at once: {systolic:?}");
+    assert!(!alarm[0].event, "the event waits for the rest of the cycle");
+    assert!(engine.observe(&bp(150022, 50.0), Utc::now()).iter().all(|d| !matches!(d, Decision::Event(_))));
+    let mean = engine.observe(&bp(150023, 62.0), Utc::now());
+    let [Decision::Event(event)] = mean.as_slice() else { panic!("{mean:?}") };
+    assert!(event.origin.starts_with("rule:systolic-low@"));
+    let Observation::BloodPressure { systolic, diastolic, mean, .. } = event.observations()[0].clone() else {
+        panic!("{event:?}")
+    };
+    assert_eq!((systolic, diastolic, mean), (85.0, 50.0, Some(62.0)));
+
+    // A monitor that sends no mean: the panel goes once its wait is over.
+    let later = at + Duration::seconds(60);
+    let bp = |code: u32, value: f64| Observed { metric: metric_by_code(code).unwrap(), ..spo2(value, later) };
+    engine.observe(&bp(150021, 120.0), Utc::now());
+    engine.observe(&bp(150021, 80.0), Utc::now() + Duration::seconds(1));
+    engine.observe(&bp(150022, 45.0), Utc::now() + Duration::seconds(1));
+    let sent = engine.tick(Utc::now() + Duration::seconds(10), None);
+    assert!(sent.iter().any(|d| matches!(d, Decision::Event(e)
+        if matches!(e.observations()[0], Observation::BloodPressure { diastolic, mean: None, .. } if *diastolic == 45.0))), "{sent:?}");
 }
