@@ -17,6 +17,7 @@ use crate::fhir::PatientRef;
 use crate::fhir::bundle::{EventEnvelope, event_resources};
 use crate::fhir::validate::check_resource;
 use crate::identify::Flow;
+use crate::model::DeviceIdentity;
 use crate::model::event::ClinicalEvent;
 use crate::sinks::Sink;
 use crate::sinks::fhir::{Auth, FhirSink, PatientLookup};
@@ -87,14 +88,17 @@ async fn problems(
         );
     }
     let patient_ref = PatientRef { fhir_id: patient.fhir_id, system: patient.system, value: patient.value };
+    // The device as far as the store knows it here; the outbox names it fully from its profile.
+    let identity = DeviceIdentity { id: event.device_id.clone(), ..Default::default() };
     let envelope = EventEnvelope {
         event,
         hash: event.content_hash().to_hex(),
         patient: &patient_ref,
         issued: now,
         environment: ehr.environment,
+        device: &identity,
     };
-    let device = crate::fhir::device(&event.device_id);
+    let device = crate::fhir::device(&identity);
     out.extend(check_resource(&device).into_iter().map(|problem| format!("Device: {problem}")));
     for (_, resource) in event_resources(&envelope, &serde_json::json!({"reference": "Device/checked"})) {
         let kind = resource["resourceType"].as_str().unwrap_or("resource").to_string();

@@ -16,8 +16,17 @@ use crate::clock::SharedClock;
 use crate::config::EhrTarget;
 use crate::health::latency::{Histogram, Latencies};
 use crate::health::{HealthState, Heartbeat};
+use crate::normalise::ProfileSet;
 use crate::sinks::{Outcome, Sink};
 use crate::store::{OutboxItem, OutboxStore, Settlement};
+
+/// Where events go: the EHR adapter, and the device profiles that name each event's device there.
+pub struct Destination {
+    /// The EHR adapter.
+    pub sink: Arc<dyn Sink>,
+    /// The profiles the devices are registered with.
+    pub profiles: Arc<ProfileSet>,
+}
 
 /// Delivery settings.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +76,7 @@ impl Breaker {
 /// Runs until `shutdown`, beating for the EHR adapter (`ehr` on the board).
 pub async fn run(
     store: Arc<dyn OutboxStore>,
-    sink: Arc<dyn Sink>,
+    Destination { sink, profiles }: Destination,
     settings: OutboxSettings,
     heartbeat: Heartbeat,
     latency: Arc<Latencies>,
@@ -78,7 +87,7 @@ pub async fn run(
     let mut health = (HealthState::Up, "idle".to_string());
     let mut last_probe: Option<tokio::time::Instant> = None;
     loop {
-        let pause = match round(store.as_ref(), sink.as_ref(), &settings, &latency.ehr, &clock).await {
+        let pause = match round(store.as_ref(), sink.as_ref(), &profiles, &settings, &latency.ehr, &clock).await {
             // Nothing due: ask the EHR now and then whether it answers, so an outage shows on the
             // board before an event waits on it.
             Ok(Round::Idle) => {
@@ -153,13 +162,20 @@ enum Round {
 async fn round(
     store: &dyn OutboxStore,
     sink: &dyn Sink,
+    profiles: &ProfileSet,
     s: &OutboxSettings,
     latency: &Histogram,
     clock: &SharedClock,
 ) -> Result<Round, crate::store::StoreError> {
-    let due = store.outbox_due(clock.now(), s.batch, s.batch).await?;
+    let mut due = store.outbox_due(clock.now(), s.batch, s.batch).await?;
     if due.is_empty() {
         return Ok(Round::Idle);
+    }
+    // Each device is named at the EHR as its profile says (an EUI-64, or a serial of that model).
+    for item in &mut due {
+        if let Some(profile) = item.device.profile_id.as_deref().and_then(|id| profiles.get(id)) {
+            item.device = profile.identity(&item.device.id);
+        }
     }
     // The last hop checks again: consent may have been withdrawn, and an event queued for a test EHR
     // must not reach a production one the settings now name.
@@ -295,7 +311,7 @@ mod tests {
         ]);
         let latency = Latencies::default();
         let s = settings();
-        let round = round(&store, sink.as_ref(), &s, &latency.ehr, &clock).await.unwrap();
+        let round = round(&store, sink.as_ref(), &ProfileSet::default(), &s, &latency.ehr, &clock).await.unwrap();
         assert!(matches!(round, Round::Sent { all_failed: false }));
         assert_eq!(*sink.given.lock().unwrap(), [ids[0], ids[1], ids[3]], "the unconsented event is not sent");
         assert_eq!(status(&store, ids[0]).await, (OutboxStatus::Delivered, None, 1));
@@ -323,7 +339,7 @@ mod tests {
         let id = store.enqueue_event(&demo, OutboxStatus::Pending, None, None).await.unwrap().unwrap();
         let sink = ScriptedSink::answering([Outcome::Delivered(None)]);
         let latency = Latencies::default();
-        round(&store, sink.as_ref(), &settings(), &latency.ehr, &clock).await.unwrap();
+        round(&store, sink.as_ref(), &ProfileSet::default(), &settings(), &latency.ehr, &clock).await.unwrap();
         assert!(sink.given.lock().unwrap().is_empty(), "nothing reached the production EHR");
         let (held, reason, _) = status(&store, id).await;
         assert_eq!(held, OutboxStatus::Held);
@@ -334,7 +350,7 @@ mod tests {
             ..settings()
         };
         store.outbox_requeue(id, "test").await.unwrap();
-        round(&store, sink.as_ref(), &test, &latency.ehr, &clock).await.unwrap();
+        round(&store, sink.as_ref(), &ProfileSet::default(), &test, &latency.ehr, &clock).await.unwrap();
         assert_eq!(*sink.given.lock().unwrap(), [id], "a test EHR takes it");
     }
 
@@ -348,7 +364,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(
             store.clone(),
-            sink.clone(),
+            Destination { sink: sink.clone(), profiles: Arc::new(ProfileSet::default()) },
             settings(),
             health.register("ehr", HEARTBEAT),
             Arc::new(Latencies::default()),

@@ -171,7 +171,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     };
     tasks.spawn(outbox::run(
         store.clone(),
-        sink,
+        outbox::Destination { sink, profiles: profiles.clone() },
         settings,
         health.register("ehr", outbox::HEARTBEAT),
         latencies.clone(),

@@ -577,3 +577,29 @@ async fn an_mrn_with_a_comma_matches_exactly_that_patient() -> anyhow::Result<()
     assert!(vigil.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_vendors_serial_sn_1_become_two_devices_at_the_ehr() -> anyhow::Result<()> {
+    // Two wards (two Vigil sites) feed one EHR; each has a device whose serial is "SN-1", one an
+    // Acme oximeter, one a Medi monitor. Scoped by their profiles, they are two Devices, not one.
+    let fhir = FhirServer::start(&[])?;
+    ehr_patient(&fhir, "MRN-100000").await?;
+    for profile in ["acme-ox100", "medi-mx700"] {
+        let site = fhir_site(&fhir, "")?;
+        let config = site.config_str();
+        site.vigil(&["devices", "--config", &config, "--register", "SN-1", "--profile", profile])?;
+        pair(&site, "SN-1", "MRN-100000")?;
+        event(&site, "SN-1", "MRN-100000", &["--obs", "150456=95"])?;
+        let vigil = site.run()?;
+        site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1).await?;
+        assert!(vigil.terminate().await?.success());
+    }
+    let devices = fhir.get("Device").await?;
+    let serials: Vec<&Value> = devices["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
+    assert_eq!(serials.len(), 2, "{devices:#}");
+    let makers: Vec<&str> = serials.iter().filter_map(|d| d["manufacturer"].as_str()).collect();
+    assert_eq!(makers, ["Acme Medical", "Medi Systems"], "{devices:#}");
+    assert!(serials.iter().all(|d| d["serialNumber"] == "SN-1"));
+    validate_fhir(&serials.into_iter().cloned().collect::<Vec<_>>())?;
+    Ok(())
+}

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{PatientRef, device, diagnostic_report, label_test_data, observation};
 use crate::config::EhrEnvironment;
+use crate::model::DeviceIdentity;
 use crate::model::event::{ClinicalEvent, EventContent};
 
 /// One event ready to go: its identity and its patient as the EHR knows them.
@@ -24,6 +25,8 @@ pub struct EventEnvelope<'a> {
     pub issued: DateTime<Utc>,
     /// A test EHR's resources are all labelled `HTEST`.
     pub environment: EhrEnvironment,
+    /// The event's device, as the EHR is told of it.
+    pub device: &'a DeviceIdentity,
 }
 
 /// The resources of one event (its Observations, and its DiagnosticReport last), with their
@@ -71,14 +74,18 @@ pub fn transaction(events: &[EventEnvelope<'_>]) -> (Value, Vec<std::ops::Range<
     let mut devices: HashMap<&str, String> = HashMap::new();
     for envelope in events {
         let start = entries.len();
-        let device_id = envelope.event.device_id.as_str();
+        let device_id = envelope.device.id.as_str();
         let mut resources = Vec::new();
         let device_url = match devices.get(device_id) {
             Some(url) => url.clone(),
             None => {
                 let url = format!("urn:uuid:{}", uuid::Uuid::new_v4());
                 devices.insert(device_id, url.clone());
-                resources.push((url.clone(), device(device_id)));
+                let mut resource = device(envelope.device);
+                if envelope.environment == EhrEnvironment::Test {
+                    label_test_data(&mut resource);
+                }
+                resources.push((url.clone(), resource));
                 url
             }
         };
@@ -102,12 +109,31 @@ mod tests {
 
     #[test]
     fn an_eui64_is_written_dashed_and_typed_sysid_as_the_phd_ig_says() {
-        let id = super::super::device_identifier("001bc50c00000001");
+        let eui64 = |id: &str| DeviceIdentity { id: id.into(), eui64: true, ..Default::default() };
+        let id = super::super::device_identifier(&eui64("001bc50c00000001"));
         assert_eq!(id["value"], "00-1B-C5-0C-00-00-00-01");
         assert_eq!(id["system"], super::super::EUI64_SYSTEM);
         assert_eq!(id["type"]["coding"][0]["code"], "SYSID");
-        assert_eq!(super::super::device_identifier("00:1B:C5:0C:00:00:00:01")["value"], "00-1B-C5-0C-00-00-00-01");
-        assert_eq!(super::super::device_identifier("OX-1001")["system"], super::super::DEVICE_SERIAL_SYSTEM);
+        let colons = super::super::device_identifier(&eui64("00:1B:C5:0C:00:00:00:01"));
+        assert_eq!(colons["value"], "00-1B-C5-0C-00-00-00-01");
+        // Sixteen digits are a serial unless the profile says EUI-64.
+        let serial = DeviceIdentity { id: "1234567890123456".into(), ..Default::default() };
+        assert_eq!(super::super::device_identifier(&serial)["system"], super::super::DEVICE_SERIAL_SYSTEM);
+    }
+
+    #[test]
+    fn two_vendors_serial_sn_1_are_two_devices() {
+        let of = |profile: &str| DeviceIdentity {
+            id: "SN-1".into(),
+            profile_id: Some(profile.into()),
+            manufacturer: Some(format!("{profile} Inc.")),
+            model: Some("M1".into()),
+            ..Default::default()
+        };
+        let (a, b) = (super::super::device(&of("acme-ox100")), super::super::device(&of("medi-mx700")));
+        assert_ne!(a["identifier"], b["identifier"]);
+        assert_ne!(if_none_exist(&a), if_none_exist(&b), "the conditional create finds each its own");
+        assert_eq!((&a["serialNumber"], &a["deviceName"][0]["name"]), (&json!("SN-1"), &json!("M1")));
     }
 
     #[test]
@@ -137,6 +163,7 @@ mod tests {
             patient: &patient,
             issued: Utc::now(),
             environment: EhrEnvironment::Production,
+            device: &DeviceIdentity { id: "MX-1".into(), ..Default::default() },
         };
         let resources = event_resources(&envelope, &json!({"reference": "Device/1"}));
         let report = &resources.last().unwrap().1;

@@ -12,13 +12,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::model::Validity;
 use crate::model::codes::{Metric, metric_by_code};
 use crate::model::event::{Effective, Observation};
+use crate::model::{DeviceIdentity, Validity};
 
 /// Identifier system of Vigil's content hashes (idempotency keys at the EHR).
 pub const CONTENT_HASH_SYSTEM: &str = "https://fhir.vigil.health/NamingSystem/content-hash";
-/// Identifier system for device serial numbers that are not EUI-64s.
+/// Identifier system for device serial numbers that are not EUI-64s; a device's profile id is
+/// appended (`.../device-serial/acme-ox100`), scoping the serial to its maker's model.
 pub const DEVICE_SERIAL_SYSTEM: &str = "https://fhir.vigil.health/NamingSystem/device-serial";
 /// EUI-64 system used by the HL7 Personal Health Device IG.
 pub const EUI64_SYSTEM: &str = "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680";
@@ -64,11 +65,12 @@ pub fn instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The identifier of a device: EUI-64s in the PHD system, anything else as a serial number.
-pub fn device_identifier(device_id: &str) -> Value {
-    let hex: String = device_id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    let separators_only = device_id.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == ':');
-    if hex.len() == 16 && separators_only {
+/// The identifier of a device: an EUI-64 (when its profile says so) in the PHD system, anything
+/// else as a serial number in a system of its profile, so two vendors' "SN-1" stay two devices.
+pub fn device_identifier(device: &DeviceIdentity) -> Value {
+    let hex: String = device.id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    let separators_only = device.id.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == ':');
+    if device.eui64 && hex.len() == 16 && separators_only {
         // HL7 PHD IG, PhdDevice `systemIdIdentifier`: upper-case bytes separated by dashes, typed
         // SYSID, so a PHD gateway writing the same device to the same EHR finds the same Device.
         let bytes: Vec<String> =
@@ -79,18 +81,32 @@ pub fn device_identifier(device_id: &str) -> Value {
             "value": bytes.join("-"),
         })
     } else {
-        json!({"system": DEVICE_SERIAL_SYSTEM, "value": device_id})
+        let system = match &device.profile_id {
+            Some(profile) => format!("{DEVICE_SERIAL_SYSTEM}/{profile}"),
+            None => DEVICE_SERIAL_SYSTEM.to_string(),
+        };
+        json!({"system": system, "value": device.id})
     }
 }
 
-/// The Device resource for a device id.
-pub fn device(device_id: &str) -> Value {
-    json!({
+/// The Device resource: its identifier, and its maker and model as its profile names them.
+pub fn device(device: &DeviceIdentity) -> Value {
+    let mut resource = json!({
         "resourceType": "Device",
-        "identifier": [device_identifier(device_id)],
+        "identifier": [device_identifier(device)],
         "status": "active",
-        "deviceName": [{"name": device_id, "type": "model-name"}],
-    })
+    });
+    if let Some(manufacturer) = &device.manufacturer {
+        resource["manufacturer"] = json!(manufacturer);
+    }
+    if let Some(model) = &device.model {
+        resource["deviceName"] = json!([{"name": model, "type": "model-name"}]);
+        resource["modelNumber"] = json!(model);
+    }
+    if !device.eui64 {
+        resource["serialNumber"] = json!(device.id);
+    }
+    resource
 }
 
 /// The vital-signs profiles an Observation of this metric conforms to (empty: not a vital sign).

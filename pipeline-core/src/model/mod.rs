@@ -32,6 +32,22 @@ pub struct Reading {
     pub validity: Validity,
 }
 
+/// How a device is named at the EHR, as its profile says: an IEEE EUI-64 only when the profile
+/// declares one, else a serial number scoped to its profile (two vendors' "SN-1" are two devices).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceIdentity {
+    /// The device id as payloads state it.
+    pub id: String,
+    /// The profile declares the id an EUI-64.
+    pub eui64: bool,
+    /// The device's profile, which scopes its serial number.
+    pub profile_id: Option<String>,
+    /// The profile's vendor.
+    pub manufacturer: Option<String>,
+    /// The profile's model.
+    pub model: Option<String>,
+}
+
 /// A patient identifier a payload carries: its system as the source names it (a URI, or an alias of
 /// `[identity.systems]`) and its value. PHI: never log the value.
 #[derive(Debug, Clone, PartialEq, Eq)]

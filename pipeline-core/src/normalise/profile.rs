@@ -17,6 +17,7 @@
 //! topics = ["vigil/devices/+/oximeter"]  # MQTT topic filters ('+' one level, '#' the rest)
 //! each = "/batch"                        # optional: an array; every element yields readings
 //! device_id = "/sn"                      # path to the device's own id (string or integer)
+//! device_id_format = "serial"            # or "eui64": how the EHR is told the id (default serial)
 //!
 //! [time]                                 # when the device measured
 //! path = "/ts"
@@ -67,9 +68,9 @@ use thiserror::Error;
 use toml::Spanned;
 
 use super::path::JsonPath;
-use crate::model::Validity;
 use crate::model::codes::{Metric, all_metrics, metric_by_ref};
 use crate::model::units::{Unit, parse_unit, units_of};
+use crate::model::{DeviceIdentity, Validity};
 
 /// How a payload writes the observed time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -81,6 +82,17 @@ pub enum TimeFormat {
     EpochMs,
     /// Seconds since the Unix epoch, possibly fractional.
     EpochS,
+}
+
+/// What kind of id a device's `device_id` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceIdFormat {
+    /// A vendor's serial number: unique only within the vendor's model.
+    #[default]
+    Serial,
+    /// An IEEE EUI-64 (16 hex digits): unique worldwide.
+    Eui64,
 }
 
 /// One loaded, fully checked device profile.
@@ -96,6 +108,8 @@ pub struct Profile {
     pub description: String,
     /// MQTT topic filters this profile serves.
     pub topics: Vec<String>,
+    /// What kind of id its devices have.
+    pub device_id_format: DeviceIdFormat,
     /// The identifier system of the patient identifier the payload carries, if the profile maps one.
     pub patient_system: Option<String>,
     /// The file the profile was loaded from.
@@ -192,6 +206,19 @@ fn display_problems(problems: &[ProfileProblem]) -> String {
 pub struct ProfileSet {
     /// Sorted by file name, so iteration and error order are stable.
     profiles: Vec<Profile>,
+}
+
+impl Profile {
+    /// How the EHR is told about one of this profile's devices.
+    pub fn identity(&self, device_id: &str) -> DeviceIdentity {
+        DeviceIdentity {
+            id: device_id.to_string(),
+            eui64: self.device_id_format == DeviceIdFormat::Eui64,
+            profile_id: Some(self.id.clone()),
+            manufacturer: Some(self.vendor.clone()),
+            model: Some(self.model.clone()),
+        }
+    }
 }
 
 impl ProfileSet {
@@ -315,6 +342,8 @@ struct ProfileToml {
     topics: Spanned<Vec<Spanned<String>>>,
     each: Option<Spanned<String>>,
     device_id: Spanned<String>,
+    #[serde(default)]
+    device_id_format: DeviceIdFormat,
     time: TimeToml,
     patient: Option<PatientToml>,
     validity: Option<ValidityToml>,
@@ -460,6 +489,7 @@ impl Checker<'_> {
             model: raw.model,
             description: raw.description,
             topics: raw.topics.get_ref().iter().map(|t| t.get_ref().clone()).collect(),
+            device_id_format: raw.device_id_format,
             patient_system: raw.patient.as_ref().map(|p| p.system.get_ref().clone()),
             source: self.file.to_path_buf(),
             device_id: device_id?,

@@ -183,6 +183,7 @@ impl FhirSink {
                 patient: &i.patient,
                 issued: self.clock.now(),
                 environment: self.environment,
+                device: &i.device,
             })
             .collect();
         let (bundle, ranges) = transaction(&envelopes);

@@ -45,6 +45,7 @@ impl Sink for SandboxSink {
                 patient: &item.patient,
                 issued: self.clock.now(),
                 environment: self.environment,
+                device: &item.device,
             };
             let (bundle, _) = transaction(&[envelope]);
             out.push(match self.store.sandbox_record(item.id, &bundle.to_string()).await {

@@ -349,8 +349,10 @@ impl OutboxStore for FakeStore {
             }
             *n += 1;
             let p = s.registry.patients.get(&e.patient_id);
+            let device_id = e.event["device_id"].as_str().unwrap_or_default().to_string();
             due.push(OutboxItem {
                 id: e.id,
+                device: DeviceIdentity { id: device_id, ..Default::default() },
                 event: serde_json::from_value(e.event.clone()).map_err(|e| StoreError::Refused(e.to_string()))?,
                 hash: e.hash.clone(),
                 patient: PatientRef {

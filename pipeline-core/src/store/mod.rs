@@ -22,7 +22,7 @@ use crate::fhir::PatientRef;
 use crate::identify::{Flow, NewPairing, PairingRecord, QuarantineReason, Registry};
 use crate::model::alarm::{AlarmKind, Firing, Priority};
 use crate::model::event::ClinicalEvent;
-use crate::model::{ContentHash, Reading};
+use crate::model::{ContentHash, DeviceIdentity, Reading};
 use crate::normalise::Rejection;
 
 /// Opens the store a URL names (`sqlite://PATH` today), migrated and ready; rows are stamped with
@@ -364,6 +364,9 @@ pub struct OutboxItem {
     pub hash: String,
     /// Its patient as the EHR knows it.
     pub patient: PatientRef,
+    /// Its device: the store gives the id and the registered profile; the outbox completes the
+    /// rest from the profile before a sink names the device.
+    pub device: DeviceIdentity,
     /// Delivery attempts so far.
     pub attempts: u32,
     /// Whether the patient's consent to `ehr-write` is recorded now (checked again at the hop).

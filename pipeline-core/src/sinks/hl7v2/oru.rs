@@ -62,6 +62,8 @@ pub struct OruContext {
     pub patient_location: Option<String>,
     /// OBX-18: an EUI-64 (16 hex digits, separators allowed) or a serial.
     pub device_id: String,
+    /// The device's profile declares its id an EUI-64 (OBX-18 `^EUI-64`).
+    pub device_eui64: bool,
     /// OBR-3.1, the filler order number, e.g. the event's content hash in hex.
     pub order_number: String,
     /// MSH-11 `P` or `T`; only a test EHR takes demo data (OBX-8 `DEMO`).
@@ -122,7 +124,7 @@ pub fn build_oru_r01(ctx: &OruContext, event: &ClinicalEvent) -> Result<String, 
         nte.set(3, escape(title));
         segments.push(nte.encode());
     }
-    let equipment = equipment_instance(&ctx.device_id);
+    let equipment = equipment_instance(&ctx.device_id, ctx.device_eui64);
     let mut set_id = 0;
     let mut seen: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
     for observation in observations {
@@ -360,9 +362,9 @@ fn dtm(at: DateTime<Utc>) -> String {
 
 /// OBX-18 as an EI: an EUI-64 is normalised to 16 upper-case hex digits and marked `EUI-64`, as
 /// PCD-01 identifies devices; anything else is sent as the entity id alone.
-fn equipment_instance(device_id: &str) -> String {
+fn equipment_instance(device_id: &str, eui64: bool) -> String {
     let hex: String = device_id.chars().filter(|c| !matches!(c, '-' | ':')).collect();
-    if hex.len() == 16 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+    if eui64 && hex.len() == 16 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
         format!("{}^EUI-64", hex.to_ascii_uppercase())
     } else {
         escape(device_id)
@@ -443,6 +445,7 @@ mod tests {
             patient_id_system: "1.2.840.114350.1.13.0.1.7.5.737384.14".into(),
             patient_location: Some("ICU-3".into()),
             device_id: "01-23-45-67-89-ab-cd-ef".into(),
+            device_eui64: true,
             environment: EhrEnvironment::Production,
             order_number: "9f2c".into(),
         }
@@ -742,10 +745,11 @@ mod tests {
 
     #[test]
     fn equipment_instance_marks_only_real_eui_64() {
-        assert_eq!(equipment_instance("0123456789abcdef"), "0123456789ABCDEF^EUI-64");
-        assert_eq!(equipment_instance("01:23:45:67:89:AB:CD:EF"), "0123456789ABCDEF^EUI-64");
-        assert_eq!(equipment_instance("0123456789ABCDE"), "0123456789ABCDE", "15 digits");
-        assert_eq!(equipment_instance("0123456789ABCDEG"), "0123456789ABCDEG", "not hex");
+        assert_eq!(equipment_instance("0123456789abcdef", true), "0123456789ABCDEF^EUI-64");
+        assert_eq!(equipment_instance("01:23:45:67:89:AB:CD:EF", true), "0123456789ABCDEF^EUI-64");
+        assert_eq!(equipment_instance("0123456789ABCDE", true), "0123456789ABCDE", "15 digits");
+        assert_eq!(equipment_instance("0123456789ABCDEG", true), "0123456789ABCDEG", "not hex");
+        assert_eq!(equipment_instance("1234567890123456", false), "1234567890123456", "a numeric serial");
     }
 
     #[test]

@@ -59,7 +59,8 @@ impl Hl7v2Sink {
             patient_id_value: item.patient.value.clone(),
             patient_id_system: item.patient.system.clone(),
             patient_location: None,
-            device_id: item.event.device_id.clone(),
+            device_id: item.device.id.clone(),
+            device_eui64: item.device.eui64,
             order_number: item.hash.clone(),
             environment: s.environment,
         }

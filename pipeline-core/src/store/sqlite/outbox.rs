@@ -80,7 +80,8 @@ impl OutboxStore for SqliteStore {
                         FROM outbox WHERE status = 'pending'),
                   due AS (SELECT patient_id FROM q WHERE rn = 1 AND next_attempt_at <= ?)
              SELECT o.id, o.event_hash, o.event_json, o.attempts, p.id_system, p.id_value, p.fhir_id,
-                    COALESCE((SELECT granted FROM consents c WHERE c.patient_id = o.patient_id AND c.flow = 'ehr-write'), 0)
+                    COALESCE((SELECT granted FROM consents c WHERE c.patient_id = o.patient_id AND c.flow = 'ehr-write'), 0),
+                    (SELECT d.profile_id FROM devices d WHERE d.device_id = json_extract(o.event_json, '$.device_id'))
              FROM q JOIN due ON due.patient_id = q.patient_id
                     JOIN outbox o ON o.id = q.id JOIN patients p ON p.id = o.patient_id
              WHERE q.rn <= ? ORDER BY o.id LIMIT ?",
@@ -95,8 +96,10 @@ impl OutboxStore for SqliteStore {
             let event: ClinicalEvent = serde_json::from_str(r.get::<&str, _>(2)).map_err(|e| {
                 StoreError::Refused(format!("outbox event {} cannot be decoded: {e}", r.get::<i64, _>(0)))
             })?;
+            let device = DeviceIdentity { id: event.device_id.clone(), profile_id: r.get(8), ..Default::default() };
             items.push(OutboxItem {
                 id: r.get(0),
+                device,
                 hash: blake3::Hash::from_slice(r.get::<&[u8], _>(1))
                     .map(|h| h.to_hex().to_string())
                     .unwrap_or_default(),
