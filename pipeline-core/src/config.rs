@@ -39,6 +39,20 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Where alarms are sent.
     pub alerts: AlertsConfig,
+    /// A site's own plausible ranges, by MDC reference id, replacing the code table's.
+    pub plausibility: BTreeMap<String, PlausibleRange>,
+}
+
+/// `[plausibility] MDC_TEMP_BODY = { low = 15.0, high = 45.0 }`: outside it, a value is refused as a
+/// unit or scaling mistake. A site treating severe accidental hypothermia lowers the temperature
+/// floor below the default 25 Cel.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlausibleRange {
+    /// The lowest plausible value, inclusive, in the metric's canonical unit.
+    pub low: f64,
+    /// The highest plausible value, inclusive.
+    pub high: f64,
 }
 
 /// `[site]`
@@ -550,6 +564,26 @@ impl Config {
     /// Checks the values that parsed: ranges, URLs, files that must exist.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
+        for (metric, range) in &self.plausibility {
+            let key = format!("plausibility.{metric}");
+            match crate::model::codes::metric_by_ref(metric) {
+                None => out.push(problem(
+                    &key,
+                    metric,
+                    "no such metric in Vigil's code table",
+                    "use an MDC reference id, e.g. MDC_TEMP_BODY",
+                )),
+                Some(m) if !(range.low.is_finite() && range.high.is_finite() && range.low < range.high) => {
+                    out.push(problem(
+                        &key,
+                        format!("{}-{}", range.low, range.high),
+                        "the range must have a finite low below its high",
+                        format!("e.g. {{ low = {}, high = {} }} ({})", m.plausible.0, m.plausible.1, m.unit),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         for (alias, uri) in &self.identity.systems {
             if !is_absolute_uri(uri) {
                 out.push(problem(
@@ -897,6 +931,16 @@ mod tests {
         assert_eq!(id.resolve_system("https://h.example/mrn").as_deref(), Some("https://h.example/mrn"));
         assert_eq!(id.resolve_system("MRN"), None, "a bare name that is no alias is an unknown namespace");
         assert_eq!(id.resolve_system("1.2.3"), None, "a bare OID is not a URI: write urn:oid:1.2.3");
+    }
+
+    #[test]
+    fn a_sites_plausible_ranges_name_known_metrics_and_proper_ranges() {
+        let text = "[plausibility]\nMDC_TEMP_BODY = { low = 15.0, high = 45.0 }\nMDC_NOPE = { low = 1.0, high = 2.0 }\n\
+                    MDC_PULS_OXIM_SAT_O2 = { low = 100.0, high = 1.0 }\n";
+        let mut config = Config::parse(text).unwrap();
+        config.profiles.dir = std::env::temp_dir();
+        let keys: Vec<String> = config.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["plausibility.MDC_NOPE", "plausibility.MDC_PULS_OXIM_SAT_O2"]);
     }
 
     #[test]

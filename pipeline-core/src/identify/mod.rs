@@ -154,6 +154,8 @@ pub struct Policy {
     pub demo_site: bool,
     /// The identifier system aliases, for comparing a payload's patient with the pairing's.
     pub identity: crate::config::IdentityConfig,
+    /// The site's own plausible ranges, by MDC code, where they replace the code table's.
+    pub plausible: HashMap<u32, (f64, f64)>,
 }
 
 impl Policy {
@@ -164,6 +166,11 @@ impl Policy {
             max_future_skew: Duration::try_seconds(skew).unwrap_or(Duration::MAX),
             demo_site: config.site.demo,
             identity: config.identity.clone(),
+            plausible: config
+                .plausibility
+                .iter()
+                .filter_map(|(m, r)| Some((crate::model::codes::metric_by_ref(m)?.mdc_code, (r.low, r.high))))
+                .collect(),
         }
     }
 
@@ -203,9 +210,10 @@ pub enum Verdict {
 /// Why a value cannot be the patient's, if it cannot: outside its metric's plausible range, with a
 /// hint at the usual mistake. A value the device flagged invalid is kept as invalid instead (a probe
 /// off often reads 0), and never charted either way.
-pub fn implausible(reading: &Reading) -> Option<String> {
+pub fn implausible(reading: &Reading, policy: &Policy) -> Option<String> {
     let m = reading.metric;
-    let (value, (low, high)) = (reading.value, m.plausible);
+    let range = policy.plausible.get(&m.mdc_code).copied().unwrap_or(m.plausible);
+    let (value, (low, high)) = (reading.value, range);
     if reading.validity == Validity::Invalid || (low..=high).contains(&value) {
         return None;
     }
@@ -221,7 +229,7 @@ pub fn implausible(reading: &Reading) -> Option<String> {
 pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: DateTime<Utc>) -> Verdict {
     let quarantine = |reason, detail: String| Verdict::Quarantine { reason, detail };
     let device = &reading.device_id;
-    if let Some(why) = implausible(reading) {
+    if let Some(why) = implausible(reading, policy) {
         return quarantine(QuarantineReason::Implausible, format!("device {device}: {why}"));
     }
     if reading.observed_at > now + policy.max_future_skew {
@@ -332,7 +340,12 @@ mod tests {
     }
 
     fn verdict(r: &Reading, reg: &Registry) -> Verdict {
-        let policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false, identity: Default::default() };
+        let policy = Policy {
+            max_future_skew: Duration::seconds(300),
+            demo_site: false,
+            identity: Default::default(),
+            plausible: HashMap::new(),
+        };
         identify(r, reg, &policy, at("2026-07-01T00:00:00Z"))
     }
 
@@ -391,8 +404,12 @@ mod tests {
     #[test]
     fn a_payloads_patient_is_compared_by_system_and_value_with_aliases_resolved_on_both_sides() {
         let mut reg = registry();
-        let mut policy =
-            Policy { max_future_skew: Duration::seconds(300), demo_site: false, identity: Default::default() };
+        let mut policy = Policy {
+            max_future_skew: Duration::seconds(300),
+            demo_site: false,
+            identity: Default::default(),
+            plausible: HashMap::new(),
+        };
         policy.identity.systems.insert("NORTHCLINIC".into(), "urn:oid:1.2.3".into());
         let now = at("2026-07-01T00:00:00Z");
         let with = |system: &str, value: &str| Reading {
@@ -438,7 +455,12 @@ mod tests {
             validity,
             ..reading("OX-1", "2026-03-01T00:00:00Z", None)
         };
-        let policy = Policy { max_future_skew: Duration::seconds(300), demo_site: false, identity: Default::default() };
+        let policy = Policy {
+            max_future_skew: Duration::seconds(300),
+            demo_site: false,
+            identity: Default::default(),
+            plausible: HashMap::new(),
+        };
         let refused = |r: &Reading| match identify(r, &registry(), &policy, now) {
             Verdict::Quarantine { reason: QuarantineReason::Implausible, detail } => Some(detail),
             _ => None,
@@ -460,5 +482,10 @@ mod tests {
         assert_eq!(verdict(&of(151562, 0.0, Validity::Valid), &registry()), Verdict::Accept { patient_id: 7 });
         // A probe-off 0 flagged invalid is kept as invalid, not refused.
         assert_eq!(verdict(&of(150456, 0.0, Validity::Invalid), &registry()), Verdict::Accept { patient_id: 7 });
+        // A site treating severe accidental hypothermia lowers the temperature floor.
+        let cold = of(150364, 21.5, Validity::Valid);
+        assert!(refused(&cold).unwrap().contains("outside the plausible range 25-45 Cel"));
+        let site = Policy { plausible: HashMap::from([(150364, (15.0, 45.0))]), ..policy.clone() };
+        assert_eq!(identify(&cold, &registry(), &site, now), Verdict::Accept { patient_id: 7 });
     }
 }
