@@ -397,7 +397,7 @@ pub fn process(
                 readings
                     .into_iter()
                     .map(|mut reading| {
-                        policy.stamp(&mut reading);
+                        policy.stamp(&mut reading, registry);
                         reading
                     })
                     .map(|reading| match identify(&reading, registry, policy, now) {
@@ -526,6 +526,35 @@ mod tests {
             if metric.mdc_code == 150456 && r.metric.mdc_code == 149530),
             "{inputs:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_demo_devices_readings_are_stamped_demo_and_an_invalid_one_stays_invalid() {
+        use crate::store::RegistryStore;
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+        let profiles = ProfileSet::load_dir(fixtures.join("profiles")).unwrap();
+        let store = FakeStore::new(TokioClock::starting_at(t0()));
+        store.pair_new_patient("OX-1001", t0() - chrono::Duration::days(1));
+        store.set_device_demo("OX-1001", true, "biomed").await.unwrap();
+        let registry = store.load_registry().await.unwrap();
+        let validities = |payload: &str| {
+            let envelope = Envelope {
+                source: "mqtt",
+                origin: "vigil/devices/OX-1001/oximeter".into(),
+                received_at: t0(),
+                payload: std::fs::read(fixtures.join(payload)).unwrap().into(),
+            };
+            let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
+            let PayloadOutcome::Readings(ds) = processed.outcome else { panic!("{:?}", processed.outcome) };
+            ds.iter()
+                .map(|d| match d {
+                    Disposition::Accepted { reading, .. } => reading.validity,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(validities("payloads/acme-ox100/ok.json"), [Validity::Demo, Validity::Demo]);
+        assert_eq!(validities("payloads/acme-ox100/sensor-off.json"), [Validity::Invalid]);
     }
 
     #[tokio::test]

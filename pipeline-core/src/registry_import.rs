@@ -54,6 +54,18 @@ pub struct DeviceSeed {
     pub profile: Option<String>,
     /// Label for the console.
     pub label: Option<String>,
+    /// Its readings are demo or test data (a training monitor, a simulator).
+    #[serde(default)]
+    pub demo: bool,
+}
+
+/// Registers a device from a file, with its demo flag when it has one.
+async fn register(store: &dyn Store, d: &DeviceSeed, actor: &str) -> Result<(), SeedError> {
+    store.register_device(&d.id, d.profile.as_deref(), d.label.as_deref(), actor).await?;
+    if d.demo {
+        store.set_device_demo(&d.id, true, actor).await?;
+    }
+    Ok(())
 }
 
 /// Why a registry file could not be imported.
@@ -98,7 +110,7 @@ pub async fn import(
             store.set_consent(key, flow, p.consent.contains(&flow), actor).await?;
         }
         for d in &p.devices {
-            store.register_device(&d.id, d.profile.as_deref(), d.label.as_deref(), actor).await?;
+            register(store, d, actor).await?;
             if paired.get(&d.id).is_none_or(Vec::is_empty) {
                 let new = NewPairing {
                     device_id: &d.id,
@@ -114,7 +126,7 @@ pub async fn import(
         }
     }
     for d in &file.unpaired_devices {
-        store.register_device(&d.id, d.profile.as_deref(), d.label.as_deref(), actor).await?;
+        register(store, d, actor).await?;
         devices += 1;
     }
     Ok((file.patients.len(), devices))

@@ -136,3 +136,25 @@ fn overlapping_and_unexplained_back_dated_pairings_are_refused() {
     assert!(entries[1].1.contains(&format!("replacing patient {alpha}")), "{entries:?}");
     assert_eq!(entries[2].0, "pairing.close", "{entries:?}");
 }
+
+#[test]
+fn a_device_can_be_flagged_as_sending_demo_data_and_back() {
+    let site = Site::new(BrokerKind::Embedded).unwrap();
+    let config = site.config_str();
+    let demo_of = |device: &str| -> Value {
+        let (code, out) = vigil(&["devices", "--config", &config]);
+        assert_eq!(code, 0, "{out}");
+        let devices: Value = serde_json::from_str(&out).unwrap();
+        devices.as_array().unwrap().iter().find(|d| d["device_id"] == device).unwrap()["demo"].clone()
+    };
+    assert_eq!(demo_of("OX-1000"), false);
+    let (code, out) = vigil(&["device-demo", "--config", &config, "OX-1000", "--operator", "biomed bo"]);
+    assert_eq!((code, out.trim()), (0, "device OX-1000: its readings are demo data"));
+    assert_eq!(demo_of("OX-1000"), true);
+    let (code, _) = vigil(&["device-demo", "--config", &config, "OX-1000", "--off", "--operator", "biomed bo"]);
+    assert_eq!((code, demo_of("OX-1000")), (0, Value::Bool(false)));
+    let (code, out) = vigil(&["device-demo", "--config", &config, "NO-SUCH", "--operator", "biomed bo"]);
+    assert_eq!(code, 6, "refused: {out}");
+    let (_, audit) = vigil(&["audit", "list", "--config", &config]);
+    assert_eq!(audit.matches("device.demo").count(), 2, "{audit}");
+}

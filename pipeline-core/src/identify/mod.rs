@@ -130,6 +130,8 @@ pub struct Registry {
     pub generation: i64,
     /// Registered device ids.
     pub devices: HashSet<String>,
+    /// Devices flagged as sending demo or test data.
+    pub demo_devices: HashSet<String>,
     /// Pairings per device id.
     pub pairings: HashMap<String, Vec<PairingRecord>>,
     /// Patients by store key.
@@ -174,10 +176,11 @@ impl Policy {
         }
     }
 
-    /// Marks a demo site's reading as demo data, so it feeds alarms and charts like a valid one but
-    /// can never reach a production EHR. An invalid reading stays invalid: it must feed nothing.
-    pub fn stamp(&self, reading: &mut Reading) {
-        if self.demo_site {
+    /// Marks a demo site's reading, or a demo device's, as demo data, so it feeds alarms and charts
+    /// like a valid one but can never reach a production EHR. An invalid reading stays invalid: it
+    /// must feed nothing.
+    pub fn stamp(&self, reading: &mut Reading, registry: &Registry) {
+        if self.demo_site || registry.demo_devices.contains(&reading.device_id) {
             reading.validity = reading.validity.worst(Validity::Demo);
         }
     }

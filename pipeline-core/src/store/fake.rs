@@ -244,6 +244,20 @@ impl RegistryStore for FakeStore {
         Ok(id)
     }
 
+    async fn set_device_demo(&self, device_id: &str, demo: bool, _actor: &str) -> Result<(), StoreError> {
+        let mut s = self.state();
+        if !s.registry.devices.contains(device_id) {
+            return Err(StoreError::Refused(format!("device {device_id} is not registered")));
+        }
+        s.registry.generation += 1;
+        if demo {
+            s.registry.demo_devices.insert(device_id.to_string());
+        } else {
+            s.registry.demo_devices.remove(device_id);
+        }
+        Ok(())
+    }
+
     async fn set_consent(&self, patient_id: i64, flow: Flow, granted: bool, _actor: &str) -> Result<(), StoreError> {
         drop(self.write()?);
         self.consent(patient_id, flow, granted);
@@ -269,6 +283,7 @@ impl RegistryStore for FakeStore {
                     patient_id: open.map(|p| p.patient_id),
                     paired_since: open.map(|p| p.valid_from),
                     paired_until: None,
+                    demo: s.registry.demo_devices.contains(d),
                 }
             })
             .collect())

@@ -304,6 +304,8 @@ pub struct DeviceEntry {
     pub paired_since: Option<DateTime<Utc>>,
     /// Until when, if the pairing was made for a period.
     pub paired_until: Option<DateTime<Utc>>,
+    /// Its readings are demo or test data.
+    pub demo: bool,
 }
 
 /// What [`RegistryStore::pair`] did.
@@ -555,6 +557,8 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn pair(&self, new: &NewPairing<'_>, actor: &str) -> Result<PairingOpened, StoreError>;
     /// Closes the device's open pairing at `at`; returns the pairing closed.
     async fn unpair(&self, device_id: &str, at: DateTime<Utc>, actor: &str) -> Result<i64, StoreError>;
+    /// Flags a registered device as sending demo or test data (or not), audited.
+    async fn set_device_demo(&self, device_id: &str, demo: bool, actor: &str) -> Result<(), StoreError>;
     /// Records a consent decision.
     async fn set_consent(&self, patient_id: i64, flow: Flow, granted: bool, actor: &str) -> Result<(), StoreError>;
     /// Whether the patient's decision for the flow is recorded as granted (unknown is no).

@@ -68,7 +68,7 @@ export function demoData(now: Date): MockData {
     ({ name, state, reason, last_beat: ago(state === 'up' ? 1 : 95) });
   const paired = (device_id: string, label: string, profile_id: string, pairing_id: number, p: number, since: number): Device =>
     ({ device_id, label, profile_id, pairing_id, patient_id: p, patient_label: patientLabel(registry[p - 1]!), paired_since: ago(since),
-      paired_until: null });
+      paired_until: null, demo: false });
   // The spare monitor is registered but was never paired: Rust quarantines its readings as
   // no_active_pairing, with this detail (identify::identify).
   const quarantined = (id: number, mdc_code: number, value: number, unit: string, age: number, obs: object): QuarantineItem => ({
@@ -133,7 +133,7 @@ export function demoData(now: Date): MockData {
       paired('00-1B-C5-0C-00-00-00-00', 'Ward wearable 1', 'vitaband-2', 3, 2, 30_000),
       paired('00-1B-C5-0C-00-00-00-01', 'Ward wearable 2', 'vitaband-2', 4, 3, 12_000),
       { device_id: 'MX-00A1', label: 'Spare monitor', profile_id: 'medi-mx700', pairing_id: null, patient_id: null,
-        patient_label: null, paired_since: null, paired_until: null },
+        patient_label: null, paired_since: null, paired_until: null, demo: false },
     ],
     profiles: ['acme-ox100', 'medi-mx700', 'vitaband-2'],
     registry,

@@ -204,7 +204,7 @@ export class MockBackend implements Backend {
         return;
       }
       this.data.devices.push({ device_id: id, profile_id: profile, label: label.trim() || null, pairing_id: null,
-        patient_id: null, patient_label: null, paired_since: null, paired_until: null });
+        patient_id: null, patient_label: null, paired_since: null, paired_until: null, demo: false });
     });
   }
 

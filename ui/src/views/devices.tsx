@@ -53,7 +53,7 @@ function DeviceTable({ devices, onChanged }: { devices: Device[] | undefined; on
               <tr key={d.device_id} data-testid="device-row" data-device={d.device_id} data-paired={String(paired)}>
                 <td>{d.device_id}</td>
                 <td>{d.label ?? '—'}</td>
-                <td>{d.profile_id ?? '—'}</td>
+                <td>{d.profile_id ?? '—'}{d.demo && <> <span class="badge validity-demo" title="Its readings are demo or test data">DEMO</span></>}</td>
                 <td>{paired ? d.patient_label : <span class="badge unpaired">○ Not paired</span>}</td>
                 <td>{timeText(d.paired_since)}{d.paired_until && <div class="sub">until {timeText(d.paired_until)}</div>}</td>
                 <td class="cell-actions">

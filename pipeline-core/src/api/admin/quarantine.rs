@@ -29,8 +29,8 @@ impl Admin {
                     && r.observed_at == entry.observed_at
             })
             .ok_or_else(|| ApiError::new(ErrorCode::Refused, "the payload no longer yields this reading"))?;
-        self.policy.stamp(&mut reading);
         let registry = self.store.load_registry().await?;
+        self.policy.stamp(&mut reading, &registry);
         let hash = reading.content_hash();
         let (resolution, held) = match identify(&reading, &registry, &self.policy, self.clock.now()) {
             Verdict::Accept { patient_id } => {

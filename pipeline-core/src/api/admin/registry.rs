@@ -30,6 +30,12 @@ pub struct Pairing {
 }
 
 impl Admin {
+    /// Flags a registered device as sending demo or test data, or clears the flag: its readings are
+    /// then stamped demo at ingest, so they alarm and chart, marked, but never reach a production EHR.
+    pub async fn set_device_demo(&self, actor: &Actor, device_id: &str, demo: bool) -> ApiResult<()> {
+        Ok(self.store.set_device_demo(device_id.trim(), demo, actor.name()).await?)
+    }
+
     /// Registers (or relabels) a device with a loaded profile.
     pub async fn register_device(
         &self,

@@ -58,6 +58,19 @@ pub(crate) enum Command {
         #[command(flatten)]
         operator: OperatorArgs,
     },
+    /// Flag a registered device as sending demo or test data (audited): its readings alarm and chart,
+    /// marked DEMO, but never reach a production EHR. `--off` clears the flag.
+    DeviceDemo {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Device id.
+        device: String,
+        /// Its readings are real again.
+        #[arg(long)]
+        off: bool,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
     /// Add or update a patient in the local registry.
     Patient {
         #[command(flatten)]

@@ -180,6 +180,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             a.site.open().await?.discard_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
             println!("quarantine {} discarded (kept for forensics)", a.id);
         }
+        Command::DeviceDemo { site, device, off, operator } => {
+            site.open().await?.set_device_demo(&operator.actor()?, &device, !off).await?;
+            println!("device {device}: {}", if off { "its readings are real" } else { "its readings are demo data" });
+        }
         Command::ReleaseHeld { site, patient, reason, operator } => {
             let admin = site.open().await?;
             let moved =

@@ -17,8 +17,13 @@ impl RegistryStore for SqliteStore {
                 .await?,
             ..Registry::default()
         };
-        registry.devices =
-            sqlx::query_scalar("SELECT device_id FROM devices").fetch_all(&mut *tx).await?.into_iter().collect();
+        for row in sqlx::query("SELECT device_id, demo FROM devices").fetch_all(&mut *tx).await? {
+            let device: String = row.get(0);
+            if row.get::<i64, _>(1) != 0 {
+                registry.demo_devices.insert(device.clone());
+            }
+            registry.devices.insert(device);
+        }
         for row in sqlx::query("SELECT id, id_system, id_value, verified_at FROM patients").fetch_all(&mut *tx).await? {
             let id: i64 = row.get(0);
             registry.patients.insert(
@@ -77,6 +82,23 @@ impl RegistryStore for SqliteStore {
             [actor, "device.register", device_id, &format!("profile {}", profile_id.unwrap_or("-"))],
         )
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_device_demo(&self, device_id: &str, demo: bool, actor: &str) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let changed = sqlx::query("UPDATE devices SET demo = ? WHERE device_id = ?")
+            .bind(i64::from(demo))
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::Refused(format!("device {device_id} is not registered")));
+        }
+        let detail = if demo { "its readings are demo data" } else { "its readings are real" };
+        append_audit(&mut tx, self.clock.now(), [actor, "device.demo", device_id, detail]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -310,7 +332,7 @@ impl RegistryStore for SqliteStore {
 
     async fn devices(&self) -> Result<Vec<DeviceEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT d.device_id, d.profile_id, d.label, p.id, p.patient_id, p.valid_from, p.valid_to
+            "SELECT d.device_id, d.profile_id, d.label, p.id, p.patient_id, p.valid_from, p.valid_to, d.demo
              FROM devices d LEFT JOIN pairings p ON p.device_id = d.device_id
                  AND p.valid_from <= ?1 AND (p.valid_to IS NULL OR p.valid_to > ?1)
              ORDER BY d.device_id",
@@ -328,6 +350,7 @@ impl RegistryStore for SqliteStore {
                 patient_id: r.get(4),
                 paired_since: r.get::<Option<i64>, _>(5).map(from_millis),
                 paired_until: r.get::<Option<i64>, _>(6).map(from_millis),
+                demo: r.get::<i64, _>(7) != 0,
             })
             .collect())
     }

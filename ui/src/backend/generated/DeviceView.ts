@@ -35,4 +35,8 @@ paired_since: string | null,
 /**
  * Until when, if the pairing was made for a period.
  */
-paired_until: string | null, };
+paired_until: string | null, 
+/**
+ * Its readings are demo or test data.
+ */
+demo: boolean, };
