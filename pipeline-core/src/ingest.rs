@@ -21,7 +21,7 @@ use crate::health::latency::Latencies;
 use crate::health::{HealthState, Heartbeat};
 use crate::identify::{Policy, QuarantineReason, Registry, Verdict, identify};
 use crate::model::{ContentHash, Validity};
-use crate::normalise::{ProfileSet, RejectReason, Rejection, normalise};
+use crate::normalise::{Delivery, ProfileSet, RejectReason, Rejection, normalise};
 use crate::rules::{Observed, RuleInput};
 use crate::store::{BatchTally, Disposition, PayloadOutcome, ProcessedPayload, Store};
 
@@ -279,11 +279,14 @@ impl Writer {
         let inputs: Vec<RuleInput> = processed
             .iter()
             .filter_map(|p| match &p.outcome {
-                PayloadOutcome::Readings(ds) => Some(ds),
+                PayloadOutcome::Readings(ds) => {
+                    let profile = p.profile_id.as_deref().and_then(|id| self.profiles.get(id));
+                    let live = profile.is_none_or(|p| p.delivery == Delivery::Live);
+                    Some(ds.iter().filter_map(move |d| rule_input(d, p.received_at, live)))
+                }
                 PayloadOutcome::Rejected(_) => None,
             })
             .flatten()
-            .filter_map(rule_input)
             .collect();
         for input in inputs {
             if rules.send(input).await.is_err() {
@@ -293,8 +296,9 @@ impl Writer {
     }
 }
 
-/// What the rules need to know of one disposition, if anything.
-fn rule_input(d: &Disposition) -> Option<RuleInput> {
+/// What the rules need to know of one disposition, if anything: its payload arrived at
+/// `received_at`, from a `live` device or in a batch upload.
+fn rule_input(d: &Disposition, received_at: DateTime<Utc>, live: bool) -> Option<RuleInput> {
     match d {
         Disposition::Accepted { reading, patient_id, .. } | Disposition::Held { reading, patient_id, .. } => {
             Some(RuleInput::Reading(Observed {
@@ -304,6 +308,8 @@ fn rule_input(d: &Disposition) -> Option<RuleInput> {
                 value: reading.value,
                 observed_at: reading.observed_at,
                 validity: reading.validity,
+                received_at,
+                live,
             }))
         }
         Disposition::Quarantined { reading, reason: QuarantineReason::Implausible, .. } => {
@@ -520,7 +526,7 @@ mod tests {
             .any(|d| matches!(d, Disposition::Accepted { reading, .. } if reading.metric.mdc_code == 149530));
         assert!(pulse_stored, "the payload's other reading goes on: {dispositions:?}");
         // For the rules the implausible value is no valid signal; the pulse is a reading.
-        let inputs: Vec<_> = dispositions.iter().filter_map(rule_input).collect();
+        let inputs: Vec<_> = dispositions.iter().filter_map(|d| rule_input(d, t0(), true)).collect();
         assert!(
             matches!(&inputs[..], [RuleInput::Implausible { metric, .. }, RuleInput::Reading(r)]
             if metric.mdc_code == 150456 && r.metric.mdc_code == 149530),
@@ -576,7 +582,7 @@ mod tests {
         let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };
         assert!(dispositions.iter().all(|d| matches!(d, Disposition::Held { .. })), "{dispositions:?}");
-        let inputs: Vec<_> = dispositions.iter().filter_map(rule_input).collect();
+        let inputs: Vec<_> = dispositions.iter().filter_map(|d| rule_input(d, t0(), true)).collect();
         assert_eq!(inputs.len(), 2);
         assert!(inputs.iter().all(|i| matches!(i, RuleInput::Reading(r) if r.patient_id == patient)), "{inputs:?}");
     }

@@ -37,8 +37,8 @@ use thiserror::Error;
 use crate::model::units::{self, convert, parse_unit};
 use crate::model::{PatientHint, Reading, Validity};
 use path::JsonPath;
+pub use profile::{Delivery, Profile, ProfileError, ProfileProblem, ProfileSet, load_profile};
 use profile::{Mapping, TimeFormat, UnitSource, ValidityField};
-pub use profile::{Profile, ProfileError, ProfileProblem, ProfileSet, load_profile};
 
 /// Why a payload was rejected: a stable, machine-readable class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

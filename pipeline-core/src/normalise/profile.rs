@@ -18,6 +18,7 @@
 //! each = "/batch"                        # optional: an array; every element yields readings
 //! device_id = "/sn"                      # path to the device's own id (string or integer)
 //! device_id_format = "serial"            # or "eui64": how the EHR is told the id (default serial)
+//! delivery = "live"                      # or "batch": uploads of old readings (no clock watch)
 //!
 //! [time]                                 # when the device measured
 //! path = "/ts"
@@ -84,6 +85,18 @@ pub enum TimeFormat {
     EpochS,
 }
 
+/// How a profile's devices deliver their readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// As they measure: their clock is watched, and a lagging one corrected for.
+    #[default]
+    Live,
+    /// In uploads of old readings (a wearable syncing, a file import): old by design, so no clock
+    /// alarm, and readings older than the rules' late limit never alarm.
+    Batch,
+}
+
 /// What kind of id a device's `device_id` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,6 +123,8 @@ pub struct Profile {
     pub topics: Vec<String>,
     /// What kind of id its devices have.
     pub device_id_format: DeviceIdFormat,
+    /// Live or batch uploads.
+    pub delivery: Delivery,
     /// The identifier system of the patient identifier the payload carries, if the profile maps one.
     pub patient_system: Option<String>,
     /// The file the profile was loaded from.
@@ -344,6 +359,8 @@ struct ProfileToml {
     device_id: Spanned<String>,
     #[serde(default)]
     device_id_format: DeviceIdFormat,
+    #[serde(default)]
+    delivery: Delivery,
     time: TimeToml,
     patient: Option<PatientToml>,
     validity: Option<ValidityToml>,
@@ -490,6 +507,7 @@ impl Checker<'_> {
             description: raw.description,
             topics: raw.topics.get_ref().iter().map(|t| t.get_ref().clone()).collect(),
             device_id_format: raw.device_id_format,
+            delivery: raw.delivery,
             patient_system: raw.patient.as_ref().map(|p| p.system.get_ref().clone()),
             source: self.file.to_path_buf(),
             device_id: device_id?,

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
+use super::clock::{DeviceClocks, Placement};
 use super::window::RollingWindow;
 use super::{Condition, Decision, Observed, Questionable, Rule, RuleSet};
 use crate::model::ContentHash;
@@ -78,6 +79,10 @@ pub struct Engine {
     invalid_since: HashMap<(String, u32, usize), InvalidRun>,
     /// Systolic events waiting for their cycle's diastolic and mean.
     panels: Vec<PendingPanel>,
+    /// Each live device's clock offset.
+    clocks: DeviceClocks,
+    /// Open "device clock off" conditions, per device and rule index.
+    clock_off: HashMap<(String, usize), ContentHash>,
 }
 
 impl Engine {
@@ -93,6 +98,8 @@ impl Engine {
             unpaired: HashMap::new(),
             invalid_since: HashMap::new(),
             panels: Vec::new(),
+            clocks: DeviceClocks::default(),
+            clock_off: HashMap::new(),
         }
     }
 
@@ -116,9 +123,21 @@ impl Engine {
         }
         let invalid = r.validity == Validity::Invalid;
         out.extend(self.signal_validity(&r.device_id, r.metric, Some(r.patient_id), invalid, now));
+        // A live device is evaluated on its own clock's corrected time, so a lagging clock cannot
+        // silence it; a reading its own clock disowns is kept out of every window.
+        let at = match r.live {
+            true => match self.clocks.place(&r.device_id, r.observed_at, r.received_at, self.correct_after()) {
+                Placement::At(at) => at,
+                Placement::Outlier => return out,
+            },
+            false => r.observed_at,
+        };
+        if r.live {
+            out.extend(self.clock_condition(&r.device_id, Some(r.patient_id), now));
+        }
         // An invalid value (probe off, sensor fault) must never look like the patient's physiology;
         // late data is stored but never alarms.
-        if invalid || r.observed_at < now - self.rules.late_after {
+        if invalid || at < now - self.rules.late_after {
             return out;
         }
         let stream: Stream = (r.patient_id, r.device_id.clone(), r.metric.mdc_code);
@@ -128,7 +147,7 @@ impl Engine {
             active: vec![None; rules.rules.len()],
             periods: vec![None; rules.summaries.len()],
         });
-        state.window.insert(r.observed_at, r.value, r.validity);
+        state.window.insert(at, r.value, r.validity);
         for (index, rule) in rules.rules.iter().enumerate() {
             let watched = rule.condition.metric().is_some_and(|m| m.mdc_code == r.metric.mdc_code);
             if !watched || !rule.questionable.admits(r.validity) {
@@ -159,11 +178,11 @@ impl Engine {
         }
         for (summary, period) in rules.summaries.iter().zip(state.periods.iter_mut()) {
             if period.is_none() && summary.metrics.iter().any(|m| m.mdc_code == r.metric.mdc_code) {
-                *period = r.observed_at.duration_trunc(summary.every).ok();
+                *period = at.duration_trunc(summary.every).ok();
             }
         }
         if !self.panels.is_empty() && r.metric.mdc_code == MEAN {
-            out.extend(self.send_panels(|p| p.firing.device_id == r.device_id && p.firing.at == r.observed_at));
+            out.extend(self.send_panels(|p| p.firing.device_id == r.device_id && p.firing.at == at));
         }
         out
     }
@@ -209,6 +228,45 @@ impl Engine {
             origin: format!("rule:{}@{}", f.rule_id, f.rule_version),
             content: EventContent::Single { observation },
         })
+    }
+
+    /// The offset from which a device's readings are placed by corrected time: its clock rule's
+    /// threshold, or a minute.
+    fn correct_after(&self) -> Duration {
+        self.rules
+            .rules
+            .iter()
+            .find_map(|r| match r.condition {
+                Condition::ClockOffset { threshold } => Some(threshold),
+                _ => None,
+            })
+            .unwrap_or(Duration::minutes(1))
+    }
+
+    /// Raises "device clock off by N s" past the rule's threshold; clears it under half of it.
+    fn clock_condition(&mut self, device: &str, patient_id: Option<i64>, now: DateTime<Utc>) -> Vec<Decision> {
+        let Some(offset) = self.clocks.offset(device) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (index, rule) in self.rules.rules.iter().enumerate() {
+            let Condition::ClockOffset { threshold } = rule.condition else { continue };
+            let condition = (device.to_string(), index);
+            match self.clock_off.get(&condition) {
+                Some(key) if offset.abs() < threshold / 2 => {
+                    out.push(Decision::Cleared(*key));
+                    self.clock_off.remove(&condition);
+                }
+                None if offset.abs() > threshold => {
+                    let mut f = technical(rule, &self.rules.version, device, None, patient_id, now, now);
+                    let (secs, way) =
+                        (offset.num_seconds().abs(), if offset > Duration::zero() { "behind" } else { "ahead" });
+                    f.description = format!("Device clock off by {secs} s ({way}): {}", rule.description);
+                    self.clock_off.insert(condition, f.key);
+                    out.push(Decision::Started(f));
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// A device sent a value outside its metric's plausible range (it went to quarantine): no

@@ -9,6 +9,7 @@
 //! rate-of-change, no data from a paired device, data from an unpaired device); charting summaries
 //! turn a period's readings into one Observation each.
 
+mod clock;
 pub mod engine;
 pub mod run;
 pub mod window;
@@ -118,6 +119,13 @@ enum RuleEntry {
         priority: Priority,
         escalate_after_secs: Option<u64>,
     },
+    ClockOffset {
+        id: String,
+        description: String,
+        threshold_secs: u64,
+        priority: Priority,
+        escalate_after_secs: Option<u64>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +186,13 @@ pub enum Condition {
     NoValidSignal {
         /// How long only invalid values may arrive.
         after: Duration,
+    },
+    /// A live device's clock is off by more than `threshold` either way (technical, per device);
+    /// clears once the offset is back under half of it. Its readings are evaluated on corrected time
+    /// meanwhile.
+    ClockOffset {
+        /// The offset that starts it.
+        threshold: Duration,
     },
 }
 
@@ -395,6 +410,10 @@ fn rule(entry: RuleEntry, problems: &mut Vec<String>) -> Option<Rule> {
             let condition = Condition::Unpaired { clear_after: secs(clear_after_secs) };
             (id, description, condition, priority, vec![Emit::Alarm], None, Questionable::Include)
         }
+        RuleEntry::ClockOffset { id, description, threshold_secs, priority, escalate_after_secs } => {
+            let condition = Condition::ClockOffset { threshold: secs(threshold_secs) };
+            (id, description, condition, priority, vec![Emit::Alarm], escalate_after_secs, Questionable::Include)
+        }
         RuleEntry::NoValidSignal { id, description, after_secs, priority, escalate_after_secs } => {
             let condition = Condition::NoValidSignal { after: secs(after_secs) };
             (id, description, condition, priority, vec![Emit::Alarm], escalate_after_secs, Questionable::Include)
@@ -431,6 +450,11 @@ pub struct Observed {
     /// What the device said of it: an invalid reading shows the device is sending, but never enters
     /// a window, so it feeds no alarm and no charting statistic.
     pub validity: Validity,
+    /// When its payload arrived: with the observed time, it tells the device's clock offset.
+    pub received_at: DateTime<Utc>,
+    /// It comes from a live device (its profile's `delivery = "live"`), whose clock is watched; a
+    /// batch upload is old by design.
+    pub live: bool,
 }
 
 /// What the ingest writer tells the rules.

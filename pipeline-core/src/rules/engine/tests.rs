@@ -16,6 +16,8 @@ fn spo2(value: f64, at: DateTime<Utc>) -> Observed {
         value,
         observed_at: at,
         validity: Validity::Valid,
+        received_at: at,
+        live: false,
     }
 }
 
@@ -386,4 +388,65 @@ fn a_systolic_low_event_goes_out_as_the_panel_of_its_cycle_and_its_alarm_does_no
     let sent = engine.tick(Utc::now() + Duration::seconds(10), None);
     assert!(sent.iter().any(|d| matches!(d, Decision::Event(e)
         if matches!(e.observations()[0], Observation::BloodPressure { diastolic, mean: None, .. } if *diastolic == 45.0))), "{sent:?}");
+}
+
+/// A live oximeter's SpO2, measured at `at` by its own clock, arriving at `received`.
+fn live(value: f64, at: DateTime<Utc>, received: DateTime<Utc>) -> Observed {
+    Observed { received_at: received, live: true, ..spo2(value, at) }
+}
+
+#[test]
+fn a_device_ten_minutes_behind_still_alarms_on_corrected_time_and_its_clock_alarm_says_so() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now();
+    let behind = Duration::minutes(10);
+    let mut decisions = Vec::new();
+    for i in 0..=90 {
+        let received = t0 + Duration::seconds(i);
+        decisions.extend(engine.observe(&live(85.0, received - behind, received), received));
+    }
+    assert_eq!(started_by(&decisions, "spo2-low").len(), 1, "late by its clock, live in fact: {decisions:?}");
+    let clock = started_by(&decisions, "device-clock-off");
+    assert_eq!(clock.len(), 1);
+    assert!(clock[0].description.starts_with("Device clock off by 600 s (behind)"), "{}", clock[0].description);
+    assert_eq!(clock[0].kind, AlarmKind::Technical);
+    // The device's clock is set right: once the median follows, the clock alarm clears.
+    let mut later = Vec::new();
+    for i in 91..=140 {
+        let received = t0 + Duration::seconds(i);
+        later.extend(engine.observe(&live(97.0, received, received), received));
+    }
+    assert!(later.contains(&Decision::Cleared(clock[0].key)), "{later:?}");
+}
+
+#[test]
+fn one_reading_dated_minutes_ahead_neither_clears_nor_masks_a_desaturation() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now();
+    let mut decisions = Vec::new();
+    for i in 0..=70 {
+        let t = t0 + Duration::seconds(i);
+        decisions.extend(engine.observe(&live(85.0, t, t), t));
+        if i == 30 || i == 65 {
+            // A normal value dated 4 minutes ahead, in the middle of the episode and after its alarm.
+            decisions.extend(engine.observe(&live(97.0, t + Duration::minutes(4), t), t));
+        }
+    }
+    let low = started_by(&decisions, "spo2-low");
+    assert_eq!(low.len(), 1, "{decisions:?}");
+    assert!(!decisions.contains(&Decision::Cleared(low[0].key)), "the future-dated value cleared it");
+    assert!(started_by(&decisions, "device-clock-off").is_empty(), "one outlier moves no clock alarm");
+}
+
+#[test]
+fn a_batch_upload_of_yesterday_raises_no_clock_alarm_and_no_live_alarm() {
+    let mut engine = Engine::new(rules());
+    let now = Utc::now();
+    let yesterday = now - Duration::days(1);
+    let mut decisions = Vec::new();
+    for i in 0..=120 {
+        let r = Observed { received_at: now, live: false, ..spo2(80.0, yesterday + Duration::seconds(i)) };
+        decisions.extend(engine.observe(&r, now));
+    }
+    assert!(started(&decisions).is_empty(), "{decisions:?}");
 }
