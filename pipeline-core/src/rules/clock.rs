@@ -14,8 +14,9 @@ const SAMPLES: usize = 30;
 /// A reading whose own offset is this far from its device's median is an outlier.
 const OUTLIER: Duration = Duration::seconds(30);
 
-/// Payloads seen before a reading can be judged an outlier: the first ones set the estimate.
-const SAMPLES_TO_JUDGE: usize = 5;
+/// Payloads seen before a reading can be judged an outlier: from the second payload on, so that even
+/// early in a device's life one future-dated reading cannot become the newest in its window.
+const SAMPLES_TO_JUDGE: usize = 1;
 
 /// Where the rules place one live reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +105,15 @@ mod tests {
             assert_eq!(placed, Placement::At(received), "payload {i}");
         }
         assert_eq!(clocks.offset("OX-1"), Some(behind));
+    }
+
+    #[test]
+    fn a_future_dated_second_payload_is_already_an_outlier() {
+        let mut clocks = DeviceClocks::default();
+        let now = Utc::now();
+        assert_eq!(clocks.place("OX-1", now, now, CORRECT_AFTER), Placement::At(now));
+        let later = now + Duration::seconds(1);
+        assert_eq!(clocks.place("OX-1", later + Duration::minutes(4), later, CORRECT_AFTER), Placement::Outlier);
     }
 
     #[test]

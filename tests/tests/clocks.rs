@@ -1,0 +1,75 @@
+//! Clocks cannot hide an alarm, over MQTT against the real `vigil` binary: a device whose clock lags
+//! by ten minutes still alarms (on corrected time) and raises the clock alarm; one reading dated
+//! minutes ahead neither clears a desaturation nor stops one; a batch upload of yesterday's readings
+//! raises no clock alarm and no live alarm.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use vigil_tests::{BrokerKind, Site, eventually, of_kind, oximeter_spo2, publish_tracked};
+
+/// The medi-mx700 monitor's SpO2 at `at` by its own clock.
+fn monitor_spo2(spo2: f64, at: DateTime<Utc>) -> (String, Vec<u8>) {
+    let payload = json!({
+        "monitor": {"id": "MX-00A0", "patient": {"mrn": "MRN-100000"}},
+        "obs": {"time": at.to_rfc3339(), "params": [{"label": "SPO2", "v": spo2, "uom": "%"}]}
+    });
+    ("vigil/devices/MX-00A0/monitor".into(), payload.to_string().into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_device_clock_neither_silences_nor_fakes_an_alarm() -> anyhow::Result<()> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    site.edit_rules(|r| r.replace("for_secs = 60", "for_secs = 5"))?;
+    let vigil = site.run()?;
+    let port = vigil.mqtt_addr.unwrap().port();
+    let alarms = |device: &str, rule: &str| -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(site.alarms()?.into_iter().filter(|a| a["device_id"] == device && a["rule_id"] == rule).collect())
+    };
+
+    // OX-1000's clock is 10 minutes behind: by its own time every reading is late, yet it is live.
+    // MX-00A0 desaturates with a normal reading dated 4 minutes ahead before and after its alarm.
+    for i in 0..8 {
+        let now = Utc::now();
+        let mut messages = oximeter_spo2(85.0, now - chrono::Duration::minutes(10), 1);
+        messages.push(monitor_spo2(85.0, now));
+        if i == 2 || i == 7 {
+            messages.push(monitor_spo2(97.0, now + chrono::Duration::minutes(4)));
+        }
+        publish_tracked(port, messages, 10, Duration::from_secs(10), |_| {}).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut last = Vec::new();
+    eventually("the desaturation and clock alarms", Duration::from_secs(20), async || {
+        last = site.alarms()?;
+        anyhow::Ok(alarms("OX-1000", "spo2-low")?.len() == 1 && alarms("OX-1000", "device-clock-off")?.len() == 1)
+    })
+    .await
+    .with_context(|| format!("alarms: {last:#?}"))?;
+    let clock = &alarms("OX-1000", "device-clock-off")?[0];
+    assert!(clock["description"].as_str().unwrap().starts_with("Device clock off by 6"), "{clock:#}");
+    assert_eq!(clock["kind"], "technical");
+    let monitor = alarms("MX-00A0", "spo2-low")?;
+    assert_eq!(monitor.len(), 1, "the future-dated value stopped the alarm: {last:#?}");
+    assert!(monitor[0]["cleared_at"].is_null(), "the future-dated value cleared it: {monitor:#?}");
+    assert!(alarms("MX-00A0", "device-clock-off")?.is_empty(), "one outlier moves no clock alarm");
+
+    // A wearable syncs 80 s of yesterday's desaturation: stored, no clock alarm, no live alarm.
+    let before = site.count("readings")?;
+    let start = Utc::now() - chrono::Duration::hours(23);
+    let batch: Vec<_> = (0..80)
+        .map(|i| json!({"t": (start + chrono::Duration::seconds(i)).timestamp_millis(), "spo2": 80, "q": "ok"}))
+        .collect();
+    let upload = json!({"device": {"eui64": "00-1B-C5-0C-00-00-00-00"}, "batch": batch});
+    let topic = "vigil/devices/00-1B-C5-0C-00-00-00-00/wearable".to_string();
+    publish_tracked(port, vec![(topic, upload.to_string().into_bytes())], 10, Duration::from_secs(10), |_| {}).await?;
+    site.wait_counts(Duration::from_secs(20), |c| c["readings"].as_i64() == Some(before + 80)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let band: Vec<_> = site.alarms()?.into_iter().filter(|a| a["device_id"] == "00-1B-C5-0C-00-00-00-00").collect();
+    assert!(band.is_empty(), "{band:#?}");
+    assert_eq!(of_kind(&site.alarms()?, "physiological").len(), 2, "OX-1000's and MX-00A0's only");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}
