@@ -105,6 +105,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         drills.alerts.clone(),
     )
     .map_err(|source| StartError::Bind { addr: "the alert circuit's thread".into(), source })?;
+    let device_clocks = crate::status::DeviceClocksBoard::default();
     let (rules_tx, rules_task, rules_version) = match &config.rules.file {
         None => (None, None, None),
         Some(file) => {
@@ -121,6 +122,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                     alerts.clone(),
                     clock.clone(),
                     rx,
+                    device_clocks.clone(),
                 ))),
                 Some(version),
             )
@@ -192,6 +194,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         drills: config.status.drills.then_some(drills),
         rates: Default::default(),
         latencies,
+        device_clocks,
     });
     tasks.spawn(crate::status::serve(status_listener, status.clone(), shutdown.clone()));
     tasks.close();

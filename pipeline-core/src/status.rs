@@ -35,6 +35,22 @@ pub struct StatusSources {
     pub rates: std::sync::Mutex<RateMeter>,
     /// Latency histograms.
     pub latencies: Arc<crate::health::latency::Latencies>,
+    /// Each live device's clock offset, as the rules last estimated it.
+    pub device_clocks: DeviceClocksBoard,
+}
+
+/// The rules task publishes each live device's clock offset here once a second; the board reads it.
+pub type DeviceClocksBoard = Arc<std::sync::Mutex<Vec<DeviceClock>>>;
+
+/// One live device's clock, on the board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[ts(export)]
+pub struct DeviceClock {
+    /// The device.
+    pub device_id: String,
+    /// Arrival minus measured time, the median over its last payloads: positive when its clock is
+    /// behind.
+    pub offset_secs: i64,
 }
 
 /// Payloads and readings per second, measured between two looks at least a second apart.
@@ -91,6 +107,8 @@ pub struct Status {
     pub outbox: Vec<(String, i64)>,
     /// Ingest totals since start.
     pub ingest: BatchTally,
+    /// Each live device's clock offset, largest first.
+    pub device_clocks: Vec<DeviceClock>,
 }
 
 /// The board now: components, modes, queues, totals and rates.
@@ -108,6 +126,7 @@ pub async fn status(sources: &StatusSources) -> Status {
         ingest_queue: sources.ingest.queue_depth(),
         outbox,
         ingest,
+        device_clocks: sources.device_clocks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     }
 }
 

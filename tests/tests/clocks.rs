@@ -55,6 +55,11 @@ async fn a_wrong_device_clock_neither_silences_nor_fakes_an_alarm() -> anyhow::R
     assert_eq!(monitor.len(), 1, "the future-dated value stopped the alarm: {last:#?}");
     assert!(monitor[0]["cleared_at"].is_null(), "the future-dated value cleared it: {monitor:#?}");
     assert!(alarms("MX-00A0", "device-clock-off")?.is_empty(), "one outlier moves no clock alarm");
+    // The board shows each live device's offset, the lagging one first.
+    let board = vigil.status().await?;
+    let first = &board["device_clocks"][0];
+    assert_eq!(first["device_id"], "OX-1000", "{board:#}");
+    assert!((595..=605).contains(&first["offset_secs"].as_i64().unwrap()), "{first}");
 
     // A wearable syncs 80 s of yesterday's desaturation: stored, no clock alarm, no live alarm.
     let before = site.count("readings")?;

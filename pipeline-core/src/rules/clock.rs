@@ -70,6 +70,11 @@ impl DeviceClocks {
         Placement::At(if offset.abs() >= correct_after { observed + offset } else { observed })
     }
 
+    /// Every device's estimated offset.
+    pub fn offsets(&self) -> impl Iterator<Item = (&str, Duration)> {
+        self.by_device.keys().filter_map(|d| Some((d.as_str(), self.offset(d)?)))
+    }
+
     /// The device's estimated offset (positive: its clock is behind).
     pub fn offset(&self, device: &str) -> Option<Duration> {
         self.by_device.get(device).filter(|c| !c.samples.is_empty()).map(|c| Duration::milliseconds(c.median()))

@@ -230,6 +230,17 @@ impl Engine {
         })
     }
 
+    /// Each live device's clock offset, largest first (for the board).
+    pub fn device_clocks(&self) -> Vec<crate::status::DeviceClock> {
+        let mut clocks: Vec<_> = self
+            .clocks
+            .offsets()
+            .map(|(device_id, offset)| crate::status::DeviceClock { device_id: device_id.to_string(), offset_secs: offset.num_seconds() })
+            .collect();
+        clocks.sort_by_key(|c| (std::cmp::Reverse(c.offset_secs.abs()), c.device_id.clone()));
+        clocks
+    }
+
     /// The offset from which a device's readings are placed by corrected time: its clock rule's
     /// threshold, or a minute.
     fn correct_after(&self) -> Duration {

@@ -16,6 +16,7 @@ use crate::clinical;
 use crate::config::EhrTarget;
 use crate::model::alarm::Firing;
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
+use crate::status::DeviceClocksBoard;
 use crate::store::{Store, StoreError};
 
 /// Readings waiting for the rules at most; beyond it the ingest writer waits (pushback).
@@ -43,6 +44,7 @@ pub async fn run(
     alerts: Option<AlertHandle>,
     clock: SharedClock,
     mut rx: mpsc::Receiver<RuleInput>,
+    device_clocks: DeviceClocksBoard,
 ) {
     let (record_tx, record_rx) = mpsc::channel(RECORD_QUEUE);
     let recorder = tokio::spawn(record(store.clone(), ehr, clock.clone(), record_rx));
@@ -59,6 +61,7 @@ pub async fn run(
             _ = tick.tick() => {
                 let paired = if ticks.is_multiple_of(PAIRINGS_EVERY) { pairings(store.as_ref()).await } else { None };
                 ticks = ticks.wrapping_add(1);
+                *device_clocks.lock().unwrap_or_else(|e| e.into_inner()) = engine.device_clocks();
                 engine.tick(clock.now(), paired)
             }
         };

@@ -32,4 +32,11 @@ pub(crate) fn print_board(status: &serde_json::Value) {
         );
     }
     println!("\nIngest queue: {}   Outbox: {}", status["ingest_queue"], status["outbox"]);
+    let clocks = status["device_clocks"].as_array().cloned().unwrap_or_default();
+    if !clocks.is_empty() {
+        println!("\nDevice clocks (arrival minus measured time; positive: behind):");
+        for c in clocks {
+            println!("  {:<24} {:>+6} s", c["device_id"].as_str().unwrap_or_default(), c["offset_secs"]);
+        }
+    }
 }

@@ -2,6 +2,7 @@
 import type { BatchTally } from "./BatchTally";
 import type { ComponentHealth } from "./ComponentHealth";
 import type { DegradationMode } from "./DegradationMode";
+import type { DeviceClock } from "./DeviceClock";
 import type { Rates } from "./Rates";
 
 /**
@@ -35,4 +36,8 @@ outbox: Array<[string, number]>,
 /**
  * Ingest totals since start.
  */
-ingest: BatchTally, };
+ingest: BatchTally, 
+/**
+ * Each live device's clock offset, largest first.
+ */
+device_clocks: Array<DeviceClock>, };
