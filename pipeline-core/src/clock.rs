@@ -6,10 +6,47 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-/// A source of the current wall-clock time.
+/// A source of the current wall-clock time, and of monotonic time for deadlines.
 pub trait Clock: Send + Sync + Debug + 'static {
-    /// The current time.
+    /// The current time: it stamps records.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Monotonic time: it times deadlines (staleness, no data, escalation, silence), so a jump of
+    /// the workstation's clock (NTP correcting an hour, daylight saving on a badly set machine)
+    /// can neither raise nor clear anything. tokio's, so paused test time moves it.
+    fn instant(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+
+    /// Both at once.
+    fn read(&self) -> Now {
+        Now { wall: self.now(), mono: self.instant() }
+    }
+}
+
+/// One reading of both clocks: the wall clock for what is recorded, the monotonic one for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Wall-clock time.
+    pub wall: DateTime<Utc>,
+    /// Monotonic time.
+    pub mono: tokio::time::Instant,
+}
+
+/// Tests name instants by wall time: the monotonic time is derived from it, as if the wall clock
+/// never jumped.
+#[cfg(test)]
+impl From<DateTime<Utc>> for Now {
+    fn from(wall: DateTime<Utc>) -> Now {
+        static BASE: std::sync::OnceLock<(DateTime<Utc>, tokio::time::Instant)> = std::sync::OnceLock::new();
+        let (base_wall, base_mono) = *BASE
+            .get_or_init(|| (Utc::now(), tokio::time::Instant::now() + std::time::Duration::from_secs(90 * 86_400)));
+        let mono = match (wall - base_wall).to_std() {
+            Ok(ahead) => base_mono + ahead,
+            Err(_) => base_mono - (base_wall - wall).to_std().unwrap_or_default(),
+        };
+        Now { wall, mono }
+    }
 }
 
 /// A clock shared by the tasks of one pipeline.
@@ -34,17 +71,37 @@ pub fn system() -> SharedClock {
 /// `tokio::time::Instant` does, so under `tokio::time::pause` wall-clock deadlines and tokio
 /// sleeps move together.
 #[cfg(any(test, feature = "test-util"))]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TokioClock {
     start_wall: DateTime<Utc>,
     start: tokio::time::Instant,
+    jumped: WallJump,
+}
+
+/// Moves a [`TokioClock`]'s wall time, and only its wall time, as NTP or a badly set machine does.
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Debug, Clone, Default)]
+pub struct WallJump(Arc<std::sync::atomic::AtomicI64>);
+
+#[cfg(any(test, feature = "test-util"))]
+impl WallJump {
+    /// Jumps the wall clock by `by` (negative: back).
+    pub fn by(&self, by: chrono::Duration) {
+        self.0.fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[cfg(any(test, feature = "test-util"))]
 impl TokioClock {
     /// A clock reading `start_wall` now.
     pub fn starting_at(start_wall: DateTime<Utc>) -> SharedClock {
-        Arc::new(TokioClock { start_wall, start: tokio::time::Instant::now() })
+        TokioClock::with_jumps(start_wall).0
+    }
+
+    /// A clock reading `start_wall` now, and the handle that jumps its wall time.
+    pub fn with_jumps(start_wall: DateTime<Utc>) -> (SharedClock, WallJump) {
+        let jumped = WallJump::default();
+        (Arc::new(TokioClock { start_wall, start: tokio::time::Instant::now(), jumped: jumped.clone() }), jumped)
     }
 }
 
@@ -52,6 +109,7 @@ impl TokioClock {
 impl Clock for TokioClock {
     fn now(&self) -> DateTime<Utc> {
         let elapsed = chrono::Duration::from_std(self.start.elapsed()).unwrap_or(chrono::Duration::MAX);
-        self.start_wall + elapsed
+        let jumped = chrono::Duration::milliseconds(self.jumped.0.load(std::sync::atomic::Ordering::SeqCst));
+        self.start_wall + elapsed + jumped
     }
 }

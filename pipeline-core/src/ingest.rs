@@ -282,7 +282,7 @@ impl Writer {
                 PayloadOutcome::Readings(ds) => {
                     let profile = p.profile_id.as_deref().and_then(|id| self.profiles.get(id));
                     let live = profile.is_none_or(|p| p.delivery == Delivery::Live);
-                    Some(ds.iter().filter_map(move |d| rule_input(d, p.received_at, live)))
+                    Some(ds.iter().filter_map(move |d| rule_input(d, live)))
                 }
                 PayloadOutcome::Rejected(_) => None,
             })
@@ -296,9 +296,9 @@ impl Writer {
     }
 }
 
-/// What the rules need to know of one disposition, if anything: its payload arrived at
-/// `received_at`, from a `live` device or in a batch upload.
-fn rule_input(d: &Disposition, received_at: DateTime<Utc>, live: bool) -> Option<RuleInput> {
+/// What the rules need to know of one disposition, if anything: it came from a `live` device, or in
+/// a batch upload.
+fn rule_input(d: &Disposition, live: bool) -> Option<RuleInput> {
     match d {
         Disposition::Accepted { reading, patient_id, .. } | Disposition::Held { reading, patient_id, .. } => {
             Some(RuleInput::Reading(Observed {
@@ -308,7 +308,6 @@ fn rule_input(d: &Disposition, received_at: DateTime<Utc>, live: bool) -> Option
                 value: reading.value,
                 observed_at: reading.observed_at,
                 validity: reading.validity,
-                received_at,
                 live,
             }))
         }
@@ -526,7 +525,7 @@ mod tests {
             .any(|d| matches!(d, Disposition::Accepted { reading, .. } if reading.metric.mdc_code == 149530));
         assert!(pulse_stored, "the payload's other reading goes on: {dispositions:?}");
         // For the rules the implausible value is no valid signal; the pulse is a reading.
-        let inputs: Vec<_> = dispositions.iter().filter_map(|d| rule_input(d, t0(), true)).collect();
+        let inputs: Vec<_> = dispositions.iter().filter_map(|d| rule_input(d, true)).collect();
         assert!(
             matches!(&inputs[..], [RuleInput::Implausible { metric, .. }, RuleInput::Reading(r)]
             if metric.mdc_code == 150456 && r.metric.mdc_code == 149530),
@@ -582,7 +581,7 @@ mod tests {
         let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };
         assert!(dispositions.iter().all(|d| matches!(d, Disposition::Held { .. })), "{dispositions:?}");
-        let inputs: Vec<_> = dispositions.iter().filter_map(|d| rule_input(d, t0(), true)).collect();
+        let inputs: Vec<_> = dispositions.iter().filter_map(|d| rule_input(d, true)).collect();
         assert_eq!(inputs.len(), 2);
         assert!(inputs.iter().all(|i| matches!(i, RuleInput::Reading(r) if r.patient_id == patient)), "{inputs:?}");
     }

@@ -7,10 +7,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use tokio::time::Instant;
 
 use super::clock::{DeviceClocks, Placement};
 use super::window::RollingWindow;
 use super::{Condition, Decision, Observed, Questionable, Rule, RuleSet};
+use crate::clock::Now;
 use crate::model::ContentHash;
 use crate::model::Validity;
 use crate::model::alarm::{AlarmKind, Firing, condition_key};
@@ -48,16 +50,21 @@ struct StreamState {
 struct PendingPanel {
     firing: Firing,
     /// When to send it with what has arrived.
-    due: DateTime<Utc>,
+    due: Instant,
 }
 
 /// How long a systolic event waits for the rest of its cycle.
-const PANEL_WAIT_SECS: i64 = 2;
+const PANEL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A rule's duration as monotonic time (a negative one is none).
+fn std(d: Duration) -> std::time::Duration {
+    d.to_std().unwrap_or_default()
+}
 
 /// A stream that has sent only invalid values: since when, and its "no valid signal" alarm once
 /// raised.
 struct InvalidRun {
-    since: DateTime<Utc>,
+    since: Now,
     alarm: Option<ContentHash>,
 }
 
@@ -70,11 +77,11 @@ pub struct Engine {
     /// Devices paired now.
     paired: HashMap<String, Paired>,
     /// When each paired device was last heard from (arrival, not observed time).
-    last_heard: HashMap<String, DateTime<Utc>>,
+    last_heard: HashMap<String, Now>,
     /// Open "no data" conditions, per device and rule index.
     offline: HashMap<(String, usize), ContentHash>,
     /// Open "unpaired" conditions, per device and rule index, with the last unpaired data.
-    unpaired: HashMap<(String, usize), (ContentHash, DateTime<Utc>)>,
+    unpaired: HashMap<(String, usize), (ContentHash, Now)>,
     /// Streams sending only invalid values, per device, MDC code and rule index.
     invalid_since: HashMap<(String, u32, usize), InvalidRun>,
     /// Systolic events waiting for their cycle's diastolic and mean.
@@ -83,6 +90,9 @@ pub struct Engine {
     clocks: DeviceClocks,
     /// Open "device clock off" conditions, per device and rule index.
     clock_off: HashMap<(String, usize), ContentHash>,
+    /// The first time the engine was given: "now" on the workstation's wall clock is this plus the
+    /// monotonic time since, so a jump of that clock moves neither devices' offsets nor lateness.
+    anchor: Option<Now>,
 }
 
 impl Engine {
@@ -100,11 +110,14 @@ impl Engine {
             panels: Vec::new(),
             clocks: DeviceClocks::default(),
             clock_off: HashMap::new(),
+            anchor: None,
         }
     }
 
     /// Feeds one identified reading; returns the conditions it starts or clears.
-    pub fn observe(&mut self, r: &Observed, now: DateTime<Utc>) -> Vec<Decision> {
+    pub fn observe(&mut self, r: &Observed, now: impl Into<Now>) -> Vec<Decision> {
+        let now = now.into();
+        let steady = self.steady(now);
         let mut out = Vec::new();
         match self.last_heard.get_mut(&r.device_id) {
             Some(heard) => *heard = now,
@@ -126,18 +139,18 @@ impl Engine {
         // A live device is evaluated on its own clock's corrected time, so a lagging clock cannot
         // silence it; a reading its own clock disowns is kept out of every window.
         let at = match r.live {
-            true => match self.clocks.place(&r.device_id, r.observed_at, r.received_at, self.correct_after()) {
+            true => match self.clocks.place(&r.device_id, r.observed_at, steady, self.correct_after()) {
                 Placement::At(at) => at,
                 Placement::Outlier => return out,
             },
             false => r.observed_at,
         };
         if r.live {
-            out.extend(self.clock_condition(&r.device_id, Some(r.patient_id), now));
+            out.extend(self.clock_condition(&r.device_id, Some(r.patient_id), now.wall));
         }
         // An invalid value (probe off, sensor fault) must never look like the patient's physiology;
         // late data is stored but never alarms.
-        if invalid || at < now - self.rules.late_after {
+        if invalid || at < steady - self.rules.late_after {
             return out;
         }
         let stream: Stream = (r.patient_id, r.device_id.clone(), r.metric.mdc_code);
@@ -166,10 +179,7 @@ impl Engine {
                         // for the cycle's other values. The alarm does not wait.
                         if f.event && r.metric.mdc_code == SYSTOLIC {
                             f.event = false;
-                            self.panels.push(PendingPanel {
-                                firing: f.clone(),
-                                due: now + Duration::seconds(PANEL_WAIT_SECS),
-                            });
+                            self.panels.push(PendingPanel { firing: f.clone(), due: now.mono + PANEL_WAIT });
                         }
                         out.push(Decision::Started(f));
                     }
@@ -230,12 +240,23 @@ impl Engine {
         })
     }
 
+    /// The workstation's wall-clock time as of the engine's first reading, moved on by monotonic
+    /// time: what devices' measured times are compared with.
+    fn steady(&mut self, now: Now) -> DateTime<Utc> {
+        let anchor = *self.anchor.get_or_insert(now);
+        let since = now.mono.saturating_duration_since(anchor.mono);
+        anchor.wall + Duration::from_std(since).unwrap_or(Duration::MAX)
+    }
+
     /// Each live device's clock offset, largest first (for the board).
     pub fn device_clocks(&self) -> Vec<crate::status::DeviceClock> {
         let mut clocks: Vec<_> = self
             .clocks
             .offsets()
-            .map(|(device_id, offset)| crate::status::DeviceClock { device_id: device_id.to_string(), offset_secs: offset.num_seconds() })
+            .map(|(device_id, offset)| crate::status::DeviceClock {
+                device_id: device_id.to_string(),
+                offset_secs: offset.num_seconds(),
+            })
             .collect();
         clocks.sort_by_key(|c| (std::cmp::Reverse(c.offset_secs.abs()), c.device_id.clone()));
         clocks
@@ -282,9 +303,9 @@ impl Engine {
 
     /// A device sent a value outside its metric's plausible range (it went to quarantine): no
     /// valid signal for that metric, like an invalid one.
-    pub fn implausible(&mut self, device_id: &str, metric: &'static Metric, now: DateTime<Utc>) -> Vec<Decision> {
+    pub fn implausible(&mut self, device_id: &str, metric: &'static Metric, now: impl Into<Now>) -> Vec<Decision> {
         let patient_id = self.paired.get(device_id).map(|p| p.patient_id);
-        self.signal_validity(device_id, metric, patient_id, true, now)
+        self.signal_validity(device_id, metric, patient_id, true, now.into())
     }
 
     /// Tracks how long a stream has sent only invalid values, by arrival time: past the rule's
@@ -295,7 +316,7 @@ impl Engine {
         metric: &'static Metric,
         patient_id: Option<i64>,
         invalid: bool,
-        now: DateTime<Utc>,
+        now: Now,
     ) -> Vec<Decision> {
         let mut out = Vec::new();
         for (index, rule) in self.rules.rules.iter().enumerate() {
@@ -308,9 +329,9 @@ impl Engine {
                 continue;
             }
             let run = self.invalid_since.entry(condition).or_insert(InvalidRun { since: now, alarm: None });
-            if run.alarm.is_none() && now - run.since >= after {
+            if run.alarm.is_none() && now.mono - run.since.mono >= std(after) {
                 let version = &self.rules.version;
-                let f = technical(rule, version, device_id, Some(metric), patient_id, run.since, now);
+                let f = technical(rule, version, device_id, Some(metric), patient_id, run.since.wall, now.wall);
                 run.alarm = Some(f.key);
                 out.push(Decision::Started(f));
             }
@@ -319,7 +340,8 @@ impl Engine {
     }
 
     /// A device sent data while unpaired.
-    pub fn unpaired_data(&mut self, device_id: &str, now: DateTime<Utc>) -> Vec<Decision> {
+    pub fn unpaired_data(&mut self, device_id: &str, now: impl Into<Now>) -> Vec<Decision> {
+        let now = now.into();
         let mut out = Vec::new();
         for (index, rule) in self.rules.rules.iter().enumerate() {
             if !matches!(rule.condition, Condition::Unpaired { .. }) {
@@ -330,7 +352,7 @@ impl Engine {
                 *last = now;
                 continue;
             }
-            let f = technical(rule, &self.rules.version, device_id, None, None, now, now);
+            let f = technical(rule, &self.rules.version, device_id, None, None, now.wall, now.wall);
             self.unpaired.insert(condition, (f.key, now));
             out.push(Decision::Started(f));
         }
@@ -339,7 +361,9 @@ impl Engine {
 
     /// The clock moved on: devices gone quiet, unpaired devices gone quiet or paired, charting
     /// periods closed. `paired`, when given, is the registry's current pairings.
-    pub fn tick(&mut self, now: DateTime<Utc>, paired: Option<HashMap<String, Paired>>) -> Vec<Decision> {
+    pub fn tick(&mut self, now: impl Into<Now>, paired: Option<HashMap<String, Paired>>) -> Vec<Decision> {
+        let now = now.into();
+        let steady = self.steady(now);
         let mut out = Vec::new();
         if let Some(paired) = paired {
             for device in paired.keys() {
@@ -358,7 +382,7 @@ impl Engine {
         });
         self.unpaired.retain(|(device, index), (key, last)| {
             let Condition::Unpaired { clear_after } = self.rules.rules[*index].condition else { return true };
-            let over = paired.contains_key(device) || now - *last > clear_after;
+            let over = paired.contains_key(device) || now.mono - last.mono > std(clear_after);
             if over {
                 out.push(Decision::Cleared(*key));
             }
@@ -370,15 +394,16 @@ impl Engine {
                 let watched = profiles.is_empty() || p.profile_id.as_ref().is_some_and(|id| profiles.contains(id));
                 let heard = self.last_heard.get(device).copied().unwrap_or(now);
                 let condition = (device.clone(), index);
-                if watched && now - heard > *after && !self.offline.contains_key(&condition) {
-                    let f = technical(rule, &self.rules.version, device, None, Some(p.patient_id), heard, now);
+                if watched && now.mono - heard.mono > std(*after) && !self.offline.contains_key(&condition) {
+                    let f =
+                        technical(rule, &self.rules.version, device, None, Some(p.patient_id), heard.wall, now.wall);
                     self.offline.insert(condition, f.key);
                     out.push(Decision::Started(f));
                 }
             }
         }
-        out.extend(self.close_periods(now));
-        out.extend(self.send_panels(|p| p.due <= now));
+        out.extend(self.close_periods(steady));
+        out.extend(self.send_panels(|p| p.due <= now.mono));
         out
     }
 

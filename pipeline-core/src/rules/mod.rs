@@ -450,8 +450,6 @@ pub struct Observed {
     /// What the device said of it: an invalid reading shows the device is sending, but never enters
     /// a window, so it feeds no alarm and no charting statistic.
     pub validity: Validity,
-    /// When its payload arrived: with the observed time, it tells the device's clock offset.
-    pub received_at: DateTime<Utc>,
     /// It comes from a live device (its profile's `delivery = "live"`), whose clock is watched; a
     /// batch upload is old by design.
     pub live: bool,

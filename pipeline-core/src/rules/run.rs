@@ -54,15 +54,15 @@ pub async fn run(
         let decisions = tokio::select! {
             input = rx.recv() => match input {
                 None => break,
-                Some(RuleInput::Reading(r)) => engine.observe(&r, clock.now()),
-                Some(RuleInput::Unpaired { device_id }) => engine.unpaired_data(&device_id, clock.now()),
-                Some(RuleInput::Implausible { device_id, metric }) => engine.implausible(&device_id, metric, clock.now()),
+                Some(RuleInput::Reading(r)) => engine.observe(&r, clock.read()),
+                Some(RuleInput::Unpaired { device_id }) => engine.unpaired_data(&device_id, clock.read()),
+                Some(RuleInput::Implausible { device_id, metric }) => engine.implausible(&device_id, metric, clock.read()),
             },
             _ = tick.tick() => {
                 let paired = if ticks.is_multiple_of(PAIRINGS_EVERY) { pairings(store.as_ref()).await } else { None };
                 ticks = ticks.wrapping_add(1);
                 *device_clocks.lock().unwrap_or_else(|e| e.into_inner()) = engine.device_clocks();
-                engine.tick(clock.now(), paired)
+                engine.tick(clock.read(), paired)
             }
         };
         for decision in decisions {

@@ -16,7 +16,6 @@ fn spo2(value: f64, at: DateTime<Utc>) -> Observed {
         value,
         observed_at: at,
         validity: Validity::Valid,
-        received_at: at,
         live: false,
     }
 }
@@ -390,9 +389,9 @@ fn a_systolic_low_event_goes_out_as_the_panel_of_its_cycle_and_its_alarm_does_no
         if matches!(e.observations()[0], Observation::BloodPressure { diastolic, mean: None, .. } if *diastolic == 45.0))), "{sent:?}");
 }
 
-/// A live oximeter's SpO2, measured at `at` by its own clock, arriving at `received`.
-fn live(value: f64, at: DateTime<Utc>, received: DateTime<Utc>) -> Observed {
-    Observed { received_at: received, live: true, ..spo2(value, at) }
+/// A live oximeter's SpO2, measured at `at` by its own clock (it arrives when the test says `now`).
+fn live(value: f64, at: DateTime<Utc>) -> Observed {
+    Observed { live: true, ..spo2(value, at) }
 }
 
 #[test]
@@ -403,7 +402,7 @@ fn a_device_ten_minutes_behind_still_alarms_on_corrected_time_and_its_clock_alar
     let mut decisions = Vec::new();
     for i in 0..=90 {
         let received = t0 + Duration::seconds(i);
-        decisions.extend(engine.observe(&live(85.0, received - behind, received), received));
+        decisions.extend(engine.observe(&live(85.0, received - behind), received));
     }
     assert_eq!(started_by(&decisions, "spo2-low").len(), 1, "late by its clock, live in fact: {decisions:?}");
     let clock = started_by(&decisions, "device-clock-off");
@@ -414,7 +413,7 @@ fn a_device_ten_minutes_behind_still_alarms_on_corrected_time_and_its_clock_alar
     let mut later = Vec::new();
     for i in 91..=140 {
         let received = t0 + Duration::seconds(i);
-        later.extend(engine.observe(&live(97.0, received, received), received));
+        later.extend(engine.observe(&live(97.0, received), received));
     }
     assert!(later.contains(&Decision::Cleared(clock[0].key)), "{later:?}");
 }
@@ -426,10 +425,10 @@ fn one_reading_dated_minutes_ahead_neither_clears_nor_masks_a_desaturation() {
     let mut decisions = Vec::new();
     for i in 0..=70 {
         let t = t0 + Duration::seconds(i);
-        decisions.extend(engine.observe(&live(85.0, t, t), t));
+        decisions.extend(engine.observe(&live(85.0, t), t));
         if i == 30 || i == 65 {
             // A normal value dated 4 minutes ahead, in the middle of the episode and after its alarm.
-            decisions.extend(engine.observe(&live(97.0, t + Duration::minutes(4), t), t));
+            decisions.extend(engine.observe(&live(97.0, t + Duration::minutes(4)), t));
         }
     }
     let low = started_by(&decisions, "spo2-low");
@@ -445,8 +444,39 @@ fn a_batch_upload_of_yesterday_raises_no_clock_alarm_and_no_live_alarm() {
     let yesterday = now - Duration::days(1);
     let mut decisions = Vec::new();
     for i in 0..=120 {
-        let r = Observed { received_at: now, live: false, ..spo2(80.0, yesterday + Duration::seconds(i)) };
+        let r = Observed { live: false, ..spo2(80.0, yesterday + Duration::seconds(i)) };
         decisions.extend(engine.observe(&r, now));
     }
     assert!(started(&decisions).is_empty(), "{decisions:?}");
+}
+
+#[test]
+fn a_wall_clock_jump_of_an_hour_either_way_neither_raises_nor_clears_anything() {
+    use crate::clock::Now;
+    for jump in [Duration::hours(1), Duration::hours(-1)] {
+        let mut engine = Engine::new(rules());
+        let start: Now = Utc::now().into();
+        // `s` seconds of monotonic time after the start, with the wall clock jumped once.
+        let after = |s: u64| Now {
+            wall: start.wall + Duration::seconds(s as i64) + jump,
+            mono: start.mono + std::time::Duration::from_secs(s),
+        };
+        engine.tick(start, paired("OX-1", "acme-ox100"));
+        let probe_off = Observed { validity: Validity::Invalid, ..spo2(0.0, start.wall) };
+        engine.observe(&probe_off, start);
+        let unpaired = engine.unpaired_data("MX-9", start);
+        assert_eq!(started_by(&unpaired, "device-unpaired").len(), 1);
+        // 10 s later by the monotonic clock, an hour away by the wall clock: nothing is due yet.
+        let mut d = engine.tick(after(10), None);
+        d.extend(engine.observe(&Observed { validity: Validity::Invalid, ..spo2(0.0, after(10).wall) }, after(10)));
+        assert!(started(&d).is_empty(), "jump {jump}: {d:?}");
+        assert!(!d.iter().any(|d| matches!(d, Decision::Cleared(_))), "jump {jump}: {d:?}");
+        // The deadlines still come when they are due by the monotonic clock.
+        let d = engine.observe(&Observed { validity: Validity::Invalid, ..spo2(0.0, after(31).wall) }, after(31));
+        assert_eq!(started_by(&d, "no-valid-signal").len(), 1, "jump {jump}");
+        let d = engine.tick(after(61), None);
+        assert_eq!(started_by(&d, "device-offline").len(), 0, "OX-1 was heard at 31 s");
+        let d = engine.tick(after(92), None);
+        assert_eq!(started_by(&d, "device-offline").len(), 1, "jump {jump}: {d:?}");
+    }
 }
