@@ -483,7 +483,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(receipt.try_stored(), None, "nothing is acknowledged before it is stored");
         assert!(store.batches().is_empty());
-        assert!(health.board(clock.now()).iter().any(|c| c.name == "store" && c.state == HealthState::Down));
+        assert!(health.board().iter().any(|c| c.name == "store" && c.state == HealthState::Down));
 
         store.fail_writes(false);
         receipt.stored().await.unwrap();

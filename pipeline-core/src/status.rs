@@ -114,7 +114,7 @@ pub struct Status {
 /// The board now: components, modes, queues, totals and rates.
 pub async fn status(sources: &StatusSources) -> Status {
     let at = sources.health.clock().now();
-    let components = sources.health.board(at);
+    let components = sources.health.board();
     let ingest = *sources.tally.lock().unwrap_or_else(|e| e.into_inner());
     let rates = sources.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(&ingest);
     let outbox = sources.store.outbox_counts().await.unwrap_or_default();

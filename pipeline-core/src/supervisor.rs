@@ -56,7 +56,7 @@ pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: Cancellation
             _ = tick.tick() => {}
         }
         let now = s.clock.now();
-        let modes = active(&s.health.board(now));
+        let modes = active(&s.health.board());
         for m in &modes {
             let o = ongoing.entry(m.id).or_insert_with(|| {
                 tracing::warn!(mode = m.id, "degradation mode active");

@@ -17,9 +17,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::SharedClock;
+use crate::clock::{Now, SharedClock};
 use crate::config::AlertsConfig;
 use crate::health::{HealthRegistry, HealthState, Heartbeat};
 use crate::model::ContentHash;
@@ -194,7 +195,7 @@ async fn run(
         }
     };
     let sinks = sinks::Sinks { webhook, mqtt, http, config };
-    let mut pending: HashMap<String, Notice> = HashMap::new();
+    let mut escalations = Escalations::default();
     let mut supervisor_alarm: Option<ContentHash> = None;
     let mut tick = tokio::time::interval(TICK);
     loop {
@@ -206,9 +207,7 @@ async fn run(
             }
             notice = rx.recv() => {
                 let Some(notice) = notice else { break };
-                if notice.escalate_at.is_some() {
-                    pending.insert(notice.alarm_key.clone(), notice.clone());
-                }
+                escalations.watch(&notice, clock.read());
                 sinks.send(&notice);
             }
             _ = tick.tick() => {
@@ -217,11 +216,11 @@ async fn run(
                     let (s, reason) = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     heartbeat.beat(s, &reason);
                 }
-                let now = clock.now();
-                for notice in due_escalations(&mut pending, store.as_ref(), now).await {
+                let now = clock.read();
+                for notice in escalations.due(store.as_ref(), now).await {
                     sinks.send(&notice);
                 }
-                watch_supervisor(&health, &mut supervisor_alarm, &sinks, store.as_ref(), now).await;
+                watch_supervisor(&health, &mut supervisor_alarm, &sinks, store.as_ref(), now.wall).await;
             }
         }
     }
@@ -236,7 +235,7 @@ async fn watch_supervisor(
     store: &dyn AlarmStore,
     now: DateTime<Utc>,
 ) {
-    let board = health.board(now);
+    let board = health.board();
     let stopped = board.iter().any(|c| c.name == "supervisor" && c.state == HealthState::Stale);
     let result = match (stopped, *alarm) {
         (true, None) => {
@@ -262,40 +261,73 @@ async fn watch_supervisor(
     }
 }
 
-/// Removes and returns the escalations that are due and still unacknowledged (each escalates once).
-/// A silenced alarm's escalation waits until its silence ends.
-async fn due_escalations(
-    pending: &mut HashMap<String, Notice>,
-    store: &dyn AlarmStore,
-    now: DateTime<Utc>,
-) -> Vec<Notice> {
-    if !pending.values().any(|n| n.escalate_at.is_some_and(|t| t <= now)) {
-        return Vec::new();
-    }
-    let Ok(active) = store.alarms(true, 10_000).await else { return Vec::new() };
-    let unacked: HashMap<&str, Option<DateTime<Utc>>> =
-        active.iter().filter(|a| a.acked_at.is_none()).map(|a| (a.key.as_str(), a.silenced_until)).collect();
-    let due: Vec<String> =
-        pending.iter().filter(|(_, n)| n.escalate_at.is_some_and(|t| t <= now)).map(|(k, _)| k.clone()).collect();
-    let mut out = Vec::new();
-    for key in due {
-        let Some(mut n) = pending.remove(&key) else { continue };
-        match unacked.get(key.as_str()) {
-            None => {}
-            Some(Some(until)) if *until > now => {
-                n.escalate_at = Some(*until);
-                pending.insert(key, n);
-            }
-            Some(_) => {
-                n.escalated = true;
-                n.escalate_at = None;
-                n.priority = n.priority.raised();
-                tracing::warn!(rule = %n.rule_id, device = %n.device_id, "alarm not acknowledged in time; escalating");
-                out.push(n);
-            }
+/// Escalations waiting for their time, on monotonic time: a wall-clock jump neither escalates an
+/// alarm early nor lifts a silence. A silence's end is stored as wall-clock time (it survives a
+/// restart) and turned into a monotonic deadline once, when the circuit first sees it.
+#[derive(Default)]
+struct Escalations {
+    pending: HashMap<String, (Notice, Instant)>,
+    silences: HashMap<(String, DateTime<Utc>), Instant>,
+}
+
+impl Escalations {
+    /// Watches a paged notice that escalates if not acknowledged in time.
+    fn watch(&mut self, notice: &Notice, now: Now) {
+        if let Some(at) = notice.escalate_at {
+            self.pending.insert(notice.alarm_key.clone(), (notice.clone(), deadline(at, now)));
         }
     }
-    out
+
+    /// Removes and returns the escalations that are due and still unacknowledged (each escalates
+    /// once). A silenced alarm's escalation waits until its silence ends. While any escalation is
+    /// pending it looks at the alarms on every tick, so a new silence is turned into a monotonic
+    /// deadline within a tick of being recorded, before a clock jump can matter.
+    async fn due(&mut self, store: &dyn AlarmStore, now: Now) -> Vec<Notice> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let Ok(active) = store.alarms(true, 10_000).await else { return Vec::new() };
+        let unacked: HashMap<&str, Option<DateTime<Utc>>> =
+            active.iter().filter(|a| a.acked_at.is_none()).map(|a| (a.key.as_str(), a.silenced_until)).collect();
+        for (key, until) in &unacked {
+            if let Some(until) = until {
+                self.silences.entry((key.to_string(), *until)).or_insert_with(|| deadline(*until, now));
+            }
+        }
+        self.silences.retain(|(key, _), _| unacked.contains_key(key.as_str()));
+        let due: Vec<String> =
+            self.pending.iter().filter(|(_, (_, due))| *due <= now.mono).map(|(k, _)| k.clone()).collect();
+        let mut out = Vec::new();
+        for key in due {
+            let Some((mut n, _)) = self.pending.remove(&key) else { continue };
+            let silence = match unacked.get(key.as_str()) {
+                None => continue,
+                Some(until) => until.and_then(|until| self.silences.get(&(key.clone(), until)).copied()),
+            };
+            match silence {
+                Some(ends) if ends > now.mono => {
+                    n.escalate_at = unacked[key.as_str()];
+                    self.pending.insert(key, (n, ends));
+                }
+                _ => {
+                    n.escalated = true;
+                    n.escalate_at = None;
+                    n.priority = n.priority.raised();
+                    tracing::warn!(rule = %n.rule_id, device = %n.device_id, "alarm not acknowledged in time; escalating");
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The monotonic deadline of a wall-clock time, read against `now` once.
+fn deadline(at: DateTime<Utc>, now: Now) -> Instant {
+    match (at - now.wall).to_std() {
+        Ok(ahead) => now.mono + ahead,
+        Err(_) => now.mono,
+    }
 }
 
 #[cfg(test)]
@@ -319,29 +351,40 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unacknowledged_alarms_escalate_once_silenced_ones_wait_acknowledged_ones_never() {
-        let store = FakeStore::new(TokioClock::starting_at(t0()));
-        let mut pending = HashMap::new();
-        let (_, plain) = raised(&store, "plain").await;
-        let (silenced, quiet) = raised(&store, "silenced").await;
-        let (acked, seen) = raised(&store, "acked").await;
-        for n in [&plain, &quiet, &seen] {
-            pending.insert(n.alarm_key.clone(), n.clone());
-        }
-        let silence_ends = t0() + chrono::Duration::minutes(5);
-        store.silence_alarm(silenced, silence_ends, "ana", "at the bedside").await.unwrap();
-        store.ack_alarm(acked, "ana", "probe reseated").await.unwrap();
-        let at = |secs| t0() + chrono::Duration::seconds(secs);
+        for jump in [chrono::Duration::zero(), chrono::Duration::hours(1), chrono::Duration::hours(-1)] {
+            let store = FakeStore::new(TokioClock::starting_at(t0()));
+            let mut escalations = Escalations::default();
+            let start: Now = t0().into();
+            let (_, plain) = raised(&store, "plain").await;
+            let (silenced, quiet) = raised(&store, "silenced").await;
+            let (acked, seen) = raised(&store, "acked").await;
+            for n in [&plain, &quiet, &seen] {
+                escalations.watch(n, start);
+            }
+            let silence_ends = t0() + chrono::Duration::minutes(5);
+            store.silence_alarm(silenced, silence_ends, "ana", "at the bedside").await.unwrap();
+            store.ack_alarm(acked, "ana", "probe reseated").await.unwrap();
+            // `secs` of monotonic time after the start; from 30 s on, the wall clock has jumped.
+            let at = |secs: u64| Now {
+                wall: t0()
+                    + chrono::Duration::seconds(secs as i64)
+                    + if secs >= 30 { jump } else { chrono::Duration::zero() },
+                mono: start.mono + Duration::from_secs(secs),
+            };
+            // The circuit sees the silence on its next tick, before the jump.
+            assert!(escalations.due(&store, at(0)).await.is_empty());
 
-        assert!(due_escalations(&mut pending, &store, at(30)).await.is_empty(), "not due yet");
-        let escalated = due_escalations(&mut pending, &store, at(61)).await;
-        assert_eq!(escalated.len(), 1);
-        assert_eq!((escalated[0].alarm_key.as_str(), escalated[0].escalated), (plain.alarm_key.as_str(), true));
-        assert_eq!(escalated[0].priority, Priority::High, "escalation raises the priority");
-        assert_eq!(pending.len(), 1, "the acknowledged alarm is dropped, the silenced one waits");
-        assert_eq!(pending[&quiet.alarm_key].escalate_at, Some(silence_ends));
-        assert!(due_escalations(&mut pending, &store, at(120)).await.is_empty(), "each alarm escalates once");
-        let after_silence = due_escalations(&mut pending, &store, at(301)).await;
-        assert_eq!(after_silence.iter().map(|n| n.alarm_key.as_str()).collect::<Vec<_>>(), [quiet.alarm_key.as_str()]);
-        assert!(pending.is_empty());
+            assert!(escalations.due(&store, at(30)).await.is_empty(), "jump {jump}: not due yet");
+            let escalated = escalations.due(&store, at(61)).await;
+            assert_eq!(escalated.len(), 1, "jump {jump}");
+            assert_eq!((escalated[0].alarm_key.as_str(), escalated[0].escalated), (plain.alarm_key.as_str(), true));
+            assert_eq!(escalated[0].priority, Priority::High, "escalation raises the priority");
+            assert_eq!(escalations.pending.len(), 1, "the acknowledged alarm is dropped, the silenced one waits");
+            assert!(escalations.due(&store, at(120)).await.is_empty(), "jump {jump}: the silence holds");
+            let after_silence = escalations.due(&store, at(302)).await;
+            let keys: Vec<&str> = after_silence.iter().map(|n| n.alarm_key.as_str()).collect();
+            assert_eq!(keys, [quiet.alarm_key.as_str()], "jump {jump}");
+            assert!(escalations.pending.is_empty());
+        }
     }
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ts_rs::TS;
 
-use crate::clock::SharedClock;
+use crate::clock::{Now, SharedClock};
 
 /// Stops the alert circuit or the supervisor as a crash would, for failure drills (`[status] drills`).
 #[derive(Debug, Clone, Default)]
@@ -45,7 +45,10 @@ pub enum HealthState {
 struct Beat {
     state: HealthState,
     reason: String,
+    /// When, on the wall clock (shown).
     at: DateTime<Utc>,
+    /// When, on the monotonic clock (staleness: a wall-clock jump makes nothing stale).
+    mono: tokio::time::Instant,
     interval: Duration,
 }
 
@@ -102,13 +105,14 @@ impl HealthRegistry {
         heartbeat
     }
 
-    /// The board at `now`: every component with its state, stale ones marked so.
-    pub fn board(&self, now: DateTime<Utc>) -> Vec<ComponentHealth> {
+    /// The board now: every component with its state, stale ones marked so.
+    pub fn board(&self) -> Vec<ComponentHealth> {
+        let now = self.clock.instant();
         let beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
         beats
             .iter()
             .map(|(name, b)| {
-                let silent = (now - b.at).to_std().unwrap_or_default();
+                let silent = now.saturating_duration_since(b.mono);
                 let stale = silent > b.interval * 3;
                 ComponentHealth {
                     name: name.clone(),
@@ -130,8 +134,8 @@ impl Heartbeat {
     /// Records the component's state now.
     pub fn beat(&self, state: HealthState, reason: &str) {
         let mut beats = self.registry.beats.lock().unwrap_or_else(|e| e.into_inner());
-        let at = self.registry.clock.now();
-        let beat = Beat { state, reason: reason.to_string(), at, interval: self.interval };
+        let Now { wall: at, mono } = self.registry.clock.read();
+        let beat = Beat { state, reason: reason.to_string(), at, mono, interval: self.interval };
         if let Some(old) = beats.get(&self.name)
             && old.state != state
         {
@@ -145,18 +149,20 @@ impl Heartbeat {
 mod tests {
     use super::*;
 
-    #[test]
-    fn silence_makes_a_component_stale_whatever_it_last_said() {
-        let registry = HealthRegistry::default();
+    #[tokio::test(start_paused = true)]
+    async fn silence_makes_a_component_stale_whatever_it_last_said_and_a_clock_jump_does_not() {
+        let (clock, jump) = crate::clock::TokioClock::with_jumps(Utc::now());
+        let registry = HealthRegistry::with_clock(clock);
         let beat = registry.register("store", Duration::from_secs(1));
         beat.beat(HealthState::Up, "committed");
-        let now = Utc::now();
-        assert_eq!(registry.board(now)[0].state, HealthState::Up);
-        let later = now + chrono::Duration::seconds(4);
-        let row = &registry.board(later)[0];
+        assert_eq!(registry.board()[0].state, HealthState::Up);
+        jump.by(chrono::Duration::hours(1));
+        assert_eq!(registry.board()[0].state, HealthState::Up, "an hour's jump of the wall clock is no silence");
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let row = &registry.board()[0];
         assert_eq!(row.state, HealthState::Stale);
         assert!(row.reason.contains("no heartbeat"), "{}", row.reason);
         beat.beat(HealthState::Down, "disk full");
-        assert_eq!(registry.board(Utc::now())[0].state, HealthState::Down);
+        assert_eq!(registry.board()[0].state, HealthState::Down);
     }
 }
