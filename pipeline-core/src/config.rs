@@ -35,6 +35,8 @@ pub struct Config {
     pub ehr: EhrConfig,
     /// The loopback status and metrics endpoint.
     pub status: StatusConfig,
+    /// What the board watches besides Vigil's own components.
+    pub health: HealthConfig,
     /// The alarm and event rules.
     pub rules: RulesConfig,
     /// Where alarms are sent.
@@ -53,6 +55,35 @@ pub struct PlausibleRange {
     pub low: f64,
     /// The highest plausible value, inclusive.
     pub high: f64,
+}
+
+/// `[health]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Watch whether the workstation's clock is NTP-synchronised (a warning mode when it is not, or
+    /// when the host cannot tell). The test harness turns it off.
+    pub clock_sync_check: bool,
+    /// Test only: the clock state to report instead of asking the host.
+    pub test_clock_sync: Option<ClockSync>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig { clock_sync_check: true, test_clock_sync: None }
+    }
+}
+
+/// Whether the workstation's clock is synchronised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockSync {
+    /// NTP-synchronised.
+    Synchronised,
+    /// Not synchronised.
+    Unsynchronised,
+    /// The host cannot say.
+    Unknown,
 }
 
 /// `[site]`

@@ -182,6 +182,10 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     ));
     let supervisor = Supervisor { health: health.clone(), store: store.clone(), alerts, clock: clock.clone() };
     tasks.spawn(supervisor::run(supervisor, shutdown.clone(), drills.supervisor.clone()));
+    if config.health.clock_sync_check {
+        let heartbeat = health.register("workstation-clock", crate::health::clock_sync::HEARTBEAT);
+        tasks.spawn(crate::health::clock_sync::run(heartbeat, config.health.test_clock_sync, shutdown.clone()));
+    }
     let status_listener = TcpListener::bind(&config.status.listen)
         .await
         .map_err(|source| StartError::Bind { addr: config.status.listen.clone(), source })?;

@@ -224,7 +224,7 @@ impl Site {
             &config,
             format!(
                 "[store]\nurl = \"sqlite://vigil.db\"\n[broker]\n{broker_section}\n[profiles]\ndir = \"{}\"\n\
-                 [identity]\norganisation = \"demo-clinic\"\n[status]\nlisten = \"127.0.0.1:0\"\n[rules]\nfile = \"{}\"\n[sources.mqtt]\nclient_id = \"vigil-test-{}\"\n",
+                 [identity]\norganisation = \"demo-clinic\"\n[status]\nlisten = \"127.0.0.1:0\"\n[health]\nclock_sync_check = false\n[rules]\nfile = \"{}\"\n[sources.mqtt]\nclient_id = \"vigil-test-{}\"\n",
                 fixture("profiles").display(),
                 fixture("rules/adult-vitals.toml").display(),
                 std::process::id()

@@ -71,6 +71,7 @@ impl Driver {
             .env("DISPLAY", format!(":{}", display.number))
             .env("VIGIL_DATA_DIR", data_dir)
             .env("VIGIL_DEMO_MQTT_LISTEN", "127.0.0.1:0")
+            .env("VIGIL_DEMO_CLOCK_SYNC_CHECK", "off")
             .env("VIGIL_DEMO_STATUS_LISTEN", "127.0.0.1:0")
             .env("VIGIL_LOG", "info")
             .stdout(Stdio::null())

@@ -98,3 +98,23 @@ async fn a_locked_store_shows_storage_failing_until_it_is_released() -> anyhow::
     assert!(vigil.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_says_whether_the_workstation_clock_is_synchronised() -> anyhow::Result<()> {
+    // The host's own answer never decides a test: the test-only key forces each state.
+    for (state, mode, health) in
+        [("unsynchronised", true, "degraded"), ("unknown", true, "degraded"), ("synchronised", false, "up")]
+    {
+        let site = Site::new(BrokerKind::Embedded)?;
+        let config = std::fs::read_to_string(&site.config)?
+            .replace("clock_sync_check = false", &format!("clock_sync_check = true\ntest_clock_sync = \"{state}\""));
+        std::fs::write(&site.config, config)?;
+        let vigil = site.run()?;
+        let board = vigil
+            .wait_status(Duration::from_secs(20), |s| component(s, "workstation-clock")["state"] == health)
+            .await?;
+        assert_eq!(mode_active(&board, "workstation_clock_unsynced"), mode, "{state}: {board:#}");
+        assert!(vigil.terminate().await?.success());
+    }
+    Ok(())
+}

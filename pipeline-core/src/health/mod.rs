@@ -4,6 +4,7 @@
 //! is older than three of its intervals is `stale`, whatever it last said. The board is derived from
 //! the beats and the clock, never stored, so it cannot disagree with them.
 
+pub mod clock_sync;
 pub mod latency;
 pub mod modes;
 

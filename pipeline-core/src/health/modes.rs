@@ -134,6 +134,19 @@ pub const MODES: &[DegradationMode] = &[
         whom_to_call: "Clinical engineering on call, immediately.",
         alarm_priority: Priority::High,
     },
+    DegradationMode {
+        id: "workstation_clock_unsynced",
+        title: "Workstation clock not synchronised",
+        severity: Severity::Warning,
+        component: "workstation-clock",
+        what_is_off: "This workstation's clock is not NTP-synchronised, or the system cannot tell. Times \
+                      stamped on records may be off, and device clocks are judged against it.",
+        what_still_works: "Monitoring, alarms and their deadlines go on: deadlines run on a clock that \
+                           a wrong time of day cannot move.",
+        what_to_do: "Check times against a wall clock before relying on them for charting.",
+        whom_to_call: "IT (time service / NTP) and clinical engineering on call.",
+        alarm_priority: Priority::Low,
+    },
 ];
 
 /// The modes active on this board, most severe first.
