@@ -33,6 +33,28 @@ pub struct Now {
     pub mono: tokio::time::Instant,
 }
 
+/// The wall-clock time at a start, moved on by monotonic time since: what a running pipeline
+/// compares devices' measured times with. A jump of the workstation's clock while it runs then
+/// neither quarantines good readings as future-dated nor makes them late, nor moves a device's
+/// clock offset; records are still stamped with the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Steady {
+    anchor: Now,
+}
+
+impl Steady {
+    /// Anchored at `now`.
+    pub fn new(now: Now) -> Steady {
+        Steady { anchor: now }
+    }
+
+    /// The steady wall-clock time at `now`.
+    pub fn at(&self, now: Now) -> DateTime<Utc> {
+        let since = now.mono.saturating_duration_since(self.anchor.mono);
+        self.anchor.wall + chrono::Duration::from_std(since).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
 /// Tests name instants by wall time: the monotonic time is derived from it, as if the wall clock
 /// never jumped.
 #[cfg(test)]

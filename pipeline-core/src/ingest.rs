@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, Steady};
 use crate::config::IngestConfig;
 use crate::health::latency::Latencies;
 use crate::health::{HealthState, Heartbeat};
@@ -123,6 +123,7 @@ pub fn spawn(
         rules: outputs.rules,
         latest: outputs.latest,
         latencies: outputs.latencies,
+        steady: Steady::new(clock.read()),
         clock,
     };
     (IngestHandle { tx }, tally, tokio::spawn(writer.run(rx)))
@@ -145,6 +146,8 @@ struct Writer {
     /// Where arrival-to-durable latency is recorded.
     latencies: Arc<Latencies>,
     clock: SharedClock,
+    /// What devices' times are compared with: the wall clock at start, moved on monotonically.
+    steady: Steady,
 }
 
 /// Where the writer's results go besides the store.
@@ -267,7 +270,7 @@ impl Writer {
         if self.store.registry_generation().await? != self.registry.generation {
             self.registry = self.store.load_registry().await?;
         }
-        let now = self.clock.now();
+        let now = self.steady.at(self.clock.read());
         Ok(batch.iter().map(|s| process(&s.envelope, &self.profiles, &self.registry, &self.policy, now)).collect())
     }
 

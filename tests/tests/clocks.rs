@@ -78,3 +78,67 @@ async fn a_wrong_device_clock_neither_silences_nor_fakes_an_alarm() -> anyhow::R
     assert!(vigil.terminate().await?.success());
     Ok(())
 }
+
+/// libfaketime from Debian's `faketime` package (the Makefile's test packages install it).
+fn libfaketime() -> anyhow::Result<String> {
+    let found = std::fs::read_dir("/usr/lib")?
+        .filter_map(Result::ok)
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|lib| lib.exists());
+    Ok(found.context("libfaketime.so.1 is missing: install Debian's faketime (make test-deps)")?.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workstation_clock_jump_of_an_hour_raises_clears_escalates_and_unsilences_nothing() -> anyhow::Result<()> {
+    let (url, pages) = vigil_tests::webhook().await?;
+    let site = Site::new(BrokerKind::Embedded)?;
+    site.edit_rules(|r| {
+        r.replace("for_secs = 60", "for_secs = 5").replace("escalate_after_secs = 120", "escalate_after_secs = 20")
+    })?;
+    site.append_config(&format!("[alerts]\nwebhook_url = \"{url}\"\n"))?;
+    // Only vigil's wall clock moves, through this file, while it runs; its monotonic clock does not.
+    let offset = site.dir.path().join("faketime");
+    std::fs::write(&offset, "+0")?;
+    let (lib, file) = (libfaketime()?, offset.display().to_string());
+    let env = [
+        ("LD_PRELOAD", lib.as_str()),
+        ("FAKETIME_TIMESTAMP_FILE", &file),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let vigil = site.run_with_env(&env)?;
+    let port = vigil.mqtt_addr.unwrap().port();
+    let desaturate = |seconds: u64| async move {
+        for _ in 0..seconds {
+            publish_tracked(port, oximeter_spo2(85.0, Utc::now(), 1), 10, Duration::from_secs(10), |_| {}).await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        anyhow::Ok(())
+    };
+
+    // A desaturation pages once; the nurse silences it for a minute (its escalation is due at 20 s).
+    desaturate(7).await?;
+    eventually("the desaturation page", Duration::from_secs(20), async || anyhow::Ok(pages.lock().unwrap().len() == 1))
+        .await?;
+    let id = site.alarms()?[0]["id"].to_string();
+    site.vigil(&["silence", "--config", &site.config_str(), &id, "--minutes", "1", "--reason", "at the bedside"])?;
+    desaturate(2).await?;
+
+    // The workstation's clock jumps an hour ahead, then two hours back, while the desaturation goes on.
+    for (jump, hours) in [("+3600", 1), ("-3600", -1)] {
+        std::fs::write(&offset, jump)?;
+        // The board's time is vigil's wall clock: proof that the jump took.
+        let at = vigil.status().await?["at"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).unwrap();
+        let ahead = (at.to_utc() - Utc::now()).num_seconds();
+        assert!((ahead - hours * 3600).abs() < 60, "vigil's clock is {ahead} s off, expected {hours} h");
+        desaturate(10).await?;
+    }
+    let alarms = site.alarms()?;
+    assert_eq!(alarms.len(), 1, "nothing new was raised: {alarms:#?}");
+    assert!(alarms[0]["cleared_at"].is_null(), "nothing was cleared: {alarms:#?}");
+    let paged = pages.lock().unwrap().clone();
+    assert_eq!(paged.len(), 1, "no escalation, no silence lifted, no technical page: {paged:#?}");
+    assert_eq!(site.count("quarantined")?, 0, "no reading taken for future-dated");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}

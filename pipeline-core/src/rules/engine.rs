@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::clock::{DeviceClocks, Placement};
 use super::window::RollingWindow;
 use super::{Condition, Decision, Observed, Questionable, Rule, RuleSet};
-use crate::clock::Now;
+use crate::clock::{Now, Steady};
 use crate::model::ContentHash;
 use crate::model::Validity;
 use crate::model::alarm::{AlarmKind, Firing, condition_key};
@@ -92,7 +92,7 @@ pub struct Engine {
     clock_off: HashMap<(String, usize), ContentHash>,
     /// The first time the engine was given: "now" on the workstation's wall clock is this plus the
     /// monotonic time since, so a jump of that clock moves neither devices' offsets nor lateness.
-    anchor: Option<Now>,
+    anchor: Option<Steady>,
 }
 
 impl Engine {
@@ -243,9 +243,7 @@ impl Engine {
     /// The workstation's wall-clock time as of the engine's first reading, moved on by monotonic
     /// time: what devices' measured times are compared with.
     fn steady(&mut self, now: Now) -> DateTime<Utc> {
-        let anchor = *self.anchor.get_or_insert(now);
-        let since = now.mono.saturating_duration_since(anchor.mono);
-        anchor.wall + Duration::from_std(since).unwrap_or(Duration::MAX)
+        self.anchor.get_or_insert_with(|| Steady::new(now)).at(now)
     }
 
     /// Each live device's clock offset, largest first (for the board).
