@@ -105,7 +105,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         drills.alerts.clone(),
     )
     .map_err(|source| StartError::Bind { addr: "the alert circuit's thread".into(), source })?;
-    let device_clocks = crate::status::DeviceClocksBoard::default();
+    let device_clocks = crate::rules::clock::DeviceClocksBoard::default();
     let (rules_tx, rules_task, rules_version) = match &config.rules.file {
         None => (None, None, None),
         Some(file) => {
@@ -117,12 +117,16 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                 Some(tx),
                 Some(tokio::spawn(crate::rules::run::run(
                     engine,
-                    store.clone(),
-                    config.ehr.target(),
-                    alerts.clone(),
-                    clock.clone(),
+                    crate::rules::run::RulesTask {
+                        store: store.clone(),
+                        ehr: config.ehr.target(),
+                        alerts: alerts.clone(),
+                        clock: clock.clone(),
+                        device_clocks: device_clocks.clone(),
+                        heartbeat: health.register("rules", crate::rules::run::HEARTBEAT),
+                        drill: drills.rules.clone(),
+                    },
                     rx,
-                    device_clocks.clone(),
                 ))),
                 Some(version),
             )

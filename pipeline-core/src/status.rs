@@ -17,6 +17,7 @@ use ts_rs::TS;
 use crate::health::modes::{DegradationMode, active};
 use crate::health::{ComponentHealth, Drills, HealthRegistry, HealthState};
 use crate::ingest::{IngestHandle, IngestTally};
+use crate::rules::clock::{DeviceClock, DeviceClocksBoard};
 use crate::store::{BatchTally, Store};
 
 /// What the endpoint reads from.
@@ -37,20 +38,6 @@ pub struct StatusSources {
     pub latencies: Arc<crate::health::latency::Latencies>,
     /// Each live device's clock offset, as the rules last estimated it.
     pub device_clocks: DeviceClocksBoard,
-}
-
-/// The rules task publishes each live device's clock offset here once a second; the board reads it.
-pub type DeviceClocksBoard = Arc<std::sync::Mutex<Vec<DeviceClock>>>;
-
-/// One live device's clock, on the board.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
-#[ts(export)]
-pub struct DeviceClock {
-    /// The device.
-    pub device_id: String,
-    /// Arrival minus measured time, the median over its last payloads: positive when its clock is
-    /// behind.
-    pub offset_secs: i64,
 }
 
 /// Payloads and readings per second, measured between two looks at least a second apart.
@@ -197,7 +184,8 @@ async fn metrics(State(sources): State<Arc<StatusSources>>) -> impl IntoResponse
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
-/// `POST /drill/{component}/stop`: stops the alert circuit or the supervisor as a crash would.
+/// `POST /drill/{component}/stop`: stops the alert circuit or the supervisor as a crash would, or
+/// blocks the rules task as if it were stuck.
 async fn drill(State(sources): State<Arc<StatusSources>>, Path(component): Path<String>) -> (StatusCode, String) {
     let Some(drills) = &sources.drills else {
         return (StatusCode::FORBIDDEN, "drills are off: set [status] drills = true to allow them\n".into());
@@ -205,7 +193,8 @@ async fn drill(State(sources): State<Arc<StatusSources>>, Path(component): Path<
     let token = match component.as_str() {
         "alerts" => &drills.alerts,
         "supervisor" => &drills.supervisor,
-        other => return (StatusCode::NOT_FOUND, format!("no drill for {other:?}: use alerts or supervisor\n")),
+        "rules" => &drills.rules,
+        other => return (StatusCode::NOT_FOUND, format!("no drill for {other:?}: use alerts, supervisor or rules\n")),
     };
     tracing::warn!(component, "failure drill started");
     token.cancel();

@@ -20,8 +20,9 @@ use crate::store::AlarmStore;
 /// How often the supervisor looks.
 pub const PERIOD: Duration = Duration::from_secs(1);
 
-/// A mode raises its technical alarm once it has lasted this long (one failed retry is not an alarm).
-const ALARM_AFTER: chrono::Duration = chrono::Duration::seconds(5);
+/// A mode raises its technical alarm once it has lasted this long (one failed retry is not an alarm),
+/// by the monotonic clock.
+const ALARM_AFTER: Duration = Duration::from_secs(5);
 
 /// What the supervisor needs besides the board.
 pub struct Supervisor {
@@ -37,7 +38,7 @@ pub struct Supervisor {
 
 /// A mode seen active: since when, and its alarm once raised.
 struct Ongoing {
-    since: DateTime<Utc>,
+    since: tokio::time::Instant,
     alarm: Option<ContentHash>,
 }
 
@@ -55,15 +56,15 @@ pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: Cancellation
             }
             _ = tick.tick() => {}
         }
-        let now = s.clock.now();
+        let now = s.clock.read();
         let modes = active(&s.health.board());
         for m in &modes {
             let o = ongoing.entry(m.id).or_insert_with(|| {
                 tracing::warn!(mode = m.id, "degradation mode active");
-                Ongoing { since: now, alarm: None }
+                Ongoing { since: now.mono, alarm: None }
             });
-            if o.alarm.is_none() && now - o.since >= ALARM_AFTER {
-                o.alarm = Some(raise(&s, m, now).await);
+            if o.alarm.is_none() && now.mono.saturating_duration_since(o.since) >= ALARM_AFTER {
+                o.alarm = Some(raise(&s, m, now.wall).await);
             }
         }
         let ended: Vec<&'static str> =

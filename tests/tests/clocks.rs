@@ -31,11 +31,11 @@ async fn a_wrong_device_clock_neither_silences_nor_fakes_an_alarm() -> anyhow::R
 
     // OX-1000's clock is 10 minutes behind: by its own time every reading is late, yet it is live.
     // MX-00A0 desaturates with a normal reading dated 4 minutes ahead before and after its alarm.
-    for i in 0..8 {
+    for i in 0..12 {
         let now = Utc::now();
         let mut messages = oximeter_spo2(85.0, now - chrono::Duration::minutes(10), 1);
         messages.push(monitor_spo2(85.0, now));
-        if i == 2 || i == 7 {
+        if i == 2 || i == 11 {
             messages.push(monitor_spo2(97.0, now + chrono::Duration::minutes(4)));
         }
         publish_tracked(port, messages, 10, Duration::from_secs(10), |_| {}).await?;

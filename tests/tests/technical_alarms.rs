@@ -146,3 +146,24 @@ async fn the_supervisor_and_the_alert_circuit_each_alarm_when_the_other_stops() 
     assert!(vigil.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_rules_task_shows_within_three_heartbeats_and_pages() -> anyhow::Result<()> {
+    let (hook, paged) = webhook().await?;
+    let site = Site::new(BrokerKind::Embedded)?;
+    allow_drills(&site)?;
+    site.append_config(&format!("[alerts]\nwebhook_url = \"{hook}\"\n"))?;
+    let vigil = site.run()?;
+    vigil.wait_status(Duration::from_secs(15), |s| state_of(s, "rules") == "\"up\"").await?;
+    drill(&vigil.status_url, "rules").await?;
+    // Three missed one-second beats make it stale; the deadline is generous.
+    let status = vigil.wait_status(Duration::from_secs(10), |s| mode_active(s, "alarm_rules_stopped")).await?;
+    assert_eq!(state_of(&status, "rules"), "\"stale\"");
+    let stopped = |r: &vigil_tests::Received| {
+        of_kind(&r.lock().unwrap(), "technical").into_iter().find(|p| p["rule_id"] == "alarm_rules_stopped")
+    };
+    eventually("the stuck rules task's page", Duration::from_secs(15), async || stopped(&paged).is_some()).await?;
+    assert_eq!(stopped(&paged).unwrap()["priority"], "high");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}

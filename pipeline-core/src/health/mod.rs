@@ -25,6 +25,8 @@ pub struct Drills {
     pub alerts: tokio_util::sync::CancellationToken,
     /// Stops the supervisor.
     pub supervisor: tokio_util::sync::CancellationToken,
+    /// Blocks the rules task as if it were stuck.
+    pub rules: tokio_util::sync::CancellationToken,
 }
 
 /// What a component says about itself.

@@ -147,6 +147,19 @@ pub const MODES: &[DegradationMode] = &[
         whom_to_call: "IT (time service / NTP) and clinical engineering on call.",
         alarm_priority: Priority::Low,
     },
+    DegradationMode {
+        id: "alarm_rules_stopped",
+        title: "Alarm rules stopped",
+        severity: Severity::Critical,
+        component: "rules",
+        what_is_off: "Vigil is not evaluating device data for alarms or clinical events: no remote \
+                      alarm is raised from now on.",
+        what_still_works: "Devices still alarm at the bedside. Data is still received and stored.",
+        what_to_do: "Watch patients at the bedside monitors and rely on their own alarms until the \
+                     banner clears.",
+        whom_to_call: "Clinical engineering on call, at once.",
+        alarm_priority: Priority::High,
+    },
 ];
 
 /// The modes active on this board, most severe first.

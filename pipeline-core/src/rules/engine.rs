@@ -247,11 +247,11 @@ impl Engine {
     }
 
     /// Each live device's clock offset, largest first (for the board).
-    pub fn device_clocks(&self) -> Vec<crate::status::DeviceClock> {
+    pub fn device_clocks(&self) -> Vec<super::clock::DeviceClock> {
         let mut clocks: Vec<_> = self
             .clocks
             .offsets()
-            .map(|(device_id, offset)| crate::status::DeviceClock {
+            .map(|(device_id, offset)| super::clock::DeviceClock {
                 device_id: device_id.to_string(),
                 offset_secs: offset.num_seconds(),
             })

@@ -9,7 +9,7 @@
 //! rate-of-change, no data from a paired device, data from an unpaired device); charting summaries
 //! turn a period's readings into one Observation each.
 
-mod clock;
+pub mod clock;
 pub mod engine;
 pub mod run;
 pub mod window;

@@ -9,14 +9,15 @@ use std::time::Duration;
 use crate::clock::SharedClock;
 use tokio::sync::mpsc;
 
+use super::clock::DeviceClocksBoard;
 use super::engine::Paired;
 use super::{Decision, Engine, RuleInput};
 use crate::alerts::{self, AlertHandle, Notice};
 use crate::clinical;
 use crate::config::EhrTarget;
+use crate::health::{HealthState, Heartbeat};
 use crate::model::alarm::Firing;
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
-use crate::status::DeviceClocksBoard;
 use crate::store::{Store, StoreError};
 
 /// Readings waiting for the rules at most; beyond it the ingest writer waits (pushback).
@@ -31,26 +32,46 @@ const PAIRINGS_EVERY: u32 = 5;
 /// Decisions waiting to be recorded at most; beyond it evaluation waits (pushback).
 const RECORD_QUEUE: usize = 4096;
 
+/// What the rules task works with besides the engine and its input.
+pub struct RulesTask {
+    /// Where decisions are recorded.
+    pub store: Arc<dyn Store>,
+    /// Where clinical events go.
+    pub ehr: EhrTarget,
+    /// The alert circuit, if configured.
+    pub alerts: Option<AlertHandle>,
+    /// Where "now" comes from.
+    pub clock: SharedClock,
+    /// Where each live device's clock offset is published for the board.
+    pub device_clocks: DeviceClocksBoard,
+    /// `rules` on the board: a stuck rules task goes stale within three beats.
+    pub heartbeat: Heartbeat,
+    /// A failure drill that blocks the task as if it were stuck (`[status] drills`).
+    pub drill: tokio_util::sync::CancellationToken,
+}
+
+/// How often the rules task beats (it beats on its clock tick).
+pub const HEARTBEAT: Duration = TICK;
+
 /// Runs until the ingest writer drops its sender, then records what is left and returns.
 ///
 /// Evaluation and paging never wait for SQLite: each new alarm is paged here, at once, and the
 /// decisions (alarm rows, clears, clinical events) go to a recorder task that writes them in order.
 /// Waiting on the store here made one alarm's page wait for the previous alarm's row, which waited
 /// for the ingest commit.
-pub async fn run(
-    mut engine: Engine,
-    store: Arc<dyn Store>,
-    ehr: EhrTarget,
-    alerts: Option<AlertHandle>,
-    clock: SharedClock,
-    mut rx: mpsc::Receiver<RuleInput>,
-    device_clocks: DeviceClocksBoard,
-) {
+pub async fn run(mut engine: Engine, task: RulesTask, mut rx: mpsc::Receiver<RuleInput>) {
+    let RulesTask { store, ehr, alerts, clock, device_clocks, heartbeat, drill } = task;
     let (record_tx, record_rx) = mpsc::channel(RECORD_QUEUE);
     let recorder = tokio::spawn(record(store.clone(), ehr, clock.clone(), record_rx));
     let mut tick = tokio::time::interval(TICK);
     let mut ticks = 0u32;
     loop {
+        if drill.is_cancelled() {
+            // Evaluates and beats no more, as if stuck; still lets the pipeline shut down.
+            tracing::error!("drill: the rules task stops evaluating as if it were stuck");
+            while rx.recv().await.is_some() {}
+            break;
+        }
         let decisions = tokio::select! {
             input = rx.recv() => match input {
                 None => break,
@@ -59,6 +80,7 @@ pub async fn run(
                 Some(RuleInput::Implausible { device_id, metric }) => engine.implausible(&device_id, metric, clock.read()),
             },
             _ = tick.tick() => {
+                heartbeat.beat(HealthState::Up, "evaluating");
                 let paired = if ticks.is_multiple_of(PAIRINGS_EVERY) { pairings(store.as_ref()).await } else { None };
                 ticks = ticks.wrapping_add(1);
                 *device_clocks.lock().unwrap_or_else(|e| e.into_inner()) = engine.device_clocks();

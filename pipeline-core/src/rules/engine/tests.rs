@@ -480,3 +480,17 @@ fn a_wall_clock_jump_of_an_hour_either_way_neither_raises_nor_clears_anything() 
         assert_eq!(started_by(&d, "device-offline").len(), 1, "jump {jump}: {d:?}");
     }
 }
+
+#[test]
+fn a_flush_of_buffered_readings_alarms_on_their_own_time_and_raises_no_clock_alarm() {
+    // A monitor back from a 70 s network outage sends what it buffered, all at once.
+    let mut engine = Engine::new(rules());
+    let now = Utc::now();
+    let mut decisions = Vec::new();
+    for i in 0..70 {
+        let arrived = now + Duration::milliseconds(i * 10);
+        decisions.extend(engine.observe(&live(85.0, now - Duration::seconds(70 - i)), arrived));
+    }
+    assert_eq!(started_by(&decisions, "spo2-low").len(), 1, "{decisions:?}");
+    assert!(started_by(&decisions, "device-clock-off").is_empty(), "{decisions:?}");
+}
