@@ -167,6 +167,9 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         }
     }
     tasks.spawn(purge(store.clone(), config.retention.clone(), clock.clone(), shutdown.clone()));
+    if alerts.is_none() {
+        tasks.spawn(crate::alerts::nobody_paged(health.register("alert-sinks", crate::alerts::TICK), shutdown.clone()));
+    }
     let sink = crate::clinical::sink(&config.ehr, store.clone(), clock.clone())?;
     let settings = OutboxSettings {
         batch: config.ehr.batch_events,

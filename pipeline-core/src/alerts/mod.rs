@@ -139,7 +139,22 @@ pub fn component_alarm(
 }
 
 /// How often the circuit beats and looks for escalations.
-const TICK: Duration = Duration::from_millis(500);
+pub const TICK: Duration = Duration::from_millis(500);
+
+/// With no alert sink configured, says so on the board (`alert-sinks` down) until `shutdown`:
+/// alarms are recorded and shown, but page nobody, and that must not pass in silence.
+pub async fn nobody_paged(heartbeat: Heartbeat, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => heartbeat.beat(
+                HealthState::Down,
+                "no alert sink is configured ([alerts] webhook_url or mqtt_url): alarms page nobody",
+            ),
+        }
+    }
+}
 
 /// A sink's last result, re-beaten on every tick.
 type SinkState = Arc<Mutex<(HealthState, String)>>;

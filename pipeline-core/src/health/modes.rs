@@ -160,6 +160,18 @@ pub const MODES: &[DegradationMode] = &[
         whom_to_call: "Clinical engineering on call, at once.",
         alarm_priority: Priority::High,
     },
+    DegradationMode {
+        id: "no_alert_sink",
+        title: "No alert sink configured",
+        severity: Severity::Warning,
+        component: "alert-sinks",
+        what_is_off: "Alarms are not sent to any nurse call, pager or alert topic: nobody is paged \
+                      remotely. They are recorded and shown on this console only.",
+        what_still_works: "Alarm rules run; alarms appear here and at the bedside devices.",
+        what_to_do: "Keep this console watched, or rely on the bedside alarms, until a sink is set up.",
+        whom_to_call: "Clinical engineering, to configure the alert sinks ([alerts] in vigil.toml).",
+        alarm_priority: Priority::Low,
+    },
 ];
 
 /// The modes active on this board, most severe first.
