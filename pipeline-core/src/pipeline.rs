@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::clock::SharedClock;
 use crate::config::{BrokerMode, Config, RetentionConfig};
 use crate::health::latency::Latencies;
-use crate::health::{Drills, HealthRegistry};
+use crate::health::{Drills, HealthRegistry, HealthState, Heartbeat};
 use crate::identify::Policy;
 use crate::ingest::{self, IngestHandle, IngestTally, Latest, LatestValues};
 use crate::normalise::{ProfileError, ProfileSet};
@@ -123,7 +123,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                         alerts: alerts.clone(),
                         clock: clock.clone(),
                         device_clocks: device_clocks.clone(),
-                        heartbeat: health.register("rules", crate::rules::run::HEARTBEAT),
+                        health: health.clone(),
                         drill: drills.rules.clone(),
                     },
                     rx,
@@ -166,7 +166,8 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
             }
         }
     }
-    tasks.spawn(purge(store.clone(), config.retention.clone(), clock.clone(), shutdown.clone()));
+    let retention = health.register("retention", Duration::from_secs(config.retention.purge_every_secs));
+    tasks.spawn(purge(store.clone(), config.retention.clone(), clock.clone(), retention, shutdown.clone()));
     if alerts.is_none() {
         tasks.spawn(crate::alerts::nobody_paged(health.register("alert-sinks", crate::alerts::TICK), shutdown.clone()));
     }
@@ -229,7 +230,14 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
 }
 
 /// Enforces raw retention on a timer.
-async fn purge(store: Arc<dyn Inbox>, retention: RetentionConfig, clock: SharedClock, shutdown: CancellationToken) {
+/// Purges raw telemetry past its retention, beating as `retention` after each round.
+async fn purge(
+    store: Arc<dyn Inbox>,
+    retention: RetentionConfig,
+    clock: SharedClock,
+    heartbeat: Heartbeat,
+    shutdown: CancellationToken,
+) {
     let raw_days = retention.raw_days;
     let mut tick = tokio::time::interval(Duration::from_secs(retention.purge_every_secs));
     loop {
@@ -239,9 +247,16 @@ async fn purge(store: Arc<dyn Inbox>, retention: RetentionConfig, clock: SharedC
         }
         let cutoff = clock.now() - chrono::Duration::days(i64::from(raw_days));
         match store.purge_before(cutoff).await {
-            Ok(0) => {}
-            Ok(rows) => tracing::info!(rows, raw_days, "retention purge removed old telemetry"),
-            Err(e) => tracing::error!(error = %e, "retention purge failed; will retry"),
+            Ok(rows) => {
+                if rows > 0 {
+                    tracing::info!(rows, raw_days, "retention purge removed old telemetry");
+                }
+                heartbeat.beat(HealthState::Up, &format!("keeping {raw_days} days of raw telemetry"));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "retention purge failed; will retry");
+                heartbeat.beat(HealthState::Degraded, &format!("purge failed, will retry: {e}"));
+            }
         }
     }
 }

@@ -172,6 +172,30 @@ pub const MODES: &[DegradationMode] = &[
         whom_to_call: "Clinical engineering, to configure the alert sinks ([alerts] in vigil.toml).",
         alarm_priority: Priority::Low,
     },
+    DegradationMode {
+        id: "alarm_recording_stopped",
+        title: "Alarms not being recorded",
+        severity: Severity::Critical,
+        component: "rules-recorder",
+        what_is_off: "New alarms still page, but they are not written to this console's alarm list, \
+                      and clinical events from the rules are not queued for the EHR.",
+        what_still_works: "Alarm rules run and page the configured sinks; devices alarm at the bedside.",
+        what_to_do: "Rely on pages and bedside alarms; do not take an empty alarm list as all clear.",
+        whom_to_call: "Clinical engineering on call.",
+        alarm_priority: Priority::High,
+    },
+    DegradationMode {
+        id: "retention_stalled",
+        title: "Old telemetry not being removed",
+        severity: Severity::Warning,
+        component: "retention",
+        what_is_off: "Raw telemetry past its retention period is not being purged, so the disk fills \
+                      faster than planned.",
+        what_still_works: "Monitoring, alarms, storage and EHR delivery go on.",
+        what_to_do: "Nothing at the bedside.",
+        whom_to_call: "Clinical engineering, during working hours.",
+        alarm_priority: Priority::Low,
+    },
 ];
 
 /// The modes active on this board, most severe first.

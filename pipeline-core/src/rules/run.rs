@@ -15,7 +15,7 @@ use super::{Decision, Engine, RuleInput};
 use crate::alerts::{self, AlertHandle, Notice};
 use crate::clinical;
 use crate::config::EhrTarget;
-use crate::health::{HealthState, Heartbeat};
+use crate::health::{HealthRegistry, HealthState, Heartbeat};
 use crate::model::alarm::Firing;
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
 use crate::store::{Store, StoreError};
@@ -44,14 +44,12 @@ pub struct RulesTask {
     pub clock: SharedClock,
     /// Where each live device's clock offset is published for the board.
     pub device_clocks: DeviceClocksBoard,
-    /// `rules` on the board: a stuck rules task goes stale within three beats.
-    pub heartbeat: Heartbeat,
+    /// Where the task (`rules`) and its recorder (`rules-recorder`) beat: a stuck one goes stale
+    /// within three beats.
+    pub health: HealthRegistry,
     /// A failure drill that blocks the task as if it were stuck (`[status] drills`).
     pub drill: tokio_util::sync::CancellationToken,
 }
-
-/// How often the rules task beats (it beats on its clock tick).
-pub const HEARTBEAT: Duration = TICK;
 
 /// Runs until the ingest writer drops its sender, then records what is left and returns.
 ///
@@ -60,9 +58,11 @@ pub const HEARTBEAT: Duration = TICK;
 /// Waiting on the store here made one alarm's page wait for the previous alarm's row, which waited
 /// for the ingest commit.
 pub async fn run(mut engine: Engine, task: RulesTask, mut rx: mpsc::Receiver<RuleInput>) {
-    let RulesTask { store, ehr, alerts, clock, device_clocks, heartbeat, drill } = task;
+    let RulesTask { store, ehr, alerts, clock, device_clocks, health, drill } = task;
+    let heartbeat = health.register("rules", TICK);
     let (record_tx, record_rx) = mpsc::channel(RECORD_QUEUE);
-    let recorder = tokio::spawn(record(store.clone(), ehr, clock.clone(), record_rx));
+    let recorder =
+        tokio::spawn(record(store.clone(), ehr, clock.clone(), record_rx, health.register("rules-recorder", TICK)));
     let mut tick = tokio::time::interval(TICK);
     let mut ticks = 0u32;
     loop {
@@ -102,12 +102,38 @@ pub async fn run(mut engine: Engine, task: RulesTask, mut rx: mpsc::Receiver<Rul
     let _ = recorder.await;
 }
 
-/// Writes decisions in order: alarm rows (the page already went), clears, clinical events.
-async fn record(store: Arc<dyn Store>, ehr: EhrTarget, clock: SharedClock, mut rx: mpsc::Receiver<Decision>) {
-    while let Some(decision) = rx.recv().await {
-        if let Err(e) = act(&decision, store.as_ref(), ehr, &clock).await {
-            tracing::error!(error = %e, "could not record a rule decision");
-        }
+/// Writes decisions in order: alarm rows (the page already went), clears, clinical events. Beats as
+/// `rules-recorder`, so a recorder stuck on the store shows on the board.
+async fn record(
+    store: Arc<dyn Store>,
+    ehr: EhrTarget,
+    clock: SharedClock,
+    mut rx: mpsc::Receiver<Decision>,
+    heartbeat: Heartbeat,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    let mut failing: Option<String> = None;
+    loop {
+        let decision = tokio::select! {
+            decision = rx.recv() => match decision {
+                Some(decision) => decision,
+                None => return,
+            },
+            _ = tick.tick() => {
+                match &failing {
+                    None => heartbeat.beat(HealthState::Up, "recording"),
+                    Some(why) => heartbeat.beat(HealthState::Degraded, why),
+                }
+                continue;
+            }
+        };
+        failing = match act(&decision, store.as_ref(), ehr, &clock).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a rule decision");
+                Some(format!("could not record a decision: {e}"))
+            }
+        };
     }
 }
 
