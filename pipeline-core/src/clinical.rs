@@ -2,8 +2,9 @@
 //! build the configured EHR adapter, and provision pairings verified at the EHR.
 //!
 //! Invariant (fail-closed): an event reaches `pending` only if its patient is known and verified
-//! (at the EHR, when the EHR is FHIR), the patient consented to `ehr-write`, it is not test data
-//! bound for a real EHR, and every resource it becomes passes the structural and vital-signs checks.
+//! (at the EHR, when the EHR is FHIR), the patient consented to `store` and `ehr-write`, it is not
+//! demo or test data bound for a production EHR, and every resource it becomes passes the structural
+//! and vital-signs checks.
 //! Anything else is queued as `held` with the reasons, never dropped.
 
 use std::sync::Arc;

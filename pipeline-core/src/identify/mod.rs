@@ -147,7 +147,8 @@ impl Registry {
     }
 }
 
-/// The identify policy from `[identity]`.
+/// The identify policy: `[identity]` (future skew, identifier systems), `[plausibility]`, and
+/// whether this is a demo site.
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// How far in the future an observed time may be (device clocks drift).

@@ -2,12 +2,14 @@
 //!
 //! Invariant: a condition raises one alarm (and at most one event) from the moment it starts until
 //! it clears; repeats inside it raise nothing. Readings observed longer ago than `late_after_secs`
-//! are never evaluated (late data is stored, but a night's upload must not page anyone). Readings may
-//! arrive out of order: windows are ordered by observed time, not arrival.
+//! are never evaluated (late data is stored, but a night's upload must not page anyone), except a
+//! steadily lagging device's, which are placed by corrected time (`clock`). Readings may arrive out
+//! of order: windows are ordered by observed time, not arrival. Invalid readings enter no window;
+//! each rule says whether questionable ones count.
 //!
-//! Four kinds of rule watch readings and devices (sustained thresholds with hysteresis,
-//! rate-of-change, no data from a paired device, data from an unpaired device); charting summaries
-//! turn a period's readings into one Observation each.
+//! Rules watch readings and devices: sustained thresholds with hysteresis, rate of change, and the
+//! technical conditions (no data from a paired device, data from an unpaired one, no valid signal,
+//! a device clock off); charting summaries turn a period's valid readings into one Observation each.
 
 pub mod clock;
 pub mod engine;
