@@ -99,8 +99,11 @@ pub struct SiteConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
-    /// Nurse call / paging webhook: alarms are POSTed as JSON.
+    /// Nurse call / paging webhook, for the clinical audience: alarms are POSTed as JSON.
     pub webhook_url: Option<String>,
+    /// Biomed / IT webhook, for the technical audience (an EHR fault, an unknown device). Without
+    /// one, technical alarms go to the clinical sinks rather than to nobody.
+    pub technical_webhook_url: Option<String>,
     /// A broker for the MQTT alert topic (its own connection), `mqtt://host:port`.
     pub mqtt_url: Option<String>,
     /// The alert topic; the priority is appended (`vigil/alarms/high`).
@@ -115,6 +118,7 @@ impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
             webhook_url: None,
+            technical_webhook_url: None,
             mqtt_url: None,
             mqtt_topic: "vigil/alarms".into(),
             retries: 5,

@@ -164,3 +164,39 @@ async fn a_failing_webhook_shows_its_mode() -> anyhow::Result<()> {
     assert!(vigil.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_alarm_pages_its_audience_the_ward_or_biomed() -> anyhow::Result<()> {
+    let (ward_url, ward) = webhook().await?;
+    let (biomed_url, biomed) = webhook().await?;
+    let site = Site::new(BrokerKind::Embedded)?;
+    site.edit_rules(|r| r.replace("after_secs = 30\n", "after_secs = 3\n"))?;
+    // An EHR nobody answers: a configuration fault for biomed/IT, not for the ward.
+    let nowhere = format!("http://127.0.0.1:{}/fhir", vigil_tests::free_port());
+    site.append_config(&format!(
+        "[ehr]\nkind = \"fhir\"\nbase_url = \"{nowhere}\"\ntimeout_secs = 1\nmax_backoff_secs = 1\n\
+         [alerts]\nwebhook_url = \"{ward_url}\"\ntechnical_webhook_url = \"{biomed_url}\"\n"
+    ))?;
+    let vigil = site.run()?;
+    let port = vigil.mqtt_addr.unwrap().port();
+
+    // OX-1000's probe comes off: "no valid signal" leaves one patient unmonitored, for the ward.
+    for _ in 0..6 {
+        let mut messages = oximeter_spo2(85.0, Utc::now(), 1);
+        let mut payload: Value = serde_json::from_slice(&messages[0].1)?;
+        payload["status"] = "sensor_off".into();
+        messages[0].1 = payload.to_string().into_bytes();
+        publish_tracked(port, messages, 10, Duration::from_secs(10), |_| {}).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let rule = |r: &Received, id: &str| r.lock().unwrap().iter().any(|p| p["rule_id"] == id);
+    eventually("the ward's probe-off page and biomed's EHR page", Duration::from_secs(30), async || {
+        rule(&ward, "no-valid-signal") && rule(&biomed, "ehr_sync_paused")
+    })
+    .await?;
+    assert!(!rule(&ward, "ehr_sync_paused"), "the EHR fault paged the ward: {:#?}", ward.lock().unwrap());
+    assert!(!rule(&biomed, "no-valid-signal"), "the probe-off paged biomed: {:#?}", biomed.lock().unwrap());
+    assert!(ward.lock().unwrap().iter().all(|p| p["audience"] != "technical"));
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}

@@ -52,6 +52,8 @@ pub struct Notice {
     pub since: DateTime<Utc>,
     /// Whether this is the escalation of an unacknowledged alarm.
     pub escalated: bool,
+    /// Who is paged: the ward, biomed/IT, or both.
+    pub audience: Audience,
     /// Escalate if not acknowledged by then.
     #[serde(skip)]
     pub escalate_at: Option<DateTime<Utc>>,
@@ -72,7 +74,34 @@ impl Notice {
             value: f.value,
             since: f.since,
             escalated: false,
+            audience: Audience::of(f),
             escalate_at: f.escalate_after.map(|d| now + d),
+        }
+    }
+}
+
+/// Who an alarm pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// The ward (nurse call): a patient's alarm, or a technical one that leaves one patient
+    /// unmonitored (no valid signal, device offline, device clock off).
+    Clinical,
+    /// Biomed / IT: the infrastructure (EHR, sinks, an unknown device), nobody's bedside.
+    Technical,
+    /// Both: a fault that stops or threatens monitoring for many patients (device data not
+    /// arriving, storage failing, the rules or the alert circuit stopped): the technical alarms
+    /// without a patient at medium or high priority.
+    Both,
+}
+
+impl Audience {
+    /// The audience of a condition.
+    pub fn of(f: &Firing) -> Audience {
+        match (f.kind, f.patient_id, f.priority) {
+            (AlarmKind::Physiological, _, _) | (AlarmKind::Technical, Some(_), _) => Audience::Clinical,
+            (AlarmKind::Technical, None, Priority::Low) => Audience::Technical,
+            (AlarmKind::Technical, None, _) => Audience::Both,
         }
     }
 }
@@ -169,7 +198,7 @@ pub fn start(
     shutdown: CancellationToken,
     drill: CancellationToken,
 ) -> std::io::Result<Option<AlertHandle>> {
-    if config.webhook_url.is_none() && config.mqtt_url.is_none() {
+    if config.webhook_url.is_none() && config.mqtt_url.is_none() && config.technical_webhook_url.is_none() {
         return Ok(None);
     }
     let (tx, rx) = mpsc::channel(1024);
@@ -201,6 +230,11 @@ async fn run(
         beats.push((health.register("alert-webhook", TICK), state.clone()));
         (url, state)
     });
+    let technical = config.technical_webhook_url.clone().map(|url| {
+        let state: SinkState = Arc::new(Mutex::new((HealthState::Up, "ready".into())));
+        beats.push((health.register("alert-technical-webhook", TICK), state.clone()));
+        (url, state)
+    });
     let mqtt = match &config.mqtt_url {
         None => None,
         Some(url) => {
@@ -209,7 +243,7 @@ async fn run(
             sinks::connect_mqtt(url, state.clone()).map(|client| (client, state))
         }
     };
-    let sinks = sinks::Sinks { webhook, mqtt, http, config };
+    let sinks = sinks::Sinks { webhook, technical, mqtt, http, config };
     let mut escalations = Escalations::default();
     let mut supervisor_alarm: Option<ContentHash> = None;
     let mut tick = tokio::time::interval(TICK);
@@ -362,6 +396,19 @@ mod tests {
         f.escalate_after = Some(chrono::Duration::seconds(60));
         let id = store.raise_alarm(&f).await.unwrap().unwrap();
         (id, Notice::of(&f, t0()))
+    }
+
+    #[test]
+    fn an_alarm_pages_the_ward_biomed_or_both() {
+        let mut f = component_alarm("ehr_sync_paused", "ehr", "EHR sync paused", Priority::Low, t0());
+        assert_eq!(Audience::of(&f), Audience::Technical, "infrastructure: biomed/IT");
+        f.priority = Priority::High;
+        assert_eq!(Audience::of(&f), Audience::Both, "a fault that stops monitoring for many patients");
+        f.patient_id = Some(7);
+        assert_eq!(Audience::of(&f), Audience::Clinical, "one patient unmonitored: the ward");
+        f.kind = AlarmKind::Physiological;
+        f.patient_id = None;
+        assert_eq!(Audience::of(&f), Audience::Clinical);
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
-use super::{Notice, SinkState};
+use super::{Audience, Notice, SinkState};
 use crate::config::{AlertsConfig, BrokerAddress};
 use crate::health::HealthState;
 
 /// The configured sinks.
 pub(super) struct Sinks {
-    /// The webhook's URL and state.
+    /// The clinical webhook's URL and state.
     pub webhook: Option<(String, SinkState)>,
+    /// The technical webhook's URL and state.
+    pub technical: Option<(String, SinkState)>,
     /// The alert topic's connection and state.
     pub mqtt: Option<(AsyncClient, SinkState)>,
     /// The webhook's client.
@@ -23,8 +25,21 @@ pub(super) struct Sinks {
 }
 
 impl Sinks {
-    /// One notice to every configured sink.
+    /// One notice to the sinks of its audience. A technical notice goes to the clinical sinks when
+    /// no technical sink is configured: paged to the wrong desk beats paged to nobody.
     pub fn send(&self, notice: &Notice) {
+        let clinical = match notice.audience {
+            Audience::Clinical | Audience::Both => true,
+            Audience::Technical => self.technical.is_none(),
+        };
+        if notice.audience != Audience::Clinical
+            && let Some((url, state)) = &self.technical
+        {
+            post(url.clone(), state.clone(), self.http.clone(), notice.clone(), self.config.retries);
+        }
+        if !clinical {
+            return;
+        }
         if let Some((url, state)) = &self.webhook {
             post(url.clone(), state.clone(), self.http.clone(), notice.clone(), self.config.retries);
         }
