@@ -56,6 +56,38 @@ pub enum StartError {
     /// The EHR adapter settings are unusable.
     #[error(transparent)]
     Ehr(#[from] crate::clinical::EhrSetupError),
+    /// Another pipeline holds the store.
+    #[error(
+        "another Vigil pipeline (vigil run, or a console) already runs on {}: stop it first; CLI commands still work beside it",
+        .0.display()
+    )]
+    Locked(std::path::PathBuf),
+    /// The store's lock file cannot be opened.
+    #[error("cannot open the lock file {}: {source}", .path.display())]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Takes the store's pipeline lock (`<database>.lock` beside it, held while the pipeline runs): two
+/// pipelines on one store would both acknowledge, evaluate and page. CLI commands do not take it.
+fn lock_store(url: &str) -> Result<Option<std::fs::File>, StartError> {
+    let Some(db) = url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) else { return Ok(None) };
+    let path = std::path::PathBuf::from(format!("{db}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::Lock { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Locked(path)),
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::Lock { path, source }),
+    }
 }
 
 impl StartError {
@@ -85,10 +117,13 @@ pub struct Handle {
     status_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// The store's pipeline lock, released when the pipeline is dropped.
+    _lock: Option<std::fs::File>,
 }
 
 /// Starts every configured component.
 pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartError> {
+    let lock = lock_store(&config.store.url)?;
     let store = store::open(&config.store.url, clock.clone()).await?;
     store.clear_technical_alarms().await?;
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
@@ -211,6 +246,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     tasks.spawn(crate::status::serve(status_listener, status.clone(), shutdown.clone()));
     tasks.close();
     Ok(Handle {
+        _lock: lock,
         store,
         rules_version,
         profiles,

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::Utc;
 use pipeline_core::simulate::{DeviceKind, SimDevice};
 use vigil_tests::{BrokerKind, Mosquitto, Site, VigilProcess, publish_tracked};
@@ -99,5 +100,20 @@ async fn sigkill_with_mosquitto_loses_nothing_and_stores_once() -> anyhow::Resul
     assert_eq!(checked, BURST);
     assert_eq!(site.count("readings")?, 2 * BURST as i64);
     assert!(restarted.terminate().await?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pipeline_on_the_same_store_refuses_to_start_and_cli_commands_still_work() -> anyhow::Result<()> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    let first = site.run()?;
+    let second = site.run().err().context("a second vigil run on the same store started")?;
+    assert!(second.to_string().contains("exited before it was running"), "{second}");
+    assert!(site.log().contains("another Vigil pipeline (vigil run, or a console) already runs on"), "{}", site.log());
+    // The CLI works beside the running pipeline, and after it stops, a pipeline starts again.
+    assert!(site.count("readings").is_ok());
+    assert!(first.terminate().await?.success());
+    let again = site.run()?;
+    assert!(again.terminate().await?.success());
     Ok(())
 }
