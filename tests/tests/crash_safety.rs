@@ -117,3 +117,46 @@ async fn a_second_pipeline_on_the_same_store_refuses_to_start_and_cli_commands_s
     assert!(again.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_ingesting_opens_and_its_audit_log_verifies() -> anyhow::Result<()> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    let vigil = site.run()?;
+    let port = vigil.mqtt_addr.unwrap().port();
+    let device = SimDevice::new("OX-1000", DeviceKind::Oximeter, None, 1);
+    let start = Utc::now() - chrono::Duration::seconds(600);
+    let burst: Vec<_> = (0..600)
+        .map(|i| {
+            (
+                device.kind.topic(&device.id),
+                device.payload(start + chrono::Duration::seconds(i)).to_string().into_bytes(),
+            )
+        })
+        .collect();
+    let publishing =
+        tokio::spawn(async move { publish_tracked(port, burst, 50, Duration::from_secs(60), |_| {}).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copy = site.dir.path().join("backup.db");
+    let out =
+        site.vigil(&["backup", "--config", &site.config_str(), &copy.to_string_lossy(), "--operator", "it ops"])?;
+    assert!(out.contains("store copied to"), "{out}");
+    publishing.await??;
+    // A second backup to the same file is refused: a backup never overwrites.
+    let again = site.vigil(&["backup", "--config", &site.config_str(), &copy.to_string_lossy()]).unwrap_err();
+    assert!(again.to_string().contains("exists"), "{again}");
+    // The copy opens as a store of its own, its audit chain is intact and it holds its backup entry.
+    let config =
+        std::fs::read_to_string(&site.config)?.replace("sqlite://vigil.db", &format!("sqlite://{}", copy.display()));
+    assert!(config.contains("backup.db"), "the copy's config names the copy: {config}");
+    let copy_config = site.dir.path().join("copy.toml");
+    std::fs::write(&copy_config, config)?;
+    let verified = site.vigil(&["audit", "verify", "--config", &copy_config.to_string_lossy()])?;
+    assert!(verified.contains("audit log intact"), "{verified}");
+    let audit = site.vigil(&["audit", "list", "--config", &copy_config.to_string_lossy()])?;
+    assert!(audit.contains("store.backup") && audit.contains("it ops"), "{audit}");
+    let counts: serde_json::Value =
+        serde_json::from_str(&site.vigil(&["show", "counts", "--config", &copy_config.to_string_lossy()])?)?;
+    assert!(counts["payloads"].as_i64().is_some(), "{counts}");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}

@@ -557,4 +557,8 @@ impl AuditLog for FakeStore {
     async fn verify_audit(&self) -> Result<AuditVerdict, StoreError> {
         Ok(AuditVerdict { entries: self.state().audit.len() as u64, first_broken: None })
     }
+
+    async fn backup(&self, _to: &std::path::Path, _actor: &str) -> Result<(), StoreError> {
+        Err(StoreError::Refused("the in-memory store has no file to copy".into()))
+    }
 }

@@ -651,6 +651,9 @@ pub trait AuditLog: Send + Sync + 'static {
     async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
     /// Recomputes the audit chain; names the first entry that does not match.
     async fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
+    /// Writes a consistent copy of the whole store to `to` (a new file) while it runs. A copy of
+    /// the PHI leaves the store, so it is audited, and the copy holds its own audit entry.
+    async fn backup(&self, to: &std::path::Path, actor: &str) -> Result<(), StoreError>;
 }
 
 /// Everything the pipeline keeps. Each task takes only the capability it uses; the facade and the

@@ -1,6 +1,7 @@
 //! What both faces list and show: devices, alarms, quarantine, outbox, telemetry, the audit log.
 
 use super::Admin;
+use crate::api::actor::Actor;
 use crate::api::error::ApiResult;
 use crate::audit::{AuditEntry, AuditVerdict};
 use crate::store::{
@@ -63,5 +64,10 @@ impl Admin {
     /// Recomputes the audit chain; names the first entry that does not match.
     pub async fn verify_audit(&self) -> ApiResult<AuditVerdict> {
         Ok(self.store.verify_audit().await?)
+    }
+
+    /// Writes a consistent copy of the whole store to a new file while the pipeline runs (audited).
+    pub async fn backup(&self, actor: &Actor, to: &std::path::Path) -> ApiResult<()> {
+        Ok(self.store.backup(to, actor.name()).await?)
     }
 }

@@ -256,6 +256,15 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Write a consistent copy of the whole store to a new file, while Vigil runs (audited).
+    Backup {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// The new file.
+        file: PathBuf,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
     /// Import a registry file (patients, devices, pairings, consents).
     ImportRegistry {
         #[command(flatten)]

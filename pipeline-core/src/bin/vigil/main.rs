@@ -209,6 +209,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let critical = status["modes"].as_array().into_iter().flatten().any(|m| m["severity"] == "critical");
             return Ok(if critical { ExitCode::from(5) } else { ExitCode::SUCCESS });
         }
+        Command::Backup { site, file, operator } => {
+            site.open().await?.backup(&operator.actor()?, &file).await?;
+            println!("store copied to {}", file.display());
+        }
         Command::Audit { site, what, limit } => {
             let admin = site.open().await?;
             match what {
