@@ -61,6 +61,10 @@ struct Estimate {
     samples: VecDeque<(i64, i64)>,
     /// The observed time of the last payload: a payload's readings share one.
     last_observed: Option<DateTime<Utc>>,
+    /// The median offset, in milliseconds, and the steady offset: derived from `samples` once per
+    /// payload, not per reading.
+    median: i64,
+    steady: Option<Duration>,
 }
 
 impl DeviceClocks {
@@ -77,18 +81,20 @@ impl DeviceClocks {
         let own = (received - observed).num_milliseconds();
         // Judged from a device's second payload on: even early, one reading dated ahead of its own
         // clock cannot become the newest in its window.
-        let ahead_of_its_clock = !clock.samples.is_empty() && own < clock.median() - OUTLIER.num_milliseconds();
+        let ahead_of_its_clock = !clock.samples.is_empty() && own < clock.median - OUTLIER.num_milliseconds();
         if clock.last_observed != Some(observed) {
             clock.last_observed = Some(observed);
             if clock.samples.len() == SAMPLES {
                 clock.samples.pop_front();
             }
             clock.samples.push_back((observed.timestamp_millis(), received.timestamp_millis()));
+            clock.median = clock.median_of_samples();
+            clock.steady = clock.steady_offset();
         }
         if ahead_of_its_clock {
             return Placement::Outlier;
         }
-        match clock.steady_offset() {
+        match clock.steady {
             Some(offset) if offset.abs() >= correct_after => Placement::At(observed + offset),
             _ => Placement::At(observed),
         }
@@ -101,7 +107,7 @@ impl DeviceClocks {
 
     /// The device's offset once its estimate is steady (positive: its clock is behind).
     pub fn offset(&self, device: &str) -> Option<Duration> {
-        self.by_device.get(device)?.steady_offset()
+        self.by_device.get(device)?.steady
     }
 }
 
@@ -113,7 +119,7 @@ impl Estimate {
         sorted
     }
 
-    fn median(&self) -> i64 {
+    fn median_of_samples(&self) -> i64 {
         let sorted = self.sorted();
         match sorted.len() {
             0 => 0,
@@ -132,7 +138,7 @@ impl Estimate {
             return None;
         }
         // Over the payloads that agree with the median (an outlier is no evidence either way).
-        let median = self.median();
+        let median = self.median;
         let agree: Vec<&(i64, i64)> =
             self.samples.iter().filter(|(o, r)| (r - o - median).abs() <= STEADY_SPREAD.num_milliseconds()).collect();
         let span = |pick: fn(&(i64, i64)) -> i64| {

@@ -88,6 +88,9 @@ pub struct Engine {
     panels: Vec<PendingPanel>,
     /// Each live device's clock offset.
     clocks: DeviceClocks,
+    /// The offset from which a device's readings are placed by corrected time: its clock rule's
+    /// threshold, or a minute.
+    correct_after: Duration,
     /// Open "device clock off" conditions, per device and rule index.
     clock_off: HashMap<(String, usize), ContentHash>,
     /// The first time the engine was given: "now" on the workstation's wall clock is this plus the
@@ -98,6 +101,14 @@ pub struct Engine {
 impl Engine {
     /// An engine for a rule set.
     pub fn new(rules: RuleSet) -> Engine {
+        let correct_after = rules
+            .rules
+            .iter()
+            .find_map(|r| match r.condition {
+                Condition::ClockOffset { threshold } => Some(threshold),
+                _ => None,
+            })
+            .unwrap_or(Duration::minutes(1));
         Engine {
             horizon: rules.horizon(),
             rules,
@@ -108,6 +119,7 @@ impl Engine {
             unpaired: HashMap::new(),
             invalid_since: HashMap::new(),
             panels: Vec::new(),
+            correct_after,
             clocks: DeviceClocks::default(),
             clock_off: HashMap::new(),
             anchor: None,
@@ -139,7 +151,7 @@ impl Engine {
         // A live device is evaluated on its own clock's corrected time, so a lagging clock cannot
         // silence it; a reading its own clock disowns is kept out of every window.
         let at = match r.live {
-            true => match self.clocks.place(&r.device_id, r.observed_at, steady, self.correct_after()) {
+            true => match self.clocks.place(&r.device_id, r.observed_at, steady, self.correct_after) {
                 Placement::At(at) => at,
                 Placement::Outlier => return out,
             },
@@ -258,19 +270,6 @@ impl Engine {
             .collect();
         clocks.sort_by_key(|c| (std::cmp::Reverse(c.offset_secs.abs()), c.device_id.clone()));
         clocks
-    }
-
-    /// The offset from which a device's readings are placed by corrected time: its clock rule's
-    /// threshold, or a minute.
-    fn correct_after(&self) -> Duration {
-        self.rules
-            .rules
-            .iter()
-            .find_map(|r| match r.condition {
-                Condition::ClockOffset { threshold } => Some(threshold),
-                _ => None,
-            })
-            .unwrap_or(Duration::minutes(1))
     }
 
     /// Raises "device clock off by N s" past the rule's threshold; clears it under half of it.
