@@ -13,15 +13,33 @@ use pipeline_core::{clock, pipeline};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{DemoArgs, SimulateArgs};
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+
+/// SIGTERM or Ctrl-C. The handlers are registered when this is called, not when it is first awaited,
+/// so a signal sent the moment "vigil: running" is printed stops Vigil cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            _ = recv(term.as_mut()) => {}
+            _ = recv(interrupt.as_mut()) => {}
+        }
+    }
+}
+
+/// The next signal of a registered kind; never, when it could not be registered.
+async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
 pub(crate) async fn run_pipeline(config: Config) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let handle = pipeline::start(&config, clock::system()).await?;
     // Machine-readable, for scripts and tests that let the OS pick the ports.
     if let Some(addr) = handle.mqtt_listen_addr() {
@@ -31,7 +49,7 @@ pub(crate) async fn run_pipeline(config: Config) -> anyhow::Result<()> {
         println!("vigil: status endpoint on http://{addr}");
     }
     println!("vigil: running");
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("stopping: draining sources and the ingest writer");
     handle.shutdown().await;
     tracing::info!("stopped cleanly");
