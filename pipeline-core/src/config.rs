@@ -159,11 +159,14 @@ impl Default for StatusConfig {
 pub struct StoreConfig {
     /// Database URL: `sqlite://PATH` (relative to this file). PostgreSQL is planned.
     pub url: String,
+    /// Test only: the database may not grow beyond this many pages, so SQLite answers "disk full";
+    /// `POST /drill/store/space` (with `[status] drills`) lifts it.
+    pub test_max_pages: Option<u32>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: "sqlite://vigil.db".into() }
+        StoreConfig { url: "sqlite://vigil.db".into(), test_max_pages: None }
     }
 }
 
@@ -235,6 +238,10 @@ pub struct MqttSourceConfig {
     pub keep_alive_secs: u64,
     /// Largest accepted MQTT packet in bytes.
     pub max_packet_bytes: usize,
+    /// Embedded endpoint: PUBLISHes one connection may have unacknowledged at once. While the store
+    /// cannot write, a device goes on this far (its readings still reach the rules), then is pushed
+    /// back. With an external broker the window is the broker's `max_inflight_messages`.
+    pub unacked_window: usize,
 }
 
 impl Default for MqttSourceConfig {
@@ -245,6 +252,7 @@ impl Default for MqttSourceConfig {
             client_id: "vigil-ingest".into(),
             keep_alive_secs: 30,
             max_packet_bytes: 64 * 1024,
+            unacked_window: 1024,
         }
     }
 }
@@ -331,11 +339,15 @@ pub struct IngestConfig {
     pub batch_max: usize,
     /// How long the writer waits to fill a batch, in milliseconds.
     pub batch_linger_ms: u64,
+    /// Payloads taken in and evaluated by the rules but not yet stored, at most. While the store
+    /// cannot write, each connection may go on up to its own window, and all of them together up to
+    /// this; then the sources are pushed back. It bounds the memory a store outage can use.
+    pub unstored_max: usize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { queue_capacity: 8192, batch_max: 2000, batch_linger_ms: 2 }
+        IngestConfig { queue_capacity: 8192, batch_max: 2000, batch_linger_ms: 2, unstored_max: 65_536 }
     }
 }
 

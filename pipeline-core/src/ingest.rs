@@ -5,7 +5,8 @@
 //! The queue in front of the writer is bounded; when it is full, `submit` waits, so sources stop
 //! reading from their peers (pushback) instead of dropping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +56,7 @@ struct Submission {
 #[derive(Clone)]
 pub struct IngestHandle {
     tx: mpsc::Sender<Submission>,
+    unstored: Arc<AtomicUsize>,
 }
 
 /// Resolves once the submitted payload is durably stored.
@@ -89,6 +91,12 @@ impl IngestHandle {
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
+
+    /// Payloads the writer has taken (and the rules have seen) but not yet stored: each one is an
+    /// acknowledgement withheld.
+    pub fn unstored(&self) -> usize {
+        self.unstored.load(Ordering::Relaxed)
+    }
 }
 
 /// Running totals of what the writer did since start.
@@ -110,12 +118,15 @@ pub fn spawn(
 ) -> (IngestHandle, IngestTally, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let tally = IngestTally::default();
+    let unstored = Arc::new(AtomicUsize::new(0));
     let writer = Writer {
         store,
         profiles,
         policy,
         registry: Registry { generation: -1, ..Registry::default() },
         batch_max: config.batch_max,
+        unstored_max: config.unstored_max.max(1),
+        unstored: unstored.clone(),
         linger: Duration::from_millis(config.batch_linger_ms),
         tally: tally.clone(),
         attention: Attention::default(),
@@ -126,7 +137,7 @@ pub fn spawn(
         steady: Steady::new(clock.read()),
         clock,
     };
-    (IngestHandle { tx }, tally, tokio::spawn(writer.run(rx)))
+    (IngestHandle { tx, unstored }, tally, tokio::spawn(writer.run(rx)))
 }
 
 struct Writer {
@@ -135,6 +146,9 @@ struct Writer {
     policy: Policy,
     registry: Registry,
     batch_max: usize,
+    /// Payloads taken but not yet stored at most; beyond it the writer stops taking (pushback).
+    unstored_max: usize,
+    unstored: Arc<AtomicUsize>,
     linger: Duration,
     tally: IngestTally,
     attention: Attention,
@@ -182,63 +196,168 @@ pub type LatestValues = Arc<Mutex<HashMap<(String, u32), Latest>>>;
 /// How often the writer beats for the store (`store` on the board).
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// How long identification waits for the store to say whether the registry changed.
+const REGISTRY_WAIT: Duration = Duration::from_millis(500);
+
+/// A payload processed and forwarded to the rules, waiting for its commit.
+type Held = (ProcessedPayload, Submission);
+
+/// A commit running beside the intake: its task gives the payloads back with the result.
+struct Commit {
+    task: JoinHandle<(Vec<ProcessedPayload>, Result<BatchTally, crate::store::StoreError>)>,
+    flight: Vec<Submission>,
+    started: Instant,
+}
+
 impl Writer {
+    /// Takes payloads in, normalises, identifies and forwards them to the rules at once, and commits
+    /// them one batch at a time behind that. A commit runs beside the intake, so a store that is slow,
+    /// locked or full delays acknowledgements but never the rules: the writer keeps taking payloads
+    /// (each connection up to its unacknowledged window, all of them up to `unstored_max`) and only
+    /// then stops reading, which pushes back on the sources.
     async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
+        let mut held: VecDeque<Held> = VecDeque::new();
+        let mut commit: Option<Commit> = None;
+        let mut failing: Option<(String, Instant)> = None;
+        let mut backoff = Backoff::default();
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        let mut closed = false;
         loop {
-            let first = match tokio::time::timeout(HEARTBEAT, rx.recv()).await {
-                Ok(Some(first)) => first,
-                Ok(None) => break,
-                Err(_) => {
-                    // Idle: ask the store something cheap, so a dead disk shows before data arrives.
-                    match self.store.registry_generation().await {
-                        Ok(_) => self.heartbeat.beat(HealthState::Up, "idle"),
-                        Err(e) => self.heartbeat.beat(HealthState::Down, &format!("store failing: {e}")),
+            let room = !closed && self.unstored.load(Ordering::Relaxed) < self.unstored_max;
+            let retry_at = failing.as_ref().map_or_else(Instant::now, |(_, at)| *at);
+            tokio::select! {
+                done = async { (&mut commit.as_mut().expect("guarded").task).await }, if commit.is_some() => {
+                    let Commit { flight, .. } = commit.take().expect("guarded");
+                    match done {
+                        Ok((processed, Ok(tally))) => {
+                            backoff = Backoff::default();
+                            failing = None;
+                            self.heartbeat.beat(HealthState::Up, "storing");
+                            self.stored(processed, flight, &tally);
+                        }
+                        Ok((processed, Err(e))) => {
+                            let wait = backoff.next(&e.to_string());
+                            failing = Some((e.to_string(), Instant::now() + wait));
+                            for held_back in processed.into_iter().zip(flight).rev() {
+                                held.push_front(held_back);
+                            }
+                        }
+                        Err(panic) => {
+                            tracing::error!(error = %panic, "an ingest commit panicked; its payloads stay unacknowledged");
+                            return;
+                        }
                     }
-                    continue;
+                    self.beat_unstored(&held, &failing);
                 }
-            };
-            let mut batch = vec![first];
-            let deadline = Instant::now() + self.linger;
-            while batch.len() < self.batch_max {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(s)) => batch.push(s),
-                    Ok(None) | Err(_) => break,
+                first = rx.recv(), if room => match first {
+                    None => closed = true,
+                    Some(first) => {
+                        let room = self.unstored_max - self.unstored.load(Ordering::Relaxed);
+                        let batch = self.gather(first, &mut rx, room.min(self.batch_max), commit.is_none()).await;
+                        let processed = self.process(&batch).await;
+                        self.forward(&processed).await;
+                        held.extend(processed.into_iter().zip(batch));
+                    }
+                },
+                _ = tokio::time::sleep_until(retry_at), if commit.is_none() && !held.is_empty() && failing.is_some() => {
+                    if let Some((_, at)) = &mut failing { *at = Instant::now(); }
                 }
+                _ = beat.tick() => match (&commit, &failing) {
+                    (Some(c), _) if c.started.elapsed() > HEARTBEAT * 2 => self.heartbeat.beat(
+                        HealthState::Down,
+                        &format!(
+                            "store has not finished a commit for {} s; {} payloads unacknowledged, still evaluated by the rules",
+                            c.started.elapsed().as_secs(),
+                            held.len() + c.flight.len()
+                        ),
+                    ),
+                    (None, Some(_)) => self.beat_unstored(&held, &failing),
+                    (None, None) if held.is_empty() => self.idle_check().await,
+                    _ => self.heartbeat.beat(HealthState::Up, "storing"),
+                },
             }
-            self.write_until_durable(batch).await;
+            let in_flight = commit.as_ref().map_or(0, |c| c.flight.len());
+            self.unstored.store(held.len() + in_flight, Ordering::Relaxed);
+            let due = failing.as_ref().is_none_or(|(_, at)| *at <= Instant::now());
+            if commit.is_none() && !held.is_empty() && due {
+                commit = Some(self.start_commit(&mut held));
+            }
+            if closed && held.is_empty() && commit.is_none() {
+                break;
+            }
         }
         tracing::info!("ingest writer drained and stopped");
     }
 
-    /// Retries a failing store with backoff, holding the batch (and so every acknowledgement) until
-    /// it is durable; meanwhile the bounded queue fills and the sources push back.
-    async fn write_until_durable(&mut self, batch: Vec<Submission>) {
-        let mut backoff = Backoff::default();
-        let processed = loop {
-            match self.process(&batch).await {
-                Ok(processed) => break processed,
-                Err(e) => backoff.wait(&self.heartbeat, &e).await,
+    /// The first payload and whatever else is waiting, up to `max`; when no commit is running,
+    /// lingers briefly so a burst makes one batch (one fsync) rather than many.
+    async fn gather(
+        &self,
+        first: Submission,
+        rx: &mut mpsc::Receiver<Submission>,
+        max: usize,
+        linger: bool,
+    ) -> Vec<Submission> {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + if linger { self.linger } else { Duration::ZERO };
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) if !linger => break,
+                Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(s)) => batch.push(s),
+                    Ok(None) | Err(_) => break,
+                },
             }
-        };
-        self.forward(&processed).await;
-        loop {
-            match self.store.write_batch(&processed).await {
-                Ok(tally) => {
-                    self.heartbeat.beat(HealthState::Up, "storing");
-                    self.remember_latest(&processed);
-                    self.attention.record(&tally);
-                    self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(&tally);
-                    let now = self.clock.now();
-                    for s in batch {
-                        let waited = (now - s.envelope.received_at).num_microseconds().unwrap_or(0);
-                        self.latencies.ingest.observe(waited as f64 / 1e6);
-                        // A source that gave up waiting is no loss: the payload is stored.
-                        let _ = s.done.send(());
-                    }
-                    return;
-                }
-                Err(e) => backoff.wait(&self.heartbeat, &e).await,
-            }
+        }
+        batch
+    }
+
+    /// Hands the oldest held payloads, up to a batch, to a commit of their own.
+    fn start_commit(&self, held: &mut VecDeque<Held>) -> Commit {
+        let n = held.len().min(self.batch_max);
+        let (processed, flight): (Vec<ProcessedPayload>, Vec<Submission>) = held.drain(..n).unzip();
+        let store = self.store.clone();
+        let task = tokio::spawn(async move {
+            let result = store.write_batch(&processed).await;
+            (processed, result)
+        });
+        Commit { task, flight, started: Instant::now() }
+    }
+
+    /// A committed batch: remembered for the live view, counted, and acknowledged.
+    fn stored(&mut self, processed: Vec<ProcessedPayload>, flight: Vec<Submission>, tally: &BatchTally) {
+        self.remember_latest(&processed);
+        self.attention.record(tally);
+        self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(tally);
+        let now = self.clock.now();
+        for s in flight {
+            let waited = (now - s.envelope.received_at).num_microseconds().unwrap_or(0);
+            self.latencies.ingest.observe(waited as f64 / 1e6);
+            // A source that gave up waiting is no loss: the payload is stored.
+            let _ = s.done.send(());
+        }
+    }
+
+    /// Says on the board that the store is failing and how much waits unacknowledged.
+    fn beat_unstored(&self, held: &VecDeque<Held>, failing: &Option<(String, Instant)>) {
+        if let Some((why, _)) = failing {
+            self.heartbeat.beat(
+                HealthState::Down,
+                &format!(
+                    "store failing: {why}; {} payloads held unacknowledged, still evaluated by the rules",
+                    held.len()
+                ),
+            );
+        }
+    }
+
+    /// Idle: asks the store something cheap, so a dead disk shows before data arrives.
+    async fn idle_check(&self) {
+        match tokio::time::timeout(HEARTBEAT, self.store.registry_generation()).await {
+            Ok(Ok(_)) => self.heartbeat.beat(HealthState::Up, "idle"),
+            Ok(Err(e)) => self.heartbeat.beat(HealthState::Down, &format!("store failing: {e}")),
+            Err(_) => self.heartbeat.beat(HealthState::Down, "store failing: it does not answer a read within 1 s"),
         }
     }
 
@@ -265,13 +384,36 @@ impl Writer {
         }
     }
 
-    /// Normalises and identifies the batch against the current registry.
-    async fn process(&mut self, batch: &[Submission]) -> Result<Vec<ProcessedPayload>, crate::store::StoreError> {
-        if self.store.registry_generation().await? != self.registry.generation {
-            self.registry = self.store.load_registry().await?;
+    /// Normalises and identifies the batch against the current registry. A store that cannot say
+    /// whether the registry changed (locked, failing) leaves the last one read in force: pairing is
+    /// an operator action, and the rules must not wait for the store.
+    async fn process(&mut self, batch: &[Submission]) -> Vec<ProcessedPayload> {
+        loop {
+            match self.refresh_registry().await {
+                Ok(()) => break,
+                Err(e) if self.registry.generation >= 0 => {
+                    tracing::warn!(error = %e, "registry not re-read; identifying against the last one read");
+                    break;
+                }
+                // Never read yet: nothing can be identified without it.
+                Err(e) => Backoff::default().wait(&self.heartbeat, &e).await,
+            }
         }
         let now = self.steady.at(self.clock.read());
-        Ok(batch.iter().map(|s| process(&s.envelope, &self.profiles, &self.registry, &self.policy, now)).collect())
+        batch.iter().map(|s| process(&s.envelope, &self.profiles, &self.registry, &self.policy, now)).collect()
+    }
+
+    async fn refresh_registry(&mut self) -> Result<(), String> {
+        let read = async {
+            if self.store.registry_generation().await? != self.registry.generation {
+                self.registry = self.store.load_registry().await?;
+            }
+            Ok::<(), crate::store::StoreError>(())
+        };
+        match tokio::time::timeout(REGISTRY_WAIT, read).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("the store did not answer within {} ms", REGISTRY_WAIT.as_millis())),
+        }
     }
 
     /// Hands the identified readings to the rules before the commit: an alarm must not wait for an
@@ -326,8 +468,7 @@ fn rule_input(d: &Disposition, live: bool) -> Option<RuleInput> {
     }
 }
 
-/// The writer's retry pacing: doubling from 100 ms up to 2 s, so it keeps beating inside its 3 s
-/// window while the store fails.
+/// The writer's retry pacing: doubling from 100 ms up to 2 s.
 struct Backoff(Duration);
 
 impl Default for Backoff {
@@ -337,11 +478,17 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    async fn wait(&mut self, heartbeat: &Heartbeat, e: &crate::store::StoreError) {
-        heartbeat.beat(HealthState::Down, &format!("store failing, acknowledgements held: {e}"));
+    /// The wait before the next attempt after `e`.
+    fn next(&mut self, e: &str) -> Duration {
         tracing::error!(error = %e, retry_in_ms = self.0.as_millis() as u64, "store write failed; holding acknowledgements");
-        tokio::time::sleep(self.0).await;
+        let wait = self.0;
         self.0 = (self.0 * 2).min(Duration::from_secs(2));
+        wait
+    }
+
+    async fn wait(&mut self, heartbeat: &Heartbeat, e: &str) {
+        heartbeat.beat(HealthState::Down, &format!("store failing: {e}"));
+        tokio::time::sleep(self.next(e)).await;
     }
 }
 
@@ -450,7 +597,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failing_store_holds_every_acknowledgement_but_not_the_rules() {
+    async fn a_failing_store_holds_every_acknowledgement_but_not_the_rules_nor_the_intake() {
         let clock = TokioClock::starting_at(t0());
         let store = Arc::new(FakeStore::new(clock.clone()));
         store.pair_new_patient("OX-1001", t0() - chrono::Duration::days(1));
@@ -469,30 +616,39 @@ mod tests {
             outputs,
             clock.clone(),
         );
-        let payload = std::fs::read(fixtures.join("payloads/acme-ox100/ok.json")).unwrap();
-        let envelope = Envelope {
+        let payload = std::fs::read_to_string(fixtures.join("payloads/acme-ox100/ok.json")).unwrap();
+        let envelope = |payload: String| Envelope {
             source: "mqtt",
             origin: "vigil/devices/OX-1001/oximeter".into(),
             received_at: clock.now(),
-            payload: payload.into(),
+            payload: payload.into_bytes().into(),
         };
-        let mut receipt = ingest.submit(envelope).await.unwrap();
-
-        // The rules see both readings while the store cannot write.
-        for _ in 0..2 {
+        let mut first = ingest.submit(envelope(payload.clone())).await.unwrap();
+        // The store fails on and on; payloads that arrive meanwhile still reach the rules.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let mut later = ingest.submit(envelope(payload.replace("10:00:00.120", "10:00:30.120"))).await.unwrap();
+        for _ in 0..4 {
             let input = tokio::time::timeout(Duration::from_secs(5), rules_rx.recv()).await;
             assert!(matches!(input, Ok(Some(RuleInput::Reading(_)))), "{input:?}");
         }
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        assert_eq!(receipt.try_stored(), None, "nothing is acknowledged before it is stored");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            (first.try_stored(), later.try_stored()),
+            (None, None),
+            "nothing is acknowledged before it is stored"
+        );
+        assert_eq!(ingest.unstored(), 2, "both wait, counted");
         assert!(store.batches().is_empty());
         assert!(health.board().iter().any(|c| c.name == "store" && c.state == HealthState::Down));
 
         store.fail_writes(false);
-        receipt.stored().await.unwrap();
-        assert_eq!(store.batches().len(), 1, "the held batch is written once the store recovers");
+        first.stored().await.unwrap();
+        later.stored().await.unwrap();
+        let written: usize = store.batches().iter().map(|b| b.len()).sum();
+        assert_eq!(written, 2, "the held payloads are written once the store recovers");
         let stored = *tally.lock().unwrap();
-        assert_eq!((stored.payloads, stored.stored), (1, 2));
+        assert_eq!((stored.payloads, stored.stored), (2, 4));
+        assert_eq!(ingest.unstored(), 0);
         drop(ingest);
         writer.await.unwrap();
     }

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::ledger::Ledger;
 use crate::clock::SharedClock;
 use crate::config::{BrokerMode, Config, RetentionConfig};
 use crate::health::latency::Latencies;
@@ -74,6 +75,19 @@ pub enum StartError {
 
 /// Takes the store's pipeline lock (`<database>.lock` beside it, held while the pipeline runs): two
 /// pipelines on one store would both acknowledge, evaluate and page. CLI commands do not take it.
+/// The alert circuit's queue file, beside the database: `<database>.alert-queue`. A store that is
+/// not a file (an in-memory one, for tests) gets one in a fresh temporary directory.
+pub fn alert_queue_file(store_url: &str) -> std::path::PathBuf {
+    match store_url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) {
+        Some(db) => format!("{db}.alert-queue").into(),
+        None => std::env::temp_dir().join(format!("vigil-{}-{}.alert-queue", std::process::id(), rand_id())),
+    }
+}
+
+fn rand_id() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+}
+
 fn lock_store(url: &str) -> Result<Option<std::fs::File>, StartError> {
     let Some(db) = url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) else { return Ok(None) };
     let path = std::path::PathBuf::from(format!("{db}.lock"));
@@ -117,6 +131,8 @@ pub struct Handle {
     status_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// The alert circuit's thread: it ends once the rules and the supervisor have let go of it.
+    alerts_thread: Option<std::thread::JoinHandle<()>>,
     /// The store's pipeline lock, released when the pipeline is dropped.
     _lock: Option<std::fs::File>,
 }
@@ -124,22 +140,31 @@ pub struct Handle {
 /// Starts every configured component.
 pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartError> {
     let lock = lock_store(&config.store.url)?;
-    let store = store::open(&config.store.url, clock.clone()).await?;
+    let page_limit = store::PageLimit::of(config.store.test_max_pages.unwrap_or(0));
+    let store = store::open_limited(&config.store.url, clock.clone(), page_limit.clone()).await?;
     store.clear_technical_alarms().await?;
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
     let policy = Policy::of(config);
     let health = HealthRegistry::with_clock(clock.clone());
     let shutdown = CancellationToken::new();
-    let drills = Drills::default();
-    let alerts = crate::alerts::start(
-        &config.alerts,
-        store.clone(),
-        &health,
-        clock.clone(),
-        shutdown.clone(),
-        drills.alerts.clone(),
-    )
-    .map_err(|source| StartError::Bind { addr: "the alert circuit's thread".into(), source })?;
+    let drills = Drills { page_limit, ..Drills::default() };
+    let (ledger, ledger_task) = Ledger::new(store.clone());
+    // Not tracked: it may be retrying a row against a failing store when the pipeline stops.
+    tokio::spawn(ledger_task);
+    let (view_tx, view) = tokio::sync::watch::channel(crate::alerts::ledger::AlarmView::default());
+    let wanted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let wiring = crate::alerts::Wiring {
+        queue_file: alert_queue_file(&config.store.url),
+        view,
+        wanted: wanted.clone(),
+        ledger: ledger.clone(),
+    };
+    let circuit = crate::alerts::start(&config.alerts, wiring, &health, clock.clone(), drills.alerts.clone())
+        .map_err(|source| StartError::Bind { addr: "the alert circuit's thread".into(), source })?;
+    let (alerts, alerts_thread) = match circuit {
+        Some(c) => (Some(c.handle), Some(c.thread)),
+        None => (None, None),
+    };
     let device_clocks = crate::rules::clock::DeviceClocksBoard::default();
     let (rules_tx, rules_task, rules_version) = match &config.rules.file {
         None => (None, None, None),
@@ -180,6 +205,13 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         clock.clone(),
     );
     let tasks = TaskTracker::new();
+    tasks.spawn(crate::alerts::ledger::watch_handling(
+        store.clone(),
+        view_tx,
+        wanted,
+        crate::alerts::TICK,
+        shutdown.clone(),
+    ));
     let mut sources = Vec::new();
     let mut mqtt_listen_addr = None;
 
@@ -193,7 +225,9 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                     .await
                     .map_err(|source| StartError::Bind { addr: config.broker.listen.clone(), source })?;
                 mqtt_listen_addr = listener.local_addr().ok();
-                tasks.spawn(endpoint::serve(listener, ingest.clone(), mqtt.max_packet_bytes, status, shutdown.clone()));
+                let limits =
+                    endpoint::Limits { max_packet_bytes: mqtt.max_packet_bytes, unacked_window: mqtt.unacked_window };
+                tasks.spawn(endpoint::serve(listener, ingest.clone(), limits, status, shutdown.clone()));
             }
             BrokerMode::External => {
                 let opts = client::options(&config.broker, mqtt)?;
@@ -223,7 +257,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         clock.clone(),
         shutdown.clone(),
     ));
-    let supervisor = Supervisor { health: health.clone(), store: store.clone(), alerts, clock: clock.clone() };
+    let supervisor = Supervisor { health: health.clone(), ledger, alerts, clock: clock.clone() };
     tasks.spawn(supervisor::run(supervisor, shutdown.clone(), drills.supervisor.clone()));
     if config.health.clock_sync_check {
         let heartbeat = health.register("workstation-clock", crate::health::clock_sync::HEARTBEAT);
@@ -246,6 +280,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     tasks.spawn(crate::status::serve(status_listener, status.clone(), shutdown.clone()));
     tasks.close();
     Ok(Handle {
+        alerts_thread,
         _lock: lock,
         store,
         rules_version,
@@ -353,6 +388,11 @@ impl Handle {
         self.ingest.queue_depth()
     }
 
+    /// Payloads taken in but not yet stored.
+    pub fn unstored(&self) -> usize {
+        self.ingest.unstored()
+    }
+
     /// Stops the sources, stores everything already accepted, and returns when all is durable.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
@@ -364,6 +404,11 @@ impl Handle {
         // The writer dropped the rules' sender: they finish what was stored, then stop.
         if let Some(rules) = self.rules_task {
             let _ = rules.await;
+        }
+        // The circuit sends what the drain raised, then stops; a new pipeline (a Settings save)
+        // must not start a second circuit on the same queue file before then.
+        if let Some(thread) = self.alerts_thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }

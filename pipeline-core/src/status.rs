@@ -90,6 +90,8 @@ pub struct Status {
     pub modes: Vec<&'static DegradationMode>,
     /// Payloads waiting for the ingest writer.
     pub ingest_queue: usize,
+    /// Payloads taken in and evaluated, waiting for the store: acknowledgements withheld.
+    pub ingest_unstored: usize,
     /// Outbox events per status.
     pub outbox: Vec<(String, i64)>,
     /// Ingest totals since start.
@@ -104,13 +106,19 @@ pub async fn status(sources: &StatusSources) -> Status {
     let components = sources.health.board();
     let ingest = *sources.tally.lock().unwrap_or_else(|e| e.into_inner());
     let rates = sources.rates.lock().unwrap_or_else(|e| e.into_inner()).sample(&ingest);
-    let outbox = sources.store.outbox_counts().await.unwrap_or_default();
+    // The board answers even while the store does not.
+    let outbox = tokio::time::timeout(std::time::Duration::from_millis(500), sources.store.outbox_counts())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     Status {
         at,
         rates,
         modes: active(&components),
         components,
         ingest_queue: sources.ingest.queue_depth(),
+        ingest_unstored: sources.ingest.unstored(),
         outbox,
         ingest,
         device_clocks: sources.device_clocks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -136,6 +144,12 @@ async fn metrics(State(sources): State<Arc<StatusSources>>) -> impl IntoResponse
         "gauge",
         "Payloads waiting for the ingest writer.",
         vec![(String::new(), s.ingest_queue as f64)],
+    );
+    metric(
+        "vigil_ingest_unstored",
+        "gauge",
+        "Payloads evaluated by the rules but not yet stored (acknowledgements withheld).",
+        vec![(String::new(), s.ingest_unstored as f64)],
     );
     for (name, help, value) in [
         ("vigil_payloads_total", "Payloads written to the inbox.", t.payloads),
@@ -201,12 +215,26 @@ async fn drill(State(sources): State<Arc<StatusSources>>, Path(component): Path<
     (StatusCode::OK, format!("{component} stopped for the drill; restart Vigil to end it\n"))
 }
 
+/// `POST /drill/store/space`: lifts the store's test-only page ceiling, as freeing disk space would.
+async fn space(State(sources): State<Arc<StatusSources>>) -> (StatusCode, String) {
+    let Some(drills) = &sources.drills else {
+        return (StatusCode::FORBIDDEN, "drills are off: set [status] drills = true to allow them\n".into());
+    };
+    if drills.page_limit.get() == 0 {
+        return (StatusCode::CONFLICT, "no page ceiling is set ([store] test_max_pages)\n".into());
+    }
+    drills.page_limit.lift();
+    tracing::warn!("drill: the store's page ceiling is lifted");
+    (StatusCode::OK, "the store has room again\n".into())
+}
+
 /// Serves until `shutdown`.
 pub async fn serve(listener: TcpListener, sources: Arc<StatusSources>, shutdown: CancellationToken) {
     let app = Router::new()
         .route("/status", get(status_json))
         .route("/metrics", get(metrics))
         .route("/drill/{component}/stop", post(drill))
+        .route("/drill/store/space", post(space))
         .with_state(sources);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
         tracing::error!(error = %e, "status endpoint failed");

@@ -4,18 +4,17 @@
 //! supervisor watches the circuit's.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::{self, AlertHandle};
+use crate::alerts::ledger::Ledger;
+use crate::alerts::{self, AlertHandle, Notice};
 use crate::clock::SharedClock;
 use crate::health::modes::{DegradationMode, active};
 use crate::health::{HealthRegistry, HealthState};
 use crate::model::ContentHash;
-use crate::store::AlarmStore;
 
 /// How often the supervisor looks.
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -28,8 +27,9 @@ const ALARM_AFTER: Duration = Duration::from_secs(5);
 pub struct Supervisor {
     /// The heartbeats.
     pub health: HealthRegistry,
-    /// Where technical alarms are recorded.
-    pub store: Arc<dyn AlarmStore>,
+    /// Where technical alarms are recorded, without waiting on the store (a stalled store is
+    /// itself a mode the supervisor must go on reporting).
+    pub ledger: Ledger,
     /// The alert circuit, if configured.
     pub alerts: Option<AlertHandle>,
     /// Where "now" comes from.
@@ -71,10 +71,11 @@ pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: Cancellation
             ongoing.keys().filter(|id| !modes.iter().any(|m| m.id == **id)).copied().collect();
         for id in ended {
             tracing::info!(mode = id, "degradation mode cleared");
-            if let Some(key) = ongoing.remove(id).and_then(|o| o.alarm)
-                && let Err(e) = s.store.clear_alarm(&key).await
-            {
-                tracing::error!(error = %e, mode = id, "could not clear a technical alarm");
+            if let Some(key) = ongoing.remove(id).and_then(|o| o.alarm) {
+                s.ledger.clear(key);
+                if let Some(alerts) = &s.alerts {
+                    alerts.cleared(&key).await;
+                }
             }
         }
         heartbeat.beat(HealthState::Up, "watching");
@@ -86,10 +87,11 @@ pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: Cancellation
 async fn raise(s: &Supervisor, m: &DegradationMode, now: DateTime<Utc>) -> ContentHash {
     let what = format!("{}: {}", m.title, m.what_is_off);
     let f = alerts::component_alarm(m.id, m.component, &what, m.alarm_priority, now);
-    let carrier = if m.component == "alerts" { None } else { s.alerts.as_ref() };
-    if let Err(e) = alerts::raise(&f, s.store.as_ref(), carrier, now).await {
-        tracing::error!(error = %e, mode = m.id, "could not record a technical alarm");
+    if let Some(alerts) = s.alerts.as_ref().filter(|_| m.component != "alerts") {
+        alerts.raise(Notice::of(&f, now)).await;
     }
+    tracing::warn!(mode = m.id, priority = f.priority.as_str(), "technical alarm raised");
+    s.ledger.raise(&f);
     f.key
 }
 
@@ -97,9 +99,12 @@ async fn raise(s: &Supervisor, m: &DegradationMode, now: DateTime<Utc>) -> Conte
 mod tests {
     use chrono::TimeZone;
 
+    use std::sync::Arc;
+
     use super::*;
     use crate::clock::TokioClock;
     use crate::model::alarm::AlarmKind;
+    use crate::store::AlarmStore;
     use crate::store::fake::FakeStore;
 
     #[tokio::test(start_paused = true)]
@@ -107,8 +112,10 @@ mod tests {
         let clock = TokioClock::starting_at(Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap());
         let health = HealthRegistry::with_clock(clock.clone());
         let store = Arc::new(FakeStore::new(clock.clone()));
+        let (ledger, recorder) = Ledger::new(store.clone());
+        tokio::spawn(recorder);
         let ehr = health.register("ehr", PERIOD);
-        let supervisor = Supervisor { health, store: store.clone(), alerts: None, clock };
+        let supervisor = Supervisor { health, ledger, alerts: None, clock };
         let (shutdown, drill) = (CancellationToken::new(), CancellationToken::new());
         let task = tokio::spawn(run(supervisor, shutdown.clone(), drill));
         let beat_for = async |secs: u64, state: HealthState| {

@@ -736,8 +736,18 @@ pub fn with_status(outbox: &[serde_json::Value], status: &str) -> usize {
 
 /// Oximeter payloads from OX-1000 with a fixed SpO2, one a second of observed time from `start` on.
 pub fn oximeter_spo2(spo2: f64, start: chrono::DateTime<chrono::Utc>, n: i64) -> Vec<(String, Vec<u8>)> {
+    oximeter_spo2_from("OX-1000", spo2, start, n)
+}
+
+/// Oximeter payloads from `device` with a fixed SpO2, one a second of observed time from `start` on.
+pub fn oximeter_spo2_from(
+    device: &str,
+    spo2: f64,
+    start: chrono::DateTime<chrono::Utc>,
+    n: i64,
+) -> Vec<(String, Vec<u8>)> {
     let device =
-        pipeline_core::simulate::SimDevice::new("OX-1000", pipeline_core::simulate::DeviceKind::Oximeter, None, 1);
+        pipeline_core::simulate::SimDevice::new(device, pipeline_core::simulate::DeviceKind::Oximeter, None, 1);
     (0..n)
         .map(|i| {
             let mut p = device.payload(start + chrono::Duration::seconds(i));

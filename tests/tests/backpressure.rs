@@ -1,6 +1,7 @@
-//! Overload is pushback, never loss: while the store cannot commit, nothing is acknowledged, the
-//! ingest queue stays within its bound, and the endpoint stops reading from the device; once the
-//! store recovers, everything is stored exactly once and acknowledged.
+//! Overload is pushback, never loss: while the store cannot commit, nothing is acknowledged; the
+//! writer takes payloads (and the rules see them) up to its bound of unstored payloads, the ingest
+//! queue then fills to its own bound, and the endpoint stops reading from the device; once the store
+//! recovers, everything is stored exactly once and acknowledged.
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ async fn a_stalled_store_pushes_back_and_loses_nothing() -> anyhow::Result<()> {
     config.identity.organisation = "demo-clinic".into();
     config.ingest.queue_capacity = 64;
     config.ingest.batch_max = 32;
+    config.ingest.unstored_max = 100;
     let handle = pipeline::start(&config, clock::system()).await?;
     registry_import::import(handle.store().as_ref(), &fixture("demo/registry.toml"), chrono::Utc::now(), "test")
         .await?;
@@ -45,8 +47,10 @@ async fn a_stalled_store_pushes_back_and_loses_nothing() -> anyhow::Result<()> {
         .collect();
     let publisher = tokio::spawn(publish_tracked(port, messages, 2000, Duration::from_secs(120), |_| {}));
 
-    // The queue fills to its bound and stays there: the endpoint waits instead of dropping.
+    // The writer takes up to its bound, the queue fills to its own and stays there: the endpoint
+    // waits instead of dropping.
     eventually("a full ingest queue", Duration::from_secs(30), async || handle.queue_depth() == 64).await?;
+    assert_eq!(handle.unstored(), 100, "taken in up to the bound, no further");
     assert_eq!(handle.tally().payloads, 0, "nothing can be committed while the store is locked");
     assert!(!publisher.is_finished(), "no PUBACK may leave before the commit");
 

@@ -7,29 +7,42 @@
 //! operator's silence defers that until the silence ends. The circuit watches the supervisor's
 //! heartbeat, as the supervisor watches the circuit's: if either stops, the other raises a technical
 //! alarm.
+//!
+//! The circuit never reads or waits on the main store: what operators did reaches it as a view
+//! published by a task on the pipeline's runtime ([`ledger`]), and pages owed survive a restart in
+//! its own ring file ([`queue`]).
 
+mod escalation;
+pub mod ledger;
+pub mod queue;
 mod sinks;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Now, SharedClock};
+use crate::clock::SharedClock;
 use crate::config::AlertsConfig;
 use crate::health::{HealthRegistry, HealthState, Heartbeat};
 use crate::model::ContentHash;
 use crate::model::alarm::{AlarmKind, Firing, Priority, condition_key};
-use crate::store::{AlarmStore, StoreError};
+use escalation::Escalations;
+use ledger::{AlarmView, Ledger};
+use queue::{AlertQueue, Kept, QueueError, RingFile, Slot};
 
 /// What the sinks receive about an alarm. No patient identifier: the patient's store key only.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Notice {
+    /// The page's stable id, `<alarm key>/<step>` (0 the first page, 1 its escalation): a receiver
+    /// that sees an id twice (a page resent after a restart) can drop the repeat.
+    pub page_id: String,
     /// The condition's key (hex): the alarm's identity in the store and at every sink.
     pub alarm_key: String,
     /// `physiological` or `technical`.
@@ -54,6 +67,11 @@ pub struct Notice {
     pub escalated: bool,
     /// Who is paged: the ward, biomed/IT, or both.
     pub audience: Audience,
+    /// Sent late: kept across a restart of Vigil, and sent after it (see `since` for when the
+    /// condition began).
+    pub late: bool,
+    /// The condition had already cleared when this page left.
+    pub cleared: bool,
     /// Escalate if not acknowledged by then.
     #[serde(skip)]
     pub escalate_at: Option<DateTime<Utc>>,
@@ -63,6 +81,7 @@ impl Notice {
     /// The notice of a condition that started, paged `now`.
     pub fn of(f: &Firing, now: DateTime<Utc>) -> Notice {
         Notice {
+            page_id: Notice::page_id(&f.key.to_hex(), 0),
             alarm_key: f.key.to_hex(),
             kind: f.kind,
             rule_id: f.rule_id.clone(),
@@ -75,13 +94,20 @@ impl Notice {
             since: f.since,
             escalated: false,
             audience: Audience::of(f),
+            late: false,
+            cleared: false,
             escalate_at: f.escalate_after.map(|d| now + d),
         }
+    }
+
+    /// The id of an alarm's page at `step`.
+    pub fn page_id(alarm_key: &str, step: u8) -> String {
+        format!("{alarm_key}/{step}")
     }
 }
 
 /// Who an alarm pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Audience {
     /// The ward (nurse call): a patient's alarm, or a technical one that leaves one patient
@@ -106,36 +132,33 @@ impl Audience {
     }
 }
 
-/// Where the rules and the supervisor hand alarms in.
+/// What reaches the circuit.
+#[derive(Debug)]
+enum Signal {
+    /// A new alarm to page.
+    Page(Notice),
+    /// A condition ended: its escalation is moot, and a page still owed says so.
+    Cleared(String),
+}
+
+/// Where the rules and the supervisor hand alarms in. The circuit stops once every handle is gone.
 #[derive(Clone)]
 pub struct AlertHandle {
-    tx: mpsc::Sender<Notice>,
+    tx: mpsc::Sender<Signal>,
 }
 
 impl AlertHandle {
-    /// Queues a notice for every sink (waits while the circuit's queue is full).
+    /// Queues a notice for its sinks (waits while the circuit's queue is full).
     pub async fn raise(&self, notice: Notice) {
-        if self.tx.send(notice).await.is_err() {
+        if self.tx.send(Signal::Page(notice)).await.is_err() {
             tracing::error!("the alert circuit has stopped; alarm recorded but not sent");
         }
     }
-}
 
-/// Raises a condition's alarm: the page first (neither the row's commit nor anything else may delay
-/// it), then the latched row, keyed by the same hash so a repeat is one alarm.
-pub async fn raise(
-    f: &Firing,
-    store: &dyn AlarmStore,
-    alerts: Option<&AlertHandle>,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    if let Some(alerts) = alerts {
-        alerts.raise(Notice::of(f, now)).await;
+    /// Tells the circuit a condition ended.
+    pub async fn cleared(&self, key: &ContentHash) {
+        let _ = self.tx.send(Signal::Cleared(key.to_hex())).await;
     }
-    if store.raise_alarm(f).await?.is_some() {
-        tracing::warn!(rule = %f.rule_id, kind = f.kind.as_str(), priority = f.priority.as_str(), source = %f.device_id, "alarm raised");
-    }
-    Ok(())
 }
 
 /// A technical alarm about a component (an adapter down, the supervisor or the circuit stopped).
@@ -170,6 +193,9 @@ pub fn component_alarm(
 /// How often the circuit beats and looks for escalations.
 pub const TICK: Duration = Duration::from_millis(500);
 
+/// How long a stopping circuit waits for deliveries under way.
+const DRAIN: Duration = Duration::from_secs(3);
+
 /// With no alert sink configured, says so on the board (`alert-sinks` down) until `shutdown`:
 /// alarms are recorded and shown, but page nobody, and that must not pass in silence.
 pub async fn nobody_paged(heartbeat: Heartbeat, shutdown: CancellationToken) {
@@ -188,194 +214,325 @@ pub async fn nobody_paged(heartbeat: Heartbeat, shutdown: CancellationToken) {
 /// A sink's last result, re-beaten on every tick.
 type SinkState = Arc<Mutex<(HealthState, String)>>;
 
+/// What the circuit needs from the pipeline: its own queue file, and the far ends of the store.
+pub struct Wiring {
+    /// The ring file of pages owed.
+    pub queue_file: PathBuf,
+    /// What operators did about alarms, kept current by [`ledger::watch_handling`].
+    pub view: watch::Receiver<AlarmView>,
+    /// How many escalations wait (so the view is read only while one does).
+    pub wanted: Arc<AtomicUsize>,
+    /// Where the circuit's own alarm rows go.
+    pub ledger: Ledger,
+}
+
+/// A running circuit: its handle, and its thread to join once every handle is dropped.
+pub struct Circuit {
+    /// Where alarms are handed in.
+    pub handle: AlertHandle,
+    /// The circuit's thread; it ends when every handle is gone (or the drill stops it).
+    pub thread: std::thread::JoinHandle<()>,
+}
+
 /// Starts the circuit on its own thread. Returns `None` when no sink is configured. `drill` stops
 /// the circuit as a crash would (for the drill that proves the supervisor notices).
 pub fn start(
     config: &AlertsConfig,
-    store: Arc<dyn AlarmStore>,
+    wiring: Wiring,
     health: &HealthRegistry,
     clock: SharedClock,
-    shutdown: CancellationToken,
     drill: CancellationToken,
-) -> std::io::Result<Option<AlertHandle>> {
+) -> std::io::Result<Option<Circuit>> {
     if config.webhook_url.is_none() && config.mqtt_url.is_none() && config.technical_webhook_url.is_none() {
         return Ok(None);
     }
     let (tx, rx) = mpsc::channel(1024);
     let config = config.clone();
     let health = health.clone();
-    std::thread::Builder::new().name("vigil-alerts".into()).spawn(move || {
+    let thread = std::thread::Builder::new().name("vigil-alerts".into()).spawn(move || {
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(run(config, store, health, clock, rx, shutdown, drill)),
+            Ok(runtime) => runtime.block_on(run(config, wiring, health, clock, rx, drill)),
             Err(e) => tracing::error!(error = %e, "the alert circuit could not start its runtime"),
         }
     })?;
-    Ok(Some(AlertHandle { tx }))
+    Ok(Some(Circuit { handle: AlertHandle { tx }, thread }))
 }
 
 async fn run(
     config: AlertsConfig,
-    store: Arc<dyn AlarmStore>,
+    wiring: Wiring,
     health: HealthRegistry,
     clock: SharedClock,
-    mut rx: mpsc::Receiver<Notice>,
-    shutdown: CancellationToken,
+    mut rx: mpsc::Receiver<Signal>,
     drill: CancellationToken,
 ) {
     let circuit = health.register("alerts", TICK);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(config.timeout_secs)).build().unwrap_or_default();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(config.timeout_secs))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
     let mut beats: Vec<(Heartbeat, SinkState)> = Vec::new();
-    let webhook = config.webhook_url.clone().map(|url| {
-        let state: SinkState = Arc::new(Mutex::new((HealthState::Up, "ready".into())));
-        beats.push((health.register("alert-webhook", TICK), state.clone()));
-        (url, state)
-    });
-    let technical = config.technical_webhook_url.clone().map(|url| {
-        let state: SinkState = Arc::new(Mutex::new((HealthState::Up, "ready".into())));
-        beats.push((health.register("alert-technical-webhook", TICK), state.clone()));
-        (url, state)
-    });
+    let mut sink_state = |name: &str, initial: (HealthState, &str)| {
+        let state: SinkState = Arc::new(Mutex::new((initial.0, initial.1.into())));
+        beats.push((health.register(name, TICK), state.clone()));
+        state
+    };
+    let webhook = config.webhook_url.clone().map(|url| (url, sink_state("alert-webhook", (HealthState::Up, "ready"))));
+    let technical = config
+        .technical_webhook_url
+        .clone()
+        .map(|url| (url, sink_state("alert-technical-webhook", (HealthState::Up, "ready"))));
     let mqtt = match &config.mqtt_url {
         None => None,
         Some(url) => {
-            let state: SinkState = Arc::new(Mutex::new((HealthState::Degraded, "connecting".into())));
-            beats.push((health.register("alert-mqtt", TICK), state.clone()));
+            let state = sink_state("alert-mqtt", (HealthState::Degraded, "connecting"));
             sinks::connect_mqtt(url, state.clone()).map(|client| (client, state))
         }
     };
-    let sinks = sinks::Sinks { webhook, technical, mqtt, http, config };
-    let mut escalations = Escalations::default();
-    let mut supervisor_alarm: Option<ContentHash> = None;
-    let mut tick = tokio::time::interval(TICK);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = drill.cancelled() => {
-                tracing::error!("drill: the alert circuit stops as if it had crashed");
-                break;
-            }
-            notice = rx.recv() => {
-                let Some(notice) = notice else { break };
-                escalations.watch(&notice, clock.read());
-                sinks.send(&notice);
-            }
-            _ = tick.tick() => {
-                circuit.beat(HealthState::Up, "watching");
-                for (heartbeat, state) in &beats {
-                    let (s, reason) = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    heartbeat.beat(s, &reason);
-                }
-                let now = clock.read();
-                for notice in escalations.due(store.as_ref(), now).await {
-                    sinks.send(&notice);
-                }
-                watch_supervisor(&health, &mut supervisor_alarm, &sinks, store.as_ref(), now.wall).await;
-            }
-        }
-    }
-}
-
-/// The circuit's half of the mutual watch: a silent supervisor means modes and adapter alarms are
-/// no longer raised, so the circuit pages that itself.
-async fn watch_supervisor(
-    health: &HealthRegistry,
-    alarm: &mut Option<ContentHash>,
-    sinks: &sinks::Sinks,
-    store: &dyn AlarmStore,
-    now: DateTime<Utc>,
-) {
-    let board = health.board();
-    let stopped = board.iter().any(|c| c.name == "supervisor" && c.state == HealthState::Stale);
-    let result = match (stopped, *alarm) {
-        (true, None) => {
-            let f = component_alarm(
-                "supervisor-stopped",
-                "supervisor",
-                "The health supervisor has stopped: degradation modes and adapter alarms are no longer raised",
-                Priority::High,
-                now,
-            );
-            *alarm = Some(f.key);
-            sinks.send(&Notice::of(&f, now));
-            store.raise_alarm(&f).await.map(|_| ())
-        }
-        (false, Some(key)) => {
-            *alarm = None;
-            store.clear_alarm(&key).await
-        }
-        _ => Ok(()),
+    let durable = sink_state("alert-queue", (HealthState::Up, "opening"));
+    let space = sink_state("alert-queue-space", (HealthState::Up, "free slots"));
+    let (delivered_tx, delivered_rx) = mpsc::channel(queue::SLOTS * 2);
+    let mut pager = Pager {
+        sinks: sinks::Sinks { webhook, technical, mqtt, http, config },
+        queue: open_queue(&wiring.queue_file, &durable),
+        kept: HashMap::new(),
+        escalations: Escalations::default(),
+        delivered: delivered_tx,
+        durable,
+        space,
     };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "could not record the supervisor's alarm");
+    pager.resume(clock.read());
+    pager.serve(&mut rx, delivered_rx, &wiring, &health, &circuit, &beats, &clock, &drill).await;
+}
+
+fn open_queue(path: &std::path::Path, durable: &SinkState) -> Option<Box<dyn AlertQueue>> {
+    match RingFile::open(path) {
+        Ok(ring) => Some(Box::new(ring)),
+        Err(e) => {
+            tracing::error!(error = %e, "the alert queue file cannot be opened; pages leave from memory only");
+            *durable.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Down, format!("not durable: {e}"));
+            None
+        }
     }
 }
 
-/// Escalations waiting for their time, on monotonic time: a wall-clock jump neither escalates an
-/// alarm early nor lifts a silence. A silence's end is stored as wall-clock time (it survives a
-/// restart) and turned into a monotonic deadline once, when the circuit first sees it.
-#[derive(Default)]
-struct Escalations {
-    pending: HashMap<String, (Notice, Instant)>,
-    silences: HashMap<(String, DateTime<Utc>), Instant>,
+/// The circuit's state: sinks, the queue of pages owed, and the escalations waiting.
+struct Pager {
+    sinks: sinks::Sinks,
+    queue: Option<Box<dyn AlertQueue>>,
+    /// What the queue keeps, by slot (the queue is written, never read, after the start).
+    kept: HashMap<Slot, Kept>,
+    escalations: Escalations,
+    delivered: mpsc::Sender<Slot>,
+    /// `alert-queue`: down while pages cannot be kept durably.
+    durable: SinkState,
+    /// `alert-queue-space`: degraded while the ring is full.
+    space: SinkState,
 }
 
-impl Escalations {
-    /// Watches a paged notice that escalates if not acknowledged in time.
-    fn watch(&mut self, notice: &Notice, now: Now) {
-        if let Some(at) = notice.escalate_at {
-            self.pending.insert(notice.alarm_key.clone(), (notice.clone(), deadline(at, now)));
-        }
-    }
-
-    /// Removes and returns the escalations that are due and still unacknowledged (each escalates
-    /// once). A silenced alarm's escalation waits until its silence ends. While any escalation is
-    /// pending it looks at the alarms on every tick, so a new silence is turned into a monotonic
-    /// deadline within a tick of being recorded, before a clock jump can matter.
-    async fn due(&mut self, store: &dyn AlarmStore, now: Now) -> Vec<Notice> {
-        if self.pending.is_empty() {
-            return Vec::new();
-        }
-        let Ok(active) = store.alarms(true, 10_000).await else { return Vec::new() };
-        let unacked: HashMap<&str, Option<DateTime<Utc>>> =
-            active.iter().filter(|a| a.acked_at.is_none()).map(|a| (a.key.as_str(), a.silenced_until)).collect();
-        for (key, until) in &unacked {
-            if let Some(until) = until {
-                self.silences.entry((key.to_string(), *until)).or_insert_with(|| deadline(*until, now));
+impl Pager {
+    #[allow(clippy::too_many_arguments)]
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::Receiver<Signal>,
+        mut delivered: mpsc::Receiver<Slot>,
+        wiring: &Wiring,
+        health: &HealthRegistry,
+        circuit: &Heartbeat,
+        beats: &[(Heartbeat, SinkState)],
+        clock: &SharedClock,
+        drill: &CancellationToken,
+    ) {
+        let mut supervisor_alarm: Option<ContentHash> = None;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = drill.cancelled() => {
+                    tracing::error!("drill: the alert circuit stops as if it had crashed");
+                    return;
+                }
+                signal = rx.recv() => match signal {
+                    None => {
+                        self.drain(&mut delivered).await;
+                        return;
+                    }
+                    Some(Signal::Page(notice)) => {
+                        let at = notice.escalate_at;
+                        self.page(notice, at, clock);
+                    }
+                    Some(Signal::Cleared(key)) => self.cleared(&key),
+                },
+                Some(slot) = delivered.recv() => self.settle(slot, |k| k.undelivered = false),
+                _ = tick.tick() => {
+                    circuit.beat(HealthState::Up, "watching");
+                    for (heartbeat, state) in beats {
+                        let (s, reason) = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        heartbeat.beat(s, &reason);
+                    }
+                    let view = wiring.view.borrow().clone();
+                    for ended in self.escalations.due(&view, clock.read()) {
+                        if let Some(slot) = ended.pending.slot {
+                            self.settle(slot, |k| k.escalate_at = None);
+                        }
+                        if let Some(escalated) = ended.escalated {
+                            self.page(escalated, None, clock);
+                        }
+                    }
+                    wiring.wanted.store(self.escalations.len(), Ordering::Relaxed);
+                    self.watch_supervisor(health, &mut supervisor_alarm, &wiring.ledger, clock.now());
+                }
             }
         }
-        self.silences.retain(|(key, _), _| unacked.contains_key(key.as_str()));
-        let due: Vec<String> =
-            self.pending.iter().filter(|(_, (_, due))| *due <= now.mono).map(|(k, _)| k.clone()).collect();
-        let mut out = Vec::new();
-        for key in due {
-            let Some((mut n, _)) = self.pending.remove(&key) else { continue };
-            let silence = match unacked.get(key.as_str()) {
-                None => continue,
-                Some(until) => until.and_then(|until| self.silences.get(&(key.clone(), until)).copied()),
-            };
-            match silence {
-                Some(ends) if ends > now.mono => {
-                    n.escalate_at = unacked[key.as_str()];
-                    self.pending.insert(key, (n, ends));
-                }
-                _ => {
-                    n.escalated = true;
-                    n.escalate_at = None;
-                    n.priority = n.priority.raised();
-                    tracing::warn!(rule = %n.rule_id, device = %n.device_id, "alarm not acknowledged in time; escalating");
-                    out.push(n);
-                }
+    }
+
+    /// At shutdown: waits briefly for deliveries under way; what is still owed after that stays in
+    /// the queue and leaves, marked late, at the next start.
+    async fn drain(&mut self, delivered: &mut mpsc::Receiver<Slot>) {
+        let until = tokio::time::Instant::now() + DRAIN;
+        while self.kept.values().any(|k| k.undelivered) {
+            match tokio::time::timeout_at(until, delivered.recv()).await {
+                Ok(Some(slot)) => self.settle(slot, |k| k.undelivered = false),
+                _ => return,
             }
         }
-        out
     }
-}
 
-/// The monotonic deadline of a wall-clock time, read against `now` once.
-fn deadline(at: DateTime<Utc>, now: Now) -> Instant {
-    match (at - now.wall).to_std() {
-        Ok(ahead) => now.mono + ahead,
-        Err(_) => now.mono,
+    /// Sends the pages a previous run still owed (marked late), and re-arms its escalations.
+    fn resume(&mut self, now: crate::clock::Now) {
+        let kept = match self.queue.as_mut().map(|q| q.kept()) {
+            None => return,
+            Some(Ok(kept)) => kept,
+            Some(Err(e)) => {
+                self.not_durable(&e);
+                return;
+            }
+        };
+        if !kept.is_empty() {
+            tracing::warn!(pages = kept.len(), "resuming pages owed from before the restart");
+        }
+        for (slot, mut k) in kept {
+            k.notice.late = true;
+            if let Some(at) = k.escalate_at {
+                self.escalations.watch(&k.notice, at, Some(slot), now);
+            }
+            if k.undelivered {
+                self.deliver(&k.notice, Some(slot));
+            }
+            self.kept.insert(slot, k);
+        }
+        self.beat_usage();
+    }
+
+    /// Keeps a page in the queue (or says why it could not), then sends it.
+    fn page(&mut self, notice: Notice, escalate_at: Option<DateTime<Utc>>, clock: &SharedClock) {
+        let kept = Kept { notice, escalate_at, undelivered: true };
+        let slot = match self.queue.as_mut().map(|q| q.put(&kept)) {
+            None => None,
+            Some(Ok(slot)) => Some(slot),
+            Some(Err(QueueError::Full(n))) => {
+                *self.space.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (HealthState::Degraded, format!("alert queue full ({n} pages owed): new pages leave from memory"));
+                None
+            }
+            Some(Err(e)) => {
+                self.not_durable(&e);
+                None
+            }
+        };
+        if let Some(at) = escalate_at {
+            self.escalations.watch(&kept.notice, at, slot, clock.read());
+        }
+        self.deliver(&kept.notice, slot);
+        if let Some(slot) = slot {
+            self.kept.insert(slot, kept);
+            self.beat_usage();
+        }
+    }
+
+    fn deliver(&self, notice: &Notice, slot: Option<Slot>) {
+        let deliveries = self.sinks.send(notice);
+        let Some(slot) = slot else { return };
+        let done = self.delivered.clone();
+        tokio::spawn(async move {
+            for d in deliveries {
+                let _ = d.await;
+            }
+            let _ = done.send(slot).await;
+        });
+    }
+
+    /// A condition cleared: its escalation is moot; a page still owed will say it cleared.
+    fn cleared(&mut self, key: &str) {
+        if let Some(slot) = self.escalations.cleared(key).and_then(|p| p.slot) {
+            self.settle(slot, |k| {
+                k.escalate_at = None;
+                k.notice.cleared = true;
+            });
+        }
+    }
+
+    /// Applies `change` to a kept page and rewrites it; the slot is freed once nothing is owed.
+    fn settle(&mut self, slot: Slot, change: impl FnOnce(&mut Kept)) {
+        let Some(k) = self.kept.get_mut(&slot) else { return };
+        change(k);
+        let k = k.clone();
+        if !k.owed() {
+            self.kept.remove(&slot);
+        }
+        if let Some(Err(e)) = self.queue.as_mut().map(|q| q.update(slot, &k)) {
+            self.not_durable(&e);
+        }
+        self.beat_usage();
+    }
+
+    fn not_durable(&self, e: &QueueError) {
+        tracing::error!(error = %e, "alert queue not durable; pages leave from memory");
+        *self.durable.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Down, format!("not durable: {e}"));
+    }
+
+    /// After a successful write: the queue is durable again, with room or not.
+    fn beat_usage(&self) {
+        let Some((used, slots)) = self.queue.as_ref().map(|q| q.usage()) else { return };
+        let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+        if durable.0 != HealthState::Down || durable.1 == "opening" {
+            *durable = (HealthState::Up, format!("durable: {used} of {slots} slots owed"));
+        }
+        if used < slots {
+            *self.space.lock().unwrap_or_else(|e| e.into_inner()) =
+                (HealthState::Up, format!("{} slots free", slots - used));
+        }
+    }
+
+    /// The circuit's half of the mutual watch: a silent supervisor means modes and adapter alarms
+    /// are no longer raised, so the circuit pages that itself.
+    fn watch_supervisor(
+        &mut self,
+        health: &HealthRegistry,
+        alarm: &mut Option<ContentHash>,
+        ledger: &Ledger,
+        now: DateTime<Utc>,
+    ) {
+        let stopped = health.board().iter().any(|c| c.name == "supervisor" && c.state == HealthState::Stale);
+        match (stopped, *alarm) {
+            (true, None) => {
+                let f = component_alarm(
+                    "supervisor-stopped",
+                    "supervisor",
+                    "The health supervisor has stopped: degradation modes and adapter alarms are no longer raised",
+                    Priority::High,
+                    now,
+                );
+                *alarm = Some(f.key);
+                self.deliver(&Notice::of(&f, now), None);
+                ledger.raise(&f);
+            }
+            (false, Some(key)) => {
+                *alarm = None;
+                ledger.clear(key);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -384,18 +541,9 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::clock::TokioClock;
-    use crate::store::fake::FakeStore;
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap()
-    }
-
-    async fn raised(store: &FakeStore, rule: &str) -> (i64, Notice) {
-        let mut f = component_alarm(rule, "OX-1", "SpO2 low", Priority::Medium, t0());
-        f.escalate_after = Some(chrono::Duration::seconds(60));
-        let id = store.raise_alarm(&f).await.unwrap().unwrap();
-        (id, Notice::of(&f, t0()))
     }
 
     #[test]
@@ -409,44 +557,5 @@ mod tests {
         f.kind = AlarmKind::Physiological;
         f.patient_id = None;
         assert_eq!(Audience::of(&f), Audience::Clinical);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn unacknowledged_alarms_escalate_once_silenced_ones_wait_acknowledged_ones_never() {
-        for jump in [chrono::Duration::zero(), chrono::Duration::hours(1), chrono::Duration::hours(-1)] {
-            let store = FakeStore::new(TokioClock::starting_at(t0()));
-            let mut escalations = Escalations::default();
-            let start: Now = t0().into();
-            let (_, plain) = raised(&store, "plain").await;
-            let (silenced, quiet) = raised(&store, "silenced").await;
-            let (acked, seen) = raised(&store, "acked").await;
-            for n in [&plain, &quiet, &seen] {
-                escalations.watch(n, start);
-            }
-            let silence_ends = t0() + chrono::Duration::minutes(5);
-            store.silence_alarm(silenced, silence_ends, "ana", "at the bedside").await.unwrap();
-            store.ack_alarm(acked, "ana", "probe reseated").await.unwrap();
-            // `secs` of monotonic time after the start; from 30 s on, the wall clock has jumped.
-            let at = |secs: u64| Now {
-                wall: t0()
-                    + chrono::Duration::seconds(secs as i64)
-                    + if secs >= 30 { jump } else { chrono::Duration::zero() },
-                mono: start.mono + Duration::from_secs(secs),
-            };
-            // The circuit sees the silence on its next tick, before the jump.
-            assert!(escalations.due(&store, at(0)).await.is_empty());
-
-            assert!(escalations.due(&store, at(30)).await.is_empty(), "jump {jump}: not due yet");
-            let escalated = escalations.due(&store, at(61)).await;
-            assert_eq!(escalated.len(), 1, "jump {jump}");
-            assert_eq!((escalated[0].alarm_key.as_str(), escalated[0].escalated), (plain.alarm_key.as_str(), true));
-            assert_eq!(escalated[0].priority, Priority::High, "escalation raises the priority");
-            assert_eq!(escalations.pending.len(), 1, "the acknowledged alarm is dropped, the silenced one waits");
-            assert!(escalations.due(&store, at(120)).await.is_empty(), "jump {jump}: the silence holds");
-            let after_silence = escalations.due(&store, at(302)).await;
-            let keys: Vec<&str> = after_silence.iter().map(|n| n.alarm_key.as_str()).collect();
-            assert_eq!(keys, [quiet.alarm_key.as_str()], "jump {jump}");
-            assert!(escalations.pending.is_empty());
-        }
     }
 }

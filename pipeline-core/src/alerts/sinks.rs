@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, MqttOptions, QoS};
+use tokio::task::JoinHandle;
 
 use super::{Audience, Notice, SinkState};
 use crate::config::{AlertsConfig, BrokerAddress};
@@ -25,9 +26,11 @@ pub(super) struct Sinks {
 }
 
 impl Sinks {
-    /// One notice to the sinks of its audience. A technical notice goes to the clinical sinks when
-    /// no technical sink is configured: paged to the wrong desk beats paged to nobody.
-    pub fn send(&self, notice: &Notice) {
+    /// One notice to the sinks of its audience; the handles finish when each sink has taken it or
+    /// given up. A technical notice goes to the clinical sinks when no technical sink is configured:
+    /// paged to the wrong desk beats paged to nobody.
+    pub fn send(&self, notice: &Notice) -> Vec<JoinHandle<()>> {
+        let mut deliveries = Vec::new();
         let clinical = match notice.audience {
             Audience::Clinical | Audience::Both => true,
             Audience::Technical => self.technical.is_none(),
@@ -35,13 +38,13 @@ impl Sinks {
         if notice.audience != Audience::Clinical
             && let Some((url, state)) = &self.technical
         {
-            post(url.clone(), state.clone(), self.http.clone(), notice.clone(), self.config.retries);
+            deliveries.push(post(url.clone(), state.clone(), self.http.clone(), notice.clone(), self.config.retries));
         }
         if !clinical {
-            return;
+            return deliveries;
         }
         if let Some((url, state)) = &self.webhook {
-            post(url.clone(), state.clone(), self.http.clone(), notice.clone(), self.config.retries);
+            deliveries.push(post(url.clone(), state.clone(), self.http.clone(), notice.clone(), self.config.retries));
         }
         if let Some((client, _)) = &self.mqtt {
             let topic = format!("{}/{}", self.config.mqtt_topic, notice.priority.as_str());
@@ -50,11 +53,12 @@ impl Sinks {
                 tracing::error!(rule = %notice.rule_id, error = %e, "alarm not queued for the MQTT alert topic");
             }
         }
+        deliveries
     }
 }
 
 /// POSTs a notice to the webhook, retrying with backoff; the sink's state follows the result.
-fn post(url: String, state: SinkState, http: reqwest::Client, notice: Notice, retries: u32) {
+fn post(url: String, state: SinkState, http: reqwest::Client, notice: Notice, retries: u32) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(200);
         for attempt in 0..=retries {
@@ -76,7 +80,8 @@ fn post(url: String, state: SinkState, http: reqwest::Client, notice: Notice, re
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
-    });
+        tracing::error!(rule = %notice.rule_id, page = %notice.page_id, "webhook retries exhausted; page not delivered");
+    })
 }
 
 /// The alert topic's own connection; its state follows the connection.

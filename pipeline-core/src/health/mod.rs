@@ -27,6 +27,8 @@ pub struct Drills {
     pub supervisor: tokio_util::sync::CancellationToken,
     /// Blocks the rules task as if it were stuck.
     pub rules: tokio_util::sync::CancellationToken,
+    /// The store's test-only page ceiling (`[store] test_max_pages`), lifted when space returns.
+    pub page_limit: crate::store::PageLimit,
 }
 
 /// What a component says about itself.

@@ -77,13 +77,15 @@ pub const MODES: &[DegradationMode] = &[
         title: "Storage failing",
         severity: Severity::Critical,
         component: "store",
-        what_is_off: "New device data cannot be saved, so devices are told to wait: live values stop \
-                      updating and nothing new goes to the EHR.",
+        what_is_off: "New device data cannot be saved. Alarm rules still see what arrives, but each \
+                      device is told to wait once its small buffer of unsaved data is full, and from \
+                      then on its alarms stop here. Live values stop updating and nothing new goes to \
+                      the EHR.",
         what_still_works: "Devices keep their data and resend it when storage works again; nothing \
                            acknowledged is lost. Bedside monitors and their alarms are unaffected.",
         what_to_do: "Watch patients at the bedside monitors.",
-        whom_to_call: "Clinical engineering on call (disk space or the database of this workstation).",
-        alarm_priority: Priority::Medium,
+        whom_to_call: "Clinical engineering on call, at once (disk space or the database of this workstation).",
+        alarm_priority: Priority::High,
     },
     DegradationMode {
         id: "alert_webhook_down",
@@ -183,6 +185,31 @@ pub const MODES: &[DegradationMode] = &[
         what_to_do: "Rely on pages and bedside alarms; do not take an empty alarm list as all clear.",
         whom_to_call: "Clinical engineering on call.",
         alarm_priority: Priority::High,
+    },
+    DegradationMode {
+        id: "alert_queue_not_durable",
+        title: "Alert queue not durable",
+        severity: Severity::Critical,
+        component: "alert-queue",
+        what_is_off: "Pages waiting to be delivered or escalated are kept in memory only: if Vigil \
+                      restarts now, pages owed and pending escalations are lost.",
+        what_still_works: "Alarms are paged and escalated as usual while Vigil keeps running.",
+        what_to_do: "Watch this console's alarm list and the bedside monitors; do not restart Vigil \
+                     unless asked to.",
+        whom_to_call: "Clinical engineering on call (the alert queue file beside the database).",
+        alarm_priority: Priority::High,
+    },
+    DegradationMode {
+        id: "alert_queue_full",
+        title: "Alert queue full",
+        severity: Severity::Warning,
+        component: "alert-queue-space",
+        what_is_off: "So many pages are waiting (a paging system down?) that new ones are kept in \
+                      memory only: a restart now would lose them.",
+        what_still_works: "Alarms are paged and escalated as usual while Vigil keeps running.",
+        what_to_do: "Watch this console's alarm list; do not restart Vigil unless asked to.",
+        whom_to_call: "Clinical engineering on call, and the paging system's owner.",
+        alarm_priority: Priority::Medium,
     },
     DegradationMode {
         id: "retention_stalled",

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::clock::DeviceClocksBoard;
 use super::engine::Paired;
 use super::{Decision, Engine, RuleInput};
-use crate::alerts::{self, AlertHandle, Notice};
+use crate::alerts::{AlertHandle, Notice};
 use crate::clinical;
 use crate::config::EhrTarget;
 use crate::health::{HealthRegistry, HealthState, Heartbeat};
@@ -88,10 +88,10 @@ pub async fn run(mut engine: Engine, task: RulesTask, mut rx: mpsc::Receiver<Rul
             }
         };
         for decision in decisions {
-            if let (Decision::Started(f), Some(alerts)) = (&decision, &alerts)
-                && f.alarm
-            {
-                alerts.raise(Notice::of(f, clock.now())).await;
+            match (&decision, &alerts) {
+                (Decision::Started(f), Some(alerts)) if f.alarm => alerts.raise(Notice::of(f, clock.now())).await,
+                (Decision::Cleared(key), Some(alerts)) => alerts.cleared(key).await,
+                _ => {}
             }
             if record_tx.send(decision).await.is_err() {
                 tracing::error!("the rule recorder stopped; decisions are no longer recorded");
@@ -158,8 +158,8 @@ async fn act(decision: &Decision, store: &dyn Store, ehr: EhrTarget, clock: &Sha
         Decision::Cleared(key) => store.clear_alarm(key).await,
         Decision::Event(event) => clinical::submit(store, event, ehr, None, clock.now()).await.map(|_| ()),
         Decision::Started(f) => {
-            if f.alarm {
-                alerts::raise(f, store, None, f.at).await?;
+            if f.alarm && store.raise_alarm(f).await?.is_some() {
+                tracing::warn!(rule = %f.rule_id, kind = f.kind.as_str(), priority = f.priority.as_str(), source = %f.device_id, "alarm raised");
             }
             if let Some(event) = event(f).filter(|_| f.event) {
                 clinical::submit(store, &event, ehr, None, clock.now()).await?;

@@ -28,13 +28,43 @@ use crate::normalise::Rejection;
 /// Opens the store a URL names (`sqlite://PATH` today), migrated and ready; rows are stamped with
 /// `clock`.
 pub async fn open(url: &str, clock: SharedClock) -> Result<Arc<dyn Store>, StoreError> {
+    open_limited(url, clock, PageLimit::default()).await
+}
+
+/// [`open`], with a test-only ceiling on the database's size.
+pub async fn open_limited(url: &str, clock: SharedClock, limit: PageLimit) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        return Ok(Arc::new(sqlite::SqliteStore::open(url, clock).await?));
+        return Ok(Arc::new(sqlite::SqliteStore::open_limited(url, clock, limit).await?));
     }
     Err(StoreError::Refused(format!(
         "no store backend serves {:?}: use sqlite://PATH",
         url.split(':').next().unwrap_or(url)
     )))
+}
+
+/// A test-only ceiling on the database's size in pages (`[store] test_max_pages`): SQLite then
+/// answers SQLITE_FULL as a full disk would, and `POST /drill/store/space` lifts it. 0: none.
+#[derive(Debug, Clone, Default)]
+pub struct PageLimit(pub Arc<std::sync::atomic::AtomicU32>);
+
+impl PageLimit {
+    /// SQLite's own largest page count: no ceiling.
+    pub const LIFTED: u32 = 1_073_741_823;
+
+    /// A ceiling of `pages`.
+    pub fn of(pages: u32) -> PageLimit {
+        PageLimit(Arc::new(pages.into()))
+    }
+
+    /// The ceiling now (0: none set).
+    pub fn get(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Lifts the ceiling: space returns.
+    pub fn lift(&self) {
+        self.0.store(Self::LIFTED, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What went wrong in the store. Details are logged once; the user sees the summary.

@@ -20,6 +20,7 @@ export interface MockData {
   components: ComponentHealth[];
   modes: DegradationMode[];
   ingest_queue: number;
+  ingest_unstored: number;
   ingest: IngestTally;
   rates: Rates;
   live: LiveValue[];
@@ -87,6 +88,7 @@ export function demoData(now: Date): MockData {
     ],
     modes: [EHR_SYNC_PAUSED],
     ingest_queue: 3,
+    ingest_unstored: 0,
     ingest: { payloads: 18244, duplicate_payloads: 12, stored: 54690, duplicate_readings: 31, rejected: 4, quarantined: 2, held: 9 },
     rates: { payloads_per_sec: 6.2, readings_per_sec: 18.4 },
     live: [

@@ -313,6 +313,7 @@ export class MockBackend implements Backend {
     const counts = new Map<string, number>(OUTBOX_STATUSES.map((s) => [s, 0]));
     for (const e of d.outbox) counts.set(e.status, (counts.get(e.status) ?? 0) + 1);
     return { at: this.iso(), components: d.components, modes: d.modes, ingest_queue: d.ingest_queue,
+      ingest_unstored: d.ingest_unstored,
       outbox: [...counts.entries()], ingest: d.ingest, rates: d.rates, device_clocks: [] };
   }
 

@@ -34,6 +34,7 @@ export function BoardView({ board }: { board: Board | null }) {
           <h2>Ingest</h2>
           <dl class="figures">
             <dt>Queue depth</dt><dd data-testid="board-queue">{board.ingest_queue}</dd>
+            <dt>Awaiting storage</dt><dd data-testid="board-unstored">{board.ingest_unstored}</dd>
             <dt>Rates</dt>
             <dd data-testid="board-rates">
               {board.rates.payloads_per_sec.toFixed(1)} payloads/s · {board.rates.readings_per_sec.toFixed(1)} readings/s

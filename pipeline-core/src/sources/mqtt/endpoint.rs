@@ -27,8 +27,6 @@ use crate::clock::SharedClock;
 use crate::ingest::{Envelope, IngestHandle, Receipt};
 use crate::sources::{ConnectionState, StatusReporter};
 
-/// Unacknowledged PUBLISHes one connection may have in the writer at once.
-const WINDOW: usize = 1024;
 /// A client must send CONNECT this soon after opening the socket.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,7 +50,7 @@ enum ConnectionError {
 pub async fn serve(
     listener: TcpListener,
     ingest: IngestHandle,
-    max_packet_bytes: usize,
+    limits: Limits,
     status: StatusReporter,
     shutdown: CancellationToken,
 ) {
@@ -70,7 +68,7 @@ pub async fn serve(
                     let inlet = Inlet { ingest: ingest.clone(), clock: status.clock().clone() };
                     let shutdown = shutdown.clone();
                     tracker.spawn(async move {
-                        if let Err(e) = connection(stream, peer, inlet, max_packet_bytes, shutdown).await {
+                        if let Err(e) = connection(stream, peer, inlet, limits, shutdown).await {
                             tracing::debug!(%peer, error = %e, "device connection ended");
                         }
                     });
@@ -85,6 +83,16 @@ pub async fn serve(
     tracker.close();
     tracker.wait().await;
     status.set(ConnectionState::Stopped);
+}
+
+/// What one connection may do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted packet in bytes.
+    pub max_packet_bytes: usize,
+    /// PUBLISHes it may have unacknowledged at once; then it is not read until acknowledgements free
+    /// the window.
+    pub unacked_window: usize,
 }
 
 /// What the write half must send, in order.
@@ -105,9 +113,10 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     inlet: Inlet,
-    max_packet: usize,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError> {
+    let max_packet = limits.max_packet_bytes;
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let connect = match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut rd, &mut buf, max_packet)).await {
@@ -129,7 +138,7 @@ async fn connection(
         s => Duration::from_millis(u64::from(s) * 1500),
     };
 
-    let (out_tx, out_rx) = mpsc::channel(WINDOW);
+    let (out_tx, out_rx) = mpsc::channel(limits.unacked_window.max(1));
     let writer = tokio::spawn(write_half(wr, out_rx, max_packet));
     let read_result = read_half(&mut rd, &mut buf, &inlet, &out_tx, max_packet, keep_alive, &shutdown).await;
     drop(out_tx);

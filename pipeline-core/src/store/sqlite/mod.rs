@@ -48,6 +48,12 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://PATH`) and migrates it; rows are
     /// stamped with `clock`.
     pub async fn open(url: &str, clock: SharedClock) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_limited(url, clock, PageLimit::default()).await
+    }
+
+    /// [`SqliteStore::open`] with a test-only page ceiling, applied on every connection as it is
+    /// handed out, so lifting it takes effect at once.
+    pub async fn open_limited(url: &str, clock: SharedClock, limit: PageLimit) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -58,7 +64,19 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             // Statement journals of the multi-row upserts stay in memory instead of temp files.
             .pragma("temp_store", "memory");
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let mut pool = SqlitePoolOptions::new().max_connections(4);
+        if limit.get() != 0 {
+            pool = pool.before_acquire(move |conn, _| {
+                let pages = limit.get();
+                Box::pin(async move {
+                    // A number we formatted ourselves: nothing to inject.
+                    let pragma = sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}"));
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                    Ok(true)
+                })
+            });
+        }
+        let pool = pool.connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool, clock })
     }

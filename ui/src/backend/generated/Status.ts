@@ -30,6 +30,10 @@ modes: Array<DegradationMode>,
  */
 ingest_queue: number, 
 /**
+ * Payloads taken in and evaluated, waiting for the store: acknowledgements withheld.
+ */
+ingest_unstored: number, 
+/**
  * Outbox events per status.
  */
 outbox: Array<[string, number]>, 
