@@ -209,13 +209,16 @@ pub struct LatencyResult {
 
 /// Alarm latency from MQTT publish to webhook receipt, at `readings_per_sec` (oximeter payloads:
 /// 2 readings each) for `seconds`, one desaturation in every `alarm_every` payloads per device, with
-/// the EHR up (sandbox) or down (a FHIR endpoint that refuses connections, so the outbox backs off).
+/// the EHR up (sandbox) or down (a FHIR endpoint that refuses connections, so the outbox backs off),
+/// and the store writing or stalled (another connection holds SQLite's write lock for the whole run,
+/// so nothing commits and nothing is acknowledged; each device's window is widened to hold the run).
 pub async fn alarm_latency(
     profiles: &Path,
     readings_per_sec: u32,
     seconds: u64,
     alarm_every: usize,
     ehr_down: bool,
+    store_stalled: bool,
 ) -> anyhow::Result<LatencyResult> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
@@ -263,6 +266,12 @@ pub async fn alarm_latency(
         config.ehr.base_url =
             Some(format!("http://127.0.0.1:{}/fhir", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()));
     }
+    // Stalled: every payload of the run stays unacknowledged, so the windows must hold the run.
+    let window = (readings_per_sec as usize / 2 / 10 * seconds as usize + 1000).min(u16::MAX as usize);
+    if store_stalled {
+        config.sources.mqtt.unacked_window = window;
+        config.ingest.unstored_max = window * 10;
+    }
     let handle = pipeline::start(&config, crate::clock::system()).await?;
     let store = handle.store().clone();
     let id = PatientIdentifier { organisation: "default".into(), system: "urn:bench".into(), value: "B-1".into() };
@@ -277,6 +286,27 @@ pub async fn alarm_latency(
         pair_since_yesterday(store.as_ref(), &d, patient).await?;
     }
     let port = handle.mqtt_listen_addr().ok_or_else(|| anyhow::anyhow!("no endpoint"))?.port();
+    let mut blocker = match store_stalled {
+        false => None,
+        true => {
+            // One payload per device first, stored, so the writer has read the registry with these
+            // pairings before the store stalls.
+            for n in 0..devices {
+                let device = SimDevice::new(&DeviceKind::Oximeter.device_id(n), DeviceKind::Oximeter, None, n as u64);
+                publish_burst(port, n, device, 1).await?;
+            }
+            let stored = Instant::now();
+            while handle.tally().payloads < devices as u64 {
+                anyhow::ensure!(stored.elapsed() < Duration::from_secs(30), "the warm-up payloads were not stored");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&config.store.url).await?;
+            sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await?;
+            Some(conn)
+        }
+    };
+    let before = handle.tally().payloads;
     let per_device = (readings_per_sec as usize / 2 / devices).max(1);
     let sent: Arc<Mutex<HashMap<(String, i64), Instant>>> = Arc::default();
     let started = Instant::now();
@@ -286,7 +316,7 @@ pub async fn alarm_latency(
         publishers.push(tokio::spawn(async move {
             let device = SimDevice::new(&DeviceKind::Oximeter.device_id(n), DeviceKind::Oximeter, None, n as u64);
             let mut opts = MqttOptions::new(format!("bench-lat-{n}-{}", std::process::id()), "127.0.0.1", port);
-            opts.set_inflight(1000).set_keep_alive(Duration::from_secs(30));
+            opts.set_inflight(window as u16).set_keep_alive(Duration::from_secs(30));
             let (client, mut eventloop) = AsyncClient::new(opts, 1000);
             tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
             let t0 = Utc::now() - chrono::Duration::seconds(60);
@@ -318,6 +348,10 @@ pub async fn alarm_latency(
     }
     let elapsed = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Some(mut conn) = blocker.take() {
+        anyhow::ensure!(handle.tally().payloads == before, "the store was to stay stalled through the run");
+        sqlx::query("ROLLBACK").execute(&mut conn).await?;
+    }
     handle.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     let sent = sent.lock().unwrap_or_else(|e| e.into_inner()).clone();

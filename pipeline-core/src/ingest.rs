@@ -222,6 +222,10 @@ impl Writer {
         let mut backoff = Backoff::default();
         let mut beat = tokio::time::interval(HEARTBEAT);
         let mut closed = false;
+        // Read now, so a store that fails before the first payload still leaves one to identify by.
+        if let Err(e) = self.refresh_registry().await {
+            tracing::warn!(error = %e, "the registry could not be read at start; it is read again with the first payload");
+        }
         loop {
             let room = !closed && self.unstored.load(Ordering::Relaxed) < self.unstored_max;
             let retry_at = failing.as_ref().map_or_else(Instant::now, |(_, at)| *at);

@@ -108,6 +108,7 @@ impl StartError {
     /// What an operator is shown: the store's internal error stays in the log.
     pub fn operator_text(&self) -> String {
         match self {
+            StartError::Store(e @ StoreError::Damaged { .. }) => e.to_string(),
             StartError::Store(_) => "the local store could not be opened; see the log".into(),
             other => other.to_string(),
         }
@@ -142,6 +143,8 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     let lock = lock_store(&config.store.url)?;
     let page_limit = store::PageLimit::of(config.store.test_max_pages.unwrap_or(0));
     let store = store::open_limited(&config.store.url, clock.clone(), page_limit.clone()).await?;
+    // A damaged file is met at the start, with how to restore, not by failures mid-shift.
+    store.check_integrity().await?;
     store.clear_technical_alarms().await?;
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
     let policy = Policy::of(config);

@@ -22,21 +22,31 @@ use tokio_util::sync::CancellationToken;
 /// How often the board is pushed to the window.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
-/// The one managed state: the running console (absent while Settings restarts it) and the live
-/// feed's stop switch.
+/// The one managed state: the running console (absent while Settings restarts it), why it did not
+/// start if it did not, and the live feed's stop switch.
 pub struct ConsoleState {
     console: RwLock<Option<Console>>,
+    failed: Option<ApiError>,
     live: Mutex<Option<CancellationToken>>,
 }
 
 impl ConsoleState {
     /// State around a started console.
     pub fn new(console: Console) -> ConsoleState {
-        ConsoleState { console: RwLock::new(Some(console)), live: Mutex::new(None) }
+        ConsoleState { console: RwLock::new(Some(console)), failed: None, live: Mutex::new(None) }
     }
 
-    /// The running console, or `restarting` while Settings restarts it.
+    /// State of a console that did not start: the window still opens and says why, and how to
+    /// recover (a damaged database names its restore steps), instead of vanishing.
+    pub fn failed(error: ApiError) -> ConsoleState {
+        ConsoleState { console: RwLock::new(None), failed: Some(error), live: Mutex::new(None) }
+    }
+
+    /// The running console, the start failure, or `restarting` while Settings restarts it.
     pub async fn get(&self) -> Result<RwLockReadGuard<'_, Console>, ApiError> {
+        if let Some(failed) = &self.failed {
+            return Err(failed.clone());
+        }
         RwLockReadGuard::try_map(self.console.read().await, Option::as_ref).map_err(|_| {
             ApiError::new(ErrorCode::Restarting, "the pipeline is restarting with new settings; try again in a moment")
         })
@@ -85,8 +95,13 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>, context: tauri::Context<R
     let app = with_commands(builder)
         .setup(|app| {
             let options = site_options(app.path().resource_dir().ok());
-            let console = tauri::async_runtime::block_on(Console::start(options))?;
-            app.manage(ConsoleState::new(console));
+            match tauri::async_runtime::block_on(Console::start(options)) {
+                Ok(console) => app.manage(ConsoleState::new(console)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the console did not start; its window says why");
+                    app.manage(ConsoleState::failed(e))
+                }
+            };
             tauri::async_runtime::spawn(status_feed(app.handle().clone()));
             Ok(())
         })

@@ -121,6 +121,9 @@ async fn a_second_pipeline_on_the_same_store_refuses_to_start_and_cli_commands_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_ingesting_opens_and_its_audit_log_verifies() -> anyhow::Result<()> {
     let site = Site::new(BrokerKind::Embedded)?;
+    // A paging sink, so the alert circuit keeps its queue file beside the store.
+    let (hook, _paged) = vigil_tests::webhook().await?;
+    site.append_config(&format!("[alerts]\nwebhook_url = \"{hook}\"\n"))?;
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.unwrap().port();
     let device = SimDevice::new("OX-1000", DeviceKind::Oximeter, None, 1);
@@ -140,6 +143,8 @@ async fn a_backup_taken_while_ingesting_opens_and_its_audit_log_verifies() -> an
     let out =
         site.vigil(&["backup", "--config", &site.config_str(), &copy.to_string_lossy(), "--operator", "it ops"])?;
     assert!(out.contains("store copied to"), "{out}");
+    let queue = std::fs::metadata(site.dir.path().join("backup.db.alert-queue"))?;
+    assert_eq!(queue.len(), 1 << 20, "the alert queue file is copied with the store");
     publishing.await??;
     // A second backup to the same file is refused: a backup never overwrites.
     let again = site.vigil(&["backup", "--config", &site.config_str(), &copy.to_string_lossy()]).unwrap_err();
@@ -157,6 +162,47 @@ async fn a_backup_taken_while_ingesting_opens_and_its_audit_log_verifies() -> an
     let counts: serde_json::Value =
         serde_json::from_str(&site.vigil(&["show", "counts", "--config", &copy_config.to_string_lossy()])?)?;
     assert!(counts["payloads"].as_i64().is_some(), "{counts}");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}
+
+/// A way to damage a database file.
+type Damage = fn(&std::path::Path) -> std::io::Result<()>;
+
+/// The decision for a damaged database (docs/decisions.md): Vigil refuses to start on it and says how
+/// to restore, rather than run the alarm path without the pairings the store holds. A database whose
+/// header is overwritten, and one cut short, are both met this way; the backup then restores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_database_is_refused_at_start_with_how_to_restore_it() -> anyhow::Result<()> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    let db = site.dir.path().join("vigil.db");
+    let good = site.dir.path().join("good.db");
+    site.vigil(&["backup", "--config", &site.config_str(), &good.to_string_lossy()])?;
+    let damages: [(&str, Damage); 2] = [
+        ("header overwritten", |db| {
+            let mut bytes = std::fs::read(db)?;
+            bytes[..100].fill(0x5a);
+            std::fs::write(db, bytes)
+        }),
+        ("cut short", |db| {
+            let len = std::fs::metadata(db)?.len();
+            std::fs::OpenOptions::new().write(true).open(db)?.set_len(len / 2)
+        }),
+    ];
+    for (what, damage) in damages {
+        let _ = std::fs::remove_file(site.dir.path().join("vigil.db-wal"));
+        let _ = std::fs::remove_file(site.dir.path().join("vigil.db-shm"));
+        std::fs::copy(&good, &db)?;
+        damage(&db)?;
+        let refused = site.run().err().with_context(|| format!("vigil run started on a database {what}"))?;
+        assert!(refused.to_string().contains("exited before it was running"), "{what}: {refused}");
+        let log = site.log();
+        let said = log.lines().rev().find(|l| l.contains("is damaged")).unwrap_or_default();
+        assert!(said.contains("vigil backup") && said.contains("move"), "{what}: says how to restore: {log}");
+    }
+    // Restored from the backup, as the message says.
+    std::fs::copy(&good, &db)?;
+    let vigil = site.run()?;
     assert!(vigil.terminate().await?.success());
     Ok(())
 }

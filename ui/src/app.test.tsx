@@ -5,6 +5,20 @@ import { MockBackend } from './backend/mock';
 import { callsOf, renderApp, type } from './test/render';
 
 describe('console shell', () => {
+  it('fills the window with why the pipeline did not start, and how to restore, instead of the console', async () => {
+    const backend = new MockBackend();
+    const why = 'the pipeline did not start: the database /srv/vigil.db is damaged (file is not a database). ' +
+      'To restore: stop every Vigil on this store, move /srv/vigil.db aside, copy your newest backup (made by vigil backup)';
+    backend.failNext('board', 'start_failed', why);
+    render(<App backend={backend} />);
+    const failure = await screen.findByTestId('start-failure');
+    expect(failure.textContent).toContain('Vigil did not start');
+    expect(failure.textContent).toContain('copy your newest backup');
+    expect(failure.textContent).toContain('pages nobody');
+    expect(screen.queryByTestId('operator-start')).toBeNull();
+    expect(screen.queryByTestId('nav-board')).toBeNull();
+  });
+
   it('asks for the operator first and shows nothing else until a name is given', async () => {
     render(<App backend={new MockBackend()} />);
     expect(screen.queryByTestId('nav-board')).toBeNull();

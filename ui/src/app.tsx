@@ -31,6 +31,7 @@ const STATUS_POLL_AFTER_MS = 10_000;
 
 function useStatus(backend: Backend, reportError: (e: unknown) => void) {
   const [board, setBoard] = useState<Board | null>(null);
+  const [startFailure, setStartFailure] = useState<string | null>(null);
   const [lastAt, setLastAt] = useState<number | null>(null);
   const last = useRef<number | null>(null);
   useEffect(() => {
@@ -42,7 +43,12 @@ function useStatus(backend: Backend, reportError: (e: unknown) => void) {
       setBoard(b);
       setLastAt(last.current);
     };
-    const fail = (e: unknown) => { if (!gone) reportError(e); };
+    const fail = (e: unknown) => {
+      if (gone) return;
+      const err = toBackendError(e);
+      if (err.code === 'start_failed') setStartFailure(err.message);
+      else reportError(e);
+    };
     backend.board().then(accept, fail);
     backend.onStatus(accept).then((u) => { if (gone) u(); else unlisten = u; }, fail);
     const poll = setInterval(() => {
@@ -50,7 +56,21 @@ function useStatus(backend: Backend, reportError: (e: unknown) => void) {
     }, STATUS_POLL_AFTER_MS / 2);
     return () => { gone = true; unlisten?.(); clearInterval(poll); };
   }, [backend, reportError]);
-  return { board, lastAt };
+  return { board, lastAt, startFailure };
+}
+
+/** The whole window when the pipeline did not start: what happened, what still works, what to do. */
+function StartFailure({ message }: { message: string }) {
+  return (
+    <section class="start-failure" role="alert" data-testid="start-failure">
+      <h1>Vigil did not start</h1>
+      <p class="start-failure-message">{message}</p>
+      <p>
+        Until it starts, this workstation receives no device data and pages nobody. Bedside monitors and their
+        alarms are unaffected: watch patients there.
+      </p>
+    </section>
+  );
 }
 
 export function App({ backend, initialView = 'board' }: { backend: Backend; initialView?: ViewId }) {
@@ -69,7 +89,7 @@ export function App({ backend, initialView = 'board' }: { backend: Backend; init
       : [...ts, { id: nextToast.current++, text, count: 1 }].slice(-5));
   }, []);
 
-  const { board, lastAt } = useStatus(backend, reportError);
+  const { board, lastAt, startFailure } = useStatus(backend, reportError);
   const session = useMemo<Session>(() => ({ operator: operator ?? '', reportError }), [operator, reportError]);
 
   return (
@@ -85,8 +105,8 @@ export function App({ backend, initialView = 'board' }: { backend: Backend; init
               </span>
             )}
           </header>
-          <ModeBanner board={board} lastStatusAt={lastAt} />
-          {askOperator || operator === null ? (
+          {startFailure !== null ? <StartFailure message={startFailure} /> : <ModeBanner board={board} lastStatusAt={lastAt} />}
+          {startFailure !== null ? null : askOperator || operator === null ? (
             <OperatorPrompt initial={operator ?? ''}
               onStart={(name) => { setOperator(name); setAskOperator(false); }}
               onCancel={operator === null ? undefined : () => setAskOperator(false)} />

@@ -114,6 +114,11 @@ impl ContentHash {
     pub fn to_hex(&self) -> String {
         blake3::Hash::from_bytes(self.0).to_hex().to_string()
     }
+
+    /// The hash its hex stands for, if it is one.
+    pub fn from_hex(hex: &str) -> Option<ContentHash> {
+        blake3::Hash::from_hex(hex).ok().map(|h| ContentHash(*h.as_bytes()))
+    }
 }
 
 impl Reading {

@@ -36,6 +36,21 @@ pub struct Paired {
     pub profile_id: Option<String>,
 }
 
+/// A physiological alarm a previous run left open, to take back after a restart.
+#[derive(Debug, Clone)]
+pub struct OpenAlarm {
+    /// Its condition's key.
+    pub key: ContentHash,
+    /// The rule that raised it.
+    pub rule_id: String,
+    /// The patient's store key.
+    pub patient_id: i64,
+    /// The device.
+    pub device_id: String,
+    /// The metric's MDC code.
+    pub mdc_code: u32,
+}
+
 /// Everything kept for one (patient, device, metric).
 struct StreamState {
     window: RollingWindow,
@@ -207,6 +222,42 @@ impl Engine {
             out.extend(self.send_panels(|p| p.firing.device_id == r.device_id && p.firing.at == at));
         }
         out
+    }
+
+    /// How much history the windows keep: what a restart must read back to rebuild them.
+    pub fn horizon(&self) -> Duration {
+        self.horizon
+    }
+
+    /// Puts a stored reading back into its window after a restart, evaluating nothing: what
+    /// conditions were open is settled by [`Engine::resume`], and nothing is paged or charted twice.
+    pub fn replay(&mut self, r: &Observed) {
+        if r.validity == Validity::Invalid {
+            return;
+        }
+        let stream: Stream = (r.patient_id, r.device_id.clone(), r.metric.mdc_code);
+        let (rules, horizon) = (&self.rules, self.horizon);
+        let state = self.streams.entry(stream).or_insert_with(|| StreamState {
+            window: RollingWindow::new(horizon),
+            active: vec![None; rules.rules.len()],
+            periods: vec![None; rules.summaries.len()],
+        });
+        state.window.insert(r.observed_at, r.value, r.validity);
+    }
+
+    /// Takes back a condition whose alarm a previous run left open, if the rebuilt window shows it
+    /// still holds (its newest reading does not clear it): the alarm keeps its key, so no duplicate
+    /// is raised. `false` when it no longer holds, or its rule is gone.
+    pub fn resume(&mut self, open: &OpenAlarm) -> bool {
+        let Some(index) = self.rules.rules.iter().position(|r| r.id == open.rule_id) else { return false };
+        let rule = &self.rules.rules[index];
+        let stream: Stream = (open.patient_id, open.device_id.clone(), open.mdc_code);
+        let Some(state) = self.streams.get_mut(&stream) else { return false };
+        let holds = state.window.latest(rule.questionable).is_some() && !clears(rule, &state.window);
+        if holds {
+            state.active[index] = Some(open.key);
+        }
+        holds
     }
 
     /// Sends the pending panels `ready` picks, each with the diastolic and mean of its cycle.

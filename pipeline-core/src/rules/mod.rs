@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod recover;
 pub mod run;
 pub mod window;
 

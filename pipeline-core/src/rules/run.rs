@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::clock::DeviceClocksBoard;
 use super::engine::Paired;
+use super::recover::recover;
 use super::{Decision, Engine, RuleInput};
 use crate::alerts::{AlertHandle, Notice};
 use crate::clinical;
@@ -28,6 +29,9 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// The registry's pairings are re-read this often (pairing is an operator action, not a hot path).
 const PAIRINGS_EVERY: u32 = 5;
+
+/// How long the start waits to rebuild rule state before it evaluates with empty windows.
+const RECOVERY_WAIT: Duration = Duration::from_secs(30);
 
 /// Decisions waiting to be recorded at most; beyond it evaluation waits (pushback).
 const RECORD_QUEUE: usize = 4096;
@@ -59,6 +63,16 @@ pub struct RulesTask {
 /// for the ingest commit.
 pub async fn run(mut engine: Engine, task: RulesTask, mut rx: mpsc::Receiver<RuleInput>) {
     let RulesTask { store, ehr, alerts, clock, device_clocks, health, drill } = task;
+    match tokio::time::timeout(RECOVERY_WAIT, recover(&mut engine, store.as_ref(), clock.now())).await {
+        Ok(Ok(r)) => tracing::info!(
+            readings = r.readings,
+            alarms_kept = r.kept,
+            alarms_cleared = r.cleared,
+            "rule state rebuilt from the store"
+        ),
+        Ok(Err(e)) => tracing::error!(error = %e, "rule state not rebuilt from the store; windows start empty"),
+        Err(_) => tracing::error!("rule state not rebuilt: the store did not answer in time; windows start empty"),
+    }
     let heartbeat = health.register("rules", TICK);
     let (record_tx, record_rx) = mpsc::channel(RECORD_QUEUE);
     let recorder =

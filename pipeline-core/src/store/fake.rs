@@ -558,6 +558,10 @@ impl AuditLog for FakeStore {
         Ok(AuditVerdict { entries: self.state().audit.len() as u64, first_broken: None })
     }
 
+    async fn check_integrity(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn backup(&self, _to: &std::path::Path, _actor: &str) -> Result<(), StoreError> {
         Err(StoreError::Refused("the in-memory store has no file to copy".into()))
     }

@@ -82,6 +82,19 @@ pub enum StoreError {
     /// An operator request that cannot be carried out as asked.
     #[error("{0}")]
     Refused(String),
+    /// The database file is damaged (not a database, or failing its integrity check).
+    #[error(
+        "the database {path} is damaged ({detail}). Vigil will not run on it: the device-patient pairings \
+         it holds are what alarms are attributed by. To restore: stop every Vigil on this store, move \
+         {path} and its -wal and -shm files aside (keep them for review), copy your newest backup \
+         (made by vigil backup) to {path}, and start again. Call clinical engineering if there is no backup."
+    )]
+    Damaged {
+        /// The database file.
+        path: String,
+        /// What SQLite said.
+        detail: String,
+    },
 }
 
 /// One received payload and what the pipeline made of it, written in one batch.
@@ -684,6 +697,8 @@ pub trait AuditLog: Send + Sync + 'static {
     /// Writes a consistent copy of the whole store to `to` (a new file) while it runs. A copy of
     /// the PHI leaves the store, so it is audited, and the copy holds its own audit entry.
     async fn backup(&self, to: &std::path::Path, actor: &str) -> Result<(), StoreError>;
+    /// Checks the database's own structure (SQLite `quick_check`); [`StoreError::Damaged`] if it fails.
+    async fn check_integrity(&self) -> Result<(), StoreError>;
 }
 
 /// Everything the pipeline keeps. Each task takes only the capability it uses; the facade and the

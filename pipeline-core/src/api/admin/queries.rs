@@ -2,7 +2,7 @@
 
 use super::Admin;
 use crate::api::actor::Actor;
-use crate::api::error::ApiResult;
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::audit::{AuditEntry, AuditVerdict};
 use crate::store::{
     AlarmEntry, DeviceEntry, HeldEntry, OutboxEntry, OutboxStatus, QuarantineEntry, ReadingQuery, RejectedEntry,
@@ -67,7 +67,20 @@ impl Admin {
     }
 
     /// Writes a consistent copy of the whole store to a new file while the pipeline runs (audited).
+    /// The alert circuit's queue file (pages owed, escalations pending) is copied beside it, as
+    /// `<FILE>.alert-queue`.
     pub async fn backup(&self, actor: &Actor, to: &std::path::Path) -> ApiResult<()> {
-        Ok(self.store.backup(to, actor.name()).await?)
+        self.store.backup(to, actor.name()).await?;
+        let queue = crate::pipeline::alert_queue_file(&self.config.store.url);
+        if queue.exists() {
+            let copy = format!("{}.alert-queue", to.display());
+            std::fs::copy(&queue, &copy).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Store,
+                    format!("the store was copied, but not the alert queue {}: {e}", queue.display()),
+                )
+            })?;
+        }
+        Ok(())
     }
 }

@@ -441,6 +441,9 @@ pub(crate) struct BenchArgs {
     /// Alarm latency: run with the EHR down (a FHIR endpoint that refuses connections).
     #[arg(long)]
     pub(crate) ehr_down: bool,
+    /// Alarm latency: run with the store stalled (its write lock held by another connection).
+    #[arg(long)]
+    pub(crate) store_stalled: bool,
 }
 
 #[derive(clap::Args)]

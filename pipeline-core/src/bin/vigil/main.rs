@@ -49,12 +49,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => running::demo(args).await?,
         Command::Simulate(args) => running::simulate(args).await?,
         Command::Bench(args) if args.alarm_latency => {
-            let r = bench::alarm_latency(&args.profiles, args.rate, args.seconds, 100, args.ehr_down).await?;
+            let r =
+                bench::alarm_latency(&args.profiles, args.rate, args.seconds, 100, args.ehr_down, args.store_stalled)
+                    .await?;
             println!(
-                "{} alarms at {:.0} readings/s, EHR {}: p50 {:.1} ms, p99 {:.1} ms (publish to webhook)",
+                "{} alarms at {:.0} readings/s, EHR {}, store {}: p50 {:.1} ms, p99 {:.1} ms (publish to webhook)",
                 r.alarms,
                 r.readings_per_sec,
                 if args.ehr_down { "down" } else { "up" },
+                if args.store_stalled { "stalled" } else { "writing" },
                 r.p50.as_secs_f64() * 1000.0,
                 r.p99.as_secs_f64() * 1000.0
             );

@@ -75,6 +75,21 @@ impl AuditLog for SqliteStore {
         Ok(audit::verify(&chain))
     }
 
+    async fn check_integrity(&self) -> Result<(), StoreError> {
+        let damaged = |detail: String| StoreError::Damaged { path: self.path.clone(), detail };
+        let rows: Vec<String> = match sqlx::query_scalar("PRAGMA quick_check").fetch_all(&self.pool).await {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("11" | "26")) => {
+                return Err(damaged(db.message().to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match rows.as_slice() {
+            [ok] if ok == "ok" => Ok(()),
+            problems => Err(damaged(problems.iter().take(3).cloned().collect::<Vec<_>>().join("; "))),
+        }
+    }
+
     async fn backup(&self, to: &std::path::Path, actor: &str) -> Result<(), StoreError> {
         if to.exists() {
             return Err(StoreError::Refused(format!("{} exists: name a new file for the backup", to.display())));

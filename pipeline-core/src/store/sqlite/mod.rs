@@ -34,6 +34,18 @@ const ROWS_PER_STATEMENT: usize = 500;
 pub struct SqliteStore {
     pool: SqlitePool,
     clock: SharedClock,
+    /// The database file, as the operator configured it (for messages).
+    path: String,
+}
+
+/// SQLITE_CORRUPT and SQLITE_NOTADB are a damaged file, not a passing fault.
+fn damaged(path: &str, e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("11" | "26")) => {
+            StoreError::Damaged { path: path.to_string(), detail: db.message().to_string() }
+        }
+        _ => StoreError::Unavailable(e),
+    }
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -64,7 +76,9 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             // Statement journals of the multi-row upserts stay in memory instead of temp files.
             .pragma("temp_store", "memory");
-        let mut pool = SqlitePoolOptions::new().max_connections(4);
+        // Enough connections that reads (the registry, the board, the console) still find one while
+        // every writer (ingest, rule recorder, alarm ledger, outbox, audit) waits on a locked file.
+        let mut pool = SqlitePoolOptions::new().max_connections(8);
         if limit.get() != 0 {
             pool = pool.before_acquire(move |conn, _| {
                 let pages = limit.get();
@@ -76,9 +90,13 @@ impl SqliteStore {
                 })
             });
         }
-        let pool = pool.connect_with(options).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool, clock })
+        let path = url.trim_start_matches("sqlite://").to_string();
+        let pool = pool.connect_with(options).await.map_err(|e| damaged(&path, e))?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => damaged(&path, e),
+            other => StoreError::Migration(other),
+        })?;
+        Ok(SqliteStore { pool, clock, path })
     }
 
     /// A write transaction that takes the write lock up front. A deferred one that reads first and
