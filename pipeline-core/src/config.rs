@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+use crate::model::alarm::{AlarmKind, Audience, Priority};
+
 /// The whole configuration of one Vigil instance.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -112,6 +114,52 @@ pub struct AlertsConfig {
     pub retries: u32,
     /// Webhook timeout in seconds.
     pub timeout_secs: u64,
+    /// `[alerts.routes]`: who each kind of alarm pages.
+    pub routes: AlarmRoutes,
+}
+
+/// `[alerts.routes]`: who each kind and priority of alarm pages, `clinical` (the ward's sinks),
+/// `technical` (biomed/IT) or `both`. A patient's alarms must reach the ward: check-config refuses
+/// routes that would send them to biomed only.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmRoutes {
+    /// Physiological alarms (a threshold, a trend).
+    pub physiological: Audience,
+    /// Technical alarms that leave one patient unmonitored (no valid signal, device offline,
+    /// device clock off).
+    pub patient_technical: Audience,
+    /// Technical alarms about the infrastructure, by priority: low (an EHR fault, an unknown device)...
+    pub technical_low: Audience,
+    /// ...medium (device data not arriving, a paging sink failing)...
+    pub technical_medium: Audience,
+    /// ...and high (storage failing, the rules or the alert circuit stopped): many patients at once.
+    pub technical_high: Audience,
+}
+
+impl Default for AlarmRoutes {
+    fn default() -> Self {
+        AlarmRoutes {
+            physiological: Audience::Clinical,
+            patient_technical: Audience::Clinical,
+            technical_low: Audience::Technical,
+            technical_medium: Audience::Both,
+            technical_high: Audience::Both,
+        }
+    }
+}
+
+impl AlarmRoutes {
+    /// Who an alarm of this kind, about a patient or not, at this priority, pages.
+    pub fn audience(&self, kind: AlarmKind, about_a_patient: bool, priority: Priority) -> Audience {
+        match (kind, about_a_patient, priority) {
+            (AlarmKind::Physiological, _, _) => self.physiological,
+            (AlarmKind::Technical, true, _) => self.patient_technical,
+            (AlarmKind::Technical, false, Priority::Low) => self.technical_low,
+            (AlarmKind::Technical, false, Priority::Medium) => self.technical_medium,
+            (AlarmKind::Technical, false, Priority::High) => self.technical_high,
+        }
+    }
 }
 
 impl Default for AlertsConfig {
@@ -123,6 +171,7 @@ impl Default for AlertsConfig {
             mqtt_topic: "vigil/alarms".into(),
             retries: 5,
             timeout_secs: 5,
+            routes: AlarmRoutes::default(),
         }
     }
 }
@@ -641,6 +690,20 @@ impl Config {
                 ));
             }
         }
+        let routes = &self.alerts.routes;
+        for (key, audience) in [
+            ("alerts.routes.physiological", routes.physiological),
+            ("alerts.routes.patient_technical", routes.patient_technical),
+        ] {
+            if !audience.clinical() {
+                out.push(problem(
+                    key,
+                    "technical",
+                    "a patient's alarms must reach the ward",
+                    "use \"clinical\" or \"both\"",
+                ));
+            }
+        }
         if !self.store.url.starts_with("sqlite://") {
             out.push(problem(
                 "store.url",
@@ -964,6 +1027,17 @@ mod tests {
         assert_eq!(problems[0].key, "broker.url");
         assert_eq!(problems[1].key, "retention.raw_days");
         assert!(problems[1].to_string().contains("Fix:"));
+    }
+
+    #[test]
+    fn alarm_routes_are_configured_but_a_patients_alarms_always_reach_the_ward() {
+        let text = "[alerts.routes]\nphysiological = \"technical\"\ntechnical_low = \"both\"\n";
+        let mut config = Config::parse(text).unwrap();
+        config.profiles.dir = std::env::temp_dir();
+        assert_eq!(config.alerts.routes.audience(AlarmKind::Technical, false, Priority::Low), Audience::Both);
+        let problems = config.validate();
+        assert_eq!(problems.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["alerts.routes.physiological"]);
+        assert!(Config::parse("[alerts.routes]\ntechnical_low = \"nobody\"\n").is_err(), "only the three audiences");
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::clock::SharedClock;
 use crate::config::AlertsConfig;
 use crate::health::{HealthRegistry, HealthState, Heartbeat};
 use crate::model::ContentHash;
+pub use crate::model::alarm::Audience;
 use crate::model::alarm::{AlarmKind, Firing, Priority, condition_key};
 use escalation::Escalations;
 use ledger::{AlarmView, Ledger};
@@ -93,7 +94,7 @@ impl Notice {
             value: f.value,
             since: f.since,
             escalated: false,
-            audience: Audience::of(f),
+            audience: crate::config::AlarmRoutes::default().audience(f.kind, f.patient_id.is_some(), f.priority),
             late: false,
             cleared: false,
             escalate_at: f.escalate_after.map(|d| now + d),
@@ -103,32 +104,6 @@ impl Notice {
     /// The id of an alarm's page at `step`.
     pub fn page_id(alarm_key: &str, step: u8) -> String {
         format!("{alarm_key}/{step}")
-    }
-}
-
-/// Who an alarm pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Audience {
-    /// The ward (nurse call): a patient's alarm, or a technical one that leaves one patient
-    /// unmonitored (no valid signal, device offline, device clock off).
-    Clinical,
-    /// Biomed / IT: the infrastructure (EHR, sinks, an unknown device), nobody's bedside.
-    Technical,
-    /// Both: a fault that stops or threatens monitoring for many patients (device data not
-    /// arriving, storage failing, the rules or the alert circuit stopped): the technical alarms
-    /// without a patient at medium or high priority.
-    Both,
-}
-
-impl Audience {
-    /// The audience of a condition.
-    pub fn of(f: &Firing) -> Audience {
-        match (f.kind, f.patient_id, f.priority) {
-            (AlarmKind::Physiological, _, _) | (AlarmKind::Technical, Some(_), _) => Audience::Clinical,
-            (AlarmKind::Technical, None, Priority::Low) => Audience::Technical,
-            (AlarmKind::Technical, None, _) => Audience::Both,
-        }
     }
 }
 
@@ -424,8 +399,10 @@ impl Pager {
         self.beat_usage();
     }
 
-    /// Keeps a page in the queue (or says why it could not), then sends it.
-    fn page(&mut self, notice: Notice, escalate_at: Option<DateTime<Utc>>, clock: &SharedClock) {
+    /// Routes a page (`[alerts.routes]`), keeps it in the queue (or says why it could not), then
+    /// sends it.
+    fn page(&mut self, mut notice: Notice, escalate_at: Option<DateTime<Utc>>, clock: &SharedClock) {
+        notice.audience = self.sinks.config.routes.audience(notice.kind, notice.patient_id.is_some(), notice.priority);
         let kept = Kept { notice, escalate_at, undelivered: true };
         let slot = match self.queue.as_mut().map(|q| q.put(&kept)) {
             None => None,
@@ -547,15 +524,21 @@ mod tests {
     }
 
     #[test]
-    fn an_alarm_pages_the_ward_biomed_or_both() {
+    fn an_alarm_pages_the_ward_biomed_or_both_as_routed() {
+        let routes = crate::config::AlarmRoutes::default();
+        let of = |f: &Firing| routes.audience(f.kind, f.patient_id.is_some(), f.priority);
         let mut f = component_alarm("ehr_sync_paused", "ehr", "EHR sync paused", Priority::Low, t0());
-        assert_eq!(Audience::of(&f), Audience::Technical, "infrastructure: biomed/IT");
+        assert_eq!(of(&f), Audience::Technical, "infrastructure: biomed/IT");
         f.priority = Priority::High;
-        assert_eq!(Audience::of(&f), Audience::Both, "a fault that stops monitoring for many patients");
+        assert_eq!(of(&f), Audience::Both, "a fault that stops monitoring for many patients");
         f.patient_id = Some(7);
-        assert_eq!(Audience::of(&f), Audience::Clinical, "one patient unmonitored: the ward");
+        assert_eq!(of(&f), Audience::Clinical, "one patient unmonitored: the ward");
         f.kind = AlarmKind::Physiological;
         f.patient_id = None;
-        assert_eq!(Audience::of(&f), Audience::Clinical);
+        assert_eq!(of(&f), Audience::Clinical);
+        let site = crate::config::AlarmRoutes { technical_low: Audience::Both, ..routes };
+        f.kind = AlarmKind::Technical;
+        f.priority = Priority::Low;
+        assert_eq!(site.audience(f.kind, false, f.priority), Audience::Both, "a site may page the ward too");
     }
 }

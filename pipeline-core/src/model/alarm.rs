@@ -47,6 +47,27 @@ impl Priority {
     }
 }
 
+/// Who an alarm pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// The ward (nurse call): a patient's alarm, or a technical one that leaves one patient
+    /// unmonitored (no valid signal, device offline, device clock off).
+    Clinical,
+    /// Biomed / IT: the infrastructure (EHR, sinks, an unknown device), nobody's bedside.
+    Technical,
+    /// Both: a fault that stops or threatens monitoring for many patients (storage failing, the
+    /// rules or the alert circuit stopped).
+    Both,
+}
+
+impl Audience {
+    /// Whether the ward is paged.
+    pub fn clinical(self) -> bool {
+        matches!(self, Audience::Clinical | Audience::Both)
+    }
+}
+
 /// IEC 60601-1-8 keeps alarms about the patient apart from alarms about the equipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[ts(export)]
