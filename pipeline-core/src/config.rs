@@ -690,6 +690,26 @@ impl Config {
                 ));
             }
         }
+        for (key, url) in [
+            ("alerts.webhook_url", &self.alerts.webhook_url),
+            ("alerts.technical_webhook_url", &self.alerts.technical_webhook_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                out.push(problem(
+                    key,
+                    url,
+                    "a webhook is an http:// or https:// URL",
+                    "e.g. https://nursecall.example/vigil",
+                ));
+            }
+        }
+        if let Some(url) = &self.alerts.mqtt_url
+            && let Err(why) = BrokerAddress::parse(url)
+        {
+            out.push(problem("alerts.mqtt_url", url, why, "write it like mqtt://host:1883 or mqtts://host:8883"));
+        }
         let routes = &self.alerts.routes;
         for (key, audience) in [
             ("alerts.routes.physiological", routes.physiological),
@@ -1031,12 +1051,13 @@ mod tests {
 
     #[test]
     fn alarm_routes_are_configured_but_a_patients_alarms_always_reach_the_ward() {
-        let text = "[alerts.routes]\nphysiological = \"technical\"\ntechnical_low = \"both\"\n";
+        let text = "[alerts]\nwebhook_url = \"ftp://pager\"\n[alerts.routes]\nphysiological = \"technical\"\ntechnical_low = \"both\"\n";
         let mut config = Config::parse(text).unwrap();
         config.profiles.dir = std::env::temp_dir();
         assert_eq!(config.alerts.routes.audience(AlarmKind::Technical, false, Priority::Low), Audience::Both);
         let problems = config.validate();
-        assert_eq!(problems.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["alerts.routes.physiological"]);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["alerts.webhook_url", "alerts.routes.physiological"]);
         assert!(Config::parse("[alerts.routes]\ntechnical_low = \"nobody\"\n").is_err(), "only the three audiences");
     }
 

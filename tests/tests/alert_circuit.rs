@@ -147,13 +147,26 @@ async fn a_silenced_alarm_does_not_escalate_and_the_silence_is_audited() -> anyh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_webhook_shows_its_mode() -> anyhow::Result<()> {
+async fn a_redirecting_webhook_is_not_delivered_shows_its_mode_and_raises_its_alarm() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Every page is answered 302 to a path that would accept it: a redirect is no delivery (a
+    // followed POST becomes a GET, and its 2xx would say nothing about the page).
+    let followed = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = followed.clone();
+    let app = axum::Router::new()
+        .route("/page", axum::routing::post(|| async { (axum::http::StatusCode::FOUND, [("location", "/elsewhere")]) }))
+        .route(
+            "/elsewhere",
+            axum::routing::any(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { "ok" }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = format!("http://{}/page", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
     let site = Site::new(BrokerKind::Embedded)?;
-    // Nothing listens there: every page fails.
-    site.append_config(&format!(
-        "[alerts]\nwebhook_url = \"http://127.0.0.1:{}/page\"\nretries = 1\n",
-        vigil_tests::free_port()
-    ))?;
+    site.append_config(&format!("[alerts]\nwebhook_url = \"{hook}\"\nretries = 1\n"))?;
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.unwrap().port();
     let messages = oximeter_spo2(85.0, Utc::now() - chrono::Duration::seconds(70), 70);
@@ -161,6 +174,14 @@ async fn a_failing_webhook_shows_its_mode() -> anyhow::Result<()> {
     let status = vigil.wait_status(Duration::from_secs(20), |s| mode_active(s, "alert_webhook_down")).await?;
     let mode = status["modes"].as_array().unwrap().iter().find(|m| m["id"] == "alert_webhook_down").unwrap().clone();
     assert_eq!(mode["severity"], "critical");
+    let reason = vigil_tests::component(&status, "alert-webhook")["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("302"), "{reason}");
+    // Past the retry budget: the page is given up, and the supervisor's technical alarm names the sink.
+    eventually("the webhook's technical alarm", Duration::from_secs(20), async || {
+        anyhow::Ok(of_kind(&site.alarms()?, "technical").iter().any(|a| a["rule_id"] == "alert_webhook_down"))
+    })
+    .await?;
+    assert_eq!(followed.load(Ordering::SeqCst), 0, "the redirect was followed");
     assert!(vigil.terminate().await?.success());
     Ok(())
 }

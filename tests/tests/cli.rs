@@ -158,3 +158,23 @@ fn a_device_can_be_flagged_as_sending_demo_data_and_back() {
     let (_, audit) = vigil(&["audit", "list", "--config", &config]);
     assert_eq!(audit.matches("device.demo").count(), 2, "{audit}");
 }
+
+/// A reader that closes the pipe early (`vigil show ... | head -1`) ends the command quietly, exit 0:
+/// no panic, no backtrace. The reader here closes its end at once, so every write meets a closed pipe.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let site = Site::new(BrokerKind::Embedded).unwrap();
+    let config = site.config_str();
+    for args in [
+        format!("show readings --config {config}"),
+        format!("audit list --config {config}"),
+        "degradation-modes".into(),
+    ] {
+        let script =
+            format!("{} {args} | (exec 0<&-; sleep 0.2); echo \"exit ${{PIPESTATUS[0]}}\"", vigil_bin().display());
+        let out = Command::new("bash").arg("-c").arg(&script).output().expect("bash runs");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("exit 0"), "vigil {args}: {stdout}{stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "vigil {args}: {stderr}");
+    }
+}

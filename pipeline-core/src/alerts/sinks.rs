@@ -73,12 +73,15 @@ fn post(url: String, state: SinkState, http: reqwest::Client, notice: Notice, re
                         Err(e) => e.to_string(),
                     };
                     tracing::warn!(rule = %notice.rule_id, attempt, error = %why, "webhook delivery failed");
+                    let given_up = if attempt == retries { "; a page was given up after its retries" } else { "" };
                     *state.lock().unwrap_or_else(|e| e.into_inner()) =
-                        (HealthState::Down, format!("webhook failing: {why}"));
+                        (HealthState::Down, format!("webhook failing: {why}{given_up}"));
                 }
             }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+            if attempt < retries {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
         }
         tracing::error!(rule = %notice.rule_id, page = %notice.page_id, "webhook retries exhausted; page not delivered");
     })
@@ -95,6 +98,10 @@ pub(super) fn connect_mqtt(url: &str, state: SinkState) -> Option<AsyncClient> {
     };
     let mut options = MqttOptions::new(format!("vigil-alerts-{}", std::process::id()), addr.host, addr.port);
     options.set_keep_alive(Duration::from_secs(5));
+    // mqtts:// is TLS against the system's trusted roots, never plain text.
+    if addr.tls {
+        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::default()));
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     tokio::spawn(async move {
         loop {

@@ -100,6 +100,19 @@ pub const MODES: &[DegradationMode] = &[
         alarm_priority: Priority::Medium,
     },
     DegradationMode {
+        id: "alert_technical_webhook_down",
+        title: "Biomed pager failing",
+        severity: Severity::Warning,
+        component: "alert-technical-webhook",
+        what_is_off: "Technical alarms (an EHR fault, an unknown device, storage failing) are not reaching \
+                      biomed / IT through their webhook.",
+        what_still_works: "Patients' alarms page the ward as usual; every alarm is recorded and shown on \
+                           this console.",
+        what_to_do: "Nothing at the bedside. Biomed: watch this console's board and alarm list.",
+        whom_to_call: "Clinical engineering, and the owner of the biomed paging system.",
+        alarm_priority: Priority::Medium,
+    },
+    DegradationMode {
         id: "alert_mqtt_down",
         title: "MQTT alert topic down",
         severity: Severity::Warning,

@@ -8,6 +8,7 @@
 //! - this file: dispatch, and the exit code of each outcome.
 
 mod args;
+#[macro_use]
 mod print;
 mod running;
 
@@ -35,6 +36,14 @@ async fn main() -> ExitCode {
         .init();
     match run(Cli::parse().command).await {
         Ok(code) => code,
+        // The reader closed the pipe (`| head`): what it wanted, it got.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("vigil: {e:#}");
             // The facade's errors say what kind of failure it was; scripts branch on the code.
@@ -52,7 +61,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let r =
                 bench::alarm_latency(&args.profiles, args.rate, args.seconds, 100, args.ehr_down, args.store_stalled)
                     .await?;
-            println!(
+            outln!(
                 "{} alarms at {:.0} readings/s, EHR {}, store {}: p50 {:.1} ms, p99 {:.1} ms (publish to webhook)",
                 r.alarms,
                 r.readings_per_sec,
@@ -71,7 +80,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 profiles: args.profiles,
             };
             let r = bench::ingest_throughput(&options).await?;
-            println!(
+            outln!(
                 "{} payloads, {} readings in {:.2} s: {:.0} payloads/s, {:.0} readings/s ({:?}, {} publishers, {})",
                 r.payloads,
                 r.readings,
@@ -86,11 +95,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { file } => {
             return Ok(match Config::load(&file) {
                 Ok(_) => {
-                    println!("{}: OK", file.display());
+                    outln!("{}: OK", file.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    print!("{e}");
+                    print::write_out(&e.to_string())?;
                     ExitCode::from(2)
                 }
             });
@@ -98,7 +107,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::CheckProfiles { dir } => {
             let profiles = ProfileSet::load_dir(&dir)?;
             for p in profiles.iter() {
-                println!("{}: OK", p.id);
+                outln!("{}: OK", p.id);
             }
         }
         Command::Devices { site, register, profile, label, operator } => {
@@ -115,7 +124,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let key = admin
                 .register_patient(&operator.actor()?, system, value, name.as_deref(), verified_by.as_deref())
                 .await?;
-            println!("patient {key}");
+            outln!("patient {key}");
         }
         Command::Pair { site, device, patient, from, until, reason, replacing, operator } => {
             let request = PairRequest {
@@ -128,15 +137,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 replacing,
             };
             let p = site.open().await?.pair_device(&operator.actor()?, &request).await?;
-            print!("pairing {}: device {} with patient {}", p.id, request.device_id, p.patient_id);
-            match p.replaced {
-                Some(old) => println!(", replacing patient {} (pairing {} ended)", old.patient_id, old.id),
-                None => println!(),
-            }
+            let replaced = p
+                .replaced
+                .map(|old| format!(", replacing patient {} (pairing {} ended)", old.patient_id, old.id))
+                .unwrap_or_default();
+            outln!("pairing {}: device {} with patient {}{replaced}", p.id, request.device_id, p.patient_id);
         }
         Command::Unpair { site, device, at, operator } => {
             let id = site.open().await?.unpair_device(&operator.actor()?, &device, at).await?;
-            println!("pairing {id} closed");
+            outln!("pairing {id} closed");
         }
         Command::Consent { site, patient, flow, refuse, operator } => {
             let flow = Flow::parse(&flow).ok_or_else(|| {
@@ -145,7 +154,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let admin = site.open().await?;
             let (system, value) = (&patient.patient_system, &patient.patient);
             let key = admin.set_consent(&operator.actor()?, system, value, flow, !refuse).await?;
-            println!("patient {key}: {flow} {}", if refuse { "refused" } else { "granted" });
+            outln!("patient {key}: {flow} {}", if refuse { "refused" } else { "granted" });
         }
         Command::Event { site, device, patient, observations, bp, at, report, validity, operator } => {
             let request = EventRequest {
@@ -159,41 +168,41 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 validity,
             };
             match site.open().await?.submit_event(&operator.actor()?, &request).await? {
-                Some(id) => println!("queued as outbox {id}"),
-                None => println!("already queued: the same event was submitted before"),
+                Some(id) => outln!("queued as outbox {id}"),
+                None => outln!("already queued: the same event was submitted before"),
             }
         }
         Command::Alarms { site, active, limit } => print_json(&site.open().await?.alarms(active, limit).await?)?,
         Command::Ack(a) => {
             let actor = a.operator.actor()?;
             a.site.open().await?.ack_alarm(&actor, a.id, &a.reason).await?;
-            println!("alarm {} acknowledged by {}", a.id, actor.name());
+            outln!("alarm {} acknowledged by {}", a.id, actor.name());
         }
         Command::Silence { site, id, minutes, reason, operator } => {
             let actor = operator.actor()?;
             let until = site.open().await?.silence_alarm(&actor, id, &reason, minutes).await?;
             let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            println!("alarm {id} silenced by {} until {until}", actor.name());
+            outln!("alarm {id} silenced by {} until {until}", actor.name());
         }
         Command::Release(a) => {
             let outcome = a.site.open().await?.release_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
-            println!("quarantine {}: {}", a.id, outcome.detail);
+            outln!("quarantine {}: {}", a.id, outcome.detail);
         }
         Command::Discard(a) => {
             a.site.open().await?.discard_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
-            println!("quarantine {} discarded (kept for forensics)", a.id);
+            outln!("quarantine {} discarded (kept for forensics)", a.id);
         }
         Command::DeviceDemo { site, device, off, operator } => {
             site.open().await?.set_device_demo(&operator.actor()?, &device, !off).await?;
-            println!("device {device}: {}", if off { "its readings are real" } else { "its readings are demo data" });
+            outln!("device {device}: {}", if off { "its readings are real" } else { "its readings are demo data" });
         }
         Command::ReleaseHeld { site, patient, reason, operator } => {
             let admin = site.open().await?;
             let moved =
                 admin.release_held(&operator.actor()?, &patient.patient_system, &patient.patient, &reason).await?;
-            println!("{moved} held readings stored");
+            outln!("{moved} held readings stored");
         }
-        Command::DegradationModes => print!("{}", pipeline_core::health::modes::render_markdown()),
+        Command::DegradationModes => print::write_out(&pipeline_core::health::modes::render_markdown())?,
         Command::Status { config, url, json } => {
             let url = match (url, config) {
                 (Some(url), _) => url,
@@ -207,14 +216,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&status)?;
             } else {
-                print_board(&status);
+                print_board(&status)?;
             }
             let critical = status["modes"].as_array().into_iter().flatten().any(|m| m["severity"] == "critical");
             return Ok(if critical { ExitCode::from(5) } else { ExitCode::SUCCESS });
         }
         Command::Backup { site, file, operator } => {
             site.open().await?.backup(&operator.actor()?, &file).await?;
-            println!("store copied to {}", file.display());
+            outln!("store copied to {}", file.display());
         }
         Command::Audit { site, what, limit } => {
             let admin = site.open().await?;
@@ -223,9 +232,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 AuditWhat::Verify => {
                     let verdict = admin.verify_audit().await?;
                     match verdict.first_broken {
-                        None => println!("audit log intact: {} entries", verdict.entries),
+                        None => outln!("audit log intact: {} entries", verdict.entries),
                         Some(id) => {
-                            println!(
+                            outln!(
                                 "audit log BROKEN at entry {id} of {}: it, or an entry before it, was altered",
                                 verdict.entries
                             );
@@ -240,11 +249,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Requeue { site, id, operator } => {
             site.open().await?.requeue(&operator.actor()?, id).await?;
-            println!("outbox {id} queued again");
+            outln!("outbox {id} queued again");
         }
         Command::ImportRegistry { site, file, operator } => {
             let (patients, devices) = site.open().await?.import_registry(&operator.actor()?, &file).await?;
-            println!("imported {patients} patients, {devices} devices");
+            outln!("imported {patients} patients, {devices} devices");
         }
         Command::Show { site, what, limit, device } => {
             let admin = site.open().await?;
