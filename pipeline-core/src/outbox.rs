@@ -100,6 +100,13 @@ pub async fn run(
                 }
                 Some(Duration::from_millis(200))
             }
+            // The EHR refuses Vigil itself: nothing is dead-lettered, and delivery waits, as a mode,
+            // for the configuration to be fixed (a retry now and then says when it is).
+            Ok(Round::Paused(why)) => {
+                tracing::error!(sink = sink.name(), "the EHR refuses Vigil's configuration; delivery paused");
+                health = (HealthState::Down, format!("{CONFIGURATION}{why}"));
+                Some(settings.max_backoff)
+            }
             Ok(Round::Sent { all_failed: false }) => {
                 breaker.record(false, &settings);
                 health = (HealthState::Up, "delivering".into());
@@ -156,8 +163,14 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 enum Round {
     Idle,
-    Sent { all_failed: bool },
+    Sent {
+        all_failed: bool,
+    },
+    /// The EHR refused Vigil's configuration; why.
+    Paused(String),
 }
+
+use crate::health::modes::EHR_CONFIGURATION as CONFIGURATION;
 
 async fn round(
     store: &dyn OutboxStore,
@@ -200,10 +213,15 @@ async fn round(
         outcomes
     };
     let all_failed = !outcomes.is_empty() && outcomes.iter().all(|o| matches!(o, Outcome::Retryable(_)));
+    let mut paused = None;
     for (item, outcome) in consented.iter().zip(outcomes) {
         let settlement = match outcome {
             Outcome::Delivered(ehr_ref) => Settlement::Delivered { ehr_ref },
             Outcome::Retryable(error) => Settlement::Retry { next_at: clock.now() + backoff(item.attempts, s), error },
+            Outcome::Configuration(error) => {
+                paused = Some(error.clone());
+                Settlement::Retry { next_at: clock.now() + s.max_backoff, error }
+            }
             Outcome::Permanent(reason) => {
                 tracing::warn!(sink = sink.name(), outbox_id = item.id, "EHR refused an event; dead-lettered");
                 Settlement::Dead { reason }
@@ -212,7 +230,10 @@ async fn round(
         settlements.push((item.id, settlement));
     }
     store.outbox_settle(&settlements).await?;
-    Ok(Round::Sent { all_failed })
+    Ok(match paused {
+        Some(why) => Round::Paused(why),
+        None => Round::Sent { all_failed },
+    })
 }
 
 #[cfg(test)]
@@ -324,6 +345,30 @@ mod tests {
         assert!(store.outbox_due(clock.now(), 10, 10).await.unwrap().is_empty());
         let later = clock.now() + chrono::Duration::from_std(s.base_backoff).unwrap();
         assert_eq!(store.outbox_due(later, 10, 10).await.unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), [ids[1]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ehr_refusing_vigils_configuration_pauses_delivery_and_dead_letters_nothing() {
+        let clock = TokioClock::starting_at(t0());
+        let store = FakeStore::new(clock.clone());
+        let patient = store.pair_new_patient("OX-1", t0());
+        let ids = [queue(&store, patient, 91.0).await, queue(&store, patient, 92.0).await];
+        let sink = ScriptedSink::answering([
+            Outcome::Configuration("HTTP 401: without an OperationOutcome".into()),
+            Outcome::Configuration("HTTP 401: without an OperationOutcome".into()),
+        ]);
+        let latency = Latencies::default();
+        let s = settings();
+        let round = round(&store, sink.as_ref(), &ProfileSet::default(), &s, &latency.ehr, &clock).await.unwrap();
+        assert!(matches!(&round, Round::Paused(why) if why.contains("401")));
+        for id in ids {
+            assert_eq!(status(&store, id).await.0, OutboxStatus::Pending, "nothing is dead-lettered");
+        }
+        // Tried again after the longest backoff, not before.
+        let soon = clock.now() + chrono::Duration::from_std(s.max_backoff).unwrap() - chrono::Duration::milliseconds(1);
+        assert!(store.outbox_due(soon, 10, 10).await.unwrap().is_empty());
+        let later = soon + chrono::Duration::milliseconds(2);
+        assert_eq!(store.outbox_due(later, 10, 10).await.unwrap().len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -394,6 +394,13 @@ impl VigilProcess {
         .map(drop)
     }
 
+    /// The most memory the process has held so far (VmHWM, in KiB).
+    pub fn peak_memory_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc/PID/status")?;
+        Ok(line.split_whitespace().nth(1).context("VmHWM without a value")?.parse()?)
+    }
+
     /// SIGKILL: no chance to drain.
     pub fn kill9(mut self) -> anyhow::Result<()> {
         self.child.kill()?;

@@ -1,10 +1,12 @@
 //! Acceptance of the HL7 v2 adapter against a real MLLP receiver from PyPI (`hl7` for the transport,
 //! `hl7apy` to parse and validate): ORU^R01 v2.6 per IHE PCD-01 with the expected OBX codes; an AE
-//! reply sends the event to dead-letter with the receiver's ERR text.
+//! reply sends the event to dead-letter with the receiver's ERR text; an AR without an error code is
+//! a busy receiver (retried, then delivered); one that keeps answering AR pauses delivery with a
+//! mode and the message stays queued.
 
 use std::time::Duration;
 
-use vigil_tests::{BrokerKind, MllpPeer, Site, with_status};
+use vigil_tests::{BrokerKind, MllpPeer, Site, mode_active, with_status};
 
 fn hl7_site(peer: &MllpPeer) -> anyhow::Result<Site> {
     let site = Site::new(BrokerKind::Embedded)?;
@@ -102,6 +104,49 @@ async fn a_timeout_is_retried_with_the_same_control_id() -> anyhow::Result<()> {
     assert_eq!(received.len(), 2, "the unanswered message was sent again: {received:#?}");
     assert_eq!(received[0]["control_id"], received[1]["control_id"], "same MSH-10 on the retry");
     assert_eq!(received[1]["duplicate"], true, "so the receiver could recognise it");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ar_without_an_error_code_is_retried_and_then_delivered() -> anyhow::Result<()> {
+    let peer = MllpPeer::start(&["--busy-first", "2", "--duplicates"])?;
+    let site = hl7_site(&peer)?;
+    event(&site, &["--obs", "150456=94"])?;
+    let vigil = site.run()?;
+    site.wait_outbox(Duration::from_secs(60), |o| with_status(o, "delivered") == 1).await?;
+    let received = peer.received()?;
+    let codes: Vec<&str> = received.iter().filter_map(|m| m["ack_code"].as_str()).collect();
+    assert_eq!(codes, ["AR", "AR", "AA"], "{received:#?}");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_keeps_answering_ar_pauses_delivery_and_the_message_stays_queued() -> anyhow::Result<()> {
+    // 207, application internal error: a passing fault, retried, never dead-lettered.
+    let peer = MllpPeer::start(&["--reply", "AR", "--error-code", "207"])?;
+    let site = hl7_site(&peer)?;
+    event(&site, &["--obs", "150456=95"])?;
+    let vigil = site.run()?;
+    vigil.wait_status(Duration::from_secs(60), |s| mode_active(s, "ehr_sync_paused")).await?;
+    let outbox = site.outbox()?;
+    assert_eq!(with_status(&outbox, "pending"), 1, "still queued: {outbox:#?}");
+    assert_eq!(with_status(&outbox, "dead"), 0);
+    assert!(peer.received()?.len() >= 2, "retried");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ar_for_an_unsupported_version_is_a_configuration_mode_not_a_dead_letter() -> anyhow::Result<()> {
+    let peer = MllpPeer::start(&["--reply", "AR", "--error-code", "203"])?;
+    let site = hl7_site(&peer)?;
+    event(&site, &["--obs", "150456=96"])?;
+    let vigil = site.run()?;
+    vigil.wait_status(Duration::from_secs(30), |s| mode_active(s, "ehr_configuration_fault")).await?;
+    let outbox = site.outbox()?;
+    assert_eq!((with_status(&outbox, "pending"), with_status(&outbox, "dead")), (1, 0), "{outbox:#?}");
     assert!(vigil.terminate().await?.success());
     Ok(())
 }

@@ -31,6 +31,11 @@ pub struct DegradationMode {
     pub severity: Severity,
     /// The component whose state triggers it.
     pub component: &'static str,
+    /// Only while the component's reason starts so: a component with several modes (the EHR
+    /// failing, or refusing Vigil's configuration) names which one.
+    #[serde(skip)]
+    #[ts(skip)]
+    pub reason_starts: Option<&'static str>,
     /// What is off, in plain words.
     pub what_is_off: &'static str,
     /// What still works.
@@ -43,6 +48,9 @@ pub struct DegradationMode {
     pub alarm_priority: Priority,
 }
 
+/// How the `ehr` component's reason starts while the EHR refuses Vigil's configuration.
+pub const EHR_CONFIGURATION: &str = "configuration refused: ";
+
 /// Every mode Vigil knows. A mode is active while its component is not up (down, degraded or stale).
 pub const MODES: &[DegradationMode] = &[
     DegradationMode {
@@ -50,6 +58,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "EHR sync paused",
         severity: Severity::Warning,
         component: "ehr",
+        reason_starts: None,
         what_is_off: "Vital signs and reports are not reaching the patient chart in the EHR right now.",
         what_still_works: "Device monitoring, this console and local storage go on. Every event is kept, \
                            in order, and sent automatically when the EHR answers again; nothing is lost.",
@@ -59,10 +68,25 @@ pub const MODES: &[DegradationMode] = &[
         alarm_priority: Priority::Low,
     },
     DegradationMode {
+        id: "ehr_configuration_fault",
+        title: "EHR refuses Vigil's configuration",
+        severity: Severity::Warning,
+        component: "ehr",
+        reason_starts: Some(EHR_CONFIGURATION),
+        what_is_off: "The EHR refuses Vigil itself (its credentials, its permissions, or the address it \
+                      sends to), so clinical events wait in the outbox. None is discarded.",
+        what_still_works: "Monitoring, alarms and paging are unaffected. Everything waiting is sent, in \
+                           order, once the configuration is fixed.",
+        what_to_do: "Chart manually from the bedside monitors if the EHR needs current values.",
+        whom_to_call: "The EHR integration team, or whoever manages Vigil's EHR credentials (Settings).",
+        alarm_priority: Priority::Low,
+    },
+    DegradationMode {
         id: "mqtt_ingest_down",
         title: "Device data not arriving",
         severity: Severity::Critical,
         component: "mqtt",
+        reason_starts: None,
         what_is_off: "No new data is received from network devices (MQTT). Live values on this console \
                       stop updating and show their age.",
         what_still_works: "Devices keep measuring and show values and alarms at the bedside. Data already \
@@ -77,6 +101,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Storage failing",
         severity: Severity::Critical,
         component: "store",
+        reason_starts: None,
         what_is_off: "New device data cannot be saved. Alarm rules still see what arrives, but each \
                       device is told to wait once its small buffer of unsaved data is full, and from \
                       then on its alarms stop here. Live values stop updating and nothing new goes to \
@@ -92,6 +117,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Paging webhook failing",
         severity: Severity::Critical,
         component: "alert-webhook",
+        reason_starts: None,
         what_is_off: "Alarms are not reaching nurse call or paging through the webhook.",
         what_still_works: "Alarms are still recorded and shown on this console, and sent on the MQTT alert \
                            topic if one is configured. Bedside monitors alarm as usual.",
@@ -104,6 +130,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Biomed pager failing",
         severity: Severity::Warning,
         component: "alert-technical-webhook",
+        reason_starts: None,
         what_is_off: "Technical alarms (an EHR fault, an unknown device, storage failing) are not reaching \
                       biomed / IT through their webhook.",
         what_still_works: "Patients' alarms page the ward as usual; every alarm is recorded and shown on \
@@ -117,6 +144,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "MQTT alert topic down",
         severity: Severity::Warning,
         component: "alert-mqtt",
+        reason_starts: None,
         what_is_off: "Alarms are not published on the MQTT alert topic (displays and integrations listening \
                       there miss them).",
         what_still_works: "Alarms are recorded, shown on this console and sent to the paging webhook if \
@@ -130,6 +158,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Alarm path stopped",
         severity: Severity::Critical,
         component: "alerts",
+        reason_starts: None,
         what_is_off: "The alarm path has stopped: new alarms are recorded but nobody is paged.",
         what_still_works: "Bedside monitors alarm as usual; this console still records alarms.",
         what_to_do: "Watch patients at the bedside monitors and this console's alarm list.",
@@ -141,6 +170,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Health supervisor stopped",
         severity: Severity::Critical,
         component: "supervisor",
+        reason_starts: None,
         what_is_off: "The supervisor that watches every part of Vigil has stopped: new failures may not \
                       raise a banner or a technical alarm.",
         what_still_works: "Device data, alarms and pages go on; the alert circuit has paged this.",
@@ -154,6 +184,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Workstation clock not synchronised",
         severity: Severity::Warning,
         component: "workstation-clock",
+        reason_starts: None,
         what_is_off: "This workstation's clock is not NTP-synchronised, or the system cannot tell. Times \
                       stamped on records may be off, and device clocks are judged against it.",
         what_still_works: "Monitoring, alarms and their deadlines go on: deadlines run on a clock that \
@@ -167,6 +198,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Alarm rules stopped",
         severity: Severity::Critical,
         component: "rules",
+        reason_starts: None,
         what_is_off: "Vigil is not evaluating device data for alarms or clinical events: no remote \
                       alarm is raised from now on.",
         what_still_works: "Devices still alarm at the bedside. Data is still received and stored.",
@@ -180,6 +212,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "No alert sink configured",
         severity: Severity::Warning,
         component: "alert-sinks",
+        reason_starts: None,
         what_is_off: "Alarms are not sent to any nurse call, pager or alert topic: nobody is paged \
                       remotely. They are recorded and shown on this console only.",
         what_still_works: "Alarm rules run; alarms appear here and at the bedside devices.",
@@ -192,6 +225,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Alarms not being recorded",
         severity: Severity::Critical,
         component: "rules-recorder",
+        reason_starts: None,
         what_is_off: "New alarms still page, but they are not written to this console's alarm list, \
                       and clinical events from the rules are not queued for the EHR.",
         what_still_works: "Alarm rules run and page the configured sinks; devices alarm at the bedside.",
@@ -204,6 +238,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Alert queue not durable",
         severity: Severity::Critical,
         component: "alert-queue",
+        reason_starts: None,
         what_is_off: "Pages waiting to be delivered or escalated are kept in memory only: if Vigil \
                       restarts now, pages owed and pending escalations are lost.",
         what_still_works: "Alarms are paged and escalated as usual while Vigil keeps running.",
@@ -217,6 +252,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Alert queue full",
         severity: Severity::Warning,
         component: "alert-queue-space",
+        reason_starts: None,
         what_is_off: "So many pages are waiting (a paging system down?) that new ones are kept in \
                       memory only: a restart now would lose them.",
         what_still_works: "Alarms are paged and escalated as usual while Vigil keeps running.",
@@ -229,6 +265,7 @@ pub const MODES: &[DegradationMode] = &[
         title: "Old telemetry not being removed",
         severity: Severity::Warning,
         component: "retention",
+        reason_starts: None,
         what_is_off: "Raw telemetry past its retention period is not being purged, so the disk fills \
                       faster than planned.",
         what_still_works: "Monitoring, alarms, storage and EHR delivery go on.",
@@ -240,8 +277,16 @@ pub const MODES: &[DegradationMode] = &[
 
 /// The modes active on this board, most severe first.
 pub fn active(board: &[ComponentHealth]) -> Vec<&'static DegradationMode> {
-    let mut out: Vec<&'static DegradationMode> =
-        MODES.iter().filter(|m| board.iter().any(|c| c.name == m.component && c.state != HealthState::Up)).collect();
+    let mut out: Vec<&'static DegradationMode> = Vec::new();
+    for c in board.iter().filter(|c| c.state != HealthState::Up) {
+        let of_component = || MODES.iter().filter(|m| m.component == c.name);
+        let specific: Vec<_> =
+            of_component().filter(|m| m.reason_starts.is_some_and(|p| c.reason.starts_with(p))).collect();
+        match specific.is_empty() {
+            true => out.extend(of_component().filter(|m| m.reason_starts.is_none())),
+            false => out.extend(specific),
+        }
+    }
     out.sort_by_key(|m| m.severity != Severity::Critical);
     out
 }
@@ -263,13 +308,16 @@ pub fn render_markdown() -> String {
             Severity::Warning => "warning",
             Severity::Critical => "critical",
         };
+        let trigger = match m.reason_starts {
+            Some(prefix) => format!("component `{}` not up, its reason starting \"{}\"", m.component, prefix.trim()),
+            None => format!("component `{}` not up", m.component),
+        };
         out.push_str(&format!(
-            "\n## {} (`{}`)\n\n- **Severity:** {severity}\n- **Triggered by:** component `{}` not up\n\
+            "\n## {} (`{}`)\n\n- **Severity:** {severity}\n- **Triggered by:** {trigger}\n\
              - **Technical alarm:** {} priority\n\
              - **What is off:** {}\n- **What still works:** {}\n- **What to do:** {}\n- **Whom to call:** {}\n",
             m.title,
             m.id,
-            m.component,
             m.alarm_priority.as_str(),
             m.what_is_off,
             m.what_still_works,
@@ -306,5 +354,11 @@ mod tests {
         let ids: Vec<&str> = active(&board).iter().map(|m| m.id).collect();
         assert_eq!(ids, ["mqtt_ingest_down", "ehr_sync_paused"]);
         assert!(active(&[row("ehr", HealthState::Up)]).is_empty());
+        // A component with several modes: its reason says which.
+        let refused = ComponentHealth {
+            reason: format!("{EHR_CONFIGURATION}HTTP 401: HTTP 401 Unauthorized without an OperationOutcome"),
+            ..row("ehr", HealthState::Down)
+        };
+        assert_eq!(active(&[refused]).iter().map(|m| m.id).collect::<Vec<_>>(), ["ehr_configuration_fault"]);
     }
 }

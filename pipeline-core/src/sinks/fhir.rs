@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::smart::SmartClient;
-use super::{Outcome, Sink};
+use super::{MAX_BODY, Outcome, Sink, bounded_body};
 use crate::clock::SharedClock;
 use crate::config::EhrEnvironment;
 use crate::fhir::bundle::{EventEnvelope, transaction};
@@ -36,11 +36,38 @@ pub struct FhirSink {
     clock: SharedClock,
 }
 
-/// A failed request: retryable or not, and what the server or the network said.
+/// A failed request: how it failed, and what the server or the network said.
 #[derive(Debug)]
 struct Failure {
-    retryable: bool,
+    kind: Failed,
     text: String,
+}
+
+/// How a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    /// Network, timeout, 5xx, 429, an oversized answer: try again later.
+    Retryable,
+    /// The server refused the request's content, saying why (an OperationOutcome).
+    Refused,
+    /// The server refuses Vigil itself: 401, or 403/404 without an OperationOutcome (a proxy, a
+    /// wrong base URL, a missing permission). No event is at fault.
+    Configuration,
+}
+
+impl Failure {
+    fn retryable(text: String) -> Failure {
+        Failure { kind: Failed::Retryable, text }
+    }
+
+    /// The outcome for one event.
+    fn outcome(self) -> Outcome {
+        match self.kind {
+            Failed::Retryable => Outcome::Retryable(self.text),
+            Failed::Refused => Outcome::Permanent(self.text),
+            Failed::Configuration => Outcome::Configuration(self.text),
+        }
+    }
 }
 
 /// What the EHR says about a patient identifier, for pairing verification.
@@ -112,7 +139,10 @@ impl FhirSink {
                     .token(&self.http)
                     .await
                     // Never the event's fault: a refused client is a configuration to fix, so the event waits.
-                    .map_err(|e| Failure { retryable: true, text: e.to_string() })?,
+                    .map_err(|e| match e {
+                        super::smart::SmartError::Unreachable(_) => Failure::retryable(e.to_string()),
+                        _ => Failure { kind: Failed::Configuration, text: e.to_string() },
+                    })?,
             ),
         })
     }
@@ -120,10 +150,12 @@ impl FhirSink {
     /// Sends a request and classifies the answer.
     async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
         let request = self.authorised(request.header("Accept", "application/fhir+json")).await?;
-        let response =
-            request.send().await.map_err(|e| Failure { retryable: true, text: format!("EHR unreachable: {e}") })?;
+        let response = request.send().await.map_err(|e| Failure::retryable(format!("EHR unreachable: {e}")))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body = bounded_body(response, MAX_BODY)
+            .await
+            .map_err(|e| Failure::retryable(format!("HTTP {}: {e}", status.as_u16())))?;
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(body);
         }
@@ -132,12 +164,16 @@ impl FhirSink {
         {
             smart.invalidate().await;
         }
-        let retryable = status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT
-            || status == StatusCode::UNAUTHORIZED;
-        let text = outcome_text(&body).unwrap_or_else(|| format!("HTTP {status} without an OperationOutcome"));
-        Err(Failure { retryable, text: format!("HTTP {}: {text}", status.as_u16()) })
+        let outcome = outcome_text(&body);
+        let kind = match status {
+            s if s.is_server_error() => Failed::Retryable,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => Failed::Retryable,
+            StatusCode::UNAUTHORIZED => Failed::Configuration,
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND if outcome.is_none() => Failed::Configuration,
+            _ => Failed::Refused,
+        };
+        let text = outcome.unwrap_or_else(|| format!("HTTP {status} without an OperationOutcome"));
+        Err(Failure { kind, text: format!("HTTP {}: {text}", status.as_u16()) })
     }
 
     /// Looks a patient up by identifier (`Patient?identifier=system|value`).
@@ -228,16 +264,17 @@ impl Sink for FhirSink {
         let all: Vec<&OutboxItem> = items.iter().collect();
         match self.send(&all).await {
             Ok(outcomes) => outcomes,
-            Err(f) if f.retryable => vec![Outcome::Retryable(f.text); items.len()],
-            Err(f) if items.len() == 1 => vec![Outcome::Permanent(f.text)],
+            Err(f) if f.kind != Failed::Refused || items.len() == 1 => {
+                let outcome = f.outcome();
+                vec![outcome; items.len()]
+            }
             // Refused as a whole: find out which event the server objects to.
             Err(_) => {
                 let mut outcomes = Vec::with_capacity(items.len());
                 for item in items {
                     outcomes.push(match self.send(&[item]).await {
                         Ok(mut one) => one.pop().unwrap_or(Outcome::Retryable("empty response".into())),
-                        Err(f) if f.retryable => Outcome::Retryable(f.text),
-                        Err(f) => Outcome::Permanent(f.text),
+                        Err(f) => f.outcome(),
                     });
                 }
                 outcomes

@@ -17,8 +17,33 @@ pub enum Outcome {
     Delivered(Option<String>),
     /// Network, timeout, 5xx, 429, an expired token: try again later.
     Retryable(String),
-    /// A refusal that a retry will not change (4xx with an OperationOutcome, HL7 AE/AR).
+    /// A refusal of this event that a retry will not change (4xx with an OperationOutcome, HL7 AE).
     Permanent(String),
+    /// The EHR refuses Vigil itself, not this event (credentials, permissions, a wrong endpoint, a
+    /// message type or version it does not take): nothing is dead-lettered; delivery pauses, as a
+    /// mode for biomed/IT, until the configuration is fixed.
+    Configuration(String),
+}
+
+/// The largest response body read from an EHR or a token endpoint: a FHIR transaction response for
+/// a batch is a few KiB; anything near this is a misbehaving peer.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Reads a response body up to `limit` bytes, refusing (without reading on) one that is larger.
+pub async fn bounded_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    if let Some(len) = response.content_length()
+        && len > limit as u64
+    {
+        return Err(format!("the answer's body is {len} bytes, over the {limit}-byte bound"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the answer: {e}"))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the answer's body is over the {limit}-byte bound"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// An EHR adapter (or the sandbox).

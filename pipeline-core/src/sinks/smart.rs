@@ -43,6 +43,19 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// A token's lifetime is taken as the server says, within these bounds: a server that says 0 or
+/// 2^63 seconds (seen) neither makes Vigil ask for a token on every request nor overflows a deadline.
+const TOKEN_LIFETIME: (u64, u64) = (5, 24 * 3600);
+
+/// The access token and its lifetime in a token endpoint's answer (default 5 minutes, clamped to
+/// [`TOKEN_LIFETIME`]).
+pub fn token_response(body: &[u8]) -> Result<(String, Duration), SmartError> {
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| SmartError::Refused(format!("not a token response: {e}")))?;
+    let secs = parsed.expires_in.unwrap_or(300).clamp(TOKEN_LIFETIME.0, TOKEN_LIFETIME.1);
+    Ok((parsed.access_token, Duration::from_secs(secs)))
+}
+
 /// A SMART Backend Services client for one token endpoint.
 pub struct SmartClient {
     token_url: String,
@@ -112,24 +125,39 @@ impl SmartClient {
         let response =
             http.post(&self.token_url).form(&form).send().await.map_err(|e| SmartError::Unreachable(e.to_string()))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| SmartError::Unreachable(e.to_string()))?;
+        let body = super::bounded_body(response, super::MAX_BODY).await.map_err(SmartError::Unreachable)?;
+        let body = String::from_utf8_lossy(&body);
         if status.is_server_error() {
             return Err(SmartError::Unreachable(format!("HTTP {status}")));
         }
         if !status.is_success() {
             return Err(SmartError::Refused(format!("HTTP {status}: {body}")));
         }
-        let parsed: TokenResponse =
-            serde_json::from_str(&body).map_err(|e| SmartError::Refused(format!("not a token response: {e}")))?;
-        let ttl = Duration::from_secs(parsed.expires_in.unwrap_or(300));
+        let (token, ttl) = token_response(body.as_bytes())?;
         // Renew a fifth of the lifetime early (1 s to 60 s), so a token never expires mid-request.
         let margin = (ttl / 5).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        *cached = Some((parsed.access_token.clone(), Instant::now() + ttl.saturating_sub(margin)));
-        Ok(parsed.access_token)
+        *cached = Some((token.clone(), Instant::now() + ttl.saturating_sub(margin)));
+        Ok(token)
     }
 
     /// Forgets the cached token (the server said it is no longer valid).
     pub async fn invalidate(&self) {
         *self.cached.lock().await = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_lifetime_is_taken_within_bounds() {
+        let lifetime = |body: &str| token_response(body.as_bytes()).map(|(_, ttl)| ttl.as_secs());
+        assert_eq!(lifetime(r#"{"access_token":"t","expires_in":3600}"#).unwrap(), 3600);
+        assert_eq!(lifetime(r#"{"access_token":"t"}"#).unwrap(), 300, "none said: five minutes");
+        assert_eq!(lifetime(r#"{"access_token":"t","expires_in":9223372036854775808}"#).unwrap(), 24 * 3600);
+        assert_eq!(lifetime(r#"{"access_token":"t","expires_in":0}"#).unwrap(), 5);
+        assert!(matches!(lifetime(r#"{"expires_in":60}"#), Err(SmartError::Refused(_))));
+        assert!(matches!(lifetime(r#"{"access_token":"t","expires_in":-1}"#), Err(SmartError::Refused(_))));
     }
 }

@@ -599,6 +599,7 @@ class Peer:
                 codes = "|".join(ACK_CODES)
                 raise SystemExit(f"--reply-for wants CONTROL_ID={codes}, got {item!r}")
             self.reply_for[cid] = code
+        self.busy_left = args.busy_first  # AR answers without ERR still to give
         self.received = 0          # messages received (all connections)
         self.ack_seq = 0
         self.conn_seq = 0
@@ -673,6 +674,9 @@ class Peer:
         """Returns (code, issues for ERR segments)."""
         if not a.valid:
             return "AE", a.errors
+        if self.busy_left > 0:
+            self.busy_left -= 1
+            return "AR", []
         if duplicate and self.args.duplicates and a.control_id in self.stored:
             return "AA", []
         code = self.reply_for.get(a.control_id, self.args.reply)
@@ -768,6 +772,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--error-code", type=int, default=207, choices=sorted(c for c in HL70357 if c),
                    help="HL7 table 0357 code in ERR-3 for AE/AR chosen by --reply/--reply-for "
                         "(default 207 Application internal error)")
+    p.add_argument("--busy-first", type=int, default=0, metavar="N",
+                   help="answer the first N valid messages AR with no ERR segment (a receiver too "
+                        "busy to say why), then as --reply says")
     p.add_argument("--delay-first", type=int, default=0, metavar="N",
                    help="do not answer the first N messages at all (they are still recorded)")
     p.add_argument("--duplicates", action="store_true",

@@ -74,6 +74,33 @@ pub struct Ack {
     /// Every ERR segment as "user message (at SEG-n)": ERR-8, else ERR-3's text, else ERR-3's
     /// code, with ERR-2's location when given; several are joined with `; `.
     pub error: Option<String>,
+    /// The first ERR's HL7 table 0357 code: ERR-3 (v2.5 on), else ERR-1.4 (before v2.5).
+    pub error_code: Option<u16>,
+}
+
+/// What a refusal means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// AE/CE: the message is wrong; sending it again will not help.
+    Message,
+    /// AR/CR with error code 200-203 (unsupported message type, event, processing id, version): the
+    /// receiver refuses what Vigil is configured to send.
+    Configuration,
+    /// AR/CR with any other code, or none: the receiver could not take it now (busy, locked,
+    /// internal error); try again.
+    Transient,
+}
+
+impl Ack {
+    /// What a refusal means; `None` for an accept.
+    pub fn refusal(&self) -> Option<Refusal> {
+        Some(match self.code {
+            AckCode::AA | AckCode::CA => return None,
+            AckCode::AE | AckCode::CE => Refusal::Message,
+            AckCode::AR | AckCode::CR if matches!(self.error_code, Some(200..=203)) => Refusal::Configuration,
+            AckCode::AR | AckCode::CR => Refusal::Transient,
+        })
+    }
 }
 
 /// Why a reply is not a readable ACK, with where in it the problem is.
@@ -136,7 +163,13 @@ pub fn parse_ack(message: &str) -> Result<Ack, AckError> {
     let errors: Vec<String> =
         segments.iter().filter(|s| s.id() == "ERR").filter_map(|err| describe_error(err, &delimiters)).collect();
     let error = non_empty(errors.join("; "));
-    Ok(Ack { code, control_id, text, error })
+    let error_code = segments.iter().find(|s| s.id() == "ERR").and_then(|err| {
+        let v25 = err.component(3, 1, &delimiters);
+        // ERR-1 (ELD): segment ^ sequence ^ field ^ code, the code a CE whose first part is the number.
+        let v24 = err.component(1, 4, &delimiters).split(delimiters.subcomponent.unwrap_or('&')).next();
+        [Some(v25), v24].into_iter().flatten().find_map(|c| c.trim().parse().ok())
+    });
+    Ok(Ack { code, control_id, text, error, error_code })
 }
 
 /// One ERR segment (v2.5+ layout) in words, or `None` when it says nothing.
@@ -291,7 +324,11 @@ mod tests {
     #[test]
     fn application_accept() {
         let ack = parse_ack(&format!("{MSH}\rMSA|AA|VIGIL-0001\r")).unwrap();
-        assert_eq!(ack, Ack { code: AckCode::AA, control_id: "VIGIL-0001".into(), text: None, error: None });
+        assert_eq!(
+            ack,
+            Ack { code: AckCode::AA, control_id: "VIGIL-0001".into(), text: None, error: None, error_code: None }
+        );
+        assert_eq!(ack.refusal(), None);
         assert!(ack.code.is_accept());
     }
 
@@ -319,6 +356,21 @@ mod tests {
         assert_eq!(ack.code, AckCode::AR);
         assert_eq!(ack.text.as_deref(), Some("Overloaded, try later"));
         assert_eq!(ack.error.as_deref(), Some("207"), "ERR-3's code when there is no text");
+    }
+
+    #[test]
+    fn a_refusal_is_the_messages_fault_the_configurations_or_passing() {
+        let refusal = |reply: &str| parse_ack(&format!("{MSH}\r{reply}")).unwrap().refusal();
+        assert_eq!(refusal("MSA|AE|X\rERR|||207"), Some(Refusal::Message), "AE is never retried");
+        assert_eq!(refusal("MSA|AR|X"), Some(Refusal::Transient), "no code: try again");
+        assert_eq!(refusal("MSA|AR|X\rERR|||207^Application internal error^HL70357"), Some(Refusal::Transient));
+        assert_eq!(refusal("MSA|CR|X\rERR|||206"), Some(Refusal::Transient));
+        for code in 200..=203 {
+            assert_eq!(refusal(&format!("MSA|AR|X\rERR|||{code}^x^HL70357")), Some(Refusal::Configuration));
+        }
+        // Before v2.5 the code is ERR-1.4.
+        assert_eq!(refusal("MSA|AR|X\rERR|MSH^1^12^203&Unsupported version id&HL70357"), Some(Refusal::Configuration));
+        assert_eq!(parse_ack(&format!("{MSH}\rMSA|AR|X\rERR|MSH^1^9^200")).unwrap().error_code, Some(200));
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod ack;
 mod mllp;
 mod oru;
 
-pub use ack::{Ack, AckCode, AckError, parse_ack};
+pub use ack::{Ack, AckCode, AckError, Refusal, parse_ack};
 pub use mllp::{MllpClient, MllpError};
 pub use oru::{OruContext, OruError, build_oru_r01};
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
+use super::ack::Refusal;
 use super::{MllpClient, OruContext, build_oru_r01};
 use crate::clock::SharedClock;
 use crate::config::EhrEnvironment;
@@ -95,17 +96,23 @@ impl Sink for Hl7v2Sink {
                 }
             };
             let outcome = match client.send(&message).await {
-                Ok(ack) if ack.code.is_accept() => Outcome::Delivered(Some(format!("MSH-10 {}", context.control_id))),
-                Ok(ack) => Outcome::Permanent(format!(
-                    "{}: {}",
-                    ack.code,
-                    ack.error.or(ack.text).unwrap_or_else(|| "no reason given".into())
-                )),
+                Ok(ack) => {
+                    let why = || {
+                        let reason = ack.error.clone().or(ack.text.clone()).unwrap_or_else(|| "no reason given".into());
+                        format!("{}: {reason}", ack.code)
+                    };
+                    match ack.refusal() {
+                        None => Outcome::Delivered(Some(format!("MSH-10 {}", context.control_id))),
+                        Some(Refusal::Message) => Outcome::Permanent(why()),
+                        Some(Refusal::Configuration) => Outcome::Configuration(why()),
+                        Some(Refusal::Transient) => Outcome::Retryable(why()),
+                    }
+                }
                 Err(e) if e.is_retryable() => Outcome::Retryable(e.to_string()),
                 Err(e) => Outcome::Permanent(e.to_string()),
             };
             // Keep the per-patient order: after a retryable failure, later events wait too.
-            let stop = matches!(outcome, Outcome::Retryable(_));
+            let stop = matches!(outcome, Outcome::Retryable(_) | Outcome::Configuration(_));
             outcomes.push(outcome);
             if stop {
                 let error = "an earlier event in this batch must be delivered first".to_string();
