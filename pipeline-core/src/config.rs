@@ -285,12 +285,23 @@ pub struct MqttSourceConfig {
     pub client_id: String,
     /// Keep-alive interval in seconds.
     pub keep_alive_secs: u64,
-    /// Largest accepted MQTT packet in bytes.
+    /// Largest payload processed, in bytes. A larger one (up to `hard_max_packet_bytes`) is
+    /// acknowledged and kept in `rejected` as `too_large`: its first 64 KiB, size and hash.
     pub max_packet_bytes: usize,
+    /// Largest MQTT packet read at all, in bytes. Set an external broker's `message_size_limit` (3.1.1)
+    /// at or below it, or a larger publish is a poison message the broker redelivers forever.
+    pub hard_max_packet_bytes: usize,
     /// Embedded endpoint: PUBLISHes one connection may have unacknowledged at once. While the store
     /// cannot write, a device goes on this far (its readings still reach the rules), then is pushed
     /// back. With an external broker the window is the broker's `max_inflight_messages`.
     pub unacked_window: usize,
+}
+
+impl MqttSourceConfig {
+    /// The largest packet read at all: never below the payload limit.
+    pub fn read_limit(&self) -> usize {
+        self.hard_max_packet_bytes.max(self.max_packet_bytes)
+    }
 }
 
 impl Default for MqttSourceConfig {
@@ -301,6 +312,7 @@ impl Default for MqttSourceConfig {
             client_id: "vigil-ingest".into(),
             keep_alive_secs: 30,
             max_packet_bytes: 64 * 1024,
+            hard_max_packet_bytes: 2 * 1024 * 1024,
             unacked_window: 1024,
         }
     }

@@ -35,8 +35,44 @@ pub struct Envelope {
     pub origin: String,
     /// When it was received.
     pub received_at: DateTime<Utc>,
-    /// The raw bytes.
+    /// The raw bytes (only the first [`KEPT_OF_OVERSIZED`] of an oversized payload).
     pub payload: Bytes,
+    /// Set when the payload was over the source's limit: it is kept truncated and rejected.
+    pub oversized: Option<Oversized>,
+}
+
+/// What is kept of a payload over the source's limit besides its first bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oversized {
+    /// Its size as received.
+    pub bytes: usize,
+    /// The limit it broke.
+    pub limit: usize,
+    /// blake3 of the whole payload, hex: what an engineer matches against the device's log.
+    pub blake3: String,
+}
+
+/// Bytes kept of a payload over the source's limit.
+pub const KEPT_OF_OVERSIZED: usize = 64 * 1024;
+
+impl Envelope {
+    /// A payload as a source received it. One over `limit` bytes is kept as its first
+    /// [`KEPT_OF_OVERSIZED`] bytes, its size and its hash, and is rejected as `too_large`: it is
+    /// acknowledged once that is stored, so it never blocks the payloads behind it.
+    pub fn received(
+        source: &'static str,
+        origin: String,
+        received_at: DateTime<Utc>,
+        payload: Bytes,
+        limit: usize,
+    ) -> Envelope {
+        if payload.len() <= limit {
+            return Envelope { source, origin, received_at, payload, oversized: None };
+        }
+        let oversized = Oversized { bytes: payload.len(), limit, blake3: blake3::hash(&payload).to_hex().to_string() };
+        let payload = payload.slice(..KEPT_OF_OVERSIZED.min(payload.len()));
+        Envelope { source, origin, received_at, payload, oversized: Some(oversized) }
+    }
 }
 
 /// Why a payload was not stored (and so must not be acknowledged).
@@ -546,6 +582,19 @@ pub fn process(
 ) -> ProcessedPayload {
     let profile = profiles.for_topic(&envelope.origin);
     let outcome = match profile {
+        _ if envelope.oversized.is_some() => {
+            let o = envelope.oversized.as_ref().expect("guarded");
+            PayloadOutcome::Rejected(Rejection {
+                reason: RejectReason::TooLarge,
+                detail: format!(
+                    "a payload of {} bytes (blake3 {}) is over the {}-byte limit ([sources.mqtt] max_packet_bytes); its first {} KiB are kept",
+                    o.bytes,
+                    o.blake3,
+                    o.limit,
+                    KEPT_OF_OVERSIZED / 1024
+                ),
+            })
+        }
         None => PayloadOutcome::Rejected(Rejection {
             reason: RejectReason::NoProfile,
             detail: format!("no device profile serves topic {:?}: add or fix a profile's topics", envelope.origin),
@@ -626,6 +675,7 @@ mod tests {
             origin: "vigil/devices/OX-1001/oximeter".into(),
             received_at: clock.now(),
             payload: payload.into_bytes().into(),
+            oversized: None,
         };
         let mut first = ingest.submit(envelope(payload.clone())).await.unwrap();
         // The store fails on and on; payloads that arrive meanwhile still reach the rules.
@@ -671,6 +721,7 @@ mod tests {
             origin: "vigil/devices/OX-1001/oximeter".into(),
             received_at: t0(),
             payload: payload.as_bytes().to_vec().into(),
+            oversized: None,
         };
         let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };
@@ -711,6 +762,7 @@ mod tests {
                 origin: "vigil/devices/OX-1001/oximeter".into(),
                 received_at: t0(),
                 payload: std::fs::read(fixtures.join(payload)).unwrap().into(),
+                oversized: None,
             };
             let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
             let PayloadOutcome::Readings(ds) = processed.outcome else { panic!("{:?}", processed.outcome) };
@@ -740,6 +792,7 @@ mod tests {
             origin: "vigil/devices/OX-1001/oximeter".into(),
             received_at: t0(),
             payload: std::fs::read(fixtures.join("payloads/acme-ox100/ok.json")).unwrap().into(),
+            oversized: None,
         };
         let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };

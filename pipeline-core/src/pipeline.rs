@@ -228,13 +228,17 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                     .await
                     .map_err(|source| StartError::Bind { addr: config.broker.listen.clone(), source })?;
                 mqtt_listen_addr = listener.local_addr().ok();
-                let limits =
-                    endpoint::Limits { max_packet_bytes: mqtt.max_packet_bytes, unacked_window: mqtt.unacked_window };
+                let limits = endpoint::Limits {
+                    max_packet_bytes: mqtt.read_limit(),
+                    payload_limit: mqtt.max_packet_bytes,
+                    unacked_window: mqtt.unacked_window,
+                };
                 tasks.spawn(endpoint::serve(listener, ingest.clone(), limits, status, shutdown.clone()));
             }
             BrokerMode::External => {
                 let opts = client::options(&config.broker, mqtt)?;
-                tasks.spawn(client::run(opts, mqtt.topics.clone(), ingest.clone(), status, shutdown.clone()));
+                let feed = client::Feed { topics: mqtt.topics.clone(), payload_limit: mqtt.max_packet_bytes };
+                tasks.spawn(client::run(opts, feed, ingest.clone(), status, shutdown.clone()));
             }
         }
     }

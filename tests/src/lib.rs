@@ -500,6 +500,32 @@ pub async fn publish_tracked(
     Ok(result)
 }
 
+/// Publishes `messages` (any size up to 2 MiB) at QoS 1 on one connection and waits for every PUBACK.
+pub fn publish_large(port: u16, messages: Vec<(String, Vec<u8>)>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let mut opts = MqttOptions::new(format!("test-large-{}", rand_suffix()), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(2 << 20, 2 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        let total = messages.len();
+        tokio::spawn(async move {
+            for (topic, payload) in messages {
+                if client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut acked = 0;
+        while acked < total {
+            if let Event::Incoming(Incoming::PubAck(_)) =
+                tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await??
+            {
+                acked += 1;
+            }
+        }
+        Ok(())
+    })
+}
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
 }

@@ -167,3 +167,64 @@ async fn wait_for_log(site: &Site, needle: &str, times: usize, within: Duration)
     })
     .await
 }
+
+/// A publish larger than Vigil's payload limit is no poison message: it is acknowledged and kept in
+/// `rejected`, truncated, with its size; the readings published after it are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_mb_publish_is_kept_truncated_in_rejected_and_the_readings_after_it_are_stored() -> anyhow::Result<()> {
+    let broker = Mosquitto::start().await?;
+    let site = Site::new(BrokerKind::External(broker.port))?;
+    let vigil = site.run()?;
+    vigil.wait_subscribed(Duration::from_secs(15)).await?;
+    let mut messages = vec![("vigil/devices/OX-1000/oximeter".to_string(), vec![b'x'; 1 << 20])];
+    messages.extend(oximeter_burst(20, 0));
+    let publisher = vigil_tests::publish_large(broker.port, messages);
+    publisher.await??;
+    let counts = site
+        .wait_counts(Duration::from_secs(30), |c| {
+            c["readings"].as_i64() == Some(40) && c["rejected"].as_i64() == Some(1)
+        })
+        .await?;
+    assert_eq!(counts["payloads"].as_i64(), Some(21), "{counts}");
+    let rejected = site.show("rejected")?;
+    let entry = &rejected.as_array().unwrap()[0];
+    assert_eq!(entry["reason"], "too_large", "{entry:#}");
+    assert!(entry["detail"].as_str().unwrap().contains("a payload of 1048576 bytes"), "{entry:#}");
+    assert_eq!(entry["payload"].as_str().map(str::len), Some(64 * 1024), "its first 64 KiB kept");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}
+
+/// A broker whose ACL refuses Vigil's subscription leaves it connected but deaf: the board says so.
+/// Mosquitto's dynamic-security plugin (in Debian's package) refuses subscriptions by default to a
+/// client with no role, as Vigil's anonymous one is here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscription_shows_mqtt_down() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dynsec = dir.path().join("dynsec.json");
+    let init = Command::new("mosquitto_ctrl")
+        .args(["dynsec", "init", &dynsec.to_string_lossy(), "admin", "admin-password"])
+        .output()?;
+    anyhow::ensure!(init.status.success(), "mosquitto_ctrl dynsec init: {}", String::from_utf8_lossy(&init.stderr));
+    let plugin = glob_one("/usr/lib", "mosquitto_dynamic_security.so")?;
+    let extra = format!("plugin {}\nplugin_opt_config_file {}\n", plugin.display(), dynsec.display());
+    let broker = Mosquitto::start_on(free_port(), &extra).await?;
+    let site = Site::new(BrokerKind::External(broker.port))?;
+    let vigil = site.run()?;
+    let status = vigil
+        .wait_status(Duration::from_secs(15), |s| {
+            component(s, "mqtt")["reason"].as_str().is_some_and(|r| r.starts_with("subscription refused"))
+        })
+        .await?;
+    assert_eq!(component(&status, "mqtt")["state"], "down", "{status:#}");
+    assert!(vigil_tests::mode_active(&status, "mqtt_ingest_down"));
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}
+
+/// The file named `name` somewhere under `root` (the plugin's directory is the architecture's).
+fn glob_one(root: &str, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let out = Command::new("find").args([root, "-name", name]).output()?;
+    let found = String::from_utf8_lossy(&out.stdout).lines().next().map(std::path::PathBuf::from);
+    found.ok_or_else(|| anyhow::anyhow!("{name} not found under {root} (Debian's mosquitto package has it)"))
+}

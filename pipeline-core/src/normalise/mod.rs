@@ -57,6 +57,8 @@ pub enum RejectReason {
     BadUnit,
     /// The payload is well formed but none of the profile's mappings found a value.
     NoReadings,
+    /// The payload is over the source's size limit (kept truncated, with its size and hash).
+    TooLarge,
 }
 
 impl RejectReason {
@@ -70,6 +72,7 @@ impl RejectReason {
             RejectReason::BadTime => "bad_time",
             RejectReason::BadUnit => "bad_unit",
             RejectReason::NoReadings => "no_readings",
+            RejectReason::TooLarge => "too_large",
         }
     }
 }

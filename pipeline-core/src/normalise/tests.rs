@@ -671,11 +671,15 @@ fn reject_reasons_have_stable_names() {
         RejectReason::BadTime,
         RejectReason::BadUnit,
         RejectReason::NoReadings,
+        RejectReason::TooLarge,
     ]
     .iter()
     .map(|r| r.as_str())
     .collect();
-    assert_eq!(names, ["no_profile", "not_json", "missing_field", "bad_value", "bad_time", "bad_unit", "no_readings"]);
+    assert_eq!(
+        names,
+        ["no_profile", "not_json", "missing_field", "bad_value", "bad_time", "bad_unit", "no_readings", "too_large"]
+    );
     let rejection = Rejection::no_profile("vigil/devices/x/toaster");
     assert_eq!(rejection.reason, RejectReason::NoProfile);
     assert_eq!(

@@ -102,9 +102,13 @@ impl StatusReporter {
                 HealthState::Up,
                 format!("subscribed to {granted} topic filter{}", if *granted == 1 { "" } else { "s" }),
             ),
-            ConnectionState::Subscribed { granted, requested } => {
-                (HealthState::Up, format!("subscribed to {granted} of {requested} topic filters (the rest refused)"))
-            }
+            // Connected but deaf to what was refused: as down as a lost connection.
+            ConnectionState::Subscribed { granted, requested } => (
+                HealthState::Down,
+                format!(
+                    "subscription refused: the broker granted {granted} of {requested} topic filters (check its ACL for Vigil's user)"
+                ),
+            ),
             ConnectionState::Reconnecting { reason, .. } => (HealthState::Down, format!("reconnecting: {reason}")),
             ConnectionState::Stopped => (HealthState::Down, "stopped".to_string()),
         };

@@ -51,7 +51,7 @@ pub fn options(broker: &BrokerConfig, source: &MqttSourceConfig) -> Result<MqttO
     opts.set_clean_session(false)
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(source.keep_alive_secs))
-        .set_max_packet_size(source.max_packet_bytes, source.max_packet_bytes);
+        .set_max_packet_size(source.read_limit(), source.read_limit());
     if let Some(user) = &broker.username {
         opts.set_credentials(user.clone(), std::env::var("VIGIL_MQTT_PASSWORD").unwrap_or_default());
     }
@@ -74,11 +74,19 @@ pub fn options(broker: &BrokerConfig, source: &MqttSourceConfig) -> Result<MqttO
     Ok(opts)
 }
 
+/// What to subscribe to, and the largest payload processed (a larger one is kept truncated).
+pub struct Feed {
+    /// Topic filters, at QoS 1.
+    pub topics: Vec<String>,
+    /// `[sources.mqtt] max_packet_bytes`.
+    pub payload_limit: usize,
+}
+
 /// Runs the subscription until `shutdown`, reconnecting with backoff; then acknowledges what is
 /// stored and disconnects.
 pub async fn run(
     opts: MqttOptions,
-    topics: Vec<String>,
+    feed: Feed,
     ingest: IngestHandle,
     status: StatusReporter,
     shutdown: CancellationToken,
@@ -86,7 +94,7 @@ pub async fn run(
     let (client, mut eventloop) = AsyncClient::new(opts, MAX_UNACKED);
     let (ack_tx, ack_rx) = mpsc::channel::<(Receipt, Publish)>(MAX_UNACKED);
     let acker = tokio::spawn(acknowledge(client.clone(), ack_rx));
-    poll(&client, &mut eventloop, &topics, &ingest, &ack_tx, &status, &shutdown).await;
+    poll(&client, &mut eventloop, &feed, &ingest, &ack_tx, &status, &shutdown).await;
 
     // Drain: let the acknowledger finish, then keep the event loop turning so the acks leave.
     drop(ack_tx);
@@ -108,7 +116,7 @@ pub async fn run(
 async fn poll(
     client: &AsyncClient,
     eventloop: &mut EventLoop,
-    topics: &[String],
+    feed: &Feed,
     ingest: &IngestHandle,
     ack_tx: &mpsc::Sender<(Receipt, Publish)>,
     status: &StatusReporter,
@@ -129,7 +137,7 @@ async fn poll(
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 backoff = Duration::from_millis(250);
                 status.set(ConnectionState::Connected);
-                let filters = topics.iter().map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                let filters = feed.topics.iter().map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
                 if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::error!(error = %e, "could not queue the subscription");
                 }
@@ -137,18 +145,19 @@ async fn poll(
             Ok(Event::Incoming(Incoming::SubAck(suback))) => {
                 let granted =
                     suback.return_codes.iter().filter(|c| matches!(c, SubscribeReasonCode::Success(_))).count();
-                if granted < topics.len() {
-                    tracing::error!(granted, requested = topics.len(), "the broker refused topic filters");
+                if granted < feed.topics.len() {
+                    tracing::error!(granted, requested = feed.topics.len(), "the broker refused topic filters");
                 }
-                status.set(ConnectionState::Subscribed { granted, requested: topics.len() });
+                status.set(ConnectionState::Subscribed { granted, requested: feed.topics.len() });
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                let envelope = Envelope {
-                    source: "mqtt",
-                    origin: publish.topic.clone(),
-                    received_at: status.clock().now(),
-                    payload: publish.payload.clone(),
-                };
+                let envelope = Envelope::received(
+                    "mqtt",
+                    publish.topic.clone(),
+                    status.clock().now(),
+                    publish.payload.clone(),
+                    feed.payload_limit,
+                );
                 let receipt = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     r = ingest.submit(envelope) => match r {

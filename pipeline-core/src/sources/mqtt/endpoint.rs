@@ -65,7 +65,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let inlet = Inlet { ingest: ingest.clone(), clock: status.clock().clone() };
+                    let inlet =
+                        Inlet { ingest: ingest.clone(), clock: status.clock().clone(), payload_limit: limits.payload_limit };
                     let shutdown = shutdown.clone();
                     tracker.spawn(async move {
                         if let Err(e) = connection(stream, peer, inlet, limits, shutdown).await {
@@ -88,8 +89,10 @@ pub async fn serve(
 /// What one connection may do.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest accepted packet in bytes.
+    /// Largest packet read at all, in bytes; a larger one closes the connection.
     pub max_packet_bytes: usize,
+    /// Largest payload processed; a larger one is kept truncated and rejected (`too_large`).
+    pub payload_limit: usize,
     /// PUBLISHes it may have unacknowledged at once; then it is not read until acknowledgements free
     /// the window.
     pub unacked_window: usize,
@@ -107,6 +110,7 @@ enum Outgoing {
 struct Inlet {
     ingest: IngestHandle,
     clock: SharedClock,
+    payload_limit: usize,
 }
 
 async fn connection(
@@ -170,12 +174,8 @@ async fn read_half(
                 if publish.topic.contains(['+', '#']) || publish.topic.is_empty() {
                     return Err(ConnectionError::Violation("PUBLISH topic is empty or has a wildcard"));
                 }
-                let envelope = Envelope {
-                    source: "mqtt",
-                    origin: publish.topic,
-                    received_at: inlet.clock.now(),
-                    payload: publish.payload,
-                };
+                let envelope =
+                    Envelope::received("mqtt", publish.topic, inlet.clock.now(), publish.payload, inlet.payload_limit);
                 let receipt = inlet.ingest.submit(envelope).await.map_err(|_| ConnectionError::IngestClosed)?;
                 match publish.qos {
                     // QoS 0 promises nothing and gets no acknowledgement; it is stored all the same.
