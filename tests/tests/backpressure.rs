@@ -49,8 +49,12 @@ async fn a_stalled_store_pushes_back_and_loses_nothing() -> anyhow::Result<()> {
 
     // The writer takes up to its bound, the queue fills to its own and stays there: the endpoint
     // waits instead of dropping.
-    eventually("a full ingest queue", Duration::from_secs(30), async || handle.queue_depth() == 64).await?;
-    assert_eq!(handle.unstored(), 100, "taken in up to the bound, no further");
+    eventually("the writer's bound reached and a full ingest queue", Duration::from_secs(30), async || {
+        handle.unstored() == 100 && handle.queue_depth() == 64
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((handle.unstored(), handle.queue_depth()), (100, 64), "taken in up to the bound, no further");
     assert_eq!(handle.tally().payloads, 0, "nothing can be committed while the store is locked");
     assert!(!publisher.is_finished(), "no PUBACK may leave before the commit");
 
