@@ -87,7 +87,13 @@ pub async fn run(
     let mut health = (HealthState::Up, "idle".to_string());
     let mut last_probe: Option<tokio::time::Instant> = None;
     loop {
-        let pause = match round(store.as_ref(), sink.as_ref(), &profiles, &settings, &latency.ehr, &clock).await {
+        // A delivery in flight is abandoned at shutdown: the event stays pending and goes again
+        // later, with the same identity, so the EHR recognises it.
+        let delivered = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = round(store.as_ref(), sink.as_ref(), &profiles, &settings, &latency.ehr, &clock) => r,
+        };
+        let pause = match delivered {
             // Nothing due: ask the EHR now and then whether it answers, so an outage shows on the
             // board before an event waits on it.
             Ok(Round::Idle) => {

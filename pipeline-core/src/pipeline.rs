@@ -75,6 +75,10 @@ pub enum StartError {
 
 /// Takes the store's pipeline lock (`<database>.lock` beside it, held while the pipeline runs): two
 /// pipelines on one store would both acknowledge, evaluate and page. CLI commands do not take it.
+/// How long a shutdown waits for the sources, the outbox, the store and the rules, in all. The alert
+/// circuit's own drain (2 s at most) comes after: a stop, or a Settings restart, takes 4 s at most.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
+
 /// The alert circuit's queue file, beside the database: `<database>.alert-queue`. A store that is
 /// not a file (an in-memory one, for tests) gets one in a fresh temporary directory.
 pub fn alert_queue_file(store_url: &str) -> std::path::PathBuf {
@@ -400,20 +404,34 @@ impl Handle {
         self.ingest.unstored()
     }
 
-    /// Stops the sources, stores everything already accepted, and returns when all is durable.
+    /// Stops the sources, stores everything already accepted, and returns when all is durable, or
+    /// after [`SHUTDOWN_BOUND`] whatever the peers and the store do. What is not stored by then was
+    /// never acknowledged, so its devices (or the broker) send it again; nothing is lost.
     pub async fn shutdown(self) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_BOUND;
         self.shutdown.cancel();
-        self.tasks.wait().await;
+        if tokio::time::timeout_at(deadline, self.tasks.wait()).await.is_err() {
+            tracing::warn!("a source or the outbox did not stop in time; stopping without it");
+        }
         // The board holds a sender too: every sender must go for the writer to drain and stop.
         drop(self.status);
         drop(self.ingest);
-        let _ = self.writer.await;
-        // The writer dropped the rules' sender: they finish what was stored, then stop.
-        if let Some(rules) = self.rules_task {
-            let _ = rules.await;
+        let mut writer = self.writer;
+        if tokio::time::timeout_at(deadline, &mut writer).await.is_err() {
+            writer.abort();
+            tracing::warn!(
+                "the store did not take the last payloads in time; they were not acknowledged and will be sent again"
+            );
         }
-        // The circuit sends what the drain raised, then stops; a new pipeline (a Settings save)
-        // must not start a second circuit on the same queue file before then.
+        // The writer dropped the rules' sender: they finish what was stored, then stop.
+        if let Some(mut rules) = self.rules_task
+            && tokio::time::timeout_at(deadline, &mut rules).await.is_err()
+        {
+            rules.abort();
+            tracing::warn!("the rules did not finish in time; their state is rebuilt from the store at the next start");
+        }
+        // The circuit sends what the drain raised (its own drain is bounded), then stops; a new
+        // pipeline (a Settings save) must not start a second circuit on the same queue file before.
         if let Some(thread) = self.alerts_thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }

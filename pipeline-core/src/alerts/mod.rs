@@ -169,7 +169,7 @@ pub fn component_alarm(
 pub const TICK: Duration = Duration::from_millis(500);
 
 /// How long a stopping circuit waits for deliveries under way.
-const DRAIN: Duration = Duration::from_secs(3);
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// With no alert sink configured, says so on the board (`alert-sinks` down) until `shutdown`:
 /// alarms are recorded and shown, but page nobody, and that must not pass in silence.

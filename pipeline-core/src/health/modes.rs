@@ -277,16 +277,18 @@ pub const MODES: &[DegradationMode] = &[
 
 /// The modes active on this board, most severe first.
 pub fn active(board: &[ComponentHealth]) -> Vec<&'static DegradationMode> {
-    let mut out: Vec<&'static DegradationMode> = Vec::new();
-    for c in board.iter().filter(|c| c.state != HealthState::Up) {
-        let of_component = || MODES.iter().filter(|m| m.component == c.name);
-        let specific: Vec<_> =
-            of_component().filter(|m| m.reason_starts.is_some_and(|p| c.reason.starts_with(p))).collect();
-        match specific.is_empty() {
-            true => out.extend(of_component().filter(|m| m.reason_starts.is_none())),
-            false => out.extend(specific),
-        }
-    }
+    // A component with several modes shows the one its reason names, else its general one.
+    let applies = |m: &DegradationMode, c: &ComponentHealth| match m.reason_starts {
+        Some(prefix) => c.reason.starts_with(prefix),
+        None => !MODES
+            .iter()
+            .any(|o| o.component == c.name && o.reason_starts.is_some_and(|prefix| c.reason.starts_with(prefix))),
+    };
+    // In the order of MODES (the documented one), critical first.
+    let mut out: Vec<&'static DegradationMode> = MODES
+        .iter()
+        .filter(|m| board.iter().any(|c| c.name == m.component && c.state != HealthState::Up && applies(m, c)))
+        .collect();
     out.sort_by_key(|m| m.severity != Severity::Critical);
     out
 }

@@ -27,6 +27,8 @@ use crate::clock::SharedClock;
 use crate::ingest::{Envelope, IngestHandle, Receipt};
 use crate::sources::{ConnectionState, StatusReporter};
 
+/// A write to a device that does not read for this long closes its connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client must send CONNECT this soon after opening the socket.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -213,7 +215,7 @@ async fn write_half(
     let mut wr = BufWriter::new(wr);
     loop {
         if rx.is_empty() {
-            wr.flush().await?;
+            bounded(wr.flush()).await?;
         }
         let Some(next) = rx.recv().await else { break };
         let packet = match next {
@@ -222,7 +224,7 @@ async fn write_half(
                 let stored = match receipt.try_stored() {
                     Some(result) => result,
                     None => {
-                        wr.flush().await?;
+                        bounded(wr.flush()).await?;
                         receipt.stored().await
                     }
                 };
@@ -233,11 +235,19 @@ async fn write_half(
         };
         let mut out = BytesMut::with_capacity(packet.size() + 8);
         packet.write(&mut out, max_packet).map_err(ConnectionError::Protocol)?;
-        wr.write_all(&out).await?;
+        bounded(wr.write_all(&out)).await?;
     }
-    wr.flush().await?;
-    wr.shutdown().await.ok();
+    bounded(wr.flush()).await?;
+    let _ = bounded(wr.shutdown()).await;
     Ok(())
+}
+
+/// A socket write that a client which stops reading cannot hold up for more than [`WRITE_TIMEOUT`].
+async fn bounded(write: impl Future<Output = std::io::Result<()>>) -> Result<(), ConnectionError> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ConnectionError::Violation("the client stopped reading its acknowledgements")),
+    }
 }
 
 /// Reads one packet; `None` on a clean end of stream.
@@ -265,6 +275,5 @@ async fn read_packet(
 async fn write_packet(wr: &mut OwnedWriteHalf, packet: &Packet, max: usize) -> Result<(), ConnectionError> {
     let mut out = BytesMut::with_capacity(packet.size() + 8);
     packet.write(&mut out, max).map_err(ConnectionError::Protocol)?;
-    wr.write_all(&out).await?;
-    Ok(())
+    bounded(wr.write_all(&out)).await
 }
