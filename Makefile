@@ -23,7 +23,7 @@ PEERS := tests/peers
 PEER_NODE := $(PEERS)/fhir-server/node_modules/.package-lock.json
 PEER_VENV := $(PEERS)/.venv/.installed
 
-.PHONY: demo test deps test-deps peers build ui console lint bindings bench clean
+.PHONY: demo test deps test-deps peers build ui console lint bindings bench clean fuzz
 
 # Installs the named Debian packages that are not installed yet (with sudo when not root).
 define apt_install
@@ -96,6 +96,7 @@ test: peers lint bindings
 	cd ui && npm run check && npm test
 	cargo build -p pipeline-core --bin vigil
 	cargo build -p vigil-console
+	cargo check --quiet --manifest-path fuzz/Cargo.toml
 	cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test-output.txt
 	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
 	  END { printf "%d passed, %d failed\n", p, f }' $(CARGO_TARGET_DIR)/test-output.txt
@@ -117,3 +118,18 @@ bench: test-deps
 clean:
 	cargo clean
 	rm -rf demo-data ui/dist
+
+## Fuzzing: each target in fuzz/ (pipeline_core::fuzz) for FUZZ_SECS seconds with cargo-fuzz on the
+## nightly toolchain, seeded from fixtures/fuzz/<target>/ (read only; new inputs go to the target
+## dir). A crash is left in fuzz/artifacts/<target>/; fix it and add the input to fixtures/fuzz.
+FUZZ_SECS ?= 120
+FUZZ_TARGETS := mqtt_endpoint profile_payload hl7_ack token_response config
+fuzz: deps
+	@rustup toolchain list | grep -q nightly || { echo "make fuzz needs the nightly toolchain (rustup toolchain install nightly)"; exit 1; }
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(CARGO_TARGET_DIR)/fuzz-corpus/$$t; \
+	  echo "fuzzing $$t for $(FUZZ_SECS) s"; \
+	  (cargo +nightly fuzz run $$t $(CARGO_TARGET_DIR)/fuzz-corpus/$$t fixtures/fuzz/$$t -- \
+	    -max_total_time=$(FUZZ_SECS) -max_len=65536 -print_final_stats=1 2>&1 | tail -12) || exit 1; \
+	done

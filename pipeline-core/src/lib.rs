@@ -18,6 +18,7 @@
 //! - [`normalise`]: device profiles mapping vendor payloads to canonical readings (MDC, LOINC, UCUM).
 //! - [`identify`]: pairing and consent checks; quarantine and hold decisions.
 //! - [`fhir`]: the FHIR R4 resources Vigil emits, their Bundle, and local structural checks.
+//! - [`fuzz`]: fuzz entry points over the parsers of what peers send (`make fuzz`).
 //! - [`health`]: heartbeats, the board and degradation modes.
 //!
 //! **Store**
@@ -56,6 +57,7 @@ pub mod config;
 pub mod dedup;
 pub mod demo;
 pub mod fhir;
+pub mod fuzz;
 pub mod health;
 pub mod identify;
 pub mod ingest;

@@ -153,6 +153,57 @@ async fn connection(
     read_result.and(write_result)
 }
 
+/// What the protocol does with one packet after CONNECT, apart from any I/O (so it can be fuzzed
+/// through the codec: `crate::fuzz::mqtt_endpoint`).
+#[derive(Debug)]
+pub enum Action {
+    /// Store the payload; send `ack` (PUBACK or PUBREC) once it is durable (none for QoS 0).
+    Store {
+        /// The PUBLISH topic.
+        topic: String,
+        /// Its payload.
+        payload: bytes::Bytes,
+        /// The acknowledgement owed once stored.
+        ack: Option<Packet>,
+    },
+    /// Answer at once.
+    Reply(Packet),
+    /// Nothing to do.
+    Ignore,
+    /// The client ended the session (DISCONNECT, or end of stream).
+    End,
+    /// A protocol violation: close the connection.
+    Close(&'static str),
+}
+
+/// The endpoint's answer to a packet (`None`: the stream ended).
+pub fn respond(packet: Option<Packet>) -> Action {
+    match packet {
+        None | Some(Packet::Disconnect) => Action::End,
+        Some(Packet::Publish(publish)) => {
+            if publish.topic.contains(['+', '#']) || publish.topic.is_empty() {
+                return Action::Close("PUBLISH topic is empty or has a wildcard");
+            }
+            let ack = match publish.qos {
+                QoS::AtMostOnce => None,
+                QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(publish.pkid))),
+                QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(publish.pkid))),
+            };
+            Action::Store { topic: publish.topic, payload: publish.payload, ack }
+        }
+        Some(Packet::PubRel(rel)) => Action::Reply(Packet::PubComp(PubComp::new(rel.pkid))),
+        Some(Packet::PingReq) => Action::Reply(Packet::PingResp),
+        // Ingest only: every subscription is refused.
+        Some(Packet::Subscribe(sub)) => Action::Reply(Packet::SubAck(SubAck::new(
+            sub.pkid,
+            sub.filters.iter().map(|_| SubscribeReasonCode::Failure).collect(),
+        ))),
+        Some(Packet::Unsubscribe(unsub)) => Action::Reply(Packet::UnsubAck(UnsubAck::new(unsub.pkid))),
+        Some(Packet::PubAck(_) | Packet::PubComp(_) | Packet::PubRec(_)) => Action::Ignore,
+        Some(_) => Action::Close("unexpected packet from a client"),
+    }
+}
+
 async fn read_half(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
@@ -170,35 +221,18 @@ async fn read_half(
                 Ok(r) => r?,
             },
         };
-        let outgoing = match packet {
-            None | Some(Packet::Disconnect) => return Ok(()),
-            Some(Packet::Publish(publish)) => {
-                if publish.topic.contains(['+', '#']) || publish.topic.is_empty() {
-                    return Err(ConnectionError::Violation("PUBLISH topic is empty or has a wildcard"));
-                }
-                let envelope =
-                    Envelope::received("mqtt", publish.topic, inlet.clock.now(), publish.payload, inlet.payload_limit);
+        let outgoing = match respond(packet) {
+            Action::End => return Ok(()),
+            Action::Close(why) => return Err(ConnectionError::Violation(why)),
+            Action::Ignore => continue,
+            Action::Reply(packet) => Outgoing::Now(packet),
+            Action::Store { topic, payload, ack } => {
+                let envelope = Envelope::received("mqtt", topic, inlet.clock.now(), payload, inlet.payload_limit);
                 let receipt = inlet.ingest.submit(envelope).await.map_err(|_| ConnectionError::IngestClosed)?;
-                match publish.qos {
-                    // QoS 0 promises nothing and gets no acknowledgement; it is stored all the same.
-                    QoS::AtMostOnce => continue,
-                    QoS::AtLeastOnce => {
-                        Outgoing::AfterStored { receipt, ack: Packet::PubAck(PubAck::new(publish.pkid)) }
-                    }
-                    QoS::ExactlyOnce => {
-                        Outgoing::AfterStored { receipt, ack: Packet::PubRec(PubRec::new(publish.pkid)) }
-                    }
-                }
+                // QoS 0 promises nothing and gets no acknowledgement; it is stored all the same.
+                let Some(ack) = ack else { continue };
+                Outgoing::AfterStored { receipt, ack }
             }
-            Some(Packet::PubRel(rel)) => Outgoing::Now(Packet::PubComp(PubComp::new(rel.pkid))),
-            Some(Packet::PingReq) => Outgoing::Now(Packet::PingResp),
-            Some(Packet::Subscribe(sub)) => Outgoing::Now(Packet::SubAck(SubAck::new(
-                sub.pkid,
-                sub.filters.iter().map(|_| SubscribeReasonCode::Failure).collect(),
-            ))),
-            Some(Packet::Unsubscribe(unsub)) => Outgoing::Now(Packet::UnsubAck(UnsubAck::new(unsub.pkid))),
-            Some(Packet::PubAck(_) | Packet::PubComp(_) | Packet::PubRec(_)) => continue,
-            Some(_) => return Err(ConnectionError::Violation("unexpected packet from a client")),
         };
         if out.send(outgoing).await.is_err() {
             return Err(ConnectionError::IngestClosed);

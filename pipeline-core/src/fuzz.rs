@@ -1,0 +1,138 @@
+//! Fuzz entry points: plain functions over arbitrary bytes, one per parser that reads what a peer
+//! sends. Each must return without panicking, whatever the bytes. The `fuzz/` crate (cargo-fuzz,
+//! `make fuzz`) runs them for long; `make test` runs each over its checked-in corpus
+//! (`fixtures/fuzz/<target>/`) and a bounded number of arbitrary inputs.
+
+use std::sync::OnceLock;
+
+use bytes::BytesMut;
+use chrono::{DateTime, Utc};
+use rumqttc::Packet;
+
+use crate::config::Config;
+use crate::identify::{Policy, Registry};
+use crate::ingest::{Envelope, process};
+use crate::normalise::{ProfileSet, normalise};
+use crate::sources::mqtt::endpoint::{Action, respond};
+
+/// The endpoint's read limit for a packet in these runs.
+const MAX_PACKET: usize = 64 * 1024;
+
+/// A device's bytes on the embedded MQTT endpoint: decoded packet by packet as the endpoint does
+/// (CONNECT first), each answered by the protocol, each answer encoded.
+pub fn mqtt_endpoint(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    let mut connected = false;
+    while let Ok(packet) = Packet::read(&mut buf, MAX_PACKET) {
+        if !connected {
+            if !matches!(packet, Packet::Connect(..)) {
+                return;
+            }
+            connected = true;
+            continue;
+        }
+        match respond(Some(packet)) {
+            Action::Store { topic, payload, ack } => {
+                let _ = Envelope::received("mqtt", topic, DateTime::<Utc>::UNIX_EPOCH, payload, 1024);
+                if let Some(ack) = ack {
+                    let _ = ack.write(&mut BytesMut::new(), MAX_PACKET);
+                }
+            }
+            Action::Reply(packet) => {
+                let _ = packet.write(&mut BytesMut::new(), MAX_PACKET);
+            }
+            Action::Ignore => {}
+            Action::End | Action::Close(_) => return,
+        }
+    }
+}
+
+/// The fixture profiles (one of each payload shape Vigil reads).
+fn profiles() -> &'static ProfileSet {
+    static PROFILES: OnceLock<ProfileSet> = OnceLock::new();
+    PROFILES.get_or_init(|| {
+        ProfileSet::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/profiles")).unwrap_or_default()
+    })
+}
+
+/// A payload read by every fixture profile, then the whole ingest step (normalise, identify) on the
+/// first profile's topic.
+pub fn profile_payload(data: &[u8]) {
+    for profile in profiles().iter() {
+        let _ = normalise(profile, data);
+    }
+    let Some(topic) = profiles().iter().next().and_then(|p| p.topics.first()) else { return };
+    let origin = topic.replace(['+', '#'], "OX-1");
+    let envelope = Envelope::received("mqtt", origin, DateTime::<Utc>::UNIX_EPOCH, data.to_vec().into(), 64 * 1024);
+    let _ = process(&envelope, profiles(), &Registry::default(), &Policy::of(&Config::default()), Utc::now());
+}
+
+/// An HL7 v2 receiver's reply, parsed as an ACK and classified.
+pub fn hl7_ack(data: &[u8]) {
+    if let Ok(ack) = crate::sinks::hl7v2::parse_ack(&String::from_utf8_lossy(data)) {
+        let _ = ack.refusal();
+    }
+}
+
+/// A SMART token endpoint's answer.
+pub fn token_response(data: &[u8]) {
+    let _ = crate::sinks::smart::token_response(data);
+}
+
+/// A `vigil.toml`, parsed and checked.
+pub fn config(data: &[u8]) {
+    if let Ok(config) = Config::parse(&String::from_utf8_lossy(data)) {
+        let _ = config.validate();
+    }
+}
+
+/// Every target by name, for the corpus runner and the fuzz crate.
+pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+    ("mqtt_endpoint", mqtt_endpoint),
+    ("profile_payload", profile_payload),
+    ("hl7_ack", hl7_ack),
+    ("token_response", token_response),
+    ("config", config),
+];
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn every_target_survives_its_corpus() {
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/fuzz"));
+        for (name, target) in TARGETS {
+            let dir = root.join(name);
+            let files: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert!(!files.is_empty(), "{name} has no corpus");
+            for file in files {
+                target(&std::fs::read(&file).unwrap());
+            }
+        }
+    }
+
+    proptest! {
+        // Bounded for `make test` (a few seconds in all); `make fuzz` runs long.
+        #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_target_panics_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            for (_, target) in TARGETS {
+                target(&data);
+            }
+        }
+
+        #[test]
+        fn no_target_panics_on_arbitrary_text(text in "\\PC{0,512}") {
+            for (_, target) in TARGETS {
+                target(text.as_bytes());
+            }
+        }
+    }
+}
