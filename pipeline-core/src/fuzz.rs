@@ -86,8 +86,11 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// Every target by name, for the corpus runner and the fuzz crate.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+/// A fuzz entry point.
+pub type Target = fn(&[u8]);
+
+/// Every target by name, for the corpus runner.
+pub const TARGETS: [(&str, Target); 5] = [
     ("mqtt_endpoint", mqtt_endpoint),
     ("profile_payload", profile_payload),
     ("hl7_ack", hl7_ack),
