@@ -23,7 +23,7 @@ PEERS := tests/peers
 PEER_NODE := $(PEERS)/fhir-server/node_modules/.package-lock.json
 PEER_VENV := $(PEERS)/.venv/.installed
 
-.PHONY: demo test deps test-deps peers build ui console lint bindings bench clean fuzz
+.PHONY: demo test deps test-deps peers build ui console lint bindings bench clean fuzz soak
 
 # Installs the named Debian packages that are not installed yet (with sudo when not root).
 define apt_install
@@ -133,3 +133,10 @@ fuzz: deps
 	  (cargo +nightly fuzz run $$t $(CARGO_TARGET_DIR)/fuzz-corpus/$$t fixtures/fuzz/$$t -- \
 	    -max_total_time=$(FUZZ_SECS) -max_len=65536 -print_final_stats=1 2>&1 | tail -12) || exit 1; \
 	done
+
+## The soak: SOAK_SECS (default 3600) of 50 devices through Mosquitto to the FHIR test server, with
+## an EHR outage, a broker restart or a store stall every few minutes. Not part of `make test`.
+SOAK_SECS ?= 3600
+soak: peers
+	cargo build -p pipeline-core --bin vigil
+	SOAK_SECS=$(SOAK_SECS) cargo test -p vigil-tests --test soak -- --ignored --nocapture 2>&1 | grep -E "^soak:|test result|panicked|Error" 

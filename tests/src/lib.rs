@@ -155,6 +155,13 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Stops the broker as an operator would (SIGTERM), so it saves its persistence file first.
+    pub fn stop_gracefully(mut self) -> anyhow::Result<()> {
+        signal_term(&self.child);
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Starts a broker that queues without limit for persistent sessions, so a slow or absent
     /// subscriber loses nothing (its default silently drops beyond 1000 queued QoS 1 messages).
     pub async fn start() -> anyhow::Result<Mosquitto> {
