@@ -34,8 +34,12 @@ fn mrn(n: usize) -> String {
     format!("SOAK-{n:04}")
 }
 
-/// A broker that keeps its sessions and queues across a restart (saved on SIGTERM).
+/// A broker that keeps its sessions and queues across a restart (saved on SIGTERM). Run as root,
+/// Mosquitto drops to its own user, so its directory must be writable by that user: without it the
+/// save fails, every session is lost, and clients drop what they still held (seen in the first run).
 async fn broker(port: u16, dir: &std::path::Path) -> anyhow::Result<Mosquitto> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
     Mosquitto::start_on(port, &format!("persistence true\npersistence_location {}/\n", dir.display())).await
 }
 
@@ -102,8 +106,10 @@ async fn a_clinic_through_outages_loses_nothing_and_pages_every_episode() -> any
                 }
             });
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            // Each device desaturates once in its turn: episodes spread over the run.
-            let episode_at = run_for.mul_f64((n as f64 + 0.5) / DEVICES as f64);
+            // Each device desaturates once in its turn: episodes spread over the run, each ending
+            // well before it does (one cut short would not last the rule's 5 s).
+            let span = run_for.saturating_sub(Duration::from_secs(EPISODE_SECS as u64 + 10));
+            let episode_at = span.mul_f64((n as f64 + 0.5) / DEVICES as f64);
             let mut low_until = None;
             while started.elapsed() < run_for {
                 tick.tick().await;
@@ -189,11 +195,14 @@ async fn a_clinic_through_outages_loses_nothing_and_pages_every_episode() -> any
 
     // Every injected episode paged.
     let episodes = episodes.lock().unwrap().clone();
-    eventually("a page for every episode", Duration::from_secs(60), async || {
+    let unpaged = || {
         let pages = paged.lock().unwrap();
-        episodes.iter().all(|(device, _)| pages.iter().any(|p| p["rule_id"] == "spo2-low" && p["device_id"] == *device))
-    })
-    .await?;
+        let paged_for = |device: &str| pages.iter().any(|p| p["rule_id"] == "spo2-low" && p["device_id"] == device);
+        episodes.iter().filter(|(device, _)| !paged_for(device)).cloned().collect::<Vec<_>>()
+    };
+    let all_paged =
+        eventually("a page for every episode", Duration::from_secs(60), async || unpaged().is_empty()).await;
+    all_paged.map_err(|e| anyhow::anyhow!("{e}: not paged: {:?}", unpaged()))?;
     eprintln!(
         "soak: {secs} s, {DEVICES} devices: {total} payloads published and stored once, {} readings; \
          {delivered} events delivered, {seen} Observations at the EHR; {} episodes, each paged; faults {faults:?}",
