@@ -472,7 +472,7 @@ impl Pager {
     fn beat_usage(&self) {
         let Some((used, slots)) = self.queue.as_ref().map(|q| q.usage()) else { return };
         let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
-        if durable.0 != HealthState::Down || durable.1 == "opening" {
+        if durable.0 != HealthState::Down {
             *durable = (HealthState::Up, format!("durable: {used} of {slots} slots owed"));
         }
         if used < slots {
