@@ -57,14 +57,16 @@ pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: Cancellation
             _ = tick.tick() => {}
         }
         let now = s.clock.read();
-        let modes = active(&s.health.board());
+        let board = s.health.board();
+        let modes = active(&board);
         for m in &modes {
             let o = ongoing.entry(m.id).or_insert_with(|| {
                 tracing::warn!(mode = m.id, "degradation mode active");
                 Ongoing { since: now.mono, alarm: None }
             });
             if o.alarm.is_none() && now.mono.saturating_duration_since(o.since) >= ALARM_AFTER {
-                o.alarm = Some(raise(&s, m, now.wall).await);
+                let reason = board.iter().find(|c| c.name == m.component).map(|c| c.reason.as_str()).unwrap_or("");
+                o.alarm = Some(raise(&s, m, reason, now.wall).await);
             }
         }
         let ended: Vec<&'static str> =
@@ -82,10 +84,14 @@ pub async fn run(s: Supervisor, shutdown: CancellationToken, drill: Cancellation
     }
 }
 
-/// The mode's technical alarm. A stopped alert circuit cannot carry its own alarm: it is recorded
-/// for the console, and the mode's banner says nobody is paged.
-async fn raise(s: &Supervisor, m: &DegradationMode, now: DateTime<Utc>) -> ContentHash {
-    let what = format!("{}: {}", m.title, m.what_is_off);
+/// The mode's technical alarm, naming what its component reports (which page a webhook never took,
+/// which answer the EHR gave). A stopped alert circuit cannot carry its own alarm: it is recorded for
+/// the console, and the mode's banner says nobody is paged.
+async fn raise(s: &Supervisor, m: &DegradationMode, reason: &str, now: DateTime<Utc>) -> ContentHash {
+    let what = match reason {
+        "" => format!("{}: {}", m.title, m.what_is_off),
+        reason => format!("{}: {} ({reason})", m.title, m.what_is_off),
+    };
     let f = alerts::component_alarm(m.id, m.component, &what, m.alarm_priority, now);
     if let Some(alerts) = s.alerts.as_ref().filter(|_| m.component != "alerts") {
         alerts.raise(Notice::of(&f, now)).await;

@@ -176,11 +176,20 @@ async fn a_redirecting_webhook_is_not_delivered_shows_its_mode_and_raises_its_al
     assert_eq!(mode["severity"], "critical");
     let reason = vigil_tests::component(&status, "alert-webhook")["reason"].as_str().unwrap_or_default().to_string();
     assert!(reason.contains("302"), "{reason}");
-    // Past the retry budget: the page is given up, and the supervisor's technical alarm names the sink.
+    // Past the retry budget: the page is given up, and the supervisor's technical alarm names the
+    // sink and the alarm its desk never heard of.
     eventually("the webhook's technical alarm", Duration::from_secs(20), async || {
         anyhow::Ok(of_kind(&site.alarms()?, "technical").iter().any(|a| a["rule_id"] == "alert_webhook_down"))
     })
     .await?;
+    let alarms = site.alarms()?;
+    let unheard = of_kind(&alarms, "physiological");
+    let unheard = unheard.first().expect("the desaturation's alarm");
+    let technical = of_kind(&alarms, "technical");
+    let technical = technical.iter().find(|a| a["rule_id"] == "alert_webhook_down").unwrap();
+    let description = technical["description"].as_str().unwrap_or_default();
+    let rule = unheard["rule_id"].as_str().unwrap();
+    assert!(description.contains("NOT REACHED") && description.contains(rule), "{description}");
     assert_eq!(followed.load(Ordering::SeqCst), 0, "the redirect was followed");
     assert!(vigil.terminate().await?.success());
     Ok(())

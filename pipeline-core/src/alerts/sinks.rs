@@ -73,9 +73,14 @@ fn post(url: String, state: SinkState, http: reqwest::Client, notice: Notice, re
                         Err(e) => e.to_string(),
                     };
                     tracing::warn!(rule = %notice.rule_id, attempt, error = %why, "webhook delivery failed");
-                    let given_up = if attempt == retries { "; a page was given up after its retries" } else { "" };
-                    *state.lock().unwrap_or_else(|e| e.into_inner()) =
-                        (HealthState::Down, format!("webhook failing: {why}{given_up}"));
+                    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                    // The last page given up stays named until a delivery succeeds.
+                    let given_up = match (attempt == retries, state.1.find(NOT_REACHED)) {
+                        (true, _) => not_reached(&notice, retries),
+                        (false, Some(at)) => state.1[at..].to_string(),
+                        (false, None) => String::new(),
+                    };
+                    *state = (HealthState::Down, format!("webhook failing: {why}{given_up}"));
                 }
             }
             if attempt < retries {
@@ -85,6 +90,23 @@ fn post(url: String, state: SinkState, http: reqwest::Client, notice: Notice, re
         }
         tracing::error!(rule = %notice.rule_id, page = %notice.page_id, "webhook retries exhausted; page not delivered");
     })
+}
+
+/// Where a sink's reason names a page it never took.
+const NOT_REACHED: &str = "; NOT REACHED";
+
+/// Names the page a webhook never took, for the board and the mode's technical alarm: whoever reads
+/// it knows which alarm the desk behind that webhook has not heard of. Store keys only, no PHI.
+fn not_reached(notice: &Notice, retries: u32) -> String {
+    let patient = notice.patient_id.map(|p| format!(", patient #{p}")).unwrap_or_default();
+    format!(
+        "{NOT_REACHED} after {} attempts: {} alarm '{}' from {}{patient} (page {})",
+        retries + 1,
+        notice.priority.as_str(),
+        notice.rule_id,
+        notice.device_id,
+        notice.page_id
+    )
 }
 
 /// The alert topic's own connection; its state follows the connection.

@@ -122,3 +122,43 @@ async fn settings_pointing_at_an_unreachable_ehr_restart_the_pipeline_and_show_t
     assert_eq!(console.settings().ehr.base_url, settings.ehr.base_url);
     console.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settings_restart_takes_at_most_5_s_beside_a_client_that_stops_reading() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let options = ConsoleOptions {
+        config_path: dir.path().join("vigil.toml"),
+        demo: Some(DemoFiles::in_fixtures(&fixtures)),
+        demo_listen: (format!("127.0.0.1:{port}"), "127.0.0.1:0".into()),
+        clock: system_clock(),
+    };
+    let console = Console::start(options).await.unwrap();
+    // A device that connects, then sends PINGREQs without end and never reads the answers: the
+    // endpoint's writes to it block once the socket's buffers are full.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
+    let connect = [0x10, 0x10, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 4, b'm', b'u', b't', b'e'];
+    stalled.write_all(&connect).await.unwrap();
+    let flood = tokio::spawn(async move {
+        let pings = [0xC0u8, 0x00].repeat(64 * 1024);
+        while stalled.write_all(&pings).await.is_ok() {}
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!flood.is_finished(), "the endpoint closed the connection instead of being stalled by it");
+
+    let mut settings = console.settings();
+    settings.ehr.kind = EhrKind::Fhir;
+    settings.ehr.base_url = Some("http://127.0.0.1:9/fhir".into());
+    let asked = std::time::Instant::now();
+    let (console, applied) = console.apply_settings(&settings, &Actor::named("engineer eve").unwrap()).await.unwrap();
+    let took = asked.elapsed();
+    applied.unwrap();
+    assert!(took <= Duration::from_secs(5), "the Settings restart took {took:?}");
+    assert_eq!(console.settings().ehr.kind, EhrKind::Fhir);
+    flood.abort();
+    console.stop().await;
+}

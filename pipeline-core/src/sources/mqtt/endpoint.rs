@@ -83,6 +83,8 @@ pub async fn serve(
             }
         }
     }
+    // The port is free at once, even while a connection lingers: a Settings restart binds it again.
+    drop(listener);
     tracker.close();
     tracker.wait().await;
     status.set(ConnectionState::Stopped);
@@ -145,11 +147,21 @@ async fn connection(
     };
 
     let (out_tx, out_rx) = mpsc::channel(limits.unacked_window.max(1));
-    let writer = tokio::spawn(write_half(wr, out_rx, max_packet));
+    let mut writer = tokio::spawn(write_half(wr, out_rx, max_packet));
     let read_result = read_half(&mut rd, &mut buf, &inlet, &out_tx, max_packet, keep_alive, &shutdown).await;
     drop(out_tx);
-    // Let the write half acknowledge what is already stored before the socket closes.
-    let write_result = writer.await.unwrap_or(Ok(()));
+    // Let the write half acknowledge what is already stored before the socket closes; at shutdown
+    // it has a second for that, whatever the client does.
+    let write_result = tokio::select! {
+        done = &mut writer => done.unwrap_or(Ok(())),
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        } => {
+            writer.abort();
+            Ok(())
+        }
+    };
     read_result.and(write_result)
 }
 
@@ -234,8 +246,12 @@ async fn read_half(
                 Outgoing::AfterStored { receipt, ack }
             }
         };
-        if out.send(outgoing).await.is_err() {
-            return Err(ConnectionError::IngestClosed);
+        // A client that stops reading fills the write half's queue; shutdown still ends the wait.
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            sent = out.send(outgoing) => if sent.is_err() {
+                return Err(ConnectionError::IngestClosed);
+            },
         }
     }
 }
