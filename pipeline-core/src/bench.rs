@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
+use crate::access::{self, DeviceAcl, Login};
 use crate::config::{BrokerMode, Config};
 use crate::identify::{Flow, NewPairing};
 use crate::pipeline;
@@ -99,6 +100,7 @@ pub async fn ingest_throughput(options: &BenchOptions) -> anyhow::Result<BenchRe
     } else {
         None
     };
+    let login = provision_login(&config).await?;
     let handle = pipeline::start(&config, crate::clock::system()).await?;
     let store = handle.store().clone();
     let patient = PatientIdentifier { organisation: "default".into(), system: "urn:bench".into(), value: "B-1".into() };
@@ -127,7 +129,7 @@ pub async fn ingest_throughput(options: &BenchOptions) -> anyhow::Result<BenchRe
     let started = Instant::now();
     let mut publishers = Vec::new();
     for (n, device) in devices.into_iter().enumerate() {
-        publishers.push(tokio::spawn(publish_burst(port, n, device, per_publisher)));
+        publishers.push(tokio::spawn(publish_burst(port, login.clone(), n, device, per_publisher)));
     }
     loop {
         let tally = handle.tally();
@@ -168,10 +170,28 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
+/// A gateway credential (`*`) for the bench's publishers, made before the endpoint opens: the
+/// measured path includes the CONNECT check, as at a site.
+async fn provision_login(config: &Config) -> anyhow::Result<Login> {
+    let store = crate::store::open(&config.store.url, crate::clock::system()).await?;
+    let secret = access::new_secret();
+    let key = store.credential_key().await?;
+    let allowed = DeviceAcl::parse(&["*"]).map_err(anyhow::Error::msg)?;
+    store.add_credential("bench", &access::hash_secret(&key, secret.as_bytes()), &allowed, "bench").await?;
+    Ok(Login { username: "bench".into(), secret })
+}
+
+/// A publisher's options, with the bench's credential.
+fn publisher(client_id: String, port: u16, login: &Login) -> MqttOptions {
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30)).set_credentials(login.username.clone(), login.secret.clone());
+    opts
+}
+
 /// One connection publishing `count` distinct payloads as fast as the window allows.
-async fn publish_burst(port: u16, n: usize, device: SimDevice, count: usize) -> anyhow::Result<()> {
-    let mut opts = MqttOptions::new(format!("bench-pub-{n}-{}", std::process::id()), "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(1000).set_max_packet_size(64 * 1024, 64 * 1024);
+async fn publish_burst(port: u16, login: Login, n: usize, device: SimDevice, count: usize) -> anyhow::Result<()> {
+    let mut opts = publisher(format!("bench-pub-{n}-{}", std::process::id()), port, &login);
+    opts.set_inflight(1000).set_max_packet_size(64 * 1024, 64 * 1024);
     let (client, mut eventloop) = AsyncClient::new(opts, 1000);
     // All in the past, so none is quarantined as a future time.
     let t0 = Utc::now() - chrono::Duration::milliseconds(count as i64 * 1_429) - chrono::Duration::minutes(1);
@@ -272,6 +292,7 @@ pub async fn alarm_latency(
         config.sources.mqtt.unacked_window = window;
         config.ingest.unstored_max = window * 10;
     }
+    let login = provision_login(&config).await?;
     let handle = pipeline::start(&config, crate::clock::system()).await?;
     let store = handle.store().clone();
     let id = PatientIdentifier { organisation: "default".into(), system: "urn:bench".into(), value: "B-1".into() };
@@ -293,7 +314,7 @@ pub async fn alarm_latency(
             // pairings before the store stalls.
             for n in 0..devices {
                 let device = SimDevice::new(&DeviceKind::Oximeter.device_id(n), DeviceKind::Oximeter, None, n as u64);
-                publish_burst(port, n, device, 1).await?;
+                publish_burst(port, login.clone(), n, device, 1).await?;
             }
             let stored = Instant::now();
             while handle.tally().payloads < devices as u64 {
@@ -313,10 +334,10 @@ pub async fn alarm_latency(
     let mut publishers = Vec::new();
     for n in 0..devices {
         let sent = sent.clone();
+        let mut opts = publisher(format!("bench-lat-{n}-{}", std::process::id()), port, &login);
+        opts.set_inflight(window as u16);
         publishers.push(tokio::spawn(async move {
             let device = SimDevice::new(&DeviceKind::Oximeter.device_id(n), DeviceKind::Oximeter, None, n as u64);
-            let mut opts = MqttOptions::new(format!("bench-lat-{n}-{}", std::process::id()), "127.0.0.1", port);
-            opts.set_inflight(window as u16).set_keep_alive(Duration::from_secs(30));
             let (client, mut eventloop) = AsyncClient::new(opts, 1000);
             tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
             let t0 = Utc::now() - chrono::Duration::seconds(60);

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::model::alarm::{AlarmKind, Audience, Priority};
+use crate::normalise::PayloadLimits;
 
 /// The whole configuration of one Vigil instance.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -249,6 +250,16 @@ pub struct BrokerConfig {
     pub client_cert_file: Option<PathBuf>,
     /// External TLS: PEM private key of the client certificate.
     pub client_key_file: Option<PathBuf>,
+    /// Embedded TLS: the endpoint's PEM certificate chain; with `tls_key_file`, devices connect
+    /// over TLS only.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Embedded TLS: the PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Embedded TLS: the PEM CA that devices' client certificates chain to. A verified certificate's
+    /// common name stands for the credential of that name.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Embedded TLS: refuse devices without a client certificate.
+    pub require_client_cert: bool,
 }
 
 impl Default for BrokerConfig {
@@ -261,6 +272,10 @@ impl Default for BrokerConfig {
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            require_client_cert: false,
         }
     }
 }
@@ -295,12 +310,42 @@ pub struct MqttSourceConfig {
     /// cannot write, a device goes on this far (its readings still reach the rules), then is pushed
     /// back. With an external broker the window is the broker's `max_inflight_messages`.
     pub unacked_window: usize,
+    /// Longest device id a payload may name, in bytes; a longer one is rejected (`over_limit`).
+    pub max_device_id_bytes: usize,
+    /// Most elements in one payload's batch; more is rejected (`over_limit`).
+    pub max_batch_elements: usize,
+    /// Most readings one payload may carry; more is rejected (`over_limit`).
+    pub max_readings_per_payload: usize,
+    /// Embedded endpoint: let clients in without credentials. Off by default, loopback included;
+    /// on, the board shows a warning mode.
+    pub allow_anonymous: bool,
+    /// Embedded endpoint: connections open at once, in all; more are closed at accept.
+    pub max_connections: usize,
+    /// Embedded endpoint: connections open at once from one address.
+    pub max_connections_per_address: usize,
+    /// Embedded endpoint: the longest keep-alive a CONNECT may ask for, in seconds (0 is refused too).
+    pub max_keepalive_secs: u16,
+    /// Embedded endpoint: seconds a new connection has for its TLS handshake and CONNECT.
+    pub connect_timeout_secs: u64,
+    /// Embedded endpoint: refused CONNECTs from one address in a minute before it is refused
+    /// outright for the rest of that minute, and a technical alarm is raised.
+    pub failed_connects_per_minute: u32,
 }
 
 impl MqttSourceConfig {
     /// The largest packet read at all: never below the payload limit.
     pub fn read_limit(&self) -> usize {
         self.hard_max_packet_bytes.max(self.max_packet_bytes)
+    }
+
+    /// What one payload may carry.
+    pub fn payload_limits(&self) -> PayloadLimits {
+        PayloadLimits {
+            max_device_id_bytes: self.max_device_id_bytes,
+            max_batch_elements: self.max_batch_elements,
+            max_readings: self.max_readings_per_payload,
+            section: "[sources.mqtt]",
+        }
     }
 }
 
@@ -314,6 +359,15 @@ impl Default for MqttSourceConfig {
             max_packet_bytes: 64 * 1024,
             hard_max_packet_bytes: 2 * 1024 * 1024,
             unacked_window: 1024,
+            max_device_id_bytes: 64,
+            max_batch_elements: 2000,
+            max_readings_per_payload: 10_000,
+            allow_anonymous: false,
+            max_connections: 256,
+            max_connections_per_address: 32,
+            max_keepalive_secs: 300,
+            connect_timeout_secs: 10,
+            failed_connects_per_minute: 10,
         }
     }
 }

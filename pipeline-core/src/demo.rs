@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use chrono::{DateTime, Utc};
 
+use crate::access::Login;
+use crate::config::Config;
 use crate::registry_import::{self, SeedError};
 use crate::simulate::{self, PublishReport, SimOptions};
 use crate::store::Store;
@@ -80,7 +81,11 @@ pub fn simulator() -> SimOptions {
     SimOptions { devices: 2, rate_hz: 1.0, episode_rate: 1.0 / 120.0, ..SimOptions::default() }
 }
 
-/// Publishes the simulated ward to the endpoint at `addr` until `stop`.
-pub fn simulate(addr: SocketAddr, stop: CancellationToken) -> JoinHandle<anyhow::Result<PublishReport>> {
-    tokio::spawn(async move { simulate::publish(simulator(), &addr.ip().to_string(), addr.port(), stop).await })
+/// The demo gateway's credential name.
+pub const GATEWAY: &str = "demo-gateway";
+
+/// Publishes the simulated ward to the endpoint at `addr` with `login` until `stop`.
+pub fn simulate(addr: SocketAddr, login: Login, stop: CancellationToken) -> JoinHandle<anyhow::Result<PublishReport>> {
+    let options = SimOptions { login: Some(login), ..simulator() };
+    tokio::spawn(async move { simulate::publish(options, &addr.ip().to_string(), addr.port(), stop).await })
 }

@@ -11,8 +11,9 @@ use rumqttc::Packet;
 
 use crate::config::Config;
 use crate::identify::{Policy, Registry};
-use crate::ingest::{Envelope, process};
-use crate::normalise::{ProfileSet, normalise};
+use crate::ingest::{Envelope, SourceTerms, process};
+use crate::access::{DeviceAcl, Publisher};
+use crate::normalise::{PayloadLimits, ProfileSet, normalise};
 use crate::sources::mqtt::endpoint::{Action, respond};
 
 /// The endpoint's read limit for a packet in these runs.
@@ -33,7 +34,7 @@ pub fn mqtt_endpoint(data: &[u8]) {
         }
         match respond(Some(packet)) {
             Action::Store { topic, payload, ack } => {
-                let _ = Envelope::received("mqtt", topic, DateTime::<Utc>::UNIX_EPOCH, payload, 1024);
+                let _ = Envelope::received(&terms(1024), topic, DateTime::<Utc>::UNIX_EPOCH, payload);
                 if let Some(ack) = ack {
                     let _ = ack.write(&mut BytesMut::new(), MAX_PACKET);
                 }
@@ -44,6 +45,17 @@ pub fn mqtt_endpoint(data: &[u8]) {
             Action::Ignore => {}
             Action::End | Action::Close(_) => return,
         }
+    }
+}
+
+/// An MQTT source's terms with a payload limit; a gateway's credential (`*`) publishes.
+fn terms(max_bytes: usize) -> SourceTerms {
+    let allowed = std::sync::Arc::new(DeviceAcl::parse(&["*"]).unwrap_or_else(|_| unreachable!("a valid pattern")));
+    SourceTerms {
+        source: "mqtt",
+        publisher: Publisher::Credential { username: "fuzz".into(), allowed },
+        max_bytes,
+        limits: PayloadLimits::default(),
     }
 }
 
@@ -59,11 +71,11 @@ fn profiles() -> &'static ProfileSet {
 /// first profile's topic.
 pub fn profile_payload(data: &[u8]) {
     for profile in profiles().iter() {
-        let _ = normalise(profile, data);
+        let _ = normalise(profile, data, &PayloadLimits::default());
     }
     let Some(topic) = profiles().iter().next().and_then(|p| p.topics.first()) else { return };
     let origin = topic.replace(['+', '#'], "OX-1");
-    let envelope = Envelope::received("mqtt", origin, DateTime::<Utc>::UNIX_EPOCH, data.to_vec().into(), 64 * 1024);
+    let envelope = Envelope::received(&terms(64 * 1024), origin, DateTime::<Utc>::UNIX_EPOCH, data.to_vec().into());
     let _ = process(&envelope, profiles(), &Registry::default(), &Policy::of(&Config::default()), Utc::now());
 }
 

@@ -16,13 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::access::Publisher;
 use crate::clock::{SharedClock, Steady};
 use crate::config::IngestConfig;
 use crate::health::latency::Latencies;
 use crate::health::{HealthState, Heartbeat};
 use crate::identify::{Policy, QuarantineReason, Registry, Verdict, identify};
 use crate::model::{ContentHash, Validity};
-use crate::normalise::{Delivery, ProfileSet, RejectReason, Rejection, normalise};
+use crate::normalise::{Delivery, PayloadLimits, ProfileSet, RejectReason, Rejection, normalise};
 use crate::rules::{Observed, RuleInput};
 use crate::store::{BatchTally, Disposition, PayloadOutcome, ProcessedPayload, Store};
 
@@ -39,6 +40,23 @@ pub struct Envelope {
     pub payload: Bytes,
     /// Set when the payload was over the source's limit: it is kept truncated and rejected.
     pub oversized: Option<Oversized>,
+    /// Who published it: what binds the device ids it may carry.
+    pub publisher: Publisher,
+    /// What it may carry (device id size, batch elements, readings), as its source configures.
+    pub limits: PayloadLimits,
+}
+
+/// A source's terms for what it receives: its kind, who is publishing, and its bounds.
+#[derive(Debug, Clone)]
+pub struct SourceTerms {
+    /// The source kind: `mqtt`, `mllp`, `http`, `file`.
+    pub source: &'static str,
+    /// Who is publishing on this connection.
+    pub publisher: Publisher,
+    /// Largest payload processed, in bytes.
+    pub max_bytes: usize,
+    /// What one payload may carry.
+    pub limits: PayloadLimits,
 }
 
 /// What is kept of a payload over the source's limit besides its first bytes.
@@ -56,22 +74,27 @@ pub struct Oversized {
 pub const KEPT_OF_OVERSIZED: usize = 64 * 1024;
 
 impl Envelope {
-    /// A payload as a source received it. One over `limit` bytes is kept as its first
-    /// [`KEPT_OF_OVERSIZED`] bytes, its size and its hash, and is rejected as `too_large`: it is
-    /// acknowledged once that is stored, so it never blocks the payloads behind it.
-    pub fn received(
-        source: &'static str,
-        origin: String,
-        received_at: DateTime<Utc>,
-        payload: Bytes,
-        limit: usize,
-    ) -> Envelope {
-        if payload.len() <= limit {
-            return Envelope { source, origin, received_at, payload, oversized: None };
+    /// A payload as a source received it, on its terms. One over `terms.max_bytes` is kept as its
+    /// first [`KEPT_OF_OVERSIZED`] bytes, its size and its hash, and is rejected as `too_large`: it
+    /// is acknowledged once that is stored, so it never blocks the payloads behind it.
+    pub fn received(terms: &SourceTerms, origin: String, received_at: DateTime<Utc>, payload: Bytes) -> Envelope {
+        let limit = terms.max_bytes;
+        let (payload, oversized) = if payload.len() <= limit {
+            (payload, None)
+        } else {
+            let oversized =
+                Oversized { bytes: payload.len(), limit, blake3: blake3::hash(&payload).to_hex().to_string() };
+            (payload.slice(..KEPT_OF_OVERSIZED.min(payload.len())), Some(oversized))
+        };
+        Envelope {
+            source: terms.source,
+            origin,
+            received_at,
+            payload,
+            oversized,
+            publisher: terms.publisher.clone(),
+            limits: terms.limits,
         }
-        let oversized = Oversized { bytes: payload.len(), limit, blake3: blake3::hash(&payload).to_hex().to_string() };
-        let payload = payload.slice(..KEPT_OF_OVERSIZED.min(payload.len()));
-        Envelope { source, origin, received_at, payload, oversized: Some(oversized) }
     }
 }
 
@@ -599,7 +622,12 @@ pub fn process(
             reason: RejectReason::NoProfile,
             detail: format!("no device profile serves topic {:?}: add or fix a profile's topics", envelope.origin),
         }),
-        Some(profile) => match normalise(profile, &envelope.payload) {
+        Some(profile) => match normalise(profile, &envelope.payload, &envelope.limits).and_then(|readings| {
+            match readings.iter().find_map(|r| envelope.publisher.refuses(&r.device_id, &envelope.origin)) {
+                Some(why) => Err(Rejection { reason: RejectReason::NotAuthorised, detail: why }),
+                None => Ok(readings),
+            }
+        }) {
             Err(rejection) => PayloadOutcome::Rejected(rejection),
             Ok(readings) => PayloadOutcome::Readings(
                 readings
@@ -676,6 +704,8 @@ mod tests {
             received_at: clock.now(),
             payload: payload.into_bytes().into(),
             oversized: None,
+            publisher: Publisher::Anonymous,
+            limits: PayloadLimits::default(),
         };
         let mut first = ingest.submit(envelope(payload.clone())).await.unwrap();
         // The store fails on and on; payloads that arrive meanwhile still reach the rules.
@@ -722,6 +752,8 @@ mod tests {
             received_at: t0(),
             payload: payload.as_bytes().to_vec().into(),
             oversized: None,
+            publisher: Publisher::Anonymous,
+            limits: PayloadLimits::default(),
         };
         let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };
@@ -763,6 +795,8 @@ mod tests {
                 received_at: t0(),
                 payload: std::fs::read(fixtures.join(payload)).unwrap().into(),
                 oversized: None,
+            publisher: Publisher::Anonymous,
+            limits: PayloadLimits::default(),
             };
             let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
             let PayloadOutcome::Readings(ds) = processed.outcome else { panic!("{:?}", processed.outcome) };
@@ -793,6 +827,8 @@ mod tests {
             received_at: t0(),
             payload: std::fs::read(fixtures.join("payloads/acme-ox100/ok.json")).unwrap().into(),
             oversized: None,
+            publisher: Publisher::Anonymous,
+            limits: PayloadLimits::default(),
         };
         let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };

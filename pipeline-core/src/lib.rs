@@ -11,6 +11,7 @@
 //! - [`config`]: `vigil.toml`, loaded and validated with every problem reported at once.
 //! - [`clock`]: where "now" comes from; every module that reads the time takes one.
 //! - [`audit`]: the hash-chained audit log, independent of the backend.
+//! - [`access`]: device credentials, their access lists, and who published a payload.
 //! - [`dedup`]: duplicate suppression by content hash, independent of the backend.
 //! - [`simulate`]: realistic simulated devices for the demo, tests and benchmarks.
 //!
@@ -22,7 +23,7 @@
 //! - [`health`]: heartbeats, the board and degradation modes.
 //!
 //! **Store**
-//! - [`store`]: capability traits (inbox, registry, quarantine, outbox, alarms, audit) behind one
+//! - [`store`]: capability traits (inbox, registry, quarantine, outbox, alarms, audit, credentials) behind one
 //!   [`store::Store`], the SQLite backend, and an in-memory fake for unit tests (`test-util`).
 //!
 //! **Tasks and adapters** (each takes only the store capability it uses)
@@ -47,6 +48,7 @@
 //!
 //! The faces, `src/bin/vigil/` and the `src-tauri` shell, call [`api`] only.
 
+pub mod access;
 pub mod alerts;
 pub mod api;
 pub mod audit;

@@ -17,14 +17,17 @@ use tokio_util::task::TaskTracker;
 
 use crate::alerts::ledger::Ledger;
 use crate::clock::SharedClock;
-use crate::config::{BrokerMode, Config, RetentionConfig};
+use crate::config::{BrokerConfig, BrokerMode, Config, RetentionConfig};
 use crate::health::latency::Latencies;
 use crate::health::{Drills, HealthRegistry, HealthState, Heartbeat};
 use crate::identify::Policy;
-use crate::ingest::{self, IngestHandle, IngestTally, Latest, LatestValues};
+use crate::ingest::{self, IngestHandle, IngestTally, Latest, LatestValues, SourceTerms};
 use crate::normalise::{ProfileError, ProfileSet};
 use crate::outbox::{self, OutboxSettings};
 use crate::rules::{Engine, RuleSet};
+use crate::access::Publisher;
+use crate::sources::mqtt::gate::{self, Gate};
+use crate::sources::mqtt::tls::{self, ServerTls};
 use crate::sources::mqtt::{client, endpoint};
 use crate::sources::{SourceStatus, StatusReporter};
 use crate::status::{Status, StatusSources};
@@ -51,6 +54,9 @@ pub enum StartError {
     /// The external broker settings are unusable.
     #[error(transparent)]
     Mqtt(#[from] client::ClientSetupError),
+    /// The embedded endpoint's TLS files are unusable.
+    #[error("[broker] TLS: {0}")]
+    Tls(String),
     /// The rule file is invalid.
     #[error(transparent)]
     Rules(#[from] crate::rules::RuleError),
@@ -78,6 +84,14 @@ pub enum StartError {
 /// How long a shutdown waits for the sources, the outbox, the store and the rules, in all. The alert
 /// circuit's own drain (2 s at most) comes after: a stop, or a Settings restart, takes 4 s at most.
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
+
+/// The embedded endpoint's TLS, when `[broker] tls_cert_file` and `tls_key_file` are set.
+fn endpoint_tls(broker: &BrokerConfig) -> Result<Option<ServerTls>, StartError> {
+    let (Some(cert), Some(key)) = (&broker.tls_cert_file, &broker.tls_key_file) else { return Ok(None) };
+    tls::server(cert, key, broker.tls_client_ca_file.as_deref(), broker.require_client_cert)
+        .map(Some)
+        .map_err(StartError::Tls)
+}
 
 /// The alert circuit's queue file, beside the database: `<database>.alert-queue`. A store that is
 /// not a file (an in-memory one, for tests) gets one in a fresh temporary directory.
@@ -235,13 +249,33 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                 let limits = endpoint::Limits {
                     max_packet_bytes: mqtt.read_limit(),
                     payload_limit: mqtt.max_packet_bytes,
+                    payload: mqtt.payload_limits(),
                     unacked_window: mqtt.unacked_window,
+                    max_connections: mqtt.max_connections,
+                    max_connections_per_address: mqtt.max_connections_per_address,
+                    max_keepalive_secs: mqtt.max_keepalive_secs,
+                    connect_timeout: Duration::from_secs(mqtt.connect_timeout_secs),
                 };
-                tasks.spawn(endpoint::serve(listener, ingest.clone(), limits, status, shutdown.clone()));
+                let gate = Gate::load(store.as_ref(), mqtt.allow_anonymous, mqtt.failed_connects_per_minute).await?;
+                let tls = endpoint_tls(&config.broker)?;
+                let beats = gate::GateBeats {
+                    auth: health.register("mqtt-auth", Duration::from_secs(1)),
+                    access: health.register("mqtt-access", Duration::from_secs(1)),
+                    certificate: tls.as_ref().map(|t| (health.register("mqtt-certificate", Duration::from_secs(1)), t.expires)),
+                };
+                tasks.spawn(gate::watch(gate.clone(), store.clone(), store.clone(), beats, shutdown.clone()));
+                let endpoint = endpoint::Endpoint { ingest: ingest.clone(), limits, gate, tls };
+                tasks.spawn(endpoint::serve(listener, endpoint, status, shutdown.clone()));
             }
             BrokerMode::External => {
                 let opts = client::options(&config.broker, mqtt)?;
-                let feed = client::Feed { topics: mqtt.topics.clone(), payload_limit: mqtt.max_packet_bytes };
+                let terms = SourceTerms {
+                    source: "mqtt",
+                    publisher: Publisher::BrokerTopic,
+                    max_bytes: mqtt.max_packet_bytes,
+                    limits: mqtt.payload_limits(),
+                };
+                let feed = client::Feed { topics: mqtt.topics.clone(), terms };
                 tasks.spawn(client::run(opts, feed, ingest.clone(), status, shutdown.clone()));
             }
         }

@@ -11,6 +11,8 @@ use rand::{Rng, SeedableRng};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS};
 use serde_json::{Value, json};
 
+use crate::access::Login;
+
 /// Which fixture profile a simulated device speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceKind {
@@ -217,6 +219,8 @@ pub struct SimOptions {
     pub count: Option<u64>,
     /// Random seed, for repeatable runs.
     pub seed: u64,
+    /// The CONNECT credentials, when the broker wants them.
+    pub login: Option<Login>,
 }
 
 impl Default for SimOptions {
@@ -231,6 +235,7 @@ impl Default for SimOptions {
             episode_rate: 1.0 / 600.0,
             count: None,
             seed: 1,
+            login: None,
         }
     }
 }
@@ -330,6 +335,9 @@ pub async fn publish(
     let mut fleet = Fleet::new(options);
     let mut mqtt = MqttOptions::new(format!("vigil-sim-{}", std::process::id()), host, port);
     mqtt.set_keep_alive(Duration::from_secs(30)).set_inflight(1000).set_max_packet_size(64 * 1024, 64 * 1024);
+    if let Some(login) = &fleet.options.login {
+        mqtt.set_credentials(login.username.clone(), login.secret.clone());
+    }
     let (client, mut eventloop) = AsyncClient::new(mqtt, 1000);
     let mut report = PublishReport::default();
     let mut tick = tokio::time::interval(period);

@@ -199,6 +199,35 @@ impl Drop for Mosquitto {
     }
 }
 
+/// The test gateway's credential name: it may publish for any device.
+pub const GATEWAY: &str = "test-gateway";
+
+/// A client's CONNECT credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The user name.
+    pub username: String,
+    /// The secret.
+    pub secret: String,
+}
+
+/// The gateway login of each running Vigil's embedded endpoint, by port: the publish helpers take
+/// a port, as a device is configured with an address, and find the site's credential here.
+fn logins() -> &'static Mutex<HashMap<u16, Login>> {
+    static LOGINS: std::sync::OnceLock<Mutex<HashMap<u16, Login>>> = std::sync::OnceLock::new();
+    LOGINS.get_or_init(Mutex::default)
+}
+
+/// Publisher options for a broker at `port`, with the site's gateway login when it is Vigil's
+/// embedded endpoint (an external Mosquitto in the tests allows anonymous clients).
+pub fn publisher_options(client_id: String, port: u16) -> MqttOptions {
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    if let Some(login) = logins().lock().unwrap_or_else(|e| e.into_inner()).get(&port) {
+        opts.set_credentials(login.username.clone(), login.secret.clone());
+    }
+    opts
+}
+
 /// Which broker a test site uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerKind {
@@ -244,7 +273,39 @@ impl Site {
             &site.config_str(),
             &fixture("demo/registry.toml").to_string_lossy(),
         ])?;
+        // The test publishers connect as a gateway that may publish for any device.
+        let secret = site.gateway_secret_file();
+        site.vigil(&[
+            "credentials",
+            "--config",
+            &site.config_str(),
+            "add",
+            GATEWAY,
+            "--allow",
+            "*",
+            "--secret-file",
+            &secret.to_string_lossy(),
+        ])?;
         Ok(site)
+    }
+
+    /// Where the test gateway's secret is kept.
+    pub fn gateway_secret_file(&self) -> PathBuf {
+        self.dir.path().join("gateway.secret")
+    }
+
+    /// Makes a credential that may publish for `allowed`; returns its login.
+    pub fn credential(&self, username: &str, allowed: &[&str]) -> anyhow::Result<Login> {
+        let file = self.dir.path().join(format!("{username}.secret"));
+        let config = self.config_str();
+        let mut args = vec!["credentials", "--config", &config, "add", username];
+        for pattern in allowed {
+            args.extend(["--allow", pattern]);
+        }
+        let file_arg = file.to_string_lossy().into_owned();
+        args.extend(["--secret-file", &file_arg]);
+        self.vigil(&args)?;
+        Ok(Login { username: username.into(), secret: std::fs::read_to_string(&file)?.trim().into() })
     }
 
     /// The config path as a string.
@@ -348,7 +409,7 @@ impl VigilProcess {
             .stderr(log)
             .spawn()?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let mut mqtt_addr = None;
+        let mut mqtt_addr: Option<SocketAddr> = None;
         let mut status_url = String::new();
         for line in lines.by_ref() {
             let line = line?;
@@ -361,6 +422,11 @@ impl VigilProcess {
             if line == "vigil: running" {
                 // Keep draining stdout so the child never blocks on a full pipe.
                 std::thread::spawn(move || lines.for_each(drop));
+                let secret = config.with_file_name("gateway.secret");
+                if let (Some(addr), Ok(secret)) = (mqtt_addr, std::fs::read_to_string(secret)) {
+                    let login = Login { username: GATEWAY.into(), secret: secret.trim().into() };
+                    logins().lock().unwrap_or_else(|e| e.into_inner()).insert(addr.port(), login);
+                }
                 return Ok(VigilProcess { child, mqtt_addr, status_url });
             }
         }
@@ -466,7 +532,7 @@ pub async fn publish_tracked(
     within: Duration,
     mut on_progress: impl FnMut(usize),
 ) -> anyhow::Result<Published> {
-    let mut opts = MqttOptions::new(format!("test-pub-{}-{}", std::process::id(), rand_suffix()), "127.0.0.1", port);
+    let mut opts = publisher_options(format!("test-pub-{}-{}", std::process::id(), rand_suffix()), port);
     opts.set_keep_alive(Duration::from_secs(30)).set_inflight(inflight).set_max_packet_size(64 * 1024, 64 * 1024);
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
     let total = messages.len();
@@ -510,7 +576,7 @@ pub async fn publish_tracked(
 /// Publishes `messages` (any size up to 2 MiB) at QoS 1 on one connection and waits for every PUBACK.
 pub fn publish_large(port: u16, messages: Vec<(String, Vec<u8>)>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
-        let mut opts = MqttOptions::new(format!("test-large-{}", rand_suffix()), "127.0.0.1", port);
+        let mut opts = publisher_options(format!("test-large-{}", rand_suffix()), port);
         opts.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(2 << 20, 2 << 20);
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         let total = messages.len();

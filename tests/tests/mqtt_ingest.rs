@@ -164,6 +164,10 @@ async fn the_simulator_speaks_every_profile_and_injects_faults() -> anyhow::Resu
         "1",
         "--seed",
         "7",
+        "--username",
+        vigil_tests::GATEWAY,
+        "--password-file",
+        &site.gateway_secret_file().to_string_lossy(),
     ])?;
     assert!(out.contains("120 acknowledged"), "{out}");
     let counts = site

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pipeline_core::simulate::{DeviceKind, SimDevice};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use sqlx::Connection;
 use vigil_tests::{BrokerKind, DEMO_SYSTEM, FhirServer, Mosquitto, Site, eventually, webhook, with_status};
 
@@ -95,7 +95,7 @@ async fn a_clinic_through_outages_loses_nothing_and_pages_every_episode() -> any
         let (published, episodes) = (published.clone(), episodes.clone());
         publishers.push(tokio::spawn(async move {
             let device = SimDevice::new(&device_id(n), DeviceKind::Oximeter, None, n as u64);
-            let mut opts = MqttOptions::new(format!("soak-{n}-{}", std::process::id()), "127.0.0.1", port);
+            let mut opts = vigil_tests::publisher_options(format!("soak-{n}-{}", std::process::id()), port);
             opts.set_clean_session(false).set_keep_alive(Duration::from_secs(5)).set_inflight(100);
             let (client, mut eventloop) = AsyncClient::new(opts, 100);
             tokio::spawn(async move {

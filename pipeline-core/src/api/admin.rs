@@ -6,6 +6,7 @@
 //! it records.
 
 mod alarms;
+mod credentials;
 mod outbox;
 mod quarantine;
 mod queries;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 pub use alarms::MAX_SILENCE_MINUTES;
+pub use credentials::{CredentialView, IssuedSecret};
 pub use outbox::EventRequest;
 pub use registry::Pairing;
 

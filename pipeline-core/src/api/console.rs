@@ -78,6 +78,18 @@ impl Console {
     }
 
     async fn launch(options: ConsoleOptions, config: Config) -> ApiResult<Console> {
+        // The demo gateway's credential exists before the endpoint opens: the ward's first CONNECT passes.
+        let gateway = match &options.demo {
+            Some(_) => {
+                let data_dir = options.config_path.parent().map(PathBuf::from).unwrap_or_default();
+                // A store that does not open is for the pipeline's start to explain.
+                match Admin::open(config.clone(), options.clock.clone()).await {
+                    Ok(admin) => Some(admin.demo_gateway(&data_dir).await?),
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
         let handle = pipeline::start(&config, options.clock.clone()).await.map_err(|e| {
             tracing::error!(error = %e, "the pipeline did not start");
             ApiError::new(ErrorCode::StartFailed, format!("the pipeline did not start: {}", e.operator_text()))
@@ -90,9 +102,9 @@ impl Console {
                 SeedError::Store(e) => ApiError::from(e),
                 other => ApiError::new(ErrorCode::InvalidConfig, other.to_string()),
             })?;
-            if let Some(addr) = handle.mqtt_listen_addr() {
+            if let (Some(addr), Some(login)) = (handle.mqtt_listen_addr(), gateway) {
                 let stop = CancellationToken::new();
-                simulator = Some((stop.clone(), demo::simulate(addr, stop)));
+                simulator = Some((stop.clone(), demo::simulate(addr, login, stop)));
             }
         }
         let rules_version = handle.rules_version().map(str::to_string);

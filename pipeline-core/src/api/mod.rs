@@ -17,7 +17,7 @@ pub mod dto;
 mod error;
 
 pub use actor::Actor;
-pub use admin::{Admin, EventRequest, MAX_SILENCE_MINUTES, Pairing};
+pub use admin::{Admin, CredentialView, EventRequest, IssuedSecret, MAX_SILENCE_MINUTES, Pairing};
 pub use console::{Console, ConsoleOptions, STALE_AFTER_SECS};
 pub use error::{ApiError, ApiResult, ErrorCode};
 

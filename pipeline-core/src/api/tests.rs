@@ -141,8 +141,12 @@ async fn a_settings_restart_takes_at_most_5_s_beside_a_client_that_stops_reading
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stalled = socket.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
-    let connect = [0x10, 0x10, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 4, b'm', b'u', b't', b'e'];
-    stalled.write_all(&connect).await.unwrap();
+    let secret = std::fs::read_to_string(dir.path().join("demo-gateway.secret")).unwrap();
+    let mut connect = rumqttc::mqttbytes::v4::Connect::new("mute");
+    connect.set_login(crate::demo::GATEWAY, secret.trim());
+    let mut bytes = bytes::BytesMut::new();
+    rumqttc::Packet::Connect(connect).write(&mut bytes, 1024).unwrap();
+    stalled.write_all(&bytes).await.unwrap();
     let flood = tokio::spawn(async move {
         let pings = [0xC0u8, 0x00].repeat(64 * 1024);
         while stalled.write_all(&pings).await.is_ok() {}

@@ -51,6 +51,11 @@ pub struct DegradationMode {
 /// How the `ehr` component's reason starts while the EHR refuses Vigil's configuration.
 pub const EHR_CONFIGURATION: &str = "configuration refused: ";
 
+/// How the `mqtt-access` component's reason starts while anonymous clients are let in.
+pub const ANONYMOUS_ALLOWED: &str = "anonymous clients allowed";
+/// How the `mqtt-access` component's reason starts while no device credential exists.
+pub const NO_DEVICE_CREDENTIALS: &str = "no device credential";
+
 /// Every mode Vigil knows. A mode is active while its component is not up (down, degraded or stale).
 pub const MODES: &[DegradationMode] = &[
     DegradationMode {
@@ -95,6 +100,60 @@ pub const MODES: &[DegradationMode] = &[
                      values until the banner clears.",
         whom_to_call: "Clinical engineering on call, and the network team.",
         alarm_priority: Priority::Medium,
+    },
+    DegradationMode {
+        id: "device_auth_failures",
+        title: "Repeated refused device logins",
+        severity: Severity::Warning,
+        component: "mqtt-auth",
+        reason_starts: None,
+        what_is_off: "An address keeps connecting to the device port with wrong or missing credentials; \
+                      it is refused outright for the rest of each minute.",
+        what_still_works: "Devices with valid credentials connect and send as usual; alarms are unaffected.",
+        what_to_do: "Nothing at the bedside.",
+        whom_to_call: "Clinical engineering and IT security: a misconfigured device, or someone probing the \
+                       device network (the audit log names the address).",
+        alarm_priority: Priority::Low,
+    },
+    DegradationMode {
+        id: "mqtt_anonymous_allowed",
+        title: "Devices connect without credentials",
+        severity: Severity::Warning,
+        component: "mqtt-access",
+        reason_starts: Some(ANONYMOUS_ALLOWED),
+        what_is_off: "The device port lets in clients without credentials ([sources.mqtt] \
+                      allow_anonymous = true): anyone who reaches it can send readings for any device.",
+        what_still_works: "Everything works; readings are checked against pairings as usual.",
+        what_to_do: "Nothing at the bedside.",
+        whom_to_call: "Clinical engineering: give each device a credential (vigil credentials add) and \
+                       turn allow_anonymous off.",
+        alarm_priority: Priority::Low,
+    },
+    DegradationMode {
+        id: "no_device_credentials",
+        title: "No device can log in",
+        severity: Severity::Warning,
+        component: "mqtt-access",
+        reason_starts: Some(NO_DEVICE_CREDENTIALS),
+        what_is_off: "No device credential exists, so the device port refuses every device.",
+        what_still_works: "Data from an external broker, if one is used, and everything already received.",
+        what_to_do: "Watch patients at the bedside monitors until devices are connected.",
+        whom_to_call: "Clinical engineering: create the devices' credentials (vigil credentials add).",
+        alarm_priority: Priority::Low,
+    },
+    DegradationMode {
+        id: "mqtt_certificate_expiring",
+        title: "Device port certificate expiring",
+        severity: Severity::Warning,
+        component: "mqtt-certificate",
+        reason_starts: None,
+        what_is_off: "The device port's TLS certificate expires within 30 days (or has expired); then \
+                      devices refuse to connect.",
+        what_still_works: "Everything, until the certificate expires.",
+        what_to_do: "Nothing at the bedside.",
+        whom_to_call: "Clinical engineering or IT: renew the certificate ([broker] tls_cert_file) and \
+                       restart Vigil.",
+        alarm_priority: Priority::Low,
     },
     DegradationMode {
         id: "store_failing",

@@ -59,6 +59,12 @@ pub enum RejectReason {
     NoReadings,
     /// The payload is over the source's size limit (kept truncated, with its size and hash).
     TooLarge,
+    /// The payload carries more than its source allows: a device id too long, too many batch
+    /// elements or readings. The detail names the limit and its setting.
+    OverLimit,
+    /// The publisher may not speak for the device the payload names (its credential's access list,
+    /// or, through an external broker, the topic's device level).
+    NotAuthorised,
 }
 
 impl RejectReason {
@@ -73,6 +79,8 @@ impl RejectReason {
             RejectReason::BadUnit => "bad_unit",
             RejectReason::NoReadings => "no_readings",
             RejectReason::TooLarge => "too_large",
+            RejectReason::OverLimit => "over_limit",
+            RejectReason::NotAuthorised => "not_authorised",
         }
     }
 }
@@ -108,16 +116,42 @@ impl Rejection {
     }
 }
 
+/// What one payload may carry; each source configures its own (`[sources.mqtt]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadLimits {
+    /// Longest device id, in bytes (`max_device_id_bytes`).
+    pub max_device_id_bytes: usize,
+    /// Most elements of a batch (`max_batch_elements`).
+    pub max_batch_elements: usize,
+    /// Most readings in one payload (`max_readings_per_payload`).
+    pub max_readings: usize,
+    /// Where an operator changes them, for the rejection's detail: `[sources.mqtt]`.
+    pub section: &'static str,
+}
+
+impl Default for PayloadLimits {
+    fn default() -> Self {
+        PayloadLimits { max_device_id_bytes: 64, max_batch_elements: 2000, max_readings: 10_000, section: "[sources.mqtt]" }
+    }
+}
+
+/// Characters a device id may hold: letters, digits and `- _ . :` (serial numbers, EUI-64s), so an
+/// id cannot forge a log line, a path or a topic level.
+fn device_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+}
+
 /// The readings a payload carries, as the profile maps them, in mapping order (per element with
 /// `each`). The whole payload is rejected if any part of it is wrong: half a payload could hide the
-/// reading that mattered.
-pub fn normalise(profile: &Profile, payload: &[u8]) -> Result<Vec<Reading>, Rejection> {
+/// reading that mattered. It is rejected too when it carries more than `limits` allow, before the
+/// readings are made.
+pub fn normalise(profile: &Profile, payload: &[u8], limits: &PayloadLimits) -> Result<Vec<Reading>, Rejection> {
     let doc: Value = serde_json::from_slice(payload)
         .map_err(|e| Rejection::new(RejectReason::NotJson, format!("payload is not JSON: {e}")))?;
     let mut readings = Vec::new();
     match &profile.each {
         None => {
-            let scope = Scope { profile, root: &doc, here: &doc, element: None };
+            let scope = Scope { profile, root: &doc, here: &doc, element: None, limits };
             scope.readings(&mut readings)?;
             if readings.is_empty() {
                 return Err(Rejection::new(
@@ -142,9 +176,29 @@ pub fn normalise(profile: &Profile, payload: &[u8]) -> Result<Vec<Reading>, Reje
                     ));
                 }
             };
+            if items.len() > limits.max_batch_elements {
+                return Err(Rejection::new(
+                    RejectReason::OverLimit,
+                    format!(
+                        "batch at {each} has {} elements, over the limit of {} ({} max_batch_elements)",
+                        items.len(),
+                        limits.max_batch_elements,
+                        limits.section
+                    ),
+                ));
+            }
             for (i, item) in items.iter().enumerate() {
-                let scope = Scope { profile, root: &doc, here: item, element: Some(i) };
+                let scope = Scope { profile, root: &doc, here: item, element: Some(i), limits };
                 scope.readings(&mut readings)?;
+                if readings.len() > limits.max_readings {
+                    return Err(Rejection::new(
+                        RejectReason::OverLimit,
+                        format!(
+                            "the payload carries more than {} readings ({} max_readings_per_payload)",
+                            limits.max_readings, limits.section
+                        ),
+                    ));
+                }
             }
             if readings.is_empty() {
                 return Err(Rejection::new(
@@ -167,6 +221,7 @@ struct Scope<'a> {
     root: &'a Value,
     here: &'a Value,
     element: Option<usize>,
+    limits: &'a PayloadLimits,
 }
 
 impl<'a> Scope<'a> {
@@ -213,7 +268,24 @@ impl<'a> Scope<'a> {
 
     fn device_id(&self) -> Result<String, Rejection> {
         let path = &self.profile.device_id;
+        let max = self.limits.max_device_id_bytes;
         match self.get(path) {
+            Some(Value::String(s)) if s.len() > max => Err(Rejection::new(
+                RejectReason::OverLimit,
+                format!(
+                    "device id at {} is {} bytes, over the limit of {max} ({} max_device_id_bytes)",
+                    self.locate(path),
+                    s.len(),
+                    self.limits.section
+                ),
+            )),
+            Some(Value::String(s)) if !s.is_empty() && !s.chars().all(device_id_char) => Err(self.bad(
+                RejectReason::BadValue,
+                "device id",
+                path,
+                &Value::String(s.clone()),
+                "letters, digits and - _ . : only",
+            )),
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
             Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
             Some(other) => {

@@ -30,6 +30,8 @@ struct State {
     sandbox: Vec<(i64, String)>,
     alarms: Vec<AlarmEntry>,
     audit: Vec<AuditEntry>,
+    credentials: Vec<Credential>,
+    credential_changes: i64,
 }
 
 impl FakeStore {
@@ -90,6 +92,67 @@ impl FakeStore {
             return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
         }
         Ok(s)
+    }
+}
+
+/// The fake's key for the secrets' hash: fixed, since nothing it keeps is real.
+const FAKE_KEY: [u8; 32] = [7; 32];
+
+#[async_trait]
+impl CredentialStore for FakeStore {
+    async fn credential_key(&self) -> Result<[u8; 32], StoreError> {
+        Ok(FAKE_KEY)
+    }
+
+    async fn credentials_generation(&self) -> Result<i64, StoreError> {
+        Ok(self.state().credential_changes)
+    }
+
+    async fn credentials(&self) -> Result<Vec<Credential>, StoreError> {
+        Ok(self.state().credentials.clone())
+    }
+
+    async fn add_credential(
+        &self,
+        username: &str,
+        secret_hash: &[u8; 32],
+        allowed: &DeviceAcl,
+        _actor: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut s = self.write()?;
+        if s.credentials.iter().any(|c| c.username == username) {
+            return Err(StoreError::Refused(format!("a credential named {username:?} exists")));
+        }
+        s.credentials.push(Credential {
+            username: username.into(),
+            secret_hash: *secret_hash,
+            allowed: allowed.clone(),
+            created_at: now,
+            rotated_at: None,
+            revoked_at: None,
+        });
+        s.credential_changes += 1;
+        Ok(())
+    }
+
+    async fn rotate_credential(&self, username: &str, secret_hash: &[u8; 32], _actor: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut s = self.write()?;
+        let c = s.credentials.iter_mut().find(|c| c.username == username && c.revoked_at.is_none());
+        let c = c.ok_or_else(|| StoreError::Refused(format!("no live credential is named {username:?}")))?;
+        (c.secret_hash, c.rotated_at) = (*secret_hash, Some(now));
+        s.credential_changes += 1;
+        Ok(())
+    }
+
+    async fn revoke_credential(&self, username: &str, _actor: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut s = self.write()?;
+        let c = s.credentials.iter_mut().find(|c| c.username == username && c.revoked_at.is_none());
+        c.ok_or_else(|| StoreError::Refused(format!("no live credential is named {username:?}")))?.revoked_at = Some(now);
+        s.credential_changes += 1;
+        Ok(())
     }
 }
 

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ts_rs::TS;
 
+use crate::access::{Credential, DeviceAcl};
 use crate::audit::{AuditEntry, AuditVerdict};
 use crate::clock::SharedClock;
 use crate::fhir::PatientRef;
@@ -701,8 +702,31 @@ pub trait AuditLog: Send + Sync + 'static {
     async fn check_integrity(&self) -> Result<(), StoreError>;
 }
 
+/// Device and gateway credentials for the embedded MQTT endpoint: hashes only.
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
+    /// The site's key for the secrets' hash, made at first use.
+    async fn credential_key(&self) -> Result<[u8; 32], StoreError>;
+    /// A change counter over the credentials; cheap, polled by the endpoint.
+    async fn credentials_generation(&self) -> Result<i64, StoreError>;
+    /// Every credential, revoked ones included, by user name.
+    async fn credentials(&self) -> Result<Vec<Credential>, StoreError>;
+    /// Adds a credential (refused if the name exists, even revoked), audited.
+    async fn add_credential(
+        &self,
+        username: &str,
+        secret_hash: &[u8; 32],
+        allowed: &DeviceAcl,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+    /// Replaces a live credential's secret, audited.
+    async fn rotate_credential(&self, username: &str, secret_hash: &[u8; 32], actor: &str) -> Result<(), StoreError>;
+    /// Revokes a live credential, audited.
+    async fn revoke_credential(&self, username: &str, actor: &str) -> Result<(), StoreError>;
+}
+
 /// Everything the pipeline keeps. Each task takes only the capability it uses; the facade and the
 /// pipeline hold the whole store.
-pub trait Store: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog {}
+pub trait Store: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog + CredentialStore {}
 
-impl<T: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog> Store for T {}
+impl<T: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog + CredentialStore> Store for T {}

@@ -20,7 +20,7 @@ impl Admin {
         let profile = self.profiles.for_topic(&entry.origin).ok_or_else(|| {
             ApiError::new(ErrorCode::Refused, format!("no device profile serves topic {:?} any more", entry.origin))
         })?;
-        let mut reading = normalise(profile, entry.payload.as_bytes())
+        let mut reading = normalise(profile, entry.payload.as_bytes(), &self.config.sources.mqtt.payload_limits())
             .map_err(|r| ApiError::new(ErrorCode::Refused, r.detail))?
             .into_iter()
             .find(|r| {

@@ -256,6 +256,14 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Device and gateway credentials for the embedded MQTT endpoint: add, rotate, revoke, list.
+    /// A secret is printed once (or written to a 0600 file with --secret-file), never shown again.
+    Credentials {
+        #[command(flatten)]
+        site: SiteArgs,
+        #[command(subcommand)]
+        action: CredentialAction,
+    },
     /// Write a consistent copy of the whole store to a new file, while Vigil runs (audited).
     Backup {
         #[command(flatten)]
@@ -287,6 +295,43 @@ pub(crate) enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+}
+
+/// What `vigil credentials` does.
+#[derive(clap::Subcommand)]
+pub(crate) enum CredentialAction {
+    /// Make a credential that may publish for the given device ids or patterns.
+    Add {
+        /// The CONNECT user name.
+        username: String,
+        /// A device id, or a prefix ending in `*` (`OX-*`; `*` for a gateway); repeat for more.
+        #[arg(long = "allow", required = true)]
+        allow: Vec<String>,
+        /// Write the secret to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Give a credential a new secret; the old one stops working and its sessions are closed.
+    Rotate {
+        /// The user name.
+        username: String,
+        /// Write the secret to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Revoke a credential; its live sessions are closed.
+    Revoke {
+        /// The user name.
+        username: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// List the credentials (never their secrets).
+    List,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -410,6 +455,12 @@ pub(crate) struct SimulateArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
+    /// The CONNECT user name (a credential from `vigil credentials add`).
+    #[arg(long, requires = "password_file")]
+    pub(crate) username: Option<String>,
+    /// A file holding the credential's secret.
+    #[arg(long, requires = "username")]
+    pub(crate) password_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

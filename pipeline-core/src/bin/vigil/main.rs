@@ -24,7 +24,7 @@ use pipeline_core::config::Config;
 use pipeline_core::identify::Flow;
 use pipeline_core::normalise::ProfileSet;
 
-use args::{AuditWhat, Cli, Command, OutboxStatusArg, ShowWhat};
+use args::{AuditWhat, Cli, Command, CredentialAction, OutboxStatusArg, ShowWhat};
 use print::{print_board, print_json};
 
 #[tokio::main]
@@ -241,6 +241,36 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                             return Ok(ExitCode::from(4));
                         }
                     }
+                }
+            }
+        }
+        Command::Credentials { site, action } => {
+            let admin = site.open().await?;
+            let (issued, secret_file) = match action {
+                CredentialAction::List => {
+                    print_json(&admin.credentials().await?)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                CredentialAction::Revoke { username, operator } => {
+                    admin.revoke_credential(&operator.actor()?, &username).await?;
+                    outln!("credential {username} revoked; its sessions close within seconds");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                CredentialAction::Add { username, allow, secret_file, operator } => {
+                    (admin.add_credential(&operator.actor()?, &username, &allow).await?, secret_file)
+                }
+                CredentialAction::Rotate { username, secret_file, operator } => {
+                    (admin.rotate_credential(&operator.actor()?, &username).await?, secret_file)
+                }
+            };
+            match secret_file {
+                Some(path) => {
+                    pipeline_core::access::write_secret_file(&path, &issued.secret)?;
+                    outln!("credential {}: its secret is in {} (mode 0600)", issued.username, path.display());
+                }
+                None => {
+                    outln!("credential {}: its secret, shown only this once:", issued.username);
+                    outln!("{}", issued.secret);
                 }
             }
         }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
+use pipeline_core::access::Login;
+use pipeline_core::api::Admin;
 use pipeline_core::config::{BrokerAddress, Config};
 use pipeline_core::demo::{self, DemoFiles};
 use pipeline_core::simulate::{self, DeviceKind, SimOptions};
@@ -71,6 +73,11 @@ pub(crate) async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         episode_rate: args.episodes,
         count: args.count,
         seed: args.seed,
+        login: match (&args.username, &args.password_file) {
+            (Some(user), Some(file)) => Some(Login::from_file(user, file).map_err(|e| anyhow::anyhow!(e))?),
+            (None, None) => None,
+            _ => bail!("--username and --password-file go together"),
+        },
     };
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
@@ -92,6 +99,8 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if !problems.is_empty() {
         bail!("demo settings: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
     }
+    // The gateway's credential exists before the endpoint opens, so the ward's first CONNECT passes.
+    let login = Admin::open(config.clone(), clock::system()).await?.demo_gateway(&args.data_dir).await?;
     let handle = pipeline::start(&config, clock::system()).await?;
     let store = handle.store().clone();
     let (patients, devices) = demo::seed(store.as_ref(), &files, Utc::now()).await?;
@@ -103,7 +112,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("Registry: {patients} patients, {devices} devices (one unpaired, one without consent). Ctrl-C to stop.");
 
     let stop = CancellationToken::new();
-    let publisher = demo::simulate(addr, stop.clone());
+    let publisher = demo::simulate(addr, login, stop.clone());
     let deadline = args.seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let signal = shutdown_signal();

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BrokerAddress, BrokerConfig, MqttSourceConfig};
-use crate::ingest::{Envelope, IngestHandle, Receipt};
+use crate::ingest::{Envelope, IngestHandle, Receipt, SourceTerms};
 use crate::sources::{ConnectionState, StatusReporter};
 
 /// More than the broker can ever have unacknowledged with us (packet ids are 16-bit).
@@ -78,8 +78,9 @@ pub fn options(broker: &BrokerConfig, source: &MqttSourceConfig) -> Result<MqttO
 pub struct Feed {
     /// Topic filters, at QoS 1.
     pub topics: Vec<String>,
-    /// `[sources.mqtt] max_packet_bytes`.
-    pub payload_limit: usize,
+    /// What payloads may carry. The publisher is bound by topic: the broker authenticated it, and
+    /// its ACL binds the topic's device level to it.
+    pub terms: SourceTerms,
 }
 
 /// Runs the subscription until `shutdown`, reconnecting with backoff; then acknowledges what is
@@ -151,13 +152,8 @@ async fn poll(
                 status.set(ConnectionState::Subscribed { granted, requested: feed.topics.len() });
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                let envelope = Envelope::received(
-                    "mqtt",
-                    publish.topic.clone(),
-                    status.clock().now(),
-                    publish.payload.clone(),
-                    feed.payload_limit,
-                );
+                let envelope =
+                    Envelope::received(&feed.terms, publish.topic.clone(), status.clock().now(), publish.payload.clone());
                 let receipt = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     r = ingest.submit(envelope) => match r {

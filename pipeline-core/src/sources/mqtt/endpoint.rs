@@ -9,7 +9,9 @@
 //! is bounded; when either is full the connection stops reading its socket, so TCP flow control
 //! slows the device down. Nothing is dropped.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -17,20 +19,21 @@ use rumqttc::mqttbytes::Error as MqttError;
 use rumqttc::{
     ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, QoS, SubAck, SubscribeReasonCode, UnsubAck,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::gate::{Admitted, Gate, Refusal};
+use super::tls::{self, ServerTls};
+use crate::access::Publisher;
 use crate::clock::SharedClock;
-use crate::ingest::{Envelope, IngestHandle, Receipt};
+use crate::ingest::{Envelope, IngestHandle, Receipt, SourceTerms};
+use crate::normalise::PayloadLimits;
 use crate::sources::{ConnectionState, StatusReporter};
 
 /// A write to a device that does not read for this long closes its connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client must send CONNECT this soon after opening the socket.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a device connection ended abnormally (logged at debug: devices come and go).
 #[derive(Debug, thiserror::Error)]
@@ -45,35 +48,63 @@ enum ConnectionError {
     KeepAliveExpired,
     #[error("the ingest writer stopped")]
     IngestClosed,
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("CONNECT refused: {0:?}")]
+    Refused(Refusal),
+    #[error("CONNECT refused: keep-alive {0} s is not within 1..={1} s ([sources.mqtt] max_keepalive_secs)")]
+    KeepAliveRefused(u16, u16),
+}
+
+/// Everything a connection needs besides its socket.
+pub struct Endpoint {
+    /// Where payloads go.
+    pub ingest: IngestHandle,
+    /// Its bounds.
+    pub limits: Limits,
+    /// Who gets in.
+    pub gate: Arc<Gate>,
+    /// TLS, when configured.
+    pub tls: Option<ServerTls>,
 }
 
 /// Accepts device connections until `shutdown`, then waits for open connections to finish their
-/// acknowledgements and close.
-pub async fn serve(
-    listener: TcpListener,
-    ingest: IngestHandle,
-    limits: Limits,
-    status: StatusReporter,
-    shutdown: CancellationToken,
-) {
+/// acknowledgements and close. Connections past the caps (in all, and per address) are closed at
+/// accept, before they cost more than a moment.
+pub async fn serve(listener: TcpListener, endpoint: Endpoint, status: StatusReporter, shutdown: CancellationToken) {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     status.set(ConnectionState::Listening { addr });
+    let endpoint = Arc::new(endpoint);
+    let occupancy = Arc::new(Occupancy::default());
     let tracker = tokio_util::task::TaskTracker::new();
     let mut heartbeat = tokio::time::interval(crate::sources::HEARTBEAT);
+    let mut refused_at_cap = 0u64;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = heartbeat.tick() => status.tick(),
+            _ = heartbeat.tick() => {
+                if refused_at_cap > 0 {
+                    tracing::warn!(refused = refused_at_cap, open = occupancy.open(), "connections refused at the cap");
+                    refused_at_cap = 0;
+                }
+                status.tick();
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(slot) = occupancy.take(peer.ip(), &endpoint.limits) else {
+                        refused_at_cap += 1;
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    let inlet =
-                        Inlet { ingest: ingest.clone(), clock: status.clock().clone(), payload_limit: limits.payload_limit };
+                    let endpoint = endpoint.clone();
                     let shutdown = shutdown.clone();
+                    let clock = status.clock().clone();
                     tracker.spawn(async move {
-                        if let Err(e) = connection(stream, peer, inlet, limits, shutdown).await {
+                        if let Err(e) = accept(stream, peer, &endpoint, clock, shutdown).await {
                             tracing::debug!(%peer, error = %e, "device connection ended");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -90,6 +121,50 @@ pub async fn serve(
     status.set(ConnectionState::Stopped);
 }
 
+/// Open connections, in all and per address.
+#[derive(Default)]
+struct Occupancy {
+    by_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place, given back when it closes.
+struct Slot {
+    occupancy: Arc<Occupancy>,
+    ip: IpAddr,
+}
+
+impl Occupancy {
+    fn take(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Option<Slot> {
+        let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = by_address.values().sum();
+        let here = by_address.entry(ip).or_default();
+        if total >= limits.max_connections || *here >= limits.max_connections_per_address {
+            if *here == 0 {
+                by_address.remove(&ip);
+            }
+            return None;
+        }
+        *here += 1;
+        Some(Slot { occupancy: self.clone(), ip })
+    }
+
+    fn open(&self) -> usize {
+        self.by_address.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut by_address = self.occupancy.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// What one connection may do.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -97,9 +172,19 @@ pub struct Limits {
     pub max_packet_bytes: usize,
     /// Largest payload processed; a larger one is kept truncated and rejected (`too_large`).
     pub payload_limit: usize,
+    /// What one payload may carry.
+    pub payload: PayloadLimits,
     /// PUBLISHes it may have unacknowledged at once; then it is not read until acknowledgements free
     /// the window.
     pub unacked_window: usize,
+    /// Connections open at once, in all.
+    pub max_connections: usize,
+    /// Connections open at once from one address.
+    pub max_connections_per_address: usize,
+    /// The longest keep-alive a CONNECT may ask for; 0 (none) is refused too.
+    pub max_keepalive_secs: u16,
+    /// How long a new socket has for its TLS handshake and its CONNECT.
+    pub connect_timeout: Duration,
 }
 
 /// What the write half must send, in order.
@@ -110,28 +195,73 @@ enum Outgoing {
     Now(Packet),
 }
 
-/// Where a connection's payloads go, and the clock that stamps their arrival.
-struct Inlet {
-    ingest: IngestHandle,
+/// Where a connection's payloads go, the clock that stamps their arrival, and who sent them.
+struct Inlet<'a> {
+    endpoint: &'a Endpoint,
     clock: SharedClock,
-    payload_limit: usize,
+    publisher: Publisher,
 }
 
-async fn connection(
+/// The TLS handshake when configured, then the MQTT session.
+async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
-    inlet: Inlet,
-    limits: Limits,
+    endpoint: &Endpoint,
+    clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError> {
+    let Some(tls) = &endpoint.tls else {
+        return connection(stream, peer, None, endpoint, clock, shutdown).await;
+    };
+    let stream = match tokio::time::timeout(endpoint.limits.connect_timeout, tls.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(ConnectionError::Tls(e.to_string())),
+        Err(_) => return Err(ConnectionError::Violation("no TLS handshake within the connect timeout")),
+    };
+    let name = tls::peer_name(stream.get_ref().1);
+    connection(stream, peer, name, endpoint, clock, shutdown).await
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    peer: SocketAddr,
+    certificate_name: Option<String>,
+    endpoint: &Endpoint,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> Result<(), ConnectionError> {
+    let limits = endpoint.limits;
     let max_packet = limits.max_packet_bytes;
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let connect = match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut rd, &mut buf, max_packet)).await {
+    let first = async {
+        // An MQTT 5 (or 3.1) CONNECT is answered in 3.1.1 terms rather than misparsed.
+        if announced_level(&mut rd, &mut buf).await? != Some(4) {
+            return Ok(None);
+        }
+        read_packet(&mut rd, &mut buf, max_packet).await
+    };
+    let connect = match tokio::time::timeout(limits.connect_timeout, first).await {
         Ok(Ok(Some(Packet::Connect(c)))) => c,
-        Ok(Ok(_)) => return Err(ConnectionError::Violation("first packet was not CONNECT")),
+        Ok(Ok(None)) => {
+            refuse(&mut wr, ConnectReturnCode::RefusedProtocolVersion, max_packet).await;
+            return Err(ConnectionError::Violation("CONNECT of a protocol other than MQTT 3.1.1"));
+        }
+        Ok(Ok(Some(_))) => return Err(ConnectionError::Violation("first packet was not CONNECT")),
         Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(ConnectionError::KeepAliveExpired),
+        Err(_) => return Err(ConnectionError::Violation("no CONNECT within the connect timeout")),
+    };
+    if connect.keep_alive == 0 || connect.keep_alive > limits.max_keepalive_secs {
+        refuse(&mut wr, ConnectReturnCode::ServiceUnavailable, max_packet).await;
+        return Err(ConnectionError::KeepAliveRefused(connect.keep_alive, limits.max_keepalive_secs));
+    }
+    let login = connect.login.as_ref().map(|l| (l.username.as_str(), l.password.as_str()));
+    let admitted = match endpoint.gate.admit(peer.ip(), login, certificate_name.as_deref()) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            refuse(&mut wr, refusal.return_code(), max_packet).await;
+            return Err(ConnectionError::Refused(refusal));
+        }
     };
     // A persistent-session client re-sends its unacknowledged PUBLISHes; the inbox recognises them.
     write_packet(
@@ -140,15 +270,14 @@ async fn connection(
         max_packet,
     )
     .await?;
-    tracing::debug!(%peer, client_id = %connect.client_id, "device connected");
-    let keep_alive = match connect.keep_alive {
-        0 => Duration::from_secs(24 * 3600),
-        s => Duration::from_millis(u64::from(s) * 1500),
-    };
+    tracing::debug!(%peer, client_id = ?connect.client_id, "device connected");
+    let keep_alive = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
+    let inlet = Inlet { endpoint, clock, publisher: admitted.publisher.clone() };
 
     let (out_tx, out_rx) = mpsc::channel(limits.unacked_window.max(1));
     let mut writer = tokio::spawn(write_half(wr, out_rx, max_packet));
-    let read_result = read_half(&mut rd, &mut buf, &inlet, &out_tx, max_packet, keep_alive, &shutdown).await;
+    let session = Session { admitted, changes: endpoint.gate.changes() };
+    let read_result = read_half(&mut rd, &mut buf, &inlet, session, &out_tx, keep_alive, &shutdown).await;
     drop(out_tx);
     // Let the write half acknowledge what is already stored before the socket closes; at shutdown
     // it has a second for that, whatever the client does.
@@ -163,6 +292,40 @@ async fn connection(
         }
     };
     read_result.and(write_result)
+}
+
+/// A live session's credential, re-checked whenever the credentials change.
+struct Session {
+    admitted: Admitted,
+    changes: watch::Receiver<i64>,
+}
+
+/// Answers a CONNECT with a refusal (best effort: the connection closes either way).
+async fn refuse<W: AsyncWrite + Unpin>(wr: &mut W, code: ConnectReturnCode, max_packet: usize) {
+    let _ = write_packet(wr, &Packet::ConnAck(ConnAck::new(code, false)), max_packet).await;
+    let _ = bounded(wr.flush()).await;
+}
+
+/// The protocol level the first packet announces, once enough of it is in: `Some(4)` for MQTT
+/// 3.1.1, `None` when it is not an MQTT CONNECT at all (the parser then says why).
+async fn announced_level<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> Result<Option<u8>, ConnectionError> {
+    loop {
+        // Fixed header (type, 1-4 length bytes), then 00 04 "MQTT" and the level.
+        if buf.first().is_some_and(|b| b >> 4 != 1) {
+            return Ok(Some(4));
+        }
+        if let Some(len_bytes) = buf.iter().skip(1).take(4).position(|b| b & 0x80 == 0) {
+            let at = 2 + len_bytes;
+            match buf.get(at..at + 7) {
+                Some(head) if &head[..6] == b"\x00\x04MQTT" => return Ok(Some(head[6])),
+                Some(_) => return Ok(Some(4)),
+                None => {}
+            }
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return Ok(Some(4));
+        }
+    }
 }
 
 /// What the protocol does with one packet after CONNECT, apart from any I/O (so it can be fuzzed
@@ -216,19 +379,33 @@ pub fn respond(packet: Option<Packet>) -> Action {
     }
 }
 
-async fn read_half(
-    rd: &mut OwnedReadHalf,
+async fn read_half<R: AsyncRead + Unpin>(
+    rd: &mut R,
     buf: &mut BytesMut,
-    inlet: &Inlet,
+    inlet: &Inlet<'_>,
+    mut session: Session,
     out: &mpsc::Sender<Outgoing>,
-    max_packet: usize,
     keep_alive: Duration,
     shutdown: &CancellationToken,
 ) -> Result<(), ConnectionError> {
+    let limits = inlet.endpoint.limits;
+    let terms = SourceTerms {
+        source: "mqtt",
+        publisher: inlet.publisher.clone(),
+        max_bytes: limits.payload_limit,
+        limits: limits.payload,
+    };
     loop {
         let packet = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            read = tokio::time::timeout(keep_alive, read_packet(rd, buf, max_packet)) => match read {
+            // A revoked or rotated credential ends its sessions.
+            Ok(()) = session.changes.changed() => {
+                if inlet.endpoint.gate.still_admits(&session.admitted) {
+                    continue;
+                }
+                return Err(ConnectionError::Violation("its credential was revoked or rotated"));
+            }
+            read = tokio::time::timeout(keep_alive, read_packet(rd, buf, limits.max_packet_bytes)) => match read {
                 Err(_) => return Err(ConnectionError::KeepAliveExpired),
                 Ok(r) => r?,
             },
@@ -239,8 +416,9 @@ async fn read_half(
             Action::Ignore => continue,
             Action::Reply(packet) => Outgoing::Now(packet),
             Action::Store { topic, payload, ack } => {
-                let envelope = Envelope::received("mqtt", topic, inlet.clock.now(), payload, inlet.payload_limit);
-                let receipt = inlet.ingest.submit(envelope).await.map_err(|_| ConnectionError::IngestClosed)?;
+                let envelope = Envelope::received(&terms, topic, inlet.clock.now(), payload);
+                let receipt =
+                    inlet.endpoint.ingest.submit(envelope).await.map_err(|_| ConnectionError::IngestClosed)?;
                 // QoS 0 promises nothing and gets no acknowledgement; it is stored all the same.
                 let Some(ack) = ack else { continue };
                 Outgoing::AfterStored { receipt, ack }
@@ -256,8 +434,8 @@ async fn read_half(
     }
 }
 
-async fn write_half(
-    wr: OwnedWriteHalf,
+async fn write_half<W: AsyncWrite + Unpin>(
+    wr: W,
     mut rx: mpsc::Receiver<Outgoing>,
     max_packet: usize,
 ) -> Result<(), ConnectionError> {
@@ -301,8 +479,8 @@ async fn bounded(write: impl Future<Output = std::io::Result<()>>) -> Result<(),
 }
 
 /// Reads one packet; `None` on a clean end of stream.
-async fn read_packet(
-    rd: &mut OwnedReadHalf,
+async fn read_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<Option<Packet>, ConnectionError> {
@@ -322,7 +500,7 @@ async fn read_packet(
     }
 }
 
-async fn write_packet(wr: &mut OwnedWriteHalf, packet: &Packet, max: usize) -> Result<(), ConnectionError> {
+async fn write_packet<W: AsyncWrite + Unpin>(wr: &mut W, packet: &Packet, max: usize) -> Result<(), ConnectionError> {
     let mut out = BytesMut::with_capacity(packet.size() + 8);
     packet.write(&mut out, max).map_err(ConnectionError::Protocol)?;
     bounded(wr.write_all(&out)).await

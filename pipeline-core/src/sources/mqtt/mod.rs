@@ -3,3 +3,5 @@
 
 pub mod client;
 pub mod endpoint;
+pub mod gate;
+pub mod tls;

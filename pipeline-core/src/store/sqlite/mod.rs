@@ -15,6 +15,7 @@ use audit::append_audit;
 
 mod alarms;
 mod audit;
+mod credentials;
 mod inbox;
 mod outbox;
 mod quarantine;
