@@ -12,7 +12,7 @@ BUILD_PACKAGES := build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev li
   librsvg2-dev libxdo-dev
 # libgl1-mesa-dri is only a recommendation of WebKitGTK, and the console's window under Xvfb was
 # tested with it: install it by name, since packages go in without recommendations.
-TEST_PACKAGES := mosquitto openssl xvfb webkit2gtk-driver libgl1-mesa-dri faketime
+TEST_PACKAGES := mosquitto mosquitto-clients openssl xvfb webkit2gtk-driver libgl1-mesa-dri faketime
 CONSOLE := $(CARGO_TARGET_DIR)/debug/vigil-console
 UI_DEPS := ui/node_modules/.package-lock.json
 UI_DIST := ui/dist/index.html

@@ -230,7 +230,8 @@ mod tests {
 
     #[test]
     fn a_publisher_speaks_only_for_the_devices_it_is_bound_to() {
-        let device = Publisher::Credential { username: "ox1".into(), allowed: Arc::new(DeviceAcl::parse(&["OX-1"]).unwrap()) };
+        let device =
+            Publisher::Credential { username: "ox1".into(), allowed: Arc::new(DeviceAcl::parse(&["OX-1"]).unwrap()) };
         assert_eq!(device.refuses("OX-1", "vigil/devices/x/oximeter"), None);
         assert!(device.refuses("OX-2", "vigil/devices/OX-2/oximeter").unwrap().contains("\"ox1\""));
         assert_eq!(Publisher::BrokerTopic.refuses("OX-1", "vigil/devices/OX-1/oximeter"), None);

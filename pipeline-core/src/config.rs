@@ -709,9 +709,16 @@ impl Config {
         if let Some(p) = &mut self.rules.file {
             rebase(p);
         }
-        for p in [&mut self.broker.ca_file, &mut self.broker.client_cert_file, &mut self.broker.client_key_file]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.broker.ca_file,
+            &mut self.broker.client_cert_file,
+            &mut self.broker.client_key_file,
+            &mut self.broker.tls_cert_file,
+            &mut self.broker.tls_key_file,
+            &mut self.broker.tls_client_ca_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             rebase(p);
         }
@@ -832,6 +839,9 @@ impl Config {
             ("broker.ca_file", &self.broker.ca_file),
             ("broker.client_cert_file", &self.broker.client_cert_file),
             ("broker.client_key_file", &self.broker.client_key_file),
+            ("broker.tls_cert_file", &self.broker.tls_cert_file),
+            ("broker.tls_key_file", &self.broker.tls_key_file),
+            ("broker.tls_client_ca_file", &self.broker.tls_client_ca_file),
         ] {
             if let Some(f) = file
                 && !f.is_file()
@@ -847,7 +857,45 @@ impl Config {
                 "set both broker.client_cert_file and broker.client_key_file, or neither",
             ));
         }
+        if self.broker.tls_cert_file.is_some() != self.broker.tls_key_file.is_some() {
+            out.push(problem(
+                "broker.tls_key_file",
+                "(one of two)",
+                "the endpoint's certificate needs its key, and a key its certificate",
+                "set both broker.tls_cert_file and broker.tls_key_file, or neither",
+            ));
+        }
+        if (self.broker.require_client_cert || self.broker.tls_client_ca_file.is_some())
+            && self.broker.tls_cert_file.is_none()
+        {
+            out.push(problem(
+                "broker.require_client_cert",
+                self.broker.require_client_cert,
+                "client certificates need TLS on the endpoint",
+                "set broker.tls_cert_file and broker.tls_key_file",
+            ));
+        }
+        if self.broker.require_client_cert && self.broker.tls_client_ca_file.is_none() {
+            out.push(problem(
+                "broker.tls_client_ca_file",
+                "(unset)",
+                "required client certificates must chain to a CA Vigil knows",
+                "give the PEM file of the CA that signs the devices' certificates",
+            ));
+        }
         let mqtt = &self.sources.mqtt;
+        for (key, value) in [
+            ("sources.mqtt.max_connections", mqtt.max_connections),
+            ("sources.mqtt.max_connections_per_address", mqtt.max_connections_per_address),
+            ("sources.mqtt.max_device_id_bytes", mqtt.max_device_id_bytes),
+            ("sources.mqtt.max_batch_elements", mqtt.max_batch_elements),
+            ("sources.mqtt.max_readings_per_payload", mqtt.max_readings_per_payload),
+            ("sources.mqtt.max_keepalive_secs", usize::from(mqtt.max_keepalive_secs)),
+        ] {
+            if value == 0 {
+                out.push(problem(key, value, "a bound of 0 refuses everything", "give a positive number"));
+            }
+        }
         if mqtt.topics.is_empty() && self.broker.mode == BrokerMode::External && mqtt.enabled {
             out.push(problem("sources.mqtt.topics", "[]", "nothing to subscribe to", "list at least one topic filter"));
         }

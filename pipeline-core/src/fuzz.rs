@@ -9,10 +9,10 @@ use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use rumqttc::Packet;
 
+use crate::access::{DeviceAcl, Publisher};
 use crate::config::Config;
 use crate::identify::{Policy, Registry};
 use crate::ingest::{Envelope, SourceTerms, process};
-use crate::access::{DeviceAcl, Publisher};
 use crate::normalise::{PayloadLimits, ProfileSet, normalise};
 use crate::sources::mqtt::endpoint::{Action, respond};
 

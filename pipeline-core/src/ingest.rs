@@ -522,11 +522,12 @@ fn rule_input(d: &Disposition, live: bool) -> Option<RuleInput> {
         Disposition::Quarantined { reading, reason: QuarantineReason::Implausible, .. } => {
             Some(RuleInput::Implausible { device_id: reading.device_id.clone(), metric: reading.metric })
         }
-        Disposition::Quarantined {
-            reading,
-            reason: QuarantineReason::UnknownDevice | QuarantineReason::NoActivePairing,
-            ..
-        } => Some(RuleInput::Unpaired { device_id: reading.device_id.clone() }),
+        Disposition::Quarantined { reading, reason: QuarantineReason::UnknownDevice, .. } => {
+            Some(RuleInput::Unknown { device_id: reading.device_id.clone() })
+        }
+        Disposition::Quarantined { reading, reason: QuarantineReason::NoActivePairing, .. } => {
+            Some(RuleInput::Unpaired { device_id: reading.device_id.clone() })
+        }
         _ => None,
     }
 }
@@ -795,8 +796,8 @@ mod tests {
                 received_at: t0(),
                 payload: std::fs::read(fixtures.join(payload)).unwrap().into(),
                 oversized: None,
-            publisher: Publisher::Anonymous,
-            limits: PayloadLimits::default(),
+                publisher: Publisher::Anonymous,
+                limits: PayloadLimits::default(),
             };
             let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
             let PayloadOutcome::Readings(ds) = processed.outcome else { panic!("{:?}", processed.outcome) };

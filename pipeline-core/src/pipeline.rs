@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access::Publisher;
 use crate::alerts::ledger::Ledger;
 use crate::clock::SharedClock;
 use crate::config::{BrokerConfig, BrokerMode, Config, RetentionConfig};
@@ -25,7 +26,6 @@ use crate::ingest::{self, IngestHandle, IngestTally, Latest, LatestValues, Sourc
 use crate::normalise::{ProfileError, ProfileSet};
 use crate::outbox::{self, OutboxSettings};
 use crate::rules::{Engine, RuleSet};
-use crate::access::Publisher;
 use crate::sources::mqtt::gate::{self, Gate};
 use crate::sources::mqtt::tls::{self, ServerTls};
 use crate::sources::mqtt::{client, endpoint};
@@ -261,7 +261,9 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                 let beats = gate::GateBeats {
                     auth: health.register("mqtt-auth", Duration::from_secs(1)),
                     access: health.register("mqtt-access", Duration::from_secs(1)),
-                    certificate: tls.as_ref().map(|t| (health.register("mqtt-certificate", Duration::from_secs(1)), t.expires)),
+                    certificate: tls
+                        .as_ref()
+                        .map(|t| (health.register("mqtt-certificate", Duration::from_secs(1)), t.expires)),
                 };
                 tasks.spawn(gate::watch(gate.clone(), store.clone(), store.clone(), beats, shutdown.clone()));
                 let endpoint = endpoint::Endpoint { ingest: ingest.clone(), limits, gate, tls };

@@ -467,6 +467,11 @@ impl VigilProcess {
         .map(drop)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The most memory the process has held so far (VmHWM, in KiB).
     pub fn peak_memory_kib(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -573,11 +578,11 @@ pub async fn publish_tracked(
     Ok(result)
 }
 
-/// Publishes `messages` (any size up to 2 MiB) at QoS 1 on one connection and waits for every PUBACK.
+/// Publishes `messages` (any size up to 8 MiB) at QoS 1 on one connection and waits for every PUBACK.
 pub fn publish_large(port: u16, messages: Vec<(String, Vec<u8>)>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
         let mut opts = publisher_options(format!("test-large-{}", rand_suffix()), port);
-        opts.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(2 << 20, 2 << 20);
+        opts.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(8 << 20, 8 << 20);
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         let total = messages.len();
         tokio::spawn(async move {
@@ -770,6 +775,19 @@ impl Site {
         let mut config = std::fs::read_to_string(&self.config)?;
         config.push('\n');
         config.push_str(text);
+        std::fs::write(&self.config, config)?;
+        Ok(())
+    }
+
+    /// Adds `lines` (`key = value` lines) to `[section]` of the site's config, making the section if
+    /// it is not there yet.
+    pub fn set_in(&self, section: &str, lines: &str) -> anyhow::Result<()> {
+        let mut config = std::fs::read_to_string(&self.config)?;
+        let header = format!("[{section}]\n");
+        match config.find(&header) {
+            Some(at) => config.insert_str(at + header.len(), &format!("{}\n", lines.trim_end())),
+            None => config.push_str(&format!("\n{header}{}\n", lines.trim_end())),
+        }
         std::fs::write(&self.config, config)?;
         Ok(())
     }

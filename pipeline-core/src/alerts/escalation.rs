@@ -95,7 +95,7 @@ impl Escalations {
                     n.escalated = true;
                     n.priority = n.priority.raised();
                     n.page_id = Notice::page_id(&n.alarm_key, 1);
-                    tracing::warn!(rule = %n.rule_id, device = %n.device_id, "alarm not acknowledged in time; escalating");
+                    tracing::warn!(rule = %n.rule_id, device = ?n.device_id, "alarm not acknowledged in time; escalating");
                     out.push(Ended { pending, escalated: Some(n) });
                 }
             }

@@ -131,7 +131,12 @@ pub struct PayloadLimits {
 
 impl Default for PayloadLimits {
     fn default() -> Self {
-        PayloadLimits { max_device_id_bytes: 64, max_batch_elements: 2000, max_readings: 10_000, section: "[sources.mqtt]" }
+        PayloadLimits {
+            max_device_id_bytes: 64,
+            max_batch_elements: 2000,
+            max_readings: 10_000,
+            section: "[sources.mqtt]",
+        }
     }
 }
 

@@ -172,7 +172,8 @@ fn every_sample_payload_yields_exactly_the_expected_readings() {
         let profile = set.get(case.profile).unwrap();
         let path = fixture(&format!("payloads/{}/{}", case.profile, case.file));
         let payload = fs::read(&path).unwrap();
-        let readings = normalise(profile, &payload, &PayloadLimits::default()).unwrap_or_else(|r| panic!("{}: rejected: {r}", path.display()));
+        let readings = normalise(profile, &payload, &PayloadLimits::default())
+            .unwrap_or_else(|r| panic!("{}: rejected: {r}", path.display()));
         let got: Vec<_> = readings.iter().map(|r| (r.metric.mdc_code, r.value, r.observed_at, r.validity)).collect();
         let want: Vec<_> =
             case.readings.iter().map(|(code, value, at, validity)| (*code, *value, utc(at), *validity)).collect();
@@ -692,7 +693,8 @@ fn reject_reasons_have_stable_names() {
 fn integer_device_ids_become_strings() {
     let set = profiles();
     let ox = set.get("acme-ox100").unwrap();
-    let readings = normalise(ox, format!(r#"{{"sn":1001,{OX_TS},"spo2":97}}"#).as_bytes(), &PayloadLimits::default()).unwrap();
+    let readings =
+        normalise(ox, format!(r#"{{"sn":1001,{OX_TS},"spo2":97}}"#).as_bytes(), &PayloadLimits::default()).unwrap();
     assert_eq!(readings.len(), 1);
     assert_eq!(readings[0].device_id, "1001");
     assert_eq!(readings[0].validity, Validity::Valid, "no status flag: valid");
@@ -708,7 +710,8 @@ fn a_value_takes_the_worse_of_its_own_flag_and_the_payloads_and_a_sentinel_is_no
     let set = dir.load().unwrap_or_else(|e| panic!("{e}"));
     let profile = set.get("own-flag").unwrap();
     let read = |payload: &str| {
-        normalise(profile, payload.as_bytes(), &PayloadLimits::default()).map(|r| r.iter().map(|r| (r.value, r.validity)).collect::<Vec<_>>())
+        normalise(profile, payload.as_bytes(), &PayloadLimits::default())
+            .map(|r| r.iter().map(|r| (r.value, r.validity)).collect::<Vec<_>>())
     };
     let ts = "\"ts\":\"2026-11-24T10:00:00Z\"";
     assert_eq!(

@@ -97,6 +97,10 @@ pub struct Engine {
     offline: HashMap<(String, usize), ContentHash>,
     /// Open "unpaired" conditions, per device and rule index, with the last unpaired data.
     unpaired: HashMap<(String, usize), (ContentHash, Now)>,
+    /// Unregistered devices heard within the unpaired rule's quiet time, with when last (at most
+    /// [`UNKNOWN_TRACKED`]), and their one aggregated alarm.
+    unknown: HashMap<String, Now>,
+    unknown_alarm: Option<ContentHash>,
     /// Streams sending only invalid values, per device, MDC code and rule index.
     invalid_since: HashMap<(String, u32, usize), InvalidRun>,
     /// Systolic events waiting for their cycle's diastolic and mean.
@@ -132,6 +136,8 @@ impl Engine {
             last_heard: HashMap::new(),
             offline: HashMap::new(),
             unpaired: HashMap::new(),
+            unknown: HashMap::new(),
+            unknown_alarm: None,
             invalid_since: HashMap::new(),
             panels: Vec::new(),
             correct_after,
@@ -407,6 +413,52 @@ impl Engine {
         out
     }
 
+    /// An unregistered device sent data. Unknown devices share one alarm, raised at the next tick
+    /// with how many there were ("N unknown devices in the last M minutes").
+    pub fn unknown_data(&mut self, device_id: &str, now: impl Into<Now>) -> Vec<Decision> {
+        let now = now.into();
+        if let Some(last) = self.unknown.get_mut(device_id) {
+            *last = now;
+        } else if self.unknown.len() < UNKNOWN_TRACKED {
+            self.unknown.insert(device_id.to_string(), now);
+        }
+        Vec::new()
+    }
+
+    /// The aggregated unknown-device alarm: raised while unknown devices were heard within the
+    /// unpaired rule's quiet time, cleared once none was.
+    fn unknown_devices(&mut self, now: Now) -> Vec<Decision> {
+        let Some(rule) = self.rules.rules.iter().find(|r| matches!(r.condition, Condition::Unpaired { .. })) else {
+            self.unknown.clear();
+            return Vec::new();
+        };
+        let Condition::Unpaired { clear_after } = rule.condition else { return Vec::new() };
+        self.unknown.retain(|_, last| now.mono - last.mono <= std(clear_after));
+        match (self.unknown.is_empty(), self.unknown_alarm) {
+            (true, Some(key)) => {
+                self.unknown_alarm = None;
+                vec![Decision::Cleared(key)]
+            }
+            (false, None) => {
+                let n = self.unknown.len();
+                let mut examples: Vec<&str> = self.unknown.keys().map(String::as_str).collect();
+                examples.sort_unstable();
+                examples.truncate(3);
+                let at_least = if n >= UNKNOWN_TRACKED { "at least " } else { "" };
+                let mut f = technical(rule, &self.rules.version, UNKNOWN_DEVICES, None, None, now.wall, now.wall);
+                f.description = format!(
+                    "{at_least}{n} unknown device{} in the last {} minutes (e.g. {}): register them, or find what sends as them",
+                    if n == 1 { "" } else { "s" },
+                    clear_after.num_minutes().max(1),
+                    examples.join(", ")
+                );
+                self.unknown_alarm = Some(f.key);
+                vec![Decision::Started(f)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The clock moved on: devices gone quiet, unpaired devices gone quiet or paired, charting
     /// periods closed. `paired`, when given, is the registry's current pairings.
     pub fn tick(&mut self, now: impl Into<Now>, paired: Option<HashMap<String, Paired>>) -> Vec<Decision> {
@@ -450,6 +502,7 @@ impl Engine {
                 }
             }
         }
+        out.extend(self.unknown_devices(now));
         out.extend(self.close_periods(steady));
         out.extend(self.send_panels(|p| p.due <= now.mono));
         out
@@ -577,6 +630,11 @@ fn starts(rule: &Rule, window: &RollingWindow, stream: &Stream, version: &str) -
 
 /// A technical condition about a device, or about one of its metrics when `metric` is given (the
 /// metric's code is then part of the condition's key).
+/// Unknown devices tracked at once for their aggregated alarm; more are counted as "at least".
+const UNKNOWN_TRACKED: usize = 10_000;
+/// The device field of the aggregated unknown-device alarm.
+pub const UNKNOWN_DEVICES: &str = "unknown-devices";
+
 fn technical(
     rule: &Rule,
     version: &str,

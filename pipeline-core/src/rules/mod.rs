@@ -464,9 +464,15 @@ pub enum RuleInput {
     /// A reading of a paired patient: accepted, or held for want of consent to store it (a bedside
     /// alarm never waits on consent).
     Reading(Observed),
-    /// A device sent data while paired with no patient (it went to quarantine).
+    /// A registered device sent data while paired with no patient (it went to quarantine).
     Unpaired {
         /// The device.
+        device_id: String,
+    },
+    /// A device no one registered sent data (it went to quarantine). Such devices share one
+    /// aggregated alarm: a flood of made-up ids must not page once per id.
+    Unknown {
+        /// The device id the payload named.
         device_id: String,
     },
     /// A value outside its metric's plausible range (quarantined): the device sends, but not a

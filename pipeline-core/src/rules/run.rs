@@ -91,6 +91,7 @@ pub async fn run(mut engine: Engine, task: RulesTask, mut rx: mpsc::Receiver<Rul
                 None => break,
                 Some(RuleInput::Reading(r)) => engine.observe(&r, clock.read()),
                 Some(RuleInput::Unpaired { device_id }) => engine.unpaired_data(&device_id, clock.read()),
+                Some(RuleInput::Unknown { device_id }) => engine.unknown_data(&device_id, clock.read()),
                 Some(RuleInput::Implausible { device_id, metric }) => engine.implausible(&device_id, metric, clock.read()),
             },
             _ = tick.tick() => {
@@ -173,7 +174,7 @@ async fn act(decision: &Decision, store: &dyn Store, ehr: EhrTarget, clock: &Sha
         Decision::Event(event) => clinical::submit(store, event, ehr, None, clock.now()).await.map(|_| ()),
         Decision::Started(f) => {
             if f.alarm && store.raise_alarm(f).await?.is_some() {
-                tracing::warn!(rule = %f.rule_id, kind = f.kind.as_str(), priority = f.priority.as_str(), source = %f.device_id, "alarm raised");
+                tracing::warn!(rule = %f.rule_id, kind = f.kind.as_str(), priority = f.priority.as_str(), source = ?f.device_id, "alarm raised");
             }
             if let Some(event) = event(f).filter(|_| f.event) {
                 clinical::submit(store, &event, ehr, None, clock.now()).await?;

@@ -150,7 +150,8 @@ impl CredentialStore for FakeStore {
         let now = self.clock.now();
         let mut s = self.write()?;
         let c = s.credentials.iter_mut().find(|c| c.username == username && c.revoked_at.is_none());
-        c.ok_or_else(|| StoreError::Refused(format!("no live credential is named {username:?}")))?.revoked_at = Some(now);
+        c.ok_or_else(|| StoreError::Refused(format!("no live credential is named {username:?}")))?.revoked_at =
+            Some(now);
         s.credential_changes += 1;
         Ok(())
     }

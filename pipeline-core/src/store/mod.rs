@@ -727,6 +727,9 @@ pub trait CredentialStore: Send + Sync + 'static {
 
 /// Everything the pipeline keeps. Each task takes only the capability it uses; the facade and the
 /// pipeline hold the whole store.
-pub trait Store: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog + CredentialStore {}
+pub trait Store:
+    Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog + CredentialStore
+{
+}
 
 impl<T: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog + CredentialStore> Store for T {}

@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use super::Admin;
 use crate::access::{self, DeviceAcl, Login};
-use crate::demo;
 use crate::api::actor::Actor;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::demo;
 
 /// A credential as operators see it: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,5 +98,39 @@ impl Admin {
         access::write_secret_file(&file, &issued.secret)
             .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, format!("cannot write {}: {e}", file.display())))?;
         Ok(Login { username: issued.username, secret: issued.secret })
+    }
+
+    /// What `check-config` says about device access on this site: no credential at all, or
+    /// registered devices that no live credential may publish for (the upgrade note of a site made
+    /// before credentials existed).
+    pub async fn access_warnings(&self) -> ApiResult<Vec<String>> {
+        let mqtt = &self.config.sources.mqtt;
+        if !mqtt.enabled || self.config.broker.mode != crate::config::BrokerMode::Embedded {
+            return Ok(Vec::new());
+        }
+        if mqtt.allow_anonymous {
+            return Ok(vec!["[sources.mqtt] allow_anonymous = true: anyone who reaches the device port can send readings for any device".into()]);
+        }
+        let live: Vec<_> = self.store.credentials().await?.into_iter().filter(|c| c.revoked_at.is_none()).collect();
+        if live.is_empty() {
+            return Ok(vec![
+                "no device credential exists: the embedded endpoint refuses every device until one is made (vigil credentials add NAME --allow DEVICE-ID)".into(),
+            ]);
+        }
+        let uncovered: Vec<String> = self
+            .store
+            .devices()
+            .await?
+            .into_iter()
+            .map(|d| d.device_id)
+            .filter(|id| !live.iter().any(|c| c.allowed.permits(id)))
+            .collect();
+        Ok(match uncovered.is_empty() {
+            true => Vec::new(),
+            false => vec![format!(
+                "no credential may publish for these registered devices, so they cannot connect: {} (vigil credentials add NAME --allow DEVICE-ID)",
+                uncovered.join(", ")
+            )],
+        })
     }
 }

@@ -94,8 +94,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { file } => {
             return Ok(match Config::load(&file) {
-                Ok(_) => {
+                Ok(config) => {
                     outln!("{}: OK", file.display());
+                    for warning in access_warnings(config).await {
+                        outln!("warning: {warning}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -315,4 +318,22 @@ fn invalid(message: String) -> ApiError {
 
 pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()).into())
+}
+
+/// Device-access warnings for a valid config: read from its store when the store exists (a new site
+/// has none yet, and check-config creates nothing).
+async fn access_warnings(config: Config) -> Vec<String> {
+    let exists = config.store.url.strip_prefix("sqlite://").is_none_or(|p| Path::new(p).exists());
+    if !exists {
+        return vec![
+            "the store does not exist yet: devices need credentials (vigil credentials add) before they can connect"
+                .into(),
+        ];
+    }
+    match pipeline_core::api::Admin::open(config, pipeline_core::clock::system()).await {
+        Ok(admin) => {
+            admin.access_warnings().await.unwrap_or_else(|e| vec![format!("device credentials not checked: {e}")])
+        }
+        Err(e) => vec![format!("device credentials not checked: {e}")],
+    }
 }

@@ -310,6 +310,28 @@ fn an_unpaired_device_raises_once_and_clears_when_paired() {
 }
 
 #[test]
+fn a_thousand_unknown_devices_raise_one_alarm_that_counts_them_and_clears_when_quiet() {
+    let mut engine = Engine::new(rules());
+    let t0 = Utc::now();
+    for n in 0..1000 {
+        assert!(engine.unknown_data(&format!("FAKE-{n:04}"), t0).is_empty(), "no page per device");
+    }
+    let d = engine.tick(t0 + Duration::seconds(1), None);
+    let raised = started_by(&d, "device-unpaired");
+    assert_eq!(raised.len(), 1, "{d:?}");
+    assert_eq!(raised[0].device_id, "unknown-devices");
+    assert!(
+        raised[0].description.starts_with("1000 unknown devices in the last 10 minutes (e.g. FAKE-0000"),
+        "{}",
+        raised[0].description
+    );
+    assert!(engine.unknown_data("FAKE-1000", t0 + Duration::seconds(2)).is_empty());
+    assert!(started(&engine.tick(t0 + Duration::seconds(3), None)).is_empty(), "one alarm while it lasts");
+    let cleared = engine.tick(t0 + Duration::seconds(2) + Duration::minutes(11), None);
+    assert_eq!(cleared, vec![Decision::Cleared(raised[0].key)]);
+}
+
+#[test]
 fn a_charting_period_gives_one_median_observation_once_it_is_late_enough() {
     let mut engine = Engine::new(rules());
     let start = (Utc::now() - Duration::minutes(20)).duration_trunc(Duration::minutes(15)).unwrap();

@@ -152,8 +152,12 @@ async fn poll(
                 status.set(ConnectionState::Subscribed { granted, requested: feed.topics.len() });
             }
             Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                let envelope =
-                    Envelope::received(&feed.terms, publish.topic.clone(), status.clock().now(), publish.payload.clone());
+                let envelope = Envelope::received(
+                    &feed.terms,
+                    publish.topic.clone(),
+                    status.clock().now(),
+                    publish.payload.clone(),
+                );
                 let receipt = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     r = ingest.submit(envelope) => match r {

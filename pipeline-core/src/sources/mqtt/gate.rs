@@ -153,7 +153,10 @@ impl Gate {
             Ok(c) => {
                 let username: Arc<str> = c.username.as_str().into();
                 Ok(Admitted {
-                    publisher: Publisher::Credential { username: username.clone(), allowed: Arc::new(c.allowed.clone()) },
+                    publisher: Publisher::Credential {
+                        username: username.clone(),
+                        allowed: Arc::new(c.allowed.clone()),
+                    },
                     credential: Some((username, c.secret_hash)),
                 })
             }
@@ -194,12 +197,18 @@ impl Gate {
         }
     }
 
-    /// Ends the window: what each address was refused, and the addresses past the threshold.
-    fn close_window(&self) -> (Vec<(IpAddr, Failures)>, Vec<(IpAddr, u32)>) {
-        let window: Vec<(IpAddr, Failures)> =
-            std::mem::take(&mut *self.failures.lock().unwrap_or_else(|e| e.into_inner())).into_iter().collect();
-        let over = window.iter().filter(|(_, f)| f.count >= self.threshold).map(|(ip, f)| (*ip, f.count)).collect();
-        (window, over)
+    /// The addresses past the threshold in the current window, with their counts.
+    fn over_threshold(&self) -> Vec<(IpAddr, u32)> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut over: Vec<(IpAddr, u32)> =
+            failures.iter().filter(|(_, f)| f.count >= self.threshold).map(|(ip, f)| (*ip, f.count)).collect();
+        over.sort();
+        over
+    }
+
+    /// Ends the window: what each address was refused in it.
+    fn close_window(&self) -> Vec<(IpAddr, Failures)> {
+        std::mem::take(&mut *self.failures.lock().unwrap_or_else(|e| e.into_inner())).into_iter().collect()
     }
 }
 
@@ -228,7 +237,8 @@ pub async fn watch(
     let mut reload = tokio::time::interval(RELOAD_EVERY);
     let mut window = tokio::time::interval(WINDOW);
     window.tick().await;
-    let mut auth = (HealthState::Up, "no address past the limit of refused CONNECTs".to_string());
+    // The last closed window's offenders: the mode lasts at least until the next window closes.
+    let mut offenders: Vec<(IpAddr, u32)> = Vec::new();
     let mut beat = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -239,11 +249,22 @@ pub async fn watch(
                     tracing::warn!(error = %e, "credentials not reloaded; the last ones stay in force");
                 }
             }
-            _ = window.tick() => auth = close_window(&gate, audit.as_ref()).await,
+            _ = window.tick() => offenders = close_window(&gate, audit.as_ref()).await,
         }
-        beats.auth.beat(auth.0, &auth.1);
+        let now = gate.over_threshold();
+        let (state, reason) = match if now.is_empty() { &offenders } else { &now } {
+            over if over.is_empty() => (HealthState::Up, "no address past the limit of refused CONNECTs".to_string()),
+            over => {
+                let listed: Vec<String> = over.iter().map(|(ip, n)| format!("{ip} ({n})")).collect();
+                let limit = gate.threshold;
+                (HealthState::Degraded, format!("refused CONNECTs past {limit} a minute from {}", listed.join(", ")))
+            }
+        };
+        beats.auth.beat(state, &reason);
         let (state, reason) = match (gate.allow_anonymous, gate.has_credentials()) {
-            (true, _) => (HealthState::Degraded, format!("{ANONYMOUS_ALLOWED} ([sources.mqtt] allow_anonymous = true)")),
+            (true, _) => {
+                (HealthState::Degraded, format!("{ANONYMOUS_ALLOWED} ([sources.mqtt] allow_anonymous = true)"))
+            }
             (false, false) => (
                 HealthState::Degraded,
                 format!("{NO_DEVICE_CREDENTIALS} exists: every device is refused (vigil credentials add)"),
@@ -259,10 +280,11 @@ pub async fn watch(
     }
 }
 
-/// Audits the window's refused CONNECTs, one entry per address; the `mqtt-auth` row that follows.
-async fn close_window(gate: &Gate, audit: &dyn AuditLog) -> (HealthState, String) {
-    let (refused, over) = gate.close_window();
-    for (ip, f) in &refused {
+/// Audits the window's refused CONNECTs, one entry per address; returns the addresses that were
+/// past the threshold.
+async fn close_window(gate: &Gate, audit: &dyn AuditLog) -> Vec<(IpAddr, u32)> {
+    let over = gate.over_threshold();
+    for (ip, f) in &gate.close_window() {
         let mut reasons: Vec<String> = f.reasons.iter().map(|(r, n)| format!("{r}: {n}")).collect();
         reasons.sort();
         let detail = format!(
@@ -275,12 +297,10 @@ async fn close_window(gate: &Gate, audit: &dyn AuditLog) -> (HealthState, String
             tracing::warn!(error = %e, "refused CONNECTs not audited");
         }
     }
-    if over.is_empty() {
-        return (HealthState::Up, "no address past the limit of refused CONNECTs".into());
+    if !over.is_empty() {
+        tracing::warn!(addresses = ?over, "addresses past the limit of refused CONNECTs");
     }
-    let listed: Vec<String> = over.iter().map(|(ip, n)| format!("{ip} ({n})")).collect();
-    tracing::warn!(addresses = %listed.join(", "), "addresses past the limit of refused CONNECTs");
-    (HealthState::Degraded, format!("refused CONNECTs past {} a minute from {}", gate.threshold, listed.join(", ")))
+    over
 }
 
 #[cfg(test)]
@@ -315,9 +335,8 @@ mod tests {
         assert_eq!(gate.admit(HOME, Some(("ox1", "s3cret")), None).unwrap_err(), Refusal::RateLimited);
         let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
         assert!(gate.admit(other, Some(("ox1", "s3cret")), None).is_ok());
-        let (window, over) = gate.close_window();
-        assert_eq!(over, vec![(HOME, 4)]);
-        assert_eq!(window.len(), 1);
+        assert_eq!(gate.over_threshold(), vec![(HOME, 4)]);
+        assert_eq!(gate.close_window().len(), 1);
         assert!(gate.admit(HOME, Some(("ox1", "s3cret")), None).is_ok(), "a new window starts clean");
     }
 

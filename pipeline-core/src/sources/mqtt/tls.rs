@@ -38,7 +38,9 @@ pub fn server(
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = match client_ca_file {
         None if require_client_cert => {
-            return Err("require_client_cert needs tls_client_ca_file: the CA that signs the devices' certificates".into());
+            return Err(
+                "require_client_cert needs tls_client_ca_file: the CA that signs the devices' certificates".into()
+            );
         }
         None => WebPkiClientVerifier::no_client_auth(),
         Some(ca) => {

@@ -21,7 +21,8 @@ impl CredentialStore for SqliteStore {
             .bind(crate::access::new_key().to_vec())
             .execute(&mut *tx)
             .await?;
-        let key: Vec<u8> = sqlx::query_scalar("SELECT key FROM credential_key WHERE id = 1").fetch_one(&mut *tx).await?;
+        let key: Vec<u8> =
+            sqlx::query_scalar("SELECT key FROM credential_key WHERE id = 1").fetch_one(&mut *tx).await?;
         tx.commit().await?;
         hash_of(key)
     }
@@ -77,8 +78,12 @@ impl CredentialStore for SqliteStore {
                 "a credential named {username:?} exists (rotate its secret, or revoke it and choose another name)"
             )));
         }
-        append_audit(&mut tx, self.clock.now(), [actor, "credential.add", username, &format!("may publish for {allowed}")])
-            .await?;
+        append_audit(
+            &mut tx,
+            self.clock.now(),
+            [actor, "credential.add", username, &format!("may publish for {allowed}")],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -98,8 +103,12 @@ impl CredentialStore for SqliteStore {
         if changed == 0 {
             return Err(StoreError::Refused(format!("no live credential is named {username:?}")));
         }
-        append_audit(&mut tx, self.clock.now(), [actor, "credential.rotate", username, "new secret; live sessions closed"])
-            .await?;
+        append_audit(
+            &mut tx,
+            self.clock.now(),
+            [actor, "credential.rotate", username, "new secret; live sessions closed"],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -117,8 +126,12 @@ impl CredentialStore for SqliteStore {
         if changed == 0 {
             return Err(StoreError::Refused(format!("no live credential is named {username:?}")));
         }
-        append_audit(&mut tx, self.clock.now(), [actor, "credential.revoke", username, "revoked; live sessions closed"])
-            .await?;
+        append_audit(
+            &mut tx,
+            self.clock.now(),
+            [actor, "credential.revoke", username, "revoked; live sessions closed"],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
