@@ -195,11 +195,34 @@ pub struct StatusConfig {
     /// alert circuit or the supervisor as a crash would, to prove the other one notices. Off in
     /// production; a drill needs a restart to undo.
     pub drills: bool,
+    /// The bearer token's file (0600, made at the first start when missing); default
+    /// `status.token` beside the database. Drills need the token, and so does every request when
+    /// `listen` is off loopback.
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate chain: with `tls_key_file`, the endpoint serves HTTPS only. Required when
+    /// `listen` is off loopback.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for StatusConfig {
     fn default() -> Self {
-        StatusConfig { listen: "127.0.0.1:9464".into(), drills: false }
+        StatusConfig {
+            listen: "127.0.0.1:9464".into(),
+            drills: false,
+            token_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+impl StatusConfig {
+    /// Whether `listen` is a loopback address.
+    pub fn on_loopback(&self) -> bool {
+        self.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+            || self.listen.starts_with("localhost:")
     }
 }
 
@@ -716,6 +739,9 @@ impl Config {
             &mut self.broker.tls_cert_file,
             &mut self.broker.tls_key_file,
             &mut self.broker.tls_client_ca_file,
+            &mut self.status.token_file,
+            &mut self.status.tls_cert_file,
+            &mut self.status.tls_key_file,
         ]
         .into_iter()
         .flatten()
@@ -855,6 +881,22 @@ impl Config {
                 "(one of two)",
                 "a client certificate needs its key, and a key its certificate",
                 "set both broker.client_cert_file and broker.client_key_file, or neither",
+            ));
+        }
+        if !self.status.on_loopback() && (self.status.tls_cert_file.is_none() || self.status.tls_key_file.is_none()) {
+            out.push(problem(
+                "status.listen",
+                &self.status.listen,
+                "off loopback, the board and the drills would cross the network in plain text",
+                "set status.tls_cert_file and status.tls_key_file, or keep it on 127.0.0.1",
+            ));
+        }
+        if self.status.tls_cert_file.is_some() != self.status.tls_key_file.is_some() {
+            out.push(problem(
+                "status.tls_key_file",
+                "(one of two)",
+                "a certificate needs its key, and a key its certificate",
+                "set both status.tls_cert_file and status.tls_key_file, or neither",
             ));
         }
         if self.broker.tls_cert_file.is_some() != self.broker.tls_key_file.is_some() {
@@ -1173,6 +1215,25 @@ mod tests {
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["alerts.webhook_url", "alerts.routes.physiological"]);
         assert!(Config::parse("[alerts.routes]\ntechnical_low = \"nobody\"\n").is_err(), "only the three audiences");
+    }
+
+    #[test]
+    fn endpoints_off_loopback_need_tls_and_client_certificates_need_a_ca() {
+        let text = "[status]\nlisten = \"0.0.0.0:9464\"\n[broker]\nrequire_client_cert = true\n\
+                    [sources.mqtt]\nmax_connections = 0\n";
+        let mut config = Config::parse(text).unwrap();
+        config.profiles.dir = std::env::temp_dir();
+        let keys: Vec<String> = config.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "status.listen",
+                "broker.require_client_cert",
+                "broker.tls_client_ca_file",
+                "sources.mqtt.max_connections"
+            ]
+        );
+        assert!(Config::default().status.on_loopback());
     }
 
     #[test]

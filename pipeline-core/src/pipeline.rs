@@ -54,9 +54,17 @@ pub enum StartError {
     /// The external broker settings are unusable.
     #[error(transparent)]
     Mqtt(#[from] client::ClientSetupError),
-    /// The embedded endpoint's TLS files are unusable.
-    #[error("[broker] TLS: {0}")]
+    /// A TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
     Tls(String),
+    /// The status endpoint's token file cannot be read or made.
+    #[error("cannot read or make the status token file {}: {source}", .path.display())]
+    TokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The rule file is invalid.
     #[error(transparent)]
     Rules(#[from] crate::rules::RuleError),
@@ -91,6 +99,18 @@ fn endpoint_tls(broker: &BrokerConfig) -> Result<Option<ServerTls>, StartError> 
     tls::server(cert, key, broker.tls_client_ca_file.as_deref(), broker.require_client_cert)
         .map(Some)
         .map_err(StartError::Tls)
+}
+
+/// The status endpoint's token file: `[status] token_file`, else `status.token` beside the
+/// database (a store that is not a file gets one in a fresh temporary directory).
+pub fn status_token_file(config: &Config) -> std::path::PathBuf {
+    if let Some(file) = &config.status.token_file {
+        return file.clone();
+    }
+    match config.store.url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) {
+        Some(db) => std::path::Path::new(db).with_file_name("status.token"),
+        None => std::env::temp_dir().join(format!("vigil-{}-{}.status.token", std::process::id(), rand_id())),
+    }
 }
 
 /// The alert circuit's queue file, beside the database: `<database>.alert-queue`. A store that is
@@ -324,7 +344,18 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         latencies,
         device_clocks,
     });
-    tasks.spawn(crate::status::serve(status_listener, status.clone(), shutdown.clone()));
+    let token_file = status_token_file(config);
+    let guard = crate::status::Guard {
+        token: crate::status::token(&token_file)
+            .map_err(|source| StartError::TokenFile { path: token_file.clone(), source })?,
+        loopback: config.status.on_loopback(),
+        port: status_addr.map_or(0, |a| a.port()),
+    };
+    let status_tls = match (&config.status.tls_cert_file, &config.status.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::server(cert, key, None, false).map_err(StartError::Tls)?.acceptor),
+        _ => None,
+    };
+    tasks.spawn(crate::status::serve(status_listener, status.clone(), guard, status_tls, shutdown.clone()));
     tasks.close();
     Ok(Handle {
         alerts_thread,

@@ -228,15 +228,122 @@ async fn space(State(sources): State<Arc<StatusSources>>) -> (StatusCode, String
     (StatusCode::OK, "the store has room again\n".into())
 }
 
-/// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, sources: Arc<StatusSources>, shutdown: CancellationToken) {
+/// Who may ask what of the endpoint. On loopback, a request must name a loopback Host (DNS
+/// rebinding cannot read the board) and may carry no foreign Origin (no web page can POST a drill);
+/// drills need the bearer token. Off loopback every request needs the token (and the endpoint serves
+/// TLS only: `check-config` refuses it otherwise).
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// The bearer token, from `[status] token_file`.
+    pub token: String,
+    /// Whether the endpoint listens on loopback only.
+    pub loopback: bool,
+    /// Its port, for the Host and Origin checks.
+    pub port: u16,
+}
+
+impl Guard {
+    /// Why a request is refused, if it is.
+    fn refuses(&self, headers: &axum::http::HeaderMap, path: &str) -> Option<(StatusCode, &'static str)> {
+        let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let local = |authority: &str| {
+            let port = self.port;
+            [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]
+                .contains(&authority.into())
+        };
+        if self.loopback && header(header::HOST).is_some_and(|host| !local(host)) {
+            return Some((StatusCode::FORBIDDEN, "refused: the Host header does not name this loopback endpoint\n"));
+        }
+        if let Some(origin) = header(header::ORIGIN)
+            && !origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")).is_some_and(local)
+        {
+            return Some((StatusCode::FORBIDDEN, "refused: requests from web pages are not served\n"));
+        }
+        if !self.loopback || path.starts_with("/drill") {
+            let presented = header(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+            if blake3::hash(presented.as_bytes()) != blake3::hash(self.token.as_bytes()) {
+                return Some((
+                    StatusCode::UNAUTHORIZED,
+                    "refused: give the bearer token of [status] token_file (Authorization: Bearer ...)\n",
+                ));
+            }
+        }
+        None
+    }
+}
+
+async fn guarded(
+    State(guard): State<Arc<Guard>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match guard.refuses(request.headers(), request.uri().path()) {
+        Some(refusal) => refusal.into_response(),
+        None => next.run(request).await,
+    }
+}
+
+/// Makes the status token file (0600) when it does not exist yet; returns the token.
+pub fn token(file: &std::path::Path) -> std::io::Result<String> {
+    if let Ok(token) = std::fs::read_to_string(file) {
+        return Ok(token.trim().to_string());
+    }
+    let token = crate::access::new_secret();
+    crate::access::write_secret_file(file, &token)?;
+    Ok(token)
+}
+
+/// Serves until `shutdown`, over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    sources: Arc<StatusSources>,
+    guard: Guard,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     let app = Router::new()
         .route("/status", get(status_json))
         .route("/metrics", get(metrics))
         .route("/drill/{component}/stop", post(drill))
         .route("/drill/store/space", post(space))
-        .with_state(sources);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        .with_state(sources)
+        .layer(axum::middleware::from_fn_with_state(Arc::new(guard), guarded));
+    let served = match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await,
+        Some(acceptor) => {
+            let listener = TlsListener { listener, acceptor };
+            axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+        }
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "status endpoint failed");
+    }
+}
+
+/// The status endpoint's sockets, each through a TLS handshake (at most 5 s; a failed one is
+/// dropped and the next socket taken).
+struct TlsListener {
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, peer) = axum::serve::Listener::accept(&mut self.listener).await;
+            let handshake = self.acceptor.accept(stream);
+            match tokio::time::timeout(std::time::Duration::from_secs(5), handshake).await {
+                Ok(Ok(tls)) => return (tls, peer),
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "status endpoint: TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "status endpoint: no TLS handshake within 5 s"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
     }
 }

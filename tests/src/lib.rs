@@ -393,6 +393,8 @@ pub struct VigilProcess {
     pub mqtt_addr: Option<SocketAddr>,
     /// The status endpoint's base URL.
     pub status_url: String,
+    /// The status endpoint's bearer token file (beside the site's database).
+    token_file: PathBuf,
 }
 
 impl VigilProcess {
@@ -427,7 +429,8 @@ impl VigilProcess {
                     let login = Login { username: GATEWAY.into(), secret: secret.trim().into() };
                     logins().lock().unwrap_or_else(|e| e.into_inner()).insert(addr.port(), login);
                 }
-                return Ok(VigilProcess { child, mqtt_addr, status_url });
+                let token_file = config.with_file_name("status.token");
+                return Ok(VigilProcess { child, mqtt_addr, status_url, token_file });
             }
         }
         let status = child.wait()?;
@@ -465,6 +468,12 @@ impl VigilProcess {
         })
         .await
         .map(drop)
+    }
+
+    /// `POST` to the status endpoint (`/drill/...`) with the site's bearer token.
+    pub async fn post_status(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let token = std::fs::read_to_string(&self.token_file)?;
+        Ok(reqwest::Client::new().post(format!("{}{path}", self.status_url)).bearer_auth(token.trim()).send().await?)
     }
 
     /// The process id.

@@ -153,7 +153,7 @@ async fn disk_full(broker: BrokerKind) -> anyhow::Result<()> {
     desaturation_pages_while_the_store_fails(&peers, port, broker == BrokerKind::Embedded).await?;
     storage_failing_pages_both_desks(&peers).await?;
 
-    reqwest::Client::new().post(format!("{}/drill/store/space", vigil.status_url)).send().await?.error_for_status()?;
+    vigil.post_status("/drill/store/space").await?.error_for_status()?;
     // The burst, and the 8 desaturation payloads Vigil took in (and evaluated) while it could not
     // store them.
     nothing_lost(&peers, &vigil, publisher, BURST + 8).await?;

@@ -9,7 +9,8 @@ use chrono::Utc;
 use pipeline_core::simulate::{DeviceKind, SimDevice};
 use serde_json::Value;
 use vigil_tests::{
-    BrokerKind, Mosquitto, Site, eventually, mode_active, of_kind, oximeter_spo2, publish_tracked, subscriber, webhook,
+    BrokerKind, Mosquitto, Site, VigilProcess, eventually, mode_active, of_kind, oximeter_spo2, publish_tracked,
+    subscriber, webhook,
 };
 
 fn technical(site: &Site, rule: &str) -> anyhow::Result<Vec<Value>> {
@@ -80,8 +81,9 @@ fn allow_drills(site: &Site) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn drill(status_url: &str, component: &str) -> anyhow::Result<()> {
-    let answer = reqwest::Client::new().post(format!("{status_url}/drill/{component}/stop")).send().await?;
+/// Starts a drill, with the site's bearer token (a drill without it is refused: tested below).
+async fn drill(vigil: &VigilProcess, component: &str) -> anyhow::Result<()> {
+    let answer = vigil.post_status(&format!("/drill/{component}/stop")).await?;
     anyhow::ensure!(answer.status().is_success(), "drill refused: {}", answer.text().await?);
     Ok(())
 }
@@ -106,7 +108,20 @@ async fn the_supervisor_and_the_alert_circuit_each_alarm_when_the_other_stops() 
     // The supervisor stops: its beat goes stale, its mode shows, and the alert circuit pages it.
     let vigil = site.run()?;
     vigil.wait_status(Duration::from_secs(15), |s| state_of(s, "alert-mqtt") == "\"up\"").await?;
-    drill(&vigil.status_url, "supervisor").await?;
+    // Only the holder of the token starts a drill; a web page (a foreign Origin, or a rebound Host)
+    // reads and starts nothing.
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", vigil.status_url);
+    let bare = http.post(url("/drill/supervisor/stop")).send().await?;
+    assert_eq!(bare.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let token = std::fs::read_to_string(site.dir.path().join("status.token"))?;
+    let from_page =
+        http.post(url("/drill/supervisor/stop")).bearer_auth(token.trim()).header("Origin", "http://evil.example");
+    assert_eq!(from_page.send().await?.status(), reqwest::StatusCode::FORBIDDEN);
+    let rebound = http.get(url("/status")).header("Host", "evil.example:9464").send().await?;
+    assert_eq!(rebound.status(), reqwest::StatusCode::FORBIDDEN);
+    assert!(http.get(url("/status")).send().await?.status().is_success(), "the board stays open on loopback");
+    drill(&vigil, "supervisor").await?;
     let status = vigil.wait_status(Duration::from_secs(15), |s| mode_active(s, "supervisor_down")).await?;
     assert_eq!(state_of(&status, "supervisor"), "\"stale\"");
     let stopped = |r: &vigil_tests::Received| {
@@ -123,7 +138,7 @@ async fn the_supervisor_and_the_alert_circuit_each_alarm_when_the_other_stops() 
     let vigil = site.run()?;
     vigil.wait_status(Duration::from_secs(15), |s| state_of(s, "alerts") == "\"up\"").await?;
     let pages_before = paged.lock().unwrap().len();
-    drill(&vigil.status_url, "alerts").await?;
+    drill(&vigil, "alerts").await?;
     vigil.wait_status(Duration::from_secs(15), |s| mode_active(s, "alert_circuit_down")).await?;
     let circuit = wait_alarm(&site, "alert_circuit_down", |a| !a.is_empty()).await?;
     assert_eq!((circuit[0]["priority"].as_str(), circuit[0]["device_id"].as_str()), (Some("high"), Some("alerts")));
@@ -155,7 +170,7 @@ async fn a_stuck_rules_task_shows_within_three_heartbeats_and_pages() -> anyhow:
     site.append_config(&format!("[alerts]\nwebhook_url = \"{hook}\"\n"))?;
     let vigil = site.run()?;
     vigil.wait_status(Duration::from_secs(15), |s| state_of(s, "rules") == "\"up\"").await?;
-    drill(&vigil.status_url, "rules").await?;
+    drill(&vigil, "rules").await?;
     // Three missed one-second beats make it stale; the deadline is generous.
     let status = vigil.wait_status(Duration::from_secs(10), |s| mode_active(s, "alarm_rules_stopped")).await?;
     assert_eq!(state_of(&status, "rules"), "\"stale\"");
