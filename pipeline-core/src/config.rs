@@ -417,11 +417,28 @@ pub struct RetentionConfig {
     pub raw_days: u32,
     /// How often the purge job runs, in seconds.
     pub purge_every_secs: u64,
+    /// Rejected payloads older than this many days are purged (summarised first).
+    pub rejected_days: u32,
+    /// Quarantined readings older than this many days are purged (summarised first). Quarantine of
+    /// registered devices goes by age only.
+    pub quarantine_days: u32,
+    /// Rejected payloads kept at most: past it, the oldest that no known device sent
+    /// (`not_authorised`, `no_profile`) are summarised and purged.
+    pub max_rejected: u64,
+    /// `unknown_device` quarantine kept at most: past it, the oldest is summarised and purged.
+    pub max_unknown_quarantine: u64,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { raw_days: 30, purge_every_secs: 3600 }
+        RetentionConfig {
+            raw_days: 30,
+            purge_every_secs: 3600,
+            rejected_days: 90,
+            quarantine_days: 90,
+            max_rejected: 100_000,
+            max_unknown_quarantine: 100_000,
+        }
     }
 }
 
@@ -596,9 +613,24 @@ pub struct EhrConfig {
     pub batch_events: u32,
     /// Longest retry delay, in seconds.
     pub max_backoff_secs: u64,
+    /// Allow `http://` to an EHR that is not on this workstation: PHI then crosses the network in
+    /// the clear, and the board shows a warning mode while it lasts. Loopback (a local
+    /// TLS-terminating proxy) needs no such allowance.
+    pub allow_insecure_ehr: bool,
 }
 
 impl EhrConfig {
+    /// The remote host that an `http://` URL of this EHR (its base or token URL) names, if any.
+    pub fn plain_http_host(&self) -> Option<String> {
+        [&self.base_url, &self.token_url].into_iter().flatten().find_map(|u| {
+            let url = url::Url::parse(u).ok().filter(|u| u.scheme() == "http")?;
+            let host = url.host_str()?.to_string();
+            let loopback = host == "localhost"
+                || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            (!loopback).then_some(host)
+        })
+    }
+
     /// The adapter and its environment.
     pub fn target(&self) -> EhrTarget {
         EhrTarget { kind: self.kind, environment: self.environment }
@@ -622,6 +654,7 @@ impl Default for EhrConfig {
             mllp_address: None,
             sending_application: "VIGIL".into(),
             sending_facility: "VIGIL".into(),
+            allow_insecure_ehr: false,
             receiving_application: "EHR".into(),
             receiving_facility: "EHR".into(),
             timeout_secs: 10,
@@ -995,6 +1028,14 @@ impl Config {
             ));
         }
         let ehr = &self.ehr;
+        if let Some(host) = ehr.plain_http_host().filter(|_| ehr.kind == EhrKind::Fhir && !ehr.allow_insecure_ehr) {
+            out.push(problem(
+                "ehr.base_url",
+                format!("http://{host}/..."),
+                "plain http to an EHR on another machine would carry PHI across the network in the clear",
+                "use https://, or set ehr.allow_insecure_ehr = true (the board then shows a warning)",
+            ));
+        }
         if ehr.kind == EhrKind::Fhir {
             match ehr.base_url.as_deref().map(url::Url::parse) {
                 None => out.push(problem(
@@ -1234,6 +1275,26 @@ mod tests {
             ]
         );
         assert!(Config::default().status.on_loopback());
+    }
+
+    #[test]
+    fn plain_http_reaches_only_an_ehr_on_this_workstation_unless_allowed() {
+        let config = |url: &str, allowed: bool| {
+            let text = format!("[ehr]\nkind = \"fhir\"\nbase_url = \"{url}\"\nallow_insecure_ehr = {allowed}\n");
+            let mut config = Config::parse(&text).unwrap();
+            config.profiles.dir = std::env::temp_dir();
+            config
+        };
+        let remote = config("http://ehr.example/fhir", false);
+        assert_eq!(remote.validate().iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["ehr.base_url"]);
+        assert_eq!(remote.ehr.plain_http_host().as_deref(), Some("ehr.example"));
+        assert!(config("http://ehr.example/fhir", true).validate().is_empty(), "allowed: a warning mode instead");
+        for local in
+            ["http://127.0.0.1:8080/fhir", "http://localhost/fhir", "http://[::1]:80/fhir", "https://ehr.example/fhir"]
+        {
+            let c = config(local, false);
+            assert!(c.validate().is_empty() && c.ehr.plain_http_host().is_none(), "{local}");
+        }
     }
 
     #[test]

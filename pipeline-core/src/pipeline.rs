@@ -101,6 +101,18 @@ fn endpoint_tls(broker: &BrokerConfig) -> Result<Option<ServerTls>, StartError> 
         .map_err(StartError::Tls)
 }
 
+/// Keeps the board saying that the EHR is reached over plain http, while it is.
+async fn plain_http_warning(host: String, heartbeat: Heartbeat, shutdown: CancellationToken) {
+    let reason = format!("plain http to the EHR at {host} (ehr.allow_insecure_ehr = true)");
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => heartbeat.beat(HealthState::Degraded, &reason),
+        }
+    }
+}
+
 /// The status endpoint's token file: `[status] token_file`, else `status.token` beside the
 /// database (a store that is not a file gets one in a fresh temporary directory).
 pub fn status_token_file(config: &Config) -> std::path::PathBuf {
@@ -302,6 +314,10 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
             }
         }
     }
+    if let Some(host) = config.ehr.plain_http_host().filter(|_| config.ehr.kind == crate::config::EhrKind::Fhir) {
+        let heartbeat = health.register("ehr-transport", Duration::from_secs(5));
+        tasks.spawn(plain_http_warning(host, heartbeat, shutdown.clone()));
+    }
     let retention = health.register("retention", Duration::from_secs(config.retention.purge_every_secs));
     tasks.spawn(purge(store.clone(), config.retention.clone(), clock.clone(), retention, shutdown.clone()));
     if alerts.is_none() {
@@ -395,13 +411,24 @@ async fn purge(
             _ = tick.tick() => {}
         }
         let cutoff = clock.now() - chrono::Duration::days(i64::from(raw_days));
-        match store.purge_before(cutoff).await {
-            Ok(rows) => {
-                if rows > 0 {
-                    tracing::info!(rows, raw_days, "retention purge removed old telemetry");
-                }
-                heartbeat.beat(HealthState::Up, &format!("keeping {raw_days} days of raw telemetry"));
+        let purged = async {
+            let rows = store.purge_before(cutoff).await?;
+            if rows > 0 {
+                tracing::info!(rows, raw_days, "retention purge removed old telemetry");
             }
+            for s in store.purge_forensic(&retention).await? {
+                tracing::info!(what = %s.what, reason = %s.reason, rows = s.rows, why = %s.why, "forensic records purged (summarised, audited)");
+            }
+            store.forensic_fill().await
+        };
+        match purged.await {
+            Ok((rejected, unknown)) => heartbeat.beat(
+                HealthState::Up,
+                &format!(
+                    "keeping {raw_days} days of raw telemetry; rejected {rejected} of {}, unknown-device quarantine {unknown} of {}",
+                    retention.max_rejected, retention.max_unknown_quarantine
+                ),
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "retention purge failed; will retry");
                 heartbeat.beat(HealthState::Degraded, &format!("purge failed, will retry: {e}"));

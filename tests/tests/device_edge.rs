@@ -325,3 +325,49 @@ async fn a_thousand_made_up_device_ids_raise_one_aggregated_alarm() -> anyhow::R
     assert!(vigil.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forensic_records_past_their_bounds_are_summarised_audited_and_purged() -> anyhow::Result<()> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    site.set_in("retention", "purge_every_secs = 1\nmax_rejected = 5\nmax_unknown_quarantine = 4")?;
+    let vigil = site.run()?;
+    let port = vigil.mqtt_addr.unwrap().port();
+    let mut messages: Vec<(String, Vec<u8>)> =
+        (0..10).map(|n| (format!("vigil/devices/T-{n}/toaster"), b"{}".to_vec())).collect();
+    for n in 0..5 {
+        let (topic, payload) = oximeter(&format!("FAKE-{n}"));
+        messages.push((topic, payload.into_bytes()));
+    }
+    // A known device's faults are evidence about that device: the bound does not take them.
+    let (topic, _) = oximeter("OX-1000");
+    for n in 0..3 {
+        messages.push((
+            topic.clone(),
+            format!(r#"{{"sn":"OX-1000","ts":"yesterday-{n}","spo2":97,"pr":70}}"#).into_bytes(),
+        ));
+    }
+    publish_tracked(port, messages, 100, Duration::from_secs(30), |_| {}).await?;
+    let counts = site.wait_counts(Duration::from_secs(30), |c| c["rejected"] == 5 && c["quarantined"] == 4).await?;
+    let rejected = site.show("rejected")?;
+    let reasons: Vec<&str> = rejected.as_array().unwrap().iter().filter_map(|r| r["reason"].as_str()).collect();
+    assert_eq!(reasons.iter().filter(|r| **r == "bad_time").count(), 3, "{reasons:?} {counts}");
+    let purged = site.show("purged")?;
+    let rows = |what: &str, reason: &str| -> u64 {
+        purged
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["what"] == what && p["reason"] == reason)
+            .filter_map(|p| p["rows"].as_u64())
+            .sum()
+    };
+    assert_eq!((rows("rejected", "no_profile"), rows("quarantine", "unknown_device")), (8, 6), "{purged:#}");
+    assert!(purged.as_array().unwrap().iter().all(|p| p["digest"].as_str().is_some_and(|d| d.len() == 64)));
+    let audit = site.vigil(&["audit", "list", "--config", &site.config_str()])?;
+    assert!(audit.contains("retention.purge"), "{audit}");
+    let status = vigil.status().await?;
+    let reason = vigil_tests::component(&status, "retention")["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("rejected 5 of 5") && reason.contains("unknown-device quarantine 4 of 4"), "{reason}");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}

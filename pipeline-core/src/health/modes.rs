@@ -87,6 +87,19 @@ pub const MODES: &[DegradationMode] = &[
         alarm_priority: Priority::Low,
     },
     DegradationMode {
+        id: "ehr_insecure_transport",
+        title: "EHR link not encrypted",
+        severity: Severity::Warning,
+        component: "ehr-transport",
+        reason_starts: None,
+        what_is_off: "Clinical events go to the EHR over plain http (ehr.allow_insecure_ehr = true): \
+                      patient data crosses the network unencrypted.",
+        what_still_works: "Everything works as usual.",
+        what_to_do: "Nothing at the bedside.",
+        whom_to_call: "The EHR integration team: switch the EHR address to https.",
+        alarm_priority: Priority::Low,
+    },
+    DegradationMode {
         id: "mqtt_ingest_down",
         title: "Device data not arriving",
         severity: Severity::Critical,

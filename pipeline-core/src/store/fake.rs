@@ -184,6 +184,19 @@ impl Inbox for FakeStore {
         self.write().map(|_| 0)
     }
 
+    /// The fake keeps no forensic records: nothing to purge.
+    async fn purge_forensic(&self, _policy: &crate::config::RetentionConfig) -> Result<Vec<PurgeSummary>, StoreError> {
+        self.write().map(|_| Vec::new())
+    }
+
+    async fn forensic_fill(&self) -> Result<(u64, u64), StoreError> {
+        Ok((0, 0))
+    }
+
+    async fn purge_summaries(&self, _limit: u32) -> Result<Vec<PurgeSummary>, StoreError> {
+        Ok(Vec::new())
+    }
+
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
         let s = self.state();
         let payloads = s.batches.iter().map(Vec::len).sum::<usize>() as i64;

@@ -210,6 +210,27 @@ pub struct StoreCounts {
     pub held: i64,
 }
 
+/// What one purge of forensic records removed, by table and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurgeSummary {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `rejected` or `quarantine`.
+    pub what: String,
+    /// The rows' reason.
+    pub reason: String,
+    /// The rule that removed them.
+    pub why: String,
+    /// How many.
+    pub rows: u64,
+    /// When the oldest of them was recorded.
+    pub first_seen: DateTime<Utc>,
+    /// When the newest of them was recorded.
+    pub last_seen: DateTime<Utc>,
+    /// blake3 over the removed payloads' hashes, in order, hex.
+    pub digest: String,
+}
+
 /// A stored reading, as queries return it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredReading {
@@ -545,6 +566,14 @@ pub trait Inbox: Send + Sync + 'static {
     /// Deletes raw payloads and telemetry received/observed before `cutoff`; returns rows removed.
     /// Quarantine, rejected and held entries are forensic records and are kept.
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Purges the forensic records retention allows (by age; past their bounds, the oldest from
+    /// senders no known device stands for), each purge summarised in `purge_summaries` and audited,
+    /// in one transaction. Returns the summaries written.
+    async fn purge_forensic(&self, policy: &crate::config::RetentionConfig) -> Result<Vec<PurgeSummary>, StoreError>;
+    /// The fill of the bounded forensic tables: (rejected, unknown-device quarantine).
+    async fn forensic_fill(&self) -> Result<(u64, u64), StoreError>;
+    /// What retention purged, newest first.
+    async fn purge_summaries(&self, limit: u32) -> Result<Vec<PurgeSummary>, StoreError>;
     /// Totals for the board.
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
     /// Telemetry matching the query, newest first.

@@ -51,6 +51,11 @@ impl Admin {
         Ok(self.store.held(limit).await?)
     }
 
+    /// What retention purged of the forensic records, newest first.
+    pub async fn purge_summaries(&self, limit: u32) -> ApiResult<Vec<crate::store::PurgeSummary>> {
+        Ok(self.store.purge_summaries(limit).await?)
+    }
+
     /// What the sandbox EHR was given, newest first: (outbox id, body).
     pub async fn sandbox(&self, limit: u32) -> ApiResult<Vec<(i64, String)>> {
         Ok(self.store.sandbox(limit).await?)

@@ -348,6 +348,7 @@ pub(crate) enum ShowWhat {
     Rejected,
     Held,
     Sandbox,
+    Purged,
 }
 
 /// The site a command works on.

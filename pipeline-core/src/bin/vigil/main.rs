@@ -296,6 +296,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ShowWhat::Quarantine => print_json(&admin.quarantine(limit).await?)?,
                 ShowWhat::Rejected => print_json(&admin.rejected(limit).await?)?,
                 ShowWhat::Held => print_json(&admin.held(limit).await?)?,
+                ShowWhat::Purged => print_json(&admin.purge_summaries(limit).await?)?,
                 ShowWhat::Sandbox => {
                     let kept: Vec<serde_json::Value> = admin
                         .sandbox(limit)

@@ -19,6 +19,96 @@ fn outcome_name(outcome: &PayloadOutcome) -> &'static str {
     }
 }
 
+/// Rows one purge removes at most; a larger excess goes in the next runs.
+const PURGE_MAX: u64 = 50_000;
+
+/// Deletes forensic rows (`id, reason, created_at, payload_hash, inbox_id`, oldest first) from
+/// `what`, and the payloads nothing refers to any more; writes one summary and one audit entry per
+/// reason.
+async fn purge_rows(
+    tx: &mut SqliteConnection,
+    what: &str,
+    why: &str,
+    rows: Vec<sqlx::sqlite::SqliteRow>,
+    now: DateTime<Utc>,
+) -> Result<Vec<PurgeSummary>, StoreError> {
+    let mut by_reason: Vec<(String, Vec<sqlx::sqlite::SqliteRow>)> = Vec::new();
+    for row in rows {
+        let reason: String = row.get(1);
+        match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, rows)) => rows.push(row),
+            None => by_reason.push((reason, vec![row])),
+        }
+    }
+    let mut summaries = Vec::new();
+    for (reason, rows) in by_reason {
+        let mut digest = blake3::Hasher::new();
+        let (mut first, mut last) = (i64::MAX, i64::MIN);
+        for row in &rows {
+            digest.update(&row.get::<Vec<u8>, _>(3));
+            let at: i64 = row.get(2);
+            (first, last) = (first.min(at), last.max(at));
+        }
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut delete = QueryBuilder::<Sqlite>::new(format!("DELETE FROM {what} WHERE id IN ("));
+            let mut ids = delete.separated(", ");
+            for row in chunk {
+                ids.push_bind(row.get::<i64, _>(0));
+            }
+            delete.push(")");
+            delete.build().execute(&mut *tx).await?;
+            let mut orphans = QueryBuilder::<Sqlite>::new(
+                "DELETE FROM inbox WHERE outcome != 'accepted' \
+                 AND NOT EXISTS (SELECT 1 FROM rejected WHERE inbox_id = inbox.id) \
+                 AND NOT EXISTS (SELECT 1 FROM quarantine WHERE inbox_id = inbox.id) \
+                 AND NOT EXISTS (SELECT 1 FROM held WHERE inbox_id = inbox.id) AND id IN (",
+            );
+            let mut ids = orphans.separated(", ");
+            for row in chunk {
+                ids.push_bind(row.get::<i64, _>(4));
+            }
+            orphans.push(")");
+            orphans.build().execute(&mut *tx).await?;
+        }
+        let summary = PurgeSummary {
+            at: now,
+            what: what.to_string(),
+            reason,
+            why: why.to_string(),
+            rows: rows.len() as u64,
+            first_seen: from_millis(first),
+            last_seen: from_millis(last),
+            digest: digest.finalize().to_hex().to_string(),
+        };
+        sqlx::query(
+            "INSERT INTO purge_summaries (at, what, reason, why, rows, first_seen, last_seen, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(millis(now))
+        .bind(&summary.what)
+        .bind(&summary.reason)
+        .bind(&summary.why)
+        .bind(summary.rows as i64)
+        .bind(millis(summary.first_seen))
+        .bind(millis(summary.last_seen))
+        .bind(&summary.digest)
+        .execute(&mut *tx)
+        .await?;
+        let detail = format!(
+            "{} {} rows ({}), recorded {} to {}, {}; blake3 of their payload hashes {}",
+            summary.rows,
+            summary.what,
+            summary.reason,
+            summary.first_seen.to_rfc3339(),
+            summary.last_seen.to_rfc3339(),
+            summary.why,
+            summary.digest
+        );
+        append_audit(tx, now, ["retention", "retention.purge", what, &detail]).await?;
+        summaries.push(summary);
+    }
+    Ok(summaries)
+}
+
 /// Reading rows waiting for their dedup verdict.
 struct Pending<'a> {
     reading: &'a Reading,
@@ -232,6 +322,85 @@ impl Inbox for SqliteStore {
         }
         tx.commit().await?;
         Ok(removed)
+    }
+
+    async fn purge_forensic(&self, policy: &crate::config::RetentionConfig) -> Result<Vec<PurgeSummary>, StoreError> {
+        let now = self.clock.now();
+        let days = |d: u32| millis(now - chrono::Duration::days(i64::from(d)));
+        let mut tx = self.write_tx().await?;
+        let mut summaries = Vec::new();
+        let rejected = "SELECT r.id, r.reason, r.created_at, i.payload_hash, r.inbox_id FROM rejected r \
+                        JOIN inbox i ON i.id = r.inbox_id";
+        let quarantined = "SELECT q.id, q.reason, q.created_at, i.payload_hash, q.inbox_id FROM quarantine q \
+                           JOIN inbox i ON i.id = q.inbox_id";
+        let aged = [
+            (
+                "rejected",
+                format!("{rejected} WHERE r.created_at < ? ORDER BY r.id LIMIT {PURGE_MAX}"),
+                policy.rejected_days,
+            ),
+            (
+                "quarantine",
+                format!("{quarantined} WHERE q.created_at < ? ORDER BY q.id LIMIT {PURGE_MAX}"),
+                policy.quarantine_days,
+            ),
+        ];
+        for (what, select, d) in aged {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(select)).bind(days(d)).fetch_all(&mut *tx).await?;
+            summaries.extend(purge_rows(&mut tx, what, &format!("older than {d} days"), rows, now).await?);
+        }
+        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+        let over = count("SELECT COUNT(*) FROM rejected").fetch_one(&mut *tx).await? as u64;
+        if over > policy.max_rejected {
+            let excess = (over - policy.max_rejected).min(PURGE_MAX);
+            let select =
+                format!("{rejected} WHERE r.reason IN ('not_authorised', 'no_profile') ORDER BY r.id LIMIT {excess}");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
+            let why = format!("over the bound of {} rejected payloads", policy.max_rejected);
+            summaries.extend(purge_rows(&mut tx, "rejected", &why, rows, now).await?);
+        }
+        let over =
+            count("SELECT COUNT(*) FROM quarantine WHERE reason = 'unknown_device'").fetch_one(&mut *tx).await? as u64;
+        if over > policy.max_unknown_quarantine {
+            let excess = (over - policy.max_unknown_quarantine).min(PURGE_MAX);
+            let select = format!("{quarantined} WHERE q.reason = 'unknown_device' ORDER BY q.id LIMIT {excess}");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
+            let why = format!("over the bound of {} unknown-device readings", policy.max_unknown_quarantine);
+            summaries.extend(purge_rows(&mut tx, "quarantine", &why, rows, now).await?);
+        }
+        tx.commit().await?;
+        Ok(summaries)
+    }
+
+    async fn forensic_fill(&self) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM rejected), (SELECT COUNT(*) FROM quarantine WHERE reason = 'unknown_device')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
+    }
+
+    async fn purge_summaries(&self, limit: u32) -> Result<Vec<PurgeSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, what, reason, why, rows, first_seen, last_seen, digest FROM purge_summaries ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PurgeSummary {
+                at: from_millis(r.get(0)),
+                what: r.get(1),
+                reason: r.get(2),
+                why: r.get(3),
+                rows: r.get::<i64, _>(4) as u64,
+                first_seen: from_millis(r.get(5)),
+                last_seen: from_millis(r.get(6)),
+                digest: r.get(7),
+            })
+            .collect())
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
