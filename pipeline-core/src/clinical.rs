@@ -22,7 +22,7 @@ use crate::model::DeviceIdentity;
 use crate::model::event::ClinicalEvent;
 use crate::sinks::Sink;
 use crate::sinks::fhir::{Auth, FhirSink, PatientLookup};
-use crate::sinks::hl7v2::{Hl7v2Settings, Hl7v2Sink};
+use crate::sinks::hl7v2::{Hl7v2Settings, Hl7v2Sink, MllpTls};
 use crate::sinks::sandbox::SandboxSink;
 use crate::sinks::smart::SmartClient;
 use crate::store::{OutboxStatus, PatientIdentifier, RegistryStore, Store, StoreError};
@@ -191,21 +191,28 @@ pub fn sink(config: &EhrConfig, store: Arc<dyn Store>, clock: SharedClock) -> Re
     Ok(match config.kind {
         EhrKind::Sandbox => Arc::new(SandboxSink::new(store, config.environment, clock)),
         EhrKind::Fhir => Arc::new(fhir_sink(config, clock)?),
-        EhrKind::Hl7v2 => Arc::new(Hl7v2Sink::new(
-            Hl7v2Settings {
-                address: config
-                    .mllp_address
-                    .clone()
-                    .ok_or_else(|| EhrSetupError::Invalid("mllp_address is missing".into()))?,
-                sending_application: config.sending_application.clone(),
-                sending_facility: config.sending_facility.clone(),
-                receiving_application: config.receiving_application.clone(),
-                receiving_facility: config.receiving_facility.clone(),
-                timeout: Duration::from_secs(config.timeout_secs),
-                environment: config.environment,
-            },
-            clock,
-        )),
+        EhrKind::Hl7v2 => {
+            let address =
+                config.mllp_address.clone().ok_or_else(|| EhrSetupError::Invalid("mllp_address is missing".into()))?;
+            Arc::new(Hl7v2Sink::new(
+                Hl7v2Settings {
+                    address: address.clone(),
+                    tls: match config.mllp_tls {
+                        true => Some(
+                            MllpTls::new(&address, config.mllp_ca_file.as_deref()).map_err(EhrSetupError::Invalid)?,
+                        ),
+                        false => None,
+                    },
+                    sending_application: config.sending_application.clone(),
+                    sending_facility: config.sending_facility.clone(),
+                    receiving_application: config.receiving_application.clone(),
+                    receiving_facility: config.receiving_facility.clone(),
+                    timeout: Duration::from_secs(config.timeout_secs),
+                    environment: config.environment,
+                },
+                clock,
+            ))
+        }
     })
 }
 

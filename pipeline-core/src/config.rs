@@ -599,6 +599,10 @@ pub struct EhrConfig {
     pub scope: String,
     /// HL7 v2: the receiver's MLLP listener, `host:port`.
     pub mllp_address: Option<String>,
+    /// HL7 v2: MLLP over TLS; the receiver's certificate must name the host of `mllp_address`.
+    pub mllp_tls: bool,
+    /// HL7 v2 over TLS: the PEM CA the receiver's certificate chains to (default: the system's roots).
+    pub mllp_ca_file: Option<PathBuf>,
     /// HL7 v2: MSH-3, sending application.
     pub sending_application: String,
     /// HL7 v2: MSH-4, sending facility.
@@ -652,6 +656,8 @@ impl Default for EhrConfig {
             scope: "system/Observation.write system/DiagnosticReport.write system/Device.write system/Patient.read"
                 .into(),
             mllp_address: None,
+            mllp_tls: false,
+            mllp_ca_file: None,
             sending_application: "VIGIL".into(),
             sending_facility: "VIGIL".into(),
             allow_insecure_ehr: false,
@@ -773,6 +779,7 @@ impl Config {
             &mut self.broker.tls_key_file,
             &mut self.broker.tls_client_ca_file,
             &mut self.status.token_file,
+            &mut self.ehr.mllp_ca_file,
             &mut self.status.tls_cert_file,
             &mut self.status.tls_key_file,
         ]
@@ -901,6 +908,7 @@ impl Config {
             ("broker.tls_cert_file", &self.broker.tls_cert_file),
             ("broker.tls_key_file", &self.broker.tls_key_file),
             ("broker.tls_client_ca_file", &self.broker.tls_client_ca_file),
+            ("ehr.mllp_ca_file", &self.ehr.mllp_ca_file),
         ] {
             if let Some(f) = file
                 && !f.is_file()

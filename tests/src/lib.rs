@@ -966,3 +966,31 @@ impl Site {
 pub fn of_kind(alarms: &[serde_json::Value], kind: &str) -> Vec<serde_json::Value> {
     alarms.iter().filter(|a| a["kind"] == kind).cloned().collect()
 }
+
+/// Makes a CA, a server certificate for 127.0.0.1 (20 days) and a client certificate whose common
+/// name is `client_cn`, with openssl, in `dir`.
+pub fn certificates(dir: &std::path::Path, client_cn: &str) -> anyhow::Result<()> {
+    let run = |command: &str, subject: &str| -> anyhow::Result<()> {
+        let out = Command::new("openssl")
+            .args(command.split_whitespace())
+            .args(["-subj", subject].iter().filter(|_| !subject.is_empty()))
+            .current_dir(dir)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "openssl {command}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    run("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30", "/CN=Test Device CA")?;
+    // Extensions make X.509 v3 certificates (webpki refuses v1).
+    std::fs::write(dir.join("server.ext"), "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n")?;
+    std::fs::write(dir.join("client.ext"), "basicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n")?;
+    for (name, subject) in [("server", "/CN=127.0.0.1".to_string()), ("client", format!("/CN={client_cn}"))] {
+        run(&format!("req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr"), &subject)?;
+        run(
+            &format!(
+                "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {name}.pem -days 20 -extfile {name}.ext"
+            ),
+            "",
+        )?;
+    }
+    Ok(())
+}

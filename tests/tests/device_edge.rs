@@ -118,39 +118,11 @@ async fn credentials_open_the_endpoint_and_bind_each_device_id() -> anyhow::Resu
     Ok(())
 }
 
-/// Makes a CA, a server certificate for 127.0.0.1 (20 days) and a client certificate whose common
-/// name is `client_cn`, with openssl, in `dir`.
-fn certificates(dir: &std::path::Path, client_cn: &str) -> anyhow::Result<()> {
-    let run = |command: &str, subject: &str| -> anyhow::Result<()> {
-        let out = Command::new("openssl")
-            .args(command.split_whitespace())
-            .args(["-subj", subject].iter().filter(|_| !subject.is_empty()))
-            .current_dir(dir)
-            .output()?;
-        anyhow::ensure!(out.status.success(), "openssl {command}: {}", String::from_utf8_lossy(&out.stderr));
-        Ok(())
-    };
-    run("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30", "/CN=Test Device CA")?;
-    // Extensions make X.509 v3 certificates (webpki refuses v1).
-    std::fs::write(dir.join("server.ext"), "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n")?;
-    std::fs::write(dir.join("client.ext"), "basicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n")?;
-    for (name, subject) in [("server", "/CN=127.0.0.1".to_string()), ("client", format!("/CN={client_cn}"))] {
-        run(&format!("req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr"), &subject)?;
-        run(
-            &format!(
-                "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {name}.pem -days 20 -extfile {name}.ext"
-            ),
-            "",
-        )?;
-    }
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_connects_over_tls_with_its_client_certificate_and_not_without() -> anyhow::Result<()> {
     let site = Site::new(BrokerKind::Embedded)?;
     let dir = site.dir.path();
-    certificates(dir, "ox-tls")?;
+    vigil_tests::certificates(dir, "ox-tls")?;
     site.credential("ox-tls", &["OX-1000"])?;
     site.set_in(
         "broker",

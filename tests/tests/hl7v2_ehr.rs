@@ -150,3 +150,33 @@ async fn an_ar_for_an_unsupported_version_is_a_configuration_mode_not_a_dead_let
     assert!(vigil.terminate().await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_over_tls_reaches_a_receiver_whose_certificate_checks_out_and_no_other() -> anyhow::Result<()> {
+    let certs = tempfile::tempdir()?;
+    vigil_tests::certificates(certs.path(), "unused-client")?;
+    let file = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let peer = MllpPeer::start(&["--tls-cert", &file("server.pem"), "--tls-key", &file("server.key")])?;
+    let site = hl7_site(&peer)?;
+    site.set_in("ehr", &format!("mllp_tls = true\nmllp_ca_file = {:?}", file("ca.pem")))?;
+    event(&site, &["--obs", "150456=91"])?;
+    let vigil = site.run()?;
+    site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1).await?;
+    assert_eq!(peer.received()?.len(), 1);
+    assert!(vigil.terminate().await?.success());
+
+    // The same receiver, but Vigil trusts another CA: no message leaves, and it stays queued.
+    let other = tempfile::tempdir()?;
+    vigil_tests::certificates(other.path(), "unused-client")?;
+    let config =
+        std::fs::read_to_string(&site.config)?.replace(&file("ca.pem"), &other.path().join("ca.pem").to_string_lossy());
+    std::fs::write(&site.config, config)?;
+    event(&site, &["--obs", "150456=90"])?;
+    let vigil = site.run()?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let outbox = site.outbox()?;
+    assert_eq!((with_status(&outbox, "delivered"), with_status(&outbox, "pending")), (1, 1), "{outbox:#?}");
+    assert_eq!(peer.received()?.len(), 1, "nothing reached a receiver Vigil could not verify");
+    assert!(vigil.terminate().await?.success());
+    Ok(())
+}

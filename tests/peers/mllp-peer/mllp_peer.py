@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -734,8 +735,12 @@ class Peer:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        tls = None
+        if self.args.tls_cert:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(self.args.tls_cert, self.args.tls_key)
         server = await hl7.mllp.start_hl7_server(
-            self.on_client, host="127.0.0.1", port=self.args.port, limit=self.args.max_bytes)
+            self.on_client, host="127.0.0.1", port=self.args.port, limit=self.args.max_bytes, ssl=tls)
         port = server.sockets[0].getsockname()[1]
         print(f"mllp-peer listening on 127.0.0.1:{port}", flush=True)
         await stop.wait()
@@ -783,6 +788,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-bytes", type=int, default=4 * 1024 * 1024,
                    help="largest MLLP frame accepted (default 4 MiB)")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve MLLP over TLS with this certificate chain")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     return p.parse_args(argv)
 
 

@@ -9,8 +9,10 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -91,13 +93,60 @@ impl MllpError {
     }
 }
 
+/// A connection to the receiver, plain or TLS.
+trait Link: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug> Link for T {}
+
+/// TLS to the receiver (rustls): the CA its certificate must chain to, and the name it must carry.
+#[derive(Clone)]
+pub struct MllpTls {
+    connector: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for MllpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MllpTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+impl MllpTls {
+    /// TLS to the receiver at `address` (`host:port`; the host is the name its certificate must
+    /// carry), trusting the CAs in `ca_file`, or the system's roots.
+    pub fn new(address: &str, ca_file: Option<&std::path::Path>) -> Result<MllpTls, String> {
+        let host = address.rsplit_once(':').map_or(address, |(host, _)| host).trim_matches(['[', ']']);
+        let server_name = ServerName::try_from(host.to_string())
+            .map_err(|e| format!("{host:?} cannot be checked against a certificate: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_file {
+            Some(file) => {
+                for cert in CertificateDer::pem_file_iter(file).map_err(|e| format!("{}: {e}", file.display()))? {
+                    let cert = cert.map_err(|e| format!("{}: not a PEM certificate: {e}", file.display()))?;
+                    roots.add(cert).map_err(|e| format!("{}: {e}", file.display()))?;
+                }
+            }
+            None => {
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(MllpTls { connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)), server_name })
+    }
+}
+
 /// A client for one MLLP receiver.
 #[derive(Debug)]
 pub struct MllpClient {
     address: String,
     connect_timeout: Duration,
     reply_timeout: Duration,
-    stream: Option<TcpStream>,
+    tls: Option<MllpTls>,
+    stream: Option<Box<dyn Link>>,
     /// Bytes read but not yet consumed; a reply may arrive in several reads.
     buffer: BytesMut,
 }
@@ -105,7 +154,19 @@ pub struct MllpClient {
 impl MllpClient {
     /// A client for `address` (`host:port`); it connects on the first send.
     pub fn new(address: impl Into<String>, connect_timeout: Duration, reply_timeout: Duration) -> Self {
-        MllpClient { address: address.into(), connect_timeout, reply_timeout, stream: None, buffer: BytesMut::new() }
+        MllpClient {
+            address: address.into(),
+            connect_timeout,
+            reply_timeout,
+            tls: None,
+            stream: None,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// The same client over TLS.
+    pub fn with_tls(self, tls: Option<MllpTls>) -> Self {
+        MllpClient { tls, ..self }
     }
 
     /// Sends one encoded message (segments separated by `\r`, no framing) and returns the receiver's
@@ -138,15 +199,18 @@ impl MllpClient {
         Ok(ack)
     }
 
-    async fn connect(&self) -> Result<TcpStream, MllpError> {
-        let connect = timeout(self.connect_timeout, TcpStream::connect(&self.address))
-            .await
-            .map_err(|_| MllpError::ConnectTimeout { address: self.address.clone(), timeout: self.connect_timeout })?;
+    async fn connect(&self) -> Result<Box<dyn Link>, MllpError> {
+        let timed_out = || MllpError::ConnectTimeout { address: self.address.clone(), timeout: self.connect_timeout };
+        let connect =
+            timeout(self.connect_timeout, TcpStream::connect(&self.address)).await.map_err(|_| timed_out())?;
         let stream = connect.map_err(|source| MllpError::Connect { address: self.address.clone(), source })?;
         // One small message, then wait for its reply: Nagle's delay would only add latency.
         stream.set_nodelay(true)?;
-        tracing::debug!(address = %self.address, "MLLP connected");
-        Ok(stream)
+        tracing::debug!(address = %self.address, tls = self.tls.is_some(), "MLLP connected");
+        let Some(tls) = &self.tls else { return Ok(Box::new(stream)) };
+        let handshake = tls.connector.connect(tls.server_name.clone(), stream);
+        let secured = timeout(self.connect_timeout, handshake).await.map_err(|_| timed_out())?;
+        Ok(Box::new(secured.map_err(|source| MllpError::Connect { address: self.address.clone(), source })?))
     }
 
     async fn write_and_read(&mut self, message: &str) -> Result<Vec<u8>, MllpError> {

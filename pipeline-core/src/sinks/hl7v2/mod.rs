@@ -18,7 +18,7 @@ mod mllp;
 mod oru;
 
 pub use ack::{Ack, AckCode, AckError, Refusal, parse_ack};
-pub use mllp::{MllpClient, MllpError};
+pub use mllp::{MllpClient, MllpError, MllpTls};
 pub use oru::{OruContext, OruError, build_oru_r01};
 
 mod sink;

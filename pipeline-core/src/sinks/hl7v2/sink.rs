@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 
 use super::ack::Refusal;
-use super::{MllpClient, OruContext, build_oru_r01};
+use super::{MllpClient, MllpTls, OruContext, build_oru_r01};
 use crate::clock::SharedClock;
 use crate::config::EhrEnvironment;
 use crate::sinks::{Outcome, Sink};
@@ -19,6 +19,8 @@ use crate::store::OutboxItem;
 pub struct Hl7v2Settings {
     /// `host:port` of the receiver's MLLP listener.
     pub address: String,
+    /// TLS to it, when configured.
+    pub tls: Option<MllpTls>,
     /// MSH-3.
     pub sending_application: String,
     /// MSH-4.
@@ -43,7 +45,8 @@ pub struct Hl7v2Sink {
 impl Hl7v2Sink {
     /// A sink; it connects on the first delivery.
     pub fn new(settings: Hl7v2Settings, clock: SharedClock) -> Hl7v2Sink {
-        let client = MllpClient::new(settings.address.clone(), settings.timeout, settings.timeout);
+        let client = MllpClient::new(settings.address.clone(), settings.timeout, settings.timeout)
+            .with_tls(settings.tls.clone());
         Hl7v2Sink { settings, client: Mutex::new(client), clock }
     }
 
