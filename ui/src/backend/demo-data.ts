@@ -156,7 +156,7 @@ export function demoData(now: Date): MockData {
     ],
     settings: {
       ehr: { kind: 'fhir', environment: 'production', base_url: 'https://ehr.example.org/fhir', auth: 'smart', mllp_addr: null },
-      broker: { mode: 'embedded', url: null, listen: '0.0.0.0:1883' },
+      broker: { mode: 'embedded', url: null, listen: '127.0.0.1:1883' },
       store_url: 'sqlite:///var/lib/vigil/vigil.db', rules_version: rulesVersion, demo: true,
     },
   };

@@ -124,7 +124,7 @@ export class MockBackend implements Backend {
       const { ehr, broker } = this.data.settings;
       if (target === 'broker') {
         return broker.mode === 'embedded'
-          ? { ok: true, message: `Embedded ingest endpoint listening on ${broker.listen ?? '0.0.0.0:1883'}` }
+          ? { ok: true, message: `Embedded ingest endpoint listening on ${broker.listen ?? '127.0.0.1:1883'}` }
           : { ok: false, message: `Connection refused by ${broker.url ?? '(no URL)'}` };
       }
       if (ehr.kind === 'sandbox') return { ok: true, message: 'Sandbox sink: local store writable' };

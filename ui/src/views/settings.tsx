@@ -108,7 +108,7 @@ export function SettingsView() {
             </label>
           ) : (
             <label>Listen address
-              <input data-testid="settings-broker-listen" value={draft.broker.listen ?? ''} placeholder="0.0.0.0:1883"
+              <input data-testid="settings-broker-listen" value={draft.broker.listen ?? ''} placeholder="127.0.0.1:1883"
                 onInput={(e) => broker({ listen: orNull(e.currentTarget.value) })} />
             </label>
           )}
