@@ -195,6 +195,9 @@ pub(crate) enum Command {
         /// Ask this status endpoint instead, e.g. http://127.0.0.1:9464.
         #[arg(long)]
         url: Option<String>,
+        /// The endpoint's bearer token file (off loopback it is needed; with --config it is found).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         /// Print the JSON as the endpoint gives it.
         #[arg(long)]
         json: bool,

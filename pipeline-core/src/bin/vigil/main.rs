@@ -206,15 +206,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             outln!("{moved} held readings stored");
         }
         Command::DegradationModes => print::write_out(&pipeline_core::health::modes::render_markdown())?,
-        Command::Status { config, url, json } => {
-            let url = match (url, config) {
-                (Some(url), _) => url,
-                (None, Some(config)) => format!("http://{}", load_config(&config)?.status.listen),
+        Command::Status { config, url, token_file, json } => {
+            let (url, token_file) = match (url, config) {
+                (Some(url), _) => (url, token_file),
+                (None, Some(config)) => {
+                    let config = load_config(&config)?;
+                    let scheme = if config.status.tls_cert_file.is_some() { "https" } else { "http" };
+                    let token = token_file.unwrap_or_else(|| pipeline_core::pipeline::status_token_file(&config));
+                    (format!("{scheme}://{}", config.status.listen), Some(token))
+                }
                 (None, None) => return Err(invalid("give --config or --url".into()).into()),
             };
-            let response = reqwest::get(format!("{}/status", url.trim_end_matches('/')))
-                .await
-                .with_context(|| format!("Vigil is not answering at {url}: is it running?"))?;
+            let mut request = reqwest::Client::new().get(format!("{}/status", url.trim_end_matches('/')));
+            if let Some(token) = token_file.and_then(|f| std::fs::read_to_string(f).ok()) {
+                request = request.bearer_auth(token.trim());
+            }
+            let response =
+                request.send().await.with_context(|| format!("Vigil is not answering at {url}: is it running?"))?;
             let status: serde_json::Value = response.json().await?;
             if json {
                 print_json(&status)?;
