@@ -346,6 +346,9 @@ pub struct MqttSourceConfig {
     pub max_connections: usize,
     /// Embedded endpoint: connections open at once from one address.
     pub max_connections_per_address: usize,
+    /// Embedded endpoint: connections open at once that have not passed CONNECT (within the caps
+    /// above); past it the oldest of them is closed, so silent sockets cannot keep devices out.
+    pub max_unauthenticated_connections: usize,
     /// Embedded endpoint: the longest keep-alive a CONNECT may ask for, in seconds (0 is refused too).
     pub max_keepalive_secs: u16,
     /// Embedded endpoint: seconds a new connection has for its TLS handshake and CONNECT.
@@ -388,6 +391,7 @@ impl Default for MqttSourceConfig {
             allow_anonymous: false,
             max_connections: 256,
             max_connections_per_address: 32,
+            max_unauthenticated_connections: 64,
             max_keepalive_secs: 300,
             connect_timeout_secs: 10,
             failed_connects_per_minute: 10,
@@ -970,6 +974,7 @@ impl Config {
         for (key, value) in [
             ("sources.mqtt.max_connections", mqtt.max_connections),
             ("sources.mqtt.max_connections_per_address", mqtt.max_connections_per_address),
+            ("sources.mqtt.max_unauthenticated_connections", mqtt.max_unauthenticated_connections),
             ("sources.mqtt.max_device_id_bytes", mqtt.max_device_id_bytes),
             ("sources.mqtt.max_batch_elements", mqtt.max_batch_elements),
             ("sources.mqtt.max_readings_per_payload", mqtt.max_readings_per_payload),

@@ -285,6 +285,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                     unacked_window: mqtt.unacked_window,
                     max_connections: mqtt.max_connections,
                     max_connections_per_address: mqtt.max_connections_per_address,
+                    max_unauthenticated: mqtt.max_unauthenticated_connections,
                     max_keepalive_secs: mqtt.max_keepalive_secs,
                     connect_timeout: Duration::from_secs(mqtt.connect_timeout_secs),
                 };

@@ -32,6 +32,9 @@ use crate::ingest::{Envelope, IngestHandle, Receipt, SourceTerms};
 use crate::normalise::PayloadLimits;
 use crate::sources::{ConnectionState, StatusReporter};
 
+/// Why a socket that had not logged in was closed: a newer one needed its place.
+const EVICTED: &str = "closed before CONNECT: newer sockets needed the place (max_unauthenticated_connections)";
+
 /// A write to a device that does not read for this long closes its connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,7 +94,7 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, status: StatusRepo
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(slot) = occupancy.take(peer.ip(), &endpoint.limits) else {
+                    let Some(mut slot) = occupancy.take(peer.ip(), &endpoint.limits) else {
                         refused_at_cap += 1;
                         drop(stream);
                         continue;
@@ -101,7 +104,7 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, status: StatusRepo
                     let shutdown = shutdown.clone();
                     let clock = status.clock().clone();
                     tracker.spawn(async move {
-                        if let Err(e) = accept(stream, peer, &endpoint, clock, shutdown).await {
+                        if let Err(e) = accept(stream, peer, &mut slot, &endpoint, clock, shutdown).await {
                             tracing::debug!(%peer, error = %e, "device connection ended");
                         }
                         drop(slot);
@@ -121,45 +124,79 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, status: StatusRepo
     status.set(ConnectionState::Stopped);
 }
 
-/// Open connections, in all and per address.
+/// Open connections, in all and per address, and those not admitted yet (no CONNECT checked),
+/// oldest first.
 #[derive(Default)]
 struct Occupancy {
-    by_address: Mutex<HashMap<IpAddr, usize>>,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    by_address: HashMap<IpAddr, usize>,
+    unadmitted: std::collections::VecDeque<(u64, CancellationToken)>,
+    next_id: u64,
 }
 
 /// One connection's place, given back when it closes.
 struct Slot {
     occupancy: Arc<Occupancy>,
     ip: IpAddr,
+    id: u64,
+    /// Cancelled when a newer socket needs its place before it passed CONNECT.
+    evicted: CancellationToken,
+    admitted: bool,
 }
 
 impl Occupancy {
+    /// A place for a new socket, if the caps in all and per address leave one. Sockets that have
+    /// not passed CONNECT have a cap of their own: past it, the oldest of them is closed to make
+    /// room, so a flood of silent sockets cannot keep a device from logging in (a device sends its
+    /// CONNECT within moments of connecting; a silent socket never does).
     fn take(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Option<Slot> {
-        let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = by_address.values().sum();
-        let here = by_address.entry(ip).or_default();
-        if total >= limits.max_connections || *here >= limits.max_connections_per_address {
-            if *here == 0 {
-                by_address.remove(&ip);
-            }
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = counts.by_address.values().sum();
+        let here = counts.by_address.get(&ip).copied().unwrap_or(0);
+        if total >= limits.max_connections || here >= limits.max_connections_per_address {
             return None;
         }
-        *here += 1;
-        Some(Slot { occupancy: self.clone(), ip })
+        if counts.unadmitted.len() >= limits.max_unauthenticated
+            && let Some((_, oldest)) = counts.unadmitted.pop_front()
+        {
+            oldest.cancel();
+        }
+        *counts.by_address.entry(ip).or_default() += 1;
+        counts.next_id += 1;
+        let (id, evicted) = (counts.next_id, CancellationToken::new());
+        counts.unadmitted.push_back((id, evicted.clone()));
+        Some(Slot { occupancy: self.clone(), ip, id, evicted, admitted: false })
     }
 
     fn open(&self) -> usize {
-        self.by_address.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).by_address.values().sum()
+    }
+}
+
+impl Slot {
+    /// The connection passed CONNECT: it no longer counts against the unauthenticated cap.
+    fn admit(&mut self) {
+        if !self.admitted {
+            self.admitted = true;
+            self.occupancy.counts.lock().unwrap_or_else(|e| e.into_inner()).unadmitted.retain(|(id, _)| *id != self.id);
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut by_address = self.occupancy.by_address.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = by_address.get_mut(&self.ip) {
+        let mut counts = self.occupancy.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.admitted {
+            counts.unadmitted.retain(|(id, _)| *id != self.id);
+        }
+        if let Some(n) = counts.by_address.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                by_address.remove(&self.ip);
+                counts.by_address.remove(&self.ip);
             }
         }
     }
@@ -181,6 +218,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections open at once from one address.
     pub max_connections_per_address: usize,
+    /// Connections open at once that have not passed CONNECT yet.
+    pub max_unauthenticated: usize,
     /// The longest keep-alive a CONNECT may ask for; 0 (none) is refused too.
     pub max_keepalive_secs: u16,
     /// How long a new socket has for its TLS handshake and its CONNECT.
@@ -206,26 +245,32 @@ struct Inlet<'a> {
 async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: &mut Slot,
     endpoint: &Endpoint,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError> {
     let Some(tls) = &endpoint.tls else {
-        return connection(stream, peer, None, endpoint, clock, shutdown).await;
+        return connection(stream, peer, None, slot, endpoint, clock, shutdown).await;
     };
-    let stream = match tokio::time::timeout(endpoint.limits.connect_timeout, tls.acceptor.accept(stream)).await {
+    let handshake = tokio::time::timeout(endpoint.limits.connect_timeout, tls.acceptor.accept(stream));
+    let stream = match tokio::select! {
+        done = handshake => done,
+        _ = slot.evicted.cancelled() => return Err(ConnectionError::Violation(EVICTED)),
+    } {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(ConnectionError::Tls(e.to_string())),
         Err(_) => return Err(ConnectionError::Violation("no TLS handshake within the connect timeout")),
     };
     let name = tls::peer_name(stream.get_ref().1);
-    connection(stream, peer, name, endpoint, clock, shutdown).await
+    connection(stream, peer, name, slot, endpoint, clock, shutdown).await
 }
 
 async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     stream: S,
     peer: SocketAddr,
     certificate_name: Option<String>,
+    slot: &mut Slot,
     endpoint: &Endpoint,
     clock: SharedClock,
     shutdown: CancellationToken,
@@ -241,7 +286,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         }
         read_packet(&mut rd, &mut buf, max_packet).await
     };
-    let connect = match tokio::time::timeout(limits.connect_timeout, first).await {
+    let first = tokio::time::timeout(limits.connect_timeout, first);
+    let connect = match tokio::select! {
+        done = first => done,
+        _ = slot.evicted.cancelled() => return Err(ConnectionError::Violation(EVICTED)),
+    } {
         Ok(Ok(Some(Packet::Connect(c)))) => c,
         Ok(Ok(None)) => {
             refuse(&mut wr, ConnectReturnCode::RefusedProtocolVersion, max_packet).await;
@@ -263,6 +312,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
             return Err(ConnectionError::Refused(refusal));
         }
     };
+    slot.admit();
     // A persistent-session client re-sends its unacknowledged PUBLISHes; the inbox recognises them.
     write_packet(
         &mut wr,
@@ -504,4 +554,50 @@ async fn write_packet<W: AsyncWrite + Unpin>(wr: &mut W, packet: &Packet, max: u
     let mut out = BytesMut::with_capacity(packet.size() + 8);
     packet.write(&mut out, max).map_err(ConnectionError::Protocol)?;
     bounded(wr.write_all(&out)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn limits(total: usize, per_address: usize, unauthenticated: usize) -> Limits {
+        Limits {
+            max_packet_bytes: 1024,
+            payload_limit: 1024,
+            payload: PayloadLimits::default(),
+            unacked_window: 1,
+            max_connections: total,
+            max_connections_per_address: per_address,
+            max_unauthenticated: unauthenticated,
+            max_keepalive_secs: 60,
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+    }
+
+    #[test]
+    fn the_caps_hold_and_the_oldest_silent_socket_makes_room_for_a_new_one() {
+        let occupancy = Arc::new(Occupancy::default());
+        let limits = limits(4, 2, 2);
+        let mut first = occupancy.take(ip(1), &limits).unwrap();
+        first.admit();
+        let second = occupancy.take(ip(1), &limits).unwrap();
+        assert!(occupancy.take(ip(1), &limits).is_none(), "two per address");
+        let third = occupancy.take(ip(2), &limits).unwrap();
+        // Two not yet admitted (second, third): the next evicts the older, second.
+        let fourth = occupancy.take(ip(3), &limits).unwrap();
+        assert!(second.evicted.is_cancelled() && !third.evicted.is_cancelled());
+        assert!(occupancy.take(ip(4), &limits).is_none(), "four in all, evicted or not, until they close");
+        drop(second);
+        assert_eq!(occupancy.open(), 3);
+        assert!(!first.evicted.is_cancelled(), "an admitted session is never evicted");
+        drop((first, third, fourth));
+        assert_eq!(occupancy.open(), 0);
+        assert!(occupancy.counts.lock().unwrap().unadmitted.is_empty());
+    }
 }
