@@ -198,9 +198,14 @@ pub fn sink(config: &EhrConfig, store: Arc<dyn Store>, clock: SharedClock) -> Re
                 Hl7v2Settings {
                     address: address.clone(),
                     tls: match config.mllp_tls {
-                        true => Some(
-                            MllpTls::new(&address, config.mllp_ca_file.as_deref()).map_err(EhrSetupError::Invalid)?,
-                        ),
+                        true => {
+                            let client =
+                                config.mllp_client_cert_file.as_deref().zip(config.mllp_client_key_file.as_deref());
+                            Some(
+                                MllpTls::new(&address, config.mllp_ca_file.as_deref(), client)
+                                    .map_err(EhrSetupError::Invalid)?,
+                            )
+                        }
                         false => None,
                     },
                     sending_application: config.sending_application.clone(),

@@ -607,6 +607,10 @@ pub struct EhrConfig {
     pub mllp_tls: bool,
     /// HL7 v2 over TLS: the PEM CA the receiver's certificate chains to (default: the system's roots).
     pub mllp_ca_file: Option<PathBuf>,
+    /// HL7 v2 over TLS: Vigil's PEM client certificate, for a receiver that requires one.
+    pub mllp_client_cert_file: Option<PathBuf>,
+    /// HL7 v2 over TLS: the PEM private key of `mllp_client_cert_file`.
+    pub mllp_client_key_file: Option<PathBuf>,
     /// HL7 v2: MSH-3, sending application.
     pub sending_application: String,
     /// HL7 v2: MSH-4, sending facility.
@@ -662,6 +666,8 @@ impl Default for EhrConfig {
             mllp_address: None,
             mllp_tls: false,
             mllp_ca_file: None,
+            mllp_client_cert_file: None,
+            mllp_client_key_file: None,
             sending_application: "VIGIL".into(),
             sending_facility: "VIGIL".into(),
             allow_insecure_ehr: false,
@@ -784,6 +790,8 @@ impl Config {
             &mut self.broker.tls_client_ca_file,
             &mut self.status.token_file,
             &mut self.ehr.mllp_ca_file,
+            &mut self.ehr.mllp_client_cert_file,
+            &mut self.ehr.mllp_client_key_file,
             &mut self.status.tls_cert_file,
             &mut self.status.tls_key_file,
         ]
@@ -913,6 +921,8 @@ impl Config {
             ("broker.tls_key_file", &self.broker.tls_key_file),
             ("broker.tls_client_ca_file", &self.broker.tls_client_ca_file),
             ("ehr.mllp_ca_file", &self.ehr.mllp_ca_file),
+            ("ehr.mllp_client_cert_file", &self.ehr.mllp_client_cert_file),
+            ("ehr.mllp_client_key_file", &self.ehr.mllp_client_key_file),
         ] {
             if let Some(f) = file
                 && !f.is_file()
@@ -934,6 +944,14 @@ impl Config {
                 &self.status.listen,
                 "off loopback, the board and the drills would cross the network in plain text",
                 "set status.tls_cert_file and status.tls_key_file, or keep it on 127.0.0.1",
+            ));
+        }
+        if self.ehr.mllp_client_cert_file.is_some() != self.ehr.mllp_client_key_file.is_some() {
+            out.push(problem(
+                "ehr.mllp_client_key_file",
+                "(one of two)",
+                "a client certificate needs its key, and a key its certificate",
+                "set both ehr.mllp_client_cert_file and ehr.mllp_client_key_file, or neither",
             ));
         }
         if self.status.tls_cert_file.is_some() != self.status.tls_key_file.is_some() {

@@ -154,11 +154,19 @@ async fn an_ar_for_an_unsupported_version_is_a_configuration_mode_not_a_dead_let
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mllp_over_tls_reaches_a_receiver_whose_certificate_checks_out_and_no_other() -> anyhow::Result<()> {
     let certs = tempfile::tempdir()?;
-    vigil_tests::certificates(certs.path(), "unused-client")?;
+    vigil_tests::certificates(certs.path(), "vigil")?;
     let file = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
-    let peer = MllpPeer::start(&["--tls-cert", &file("server.pem"), "--tls-key", &file("server.key")])?;
+    // Mutual TLS: the receiver also asks for Vigil's certificate.
+    let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+    let peer = MllpPeer::start(&["--tls-cert", &cert, "--tls-key", &key, "--tls-client-ca", &ca])?;
     let site = hl7_site(&peer)?;
-    site.set_in("ehr", &format!("mllp_tls = true\nmllp_ca_file = {:?}", file("ca.pem")))?;
+    let (client_cert, client_key) = (file("client.pem"), file("client.key"));
+    site.set_in(
+        "ehr",
+        &format!(
+            "mllp_tls = true\nmllp_ca_file = {ca:?}\nmllp_client_cert_file = {client_cert:?}\nmllp_client_key_file = {client_key:?}"
+        ),
+    )?;
     event(&site, &["--obs", "150456=91"])?;
     let vigil = site.run()?;
     site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1).await?;
@@ -177,6 +185,17 @@ async fn mllp_over_tls_reaches_a_receiver_whose_certificate_checks_out_and_no_ot
     let outbox = site.outbox()?;
     assert_eq!((with_status(&outbox, "delivered"), with_status(&outbox, "pending")), (1, 1), "{outbox:#?}");
     assert_eq!(peer.received()?.len(), 1, "nothing reached a receiver Vigil could not verify");
+    assert!(vigil.terminate().await?.success());
+
+    // The right CA again, but no client certificate: the receiver refuses Vigil.
+    let config = std::fs::read_to_string(&site.config)?
+        .replace(&other.path().join("ca.pem").to_string_lossy().into_owned(), &file("ca.pem"));
+    let config: Vec<&str> = config.lines().filter(|l| !l.starts_with("mllp_client_")).collect();
+    std::fs::write(&site.config, config.join("\n"))?;
+    let vigil = site.run()?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(with_status(&site.outbox()?, "pending"), 1, "still queued");
+    assert_eq!(peer.received()?.len(), 1, "a receiver that requires a client certificate got nothing without one");
     assert!(vigil.terminate().await?.success());
     Ok(())
 }

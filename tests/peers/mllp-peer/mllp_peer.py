@@ -739,6 +739,9 @@ class Peer:
         if self.args.tls_cert:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(self.args.tls_cert, self.args.tls_key)
+            if self.args.tls_client_ca:
+                tls.verify_mode = ssl.CERT_REQUIRED
+                tls.load_verify_locations(self.args.tls_client_ca)
         server = await hl7.mllp.start_hl7_server(
             self.on_client, host="127.0.0.1", port=self.args.port, limit=self.args.max_bytes, ssl=tls)
         port = server.sockets[0].getsockname()[1]
@@ -790,6 +793,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     p.add_argument("--tls-cert", metavar="PEM", help="serve MLLP over TLS with this certificate chain")
     p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    p.add_argument("--tls-client-ca", metavar="PEM",
+                   help="require a client certificate signed by this CA (mutual TLS)")
     return p.parse_args(argv)
 
 

@@ -112,8 +112,13 @@ impl std::fmt::Debug for MllpTls {
 
 impl MllpTls {
     /// TLS to the receiver at `address` (`host:port`; the host is the name its certificate must
-    /// carry), trusting the CAs in `ca_file`, or the system's roots.
-    pub fn new(address: &str, ca_file: Option<&std::path::Path>) -> Result<MllpTls, String> {
+    /// carry), trusting the CAs in `ca_file`, or the system's roots; with `client` (a PEM certificate
+    /// chain and its key), Vigil proves who it is to a receiver that asks.
+    pub fn new(
+        address: &str,
+        ca_file: Option<&std::path::Path>,
+        client: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<MllpTls, String> {
         let host = address.rsplit_once(':').map_or(address, |(host, _)| host).trim_matches(['[', ']']);
         let server_name = ServerName::try_from(host.to_string())
             .map_err(|e| format!("{host:?} cannot be checked against a certificate: {e}"))?;
@@ -130,11 +135,21 @@ impl MllpTls {
             }
         }
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let config = match client {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                    .and_then(|c| c.collect::<Result<_, _>>())
+                    .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())?
+            }
+        };
         Ok(MllpTls { connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)), server_name })
     }
 }
