@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
-use crate::access::{self, DeviceAcl, Login};
+use crate::access::Login;
 use crate::config::{BrokerMode, Config};
 use crate::identify::{Flow, NewPairing};
 use crate::pipeline;
@@ -170,15 +170,12 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// A gateway credential (`*`) for the bench's publishers, made before the endpoint opens: the
-/// measured path includes the CONNECT check, as at a site.
+/// A gateway credential (`*`) for the bench's publishers, made through the facade before the
+/// endpoint opens: the measured path includes the CONNECT check, as at a site.
 async fn provision_login(config: &Config) -> anyhow::Result<Login> {
-    let store = crate::store::open(&config.store.url, crate::clock::system()).await?;
-    let secret = access::new_secret();
-    let key = store.credential_key().await?;
-    let allowed = DeviceAcl::parse(&["*"]).map_err(anyhow::Error::msg)?;
-    store.add_credential("bench", &access::hash_secret(&key, secret.as_bytes()), &allowed, "bench").await?;
-    Ok(Login { username: "bench".into(), secret })
+    let admin = crate::api::Admin::open(config.clone(), crate::clock::system()).await?;
+    let issued = admin.add_credential(&crate::api::Actor::named("bench")?, "bench", &["*".to_string()]).await?;
+    Ok(Login { username: issued.username, secret: issued.secret })
 }
 
 /// A publisher's options, with the bench's credential.

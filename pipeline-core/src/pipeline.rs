@@ -119,7 +119,7 @@ pub fn status_token_file(config: &Config) -> std::path::PathBuf {
     if let Some(file) = &config.status.token_file {
         return file.clone();
     }
-    match config.store.url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) {
+    match database_file(&config.store.url) {
         Some(db) => std::path::Path::new(db).with_file_name("status.token"),
         None => std::env::temp_dir().join(format!("vigil-{}-{}.status.token", std::process::id(), rand_id())),
     }
@@ -128,10 +128,15 @@ pub fn status_token_file(config: &Config) -> std::path::PathBuf {
 /// The alert circuit's queue file, beside the database: `<database>.alert-queue`. A store that is
 /// not a file (an in-memory one, for tests) gets one in a fresh temporary directory.
 pub fn alert_queue_file(store_url: &str) -> std::path::PathBuf {
-    match store_url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) {
+    match database_file(store_url) {
         Some(db) => format!("{db}.alert-queue").into(),
         None => std::env::temp_dir().join(format!("vigil-{}-{}.alert-queue", std::process::id(), rand_id())),
     }
+}
+
+/// The database file a store URL names; `None` for a store that is not a file (in memory).
+fn database_file(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':'))
 }
 
 fn rand_id() -> u64 {
@@ -139,7 +144,7 @@ fn rand_id() -> u64 {
 }
 
 fn lock_store(url: &str) -> Result<Option<std::fs::File>, StartError> {
-    let Some(db) = url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) else { return Ok(None) };
+    let Some(db) = database_file(url) else { return Ok(None) };
     let path = std::path::PathBuf::from(format!("{db}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -247,9 +247,9 @@ impl Guard {
     fn refuses(&self, headers: &axum::http::HeaderMap, path: &str) -> Option<(StatusCode, &'static str)> {
         let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         let local = |authority: &str| {
-            let port = self.port;
-            [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]
-                .contains(&authority.into())
+            authority.rsplit_once(':').is_some_and(|(host, port)| {
+                matches!(host, "127.0.0.1" | "localhost" | "[::1]") && port.parse() == Ok(self.port)
+            })
         };
         if self.loopback && header(header::HOST).is_some_and(|host| !local(host)) {
             return Some((StatusCode::FORBIDDEN, "refused: the Host header does not name this loopback endpoint\n"));

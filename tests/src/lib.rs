@@ -203,13 +203,7 @@ impl Drop for Mosquitto {
 pub const GATEWAY: &str = "test-gateway";
 
 /// A client's CONNECT credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Login {
-    /// The user name.
-    pub username: String,
-    /// The secret.
-    pub secret: String,
-}
+pub use pipeline_core::access::Login;
 
 /// The gateway login of each running Vigil's embedded endpoint, by port: the publish helpers take
 /// a port, as a device is configured with an address, and find the site's credential here.

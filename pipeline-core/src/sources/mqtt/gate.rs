@@ -69,7 +69,8 @@ impl Refusal {
 struct Snapshot {
     key: [u8; 32],
     by_name: HashMap<String, Credential>,
-    generation: i64,
+    /// The change counter it was loaded at; `None` before the first load.
+    generation: Option<i64>,
 }
 
 /// Refused CONNECTs from one address in the current window.
@@ -110,12 +111,13 @@ impl Gate {
 
     async fn reload(&self, store: &dyn CredentialStore) -> Result<(), StoreError> {
         let generation = store.credentials_generation().await?;
-        if generation == self.snapshot.read().unwrap_or_else(|e| e.into_inner()).generation && generation != 0 {
+        if Some(generation) == self.snapshot.read().unwrap_or_else(|e| e.into_inner()).generation {
             return Ok(());
         }
         let key = store.credential_key().await?;
         let by_name = store.credentials().await?.into_iter().map(|c| (c.username.clone(), c)).collect();
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Snapshot { key, by_name, generation };
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
+            Snapshot { key, by_name, generation: Some(generation) };
         self.changed.send_replace(generation);
         Ok(())
     }

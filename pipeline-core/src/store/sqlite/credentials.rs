@@ -100,17 +100,8 @@ impl CredentialStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::Refused(format!("no live credential is named {username:?}")));
-        }
-        append_audit(
-            &mut tx,
-            self.clock.now(),
-            [actor, "credential.rotate", username, "new secret; live sessions closed"],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let audit = [actor, "credential.rotate", username, "new secret; live sessions closed"];
+        self.finish_change(tx, changed, audit).await
     }
 
     async fn revoke_credential(&self, username: &str, actor: &str) -> Result<(), StoreError> {
@@ -123,15 +114,22 @@ impl CredentialStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        self.finish_change(tx, changed, [actor, "credential.revoke", username, "revoked; live sessions closed"]).await
+    }
+}
+
+impl SqliteStore {
+    /// Ends a change to a live credential: refused when none changed, else audited and committed.
+    async fn finish_change(
+        &self,
+        mut tx: sqlx::Transaction<'static, Sqlite>,
+        changed: u64,
+        audit: [&str; 4],
+    ) -> Result<(), StoreError> {
         if changed == 0 {
-            return Err(StoreError::Refused(format!("no live credential is named {username:?}")));
+            return Err(StoreError::Refused(format!("no live credential is named {:?}", audit[2])));
         }
-        append_audit(
-            &mut tx,
-            self.clock.now(),
-            [actor, "credential.revoke", username, "revoked; live sessions closed"],
-        )
-        .await?;
+        append_audit(&mut tx, self.clock.now(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
