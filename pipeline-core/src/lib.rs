@@ -12,6 +12,7 @@
 //! - [`clock`]: where "now" comes from; every module that reads the time takes one.
 //! - [`audit`]: the hash-chained audit log, independent of the backend.
 //! - [`access`]: device credentials, their access lists, and who published a payload.
+//! - [`hl7`]: HL7 v2 as bytes: delimiters, segments, escapes and MLLP framing.
 //! - [`dedup`]: duplicate suppression by content hash, independent of the backend.
 //! - [`simulate`]: realistic simulated devices for the demo, tests and benchmarks.
 //!
@@ -61,6 +62,7 @@ pub mod demo;
 pub mod fhir;
 pub mod fuzz;
 pub mod health;
+pub mod hl7;
 pub mod identify;
 pub mod ingest;
 pub mod model;

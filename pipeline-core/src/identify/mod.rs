@@ -229,6 +229,57 @@ pub fn implausible(reading: &Reading, policy: &Policy) -> Option<String> {
     Some(format!("{} {value} {} is outside the plausible range {low}-{high} {}{hint}", m.display, m.unit, m.unit))
 }
 
+/// Why the patient identifiers a reading carries cannot stand for the paired patient, if they
+/// cannot. Only identifiers in the pairing's system are compared (an HL7 PID-3 also lists others):
+/// one of them must carry the paired value and none another. A reading whose identifiers are all in
+/// other systems disagrees too, unless a system is unknown, which is named instead.
+fn hints_disagree(
+    reading: &Reading,
+    patient: &PatientRecord,
+    pairing: i64,
+    policy: &Policy,
+) -> Option<(QuarantineReason, String)> {
+    let device = &reading.device_id;
+    if reading.patient_hints.is_empty() {
+        return None;
+    }
+    let paired_system = policy.identity.resolve_system(&patient.id_system).unwrap_or(patient.id_system.clone());
+    let mut unknown = None;
+    let mut in_paired_system = Vec::new();
+    for hint in &reading.patient_hints {
+        match policy.identity.resolve_system(&hint.system) {
+            None => unknown = unknown.or(Some(&hint.system)),
+            Some(system) if system == paired_system => in_paired_system.push(&hint.value),
+            Some(_) => {}
+        }
+    }
+    let mismatch = || {
+        // The system's name is not PHI; the value is.
+        Some((
+            QuarantineReason::PatientMismatch,
+            format!(
+                "device {device} sent a patient identifier that differs from pairing {pairing}: check who wears the device"
+            ),
+        ))
+    };
+    if in_paired_system.iter().any(|value| **value != patient.id_value) {
+        return mismatch();
+    }
+    if !in_paired_system.is_empty() {
+        return None;
+    }
+    match unknown {
+        Some(system) => Some((
+            QuarantineReason::UnknownIdentifierSystem,
+            format!(
+                "device {device} names its patient in identifier system {system:?}, which is neither an absolute URI \
+                 nor an alias in [identity.systems]: add the alias, then release"
+            ),
+        )),
+        None => mismatch(),
+    }
+}
+
 /// Decides where a reading goes. A pure function of the reading, the registry snapshot and the clock.
 pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: DateTime<Utc>) -> Verdict {
     let quarantine = |reason, detail: String| Verdict::Quarantine { reason, detail };
@@ -274,28 +325,8 @@ pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: Da
             format!("pairing {} of device {device} is to a patient not yet verified: verify the patient", pairing.id),
         );
     }
-    if let Some(hint) = &reading.patient_hint {
-        // The system's name is not PHI; the value is.
-        let Some(system) = policy.identity.resolve_system(&hint.system) else {
-            return quarantine(
-                QuarantineReason::UnknownIdentifierSystem,
-                format!(
-                    "device {device} names its patient in identifier system {:?}, which is neither an absolute URI \
-                     nor an alias in [identity.systems]: add the alias, then release",
-                    hint.system
-                ),
-            );
-        };
-        let paired_system = policy.identity.resolve_system(&patient.id_system).unwrap_or(patient.id_system.clone());
-        if system != paired_system || hint.value != patient.id_value {
-            return quarantine(
-                QuarantineReason::PatientMismatch,
-                format!(
-                    "device {device} sent a patient identifier that differs from pairing {}: check who wears the device",
-                    pairing.id
-                ),
-            );
-        }
+    if let Some((reason, detail)) = hints_disagree(reading, patient, pairing.id, policy) {
+        return quarantine(reason, detail);
     }
     if !registry.consents_to(patient.id, Flow::Store) {
         return Verdict::Hold { patient_id: patient.id, flow: Flow::Store };
@@ -338,7 +369,10 @@ mod tests {
             metric: metric_by_code(150456).unwrap(),
             value: 97.0,
             observed_at: at(t),
-            patient_hint: hint.map(|value| PatientHint { system: "urn:mrn".into(), value: value.into() }),
+            patient_hints: hint
+                .map(|value| PatientHint { system: "urn:mrn".into(), value: value.into() })
+                .into_iter()
+                .collect(),
             validity: Validity::Valid,
         }
     }
@@ -417,7 +451,7 @@ mod tests {
         policy.identity.systems.insert("NORTHCLINIC".into(), "urn:oid:1.2.3".into());
         let now = at("2026-07-01T00:00:00Z");
         let with = |system: &str, value: &str| Reading {
-            patient_hint: Some(PatientHint { system: system.into(), value: value.into() }),
+            patient_hints: vec![PatientHint { system: system.into(), value: value.into() }],
             ..reading("OX-1", "2026-02-01T00:00:00Z", None)
         };
         // Same value in another system: not the same patient.

@@ -25,9 +25,9 @@ pub struct Reading {
     pub value: f64,
     /// When the device says it measured, at millisecond precision.
     pub observed_at: DateTime<Utc>,
-    /// A patient identifier found in the payload, if the profile maps one; identify checks it
-    /// against the pairing. PHI: never log it.
-    pub patient_hint: Option<PatientHint>,
+    /// The patient identifiers found in the payload (a profile maps one; an HL7 PID-3 may repeat);
+    /// identify checks them against the pairing. PHI: never log them.
+    pub patient_hints: Vec<PatientHint>,
     /// Measurement validity as the device flagged it.
     pub validity: Validity,
 }

@@ -26,6 +26,7 @@
 //!   the mapping's `no_value` sentinel is kept as invalid (the device had no measurement).
 
 mod path;
+pub mod pcd01;
 pub mod profile;
 
 use std::fmt;
@@ -38,7 +39,7 @@ use crate::model::units::{self, convert, parse_unit};
 use crate::model::{PatientHint, Reading, Validity};
 use path::JsonPath;
 pub use profile::{Delivery, Profile, ProfileError, ProfileProblem, ProfileSet, load_profile};
-use profile::{Mapping, TimeFormat, UnitSource, ValidityField};
+use profile::{Mapping, PatientSystem, TimeFormat, UnitSource, ValidityField};
 
 /// Why a payload was rejected: a stable, machine-readable class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +66,10 @@ pub enum RejectReason {
     /// The publisher may not speak for the device the payload names (its credential's access list,
     /// or, through an external broker, the topic's device level).
     NotAuthorised,
+    /// Not an HL7 v2 message (no MSH segment, or bad delimiters).
+    NotHl7,
+    /// An HL7 message Vigil does not take (not ORU^R01, or a version outside 2.3-2.8).
+    UnsupportedMessage,
 }
 
 impl RejectReason {
@@ -81,6 +86,8 @@ impl RejectReason {
             RejectReason::TooLarge => "too_large",
             RejectReason::OverLimit => "over_limit",
             RejectReason::NotAuthorised => "not_authorised",
+            RejectReason::NotHl7 => "not_hl7",
+            RejectReason::UnsupportedMessage => "unsupported_message",
         }
     }
 }
@@ -107,6 +114,21 @@ impl Rejection {
         Rejection { reason, detail }
     }
 
+    /// One rejection for several problems: the first one's class, and every detail (the first
+    /// [`MAX_PROBLEMS_SHOWN`]), so one round of fixes can fix them all.
+    pub fn combined(problems: Vec<Rejection>) -> Rejection {
+        let Some(first) = problems.first() else {
+            return Rejection::new(RejectReason::NoReadings, "the payload yields nothing".into());
+        };
+        let mut details: Vec<&str> = problems.iter().take(MAX_PROBLEMS_SHOWN).map(|p| p.detail.as_str()).collect();
+        let more = problems.len().saturating_sub(MAX_PROBLEMS_SHOWN);
+        let tail = format!("and {more} more");
+        if more > 0 {
+            details.push(&tail);
+        }
+        Rejection::new(first.reason, details.join("; "))
+    }
+
     /// The rejection for a payload on a topic no profile serves.
     pub fn no_profile(topic: &str) -> Rejection {
         Rejection::new(
@@ -115,6 +137,9 @@ impl Rejection {
         )
     }
 }
+
+/// Problems a rejection's detail lists; a batch of 2000 bad elements says how many more there are.
+pub const MAX_PROBLEMS_SHOWN: usize = 20;
 
 /// What one payload may carry; each source configures its own (`[sources.mqtt]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,17 +174,42 @@ fn device_id_char(c: char) -> bool {
 /// The readings a payload carries, as the profile maps them, in mapping order (per element with
 /// `each`). The whole payload is rejected if any part of it is wrong: half a payload could hide the
 /// reading that mattered. It is rejected too when it carries more than `limits` allow, before the
-/// readings are made.
+/// readings are made. The rejection names every problem, not only the first.
 pub fn normalise(profile: &Profile, payload: &[u8], limits: &PayloadLimits) -> Result<Vec<Reading>, Rejection> {
-    let doc: Value = serde_json::from_slice(payload)
-        .map_err(|e| Rejection::new(RejectReason::NotJson, format!("payload is not JSON: {e}")))?;
-    let mut readings = Vec::new();
+    let trial = trial(profile, payload, limits);
+    if trial.problems.is_empty() { Ok(trial.readings) } else { Err(Rejection::combined(trial.problems)) }
+}
+
+/// Everything one payload yields under a profile: what `vigil profile try` prints, and what ingest
+/// stores and counts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Trial {
+    /// The readings; meaningful only when there is no problem.
+    pub readings: Vec<Reading>,
+    /// Every problem, each naming its field; any one rejects the whole payload.
+    pub problems: Vec<Rejection>,
+    /// Fields the payload carries that the profile does not read, as paths (`/batch/*/pi` for
+    /// every element of an array).
+    pub unmapped: Vec<String>,
+}
+
+/// Reads a payload with a profile, collecting every problem and every unmapped field.
+pub fn trial(profile: &Profile, payload: &[u8], limits: &PayloadLimits) -> Trial {
+    let doc: Value = match serde_json::from_slice(payload) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let problem = Rejection::new(RejectReason::NotJson, format!("payload is not JSON: {e}"));
+            return Trial { problems: vec![problem], ..Trial::default() };
+        }
+    };
+    let mut trial = Trial::default();
+    let mut used = Used::default();
     match &profile.each {
         None => {
             let scope = Scope { profile, root: &doc, here: &doc, element: None, limits };
-            scope.readings(&mut readings)?;
-            if readings.is_empty() {
-                return Err(Rejection::new(
+            scope.readings(&mut trial, &mut used);
+            if trial.readings.is_empty() && trial.problems.is_empty() {
+                trial.problems.push(Rejection::new(
                     RejectReason::NoReadings,
                     format!("none of the profile's {} mapped values is in the payload", profile.mappings.len()),
                 ));
@@ -169,20 +219,22 @@ pub fn normalise(profile: &Profile, payload: &[u8], limits: &PayloadLimits) -> R
             let items = match each.resolve(&doc, &doc) {
                 Some(Value::Array(items)) => items,
                 Some(other) => {
-                    return Err(Rejection::new(
+                    trial.problems.push(Rejection::new(
                         RejectReason::BadValue,
                         format!("batch at {each} is {}, expected an array", describe(other)),
                     ));
+                    return trial;
                 }
                 None => {
-                    return Err(Rejection::new(
+                    trial.problems.push(Rejection::new(
                         RejectReason::MissingField,
                         format!("batch is missing: nothing at {each}"),
                     ));
+                    return trial;
                 }
             };
             if items.len() > limits.max_batch_elements {
-                return Err(Rejection::new(
+                trial.problems.push(Rejection::new(
                     RejectReason::OverLimit,
                     format!(
                         "batch at {each} has {} elements, over the limit of {} ({} max_batch_elements)",
@@ -191,22 +243,25 @@ pub fn normalise(profile: &Profile, payload: &[u8], limits: &PayloadLimits) -> R
                         limits.section
                     ),
                 ));
+                return trial;
             }
+            used.mark_path(each, &doc, &doc);
             for (i, item) in items.iter().enumerate() {
                 let scope = Scope { profile, root: &doc, here: item, element: Some(i), limits };
-                scope.readings(&mut readings)?;
-                if readings.len() > limits.max_readings {
-                    return Err(Rejection::new(
+                scope.readings(&mut trial, &mut used);
+                if trial.readings.len() > limits.max_readings {
+                    trial.problems.push(Rejection::new(
                         RejectReason::OverLimit,
                         format!(
                             "the payload carries more than {} readings ({} max_readings_per_payload)",
                             limits.max_readings, limits.section
                         ),
                     ));
+                    return trial;
                 }
             }
-            if readings.is_empty() {
-                return Err(Rejection::new(
+            if trial.readings.is_empty() && trial.problems.is_empty() {
+                trial.problems.push(Rejection::new(
                     RejectReason::NoReadings,
                     format!(
                         "none of the {} elements of {each} holds any of the profile's {} mapped values",
@@ -217,7 +272,60 @@ pub fn normalise(profile: &Profile, payload: &[u8], limits: &PayloadLimits) -> R
             }
         }
     }
-    Ok(readings)
+    trial.unmapped = used.unmapped(&doc);
+    trial
+}
+
+/// The parts of a payload a profile read, by address, to find what it left unread.
+#[derive(Default)]
+struct Used(std::collections::HashSet<usize>);
+
+impl Used {
+    fn mark(&mut self, value: &Value) {
+        self.0.insert(std::ptr::from_ref(value) as usize);
+    }
+
+    fn mark_path(&mut self, path: &JsonPath, root: &Value, scope: &Value) {
+        path.visit(root, scope, |v| self.mark(v));
+    }
+
+    fn is_used(&self, value: &Value) -> bool {
+        self.0.contains(&(std::ptr::from_ref(value) as usize))
+    }
+
+    /// Every leaf not read (nor under a part read), as a path with array indices written `*`.
+    fn unmapped(&self, doc: &Value) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut stack = Vec::new();
+        self.walk(doc, &mut stack, &mut out);
+        out.into_iter().collect()
+    }
+
+    fn walk<'v>(&self, value: &'v Value, at: &mut Vec<&'v str>, out: &mut std::collections::BTreeSet<String>) {
+        if self.is_used(value) {
+            return;
+        }
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, child) in map {
+                    at.push(key);
+                    self.walk(child, at, out);
+                    at.pop();
+                }
+            }
+            Value::Array(items) if !items.is_empty() => {
+                for child in items {
+                    at.push("*");
+                    self.walk(child, at, out);
+                    at.pop();
+                }
+            }
+            _ => {
+                let path: String = at.iter().map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1"))).collect();
+                out.insert(path);
+            }
+        }
+    }
 }
 
 /// One unit of readings: the whole payload, or one element of the `each` array.
@@ -250,25 +358,54 @@ impl<'a> Scope<'a> {
         Rejection::new(reason, format!("{what} at {} is {}, expected {expected}", self.locate(path), describe(value)))
     }
 
-    fn readings(&self, out: &mut Vec<Reading>) -> Result<(), Rejection> {
+    /// This scope's readings into `trial`, or its problems: every one of them.
+    fn readings(&self, trial: &mut Trial, used: &mut Used) {
         let profile = self.profile;
-        let device_id = self.device_id()?;
-        let observed_at = self.observed_at()?;
-        let patient_hint = self.patient_hint()?;
-        let validity = self.validity(profile.validity.as_ref())?;
+        let problems = &mut trial.problems;
+        let device_id = keep(problems, self.device_id());
+        let observed_at = keep(problems, self.observed_at());
+        let patient_hints = keep(problems, self.patient_hints());
+        let validity = keep(problems, self.validity(profile.validity.as_ref()));
+        let values: Vec<_> =
+            profile.mappings.iter().filter_map(|m| Some((m.metric, keep(problems, self.value(m))??))).collect();
+        self.mark_read(used);
+        let (Some(device_id), Some(observed_at), Some(patient_hints), Some(validity)) =
+            (device_id, observed_at, patient_hints, validity)
+        else {
+            return;
+        };
+        for (metric, (value, own)) in values {
+            trial.readings.push(Reading {
+                device_id: device_id.clone(),
+                metric,
+                value,
+                observed_at,
+                patient_hints: patient_hints.clone(),
+                validity: validity.worst(own),
+            });
+        }
+    }
+
+    /// Marks every part of the payload this scope's paths point at as read.
+    fn mark_read(&self, used: &mut Used) {
+        let profile = self.profile;
+        let (root, here) = (self.root, self.here);
+        let paths = [Some(&profile.device_id), Some(&profile.time.path), profile.patient.as_ref().map(|p| &p.path)]
+            .into_iter()
+            .chain([profile.validity.as_ref().map(|v| &v.path)])
+            .flatten();
+        for path in paths {
+            used.mark_path(path, root, here);
+        }
         for mapping in &profile.mappings {
-            if let Some((value, own)) = self.value(mapping)? {
-                out.push(Reading {
-                    device_id: device_id.clone(),
-                    metric: mapping.metric,
-                    value,
-                    observed_at,
-                    patient_hint: patient_hint.clone(),
-                    validity: validity.worst(own),
-                });
+            used.mark_path(&mapping.value, root, here);
+            if let UnitSource::Payload { path, .. } = &mapping.unit {
+                used.mark_path(path, root, here);
+            }
+            if let Some(v) = &mapping.validity {
+                used.mark_path(&v.path, root, here);
             }
         }
-        Ok(())
     }
 
     fn device_id(&self) -> Result<String, Rejection> {
@@ -316,25 +453,47 @@ impl<'a> Scope<'a> {
             .ok_or_else(|| self.bad(RejectReason::BadTime, "observed time", &time.path, value, expected))
     }
 
-    fn patient_hint(&self) -> Result<Option<PatientHint>, Rejection> {
-        let (Some(path), Some(system)) = (&self.profile.patient, &self.profile.patient_system) else {
-            return Ok(None);
+    /// The patient identifier the payload carries, if the profile maps one: a value in the
+    /// profile's system, or a `system|value` token (FHIR search style) whose system is named in it.
+    fn patient_hints(&self) -> Result<Vec<PatientHint>, Rejection> {
+        let Some(patient) = &self.profile.patient else {
+            return Ok(Vec::new());
         };
-        let hint = |value: String| Ok(Some(PatientHint { system: system.clone(), value }));
-        match self.get(path) {
-            None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => hint(s.clone()),
-            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => hint(n.to_string()),
+        let path = &patient.path;
+        let text = match self.get(path) {
+            None => return Ok(Vec::new()),
+            Some(Value::String(s)) if s.is_empty() => return Ok(Vec::new()),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
             // PHI: say what kind of value it is, never the value.
-            Some(_) => Err(Rejection::new(
-                RejectReason::BadValue,
-                format!(
-                    "patient identifier at {} is not a string or an integer (value withheld: PHI)",
-                    self.locate(path)
-                ),
-            )),
-        }
+            Some(_) => {
+                return Err(Rejection::new(
+                    RejectReason::BadValue,
+                    format!(
+                        "patient identifier at {} is not a string or an integer (value withheld: PHI)",
+                        self.locate(path)
+                    ),
+                ));
+            }
+        };
+        let hint = match &patient.system {
+            PatientSystem::Fixed(system) => PatientHint { system: system.clone(), value: text },
+            PatientSystem::Token => match text.split_once('|') {
+                Some((system, value)) if !system.is_empty() && !value.is_empty() => {
+                    PatientHint { system: system.to_string(), value: value.to_string() }
+                }
+                _ => {
+                    return Err(Rejection::new(
+                        RejectReason::BadValue,
+                        format!(
+                            "patient identifier at {} is not a system|value token (value withheld: PHI)",
+                            self.locate(path)
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok(vec![hint])
     }
 
     /// What a flag field says; valid when there is no field or the payload leaves the flag out.
@@ -441,6 +600,11 @@ impl<'a> Scope<'a> {
             format!("{what} at {} is {}: {why} (accepted: {})", self.locate(path), describe(value), listed.join(", ")),
         ))
     }
+}
+
+/// The value, or `None` with the problem recorded.
+fn keep<T>(problems: &mut Vec<Rejection>, result: Result<T, Rejection>) -> Option<T> {
+    result.map_err(|e| problems.push(e)).ok()
 }
 
 /// Epoch time in milliseconds from a number or a string holding one, `per_unit` ms per unit.

@@ -91,6 +91,18 @@ impl JsonPath {
     /// The value the path points at: from `root` when anchored, else from `scope`. `None` when
     /// anything on the way is absent or of a shape the path cannot walk through.
     pub fn resolve<'v>(&self, root: &'v Value, scope: &'v Value) -> Option<&'v Value> {
+        self.walk(root, scope, &mut |_| {})
+    }
+
+    /// Calls `seen` with every value resolving the path reads: the value it points at, and the field
+    /// each filter matched on (`label` in `[label=HR]`), so both count as read by the profile.
+    pub fn visit<'v>(&self, root: &'v Value, scope: &'v Value, mut seen: impl FnMut(&'v Value)) {
+        if let Some(value) = self.walk(root, scope, &mut seen) {
+            seen(value);
+        }
+    }
+
+    fn walk<'v>(&self, root: &'v Value, scope: &'v Value, matched_on: &mut dyn FnMut(&'v Value)) -> Option<&'v Value> {
         let mut current = if self.anchored { root } else { scope };
         for segment in &self.segments {
             if let Some(token) = &segment.token {
@@ -101,10 +113,11 @@ impl JsonPath {
                 };
             }
             if let Some(filter) = &segment.filter {
-                current = current
-                    .as_array()?
-                    .iter()
-                    .find(|item| item.get(&filter.field).and_then(Value::as_str) == Some(filter.value.as_str()))?;
+                let field =
+                    |item: &'v Value| item.get(&filter.field).filter(|f| f.as_str() == Some(filter.value.as_str()));
+                let (item, field) = current.as_array()?.iter().find_map(|item| Some((item, field(item)?)))?;
+                matched_on(field);
+                current = item;
             }
         }
         Some(current)

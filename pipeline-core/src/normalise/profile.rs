@@ -26,7 +26,9 @@
 //!
 //! [patient]                              # optional: a patient identifier in the payload
 //! path = "/monitor/patient/mrn"
-//! system = "urn:oid:1.2.3.4"             # the identifier system it belongs to
+//! system = "urn:oid:1.2.3.4"             # the identifier system it belongs to, or instead
+//! # format = "token"                     # the field is "system|value" (FHIR search style), its
+//!                                        # system a URI or an [identity.systems] alias
 //!
 //! [validity]                             # optional: the device's own quality flag
 //! path = "/status"
@@ -131,7 +133,7 @@ pub struct Profile {
     pub source: PathBuf,
     pub(super) device_id: JsonPath,
     pub(super) time: TimeField,
-    pub(super) patient: Option<JsonPath>,
+    pub(super) patient: Option<PatientField>,
     pub(super) validity: Option<ValidityField>,
     pub(super) each: Option<JsonPath>,
     pub(super) mappings: Vec<Mapping>,
@@ -145,6 +147,33 @@ pub struct Profile {
 pub(super) struct TimeField {
     pub(super) path: JsonPath,
     pub(super) format: TimeFormat,
+}
+
+/// Where the patient identifier is, and how its system is known.
+#[derive(Debug)]
+pub(super) struct PatientField {
+    pub(super) path: JsonPath,
+    pub(super) system: PatientSystem,
+}
+
+/// How a patient identifier's system is known.
+#[derive(Debug)]
+pub(super) enum PatientSystem {
+    /// The profile names it.
+    Fixed(String),
+    /// The field is a `system|value` token.
+    Token,
+}
+
+/// How a payload writes its patient identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PatientFormat {
+    /// The value alone, in the profile's `system`.
+    #[default]
+    Value,
+    /// `system|value` in one field.
+    Token,
 }
 
 /// Where the device's validity flag is and what its values mean.
@@ -378,7 +407,9 @@ struct TimeToml {
 #[serde(deny_unknown_fields)]
 struct PatientToml {
     path: Spanned<String>,
-    system: Spanned<String>,
+    system: Option<Spanned<String>>,
+    #[serde(default)]
+    format: PatientFormat,
 }
 
 #[derive(Deserialize)]
@@ -445,6 +476,15 @@ impl Checker<'_> {
             );
         }
 
+        if id == super::pcd01::PROFILE_ID {
+            self.refuse(
+                raw.id.span(),
+                format!(
+                    "profile id \"{id}\" is Vigil's built-in profile for HL7 v2 devices (IHE PCD-01): choose another id"
+                ),
+            );
+        }
+
         if raw.topics.get_ref().is_empty() {
             self.refuse(
                 raw.topics.span(),
@@ -462,14 +502,7 @@ impl Checker<'_> {
         let each = self.optional_path(raw.each.as_ref(), "each");
         let device_id = self.path(&raw.device_id, "device_id");
         let time_path = self.path(&raw.time.path, "time.path");
-        if let Some(p) = &raw.patient
-            && p.system.get_ref().trim().is_empty()
-        {
-            self.refuse(
-                p.system.span(),
-                "patient.system is empty: name the identifier system of the patient identifier, e.g. the MRN system's URI".to_string(),
-            );
-        }
+        let patient_system = raw.patient.as_ref().and_then(|p| self.patient_system(p));
         let patient = self.optional_path(raw.patient.as_ref().map(|p| &p.path), "patient.path");
         let validity_path = self.optional_path(raw.validity.as_ref().map(|v| &v.path), "validity.path");
 
@@ -508,11 +541,17 @@ impl Checker<'_> {
             topics: raw.topics.get_ref().iter().map(|t| t.get_ref().clone()).collect(),
             device_id_format: raw.device_id_format,
             delivery: raw.delivery,
-            patient_system: raw.patient.as_ref().map(|p| p.system.get_ref().clone()),
+            patient_system: match &patient_system {
+                Some(PatientSystem::Fixed(system)) => Some(system.clone()),
+                _ => None,
+            },
             source: self.file.to_path_buf(),
             device_id: device_id?,
             time: TimeField { path: time_path?, format: raw.time.format },
-            patient: patient?,
+            patient: match (patient?, patient_system) {
+                (Some(path), Some(system)) => Some(PatientField { path, system }),
+                _ => None,
+            },
             validity: match (validity_path?, raw.validity) {
                 (Some(path), Some(v)) => Some(ValidityField::new(path, v)),
                 _ => None,
@@ -522,6 +561,33 @@ impl Checker<'_> {
             id_line: line_of(self.src, raw.id.span().start),
             topic_lines: raw.topics.get_ref().iter().map(|t| line_of(self.src, t.span().start)).collect(),
         })
+    }
+
+    /// How `[patient]` knows its identifier's system: `system`, or `format = "token"`, not both.
+    fn patient_system(&mut self, raw: &PatientToml) -> Option<PatientSystem> {
+        match (raw.format, &raw.system) {
+            (PatientFormat::Value, Some(system)) if !system.get_ref().trim().is_empty() => {
+                Some(PatientSystem::Fixed(system.get_ref().clone()))
+            }
+            (PatientFormat::Value, system) => {
+                let span = system.as_ref().map_or(raw.path.span(), |s| s.span());
+                self.refuse(
+                    span,
+                    "patient.system is empty: name the identifier system of the patient identifier, e.g. the MRN \
+                     system's URI, or set format = \"token\" if the field is \"system|value\""
+                        .to_string(),
+                );
+                None
+            }
+            (PatientFormat::Token, None) => Some(PatientSystem::Token),
+            (PatientFormat::Token, Some(system)) => {
+                self.refuse(
+                    system.span(),
+                    "patient.system is set, but format = \"token\" takes the system from the field (\"system|value\"): remove system".to_string(),
+                );
+                None
+            }
+        }
     }
 
     fn mapping(&mut self, raw: &MappingToml) -> Option<Mapping> {

@@ -180,7 +180,7 @@ fn every_sample_payload_yields_exactly_the_expected_readings() {
         assert_eq!(got, want, "{}", path.display());
         for r in &readings {
             assert_eq!(r.device_id, case.device, "{}", path.display());
-            assert_eq!(r.patient_hint.as_ref().map(|h| h.value.as_str()), case.patient, "{}", path.display());
+            assert_eq!(r.patient_hints.first().map(|h| h.value.as_str()), case.patient, "{}", path.display());
             assert_eq!(crate::model::codes::metric_by_code(r.metric.mdc_code), Some(r.metric));
         }
     }
@@ -673,13 +673,26 @@ fn reject_reasons_have_stable_names() {
         RejectReason::BadUnit,
         RejectReason::NoReadings,
         RejectReason::TooLarge,
+        RejectReason::NotHl7,
+        RejectReason::UnsupportedMessage,
     ]
     .iter()
     .map(|r| r.as_str())
     .collect();
     assert_eq!(
         names,
-        ["no_profile", "not_json", "missing_field", "bad_value", "bad_time", "bad_unit", "no_readings", "too_large"]
+        [
+            "no_profile",
+            "not_json",
+            "missing_field",
+            "bad_value",
+            "bad_time",
+            "bad_unit",
+            "no_readings",
+            "too_large",
+            "not_hl7",
+            "unsupported_message"
+        ]
     );
     let rejection = Rejection::no_profile("vigil/devices/x/toaster");
     assert_eq!(rejection.reason, RejectReason::NoProfile);
@@ -734,4 +747,61 @@ fn a_value_takes_the_worse_of_its_own_flag_and_the_payloads_and_a_sentinel_is_no
     let unknown = read(&format!("{{\"sn\":\"A\",{ts},\"spo2\":{{\"v\":97,\"s\":\"??\"}}}}")).unwrap_err();
     assert_eq!(unknown.reason, RejectReason::BadValue);
     assert!(unknown.detail.starts_with("validity flag at /spo2/s is \"??\""), "{}", unknown.detail);
+}
+
+#[test]
+fn a_bad_time_and_an_empty_value_are_both_reported() {
+    let set = profiles();
+    let ox = set.get("acme-ox100").unwrap();
+    let trial = trial(ox, br#"{"sn":"OX-1","ts":"yesterday","spo2":"","pr":72}"#, &PayloadLimits::default());
+    let found: Vec<RejectReason> = trial.problems.iter().map(|p| p.reason).collect();
+    assert_eq!(found, [RejectReason::BadTime, RejectReason::BadValue]);
+    let rejection = Rejection::combined(trial.problems);
+    assert!(rejection.detail.contains("/ts") && rejection.detail.contains("/spo2"), "{}", rejection.detail);
+}
+
+#[test]
+fn fields_the_profile_does_not_read_are_listed_with_array_elements_folded() {
+    let set = profiles();
+    let ox = set.get("acme-ox100").unwrap();
+    let payload =
+        br#"{"sn":"OX-1","ts":"2026-11-24T10:00:00Z","spo2":97,"pr":72,"pi":3.1,"status":"ok","fw":{"v":"2.1"}}"#;
+    let trial = trial(ox, payload, &PayloadLimits::default());
+    assert!(trial.problems.is_empty(), "{:?}", trial.problems);
+    assert_eq!(trial.unmapped, ["/fw/v", "/pi"]);
+    let full = fs::read(fixture("payloads/medi-mx700/full-panel.json")).unwrap();
+    let monitor = set.get("medi-mx700").unwrap();
+    let read = self::trial(monitor, &full, &PayloadLimits::default());
+    assert!(read.problems.is_empty(), "{:?}", read.problems);
+    assert!(read.unmapped.iter().all(|p| !p.contains("label")), "a filter's field counts as read: {:?}", read.unmapped);
+}
+
+#[test]
+fn a_patient_token_names_its_system_in_the_field() {
+    let text = profile_text("tok", "t/+", SPO2)
+        .replace("[[mapping]]", "[patient]\npath = \"/patientRef\"\nformat = \"token\"\n\n[[mapping]]");
+    let dir = ProfileDir::new("token", &[("tok.toml", &text)]);
+    let set = dir.load().unwrap_or_else(|e| panic!("{e}"));
+    let profile = set.get("tok").unwrap();
+    let readings = normalise(
+        profile,
+        br#"{"sn":"OX-1","ts":"2026-11-24T10:00:00Z","spo2":97,"patientRef":"NORTHCLINIC|MRN-100877"}"#,
+        &PayloadLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(readings[0].patient_hints, [PatientHint { system: "NORTHCLINIC".into(), value: "MRN-100877".into() }]);
+    let bad = normalise(
+        profile,
+        br#"{"sn":"OX-1","ts":"2026-11-24T10:00:00Z","spo2":97,"patientRef":"MRN-100877"}"#,
+        &PayloadLimits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(bad.reason, RejectReason::BadValue);
+    assert!(bad.detail.contains("system|value") && !bad.detail.contains("MRN-100877"), "{}", bad.detail);
+    let both = text.replace("format = \"token\"", "format = \"token\"\nsystem = \"urn:x\"");
+    let dir = ProfileDir::new("token-and-system", &[("tok.toml", &both)]);
+    assert!(dir.load().unwrap_err().to_string().contains("remove system"));
+    let reserved = profile_text("pcd-01", "t/+", SPO2);
+    let dir = ProfileDir::new("reserved", &[("p.toml", &reserved)]);
+    assert!(dir.load().unwrap_err().to_string().contains("built-in profile for HL7 v2 devices"));
 }

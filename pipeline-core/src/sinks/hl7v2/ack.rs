@@ -8,6 +8,8 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::hl7::{EncodingError, Message, Segment};
+
 /// MSA-1, the acknowledgement code (HL7 table 0008): original mode `A*`, enhanced mode `C*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AckCode {
@@ -134,18 +136,17 @@ pub enum AckError {
 
 /// Parses a receiver's reply (without MLLP framing) into an [`Ack`].
 pub fn parse_ack(message: &str) -> Result<Ack, AckError> {
-    let mut lines = message.split(['\r', '\n']).filter(|line| !line.trim().is_empty());
-    let header =
-        lines.next().filter(|line| line.starts_with("MSH")).ok_or(AckError::MissingSegment { segment: "MSH" })?;
-    let delimiters = Delimiters::from_header(header)?;
-    let msh = Segment::parse(header, &delimiters);
-    let message_type = msh.component(9, 1, &delimiters);
-    if message_type != "ACK" {
+    let parsed = Message::parse(message).map_err(|e| match e {
+        EncodingError::NoHeader => AckError::MissingSegment { segment: "MSH" },
+        EncodingError::FieldSeparator(value) => AckError::InvalidField { segment: "MSH", field: 1, value },
+        EncodingError::EncodingCharacters(value) => AckError::InvalidField { segment: "MSH", field: 2, value },
+    })?;
+    let d = parsed.delimiters;
+    let msh = parsed.header();
+    if msh.component(9, 1) != "ACK" {
         return Err(AckError::InvalidField { segment: "MSH", field: 9, value: msh.field(9).to_string() });
     }
-
-    let segments: Vec<Segment> = lines.map(|line| Segment::parse(line, &delimiters)).collect();
-    let msa = segments.iter().find(|s| s.id() == "MSA").ok_or(AckError::MissingSegment { segment: "MSA" })?;
+    let msa = parsed.first("MSA").ok_or(AckError::MissingSegment { segment: "MSA" })?;
     let code = match msa.field(1) {
         "" => return Err(AckError::MissingField { segment: "MSA", field: 1 }),
         raw => AckCode::parse(raw).ok_or_else(|| AckError::InvalidField {
@@ -154,35 +155,32 @@ pub fn parse_ack(message: &str) -> Result<Ack, AckError> {
             value: raw.to_string(),
         })?,
     };
-    let control_id = delimiters.unescape(msa.field(2));
+    let control_id = d.unescape(msa.field(2));
     if control_id.is_empty() {
         return Err(AckError::MissingField { segment: "MSA", field: 2 });
     }
-    let text = non_empty(delimiters.unescape(msa.first_repetition(3, &delimiters)));
+    let text = non_empty(d.unescape(msa.first_repetition(3)));
 
-    let errors: Vec<String> =
-        segments.iter().filter(|s| s.id() == "ERR").filter_map(|err| describe_error(err, &delimiters)).collect();
+    let errs = || parsed.segments.iter().filter(|s| s.id() == "ERR");
+    let errors: Vec<String> = errs().filter_map(|err| describe_error(err, &parsed)).collect();
     let error = non_empty(errors.join("; "));
-    let error_code = segments.iter().find(|s| s.id() == "ERR").and_then(|err| {
-        let v25 = err.component(3, 1, &delimiters);
+    let error_code = errs().next().and_then(|err| {
+        let v25 = err.component(3, 1);
         // ERR-1 (ELD): segment ^ sequence ^ field ^ code, the code a CE whose first part is the number.
-        let v24 = err.component(1, 4, &delimiters).split(delimiters.subcomponent.unwrap_or('&')).next();
-        [Some(v25), v24].into_iter().flatten().find_map(|c| c.trim().parse().ok())
+        let v24 = parsed.subcomponent(err.component(1, 4), 1);
+        [v25.to_string(), v24].into_iter().find_map(|c| c.trim().parse().ok())
     });
     Ok(Ack { code, control_id, text, error, error_code })
 }
 
 /// One ERR segment (v2.5+ layout) in words, or `None` when it says nothing.
-fn describe_error(err: &Segment, d: &Delimiters) -> Option<String> {
-    let what = [
-        d.unescape(err.first_repetition(8, d)),
-        d.unescape(err.component(3, 2, d)),
-        d.unescape(err.component(3, 1, d)),
-    ]
-    .into_iter()
-    .find(|s| !s.is_empty())?;
+fn describe_error(err: &Segment, message: &Message) -> Option<String> {
+    let d = &message.delimiters;
+    let what = [d.unescape(err.first_repetition(8)), d.unescape(err.component(3, 2)), d.unescape(err.component(3, 1))]
+        .into_iter()
+        .find(|s| !s.is_empty())?;
     // ERR-2 (ERL): segment id ^ sequence ^ field position ^ ...
-    let (segment, field) = (err.component(2, 1, d), err.component(2, 3, d));
+    let (segment, field) = (err.component(2, 1), err.component(2, 3));
     Some(match (segment, field) {
         ("", _) => what,
         (segment, "") => format!("{what} (at {segment})"),
@@ -194,129 +192,8 @@ fn non_empty(s: String) -> Option<String> {
     if s.is_empty() { None } else { Some(s) }
 }
 
-/// The delimiters a message declares in MSH-1 and MSH-2.
-struct Delimiters {
-    field: char,
-    component: char,
-    repetition: char,
-    escape: Option<char>,
-    subcomponent: Option<char>,
-}
-
-impl Delimiters {
-    fn from_header(header: &str) -> Result<Self, AckError> {
-        let mut chars = header.chars().skip(3);
-        let field = chars.next().filter(|c| !c.is_alphanumeric() && !c.is_whitespace());
-        let Some(field) = field else {
-            return Err(AckError::InvalidField {
-                segment: "MSH",
-                field: 1,
-                value: header.chars().skip(3).take(1).collect(),
-            });
-        };
-        let encoding: Vec<char> = chars.take_while(|&c| c != field).collect();
-        let invalid = || AckError::InvalidField { segment: "MSH", field: 2, value: encoding.iter().collect() };
-        if !(2..=5).contains(&encoding.len()) {
-            return Err(invalid());
-        }
-        let mut all = encoding.clone();
-        all.push(field);
-        all.sort_unstable();
-        all.dedup();
-        if all.len() != encoding.len() + 1 || encoding.iter().any(|c| c.is_alphanumeric()) {
-            return Err(invalid());
-        }
-        Ok(Delimiters {
-            field,
-            component: encoding[0],
-            repetition: encoding[1],
-            escape: encoding.get(2).copied(),
-            subcomponent: encoding.get(3).copied(),
-        })
-    }
-
-    /// Resolves `\F\ \S\ \T\ \R\ \E\` and `\Xhh..\`; any other escape sequence is kept as sent, so
-    /// nothing the receiver wrote is silently lost.
-    fn unescape(&self, text: &str) -> String {
-        let Some(esc) = self.escape else { return text.to_string() };
-        let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        while let Some(start) = rest.find(esc) {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + esc.len_utf8()..];
-            let Some(end) = after.find(esc) else {
-                // An unterminated sequence is text.
-                out.push_str(&rest[start..]);
-                return out;
-            };
-            let sequence = &after[..end];
-            match sequence {
-                "F" => out.push(self.field),
-                "S" => out.push(self.component),
-                "T" => out.extend(self.subcomponent),
-                "R" => out.push(self.repetition),
-                "E" => out.push(esc),
-                _ => match sequence.strip_prefix('X').and_then(decode_hex) {
-                    Some(decoded) => out.push_str(&decoded),
-                    None => {
-                        out.push(esc);
-                        out.push_str(sequence);
-                        out.push(esc);
-                    }
-                },
-            }
-            rest = &after[end + esc.len_utf8()..];
-        }
-        out.push_str(rest);
-        out
-    }
-}
-
-fn decode_hex(hex: &str) -> Option<String> {
-    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> =
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect();
-    Some(String::from_utf8_lossy(&bytes?).into_owned())
-}
-
-/// One received segment; `fields[n]` is `ID-n` as numbered in the standard, for MSH too.
-struct Segment<'a> {
-    fields: Vec<&'a str>,
-}
-
-impl<'a> Segment<'a> {
-    fn parse(line: &'a str, d: &Delimiters) -> Self {
-        let mut fields: Vec<&str> = line.split(d.field).collect();
-        if fields[0] == "MSH" {
-            // MSH-1 is the separator itself; keep the numbering uniform.
-            fields.insert(1, "");
-        }
-        Segment { fields }
-    }
-
-    fn id(&self) -> &str {
-        self.fields[0]
-    }
-
-    fn field(&self, n: usize) -> &'a str {
-        self.fields.get(n).copied().unwrap_or("")
-    }
-
-    fn first_repetition(&self, n: usize, d: &Delimiters) -> &'a str {
-        self.field(n).split(d.repetition).next().unwrap_or("")
-    }
-
-    /// Component `c` (1-based) of the first repetition of field `n`.
-    fn component(&self, n: usize, c: usize, d: &Delimiters) -> &'a str {
-        self.first_repetition(n, d).split(d.component).nth(c - 1).unwrap_or("")
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::oru::escape;
     use super::*;
 
     const MSH: &str = "MSH|^~\\&|EHR|HOSP|VIGIL|WARD_7|20240601120001+0000||ACK^R01^ACK|A-77|P|2.6";
@@ -410,13 +287,5 @@ mod tests {
             assert_eq!(parse_ack(reply), Err(expected.clone()), "{reply:?}");
         }
         assert_eq!(AckError::MissingField { segment: "MSA", field: 2 }.to_string(), "MSA-2 is empty");
-    }
-
-    #[test]
-    fn unescape_reverses_escape() {
-        let d = Delimiters::from_header("MSH|^~\\&|").unwrap();
-        let text = "a|b^c&d~e\\f\r\ng é";
-        assert_eq!(d.unescape(&escape(text)), text);
-        assert_eq!(d.unescape("\\H\\bold\\N\\ and \\X\\ and trailing \\"), "\\H\\bold\\N\\ and \\X\\ and trailing \\");
     }
 }

@@ -8,7 +8,7 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
@@ -17,12 +17,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::ack::{Ack, AckError, parse_ack};
+use crate::hl7::{Frame, FrameReader, frame};
 
-/// Start of block.
-const SB: u8 = 0x0B;
-/// End of block, followed by a carriage return.
-const EB: u8 = 0x1C;
-const CR: u8 = 0x0D;
 /// An ACK is a few hundred bytes; a receiver streaming more without ending the frame is broken, and
 /// the limit keeps it from filling memory before the reply timeout fires.
 const MAX_REPLY: usize = 1 << 20;
@@ -230,40 +226,23 @@ impl MllpClient {
 
     async fn write_and_read(&mut self, message: &str) -> Result<Vec<u8>, MllpError> {
         let stream = self.stream.as_mut().ok_or(MllpError::ConnectionClosed)?;
-        let mut frame = Vec::with_capacity(message.len() + 3);
-        frame.push(SB);
-        frame.extend_from_slice(message.as_bytes());
-        frame.extend_from_slice(&[EB, CR]);
-        stream.write_all(&frame).await?;
+        stream.write_all(&frame(message.as_bytes())).await?;
         stream.flush().await?;
 
+        let mut reader = FrameReader::new(MAX_REPLY, 0);
         loop {
-            if let Some(reply) = take_frame(&mut self.buffer) {
-                return Ok(reply);
-            }
-            if self.buffer.len() > MAX_REPLY {
-                return Err(MllpError::ReplyTooLarge);
+            match reader.take(&mut self.buffer) {
+                Some(Frame::Message(reply)) => return Ok(reply.to_vec()),
+                Some(Frame::Oversized { .. }) => return Err(MllpError::ReplyTooLarge),
+                // An ACK is small: no need to read to the end of a huge one.
+                None if reader.pending(&self.buffer) > MAX_REPLY => return Err(MllpError::ReplyTooLarge),
+                None => {}
             }
             if stream.read_buf(&mut self.buffer).await? == 0 {
                 return Err(MllpError::ConnectionClosed);
             }
         }
     }
-}
-
-/// Takes the first complete frame's content out of `buffer`. Bytes before a start block are noise
-/// (keep-alives, a peer's stray newline) and are dropped.
-fn take_frame(buffer: &mut BytesMut) -> Option<Vec<u8>> {
-    match buffer.iter().position(|&b| b == SB) {
-        Some(start) => buffer.advance(start),
-        None => {
-            buffer.clear();
-            return None;
-        }
-    }
-    let end = buffer.windows(2).position(|w| w == [EB, CR])?;
-    let frame = buffer.split_to(end + 2);
-    Some(frame[1..end].to_vec())
 }
 
 /// MSH-10 of an encoded message, read with the field separator it declares in MSH-1.
@@ -302,7 +281,7 @@ mod tests {
     /// Reads one frame as a receiver would; `None` when the client closed the connection.
     async fn read_frame(stream: &mut TcpStream, buffer: &mut BytesMut) -> Option<Vec<u8>> {
         loop {
-            if let Some(end) = buffer.windows(2).position(|w| w == [EB, CR]) {
+            if let Some(end) = buffer.windows(2).position(|w| w == [0x1C, 0x0D]) {
                 return Some(buffer.split_to(end + 2).to_vec());
             }
             if stream.read_buf(buffer).await.ok()? == 0 {
@@ -335,7 +314,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut buffer = BytesMut::new();
                     while let Some(frame) = read_frame(&mut stream, &mut buffer).await {
-                        assert_eq!((frame[0], &frame[frame.len() - 2..]), (SB, &[EB, CR][..]), "framing");
+                        assert_eq!((frame[0], &frame[frame.len() - 2..]), (0x0B, &[0x1C, 0x0D][..]), "framing");
                         let text = String::from_utf8(frame[1..frame.len() - 2].to_vec()).unwrap();
                         let id = control_id(&text).unwrap().to_string();
                         let n = messages.fetch_add(1, Ordering::SeqCst);
@@ -472,19 +451,6 @@ mod tests {
         let error = client.send("MSH|^~\\&|A|B|C|D|20240601||ORU^R01^ORU_R01||P|2.6").await.unwrap_err();
         assert!(matches!(error, MllpError::NoControlId), "{error:?}");
         assert!(!error.is_retryable());
-    }
-
-    #[test]
-    fn frames_are_taken_whole_and_noise_dropped() {
-        let mut buffer = BytesMut::from(&b"junk\x0bMSA|AA\x1c"[..]);
-        assert_eq!(take_frame(&mut buffer), None);
-        assert_eq!(&buffer[..], b"\x0bMSA|AA\x1c", "a partial frame is kept");
-        buffer.extend_from_slice(b"\x0d\x0bNEXT");
-        assert_eq!(take_frame(&mut buffer).as_deref(), Some(&b"MSA|AA"[..]));
-        assert_eq!(&buffer[..], b"\x0bNEXT");
-        let mut noise = BytesMut::from(&b"\r\n\r\n"[..]);
-        assert_eq!(take_frame(&mut noise), None);
-        assert!(noise.is_empty());
     }
 
     #[test]

@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use crate::config::EhrEnvironment;
+use crate::hl7::escape;
 use crate::model::Validity;
 use crate::model::codes::{Metric, metric_by_code};
 use crate::model::event::{ClinicalEvent, Effective, EventContent, Observation};
@@ -369,25 +370,6 @@ fn equipment_instance(device_id: &str, eui64: bool) -> String {
     } else {
         escape(device_id)
     }
-}
-
-/// Escapes the delimiters of `^~\&` (and line breaks, which end a segment at many receivers) so free
-/// text stays inside its field or component.
-pub(super) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\E\\"),
-            '|' => out.push_str("\\F\\"),
-            '^' => out.push_str("\\S\\"),
-            '&' => out.push_str("\\T\\"),
-            '~' => out.push_str("\\R\\"),
-            '\r' => out.push_str("\\X0D\\"),
-            '\n' => out.push_str("\\X0A\\"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A segment under construction: fields by their HL7 number, encoded without trailing empty fields.

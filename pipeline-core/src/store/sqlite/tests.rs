@@ -16,7 +16,7 @@ fn reading(device: &str, observed_at: DateTime<Utc>) -> Reading {
         metric: metric_by_code(150456).unwrap(),
         value: 97.0,
         observed_at,
-        patient_hint: None,
+        patient_hints: Vec::new(),
         validity: Validity::Valid,
     }
 }
