@@ -13,6 +13,7 @@ use ts_rs::TS;
 
 use crate::model::alarm::{AlarmKind, Audience, Priority};
 use crate::normalise::PayloadLimits;
+use crate::normalise::pcd01::{DeviceFrom, Pcd01Terms};
 
 /// The whole configuration of one Vigil instance.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -309,6 +310,106 @@ impl Default for BrokerConfig {
 pub struct SourcesConfig {
     /// `[sources.mqtt]`
     pub mqtt: MqttSourceConfig,
+    /// `[sources.mllp]`: off unless the section is there.
+    pub mllp: Option<MllpSourceConfig>,
+}
+
+/// `[sources.mllp]`: device gateways sending HL7 v2 ORU^R01 (IHE PCD-01) over MLLP.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MllpSourceConfig {
+    /// The address the listener binds.
+    pub listen: String,
+    /// Peers that may connect: addresses or CIDRs. Required: an empty list refuses to start.
+    pub allow: Vec<String>,
+    /// The IANA time zone (`Europe/Berlin`) times without a UTC offset are read in; unset, such
+    /// times are refused (AE), never guessed.
+    pub timezone: Option<String>,
+    /// `obx18` (default): the device is an observation's OBX-18 or its MDS row's. `msh3`: MSH-3
+    /// names it when no OBX-18 does, for senders that are each one device.
+    pub device_from: DeviceFrom,
+    /// Largest message read, in bytes; a larger one is answered AE and kept truncated (its first
+    /// 64 KiB, size and hash).
+    pub max_message_bytes: usize,
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// A connection with nothing to read for this long is closed, in seconds.
+    pub idle_timeout_secs: u64,
+    /// How long a message read may wait for room in the pipeline before it is answered AR 207
+    /// ("busy, resend"), in milliseconds.
+    pub ack_timeout_ms: u64,
+    /// Longest device id, in bytes.
+    pub max_device_id_bytes: usize,
+    /// Most readings one message may carry.
+    pub max_readings_per_message: usize,
+    /// TLS: the listener's PEM certificate chain; with `tls_key_file`, gateways connect over TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS: the PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// TLS: the PEM CA gateways' client certificates chain to.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// TLS: refuse gateways without a client certificate.
+    pub require_client_cert: bool,
+}
+
+impl Default for MllpSourceConfig {
+    fn default() -> Self {
+        MllpSourceConfig {
+            listen: "127.0.0.1:2575".into(),
+            allow: Vec::new(),
+            timezone: None,
+            device_from: DeviceFrom::Obx18,
+            max_message_bytes: 1024 * 1024,
+            max_connections: 64,
+            idle_timeout_secs: 300,
+            ack_timeout_ms: 5000,
+            max_device_id_bytes: 64,
+            max_readings_per_message: 10_000,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            require_client_cert: false,
+        }
+    }
+}
+
+impl MllpSourceConfig {
+    /// The peers `allow` names; every entry that is neither an address nor a CIDR is named.
+    pub fn allowed(&self) -> Result<Vec<ipnet::IpNet>, Vec<String>> {
+        let mut nets = Vec::new();
+        let mut bad = Vec::new();
+        for entry in &self.allow {
+            let parsed =
+                entry.parse::<ipnet::IpNet>().or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => nets.push(net),
+                Err(_) => bad.push(entry.clone()),
+            }
+        }
+        if bad.is_empty() { Ok(nets) } else { Err(bad) }
+    }
+
+    /// The time zone local times are read in.
+    pub fn zone(&self) -> Result<Option<chrono_tz::Tz>, String> {
+        match &self.timezone {
+            None => Ok(None),
+            Some(name) => name.parse::<chrono_tz::Tz>().map(Some).map_err(|_| name.clone()),
+        }
+    }
+
+    /// How messages are read, once the configuration is valid.
+    pub fn terms(&self) -> Pcd01Terms {
+        Pcd01Terms {
+            timezone: self.zone().ok().flatten(),
+            device_from: self.device_from,
+            limits: PayloadLimits {
+                max_device_id_bytes: self.max_device_id_bytes,
+                max_batch_elements: self.max_readings_per_message,
+                max_readings: self.max_readings_per_message,
+                section: "[sources.mllp]",
+            },
+        }
+    }
 }
 
 /// `[sources.mqtt]`
@@ -796,6 +897,12 @@ impl Config {
             &mut self.status.tls_key_file,
         ]
         .into_iter()
+        .chain(
+            self.sources
+                .mllp
+                .iter_mut()
+                .flat_map(|m| [&mut m.tls_cert_file, &mut m.tls_key_file, &mut m.tls_client_ca_file]),
+        )
         .flatten()
         {
             rebase(p);
@@ -987,6 +1094,9 @@ impl Config {
                 "required client certificates must chain to a CA Vigil knows",
                 "give the PEM file of the CA that signs the devices' certificates",
             ));
+        }
+        if let Some(mllp) = &self.sources.mllp {
+            out.extend(mllp_problems(mllp));
         }
         let mqtt = &self.sources.mqtt;
         for (key, value) in [
@@ -1200,6 +1310,85 @@ impl BrokerAddress {
         let port = parsed.port().unwrap_or(if tls { 8883 } else { 1883 });
         Ok(BrokerAddress { host, port, tls })
     }
+}
+
+/// What is wrong with `[sources.mllp]`.
+fn mllp_problems(mllp: &MllpSourceConfig) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    if mllp.listen.parse::<std::net::SocketAddr>().is_err() {
+        out.push(problem(
+            "sources.mllp.listen",
+            &mllp.listen,
+            "not an IP address and port",
+            "write it like 127.0.0.1:2575",
+        ));
+    }
+    if mllp.allow.is_empty() {
+        out.push(problem(
+            "sources.mllp.allow",
+            "[]",
+            "the MLLP listener needs the list of gateways that may connect",
+            "list their addresses or networks, e.g. allow = [\"10.20.0.15\", \"10.20.1.0/24\"]",
+        ));
+    }
+    if let Err(bad) = mllp.allowed() {
+        for entry in bad {
+            out.push(problem(
+                "sources.mllp.allow",
+                entry,
+                "neither an address nor a CIDR",
+                "write e.g. 10.20.0.15 or 10.20.1.0/24",
+            ));
+        }
+    }
+    if let Err(name) = mllp.zone() {
+        out.push(problem(
+            "sources.mllp.timezone",
+            name,
+            "not an IANA time zone",
+            "write the devices' zone, e.g. \"Europe/Berlin\" or \"America/Chicago\"",
+        ));
+    }
+    for (key, value) in [
+        ("sources.mllp.max_message_bytes", mllp.max_message_bytes),
+        ("sources.mllp.max_connections", mllp.max_connections),
+        ("sources.mllp.max_device_id_bytes", mllp.max_device_id_bytes),
+        ("sources.mllp.max_readings_per_message", mllp.max_readings_per_message),
+        ("sources.mllp.idle_timeout_secs", usize::try_from(mllp.idle_timeout_secs).unwrap_or(usize::MAX)),
+        ("sources.mllp.ack_timeout_ms", usize::try_from(mllp.ack_timeout_ms).unwrap_or(usize::MAX)),
+    ] {
+        if value == 0 {
+            out.push(problem(key, 0, "must be at least 1", "raise it"));
+        }
+    }
+    for (key, file) in [
+        ("sources.mllp.tls_cert_file", &mllp.tls_cert_file),
+        ("sources.mllp.tls_key_file", &mllp.tls_key_file),
+        ("sources.mllp.tls_client_ca_file", &mllp.tls_client_ca_file),
+    ] {
+        if let Some(f) = file
+            && !f.is_file()
+        {
+            out.push(problem(key, f.display(), "no such file", "give the path of a PEM file"));
+        }
+    }
+    if mllp.tls_cert_file.is_some() != mllp.tls_key_file.is_some() {
+        out.push(problem(
+            "sources.mllp.tls_key_file",
+            "(one of two)",
+            "the listener's certificate needs its key, and a key its certificate",
+            "set both sources.mllp.tls_cert_file and sources.mllp.tls_key_file, or neither",
+        ));
+    }
+    if mllp.require_client_cert && (mllp.tls_cert_file.is_none() || mllp.tls_client_ca_file.is_none()) {
+        out.push(problem(
+            "sources.mllp.require_client_cert",
+            true,
+            "client certificates need TLS on the listener and the CA that signs them",
+            "set sources.mllp.tls_cert_file, tls_key_file and tls_client_ca_file",
+        ));
+    }
+    out
 }
 
 fn problem(key: &str, value: impl fmt::Display, what: impl fmt::Display, fix: impl fmt::Display) -> ConfigProblem {

@@ -12,7 +12,7 @@ use rumqttc::Packet;
 use crate::access::{DeviceAcl, Publisher};
 use crate::config::Config;
 use crate::identify::{Policy, Registry};
-use crate::ingest::{Envelope, SourceTerms, process};
+use crate::ingest::{Envelope, Format, SourceTerms, process};
 use crate::normalise::{PayloadLimits, ProfileSet, normalise};
 use crate::sources::mqtt::endpoint::{Action, respond};
 
@@ -55,7 +55,9 @@ fn terms(max_bytes: usize) -> SourceTerms {
         source: "mqtt",
         publisher: Publisher::Credential { username: "fuzz".into(), allowed },
         max_bytes,
+        max_bytes_setting: "[sources.mqtt] max_packet_bytes",
         limits: PayloadLimits::default(),
+        format: Format::Profiles,
     }
 }
 

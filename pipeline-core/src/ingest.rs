@@ -22,8 +22,10 @@ use crate::config::IngestConfig;
 use crate::health::latency::Latencies;
 use crate::health::{HealthState, Heartbeat};
 use crate::identify::{Policy, QuarantineReason, Registry, Verdict, identify};
+use crate::model::Reading;
 use crate::model::{ContentHash, Validity};
-use crate::normalise::{Delivery, PayloadLimits, ProfileSet, RejectReason, Rejection, normalise};
+use crate::normalise::pcd01::{self, Pcd01Terms};
+use crate::normalise::{Delivery, PayloadLimits, Profile, ProfileSet, RejectReason, Rejection, trial};
 use crate::rules::{Observed, RuleInput};
 use crate::store::{BatchTally, Disposition, PayloadOutcome, ProcessedPayload, Store};
 
@@ -44,6 +46,18 @@ pub struct Envelope {
     pub publisher: Publisher,
     /// What it may carry (device id size, batch elements, readings), as its source configures.
     pub limits: PayloadLimits,
+    /// How it is read.
+    pub format: Format,
+}
+
+/// How a source's payloads are read.
+#[derive(Debug, Clone, Default)]
+pub enum Format {
+    /// JSON, by the device profile whose topics match the origin.
+    #[default]
+    Profiles,
+    /// HL7 v2 ORU^R01 (IHE PCD-01), on the source's terms.
+    Pcd01(Arc<Pcd01Terms>),
 }
 
 /// A source's terms for what it receives: its kind, who is publishing, and its bounds.
@@ -55,8 +69,12 @@ pub struct SourceTerms {
     pub publisher: Publisher,
     /// Largest payload processed, in bytes.
     pub max_bytes: usize,
+    /// Where an operator sets `max_bytes`, for the rejection of a larger one.
+    pub max_bytes_setting: &'static str,
     /// What one payload may carry.
     pub limits: PayloadLimits,
+    /// How its payloads are read.
+    pub format: Format,
 }
 
 /// What is kept of a payload over the source's limit besides its first bytes.
@@ -68,6 +86,8 @@ pub struct Oversized {
     pub limit: usize,
     /// blake3 of the whole payload, hex: what an engineer matches against the device's log.
     pub blake3: String,
+    /// Where the limit is set, e.g. `[sources.mqtt] max_packet_bytes`.
+    pub setting: &'static str,
 }
 
 /// Bytes kept of a payload over the source's limit.
@@ -79,13 +99,35 @@ impl Envelope {
     /// is acknowledged once that is stored, so it never blocks the payloads behind it.
     pub fn received(terms: &SourceTerms, origin: String, received_at: DateTime<Utc>, payload: Bytes) -> Envelope {
         let limit = terms.max_bytes;
-        let (payload, oversized) = if payload.len() <= limit {
-            (payload, None)
-        } else {
-            let oversized =
-                Oversized { bytes: payload.len(), limit, blake3: blake3::hash(&payload).to_hex().to_string() };
-            (payload.slice(..KEPT_OF_OVERSIZED.min(payload.len())), Some(oversized))
-        };
+        if payload.len() <= limit {
+            return Envelope::on_terms(terms, origin, received_at, payload, None);
+        }
+        let blake3 = blake3::hash(&payload).to_hex().to_string();
+        let head = payload.slice(..KEPT_OF_OVERSIZED.min(payload.len()));
+        Envelope::oversized(terms, origin, received_at, head, payload.len(), blake3)
+    }
+
+    /// What is kept of a payload over the source's limit that the source read only in part: its
+    /// first bytes, its size and its hash.
+    pub fn oversized(
+        terms: &SourceTerms,
+        origin: String,
+        received_at: DateTime<Utc>,
+        head: Bytes,
+        bytes: usize,
+        blake3: String,
+    ) -> Envelope {
+        let oversized = Oversized { bytes, limit: terms.max_bytes, blake3, setting: terms.max_bytes_setting };
+        Envelope::on_terms(terms, origin, received_at, head, Some(oversized))
+    }
+
+    fn on_terms(
+        terms: &SourceTerms,
+        origin: String,
+        received_at: DateTime<Utc>,
+        payload: Bytes,
+        oversized: Option<Oversized>,
+    ) -> Envelope {
         Envelope {
             source: terms.source,
             origin,
@@ -94,6 +136,7 @@ impl Envelope {
             oversized,
             publisher: terms.publisher.clone(),
             limits: terms.limits,
+            format: terms.format.clone(),
         }
     }
 }
@@ -604,50 +647,30 @@ pub fn process(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> ProcessedPayload {
-    let profile = profiles.for_topic(&envelope.origin);
-    let outcome = match profile {
-        _ if envelope.oversized.is_some() => {
-            let o = envelope.oversized.as_ref().expect("guarded");
-            PayloadOutcome::Rejected(Rejection {
-                reason: RejectReason::TooLarge,
-                detail: format!(
-                    "a payload of {} bytes (blake3 {}) is over the {}-byte limit ([sources.mqtt] max_packet_bytes); its first {} KiB are kept",
-                    o.bytes,
-                    o.blake3,
-                    o.limit,
-                    KEPT_OF_OVERSIZED / 1024
-                ),
-            })
+    let (profile_id, read) = match &envelope.format {
+        Format::Profiles => {
+            let profile = profiles.for_topic(&envelope.origin);
+            (
+                profile.map(|p| p.id.clone()),
+                profile.map_or_else(|| Err(no_profile(envelope)), |p| read_json(p, envelope)),
+            )
         }
-        None => PayloadOutcome::Rejected(Rejection {
-            reason: RejectReason::NoProfile,
-            detail: format!("no device profile serves topic {:?}: add or fix a profile's topics", envelope.origin),
-        }),
-        Some(profile) => match normalise(profile, &envelope.payload, &envelope.limits).and_then(|readings| {
-            match readings.iter().find_map(|r| envelope.publisher.refuses(&r.device_id, &envelope.origin)) {
-                Some(why) => Err(Rejection { reason: RejectReason::NotAuthorised, detail: why }),
-                None => Ok(readings),
-            }
-        }) {
-            Err(rejection) => PayloadOutcome::Rejected(rejection),
-            Ok(readings) => PayloadOutcome::Readings(
-                readings
+        Format::Pcd01(terms) => (Some(pcd01::PROFILE_ID.to_string()), read_hl7(terms, envelope)),
+    };
+    let (outcome, unmapped) = match envelope.oversized.as_ref() {
+        Some(o) => (PayloadOutcome::Rejected(too_large(o)), Vec::new()),
+        None => match read {
+            Err(rejection) => (PayloadOutcome::Rejected(rejection), Vec::new()),
+            Ok(Read { readings, patient_named, unmapped }) => {
+                let dispositions = readings
                     .into_iter()
                     .map(|mut reading| {
                         policy.stamp(&mut reading, registry);
-                        reading
+                        dispose(reading, registry, policy, now, patient_named)
                     })
-                    .map(|reading| match identify(&reading, registry, policy, now) {
-                        Verdict::Accept { patient_id } => {
-                            Disposition::Accepted { hash: reading.content_hash(), reading, patient_id }
-                        }
-                        Verdict::Hold { patient_id, flow } => {
-                            Disposition::Held { hash: reading.content_hash(), reading, patient_id, flow }
-                        }
-                        Verdict::Quarantine { reason, detail } => Disposition::Quarantined { reading, reason, detail },
-                    })
-                    .collect(),
-            ),
+                    .collect();
+                (PayloadOutcome::Readings(dispositions), unmapped)
+            }
         },
     };
     ProcessedPayload {
@@ -656,8 +679,89 @@ pub fn process(
         received_at: envelope.received_at,
         payload: envelope.payload.clone(),
         payload_hash: payload_hash(envelope),
-        profile_id: profile.map(|p| p.id.clone()),
+        profile_id,
         outcome,
+        unmapped,
+    }
+}
+
+/// What a payload read into, before identify.
+struct Read {
+    readings: Vec<Reading>,
+    /// Whether the payload may name its patient and does: an HL7 message must (PID), a JSON payload
+    /// need not.
+    patient_named: bool,
+    unmapped: Vec<String>,
+}
+
+fn no_profile(envelope: &Envelope) -> Rejection {
+    Rejection {
+        reason: RejectReason::NoProfile,
+        detail: format!("no device profile serves topic {:?}: add or fix a profile's topics", envelope.origin),
+    }
+}
+
+fn too_large(o: &Oversized) -> Rejection {
+    Rejection {
+        reason: RejectReason::TooLarge,
+        detail: format!(
+            "a payload of {} bytes (blake3 {}) is over the {}-byte limit ({}); its first {} KiB are kept",
+            o.bytes,
+            o.blake3,
+            o.limit,
+            o.setting,
+            KEPT_OF_OVERSIZED / 1024
+        ),
+    }
+}
+
+/// A JSON payload by its profile, refused when its publisher may not speak for its devices.
+fn read_json(profile: &Profile, envelope: &Envelope) -> Result<Read, Rejection> {
+    let trial = trial(profile, &envelope.payload, &envelope.limits);
+    if !trial.problems.is_empty() {
+        return Err(Rejection::combined(trial.problems));
+    }
+    if let Some(why) = trial.readings.iter().find_map(|r| envelope.publisher.refuses(&r.device_id, &envelope.origin)) {
+        return Err(Rejection { reason: RejectReason::NotAuthorised, detail: why });
+    }
+    Ok(Read { readings: trial.readings, patient_named: true, unmapped: trial.unmapped })
+}
+
+/// An HL7 v2 message by PCD-01.
+fn read_hl7(terms: &Pcd01Terms, envelope: &Envelope) -> Result<Read, Rejection> {
+    let oru = pcd01::decode(&envelope.payload, terms).outcome.map_err(|refusal| refusal.rejection())?;
+    Ok(Read { readings: oru.readings, patient_named: oru.patient_named, unmapped: oru.unmapped })
+}
+
+/// Where one reading goes. A reading that names no device, or no patient where its source must,
+/// is quarantined whatever its pairing says: it can never be charted.
+fn dispose(
+    reading: Reading,
+    registry: &Registry,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    patient_named: bool,
+) -> Disposition {
+    if reading.device_id.is_empty() {
+        let detail =
+            "the message names no device: neither the observation's OBX-18 nor its MDS row's OBX-18 gives one \
+                      (set [sources.mllp] device_from = \"msh3\" only if each sender is one device)"
+                .to_string();
+        return Disposition::Quarantined { reading, reason: QuarantineReason::UnknownDevice, detail };
+    }
+    match identify(&reading, registry, policy, now) {
+        Verdict::Accept { .. } | Verdict::Hold { .. } if !patient_named => {
+            let detail = format!(
+                "device {}: the message has no PID (patient identifier), so the reading cannot be checked against its pairing",
+                reading.device_id
+            );
+            Disposition::Quarantined { reading, reason: QuarantineReason::NoPatientIdentity, detail }
+        }
+        Verdict::Accept { patient_id } => Disposition::Accepted { hash: reading.content_hash(), reading, patient_id },
+        Verdict::Hold { patient_id, flow } => {
+            Disposition::Held { hash: reading.content_hash(), reading, patient_id, flow }
+        }
+        Verdict::Quarantine { reason, detail } => Disposition::Quarantined { reading, reason, detail },
     }
 }
 
@@ -707,6 +811,7 @@ mod tests {
             oversized: None,
             publisher: Publisher::Anonymous,
             limits: PayloadLimits::default(),
+            format: Format::Profiles,
         };
         let mut first = ingest.submit(envelope(payload.clone())).await.unwrap();
         // The store fails on and on; payloads that arrive meanwhile still reach the rules.
@@ -755,6 +860,7 @@ mod tests {
             oversized: None,
             publisher: Publisher::Anonymous,
             limits: PayloadLimits::default(),
+            format: Format::Profiles,
         };
         let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };
@@ -798,6 +904,7 @@ mod tests {
                 oversized: None,
                 publisher: Publisher::Anonymous,
                 limits: PayloadLimits::default(),
+                format: Format::Profiles,
             };
             let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
             let PayloadOutcome::Readings(ds) = processed.outcome else { panic!("{:?}", processed.outcome) };
@@ -830,6 +937,7 @@ mod tests {
             oversized: None,
             publisher: Publisher::Anonymous,
             limits: PayloadLimits::default(),
+            format: Format::Profiles,
         };
         let processed = process(&envelope, &profiles, &registry, &Policy::of(&Config::default()), t0());
         let PayloadOutcome::Readings(dispositions) = processed.outcome else { panic!("{:?}", processed.outcome) };

@@ -192,8 +192,9 @@ async fn round(
     }
     // Each device is named at the EHR as its profile says (an EUI-64, or a serial of that model).
     for item in &mut due {
-        if let Some(profile) = item.device.profile_id.as_deref().and_then(|id| profiles.get(id)) {
-            item.device = profile.identity(&item.device.id);
+        if let Some(identity) = item.device.profile_id.as_deref().and_then(|id| profiles.identity(id, &item.device.id))
+        {
+            item.device = identity;
         }
     }
     // The last hop checks again: consent may have been withdrawn, and an event queued for a test EHR

@@ -22,13 +22,13 @@ use crate::config::{BrokerConfig, BrokerMode, Config, RetentionConfig};
 use crate::health::latency::Latencies;
 use crate::health::{Drills, HealthRegistry, HealthState, Heartbeat};
 use crate::identify::Policy;
-use crate::ingest::{self, IngestHandle, IngestTally, Latest, LatestValues, SourceTerms};
+use crate::ingest::{self, Format, IngestHandle, IngestTally, Latest, LatestValues, SourceTerms};
 use crate::normalise::{ProfileError, ProfileSet};
 use crate::outbox::{self, OutboxSettings};
 use crate::rules::{Engine, RuleSet};
 use crate::sources::mqtt::gate::{self, Gate};
-use crate::sources::mqtt::tls::{self, ServerTls};
 use crate::sources::mqtt::{client, endpoint};
+use crate::sources::tls::{self, ServerTls};
 use crate::sources::{SourceStatus, StatusReporter};
 use crate::status::{Status, StatusSources};
 use crate::store::{self, BatchTally, Inbox, Store, StoreError};
@@ -57,6 +57,9 @@ pub enum StartError {
     /// A TLS certificate or key is unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// `[sources.mllp]` is unusable.
+    #[error("[sources.mllp]: {0}")]
+    Mllp(String),
     /// The status endpoint's token file cannot be read or made.
     #[error("cannot read or make the status token file {}: {source}", .path.display())]
     TokenFile {
@@ -184,6 +187,7 @@ pub struct Handle {
     rules_task: Option<JoinHandle<()>>,
     sources: Vec<watch::Receiver<SourceStatus>>,
     mqtt_listen_addr: Option<SocketAddr>,
+    mllp_listen_addr: Option<SocketAddr>,
     status_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -313,12 +317,54 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                     source: "mqtt",
                     publisher: Publisher::BrokerTopic,
                     max_bytes: mqtt.max_packet_bytes,
+                    max_bytes_setting: endpoint::MAX_PACKET_SETTING,
                     limits: mqtt.payload_limits(),
+                    format: Format::Profiles,
                 };
                 let feed = client::Feed { topics: mqtt.topics.clone(), terms };
                 tasks.spawn(client::run(opts, feed, ingest.clone(), status, shutdown.clone()));
             }
         }
+    }
+    let mut mllp_listen_addr = None;
+    if let Some(mllp) = &config.sources.mllp {
+        let (status, rx) = StatusReporter::new(crate::sources::mllp::SOURCE, &health);
+        sources.push(rx);
+        let listener = TcpListener::bind(&mllp.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: mllp.listen.clone(), source })?;
+        mllp_listen_addr = listener.local_addr().ok();
+        let tls = match (&mllp.tls_cert_file, &mllp.tls_key_file) {
+            (Some(cert), Some(key)) => Some(
+                tls::server(cert, key, mllp.tls_client_ca_file.as_deref(), mllp.require_client_cert)
+                    .map_err(StartError::Tls)?,
+            ),
+            _ => None,
+        };
+        let allow =
+            mllp.allowed().map_err(|bad| StartError::Mllp(format!("allow has bad entries: {}", bad.join(", "))))?;
+        if allow.is_empty() {
+            return Err(StartError::Mllp("allow is empty: list the gateways that may connect".into()));
+        }
+        let listener_settings = crate::sources::mllp::Listener {
+            ingest: ingest.clone(),
+            terms: SourceTerms {
+                source: crate::sources::mllp::SOURCE,
+                publisher: Publisher::Anonymous,
+                max_bytes: mllp.max_message_bytes,
+                max_bytes_setting: crate::sources::mllp::MAX_MESSAGE_SETTING,
+                limits: mllp.terms().limits,
+                format: Format::Pcd01(Arc::new(mllp.terms())),
+            },
+            allow,
+            tls,
+            idle_timeout: Duration::from_secs(mllp.idle_timeout_secs),
+            ack_timeout: Duration::from_millis(mllp.ack_timeout_ms),
+            max_connections: mllp.max_connections,
+            tally: tally.clone(),
+            audit: store.clone(),
+        };
+        tasks.spawn(crate::sources::mllp::serve(listener, listener_settings, status, shutdown.clone()));
     }
     if let Some(host) = config.ehr.plain_http_host().filter(|_| config.ehr.kind == crate::config::EhrKind::Fhir) {
         let heartbeat = health.register("ehr-transport", Duration::from_secs(5));
@@ -394,6 +440,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         rules_task,
         sources,
         mqtt_listen_addr,
+        mllp_listen_addr,
         status_addr,
         shutdown,
         tasks,
@@ -477,6 +524,11 @@ impl Handle {
     /// Where the embedded MQTT endpoint listens, if it runs.
     pub fn mqtt_listen_addr(&self) -> Option<SocketAddr> {
         self.mqtt_listen_addr
+    }
+
+    /// Where the MLLP listener listens, if it runs.
+    pub fn mllp_listen_addr(&self) -> Option<SocketAddr> {
+        self.mllp_listen_addr
     }
 
     /// Where the status and metrics endpoint answers.

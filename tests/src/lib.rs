@@ -385,6 +385,8 @@ pub struct VigilProcess {
     child: Child,
     /// The embedded endpoint's address, when it runs.
     pub mqtt_addr: Option<SocketAddr>,
+    /// The MLLP listener's address, when it runs.
+    pub mllp_addr: Option<SocketAddr>,
     /// The status endpoint's base URL.
     pub status_url: String,
     /// The status endpoint's bearer token file (beside the site's database).
@@ -406,11 +408,15 @@ impl VigilProcess {
             .spawn()?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
         let mut mqtt_addr: Option<SocketAddr> = None;
+        let mut mllp_addr: Option<SocketAddr> = None;
         let mut status_url = String::new();
         for line in lines.by_ref() {
             let line = line?;
             if let Some(addr) = line.strip_prefix("vigil: mqtt endpoint listening on ") {
                 mqtt_addr = Some(addr.parse()?);
+            }
+            if let Some(addr) = line.strip_prefix("vigil: mllp listener on ") {
+                mllp_addr = Some(addr.parse()?);
             }
             if let Some(url) = line.strip_prefix("vigil: status endpoint on ") {
                 status_url = url.to_string();
@@ -424,7 +430,7 @@ impl VigilProcess {
                     logins().lock().unwrap_or_else(|e| e.into_inner()).insert(addr.port(), login);
                 }
                 let token_file = config.with_file_name("status.token");
-                return Ok(VigilProcess { child, mqtt_addr, status_url, token_file });
+                return Ok(VigilProcess { child, mqtt_addr, mllp_addr, status_url, token_file });
             }
         }
         let status = child.wait()?;

@@ -63,7 +63,7 @@ impl Admin {
 
     /// The ids of the device profiles loaded.
     pub fn profiles(&self) -> Vec<String> {
-        self.profiles.iter().map(|p| p.id.clone()).collect()
+        self.profiles.ids()
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {

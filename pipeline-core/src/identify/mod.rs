@@ -72,6 +72,8 @@ pub enum QuarantineReason {
     Implausible,
     /// The payload names its patient in an identifier system Vigil does not know.
     UnknownIdentifierSystem,
+    /// The message names no patient where its source must (an HL7 message without a PID).
+    NoPatientIdentity,
 }
 
 impl QuarantineReason {
@@ -85,6 +87,7 @@ impl QuarantineReason {
             QuarantineReason::FutureTime => "future_time",
             QuarantineReason::Implausible => "implausible",
             QuarantineReason::UnknownIdentifierSystem => "unknown_identifier_system",
+            QuarantineReason::NoPatientIdentity => "no_patient_identity",
         }
     }
 }

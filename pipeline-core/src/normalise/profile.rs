@@ -314,6 +314,31 @@ impl ProfileSet {
     pub fn iter(&self) -> impl Iterator<Item = &Profile> {
         self.profiles.iter()
     }
+
+    /// Every profile id a device may be registered with: the loaded files' and the built-in
+    /// `pcd-01` (HL7 v2 devices).
+    pub fn ids(&self) -> Vec<String> {
+        self.profiles.iter().map(|p| p.id.clone()).chain([super::pcd01::PROFILE_ID.to_string()]).collect()
+    }
+
+    /// Whether a device may be registered with this profile id.
+    pub fn knows(&self, id: &str) -> bool {
+        id == super::pcd01::PROFILE_ID || self.get(id).is_some()
+    }
+
+    /// How the EHR is told about a device of this profile, if the profile is known.
+    pub fn identity(&self, profile_id: &str, device_id: &str) -> Option<DeviceIdentity> {
+        if profile_id == super::pcd01::PROFILE_ID {
+            return Some(DeviceIdentity {
+                id: device_id.to_string(),
+                eui64: super::pcd01::eui64(device_id).is_some(),
+                profile_id: Some(profile_id.to_string()),
+                manufacturer: None,
+                model: None,
+            });
+        }
+        self.get(profile_id).map(|p| p.identity(device_id))
+    }
 }
 
 /// Problems `candidate` has with profiles already accepted: a shared id or an overlapping topic.

@@ -1,7 +1,9 @@
 //! Sources: where payloads enter. Each source hands payloads to the ingest writer and acknowledges
 //! to its peer only when the writer's receipt says the payload is durable.
 
+pub mod mllp;
 pub mod mqtt;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -94,6 +96,11 @@ impl StatusReporter {
 
     /// Beats with the current state; sources call it at least every [`HEARTBEAT`].
     pub fn tick(&self) {
+        self.tick_noting("");
+    }
+
+    /// Beats with the current state and a note for the board (counts an operator should see).
+    pub fn tick_noting(&self, note: &str) {
         let (health, reason) = match &self.tx.borrow().state {
             ConnectionState::Starting => (HealthState::Degraded, "starting".to_string()),
             ConnectionState::Listening { addr } => (HealthState::Up, format!("listening on {addr}")),
@@ -112,6 +119,10 @@ impl StatusReporter {
             ConnectionState::Reconnecting { reason, .. } => (HealthState::Down, format!("reconnecting: {reason}")),
             ConnectionState::Stopped => (HealthState::Down, "stopped".to_string()),
         };
-        self.heartbeat.beat(health, &reason);
+        if note.is_empty() {
+            self.heartbeat.beat(health, &reason);
+        } else {
+            self.heartbeat.beat(health, &format!("{reason}; {note}"));
+        }
     }
 }

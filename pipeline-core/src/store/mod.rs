@@ -115,6 +115,8 @@ pub struct ProcessedPayload {
     pub profile_id: Option<String>,
     /// The result of normalise and identify.
     pub outcome: PayloadOutcome,
+    /// Fields it carries that its profile does not read (counted on the board).
+    pub unmapped: Vec<String>,
 }
 
 /// What became of a payload.
@@ -178,6 +180,8 @@ pub struct BatchTally {
     pub quarantined: u64,
     /// Readings held for consent.
     pub held: u64,
+    /// MLLP messages whose control id (with MSH-3 and MSH-4) came before with other content.
+    pub control_id_reused: u64,
 }
 
 impl BatchTally {
@@ -190,6 +194,7 @@ impl BatchTally {
         self.rejected += o.rejected;
         self.quarantined += o.quarantined;
         self.held += o.held;
+        self.control_id_reused += o.control_id_reused;
     }
 }
 

@@ -6,15 +6,22 @@ waiting for its ACK. Segments in a file may be separated by LF, CR LF or CR; the
 sent separated by CR (as HL7 v2 requires) unless --as-is is given.
 
 Exit status: 0 if every ACK has MSA-1 = AA (or CA), 1 if any ACK is AE/AR (or CE/CR),
-2 on a timeout, connection error or unreadable ACK.
+2 on a timeout, connection error or unreadable ACK, 3 if --silence saw an ACK too early.
+
+--json prints one JSON object per ACK instead, read with the `hl7` package's own parser
+(independent of Vigil's): MSH-3/5/12, MSA-1/2 and every ERR (ERR-1 for v2.3-2.4, ERR-2/3/8 on).
+--silence S first checks that no ACK comes within S seconds (printing {"silent": S}), then waits
+for it as usual: what a test holding the pipeline full expects.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 
+import hl7
 import hl7.mllp
 
 
@@ -36,6 +43,27 @@ def msa_code(ack: str) -> str:
     return ""
 
 
+def describe(ack: str) -> dict:
+    """The parts of an ACK a test checks, read with python-hl7's parser."""
+    message = hl7.parse(ack.replace("\n", "\r"))
+
+    def field(segment, n):
+        try:
+            return str(segment[n])
+        except IndexError:
+            return ""
+
+    msh, msa = message.segment("MSH"), message.segment("MSA")
+    errors = []
+    for err in (s for s in message if str(s[0]) == "ERR"):
+        errors.append({"err1": field(err, 1), "err2": field(err, 2), "err3": field(err, 3), "err8": field(err, 8)})
+    # python-hl7 numbers MSH fields from the separator: MSH[3] is MSH-3.
+    return {
+        "msh3": field(msh, 3), "msh5": field(msh, 5), "msh9": field(msh, 9), "msh12": field(msh, 12),
+        "msa1": field(msa, 1), "msa2": field(msa, 2), "msa3": field(msa, 3), "errors": errors,
+    }
+
+
 async def send(args: argparse.Namespace) -> int:
     try:
         reader, writer = await asyncio.wait_for(
@@ -48,6 +76,13 @@ async def send(args: argparse.Namespace) -> int:
         for path in args.files:
             writer.writeblock(load_message(path, args.as_is))
             await writer.drain()
+            if args.silence:
+                try:
+                    block = await asyncio.wait_for(reader.readblock(), timeout=args.silence)
+                    print(json.dumps({"early": block.decode("utf-8", errors="replace")}), flush=True)
+                    return 3
+                except asyncio.TimeoutError:
+                    print(json.dumps({"silent": args.silence}), flush=True)
             try:
                 block = await asyncio.wait_for(reader.readblock(), timeout=args.timeout)
             except asyncio.TimeoutError:
@@ -57,9 +92,12 @@ async def send(args: argparse.Namespace) -> int:
                 print(f"send_oru: bad or missing ACK for {path}: {e!r}", file=sys.stderr)
                 return 2
             ack = block.decode("utf-8", errors="replace")
-            if len(args.files) > 1:
-                print(f"# {path}")
-            print(ack.replace("\r", "\n").rstrip("\n"))
+            if args.json:
+                print(json.dumps({"file": path, **describe(ack)}), flush=True)
+            else:
+                if len(args.files) > 1:
+                    print(f"# {path}")
+                print(ack.replace("\r", "\n").rstrip("\n"))
             code = msa_code(ack)
             if code in ("AE", "AR", "CE", "CR"):
                 status = max(status, 1)
@@ -81,6 +119,9 @@ def main(argv=None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each ACK")
+    p.add_argument("--json", action="store_true", help="print each ACK's fields as one JSON line")
+    p.add_argument("--silence", type=float, default=0.0,
+                   help="first check that no ACK arrives within this many seconds")
     p.add_argument("--as-is", action="store_true",
                    help="send the file bytes unchanged (do not convert LF to CR)")
     args = p.parse_args(argv)

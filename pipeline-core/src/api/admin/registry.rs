@@ -11,6 +11,7 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::clinical;
 use crate::config::EhrKind;
 use crate::identify::{Flow, NewPairing, PairingRecord};
+use crate::normalise::pcd01;
 use crate::registry_import;
 use crate::sinks::fhir::PatientLookup;
 
@@ -49,7 +50,10 @@ impl Admin {
             return Err(ApiError::new(ErrorCode::InvalidInput, "a device id is required"));
         }
         let profile_id = profile_id.trim();
-        if !self.profiles.iter().any(|p| p.id == profile_id) {
+        // HL7 v2 devices are known by their EUI-64 in one form, whatever the label said.
+        let normalised = (profile_id == pcd01::PROFILE_ID).then(|| pcd01::eui64(device_id)).flatten();
+        let device_id = normalised.as_deref().unwrap_or(device_id);
+        if !self.profiles.knows(profile_id) {
             return Err(ApiError::new(
                 ErrorCode::UnknownProfile,
                 format!("no device profile {profile_id:?} is loaded; loaded: {}", self.profiles().join(", ")),

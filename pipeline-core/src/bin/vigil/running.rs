@@ -47,6 +47,9 @@ pub(crate) async fn run_pipeline(config: Config) -> anyhow::Result<()> {
     if let Some(addr) = handle.mqtt_listen_addr() {
         println!("vigil: mqtt endpoint listening on {addr}");
     }
+    if let Some(addr) = handle.mllp_listen_addr() {
+        println!("vigil: mllp listener on {addr}");
+    }
     if let Some(addr) = handle.status_addr() {
         println!("vigil: status endpoint on http://{addr}");
     }

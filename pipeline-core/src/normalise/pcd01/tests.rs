@@ -70,7 +70,7 @@ fn a_gateway_with_two_devices_yields_two_devices_with_converted_units_and_validi
     assert_eq!(
         hints,
         &[
-            PatientHint { system: "urn:oid:1.2.3.4.5".into(), value: "MRN-100877".into() },
+            PatientHint { system: "urn:oid:2.16.840.1.113883.19.5.99999.2".into(), value: "MRN-100001".into() },
             PatientHint { system: "NHS".into(), value: "9912345678".into() },
         ]
     );

@@ -25,13 +25,15 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::gate::{Admitted, Gate, Refusal};
-use super::tls::{self, ServerTls};
 use crate::access::Publisher;
 use crate::clock::SharedClock;
-use crate::ingest::{Envelope, IngestHandle, Receipt, SourceTerms};
+use crate::ingest::{Envelope, Format, IngestHandle, Receipt, SourceTerms};
 use crate::normalise::PayloadLimits;
+use crate::sources::tls::{self, ServerTls};
 use crate::sources::{ConnectionState, StatusReporter};
 
+/// Where the largest payload processed is set, for the rejection of a larger one.
+pub const MAX_PACKET_SETTING: &str = "[sources.mqtt] max_packet_bytes";
 /// Why a socket that had not logged in was closed: a newer one needed its place.
 const EVICTED: &str = "closed before CONNECT: newer sockets needed the place (max_unauthenticated_connections)";
 
@@ -443,7 +445,9 @@ async fn read_half<R: AsyncRead + Unpin>(
         source: "mqtt",
         publisher: inlet.publisher.clone(),
         max_bytes: limits.payload_limit,
+        max_bytes_setting: MAX_PACKET_SETTING,
         limits: limits.payload,
+        format: Format::Profiles,
     };
     loop {
         let packet = tokio::select! {

@@ -4,4 +4,3 @@
 pub mod client;
 pub mod endpoint;
 pub mod gate;
-pub mod tls;

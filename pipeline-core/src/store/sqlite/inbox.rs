@@ -162,6 +162,18 @@ impl Inbox for SqliteStore {
             tally.duplicate_payloads += *extra as u64;
         }
         tally.payloads = inbox_ids.len() as u64;
+        // An MLLP message id seen before with other content: a gateway that reset its counter. The
+        // new message is stored all the same; the board counts it.
+        for p in payloads.iter().filter(|p| p.source == "mllp" && inbox_ids.contains_key(&p.payload_hash)) {
+            let reused: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM inbox WHERE source = 'mllp' AND origin = ? AND payload_hash <> ?)",
+            )
+            .bind(p.origin.as_str())
+            .bind(&p.payload_hash.0[..])
+            .fetch_one(&mut *tx)
+            .await?;
+            tally.control_id_reused += u64::from(reused);
+        }
 
         // 2. Sort the new payloads' contents by fate.
         let mut pending = Vec::new();

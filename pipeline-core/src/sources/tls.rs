@@ -1,4 +1,4 @@
-//! TLS for the embedded endpoint (rustls): the server certificate, and client certificates that
+//! TLS for Vigil's listeners (rustls): the server certificate, and client certificates that
 //! are verified against a CA and may be required. A verified client certificate's common name is
 //! the credential it stands for.
 
