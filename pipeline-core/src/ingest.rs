@@ -5,7 +5,7 @@
 //! The queue in front of the writer is bounded; when it is full, `submit` waits, so sources stop
 //! reading from their peers (pushback) instead of dropping.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -236,6 +236,7 @@ pub fn spawn(
         rules: outputs.rules,
         latest: outputs.latest,
         latencies: outputs.latencies,
+        unmapped: Unmapped { heartbeat: outputs.unmapped, counts: BTreeMap::new() },
         steady: Steady::new(clock.read()),
         clock,
     };
@@ -261,6 +262,8 @@ struct Writer {
     latest: LatestValues,
     /// Where arrival-to-durable latency is recorded.
     latencies: Arc<Latencies>,
+    /// Fields no profile reads, counted for the board.
+    unmapped: Unmapped,
     clock: SharedClock,
     /// What devices' times are compared with: the wall clock at start, moved on monotonically.
     steady: Steady,
@@ -274,6 +277,8 @@ pub struct Outputs {
     pub latest: LatestValues,
     /// Latency histograms for `/metrics`.
     pub latencies: Arc<Latencies>,
+    /// The board's `profiles` row: fields payloads carry that their profile does not read.
+    pub unmapped: Heartbeat,
 }
 
 /// The newest stored value of one (device, metric), for the console's live view.
@@ -368,7 +373,9 @@ impl Writer {
                 _ = tokio::time::sleep_until(retry_at), if commit.is_none() && !held.is_empty() && failing.is_some() => {
                     if let Some((_, at)) = &mut failing { *at = Instant::now(); }
                 }
-                _ = beat.tick() => match (&commit, &failing) {
+                _ = beat.tick() => {
+                    self.unmapped.beat();
+                    match (&commit, &failing) {
                     (Some(c), _) if c.started.elapsed() > HEARTBEAT * 2 => self.heartbeat.beat(
                         HealthState::Down,
                         &format!(
@@ -380,7 +387,7 @@ impl Writer {
                     (None, Some(_)) => self.beat_unstored(&held, &failing),
                     (None, None) if held.is_empty() => self.idle_check().await,
                     _ => self.heartbeat.beat(HealthState::Up, "storing"),
-                },
+                }},
             }
             let in_flight = commit.as_ref().map_or(0, |c| c.flight.len());
             self.unstored.store(held.len() + in_flight, Ordering::Relaxed);
@@ -434,6 +441,7 @@ impl Writer {
     /// A committed batch: remembered for the live view, counted, and acknowledged.
     fn stored(&mut self, processed: Vec<ProcessedPayload>, flight: Vec<Submission>, tally: &BatchTally) {
         self.remember_latest(&processed);
+        self.unmapped.count(&processed);
         self.attention.record(tally);
         self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(tally);
         let now = self.clock.now();
@@ -596,6 +604,50 @@ impl Backoff {
     async fn wait(&mut self, heartbeat: &Heartbeat, e: &str) {
         heartbeat.beat(HealthState::Down, &format!("store failing: {e}"));
         tokio::time::sleep(self.next(e)).await;
+    }
+}
+
+/// Fields payloads carry that their profile does not read, per profile, in how many payloads: a
+/// firmware update that adds a field shows on the board instead of going unread unnoticed.
+struct Unmapped {
+    heartbeat: Heartbeat,
+    counts: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl Unmapped {
+    /// Fields shown per profile; the rest are counted.
+    const SHOWN: usize = 5;
+
+    fn count(&mut self, processed: &[ProcessedPayload]) {
+        for p in processed {
+            let Some(profile) = &p.profile_id else { continue };
+            for field in &p.unmapped {
+                *self.counts.entry(profile.clone()).or_default().entry(field.clone()).or_default() += 1;
+            }
+        }
+    }
+
+    fn beat(&self) {
+        if self.counts.is_empty() {
+            self.heartbeat.beat(HealthState::Up, "every field of every payload is read by its profile");
+            return;
+        }
+        let profiles: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(profile, fields)| {
+                let mut shown: Vec<String> =
+                    fields.iter().take(Self::SHOWN).map(|(f, n)| format!("{f} (in {n} payloads)")).collect();
+                if fields.len() > Self::SHOWN {
+                    shown.push(format!("and {} more", fields.len() - Self::SHOWN));
+                }
+                format!("{profile}: {}", shown.join(", "))
+            })
+            .collect();
+        self.heartbeat.beat(
+            HealthState::Up,
+            &format!("fields no profile reads (see vigil profile try): {}", profiles.join("; ")),
+        );
     }
 }
 
@@ -791,8 +843,13 @@ mod tests {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
         let profiles = Arc::new(ProfileSet::load_dir(fixtures.join("profiles")).unwrap());
         let (rules_tx, mut rules_rx) = mpsc::channel(16);
-        let outputs = Outputs { rules: Some(rules_tx), latest: LatestValues::default(), latencies: Arc::default() };
         let health = HealthRegistry::with_clock(clock.clone());
+        let outputs = Outputs {
+            rules: Some(rules_tx),
+            latest: LatestValues::default(),
+            latencies: Arc::default(),
+            unmapped: health.register("profiles", HEARTBEAT),
+        };
         let (ingest, tally, writer) = spawn(
             store.clone(),
             profiles,

@@ -256,7 +256,12 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     };
     let latest = LatestValues::default();
     let latencies = Arc::new(Latencies::default());
-    let outputs = ingest::Outputs { rules: rules_tx, latest: latest.clone(), latencies: latencies.clone() };
+    let outputs = ingest::Outputs {
+        rules: rules_tx,
+        latest: latest.clone(),
+        latencies: latencies.clone(),
+        unmapped: health.register("profiles", ingest::HEARTBEAT),
+    };
     let (ingest, tally, writer) = ingest::spawn(
         store.clone(),
         profiles.clone(),

@@ -203,6 +203,14 @@ async fn gateway_messages_land_as_readings_quarantine_or_rejections_each_acknowl
             vigil_tests::component(s, "mllp")["reason"].as_str().is_some_and(|r| r.contains("control_id_reused 1"))
         })
         .await?;
+    // The perfusion index no code maps is counted on the board, so a new field is noticed.
+    vigil
+        .wait_status(Duration::from_secs(10), |s| {
+            vigil_tests::component(s, "profiles")["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("pcd-01: OBX-3 150488^MDC_BLD_PERF_INDEX (in 1 payloads)"))
+        })
+        .await?;
     // No patient identifier reaches the log.
     assert!(!site.log().contains("MRN-1000"), "PHI in the log");
     Ok(())

@@ -15,11 +15,13 @@ pub mod chart;
 mod console;
 pub mod dto;
 mod error;
+mod profile_trial;
 
 pub use actor::Actor;
 pub use admin::{Admin, CredentialView, EventRequest, IssuedSecret, MAX_SILENCE_MINUTES, Pairing};
 pub use console::{Console, ConsoleOptions, STALE_AFTER_SECS};
 pub use error::{ApiError, ApiResult, ErrorCode};
+pub use profile_trial::{ProfileTrial, TrialProblem, TrialReading, try_profile};
 
 pub use crate::clock::{SharedClock, system as system_clock};
 pub use crate::demo::DemoFiles;

@@ -42,6 +42,11 @@ pub(crate) enum Command {
         /// The directory of profiles.
         dir: PathBuf,
     },
+    /// Work on device profiles.
+    Profile {
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
     /// List registered devices and their current pairing, or register one.
     Devices {
         #[command(flatten)]
@@ -297,6 +302,26 @@ pub(crate) enum Command {
         /// Readings of this device only.
         #[arg(long)]
         device: Option<String>,
+    },
+}
+
+/// What `vigil profile` does.
+#[derive(clap::Subcommand)]
+pub(crate) enum ProfileAction {
+    /// Print the readings a payload yields under a profile, the fields the profile leaves unread,
+    /// and every problem, without a running pipeline. Exits 1 when there is a problem.
+    Try {
+        /// A profile file, the id of a profile in the config's profile directory, or `pcd-01` for
+        /// an HL7 v2 ORU^R01 message.
+        profile: String,
+        /// The payload file (JSON, or an HL7 v2 message for `pcd-01`).
+        payload: PathBuf,
+        /// The site's config: its profile directory, and `[sources.mllp]` for `pcd-01`.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of words.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -24,7 +24,7 @@ use pipeline_core::config::Config;
 use pipeline_core::identify::Flow;
 use pipeline_core::normalise::ProfileSet;
 
-use args::{AuditWhat, Cli, Command, CredentialAction, OutboxStatusArg, ShowWhat};
+use args::{AuditWhat, Cli, Command, CredentialAction, OutboxStatusArg, ProfileAction, ShowWhat};
 use print::{print_board, print_json};
 
 #[tokio::main]
@@ -106,6 +106,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     ExitCode::from(2)
                 }
             });
+        }
+        Command::Profile { action: ProfileAction::Try { profile, payload, config, json } } => {
+            let config = config.as_deref().map(load_config).transpose()?;
+            let bytes = std::fs::read(&payload).with_context(|| format!("cannot read {}", payload.display()))?;
+            let trial = pipeline_core::api::try_profile(
+                &profile,
+                config.as_ref().map(|c| c.profiles.dir.as_path()),
+                config.as_ref().and_then(|c| c.sources.mllp.as_ref()),
+                &bytes,
+            )?;
+            if json {
+                print_json(&trial)?;
+            } else {
+                print::print_trial(&trial)?;
+            }
+            return Ok(if trial.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::CheckProfiles { dir } => {
             let profiles = ProfileSet::load_dir(&dir)?;

@@ -25,6 +25,50 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a payload yields under a profile, in words for the engineer writing the profile.
+pub(crate) fn print_trial(trial: &pipeline_core::api::ProfileTrial) -> std::io::Result<()> {
+    let mut text = String::new();
+    trial_text(trial, &mut text).map_err(std::io::Error::other)?;
+    write_out(&text)
+}
+
+fn trial_text(trial: &pipeline_core::api::ProfileTrial, out: &mut String) -> std::fmt::Result {
+    writeln!(out, "profile {}", trial.profile)?;
+    writeln!(out, "readings ({}):", trial.readings.len())?;
+    for r in &trial.readings {
+        let patient = if r.patient_identifier_systems.is_empty() {
+            String::new()
+        } else {
+            format!("  patient in {} (value withheld)", r.patient_identifier_systems.join(", "))
+        };
+        writeln!(
+            out,
+            "  {}  {} ({})  {} {}  {}  {}{patient}",
+            r.device_id,
+            r.metric,
+            r.mdc_code,
+            r.value,
+            r.unit,
+            r.observed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            r.validity
+        )?;
+    }
+    writeln!(out, "unmapped fields ({}):", trial.unmapped.len())?;
+    for field in &trial.unmapped {
+        writeln!(out, "  {field}")?;
+    }
+    writeln!(out, "problems ({}):", trial.problems.len())?;
+    for p in &trial.problems {
+        writeln!(out, "  {}: {}", p.reason, p.detail)?;
+    }
+    if trial.problems.is_empty() {
+        writeln!(out, "The payload would be stored.")?;
+    } else {
+        writeln!(out, "The payload would be rejected whole (or, for no_patient_identity, quarantined).")?;
+    }
+    Ok(())
+}
+
 /// The board in words: modes first (they are what a clinician must read), then components.
 pub(crate) fn print_board(status: &serde_json::Value) -> std::io::Result<()> {
     let mut text = String::new();
