@@ -123,7 +123,7 @@ clean:
 ## nightly toolchain, seeded from fixtures/fuzz/<target>/ (read only; new inputs go to the target
 ## dir). A crash is left in fuzz/artifacts/<target>/; fix it and add the input to fixtures/fuzz.
 FUZZ_SECS ?= 120
-FUZZ_TARGETS := mqtt_endpoint profile_payload hl7_ack token_response config
+FUZZ_TARGETS := mqtt_endpoint profile_payload hl7_ack mllp_frame pcd01_message token_response config
 fuzz: deps
 	@rustup toolchain list | grep -q nightly || { echo "make fuzz needs the nightly toolchain (rustup toolchain install nightly)"; exit 1; }
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

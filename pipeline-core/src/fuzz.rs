@@ -11,9 +11,12 @@ use rumqttc::Packet;
 
 use crate::access::{DeviceAcl, Publisher};
 use crate::config::Config;
+use crate::hl7::{Frame, FrameReader};
 use crate::identify::{Policy, Registry};
-use crate::ingest::{Envelope, Format, SourceTerms, process};
+use crate::ingest::{Envelope, Format, Oversized, SourceTerms, process};
+use crate::normalise::pcd01::{self, DeviceFrom, Pcd01Terms};
 use crate::normalise::{PayloadLimits, ProfileSet, normalise};
+use crate::sources::mllp;
 use crate::sources::mqtt::endpoint::{Action, respond};
 
 /// The endpoint's read limit for a packet in these runs.
@@ -88,6 +91,56 @@ pub fn hl7_ack(data: &[u8]) {
     }
 }
 
+/// A gateway's bytes on the MLLP listener: the first byte sets the read size, the rest arrives in
+/// reads of that size through the framing codec (a small limit, so oversized frames are exercised),
+/// and every frame is decoded and answered as the listener does.
+pub fn mllp_frame(data: &[u8]) {
+    let Some((&step, rest)) = data.split_first() else { return };
+    let mut reader = FrameReader::new(256, 64);
+    let mut buffer = BytesMut::new();
+    for chunk in rest.chunks(usize::from(step).max(1)) {
+        buffer.extend_from_slice(chunk);
+        while let Some(frame) = reader.take(&mut buffer) {
+            match frame {
+                Frame::Message(bytes) => answer_hl7(&bytes, None),
+                Frame::Oversized { head, bytes, blake3 } => {
+                    let oversized =
+                        Oversized { bytes, limit: 256, blake3, setting: "[sources.mllp] max_message_bytes" };
+                    answer_hl7(&head, Some(&oversized));
+                }
+            }
+        }
+    }
+}
+
+/// One HL7 v2 message as the MLLP source reads it: decoded (local times in Berlin, and MSH-3 as the
+/// device), through normalise and identify, and answered.
+pub fn pcd01_message(data: &[u8]) {
+    answer_hl7(data, None);
+    let terms = Pcd01Terms {
+        timezone: Some(chrono_tz::Europe::Berlin),
+        device_from: DeviceFrom::Msh3,
+        ..Pcd01Terms::default()
+    };
+    let source = SourceTerms {
+        source: "mllp",
+        publisher: Publisher::Anonymous,
+        max_bytes: 64 * 1024,
+        max_bytes_setting: "[sources.mllp] max_message_bytes",
+        limits: terms.limits,
+        format: Format::Pcd01(std::sync::Arc::new(terms)),
+    };
+    let envelope = Envelope::received(&source, "fuzz".into(), DateTime::<Utc>::UNIX_EPOCH, data.to_vec().into());
+    let _ = process(&envelope, profiles(), &Registry::default(), &Policy::of(&Config::default()), Utc::now());
+}
+
+/// Decodes a message with the default terms and writes the acknowledgements it gets.
+fn answer_hl7(message: &[u8], oversized: Option<&Oversized>) {
+    let decoded = pcd01::decode(message, &Pcd01Terms::default());
+    let answer = mllp::answer(&decoded, oversized);
+    let _ = mllp::acks(decoded.header.as_ref(), &answer, &mut || "FUZZ-1".into(), DateTime::<Utc>::UNIX_EPOCH);
+}
+
 /// A SMART token endpoint's answer.
 pub fn token_response(data: &[u8]) {
     let _ = crate::sinks::smart::token_response(data);
@@ -104,10 +157,12 @@ pub fn config(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the corpus runner.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("mqtt_endpoint", mqtt_endpoint),
     ("profile_payload", profile_payload),
     ("hl7_ack", hl7_ack),
+    ("mllp_frame", mllp_frame),
+    ("pcd01_message", pcd01_message),
     ("token_response", token_response),
     ("config", config),
 ];

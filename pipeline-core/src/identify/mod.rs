@@ -398,6 +398,29 @@ mod tests {
     }
 
     #[test]
+    fn of_several_patient_identifiers_those_in_the_pairings_system_decide() {
+        let mut reg = registry();
+        reg.consents.insert((7, Flow::Store), true);
+        let with = |hints: &[(&str, &str)]| {
+            let mut r = reading("OX-1", "2026-02-01T00:00:00Z", None);
+            r.patient_hints = hints
+                .iter()
+                .map(|(system, value)| PatientHint { system: (*system).into(), value: (*value).into() })
+                .collect();
+            reason(verdict(&r, &reg))
+        };
+        assert_eq!(with(&[("urn:national", "N-1"), ("urn:mrn", "MRN7")]), None, "another system's id is not compared");
+        assert_eq!(with(&[("urn:mrn", "MRN7"), ("urn:mrn", "MRN8")]), Some(QuarantineReason::PatientMismatch));
+        assert_eq!(
+            with(&[("urn:national", "N-1")]),
+            Some(QuarantineReason::PatientMismatch),
+            "none in the pairing's system"
+        );
+        assert_eq!(with(&[("NHS", "N-1")]), Some(QuarantineReason::UnknownIdentifierSystem));
+        assert_eq!(with(&[("NHS", "N-1"), ("urn:mrn", "MRN7")]), None);
+    }
+
+    #[test]
     fn accepts_a_paired_consented_reading() {
         assert_eq!(
             verdict(&reading("OX-1", "2026-02-01T00:00:00Z", Some("MRN7")), &registry()),

@@ -34,6 +34,7 @@ fn payload(n: u8, received_at: DateTime<Utc>, readings: Vec<Reading>) -> Process
         payload_hash: ContentHash([n; 32]),
         profile_id: Some("acme-ox100".into()),
         outcome: PayloadOutcome::Readings(dispositions),
+        unmapped: Vec::new(),
     }
 }
 

@@ -31,4 +31,8 @@ quarantined: number,
 /**
  * Readings held for consent.
  */
-held: number, };
+held: number, 
+/**
+ * MLLP messages whose control id (with MSH-3 and MSH-4) came before with other content.
+ */
+control_id_reused: number, };
