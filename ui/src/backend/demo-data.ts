@@ -89,7 +89,7 @@ export function demoData(now: Date): MockData {
     modes: [EHR_SYNC_PAUSED],
     ingest_queue: 3,
     ingest_unstored: 0,
-    ingest: { payloads: 18244, duplicate_payloads: 12, stored: 54690, duplicate_readings: 31, rejected: 4, quarantined: 2, held: 9 },
+    ingest: { payloads: 18244, duplicate_payloads: 12, stored: 54690, duplicate_readings: 31, rejected: 4, quarantined: 2, held: 9, control_id_reused: 0 },
     rates: { payloads_per_sec: 6.2, readings_per_sec: 18.4 },
     live: [
       live('MX-00A0', 'Bed 1 monitor', 1, alpha, MDC.heartRate, 'Heart rate', 88, '/min', 2),

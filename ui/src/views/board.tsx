@@ -49,6 +49,7 @@ export function BoardView({ board }: { board: Board | null }) {
               <tr><th>Rejected</th><td>{t.rejected}</td></tr>
               <tr><th>Quarantined</th><td>{t.quarantined}</td></tr>
               <tr><th>Held</th><td>{t.held}</td></tr>
+              <tr><th>HL7 control ids reused</th><td>{t.control_id_reused}</td></tr>
             </tbody>
           </table>
         </div>
