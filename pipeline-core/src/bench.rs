@@ -149,6 +149,79 @@ pub async fn ingest_throughput(options: &BenchOptions) -> anyhow::Result<BenchRe
     Ok(BenchResult { payloads: tally.payloads, readings: tally.stored, elapsed })
 }
 
+/// HL7 v2 throughput: `connections` gateways each send `messages / connections` ORU^R01 messages
+/// (SpO2 and pulse rate of one device each) over MLLP, one at a time as MLLP does, each waiting for
+/// its ACK; the clock stops at the last AA, which Vigil sends only once the message is stored.
+pub async fn mllp_throughput(messages: usize, connections: usize, profiles: &Path) -> anyhow::Result<BenchResult> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile_dir()?;
+    let mut config = Config::default();
+    config.store.url = format!("sqlite://{}", dir.join("bench.db").display());
+    config.profiles.dir = profiles.to_path_buf();
+    config.sources.mqtt.enabled = false;
+    config.status.listen = "127.0.0.1:0".into();
+    config.sources.mllp = Some(crate::config::MllpSourceConfig {
+        listen: "127.0.0.1:0".into(),
+        allow: vec!["127.0.0.1".into()],
+        ..Default::default()
+    });
+    let handle = pipeline::start(&config, crate::clock::system()).await?;
+    let store = handle.store().clone();
+    let patient = PatientIdentifier { organisation: "default".into(), system: "urn:bench".into(), value: "B-1".into() };
+    let patient = store.upsert_patient(&patient, None, Some("bench"), "bench").await?;
+    store.set_consent(patient, Flow::Store, true, "bench").await?;
+    let devices: Vec<String> = (0..connections.max(1)).map(|n| format!("001BC50C{n:08X}")).collect();
+    for device in &devices {
+        store.register_device(device, Some(crate::normalise::pcd01::PROFILE_ID), None, "bench").await?;
+        pair_since_yesterday(store.as_ref(), device, patient).await?;
+    }
+    let addr = handle.mllp_listen_addr().ok_or_else(|| anyhow::anyhow!("no MLLP listener"))?;
+    let per_connection = messages / devices.len();
+    let t0 = Utc::now() - chrono::Duration::seconds(per_connection as i64 + 60);
+    let started = Instant::now();
+    let mut gateways = Vec::new();
+    for (n, device) in devices.into_iter().enumerate() {
+        gateways.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut reader = crate::hl7::FrameReader::new(1 << 20, 0);
+            let mut buffer = bytes::BytesMut::new();
+            for i in 0..per_connection {
+                let at = (t0 + chrono::Duration::seconds(i as i64)).format("%Y%m%d%H%M%S+0000");
+                let message = format!(
+                    "MSH|^~\\&|BENCH-GW-{n}|WARD|VIGIL|CLINIC|{at}||ORU^R01^ORU_R01|B{n}-{i}|P|2.6\r\
+                     PID|||B-1^^^urn:bench^MR\r\
+                     OBR|1|||182777000^monitoring of patient^SCT|||{at}\r\
+                     OBX|1||69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|1.0.0.0|||||||X|||||||{device}^^{device}^EUI-64\r\
+                     OBX|2|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.1.1.150456|{}|262688^MDC_DIM_PERCENT^MDC|||||R\r\
+                     OBX|3|NM|149530^MDC_PULS_OXIM_PULS_RATE^MDC|1.1.1.149530|{}|264864^MDC_DIM_BEAT_PER_MIN^MDC|||||R\r",
+                    90 + i % 10,
+                    60 + i % 40
+                );
+                stream.write_all(&crate::hl7::frame(message.as_bytes())).await?;
+                let ack = loop {
+                    if let Some(crate::hl7::Frame::Message(ack)) = reader.take(&mut buffer) {
+                        break ack;
+                    }
+                    anyhow::ensure!(stream.read_buf(&mut buffer).await? > 0, "Vigil closed the connection");
+                };
+                let ack = String::from_utf8_lossy(&ack);
+                anyhow::ensure!(ack.contains("\rMSA|AA|"), "not accepted: {ack}");
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for g in gateways {
+        g.await??;
+    }
+    let elapsed = started.elapsed();
+    let tally = handle.tally();
+    handle.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(BenchResult { payloads: tally.payloads, readings: tally.stored, elapsed })
+}
+
 /// Pairs a bench device from a day ago, so every reading it sends finds the pairing.
 async fn pair_since_yesterday(store: &dyn Store, device_id: &str, patient_id: i64) -> anyhow::Result<()> {
     let new = NewPairing {

@@ -1518,6 +1518,27 @@ mod tests {
     }
 
     #[test]
+    fn the_mllp_listener_needs_its_allow_list_and_a_real_time_zone() {
+        let keys = |text: &str| {
+            let mut config = Config::parse(text).unwrap();
+            config.profiles.dir = std::env::temp_dir();
+            config.validate().into_iter().map(|p| format!("{} {}", p.key, p.value)).collect::<Vec<_>>()
+        };
+        assert!(Config::parse("").unwrap().sources.mllp.is_none(), "off unless configured");
+        assert_eq!(keys("[sources.mllp]\n"), ["sources.mllp.allow []"]);
+        assert_eq!(
+            keys("[sources.mllp]\nallow = [\"10.0.0.0/33\", \"gateway\"]\ntimezone = \"Mars/Olympus\"\n"),
+            ["sources.mllp.allow 10.0.0.0/33", "sources.mllp.allow gateway", "sources.mllp.timezone Mars/Olympus"]
+        );
+        let text = "[sources.mllp]\nallow = [\"10.1.2.3\", \"10.20.1.0/24\"]\ntimezone = \"Europe/Berlin\"\n";
+        assert!(keys(text).is_empty());
+        let mllp = Config::parse(text).unwrap().sources.mllp.unwrap();
+        assert_eq!(mllp.allowed().unwrap().len(), 2);
+        assert_eq!(mllp.terms().timezone, Some(chrono_tz::Europe::Berlin));
+        assert_eq!(mllp.terms().limits.section, "[sources.mllp]");
+    }
+
+    #[test]
     fn identifier_system_aliases_name_absolute_uris_and_resolve() {
         let text = "[identity.systems]\nNORTHCLINIC = \"urn:oid:1.2.3\"\nSOUTH = \"south-mrn\"\n";
         let mut config = Config::parse(text).unwrap();

@@ -509,6 +509,10 @@ pub(crate) struct BenchArgs {
     /// The device profiles.
     #[arg(long, default_value = "fixtures/profiles")]
     pub(crate) profiles: PathBuf,
+    /// Measure HL7 v2 over MLLP instead: `--payloads` messages over `--publishers` connections,
+    /// each message waiting for its ACK.
+    #[arg(long)]
+    pub(crate) mllp: bool,
     /// Measure alarm latency (publish to webhook) instead of ingest throughput.
     #[arg(long)]
     pub(crate) alarm_latency: bool,

@@ -71,6 +71,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 r.p99.as_secs_f64() * 1000.0
             );
         }
+        Command::Bench(args) if args.mllp => {
+            let r = bench::mllp_throughput(args.payloads, args.publishers, &args.profiles).await?;
+            outln!(
+                "{} messages, {} readings in {:.2} s: {:.0} messages/s with ACKs, {:.0} readings/s ({} connections)",
+                r.payloads,
+                r.readings,
+                r.elapsed.as_secs_f64(),
+                r.payloads_per_sec(),
+                r.readings_per_sec(),
+                args.publishers
+            );
+        }
         Command::Bench(args) => {
             let options = bench::BenchOptions {
                 payloads: args.payloads,
