@@ -607,8 +607,9 @@ impl Backoff {
     }
 }
 
-/// Fields payloads carry that their profile does not read, per profile, in how many payloads: a
-/// firmware update that adds a field shows on the board instead of going unread unnoticed.
+/// Fields payloads carry that their profile does not read, per profile, in how many payloads received
+/// (resends included): a firmware update that adds a field shows on the board instead of going unread
+/// unnoticed.
 struct Unmapped {
     heartbeat: Heartbeat,
     counts: BTreeMap<String, BTreeMap<String, u64>>,
@@ -636,8 +637,11 @@ impl Unmapped {
             .counts
             .iter()
             .map(|(profile, fields)| {
-                let mut shown: Vec<String> =
-                    fields.iter().take(Self::SHOWN).map(|(f, n)| format!("{f} (in {n} payloads)")).collect();
+                let mut shown: Vec<String> = fields
+                    .iter()
+                    .take(Self::SHOWN)
+                    .map(|(f, n)| format!("{f} (in {n} payload{})", plural(*n)))
+                    .collect();
                 if fields.len() > Self::SHOWN {
                     shown.push(format!("and {} more", fields.len() - Self::SHOWN));
                 }
@@ -649,6 +653,10 @@ impl Unmapped {
             &format!("fields no profile reads (see vigil profile try): {}", profiles.join("; ")),
         );
     }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// Summarises items needing an operator in the log at most once a minute, so a misbehaving device

@@ -203,12 +203,13 @@ async fn gateway_messages_land_as_readings_quarantine_or_rejections_each_acknowl
             vigil_tests::component(s, "mllp")["reason"].as_str().is_some_and(|r| r.contains("control_id_reused 1"))
         })
         .await?;
-    // The perfusion index no code maps is counted on the board, so a new field is noticed.
+    // The perfusion index no code maps is counted on the board (the gateway's message and its
+    // resend), as is the published example's waveform, so a new field is noticed.
     vigil
         .wait_status(Duration::from_secs(10), |s| {
             vigil_tests::component(s, "profiles")["reason"]
                 .as_str()
-                .is_some_and(|r| r.contains("pcd-01: OBX-3 150488^MDC_BLD_PERF_INDEX (in 1 payloads)"))
+                .is_some_and(|r| r.contains("pcd-01: OBX-3 150452^MDC_PULS_OXIM_PLETH (in 1 payload), OBX-3 150488^MDC_BLD_PERF_INDEX (in 2 payloads)"))
         })
         .await?;
     // No patient identifier reaches the log.
@@ -296,5 +297,45 @@ async fn a_peer_not_in_allow_is_refused_and_check_config_requires_allow() -> any
         })
         .await?;
     assert_eq!(site.count("payloads")?, 0, "nothing from it is stored");
+    Ok(())
+}
+
+#[tokio::test]
+async fn gateways_connect_over_tls_and_a_required_client_certificate_is_enforced() -> anyhow::Result<()> {
+    let certs = tempfile::tempdir()?;
+    vigil_tests::certificates(certs.path(), "gateway-icu")?;
+    let pem = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let site = mllp_site(&format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\ntls_client_ca_file = \"{}\"\nrequire_client_cert = true",
+        pem("server.pem"),
+        pem("server.key"),
+        pem("ca.pem")
+    ))?;
+    let vigil = site.run()?;
+    let port = vigil.mllp_addr.context("the MLLP listener runs")?.port();
+    let message = fixture("hl7/pcd01-gateway-two-devices.hl7");
+    let send_tls = |identity: &[&str]| {
+        Command::new(python())
+            .arg(client())
+            .args(["--json", "--port", &port.to_string(), "--timeout", "10", "--tls-ca", &pem("ca.pem")])
+            .args(identity)
+            .arg(&message)
+            .output()
+    };
+    let with = send_tls(&["--tls-cert", &pem("client.pem"), "--tls-key", &pem("client.key")])?;
+    let ack: Value =
+        serde_json::from_slice(&with.stdout).with_context(|| String::from_utf8_lossy(&with.stderr).to_string())?;
+    assert_eq!(ack["msa1"], "AA", "{ack}");
+    let without = send_tls(&[])?;
+    assert_eq!(
+        without.status.code(),
+        Some(2),
+        "no ACK without a client certificate: {}{}",
+        String::from_utf8_lossy(&without.stdout),
+        String::from_utf8_lossy(&without.stderr)
+    );
+    let plain = send(port, &[&message]);
+    assert!(plain.is_err(), "plain text is not spoken on a TLS listener: {plain:?}");
+    assert_eq!(readings(&site, DEVICE_1)?.len(), 2, "only the message over TLS with a certificate is stored");
     Ok(())
 }

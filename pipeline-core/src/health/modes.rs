@@ -115,6 +115,21 @@ pub const MODES: &[DegradationMode] = &[
         alarm_priority: Priority::Medium,
     },
     DegradationMode {
+        id: "mllp_ingest_down",
+        title: "Gateway data not arriving",
+        severity: Severity::Critical,
+        component: "mllp",
+        reason_starts: None,
+        what_is_off: "No new data is received from device gateways (HL7 v2 over MLLP). Live values of the \
+                      monitors behind them stop updating and show their age.",
+        what_still_works: "Monitors keep measuring and show values and alarms at the bedside. Gateways keep what \
+                           Vigil has not acknowledged and send it again. Devices that send over MQTT still arrive.",
+        what_to_do: "Watch patients at the bedside monitors. Do not rely on this console for the values of \
+                     gateway-connected monitors until the banner clears.",
+        whom_to_call: "Clinical engineering on call, and the network team.",
+        alarm_priority: Priority::Medium,
+    },
+    DegradationMode {
         id: "device_auth_failures",
         title: "Repeated refused device logins",
         severity: Severity::Warning,

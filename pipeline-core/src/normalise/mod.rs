@@ -245,7 +245,6 @@ pub fn trial(profile: &Profile, payload: &[u8], limits: &PayloadLimits) -> Trial
                 ));
                 return trial;
             }
-            used.mark_path(each, &doc, &doc);
             for (i, item) in items.iter().enumerate() {
                 let scope = Scope { profile, root: &doc, here: item, element: Some(i), limits };
                 scope.readings(&mut trial, &mut used);

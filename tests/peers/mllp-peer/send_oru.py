@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 
 import hl7
@@ -66,9 +67,15 @@ def describe(ack: str) -> dict:
 
 async def send(args: argparse.Namespace) -> int:
     try:
+        tls = {}
+        if args.tls_ca:
+            context = ssl.create_default_context(cafile=args.tls_ca)
+            if args.tls_cert:
+                context.load_cert_chain(args.tls_cert, args.tls_key)
+            tls = {"ssl": context}
         reader, writer = await asyncio.wait_for(
-            hl7.mllp.open_hl7_connection(args.host, args.port), timeout=args.timeout)
-    except (OSError, asyncio.TimeoutError) as e:
+            hl7.mllp.open_hl7_connection(args.host, args.port, **tls), timeout=args.timeout)
+    except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
         print(f"send_oru: cannot connect to {args.host}:{args.port}: {e!r}", file=sys.stderr)
         return 2
     status = 0
@@ -88,7 +95,7 @@ async def send(args: argparse.Namespace) -> int:
             except asyncio.TimeoutError:
                 print(f"send_oru: no ACK for {path} within {args.timeout} s", file=sys.stderr)
                 return 2
-            except (asyncio.IncompleteReadError, hl7.mllp.InvalidBlockError, ConnectionError) as e:
+            except (asyncio.IncompleteReadError, hl7.mllp.InvalidBlockError, OSError) as e:
                 print(f"send_oru: bad or missing ACK for {path}: {e!r}", file=sys.stderr)
                 return 2
             ack = block.decode("utf-8", errors="replace")
@@ -108,7 +115,7 @@ async def send(args: argparse.Namespace) -> int:
         writer.close()
         try:
             await writer.wait_closed()
-        except ConnectionError:
+        except OSError:  # a reset connection, or a TLS alert (ssl.SSLError is an OSError)
             pass
     return status
 
@@ -119,6 +126,9 @@ def main(argv=None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each ACK")
+    p.add_argument("--tls-ca", help="speak TLS, trusting this PEM CA")
+    p.add_argument("--tls-cert", help="with --tls-ca: present this PEM client certificate")
+    p.add_argument("--tls-key", help="the client certificate's PEM key")
     p.add_argument("--json", action="store_true", help="print each ACK's fields as one JSON line")
     p.add_argument("--silence", type=float, default=0.0,
                    help="first check that no ACK arrives within this many seconds")
