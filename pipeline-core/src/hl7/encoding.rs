@@ -19,17 +19,6 @@ pub enum EncodingError {
     EncodingCharacters(String),
 }
 
-impl EncodingError {
-    /// The MSH field at fault: 1, 2, or 0 when there is no MSH.
-    pub fn field(&self) -> usize {
-        match self {
-            EncodingError::NoHeader => 0,
-            EncodingError::FieldSeparator(_) => 1,
-            EncodingError::EncodingCharacters(_) => 2,
-        }
-    }
-}
-
 /// The delimiters a message declares in MSH-1 and MSH-2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delimiters {
@@ -43,13 +32,6 @@ pub struct Delimiters {
     pub escape: Option<char>,
     /// Between subcomponents, if declared.
     pub subcomponent: Option<char>,
-}
-
-impl Default for Delimiters {
-    /// `|^~\&`, what Vigil writes.
-    fn default() -> Self {
-        Delimiters { field: '|', component: '^', repetition: '~', escape: Some('\\'), subcomponent: Some('&') }
-    }
 }
 
 impl Delimiters {
@@ -275,7 +257,7 @@ mod tests {
     #[test]
     fn what_is_not_hl7_says_why() {
         assert_eq!(Message::parse("PID|1").unwrap_err(), EncodingError::NoHeader);
-        assert_eq!(Message::parse("MSH1^~").unwrap_err().field(), 1);
+        assert_eq!(Message::parse("MSH1^~").unwrap_err(), EncodingError::FieldSeparator("1".into()));
         assert_eq!(Message::parse("MSH|^^\\&|A").unwrap_err(), EncodingError::EncodingCharacters("^^\\&".into()));
     }
 }
