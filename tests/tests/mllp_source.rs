@@ -27,8 +27,9 @@ fn mllp_site(extra: &str) -> anyhow::Result<Site> {
     for device in ["00-1B-C5-0C-00-00-00-01", DEVICE_2] {
         site.vigil(&["devices", "--config", &config, "--register", device, "--profile", "pcd-01"])?;
     }
-    // The messages were measured on 24 November: the pairings start before.
-    for device in [DEVICE_1, DEVICE_2] {
+    // The messages were measured on 24 November: the pairings start before. The first is paired by
+    // its id as a label writes it.
+    for device in ["00-1b-c5-0c-00-00-00-01", DEVICE_2] {
         site.for_patient("pair", device, "MRN-100001", &["--from", "2026-11-24T00:00:00Z", "--reason", "test data"])?;
     }
     Ok(site)

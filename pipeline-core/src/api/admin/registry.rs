@@ -34,7 +34,8 @@ impl Admin {
     /// Flags a registered device as sending demo or test data, or clears the flag: its readings are
     /// then stamped demo at ingest, so they alarm and chart, marked, but never reach a production EHR.
     pub async fn set_device_demo(&self, actor: &Actor, device_id: &str, demo: bool) -> ApiResult<()> {
-        Ok(self.store.set_device_demo(device_id.trim(), demo, actor.name()).await?)
+        let device_id = self.registered_id(device_id).await?;
+        Ok(self.store.set_device_demo(&device_id, demo, actor.name()).await?)
     }
 
     /// Registers (or relabels) a device with a loaded profile.
@@ -121,7 +122,7 @@ impl Admin {
     /// ([`NewPairing::check`]), unless it replaces the open pairing of the patient `replacing` names.
     pub async fn pair_device(&self, actor: &Actor, request: &PairRequest) -> ApiResult<Pairing> {
         let id = self.identifier(&request.system, &request.value)?;
-        let device_id = request.device_id.trim();
+        let device_id = &self.registered_id(&request.device_id).await?;
         let now = self.clock.now();
         let (from, until) = (request.from.unwrap_or(now), request.until);
         if until.is_some_and(|u| u <= from) {
@@ -152,7 +153,24 @@ impl Admin {
     /// Ends a device's open pairing at `at` (default now); returns the pairing closed.
     pub async fn unpair_device(&self, actor: &Actor, device_id: &str, at: Option<DateTime<Utc>>) -> ApiResult<i64> {
         let at = at.unwrap_or_else(|| self.clock.now());
-        Ok(self.store.unpair(device_id.trim(), at, actor.name()).await?)
+        let device_id = self.registered_id(device_id).await?;
+        Ok(self.store.unpair(&device_id, at, actor.name()).await?)
+    }
+
+    /// The registry's id for a device as an operator typed it. An HL7 device's EUI-64 is registered
+    /// in one form (16 upper-case hex digits), so `00-1b-c5-0c-00-00-00-01` names it too; an id
+    /// registered as typed (a profile that keeps dashes) stays as it is.
+    async fn registered_id(&self, typed: &str) -> ApiResult<String> {
+        let typed = typed.trim();
+        let Some(canonical) = pcd01::eui64(typed).filter(|c| c != typed) else {
+            return Ok(typed.to_string());
+        };
+        let devices = self.store.devices().await?;
+        let registered = |id: &str, profile: Option<&str>| {
+            devices.iter().any(|d| d.device_id == id && profile.is_none_or(|p| d.profile_id.as_deref() == Some(p)))
+        };
+        let hl7_device = !registered(typed, None) && registered(&canonical, Some(pcd01::PROFILE_ID));
+        Ok(if hl7_device { canonical } else { typed.to_string() })
     }
 
     /// Records a patient's consent decision for one flow; returns the patient's store key.
