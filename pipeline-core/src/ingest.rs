@@ -622,8 +622,21 @@ impl Unmapped {
     fn count(&mut self, processed: &[ProcessedPayload]) {
         for p in processed {
             let Some(profile) = &p.profile_id else { continue };
+            if p.unmapped.is_empty() {
+                continue;
+            }
+            // Allocates only for a profile or field not seen before: this runs for every payload.
+            if !self.counts.contains_key(profile) {
+                self.counts.insert(profile.clone(), BTreeMap::new());
+            }
+            let fields = self.counts.get_mut(profile).expect("inserted above");
             for field in &p.unmapped {
-                *self.counts.entry(profile.clone()).or_default().entry(field.clone()).or_default() += 1;
+                match fields.get_mut(field) {
+                    Some(n) => *n += 1,
+                    None => {
+                        fields.insert(field.clone(), 1);
+                    }
+                }
             }
         }
     }

@@ -351,6 +351,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         if allow.is_empty() {
             return Err(StartError::Mllp("allow is empty: list the gateways that may connect".into()));
         }
+        let pcd01 = mllp.terms();
         let listener_settings = crate::sources::mllp::Listener {
             ingest: ingest.clone(),
             terms: SourceTerms {
@@ -358,8 +359,8 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                 publisher: Publisher::Anonymous,
                 max_bytes: mllp.max_message_bytes,
                 max_bytes_setting: crate::sources::mllp::MAX_MESSAGE_SETTING,
-                limits: mllp.terms().limits,
-                format: Format::Pcd01(Arc::new(mllp.terms())),
+                limits: pcd01.limits,
+                format: Format::Pcd01(Arc::new(pcd01)),
             },
             allow,
             tls,

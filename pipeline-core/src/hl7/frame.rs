@@ -86,20 +86,19 @@ impl FrameReader {
                 let frame = buffer.split_to(end + 2).freeze();
                 Some(Frame::Message(frame.slice(1..end)))
             }
-            Some(_) => {
-                buffer.advance(1);
-                self.skipping = Some(Skipped { head: BytesMut::new(), bytes: 0, hasher: blake3::Hasher::new() });
-                self.skip(buffer)
-            }
-            // Over the limit without an end yet: from here on it is only counted and hashed.
-            None if buffer.len() - 1 > self.max => {
-                self.searched = 0;
-                buffer.advance(1);
-                self.skipping = Some(Skipped { head: BytesMut::new(), bytes: 0, hasher: blake3::Hasher::new() });
-                self.skip(buffer)
-            }
+            // Over the limit, ended or not yet: from here on it is only counted and hashed.
+            Some(_) => self.start_skipping(buffer),
+            None if buffer.len() - 1 > self.max => self.start_skipping(buffer),
             None => None,
         }
+    }
+
+    /// Starts reading through an oversized frame (`buffer` starts at its start block).
+    fn start_skipping(&mut self, buffer: &mut BytesMut) -> Option<Frame> {
+        self.searched = 0;
+        buffer.advance(1);
+        self.skipping = Some(Skipped { head: BytesMut::new(), bytes: 0, hasher: blake3::Hasher::new() });
+        self.skip(buffer)
     }
 
     /// Reads on through an oversized frame; at its end, what is kept of it.
