@@ -141,17 +141,6 @@ impl Login {
     }
 }
 
-/// Writes a secret to a file only its owner can read (0600), replacing what was there.
-pub fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    // A file that existed keeps its mode through open(): set it.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(secret.as_bytes())?;
-    file.sync_all()
-}
-
 /// Who published a payload, as its source established it: what binds the device ids it may carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publisher {

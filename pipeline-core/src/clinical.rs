@@ -167,8 +167,10 @@ pub fn fhir_sink(config: &EhrConfig, clock: SharedClock) -> Result<FhirSink, Ehr
     let auth = match config.auth {
         EhrAuth::None => Auth::None,
         EhrAuth::Bearer => Auth::Bearer(
-            std::env::var(&config.bearer_token_env)
-                .map_err(|_| invalid(format!("bearer auth needs the token in ${}", config.bearer_token_env)))?,
+            config
+                .bearer_token
+                .resolve()
+                .map_err(|e| invalid(format!("ehr.bearer_token ({}): {e}", config.bearer_token)))?,
         ),
         EhrAuth::Smart => Auth::Smart(
             SmartClient::new(

@@ -14,6 +14,7 @@ use ts_rs::TS;
 use crate::model::alarm::{AlarmKind, Audience, Priority};
 use crate::normalise::PayloadLimits;
 use crate::normalise::pcd01::{DeviceFrom, Pcd01Terms};
+use crate::secrets::SecretRef;
 
 /// The whole configuration of one Vigil instance.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -47,6 +48,10 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// A site's own plausible ranges, by MDC reference id, replacing the code table's.
     pub plausibility: BTreeMap<String, PlausibleRange>,
+    /// `[audit]`
+    pub audit: AuditConfig,
+    /// `[console]`
+    pub console: ConsoleConfig,
 }
 
 /// `[plausibility] MDC_TEMP_BODY = { low = 15.0, high = 45.0 }`: outside it, a value is refused as a
@@ -118,6 +123,10 @@ pub struct AlertsConfig {
     pub timeout_secs: u64,
     /// `[alerts.routes]`: who each kind of alarm pages.
     pub routes: AlarmRoutes,
+    /// Silences of one alarm's escalation at most; after that it escalates, whoever silences it.
+    pub max_silences: u32,
+    /// Minutes of silence of one alarm's escalation at most, in all.
+    pub max_silence_minutes_total: u32,
 }
 
 /// `[alerts.routes]`: who each kind and priority of alarm pages, `clinical` (the ward's sinks),
@@ -174,7 +183,33 @@ impl Default for AlertsConfig {
             retries: 5,
             timeout_secs: 5,
             routes: AlarmRoutes::default(),
+            max_silences: 4,
+            max_silence_minutes_total: 120,
         }
+    }
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The site's syslog, `host:port` (UDP): every audit checkpoint is also sent there, the one
+    /// copy someone holding the service account's files cannot rewrite.
+    pub syslog: Option<String>,
+}
+
+/// `[console]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// The console locks after this many seconds without input (0: never). Locked, it still shows
+    /// the alarm count and the degradation banner; unlocking is needed only to act.
+    pub lock_after_secs: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { lock_after_secs: 300 }
     }
 }
 
@@ -266,8 +301,11 @@ pub struct BrokerConfig {
     pub listen: String,
     /// External only: `mqtt://host:port` or `mqtts://host:port`.
     pub url: Option<String>,
-    /// External only: user name; the password comes from `VIGIL_MQTT_PASSWORD`, never from this file.
+    /// External only: user name.
     pub username: Option<String>,
+    /// External only: where the password comes from, `env:NAME` or `file:PATH` (0600), never the
+    /// password itself.
+    pub password: SecretRef,
     /// External TLS: a PEM file of CA certificates to trust (default: the system roots).
     pub ca_file: Option<PathBuf>,
     /// External TLS: PEM client certificate, for brokers that require mutual TLS.
@@ -293,6 +331,7 @@ impl Default for BrokerConfig {
             listen: "127.0.0.1:1883".into(),
             url: None,
             username: None,
+            password: SecretRef::Env("VIGIL_MQTT_PASSWORD".into()),
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
@@ -672,7 +711,7 @@ pub enum EhrAuth {
     /// None.
     #[default]
     None,
-    /// A bearer token from the environment variable `bearer_token_env`.
+    /// A bearer token from `bearer_token` (`env:NAME` or `file:PATH`).
     Bearer,
     /// SMART Backend Services (client credentials with a signed JWT).
     Smart,
@@ -690,8 +729,8 @@ pub struct EhrConfig {
     pub base_url: Option<String>,
     /// FHIR: `none`, `bearer` or `smart`.
     pub auth: EhrAuth,
-    /// Bearer auth: the environment variable holding the token.
-    pub bearer_token_env: String,
+    /// Bearer auth: where the token comes from, `env:NAME` or `file:PATH` (0600), never the token.
+    pub bearer_token: SecretRef,
     /// SMART: the token endpoint.
     pub token_url: Option<String>,
     /// SMART: the registered client id.
@@ -757,7 +796,7 @@ impl Default for EhrConfig {
             environment: EhrEnvironment::Production,
             base_url: None,
             auth: EhrAuth::None,
-            bearer_token_env: "VIGIL_EHR_TOKEN".into(),
+            bearer_token: SecretRef::Env("VIGIL_EHR_TOKEN".into()),
             token_url: None,
             client_id: None,
             private_key_file: None,
@@ -907,6 +946,8 @@ impl Config {
         {
             rebase(p);
         }
+        self.ehr.bearer_token.resolve_paths(base);
+        self.broker.password.resolve_paths(base);
         if let Some(rest) = self.store.url.strip_prefix("sqlite://")
             && !rest.starts_with('/')
             && !rest.starts_with(':')
@@ -915,9 +956,68 @@ impl Config {
         }
     }
 
+    /// Secrets must not sit in this file: a URL with a password in it is refused, and so is a
+    /// secret file (key, token, password) that others than its owner may read.
+    fn secret_problems(&self, out: &mut Vec<ConfigProblem>) {
+        let urls = [
+            ("store.url", Some(&self.store.url)),
+            ("broker.url", self.broker.url.as_ref()),
+            ("alerts.mqtt_url", self.alerts.mqtt_url.as_ref()),
+            ("alerts.webhook_url", self.alerts.webhook_url.as_ref()),
+            ("alerts.technical_webhook_url", self.alerts.technical_webhook_url.as_ref()),
+            ("ehr.base_url", self.ehr.base_url.as_ref()),
+            ("ehr.token_url", self.ehr.token_url.as_ref()),
+        ];
+        for (key, url) in urls.into_iter().filter_map(|(k, u)| Some((k, u?))) {
+            if url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
+                out.push(problem(
+                    key,
+                    "(a URL with a password: not repeated here)",
+                    "a password must not sit in vigil.toml",
+                    "remove it from the URL; give it as env:NAME or file:PATH (0600) in the section's password setting",
+                ));
+            }
+        }
+        let files = [
+            ("ehr.private_key_file", self.ehr.private_key_file.as_ref()),
+            ("ehr.mllp_client_key_file", self.ehr.mllp_client_key_file.as_ref()),
+            ("broker.client_key_file", self.broker.client_key_file.as_ref()),
+            ("broker.tls_key_file", self.broker.tls_key_file.as_ref()),
+            ("status.tls_key_file", self.status.tls_key_file.as_ref()),
+            ("status.token_file", self.status.token_file.as_ref()),
+        ];
+        let mllp_key = self.sources.mllp.as_ref().and_then(|m| m.tls_key_file.as_ref());
+        let secret_file = |r: &SecretRef| match r {
+            SecretRef::File(p) => Some(p.clone()),
+            SecretRef::Env(_) => None,
+        };
+        let refs = [
+            ("ehr.bearer_token", secret_file(&self.ehr.bearer_token)),
+            ("broker.password", secret_file(&self.broker.password)),
+        ];
+        let all = files
+            .into_iter()
+            .map(|(k, p)| (k, p.cloned()))
+            .chain([("sources.mllp.tls_key_file", mllp_key.cloned())])
+            .chain(refs);
+        for (key, path) in all.filter_map(|(k, p)| Some((k, p?))) {
+            if path.exists()
+                && let Err(e @ crate::secrets::SecretError::Exposed { .. }) = crate::secrets::check_private(&path)
+            {
+                out.push(problem(
+                    key,
+                    path.display().to_string(),
+                    e.to_string(),
+                    format!("chmod 600 {}", path.display()),
+                ));
+            }
+        }
+    }
+
     /// Checks the values that parsed: ranges, URLs, files that must exist.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
+        self.secret_problems(&mut out);
         for (metric, range) in &self.plausibility {
             let key = format!("plausibility.{metric}");
             match crate::model::codes::metric_by_ref(metric) {

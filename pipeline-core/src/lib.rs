@@ -10,7 +10,10 @@
 //!   vocabulary ([`model::alarm`]), the terminology tables ([`model::codes`], [`model::units`]).
 //! - [`config`]: `vigil.toml`, loaded and validated with every problem reported at once.
 //! - [`clock`]: where "now" comes from; every module that reads the time takes one.
-//! - [`audit`]: the hash-chained audit log, independent of the backend.
+//! - [`audit`]: the keyed, hash-chained audit log and its sealed checkpoint, independent of the
+//!   backend; its AuditEvent export.
+//! - [`accounts`]: operator accounts, roles and the permissions table, argon2 passwords, tokens.
+//! - [`secrets`]: secrets from the environment or owner-only files; private files and folders.
 //! - [`access`]: device credentials, their access lists, and who published a payload.
 //! - [`hl7`]: HL7 v2 as bytes: delimiters, segments, escapes and MLLP framing.
 //! - [`dedup`]: duplicate suppression by content hash, independent of the backend.
@@ -50,6 +53,7 @@
 //! The faces, `src/bin/vigil/` and the `src-tauri` shell, call [`api`] only.
 
 pub mod access;
+pub mod accounts;
 pub mod alerts;
 pub mod api;
 pub mod audit;
@@ -71,6 +75,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod registry_import;
 pub mod rules;
+pub mod secrets;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;

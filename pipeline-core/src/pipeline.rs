@@ -40,6 +40,9 @@ pub enum StartError {
     /// The store could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `[audit] syslog` names no address this machine can send to.
+    #[error("audit.syslog: {0}")]
+    Syslog(std::io::Error),
     /// A device profile is invalid.
     #[error(transparent)]
     Profiles(#[from] ProfileError),
@@ -201,7 +204,15 @@ pub struct Handle {
 pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartError> {
     let lock = lock_store(&config.store.url)?;
     let page_limit = store::PageLimit::of(config.store.test_max_pages.unwrap_or(0));
-    let store = store::open_limited(&config.store.url, clock.clone(), page_limit.clone()).await?;
+    let syslog = config
+        .audit
+        .syslog
+        .as_deref()
+        .map(crate::audit::syslog::Syslog::to)
+        .transpose()
+        .map_err(StartError::Syslog)?
+        .map(Arc::new);
+    let store = store::open_limited(&config.store.url, clock.clone(), page_limit.clone(), syslog).await?;
     // A damaged file is met at the start, with how to restore, not by failures mid-shift.
     store.check_integrity().await?;
     store.clear_technical_alarms().await?;

@@ -98,6 +98,35 @@ pub struct Status {
     pub ingest: BatchTally,
     /// Each live device's clock offset, largest first.
     pub device_clocks: Vec<DeviceClock>,
+    /// Active alarms not yet acknowledged, by priority: the console keeps them in sight, locked too.
+    pub alarms: AlarmCounts,
+}
+
+/// Active, unacknowledged alarms by priority.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, TS)]
+#[ts(export)]
+pub struct AlarmCounts {
+    /// High priority.
+    pub high: u32,
+    /// Medium priority.
+    pub medium: u32,
+    /// Low priority.
+    pub low: u32,
+}
+
+impl AlarmCounts {
+    fn of(alarms: &[crate::store::AlarmEntry]) -> AlarmCounts {
+        use crate::model::alarm::Priority;
+        let mut counts = AlarmCounts::default();
+        for a in alarms.iter().filter(|a| a.acked_at.is_none() && a.cleared_at.is_none()) {
+            match a.priority {
+                Priority::High => counts.high += 1,
+                Priority::Medium => counts.medium += 1,
+                Priority::Low => counts.low += 1,
+            }
+        }
+        counts
+    }
 }
 
 /// The board now: components, modes, queues, totals and rates.
@@ -112,7 +141,14 @@ pub async fn status(sources: &StatusSources) -> Status {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+    let alarms = tokio::time::timeout(std::time::Duration::from_millis(500), sources.store.alarms(true, 10_000))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|a| AlarmCounts::of(&a))
+        .unwrap_or_default();
     Status {
+        alarms,
         at,
         rates,
         modes: active(&components),
@@ -289,7 +325,7 @@ pub fn token(file: &std::path::Path) -> std::io::Result<String> {
         return Ok(token.trim().to_string());
     }
     let token = crate::access::new_secret();
-    crate::access::write_secret_file(file, &token)?;
+    crate::secrets::write_private(file, &token)?;
     Ok(token)
 }
 

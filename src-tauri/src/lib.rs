@@ -5,8 +5,8 @@
 //! over a `Channel` and the board as a `status` event. Every decision lives in pipeline-core.
 //!
 //! # Layout
-//! - `commands/`: the IPC commands, grouped per domain (board, live, alarms, quarantine, devices,
-//!   outbox, settings).
+//! - `commands/`: the IPC commands, grouped per domain (board, session, live, alarms, quarantine,
+//!   devices, outbox, settings).
 //! - this file: the managed state, where the site comes from, and `run_app`.
 
 mod commands;
@@ -64,6 +64,12 @@ impl ConsoleState {
 pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
     builder.invoke_handler(tauri::generate_handler![
         commands::board::board,
+        commands::session::session,
+        commands::session::sign_in,
+        commands::session::create_first_admin,
+        commands::session::lock,
+        commands::session::unlock,
+        commands::session::sign_out,
         commands::live::live_values,
         commands::live::subscribe_live,
         commands::live::unsubscribe_live,
@@ -116,6 +122,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>, context: tauri::Context<R
 
 /// The desktop entry point.
 pub fn run() {
+    pipeline_core::secrets::restrict_umask();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

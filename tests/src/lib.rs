@@ -239,7 +239,13 @@ pub struct Site {
     pub config: PathBuf,
     /// The broker kind.
     pub broker: BrokerKind,
+    /// The first administrator's session token: every `vigil` command of the site runs with it
+    /// as VIGIL_TOKEN.
+    pub token: String,
 }
+
+/// The first administrator every test site is made with, and its password.
+pub const ADMIN: (&str, &str) = ("test-admin", "test-admin-password");
 
 impl Site {
     /// Writes the config and imports `fixtures/demo/registry.toml`.
@@ -260,7 +266,13 @@ impl Site {
                 std::process::id()
             ),
         )?;
-        let site = Site { dir, config, broker };
+        let mut site = Site { dir, config, broker, token: String::new() };
+        let init = Command::new(vigil_bin())
+            .args(["accounts", "--config", &site.config_str(), "init", "--name", ADMIN.0])
+            .env("VIGIL_PASSWORD", ADMIN.1)
+            .output()?;
+        anyhow::ensure!(init.status.success(), "accounts init: {}", String::from_utf8_lossy(&init.stderr));
+        site.token = site.sign_in(ADMIN.0, ADMIN.1)?;
         site.vigil(&[
             "import-registry",
             "--config",
@@ -307,9 +319,47 @@ impl Site {
         self.config.to_string_lossy().into_owned()
     }
 
+    /// A `vigil` command signed in as the first administrator.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(vigil_bin());
+        c.env("VIGIL_TOKEN", &self.token).env_remove("VIGIL_USER").env_remove("VIGIL_PASSWORD");
+        c
+    }
+
+    /// A session token for an account, from `vigil accounts token` signed in with its password.
+    pub fn sign_in(&self, name: &str, password: &str) -> anyhow::Result<String> {
+        let out = Command::new(vigil_bin())
+            .args(["accounts", "--config", &self.config_str(), "token", "--ttl", "24", "--user", name])
+            .env("VIGIL_PASSWORD", password)
+            .env_remove("VIGIL_TOKEN")
+            .output()?;
+        anyhow::ensure!(out.status.success(), "accounts token: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
+    /// Adds an account with these roles (by the first administrator); returns its token.
+    pub fn account(&self, name: &str, roles: &[&str]) -> anyhow::Result<String> {
+        let password = format!("{name}-password");
+        let config = self.config_str();
+        let mut args = vec!["accounts", "--config", &config, "add", name];
+        for role in roles {
+            args.extend(["--role", role]);
+        }
+        let out = self.command().args(&args).env("VIGIL_NEW_PASSWORD", &password).output()?;
+        anyhow::ensure!(out.status.success(), "accounts add: {}", String::from_utf8_lossy(&out.stderr));
+        self.sign_in(name, &password)
+    }
+
+    /// Runs a `vigil` subcommand with a token; its exit code and all it printed.
+    pub fn vigil_as(&self, token: &str, args: &[&str]) -> anyhow::Result<(i32, String)> {
+        let out = self.command().env("VIGIL_TOKEN", token).args(args).output()?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Ok((out.status.code().unwrap_or(-1), text))
+    }
+
     /// Runs a `vigil` subcommand to completion; fails on a non-zero exit.
     pub fn vigil(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(vigil_bin()).args(args).output()?;
+        let out = self.command().args(args).output()?;
         if !out.status.success() {
             // Only the subcommand: the arguments may hold identifiers that tests check Vigil never prints.
             let sub = args.first().copied().unwrap_or_default();

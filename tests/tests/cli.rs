@@ -12,6 +12,11 @@ fn vigil(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// `vigil` signed in as the site's first administrator.
+fn as_admin(site: &Site, args: &[&str]) -> (i32, String) {
+    site.vigil_as(&site.token, args).expect("vigil runs")
+}
+
 #[test]
 fn the_example_config_is_valid() {
     let (code, out) = vigil(&["check-config", &fixture("vigil.example.toml").to_string_lossy()]);
@@ -86,8 +91,7 @@ fn overlapping_and_unexplained_back_dated_pairings_are_refused() {
         let mut args =
             vec!["pair", "--config", &config, "--device", device, "--patient-system", DEMO_SYSTEM, "--patient", mrn];
         args.extend_from_slice(extra);
-        args.extend_from_slice(&["--operator", "nurse ann"]);
-        vigil(&args)
+        as_admin(&site, &args)
     };
     let devices: Value = serde_json::from_str(&site.vigil(&["devices", "--config", &config]).unwrap()).unwrap();
     let ox = devices.as_array().unwrap().iter().find(|d| d["device_id"] == "OX-1000").unwrap();
@@ -122,7 +126,7 @@ fn overlapping_and_unexplained_back_dated_pairings_are_refused() {
     assert_eq!(code, 6, "{out}");
     assert!(out.contains("over part of that period"), "{out}");
 
-    let (code, out) = vigil(&["audit", "list", "--config", &config, "--limit", "3"]);
+    let (code, out) = as_admin(&site, &["audit", "list", "--config", &config, "--limit", "3"]);
     assert_eq!(code, 0, "{out}");
     let entries: Vec<(String, String)> = serde_json::from_str::<Value>(&out)
         .unwrap()
@@ -142,20 +146,20 @@ fn a_device_can_be_flagged_as_sending_demo_data_and_back() {
     let site = Site::new(BrokerKind::Embedded).unwrap();
     let config = site.config_str();
     let demo_of = |device: &str| -> Value {
-        let (code, out) = vigil(&["devices", "--config", &config]);
+        let (code, out) = as_admin(&site, &["devices", "--config", &config]);
         assert_eq!(code, 0, "{out}");
         let devices: Value = serde_json::from_str(&out).unwrap();
         devices.as_array().unwrap().iter().find(|d| d["device_id"] == device).unwrap()["demo"].clone()
     };
     assert_eq!(demo_of("OX-1000"), false);
-    let (code, out) = vigil(&["device-demo", "--config", &config, "OX-1000", "--operator", "biomed bo"]);
+    let (code, out) = as_admin(&site, &["device-demo", "--config", &config, "OX-1000"]);
     assert_eq!((code, out.trim()), (0, "device OX-1000: its readings are demo data"));
     assert_eq!(demo_of("OX-1000"), true);
-    let (code, _) = vigil(&["device-demo", "--config", &config, "OX-1000", "--off", "--operator", "biomed bo"]);
+    let (code, _) = as_admin(&site, &["device-demo", "--config", &config, "OX-1000", "--off"]);
     assert_eq!((code, demo_of("OX-1000")), (0, Value::Bool(false)));
-    let (code, out) = vigil(&["device-demo", "--config", &config, "NO-SUCH", "--operator", "biomed bo"]);
+    let (code, out) = as_admin(&site, &["device-demo", "--config", &config, "NO-SUCH"]);
     assert_eq!(code, 6, "refused: {out}");
-    let (_, audit) = vigil(&["audit", "list", "--config", &config]);
+    let (_, audit) = as_admin(&site, &["audit", "list", "--config", &config]);
     assert_eq!(audit.matches("device.demo").count(), 2, "{audit}");
 }
 
@@ -172,7 +176,8 @@ fn a_closed_pipe_ends_the_command_quietly() {
     ] {
         let script =
             format!("{} {args} | (exec 0<&-; sleep 0.2); echo \"exit ${{PIPESTATUS[0]}}\"", vigil_bin().display());
-        let out = Command::new("bash").arg("-c").arg(&script).output().expect("bash runs");
+        let out =
+            Command::new("bash").arg("-c").arg(&script).env("VIGIL_TOKEN", &site.token).output().expect("bash runs");
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("exit 0"), "vigil {args}: {stdout}{stderr}");
         assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "vigil {args}: {stderr}");

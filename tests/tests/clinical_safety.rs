@@ -324,15 +324,11 @@ async fn a_patient_without_store_consent_is_still_alarmed_for_and_the_held_data_
 
     // Releasing before consent is refused; after it, exactly the held readings and event follow.
     let (config, patient) = (site.config_str(), ["--patient-system", DEMO_SYSTEM, "--patient", "MRN-100002"]);
-    let release =
-        [&["release-held", "--config", &config][..], &patient, &["--reason", "consent signed", "--operator", "test"]]
-            .concat();
-    let refused = std::process::Command::new(vigil_tests::vigil_bin()).args(&release).output()?;
+    let release = [&["release-held", "--config", &config][..], &patient, &["--reason", "consent signed"]].concat();
+    let refused = site.command().args(&release).output()?;
     assert_eq!(refused.status.code(), Some(6), "{}", String::from_utf8_lossy(&refused.stderr));
     for flow in ["store", "ehr-write"] {
-        site.vigil(
-            &[&["consent", "--config", &config][..], &patient, &["--flow", flow, "--operator", "test"]].concat(),
-        )?;
+        site.vigil(&[&["consent", "--config", &config][..], &patient, &["--flow", flow]].concat())?;
     }
     let before = site.count("readings")?;
     let before_ehr = observations_of(&fhir, "OX-1001").await?.len();
@@ -341,7 +337,7 @@ async fn a_patient_without_store_consent_is_still_alarmed_for_and_the_held_data_
     assert_eq!(site.count("readings")? - before, held_readings);
     assert_eq!(site.show("held")?.as_array().map_or(0, Vec::len), 0);
     let id = held_event["id"].to_string();
-    site.vigil(&["requeue", "--config", &config, &id, "--operator", "test"])?;
+    site.vigil(&["requeue", "--config", &config, &id])?;
     site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 1 && with_status(o, "held") == 0)
         .await?;
     assert_eq!(observations_of(&fhir, "OX-1001").await?.len(), before_ehr + 1, "the held event, once");

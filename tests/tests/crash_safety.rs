@@ -140,8 +140,7 @@ async fn a_backup_taken_while_ingesting_opens_and_its_audit_log_verifies() -> an
         tokio::spawn(async move { publish_tracked(port, burst, 50, Duration::from_secs(60), |_| {}).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let copy = site.dir.path().join("backup.db");
-    let out =
-        site.vigil(&["backup", "--config", &site.config_str(), &copy.to_string_lossy(), "--operator", "it ops"])?;
+    let out = site.vigil(&["backup", "--config", &site.config_str(), &copy.to_string_lossy()])?;
     assert!(out.contains("store copied to"), "{out}");
     let queue = std::fs::metadata(site.dir.path().join("backup.db.alert-queue"))?;
     assert_eq!(queue.len(), 1 << 20, "the alert queue file is copied with the store");

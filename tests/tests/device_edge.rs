@@ -84,7 +84,7 @@ async fn credentials_open_the_endpoint_and_bind_each_device_id() -> anyhow::Resu
             break;
         }
     }
-    site.vigil(&["credentials", "--config", &site.config_str(), "revoke", "ox-1000", "--operator", "biomed bo"])?;
+    site.vigil(&["credentials", "--config", &site.config_str(), "revoke", "ox-1000"])?;
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if eventloop.poll().await.is_err() {

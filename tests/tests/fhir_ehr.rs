@@ -528,12 +528,13 @@ async fn a_bearer_token_comes_from_the_environment() -> anyhow::Result<()> {
         pipeline_core::clock::system(),
     )?;
     let token = smart.token(&reqwest::Client::new()).await?;
-    let site = fhir_site(&fhir, "auth = \"bearer\"\nbearer_token_env = \"TEST_EHR_TOKEN\"\n")?;
+    let site = fhir_site(&fhir, "auth = \"bearer\"\nbearer_token = \"env:TEST_EHR_TOKEN\"\n")?;
     // `vigil pair` without the token cannot reach the EHR, and says which variable is missing.
     let missing = pair(&site, "MX-00A0", "MRN-100000").unwrap_err().to_string();
     assert!(missing.contains("TEST_EHR_TOKEN"), "{missing}");
     let vigil = site.run_with_env(&[("TEST_EHR_TOKEN", &token)])?;
-    let out = Command::new(vigil_tests::vigil_bin())
+    let out = site
+        .command()
         .args([
             "pair",
             "--config",

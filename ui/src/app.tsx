@@ -1,11 +1,15 @@
-// The console shell: operator prompt, header, degradation banner, navigation, the current view and
-// the error toasts. It owns the status stream, because the banner on every view depends on it.
+// The console shell: top bar, degradation banner, then sign-in, lock screen or navigation and the
+// current view, and the error toasts. It owns the status stream, because the banner and the alarm
+// counts on every screen depend on it, and the session, which decides which screen shows.
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { toBackendError, type Backend, type Board } from './backend';
+import { toBackendError, type Backend, type Board, type SessionView } from './backend';
 import { BackendContext, SessionContext, type Session } from './context';
+import { useIdle } from './components/hooks';
+import { LockScreen } from './components/LockScreen';
 import { ModeBanner } from './components/ModeBanner';
-import { OperatorPrompt } from './components/OperatorPrompt';
+import { FirstAdmin, SignIn } from './components/SignIn';
 import { Toasts, type Toast } from './components/Toasts';
+import { TopBar } from './components/TopBar';
 import { BoardView } from './views/board';
 import { LiveView } from './views/live';
 import { AlarmsView } from './views/alarms';
@@ -74,13 +78,12 @@ function StartFailure({ message }: { message: string }) {
 }
 
 export function App({ backend, initialView = 'board' }: { backend: Backend; initialView?: ViewId }) {
-  const [operator, setOperator] = useState<string | null>(null);
-  const [askOperator, setAskOperator] = useState(true);
+  const [session, setSession] = useState<SessionView | null>(null);
   const [view, setView] = useState<ViewId>(initialView);
   const [toasts, setToasts] = useState<Toast[]>([]);
   const nextToast = useRef(1);
 
-  const reportError = useCallback((e: unknown) => {
+  const toast = useCallback((e: unknown) => {
     const err = toBackendError(e);
     const text = `${err.code}: ${err.message}`;
     // The same error from a poll is counted, not stacked; at most five distinct toasts stay.
@@ -89,50 +92,62 @@ export function App({ backend, initialView = 'board' }: { backend: Backend; init
       : [...ts, { id: nextToast.current++, text, count: 1 }].slice(-5));
   }, []);
 
+  /** A new session. Locking or signing out also drops the toasts: they may name a patient. */
+  const applySession = useCallback((s: SessionView) => {
+    setSession(s);
+    if (s.locked || s.account === null) setToasts([]);
+  }, []);
+
+  // A call refused for want of a session means it ended or was locked: re-read it and show that screen.
+  const reportError = useCallback((e: unknown) => {
+    if (toBackendError(e).code === 'unauthenticated') backend.session().then(applySession, toast);
+    else toast(e);
+  }, [backend, applySession, toast]);
+
+  useEffect(() => { backend.session().then(applySession, reportError); }, [backend, applySession, reportError]);
+
+  const sessionCall = (call: () => Promise<SessionView>) => { call().then(applySession, reportError); };
+  const signedIn = session !== null && session.account !== null && !session.locked;
+  useIdle(signedIn ? session.lock_after_secs : 0, () => sessionCall(() => backend.lock()));
+
   const { board, lastAt, startFailure } = useStatus(backend, reportError);
-  const session = useMemo<Session>(() => ({ operator: operator ?? '', reportError }), [operator, reportError]);
+  const context = useMemo<Session>(
+    () => ({ account: session?.account ?? null, roles: session?.roles ?? [], reportError }), [session, reportError]);
 
   return (
     <BackendContext.Provider value={backend}>
-      <SessionContext.Provider value={session}>
+      <SessionContext.Provider value={context}>
         <div class="shell">
-          <header class="topbar">
-            <span class="brand">Vigil <span class="brand-sub">clinical engineering console</span></span>
-            {operator !== null && (
-              <span class="operator">
-                <span data-testid="operator-current">Operator: <strong>{operator}</strong></span>
-                <button type="button" class="link" onClick={() => setAskOperator(true)}>change</button>
-              </span>
-            )}
-          </header>
+          <TopBar session={session} board={board} onAlarms={() => setView('alarms')}
+            onLock={() => sessionCall(() => backend.lock())} onSignOut={() => sessionCall(() => backend.signOut())} />
           {startFailure !== null ? <StartFailure message={startFailure} /> : <ModeBanner board={board} lastStatusAt={lastAt} />}
-          {startFailure !== null ? null : askOperator || operator === null ? (
-            <OperatorPrompt initial={operator ?? ''}
-              onStart={(name) => { setOperator(name); setAskOperator(false); }}
-              onCancel={operator === null ? undefined : () => setAskOperator(false)} />
-          ) : (
-            <div class="body">
-              <nav class="nav" aria-label="Views">
-                <ul>
-                  {NAV.map((n) => (
-                    <li key={n.id}>
-                      <button type="button" data-testid={`nav-${n.id}`} aria-current={view === n.id ? 'page' : undefined}
-                        onClick={() => setView(n.id)}>{n.label}</button>
-                    </li>
-                  ))}
-                </ul>
-              </nav>
-              <main class="main">
-                {view === 'board' && <BoardView board={board} />}
-                {view === 'live' && <LiveView />}
-                {view === 'alarms' && <AlarmsView />}
-                {view === 'quarantine' && <QuarantineView />}
-                {view === 'devices' && <DevicesView />}
-                {view === 'outbox' && <OutboxView board={board} />}
-                {view === 'settings' && <SettingsView />}
-              </main>
-            </div>
-          )}
+          {startFailure !== null || session === null ? null
+            : session.needs_first_admin ? <FirstAdmin onSession={applySession} />
+            : session.account === null ? <SignIn demo={session.demo} onSession={applySession} />
+            : session.locked ? <LockScreen session={session} board={board} onSession={applySession} />
+            : (
+              <div class="body">
+                <nav class="nav" aria-label="Views">
+                  <ul>
+                    {NAV.map((n) => (
+                      <li key={n.id}>
+                        <button type="button" data-testid={`nav-${n.id}`} aria-current={view === n.id ? 'page' : undefined}
+                          onClick={() => setView(n.id)}>{n.label}</button>
+                      </li>
+                    ))}
+                  </ul>
+                </nav>
+                <main class="main">
+                  {view === 'board' && <BoardView board={board} />}
+                  {view === 'live' && <LiveView />}
+                  {view === 'alarms' && <AlarmsView />}
+                  {view === 'quarantine' && <QuarantineView />}
+                  {view === 'devices' && <DevicesView />}
+                  {view === 'outbox' && <OutboxView board={board} />}
+                  {view === 'settings' && <SettingsView />}
+                </main>
+              </div>
+            )}
           <Toasts toasts={toasts} onDismiss={(id) => setToasts((ts) => ts.filter((t) => t.id !== id))} />
         </div>
       </SessionContext.Provider>

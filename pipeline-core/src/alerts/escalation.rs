@@ -158,7 +158,20 @@ mod tests {
                 escalations.watch(n, escalate_at, None, start);
             }
             let silence_ends = t0() + chrono::Duration::minutes(5);
-            store.silence_alarm(silenced, silence_ends, "ana", "at the bedside").await.unwrap();
+            store
+                .silence_alarm(
+                    silenced,
+                    &crate::store::SilenceRequest {
+                        until: silence_ends,
+                        minutes: 5,
+                        max_silences: 4,
+                        max_total_minutes: 120,
+                    },
+                    "ana",
+                    "at the bedside",
+                )
+                .await
+                .unwrap();
             store.ack_alarm(acked, "ana", "probe reseated").await.unwrap();
             // `secs` of monotonic time after the start; from 30 s on, the wall clock has jumped.
             let at = |secs: u64| Now {

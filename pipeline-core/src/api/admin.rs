@@ -5,6 +5,7 @@
 //! way), and every audited action writes its audit entry in the same store transaction as the change
 //! it records.
 
+mod accounts;
 mod alarms;
 mod credentials;
 mod outbox;
@@ -12,15 +13,18 @@ mod quarantine;
 mod queries;
 mod registry;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
+pub use accounts::{BREAK_GLASS_MINUTES, MAX_TOKEN_HOURS};
 pub use alarms::MAX_SILENCE_MINUTES;
 pub use credentials::{CredentialView, IssuedSecret};
 pub use outbox::EventRequest;
 pub use registry::Pairing;
 
+use super::actor::Actor;
 use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::clinical;
 use crate::clock::SharedClock;
@@ -39,7 +43,12 @@ pub struct Admin {
     clock: SharedClock,
     /// The FHIR client, built on first use and kept (a SMART client keeps its token).
     ehr: OnceCell<FhirSink>,
+    /// When each (account, view) was last audited: a view opened is audited, not each refresh.
+    viewed: std::sync::Mutex<HashMap<(String, String), std::time::Instant>>,
 }
+
+/// A view of PHI kept open (refreshed) is audited again after this long.
+const VIEW_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 impl Admin {
     /// Opens the site's store and profiles, for a face that runs no pipeline (the CLI).
@@ -53,12 +62,21 @@ impl Admin {
     /// The facade over parts a running pipeline already holds (the console).
     pub(crate) fn over(config: Config, store: Arc<dyn Store>, profiles: Arc<ProfileSet>, clock: SharedClock) -> Admin {
         let policy = Policy::of(&config);
-        Admin { config, store, profiles, policy, clock, ehr: OnceCell::new() }
+        Admin { config, store, profiles, policy, clock, ehr: OnceCell::new(), viewed: Default::default() }
     }
 
     /// The site's configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The folder the site's database is in: its data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        let db = self.config.store.url.trim_start_matches("sqlite://");
+        std::path::Path::new(db.split('?').next().unwrap_or(db))
+            .parent()
+            .map(std::path::PathBuf::from)
+            .unwrap_or_default()
     }
 
     /// The ids of the device profiles loaded.
@@ -82,6 +100,23 @@ impl Admin {
                     .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))
             })
             .await
+    }
+
+    /// Audits that `actor` opened a view of PHI (`what`), once per [`VIEW_AUDIT_EVERY`] while it
+    /// stays open. A failed audit write is logged; the store's own fault is on the board already.
+    pub(crate) async fn audit_view(&self, actor: &Actor, what: &str) {
+        let key = (actor.name().to_string(), what.to_string());
+        {
+            let mut viewed = self.viewed.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            if viewed.get(&key).is_some_and(|at| now.duration_since(*at) < VIEW_AUDIT_EVERY) {
+                return;
+            }
+            viewed.insert(key, now);
+        }
+        if let Err(e) = self.store.audit(actor.name(), "phi.view", what, "").await {
+            tracing::error!(error = %e, "could not audit a view of PHI");
+        }
     }
 
     /// A patient identifier as operators type it, trimmed, in the site's organisation.

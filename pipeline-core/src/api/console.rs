@@ -11,14 +11,15 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::actor::Actor;
+use super::actor::{Actor, SignedInBy};
 use super::admin::Admin;
 use super::chart;
 use super::dto::{
     AlarmView, BrokerSettings, ConnectionResult, ConnectionTarget, DeviceView, EhrSettings, LiveValue, OutboxView,
-    Settings,
+    SessionView, Settings,
 };
 use super::error::{ApiError, ApiResult, ErrorCode};
+use crate::accounts::Action;
 use crate::clinical;
 use crate::clock::SharedClock;
 use crate::config::{BrokerAddress, BrokerMode, Config};
@@ -48,11 +49,19 @@ pub struct ConsoleOptions {
     pub clock: SharedClock,
 }
 
+/// Who the window is signed in as.
+#[derive(Debug, Clone, Default)]
+struct Session {
+    actor: Option<Actor>,
+    locked: bool,
+}
+
 /// The running console: the pipeline, the operator facade over it and, in the demo, its simulated
 /// ward.
 pub struct Console {
     options: ConsoleOptions,
     admin: Admin,
+    session: std::sync::Mutex<Session>,
     handle: Handle,
     rules_version: Option<String>,
     simulator: Option<(CancellationToken, JoinHandle<anyhow::Result<PublishReport>>)>,
@@ -108,7 +117,12 @@ impl Console {
             }
         }
         let rules_version = handle.rules_version().map(str::to_string);
-        Ok(Console { options, admin, handle, rules_version, simulator })
+        // The demo signs its built-in administrator in: the top bar says DEMO.
+        let session = match &options.demo {
+            Some(_) => Session { actor: Some(admin.demo_actor().await?), locked: false },
+            None => Session::default(),
+        };
+        Ok(Console { options, admin, session: std::sync::Mutex::new(session), handle, rules_version, simulator })
     }
 
     /// Stops the simulated ward and the pipeline, storing everything already accepted.
@@ -134,6 +148,81 @@ impl Console {
         self.admin.config()
     }
 
+    /// Who is signed in, whether locked, and what the window should ask for.
+    pub async fn session(&self) -> ApiResult<SessionView> {
+        let needs_first_admin = self.admin.needs_first_admin().await?;
+        let s = self.session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok(SessionView {
+            account: s.actor.as_ref().map(|a| a.name().to_string()),
+            roles: s.actor.as_ref().map(|a| a.roles().to_vec()).unwrap_or_default(),
+            demo: self.options.demo.is_some(),
+            locked: s.locked,
+            needs_first_admin,
+            lock_after_secs: self.config().console.lock_after_secs,
+            break_glass: s.actor.as_ref().is_some_and(|a| a.signed_in_by() == SignedInBy::BreakGlass),
+        })
+    }
+
+    /// The signed-in, unlocked actor every action of the window is done by.
+    pub fn actor(&self) -> ApiResult<Actor> {
+        let s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        match (&s.actor, s.locked) {
+            (Some(actor), false) => Ok(actor.clone()),
+            (Some(_), true) => {
+                Err(ApiError::new(ErrorCode::Unauthenticated, "the console is locked: unlock it to act"))
+            }
+            (None, _) => Err(ApiError::new(ErrorCode::Unauthenticated, "sign in first")),
+        }
+    }
+
+    /// Signs an account in with its password.
+    pub async fn sign_in(&self, name: &str, password: &str) -> ApiResult<SessionView> {
+        let actor = self.admin.sign_in(name, password, "console").await?;
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Session { actor: Some(actor), locked: false };
+        self.session().await
+    }
+
+    /// Creates the first administrator (a site with no account yet) and signs it in.
+    pub async fn create_first_admin(&self, name: &str, password: &str) -> ApiResult<SessionView> {
+        let actor = self.admin.create_first_admin(name, password).await?;
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Session { actor: Some(actor), locked: false };
+        self.session().await
+    }
+
+    /// Locks the window: the board, the alarm count and the banner stay; acting needs the password.
+    pub async fn lock(&self) -> ApiResult<SessionView> {
+        let name = {
+            let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            s.locked = s.actor.is_some();
+            s.actor.as_ref().map(|a| a.name().to_string())
+        };
+        if let Some(name) = name {
+            self.store().audit(&name, "console.lock", "console", "").await?;
+        }
+        self.session().await
+    }
+
+    /// Unlocks the window with the locked account's password.
+    pub async fn unlock(&self, password: &str) -> ApiResult<SessionView> {
+        let held = self.session.lock().unwrap_or_else(|e| e.into_inner()).actor.clone();
+        let Some(held) = held else {
+            return Err(ApiError::new(ErrorCode::Unauthenticated, "sign in first"));
+        };
+        // The demo's built-in account signs in with its name as password, like any other.
+        let actor = self.admin.sign_in(held.name(), password, "console unlock").await?;
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Session { actor: Some(actor), locked: false };
+        self.session().await
+    }
+
+    /// Signs out.
+    pub async fn sign_out(&self) -> ApiResult<SessionView> {
+        let held = std::mem::take(&mut *self.session.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(actor) = held.actor {
+            self.store().audit(actor.name(), "account.sign_out", actor.name(), "console").await?;
+        }
+        self.session().await
+    }
+
     /// The board.
     pub async fn board(&self) -> Status {
         self.handle.board().await
@@ -141,10 +230,12 @@ impl Console {
 
     /// The newest value of every stream of a paired device, with labels and age.
     pub async fn live_values(&self) -> ApiResult<Vec<LiveValue>> {
+        let actor = self.actor()?;
+        self.admin.audit_view(&actor, "live values").await;
         let latest = self.handle.latest();
         let labels = self.labels(latest.iter().map(|(_, l)| l.patient_id).collect()).await?;
         let devices: HashMap<String, Option<String>> =
-            self.admin.devices().await?.into_iter().map(|d| (d.device_id, d.label)).collect();
+            self.admin.devices(&actor).await?.into_iter().map(|d| (d.device_id, d.label)).collect();
         let now = self.admin.clock().now();
         let mut values: Vec<LiveValue> = latest
             .into_iter()
@@ -180,6 +271,9 @@ impl Console {
     pub async fn chart(&self, device_id: &str, mdc_code: u32, minutes: u32) -> ApiResult<String> {
         let metric = metric_by_code(mdc_code)
             .ok_or_else(|| ApiError::new(ErrorCode::UnknownSeries, format!("no metric with MDC code {mdc_code}")))?;
+        let actor = self.actor()?;
+        self.admin.permit(&actor, Action::View).await?;
+        self.admin.audit_view(&actor, &format!("trend of {device_id} {}", metric.mdc_ref)).await;
         let minutes = minutes.clamp(1, 24 * 60);
         let now = self.admin.clock().now();
         let query = ReadingQuery {
@@ -195,7 +289,7 @@ impl Console {
 
     /// Alarms, newest first (only active ones when asked), with the patient's label.
     pub async fn alarms(&self, active_only: bool) -> ApiResult<Vec<AlarmView>> {
-        let alarms = self.admin.alarms(active_only, 500).await?;
+        let alarms = self.admin.alarms(&self.actor()?, active_only, 500).await?;
         let labels = self.labels(alarms.iter().filter_map(|a| a.patient_id).collect()).await?;
         Ok(alarms
             .into_iter()
@@ -209,12 +303,12 @@ impl Console {
 
     /// Quarantined readings still to be resolved.
     pub async fn quarantine(&self) -> ApiResult<Vec<QuarantineEntry>> {
-        self.admin.quarantine(500).await
+        self.admin.quarantine(&self.actor()?, 500).await
     }
 
     /// Registered devices with their pairing and the patient's label.
     pub async fn devices(&self) -> ApiResult<Vec<DeviceView>> {
-        let devices = self.admin.devices().await?;
+        let devices = self.admin.devices(&self.actor()?).await?;
         let labels = self.labels(devices.iter().filter_map(|d| d.patient_id).collect()).await?;
         Ok(devices
             .into_iter()
@@ -224,7 +318,7 @@ impl Console {
 
     /// The outbox, newest first (one status when given), with the patient's label.
     pub async fn outbox(&self, status: Option<OutboxStatus>) -> ApiResult<Vec<OutboxView>> {
-        let entries = self.admin.outbox(status, 500).await?;
+        let entries = self.admin.outbox(&self.actor()?, status, 500).await?;
         let labels = self.labels(entries.iter().map(|e| e.patient_id).collect()).await?;
         Ok(entries
             .into_iter()
@@ -269,7 +363,22 @@ impl Console {
     /// Saves new EHR and broker settings and restarts the pipeline on them. When the new settings
     /// cannot start, the previous ones are restored and the second value says why; the outer error
     /// means neither started (nothing runs).
-    pub async fn apply_settings(self, settings: &Settings, actor: &Actor) -> ApiResult<(Console, ApiResult<()>)> {
+    pub async fn apply_settings(self, settings: &Settings, why: &str) -> ApiResult<(Console, ApiResult<()>)> {
+        let actor = match self.actor() {
+            Ok(actor) => actor,
+            Err(e) => return Ok((self, Err(e))),
+        };
+        if let Err(e) = self.admin.permit(&actor, Action::ChangeSettings).await {
+            return Ok((self, Err(e)));
+        }
+        let why = why.trim();
+        if why.is_empty() {
+            let e = ApiError::new(
+                ErrorCode::InvalidInput,
+                "give a reason for changing the settings: it is kept in the audit trail",
+            );
+            return Ok((self, Err(e)));
+        }
         let mut config = self.config().clone();
         config.ehr.kind = settings.ehr.kind;
         config.ehr.environment = settings.ehr.environment;
@@ -287,10 +396,12 @@ impl Console {
             return Ok((self, Err(ApiError::new(ErrorCode::InvalidConfig, text))));
         }
         let (options, previous) = (self.options.clone(), self.config().clone());
-        let detail = format!("ehr {:?}, broker {:?}", config.ehr.kind, config.broker.mode);
+        let detail = format!("ehr {:?}, broker {:?}: {why}", config.ehr.kind, config.broker.mode);
+        let session = self.session.lock().unwrap_or_else(|e| e.into_inner()).clone();
         self.stop().await;
         match Console::launch(options.clone(), config.clone()).await {
             Ok(console) => {
+                *console.session.lock().unwrap_or_else(|e| e.into_inner()) = session;
                 let saved = write_config(&options.config_path, &config);
                 let audited = console.store().audit(actor.name(), "settings.change", "vigil.toml", &detail).await;
                 Ok((console, saved.and(audited.map_err(ApiError::from))))
@@ -302,6 +413,7 @@ impl Console {
                         format!("neither the new settings ({e}) nor the previous ({again}) start"),
                     )
                 })?;
+                *console.session.lock().unwrap_or_else(|e| e.into_inner()) = session;
                 Ok((console, Err(e)))
             }
         }

@@ -221,3 +221,23 @@ pub struct ConnectionResult {
     /// What it said, or why not.
     pub message: String,
 }
+
+/// Who the console is signed in as, and what the window should show.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, TS)]
+#[ts(export)]
+pub struct SessionView {
+    /// The signed-in account; none when nobody is.
+    pub account: Option<String>,
+    /// Its roles.
+    pub roles: Vec<crate::accounts::Role>,
+    /// The demo site, signed in as its built-in account.
+    pub demo: bool,
+    /// Locked: the alarm count and the banner stay, acting needs the password.
+    pub locked: bool,
+    /// No account exists yet: the window asks for the first administrator.
+    pub needs_first_admin: bool,
+    /// The window locks after this many seconds without input (0: never).
+    pub lock_after_secs: u32,
+    /// An emergency admin session.
+    pub break_glass: bool,
+}

@@ -40,6 +40,12 @@ pub enum ErrorCode {
     StartFailed,
     /// The console is restarting with new settings; try again in a moment.
     Restarting,
+    /// The account's roles do not allow the action.
+    Forbidden,
+    /// Nobody is signed in, the session is locked, or the token expired.
+    Unauthenticated,
+    /// The name and password do not match, or the account must wait after failed sign-ins.
+    SignInFailed,
 }
 
 impl ErrorCode {
@@ -53,7 +59,13 @@ impl ErrorCode {
             | ErrorCode::UnknownProfile
             | ErrorCode::UnknownSeries => 2,
             ErrorCode::NotFound | ErrorCode::PatientNotFound => 3,
-            ErrorCode::Refused | ErrorCode::UnverifiedPatient | ErrorCode::AmbiguousPatient | ErrorCode::Held => 6,
+            ErrorCode::Refused
+            | ErrorCode::UnverifiedPatient
+            | ErrorCode::AmbiguousPatient
+            | ErrorCode::Held
+            | ErrorCode::Forbidden
+            | ErrorCode::Unauthenticated
+            | ErrorCode::SignInFailed => 6,
             ErrorCode::Store | ErrorCode::EhrUnreachable => 7,
             ErrorCode::StartFailed | ErrorCode::Restarting => 1,
         }

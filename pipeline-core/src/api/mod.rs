@@ -17,8 +17,11 @@ pub mod dto;
 mod error;
 mod profile_trial;
 
-pub use actor::Actor;
-pub use admin::{Admin, CredentialView, EventRequest, IssuedSecret, MAX_SILENCE_MINUTES, Pairing};
+pub use actor::{Actor, SignedInBy};
+pub use admin::{
+    Admin, BREAK_GLASS_MINUTES, CredentialView, EventRequest, IssuedSecret, MAX_SILENCE_MINUTES, MAX_TOKEN_HOURS,
+    Pairing,
+};
 pub use console::{Console, ConsoleOptions, STALE_AFTER_SECS};
 pub use error::{ApiError, ApiResult, ErrorCode};
 pub use profile_trial::{ProfileTrial, TrialProblem, TrialReading, try_profile};

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::dto::{ConnectionTarget, PairRequest, ReleaseResult};
 use super::*;
+use crate::accounts::Role;
 use crate::config::{Config, EhrKind};
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.19.5.99999.2";
@@ -55,7 +56,7 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
         console.quarantine().await.unwrap().into_iter().find(|q| q.device_id == "MX-00A1")
     })
     .await;
-    let bo = Actor::named(" biomed bo ").unwrap();
+    let bo = Actor::for_tests("biomed-bo", &[Role::Biomed]);
     let early = console.admin().release_quarantine(&bo, item.id, "checking").await.unwrap();
     assert_eq!(early.outcome, ReleaseResult::Quarantined, "{early:?}");
     assert_eq!(
@@ -65,7 +66,7 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
     );
 
     // Pair it from before the reading, through the verified lookup, then release: stored.
-    let patient = console.admin().lookup_patient(SYSTEM, "MRN-100001").await.unwrap();
+    let patient = console.admin().lookup_patient(&bo, SYSTEM, "MRN-100001").await.unwrap();
     assert_eq!(patient.display, "Demo Patient Bravo");
     let from = item.observed_at - chrono::Duration::minutes(1);
     let request = PairRequest {
@@ -88,9 +89,12 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
     let devices = console.devices().await.unwrap();
     let mx = devices.iter().find(|d| d.device.device_id == "MX-00A1").unwrap();
     assert_eq!(mx.patient_label.as_deref(), Some("Demo Patient Bravo"));
-    let audit = console.admin().audit_entries(50).await.unwrap();
-    assert!(audit.iter().any(|a| a.action == "quarantine.released" && a.actor == "biomed bo"));
-    assert_eq!(console.admin().lookup_patient(SYSTEM, "MRN-999").await.unwrap_err().code, ErrorCode::PatientNotFound);
+    let audit = console.admin().audit_entries(&bo, 50).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "quarantine.released" && a.actor == "biomed-bo"));
+    assert_eq!(
+        console.admin().lookup_patient(&bo, SYSTEM, "MRN-999").await.unwrap_err().code,
+        ErrorCode::PatientNotFound
+    );
     console.stop().await;
 }
 
@@ -102,7 +106,7 @@ async fn settings_pointing_at_an_unreachable_ehr_restart_the_pipeline_and_show_t
     let mut settings = console.settings();
     settings.ehr.kind = EhrKind::Fhir;
     settings.ehr.base_url = Some(format!("http://{closed}/fhir"));
-    let (console, applied) = console.apply_settings(&settings, &Actor::named("engineer eve").unwrap()).await.unwrap();
+    let (console, applied) = console.apply_settings(&settings, "the EHR moved").await.unwrap();
     applied.unwrap();
     assert_eq!(console.settings().ehr.kind, EhrKind::Fhir);
     let saved = Config::load(&dir.path().join("vigil.toml")).unwrap();
@@ -117,7 +121,7 @@ async fn settings_pointing_at_an_unreachable_ehr_restart_the_pipeline_and_show_t
     // Settings that cannot start leave the previous ones running.
     let mut broken = console.settings();
     broken.broker.listen = Some("256.0.0.1:1".into());
-    let (console, refused) = console.apply_settings(&broken, &Actor::named("engineer eve").unwrap()).await.unwrap();
+    let (console, refused) = console.apply_settings(&broken, "a typo").await.unwrap();
     assert!(refused.is_err());
     assert_eq!(console.settings().ehr.base_url, settings.ehr.base_url);
     console.stop().await;
@@ -158,7 +162,7 @@ async fn a_settings_restart_takes_at_most_5_s_beside_a_client_that_stops_reading
     settings.ehr.kind = EhrKind::Fhir;
     settings.ehr.base_url = Some("http://127.0.0.1:9/fhir".into());
     let asked = std::time::Instant::now();
-    let (console, applied) = console.apply_settings(&settings, &Actor::named("engineer eve").unwrap()).await.unwrap();
+    let (console, applied) = console.apply_settings(&settings, "the EHR moved").await.unwrap();
     let took = asked.elapsed();
     applied.unwrap();
     assert!(took <= Duration::from_secs(5), "the Settings restart took {took:?}");

@@ -79,6 +79,7 @@ impl SmartClient {
         clock: SharedClock,
     ) -> Result<SmartClient, SmartError> {
         let key_error = |why: String| SmartError::Key { path: key_file.display().to_string(), why };
+        crate::secrets::check_private(key_file).map_err(|e| key_error(e.to_string()))?;
         let pem = std::fs::read(key_file).map_err(|e| key_error(e.to_string()))?;
         let (algorithm, key) = match algorithm {
             "RS384" => (Algorithm::RS384, EncodingKey::from_rsa_pem(&pem)),

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::*;
+use crate::accounts::{AccountRecord, Role, SessionRecord};
 use crate::identify::{PairingRecord, PatientRecord};
 use crate::model::alarm::{AlarmKind, Firing};
 
@@ -32,6 +33,9 @@ struct State {
     audit: Vec<AuditEntry>,
     credentials: Vec<Credential>,
     credential_changes: i64,
+    accounts: Vec<AccountRecord>,
+    sessions: Vec<([u8; 32], SessionRecord)>,
+    config_snapshot: Option<String>,
 }
 
 impl FakeStore {
@@ -553,6 +557,8 @@ impl AlarmStore for FakeStore {
             silenced_until: None,
             silenced_by: None,
             silence_reason: None,
+            silence_count: 0,
+            silenced_minutes: 0,
         });
         Ok(Some(id))
     }
@@ -593,15 +599,18 @@ impl AlarmStore for FakeStore {
     async fn silence_alarm(
         &self,
         id: i64,
-        until: DateTime<Utc>,
+        silence: &SilenceRequest,
         operator: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
         let mut s = self.write()?;
         match s.alarms.iter_mut().find(|a| a.id == id && a.cleared_at.is_none()) {
             Some(a) => {
+                silence.allows(a.silence_count, a.silenced_minutes).map_err(StoreError::Refused)?;
                 (a.silenced_until, a.silenced_by, a.silence_reason) =
-                    (Some(until), Some(operator.into()), Some(reason.into()));
+                    (Some(silence.until), Some(operator.into()), Some(reason.into()));
+                a.silence_count += 1;
+                a.silenced_minutes += silence.minutes;
                 Ok(())
             }
             None => Err(StoreError::Refused(format!("alarm {id} does not exist or has already cleared"))),
@@ -632,7 +641,16 @@ impl AuditLog for FakeStore {
     }
 
     async fn verify_audit(&self) -> Result<AuditVerdict, StoreError> {
-        Ok(AuditVerdict { entries: self.state().audit.len() as u64, first_broken: None })
+        Ok(AuditVerdict {
+            entries: self.state().audit.len() as u64,
+            first_broken: None,
+            problem: None,
+            checkpoint: None,
+        })
+    }
+
+    async fn verify_backup(&self, _copy: &std::path::Path) -> Result<AuditVerdict, StoreError> {
+        Err(StoreError::Refused("the in-memory store makes no backups".into()))
     }
 
     async fn check_integrity(&self) -> Result<(), StoreError> {
@@ -641,5 +659,98 @@ impl AuditLog for FakeStore {
 
     async fn backup(&self, _to: &std::path::Path, _actor: &str) -> Result<(), StoreError> {
         Err(StoreError::Refused("the in-memory store has no file to copy".into()))
+    }
+}
+
+#[async_trait]
+impl AccountStore for FakeStore {
+    async fn account_count(&self) -> Result<i64, StoreError> {
+        Ok(self.state().accounts.len() as i64)
+    }
+
+    async fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
+        Ok(self.state().accounts.iter().find(|a| a.name == name).cloned())
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        Ok(self.state().accounts.clone())
+    }
+
+    async fn add_account(
+        &self,
+        name: &str,
+        password_hash: &str,
+        roles: &[Role],
+        _actor: &str,
+        only_if_none: bool,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut s = self.write()?;
+        if (only_if_none && !s.accounts.is_empty()) || s.accounts.iter().any(|a| a.name == name) {
+            return Err(StoreError::Refused(format!("an account named {name} exists already")));
+        }
+        s.accounts.push(AccountRecord {
+            name: name.into(),
+            password_hash: password_hash.into(),
+            roles: roles.to_vec(),
+            created_at: now,
+            failures: 0,
+            retry_after: None,
+        });
+        Ok(())
+    }
+
+    async fn set_roles(&self, name: &str, roles: &[Role], _actor: &str) -> Result<(), StoreError> {
+        let mut s = self.write()?;
+        let a = s.accounts.iter_mut().find(|a| a.name == name).ok_or_else(|| StoreError::Refused(name.into()))?;
+        a.roles = roles.to_vec();
+        Ok(())
+    }
+
+    async fn set_password(&self, name: &str, password_hash: &str, _actor: &str) -> Result<(), StoreError> {
+        let mut s = self.write()?;
+        let a = s.accounts.iter_mut().find(|a| a.name == name).ok_or_else(|| StoreError::Refused(name.into()))?;
+        a.password_hash = password_hash.into();
+        Ok(())
+    }
+
+    async fn record_sign_in(
+        &self,
+        name: &str,
+        ok: bool,
+        retry_after: Option<DateTime<Utc>>,
+        _how: &str,
+    ) -> Result<(), StoreError> {
+        let mut s = self.write()?;
+        if let Some(a) = s.accounts.iter_mut().find(|a| a.name == name) {
+            a.failures = if ok { 0 } else { a.failures + 1 };
+            a.retry_after = retry_after;
+        }
+        Ok(())
+    }
+
+    async fn open_session(
+        &self,
+        token_hash: &[u8; 32],
+        session: &SessionRecord,
+        _actor: &str,
+        _reason: &str,
+    ) -> Result<(), StoreError> {
+        self.write()?.sessions.push((*token_hash, session.clone()));
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
+        let now = self.clock.now();
+        Ok(self.state().sessions.iter().find(|(h, s)| h == token_hash && s.expires_at > now).map(|(_, s)| s.clone()))
+    }
+
+    async fn config_snapshot(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.state().config_snapshot.clone())
+    }
+
+    async fn save_config_snapshot(&self, snapshot: &str, _changes: &str) -> Result<(), StoreError> {
+        self.write()?.config_snapshot = Some(snapshot.into());
+        Ok(())
     }
 }

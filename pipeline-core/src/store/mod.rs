@@ -17,6 +17,7 @@ use serde::Serialize;
 use ts_rs::TS;
 
 use crate::access::{Credential, DeviceAcl};
+use crate::accounts::{AccountRecord, Role, SessionRecord};
 use crate::audit::{AuditEntry, AuditVerdict};
 use crate::clock::SharedClock;
 use crate::fhir::PatientRef;
@@ -29,13 +30,19 @@ use crate::normalise::Rejection;
 /// Opens the store a URL names (`sqlite://PATH` today), migrated and ready; rows are stamped with
 /// `clock`.
 pub async fn open(url: &str, clock: SharedClock) -> Result<Arc<dyn Store>, StoreError> {
-    open_limited(url, clock, PageLimit::default()).await
+    open_limited(url, clock, PageLimit::default(), None).await
 }
 
-/// [`open`], with a test-only ceiling on the database's size.
-pub async fn open_limited(url: &str, clock: SharedClock, limit: PageLimit) -> Result<Arc<dyn Store>, StoreError> {
+/// [`open`], with a test-only ceiling on the database's size, and the site's syslog for the audit
+/// checkpoints.
+pub async fn open_limited(
+    url: &str,
+    clock: SharedClock,
+    limit: PageLimit,
+    syslog: Option<Arc<crate::audit::syslog::Syslog>>,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        return Ok(Arc::new(sqlite::SqliteStore::open_limited(url, clock, limit).await?));
+        return Ok(Arc::new(sqlite::SqliteStore::open_limited(url, clock, limit).await?.with_syslog(syslog)));
     }
     Err(StoreError::Refused(format!(
         "no store backend serves {:?}: use sqlite://PATH",
@@ -560,6 +567,10 @@ pub struct AlarmEntry {
     pub silenced_by: Option<String>,
     /// Why.
     pub silence_reason: Option<String>,
+    /// How many times its escalation was silenced.
+    pub silence_count: u32,
+    /// For how many minutes in all.
+    pub silenced_minutes: u32,
 }
 
 /// The durable inbox and the telemetry derived from it: what the ingest writer and retention use.
@@ -710,14 +721,48 @@ pub trait AlarmStore: Send + Sync + 'static {
     async fn alarms(&self, active_only: bool, limit: u32) -> Result<Vec<AlarmEntry>, StoreError>;
     /// Acknowledges an alarm with the operator's name and reason; audited.
     async fn ack_alarm(&self, id: i64, operator: &str, reason: &str) -> Result<(), StoreError>;
-    /// Holds back re-notification of an active alarm until `until`, audited with the operator's reason.
+    /// Holds back the escalation of an active alarm until `silence.until`, audited with the
+    /// operator's reason; refused past the alarm's silence limits.
     async fn silence_alarm(
         &self,
         id: i64,
-        until: DateTime<Utc>,
+        silence: &SilenceRequest,
         operator: &str,
         reason: &str,
     ) -> Result<(), StoreError>;
+}
+
+/// One silence of an alarm's escalation, with the limits per alarm it must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SilenceRequest {
+    /// Until when.
+    pub until: DateTime<Utc>,
+    /// For how many minutes.
+    pub minutes: u32,
+    /// Silences of one alarm at most.
+    pub max_silences: u32,
+    /// Minutes of silence of one alarm at most, in all.
+    pub max_total_minutes: u32,
+}
+
+impl SilenceRequest {
+    /// Whether an alarm already silenced `count` times for `minutes` in all may be silenced again.
+    pub fn allows(&self, count: u32, minutes: u32) -> Result<(), String> {
+        if count >= self.max_silences {
+            return Err(format!(
+                "this alarm has been silenced {count} times, the most allowed ({}): it escalates until acknowledged",
+                self.max_silences
+            ));
+        }
+        let left = self.max_total_minutes.saturating_sub(minutes);
+        if self.minutes > left {
+            return Err(format!(
+                "this alarm has been silenced for {minutes} of the {} minutes allowed in all: at most {left} more",
+                self.max_total_minutes
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The hash-chained log of operator actions and PHI boundary crossings.
@@ -727,10 +772,15 @@ pub trait AuditLog: Send + Sync + 'static {
     async fn audit(&self, actor: &str, action: &str, subject: &str, detail: &str) -> Result<(), StoreError>;
     /// The newest audit entries.
     async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
-    /// Recomputes the audit chain; names the first entry that does not match.
+    /// Recomputes the keyed audit chain and compares its head with the checkpoint; names the first
+    /// entry that does not match or is missing.
     async fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
-    /// Writes a consistent copy of the whole store to `to` (a new file) while it runs. A copy of
-    /// the PHI leaves the store, so it is audited, and the copy holds its own audit entry.
+    /// [`AuditLog::verify_audit`] for a backup made by [`AuditLog::backup`], against the
+    /// checkpoint stored with it.
+    async fn verify_backup(&self, copy: &std::path::Path) -> Result<AuditVerdict, StoreError>;
+    /// Writes a consistent copy of the whole store to `to` (a new file) while it runs, with the
+    /// sealed checkpoint of its audit chain in `to.checkpoint`. A copy of the PHI leaves the store,
+    /// so it is audited, and the copy holds its own audit entry.
     async fn backup(&self, to: &std::path::Path, actor: &str) -> Result<(), StoreError>;
     /// Checks the database's own structure (SQLite `quick_check`); [`StoreError::Damaged`] if it fails.
     async fn check_integrity(&self) -> Result<(), StoreError>;
@@ -759,11 +809,63 @@ pub trait CredentialStore: Send + Sync + 'static {
     async fn revoke_credential(&self, username: &str, actor: &str) -> Result<(), StoreError>;
 }
 
+/// Operator accounts and their sessions: argon2 hashes and token hashes only, every change audited
+/// in its own transaction.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// How many accounts exist.
+    async fn account_count(&self) -> Result<i64, StoreError>;
+    /// An account by name.
+    async fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError>;
+    /// Every account, by name.
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError>;
+    /// Adds an account (refused if the name exists; with `only_if_none`, refused if any account
+    /// exists, in the same transaction), audited.
+    async fn add_account(
+        &self,
+        name: &str,
+        password_hash: &str,
+        roles: &[Role],
+        actor: &str,
+        only_if_none: bool,
+    ) -> Result<(), StoreError>;
+    /// Replaces an account's roles, audited.
+    async fn set_roles(&self, name: &str, roles: &[Role], actor: &str) -> Result<(), StoreError>;
+    /// Replaces an account's password, audited.
+    async fn set_password(&self, name: &str, password_hash: &str, actor: &str) -> Result<(), StoreError>;
+    /// Records a sign-in: success resets the failures; a failure counts and sets the next allowed
+    /// attempt. Audited either way (`how` says by what: password, console).
+    async fn record_sign_in(
+        &self,
+        name: &str,
+        ok: bool,
+        retry_after: Option<DateTime<Utc>>,
+        how: &str,
+    ) -> Result<(), StoreError>;
+    /// Opens a session (a token's hash), audited with its reason.
+    async fn open_session(
+        &self,
+        token_hash: &[u8; 32],
+        session: &SessionRecord,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// A live session by its token's hash (expired ones are not returned).
+    async fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
+    /// The keys and values of the configuration as last started (secrets redacted), if any.
+    async fn config_snapshot(&self) -> Result<Option<String>, StoreError>;
+    /// Keeps the configuration as started, auditing what changed since the last start.
+    async fn save_config_snapshot(&self, snapshot: &str, changes: &str) -> Result<(), StoreError>;
+}
+
 /// Everything the pipeline keeps. Each task takes only the capability it uses; the facade and the
 /// pipeline hold the whole store.
 pub trait Store:
-    Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog + CredentialStore
+    Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog + CredentialStore + AccountStore
 {
 }
 
-impl<T: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog + CredentialStore> Store for T {}
+impl<T: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + AuditLog + CredentialStore + AccountStore>
+    Store for T
+{
+}

@@ -1,6 +1,5 @@
 //! Alarms: list, acknowledge, silence.
 
-use pipeline_core::api::Actor;
 use pipeline_core::api::dto::AlarmView;
 use tauri::State;
 
@@ -15,18 +14,14 @@ pub async fn alarms(state: State<'_, ConsoleState>, active_only: bool) -> Answer
 
 /// Acknowledges an alarm.
 #[tauri::command]
-pub async fn ack_alarm(state: State<'_, ConsoleState>, id: i64, operator: String, reason: String) -> Answer<()> {
-    state.get().await?.admin().ack_alarm(&Actor::named(&operator)?, id, &reason).await
+pub async fn ack_alarm(state: State<'_, ConsoleState>, id: i64, reason: String) -> Answer<()> {
+    let console = state.get().await?;
+    console.admin().ack_alarm(&console.actor()?, id, &reason).await
 }
 
 /// Silences an alarm's re-notification for a while.
 #[tauri::command]
-pub async fn silence_alarm(
-    state: State<'_, ConsoleState>,
-    id: i64,
-    operator: String,
-    reason: String,
-    minutes: u32,
-) -> Answer<()> {
-    state.get().await?.admin().silence_alarm(&Actor::named(&operator)?, id, &reason, minutes).await.map(drop)
+pub async fn silence_alarm(state: State<'_, ConsoleState>, id: i64, reason: String, minutes: u32) -> Answer<()> {
+    let console = state.get().await?;
+    console.admin().silence_alarm(&console.actor()?, id, &reason, minutes).await.map(drop)
 }

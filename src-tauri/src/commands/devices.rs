@@ -1,6 +1,5 @@
 //! Devices, verified pairing and consent.
 
-use pipeline_core::api::Actor;
 use pipeline_core::api::dto::{DeviceView, Flow, PairRequest, VerifiedPatient};
 use tauri::State;
 
@@ -26,28 +25,30 @@ pub async fn register_device(
     device_id: String,
     profile_id: String,
     label: String,
-    operator: String,
 ) -> Answer<()> {
-    state.get().await?.admin().register_device(&Actor::named(&operator)?, &device_id, &profile_id, &label).await
+    let console = state.get().await?;
+    console.admin().register_device(&console.actor()?, &device_id, &profile_id, &label).await
 }
 
 /// Looks a patient up (at the EHR when one is configured), for the operator to confirm.
 #[tauri::command]
 pub async fn lookup_patient(state: State<'_, ConsoleState>, system: String, value: String) -> Answer<VerifiedPatient> {
-    state.get().await?.admin().lookup_patient(&system, &value).await
+    let console = state.get().await?;
+    console.admin().lookup_patient(&console.actor()?, &system, &value).await
 }
 
 /// Pairs a device with a verified patient, for a period when `until` is given.
 #[tauri::command]
-pub async fn pair_device(state: State<'_, ConsoleState>, request: PairRequest, operator: String) -> Answer<()> {
-    let actor = Actor::named(&operator)?;
-    state.get().await?.admin().pair_device(&actor, &request).await.map(drop)
+pub async fn pair_device(state: State<'_, ConsoleState>, request: PairRequest) -> Answer<()> {
+    let console = state.get().await?;
+    console.admin().pair_device(&console.actor()?, &request).await.map(drop)
 }
 
 /// Ends a device's pairing now.
 #[tauri::command]
-pub async fn unpair_device(state: State<'_, ConsoleState>, device_id: String, operator: String) -> Answer<()> {
-    state.get().await?.admin().unpair_device(&Actor::named(&operator)?, &device_id, None).await.map(drop)
+pub async fn unpair_device(state: State<'_, ConsoleState>, device_id: String) -> Answer<()> {
+    let console = state.get().await?;
+    console.admin().unpair_device(&console.actor()?, &device_id, None).await.map(drop)
 }
 
 /// Records a patient's consent decision for one flow.
@@ -58,8 +59,7 @@ pub async fn set_consent(
     value: String,
     flow: Flow,
     granted: bool,
-    operator: String,
 ) -> Answer<()> {
-    let actor = Actor::named(&operator)?;
-    state.get().await?.admin().set_consent(&actor, &system, &value, flow, granted).await.map(drop)
+    let console = state.get().await?;
+    console.admin().set_consent(&console.actor()?, &system, &value, flow, granted).await.map(drop)
 }

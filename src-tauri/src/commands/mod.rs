@@ -7,6 +7,7 @@ pub mod devices;
 pub mod live;
 pub mod outbox;
 pub mod quarantine;
+pub mod session;
 pub mod settings;
 
 use pipeline_core::api::ApiError;

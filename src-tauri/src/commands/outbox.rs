@@ -1,6 +1,5 @@
 //! The EHR outbox.
 
-use pipeline_core::api::Actor;
 use pipeline_core::api::dto::{OutboxStatus, OutboxView};
 use tauri::State;
 
@@ -15,6 +14,7 @@ pub async fn outbox(state: State<'_, ConsoleState>, status: Option<OutboxStatus>
 
 /// Queues a dead-letter or held event again after its cause was fixed.
 #[tauri::command]
-pub async fn resend(state: State<'_, ConsoleState>, id: i64, operator: String) -> Answer<()> {
-    state.get().await?.admin().requeue(&Actor::named(&operator)?, id).await
+pub async fn resend(state: State<'_, ConsoleState>, id: i64) -> Answer<()> {
+    let console = state.get().await?;
+    console.admin().requeue(&console.actor()?, id).await
 }

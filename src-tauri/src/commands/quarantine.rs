@@ -1,6 +1,5 @@
 //! Quarantined readings: list, release after the pairing is fixed, discard.
 
-use pipeline_core::api::Actor;
 use pipeline_core::api::dto::{QuarantineEntry, ReleaseOutcome};
 use tauri::State;
 
@@ -15,24 +14,16 @@ pub async fn quarantine(state: State<'_, ConsoleState>) -> Answer<Vec<Quarantine
 
 /// Re-identifies a quarantined reading against the registry as it is now.
 #[tauri::command]
-pub async fn release_quarantine(
-    state: State<'_, ConsoleState>,
-    id: i64,
-    operator: String,
-    reason: String,
-) -> Answer<ReleaseOutcome> {
-    state.get().await?.admin().release_quarantine(&Actor::named(&operator)?, id, &reason).await
+pub async fn release_quarantine(state: State<'_, ConsoleState>, id: i64, reason: String) -> Answer<ReleaseOutcome> {
+    let console = state.get().await?;
+    console.admin().release_quarantine(&console.actor()?, id, &reason).await
 }
 
 /// Discards a quarantined reading (kept for forensics).
 #[tauri::command]
-pub async fn discard_quarantine(
-    state: State<'_, ConsoleState>,
-    id: i64,
-    operator: String,
-    reason: String,
-) -> Answer<()> {
-    state.get().await?.admin().discard_quarantine(&Actor::named(&operator)?, id, &reason).await
+pub async fn discard_quarantine(state: State<'_, ConsoleState>, id: i64, reason: String) -> Answer<()> {
+    let console = state.get().await?;
+    console.admin().discard_quarantine(&console.actor()?, id, &reason).await
 }
 
 /// Stores a patient's readings held for want of `store` consent, once it is recorded.
@@ -41,8 +32,8 @@ pub async fn release_held(
     state: State<'_, ConsoleState>,
     system: String,
     value: String,
-    operator: String,
     reason: String,
 ) -> Answer<u64> {
-    state.get().await?.admin().release_held(&Actor::named(&operator)?, &system, &value, &reason).await
+    let console = state.get().await?;
+    console.admin().release_held(&console.actor()?, &system, &value, &reason).await
 }

@@ -1,7 +1,7 @@
 //! Settings: view, save (restarts the pipeline), test a connection.
 
 use pipeline_core::api::dto::{ConnectionResult, ConnectionTarget, Settings};
-use pipeline_core::api::{Actor, ApiError, ErrorCode};
+use pipeline_core::api::{ApiError, ErrorCode};
 use tauri::State;
 
 use super::Answer;
@@ -15,12 +15,11 @@ pub async fn settings(state: State<'_, ConsoleState>) -> Answer<Settings> {
 
 /// Saves new settings and restarts the pipeline on them (the previous ones stay when they fail).
 #[tauri::command]
-pub async fn save_settings(state: State<'_, ConsoleState>, settings: Settings, operator: String) -> Answer<()> {
-    let actor = Actor::named(&operator)?;
+pub async fn save_settings(state: State<'_, ConsoleState>, settings: Settings, reason: String) -> Answer<()> {
     let mut slot = state.console.write().await;
     let console =
         slot.take().ok_or_else(|| ApiError::new(ErrorCode::Restarting, "the pipeline is already restarting"))?;
-    let (console, applied) = console.apply_settings(&settings, &actor).await?;
+    let (console, applied) = console.apply_settings(&settings, &reason).await?;
     *slot = Some(console);
     applied
 }

@@ -8,7 +8,8 @@ import type { ErrorCode } from './types';
 const ERROR_CODES: Record<ErrorCode, true> = {
   invalid_input: true, invalid_config: true, unknown_profile: true, unknown_series: true, not_found: true,
   patient_not_found: true, unverified_patient: true, ambiguous_patient: true, refused: true, held: true,
-  ehr_unreachable: true, store: true, start_failed: true, restarting: true,
+  ehr_unreachable: true, store: true, start_failed: true, restarting: true, forbidden: true, unauthenticated: true,
+  sign_in_failed: true,
 };
 
 const isErrorCode = (code: string): code is ErrorCode => Object.hasOwn(ERROR_CODES, code);

@@ -2,7 +2,7 @@
 // call Tauri themselves, so every view runs (and is tested) against the in-memory mock as well.
 import type {
   Alarm, Board, ConnectionResult, ConnectionTarget, Device, Flow, LiveValue, OutboxEntry, OutboxStatus,
-  PairRequest, QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
+  PairRequest, QuarantineItem, ReleaseOutcome, SessionView, Settings, VerifiedPatient,
 } from './types';
 import { MockBackend } from './mock';
 import { TauriBackend } from './tauri';
@@ -11,7 +11,17 @@ export { BackendError, toBackendError } from './errors';
 
 export type * from './types';
 
+// The signed-in session lives in the backend: no call names who makes it, the backend knows and checks
+// the account's roles (`forbidden`) and that it is signed in and not locked (`unauthenticated`).
 export interface Backend {
+  session(): Promise<SessionView>;
+  signIn(name: string, password: string): Promise<SessionView>;
+  /** Only while no account exists (`needs_first_admin`); signs the new administrator in. */
+  createFirstAdmin(name: string, password: string): Promise<SessionView>;
+  lock(): Promise<SessionView>;
+  /** Unlocks the locked account with its password. */
+  unlock(password: string): Promise<SessionView>;
+  signOut(): Promise<SessionView>;
   board(): Promise<Board>;
   /** Status pushes from the supervisor; resolves to an unsubscribe function. */
   onStatus(cb: (b: Board) => void): Promise<() => void>;
@@ -21,25 +31,25 @@ export interface Backend {
   /** SVG markup rendered by the pipeline's chart renderer. */
   chart(deviceId: string, mdcCode: number, minutes: number): Promise<string>;
   alarms(activeOnly: boolean): Promise<Alarm[]>;
-  ackAlarm(id: number, operator: string, reason: string): Promise<void>;
-  silenceAlarm(id: number, operator: string, reason: string, minutes: number): Promise<void>;
+  ackAlarm(id: number, reason: string): Promise<void>;
+  silenceAlarm(id: number, reason: string, minutes: number): Promise<void>;
   quarantine(): Promise<QuarantineItem[]>;
-  releaseQuarantine(id: number, operator: string, reason: string): Promise<ReleaseOutcome>;
-  discardQuarantine(id: number, operator: string, reason: string): Promise<void>;
+  releaseQuarantine(id: number, reason: string): Promise<ReleaseOutcome>;
+  discardQuarantine(id: number, reason: string): Promise<void>;
   devices(): Promise<Device[]>;
   profiles(): Promise<string[]>;
-  registerDevice(deviceId: string, profileId: string, label: string, operator: string): Promise<void>;
+  registerDevice(deviceId: string, profileId: string, label: string): Promise<void>;
   lookupPatient(system: string, value: string): Promise<VerifiedPatient>;
-  pairDevice(request: PairRequest, operator: string): Promise<void>;
-  unpairDevice(deviceId: string, operator: string): Promise<void>;
-  setConsent(system: string, value: string, flow: Flow, granted: boolean, operator: string): Promise<void>;
+  pairDevice(request: PairRequest): Promise<void>;
+  unpairDevice(deviceId: string): Promise<void>;
+  setConsent(system: string, value: string, flow: Flow, granted: boolean): Promise<void>;
   /** Stores the patient's readings held for want of `store` consent; how many were stored. */
-  releaseHeld(system: string, value: string, operator: string, reason: string): Promise<number>;
+  releaseHeld(system: string, value: string, reason: string): Promise<number>;
   outbox(status: OutboxStatus | null): Promise<OutboxEntry[]>;
-  resend(id: number, operator: string): Promise<void>;
+  resend(id: number): Promise<void>;
   settings(): Promise<Settings>;
-  /** Saving restarts the pipeline. */
-  saveSettings(settings: Settings, operator: string): Promise<void>;
+  /** Saving restarts the pipeline; the reason goes to the audit log. */
+  saveSettings(settings: Settings, reason: string): Promise<void>;
   testConnection(target: ConnectionTarget): Promise<ConnectionResult>;
 }
 

@@ -4,18 +4,35 @@ import { BackendError } from './errors';
 import type { Backend } from './index';
 import { demoData, patientLabel, type MockData } from './demo-data';
 import type {
-  Board, ConnectionResult, ConnectionTarget, Device, ErrorCode, Flow, LiveValue, OutboxEntry, OutboxStatus,
-  PairRequest, QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
+  Alarm, AlarmCounts, Board, ConnectionResult, ConnectionTarget, Device, ErrorCode, Flow, LiveValue, OutboxEntry,
+  OutboxStatus, PairRequest, QuarantineItem, ReleaseOutcome, Role, SessionView, Settings, VerifiedPatient,
 } from './types';
+
+/** An account of the site, with its password in clear: the mock is for demos and tests only. */
+export interface MockAccount { name: string; password: string; roles: Role[] }
+
+/** The demo site's built-in account, signed in automatically. */
+export const DEMO_ACCOUNT: MockAccount = { name: 'demo', password: 'demo', roles: ['admin'] };
 
 export interface MockOptions extends Partial<MockData> {
   /** Push status and jittered live values every 2 s (for the browser demo; tests push by hand). */
   autoTick?: boolean;
   /** The mock's clock; tests may fix it. */
   now?: () => Date;
+  /**
+   * The site's accounts. Without them the mock is the demo site, signed in as DEMO_ACCOUNT; an empty
+   * list is a site's first start, which needs its first administrator.
+   */
+  accounts?: MockAccount[];
+  /** The account signed in at start; by default nobody (the demo account on the demo site). */
+  signedIn?: string;
+  /** Seconds without input after which the UI locks (0: never). */
+  lockAfterSecs?: number;
+  /** The session is an emergency (break-glass) administrator session. */
+  breakGlass?: boolean;
 }
 
-/** One recorded backend call, for tests to assert that operator and reason reached the backend. */
+/** One recorded backend call, for tests to assert that arguments (e.g. a reason) reached the backend. */
 export interface MockCall { method: keyof Backend; args: unknown[] }
 
 /** A row of Rust's pairings table: the mock keeps every pairing, as the rules need them all. */
@@ -40,11 +57,26 @@ export class MockBackend implements Backend {
   private timer: ReturnType<typeof setInterval> | undefined;
   private nextPairing = 100;
   private readonly pairings: MockPairing[];
+  private readonly accounts: MockAccount[];
+  private readonly demo: boolean;
+  private readonly lockAfterSecs: number;
+  private account: MockAccount | null;
+  private locked = false;
+  private breakGlass: boolean;
+  private failedSignIns = 0;
+  /** Sign-ins are refused until then (ms), after too many failures. */
+  private signInBlockedUntil = 0;
 
   constructor(opts: MockOptions = {}) {
-    const { autoTick, now, ...overrides } = opts;
+    const { autoTick, now, accounts, signedIn, lockAfterSecs, breakGlass, ...overrides } = opts;
     this.now = now ?? (() => new Date());
     this.data = { ...demoData(this.now()), ...overrides };
+    this.demo = accounts === undefined;
+    this.accounts = accounts ? [...accounts] : [{ ...DEMO_ACCOUNT }];
+    const first = signedIn ?? (this.demo ? DEMO_ACCOUNT.name : null);
+    this.account = this.accounts.find((a) => a.name === first) ?? null;
+    this.lockAfterSecs = lockAfterSecs ?? DEFAULT_LOCK_AFTER_SECS;
+    this.breakGlass = breakGlass ?? false;
     this.pairings = this.data.devices.flatMap((d) => (d.pairing_id === null ? [] : [{
       id: d.pairing_id, device_id: d.device_id, patient_id: d.patient_id!, from: d.paired_since!, until: d.paired_until,
     }]));
@@ -71,6 +103,58 @@ export class MockBackend implements Backend {
   }
 
   get liveSubscribers() { return this.liveSubs.size; }
+
+  // ---- the session ---------------------------------------------------------------------------------
+
+  session() { return this.reply('session', [], () => this.view()); }
+
+  signIn(name: string, password: string) {
+    return this.reply('signIn', [name, password], () => {
+      this.account = this.checkPassword(this.accounts.find((a) => a.name === name.trim()), password);
+      this.locked = false;
+      this.breakGlass = false;
+      return this.view();
+    });
+  }
+
+  createFirstAdmin(name: string, password: string) {
+    return this.reply('createFirstAdmin', [name, password], () => {
+      if (this.accounts.length > 0) throw fail('refused', 'an administrator exists already: sign in instead');
+      if (!name.trim()) throw fail('invalid_input', 'give the administrator a name');
+      if (password.length < MIN_PASSWORD_CHARS) {
+        throw fail('invalid_input', `the password needs at least ${MIN_PASSWORD_CHARS} characters`);
+      }
+      this.account = { name: name.trim(), password, roles: ['admin'] };
+      this.accounts.push(this.account);
+      return this.view();
+    });
+  }
+
+  lock() {
+    return this.reply('lock', [], () => {
+      if (!this.account) throw fail('unauthenticated', 'nobody is signed in');
+      this.locked = true;
+      return this.view();
+    });
+  }
+
+  unlock(password: string) {
+    return this.reply('unlock', [password], () => {
+      if (!this.account) throw fail('unauthenticated', 'nobody is signed in: sign in');
+      this.checkPassword(this.account, password);
+      this.locked = false;
+      return this.view();
+    });
+  }
+
+  signOut() {
+    return this.reply('signOut', [], () => {
+      this.account = null;
+      this.locked = false;
+      this.breakGlass = false;
+      return this.view();
+    });
+  }
 
   // ---- queries -------------------------------------------------------------------------------------
 
@@ -133,36 +217,43 @@ export class MockBackend implements Backend {
     });
   }
 
-  // ---- commands (each takes the operator, as the audit log needs it) ------------------------------
-  // Each checks what Rust checks, in the same order (operator first, as the Tauri command builds the
-  // Actor before anything else), and fails with the code Rust sends.
+  // ---- commands, in the signed-in account's name -----------------------------------------------------
+  // Each checks what Rust checks, in the same order (the session and its roles first, in `reply`), and
+  // fails with the code Rust sends.
 
-  ackAlarm(id: number, operator: string, reason: string) {
-    return this.reply('ackAlarm', [id, operator, reason], () => {
-      actor(operator);
+  ackAlarm(id: number, reason: string) {
+    return this.reply('ackAlarm', [id, reason], () => {
       required(reason);
       const a = this.data.alarms.find((x) => x.id === id);
       if (!a || a.acked_at) throw fail('refused', `alarm ${id} does not exist or is already acknowledged`);
-      Object.assign(a, { acked_at: this.iso(), acked_by: operator.trim(), ack_reason: reason.trim() });
+      Object.assign(a, { acked_at: this.iso(), acked_by: this.signedIn(), ack_reason: reason.trim() });
     });
   }
 
-  silenceAlarm(id: number, operator: string, reason: string, minutes: number) {
-    return this.reply('silenceAlarm', [id, operator, reason, minutes], () => {
-      actor(operator);
+  silenceAlarm(id: number, reason: string, minutes: number) {
+    return this.reply('silenceAlarm', [id, reason, minutes], () => {
       required(reason);
       if (!Number.isInteger(minutes) || minutes < 1 || minutes > MAX_SILENCE_MINUTES) {
         throw fail('invalid_input', `silence for 1 to ${MAX_SILENCE_MINUTES} minutes, not ${minutes}`);
       }
       const a = this.data.alarms.find((x) => x.id === id);
       if (!a || a.cleared_at) throw fail('refused', `alarm ${id} does not exist or has already cleared`);
-      Object.assign(a, { silenced_until: this.iso(minutes * 60), silenced_by: operator.trim(), silence_reason: reason.trim() });
+      // The site's limits per alarm, as the facade keeps them (4 silences, 120 minutes in all).
+      if (a.silence_count >= MAX_SILENCES) {
+        throw fail('refused', `this alarm has been silenced ${a.silence_count} times, the most allowed (${MAX_SILENCES}): it escalates until acknowledged`);
+      }
+      if (a.silenced_minutes + minutes > MAX_SILENCE_TOTAL_MINUTES) {
+        throw fail('refused', `this alarm has been silenced for ${a.silenced_minutes} of the ${MAX_SILENCE_TOTAL_MINUTES} minutes allowed in all`);
+      }
+      Object.assign(a, {
+        silenced_until: this.iso(minutes * 60), silenced_by: this.signedIn(), silence_reason: reason.trim(),
+        silence_count: a.silence_count + 1, silenced_minutes: a.silenced_minutes + minutes,
+      });
     });
   }
 
-  releaseQuarantine(id: number, operator: string, reason: string) {
-    return this.reply('releaseQuarantine', [id, operator, reason], (): ReleaseOutcome => {
-      actor(operator);
+  releaseQuarantine(id: number, reason: string) {
+    return this.reply('releaseQuarantine', [id, reason], (): ReleaseOutcome => {
       required(reason);
       const item = this.data.quarantine.find((q) => q.id === id);
       if (!item) throw fail('not_found', `quarantined reading ${id} does not exist`);
@@ -176,9 +267,8 @@ export class MockBackend implements Backend {
     });
   }
 
-  discardQuarantine(id: number, operator: string, reason: string) {
-    return this.reply('discardQuarantine', [id, operator, reason], () => {
-      actor(operator);
+  discardQuarantine(id: number, reason: string) {
+    return this.reply('discardQuarantine', [id, reason], () => {
       required(reason);
       if (!this.data.quarantine.some((q) => q.id === id)) {
         throw fail('refused', `quarantined reading ${id} does not exist or is already resolved`);
@@ -188,9 +278,8 @@ export class MockBackend implements Backend {
   }
 
   /** Registers a device, or relabels it (and changes its profile) when it exists: an upsert, as in Rust. */
-  registerDevice(deviceId: string, profileId: string, label: string, operator: string) {
-    return this.reply('registerDevice', [deviceId, profileId, label, operator], () => {
-      actor(operator);
+  registerDevice(deviceId: string, profileId: string, label: string) {
+    return this.reply('registerDevice', [deviceId, profileId, label], () => {
       const id = deviceId.trim();
       if (!id) throw fail('invalid_input', 'a device id is required');
       const profile = profileId.trim();
@@ -213,9 +302,8 @@ export class MockBackend implements Backend {
    * of the device is refused, unless it replaces the open pairing of the patient `replacing` names,
    * which then ends where the new one starts.
    */
-  pairDevice(request: PairRequest, operator: string) {
-    return this.reply('pairDevice', [request, operator], () => {
-      actor(operator);
+  pairDevice(request: PairRequest) {
+    return this.reply('pairDevice', [request], () => {
       identifier(request.system, request.value);
       const from = request.from ?? this.iso();
       const { until } = request;
@@ -239,9 +327,8 @@ export class MockBackend implements Backend {
   }
 
   /** Ends the device's open pairing now; a pairing made for a period has no open end to close. */
-  unpairDevice(deviceId: string, operator: string) {
-    return this.reply('unpairDevice', [deviceId, operator], () => {
-      actor(operator);
+  unpairDevice(deviceId: string) {
+    return this.reply('unpairDevice', [deviceId], () => {
       const id = deviceId.trim();
       const open = this.pairings.find((x) => x.device_id === id && x.until === null);
       if (!open) throw fail('refused', `device ${id} has no open pairing`);
@@ -251,17 +338,15 @@ export class MockBackend implements Backend {
     });
   }
 
-  setConsent(system: string, value: string, flow: Flow, granted: boolean, operator: string) {
-    return this.reply('setConsent', [system, value, flow, granted, operator], () => {
-      actor(operator);
+  setConsent(system: string, value: string, flow: Flow, granted: boolean) {
+    return this.reply('setConsent', [system, value, flow, granted], () => {
       const p = this.patient(system, value);
       this.consent.set(`${p.system}|${p.value}|${flow}`, granted);
     });
   }
 
-  releaseHeld(system: string, value: string, operator: string, reason: string) {
-    return this.reply('releaseHeld', [system, value, operator, reason], () => {
-      actor(operator);
+  releaseHeld(system: string, value: string, reason: string) {
+    return this.reply('releaseHeld', [system, value, reason], () => {
       required(reason);
       const p = this.patient(system, value);
       const key = `${p.system}|${p.value}`;
@@ -274,9 +359,8 @@ export class MockBackend implements Backend {
     });
   }
 
-  resend(id: number, operator: string) {
-    return this.reply('resend', [id, operator], () => {
-      actor(operator);
+  resend(id: number) {
+    return this.reply('resend', [id], () => {
       const e = this.data.outbox.find((x) => x.id === id);
       if (!e) throw fail('not_found', `outbox ${id} does not exist`);
       if (e.status !== 'dead' && e.status !== 'held') throw fail('refused', `outbox event ${id} is not dead or held`);
@@ -284,9 +368,9 @@ export class MockBackend implements Backend {
     });
   }
 
-  saveSettings(settings: Settings, operator: string) {
-    return this.reply('saveSettings', [settings, operator], () => {
-      actor(operator);
+  saveSettings(settings: Settings, reason: string) {
+    return this.reply('saveSettings', [settings, reason], () => {
+      required(reason);
       if (settings.ehr.kind === 'fhir' && !settings.ehr.base_url) {
         throw fail('invalid_config', 'ehr.base_url: a FHIR EHR needs a base URL.');
       }
@@ -296,7 +380,10 @@ export class MockBackend implements Backend {
 
   // ---- internals -----------------------------------------------------------------------------------
 
-  /** Answer asynchronously, as IPC does, after recording the call and applying an injected failure. */
+  /**
+   * Answer asynchronously, as IPC does, after recording the call, applying an injected failure and
+   * checking the session and its roles.
+   */
   private async reply<T>(method: keyof Backend, args: unknown[], fn: () => T): Promise<T> {
     this.calls.push({ method, args: wire(args) });
     await Promise.resolve();
@@ -305,7 +392,47 @@ export class MockBackend implements Backend {
       this.failures.delete(method);
       throw failure;
     }
+    this.authorize(method);
     return wire(fn());
+  }
+
+  /** Rust's checks before any command: an unlocked session, then a role that allows the action. */
+  private authorize(method: keyof Backend) {
+    if (WITHOUT_SESSION.includes(method)) return;
+    if (!this.account) throw fail('unauthenticated', 'nobody is signed in: sign in to go on');
+    if (this.locked) throw fail('unauthenticated', `the console is locked: ${this.account.name} must unlock it to go on`);
+    const need = NEEDS_ROLE[method];
+    const { name, roles } = this.account;
+    if (need && !roles.includes(need) && !roles.includes('admin')) {
+      throw fail('forbidden', `this needs the ${need} role; ${name} has ${roles.join(', ') || 'no role'}`);
+    }
+  }
+
+  /** The name of the account acting; `authorize` made sure there is one. */
+  private signedIn(): string {
+    return this.account!.name;
+  }
+
+  /** The account when the password is its own; after too many failures it refuses for a while, as Rust does. */
+  private checkPassword(account: MockAccount | undefined, password: string): MockAccount {
+    const wait = Math.ceil((this.signInBlockedUntil - this.now().getTime()) / 1000);
+    if (wait > 0) throw fail('sign_in_failed', `too many failed attempts: wait ${wait} s, then try again`);
+    if (!account || account.password !== password) {
+      if (++this.failedSignIns >= MAX_FAILED_SIGN_INS) {
+        this.failedSignIns = 0;
+        this.signInBlockedUntil = this.now().getTime() + SIGN_IN_BLOCK_SECS * 1000;
+      }
+      throw fail('sign_in_failed', 'wrong name or password');
+    }
+    this.failedSignIns = 0;
+    return account;
+  }
+
+  private view(): SessionView {
+    return {
+      account: this.account?.name ?? null, roles: this.account?.roles ?? [], demo: this.demo, locked: this.locked,
+      needs_first_admin: this.accounts.length === 0, lock_after_secs: this.lockAfterSecs, break_glass: this.breakGlass,
+    };
   }
 
   private snapshot(): Board {
@@ -314,7 +441,7 @@ export class MockBackend implements Backend {
     for (const e of d.outbox) counts.set(e.status, (counts.get(e.status) ?? 0) + 1);
     return { at: this.iso(), components: d.components, modes: d.modes, ingest_queue: d.ingest_queue,
       ingest_unstored: d.ingest_unstored,
-      outbox: [...counts.entries()], ingest: d.ingest, rates: d.rates, device_clocks: [] };
+      outbox: [...counts.entries()], ingest: d.ingest, rates: d.rates, device_clocks: [], alarms: unacknowledged(d.alarms) };
   }
 
   /** Demo heartbeat: components beat, values drift a little and get younger. */
@@ -368,15 +495,41 @@ export class MockBackend implements Backend {
 
 /** The longest silence Rust allows, in minutes (pipeline-core's MAX_SILENCE_MINUTES). */
 export const MAX_SILENCE_MINUTES = 60;
+/** Silences of one alarm at most, and minutes in all ([alerts] max_silences, max_silence_minutes_total). */
+const MAX_SILENCES = 4;
+const MAX_SILENCE_TOTAL_MINUTES = 120;
+
+/** The shortest password Rust accepts for a new account. */
+export const MIN_PASSWORD_CHARS = 12;
+
+/** Failed sign-ins (or unlocks) in a row after which Rust refuses them for SIGN_IN_BLOCK_SECS. */
+const MAX_FAILED_SIGN_INS = 5;
+const SIGN_IN_BLOCK_SECS = 60;
+
+/** The idle lock when the test or demo does not choose one. */
+const DEFAULT_LOCK_AFTER_SECS = 300;
+
+/** The calls that need no unlocked session: the session's own, and the status board the lock screen shows. */
+const WITHOUT_SESSION: (keyof Backend)[] = ['session', 'signIn', 'createFirstAdmin', 'lock', 'unlock', 'signOut', 'board'];
+
+/** The role each action needs (admin may do everything); reading needs only a session. */
+const NEEDS_ROLE: Partial<Record<keyof Backend, Role>> = {
+  ackAlarm: 'clinician', silenceAlarm: 'clinician', setConsent: 'clinician',
+  registerDevice: 'biomed', pairDevice: 'biomed', unpairDevice: 'biomed', releaseQuarantine: 'biomed',
+  discardQuarantine: 'biomed', releaseHeld: 'biomed', resend: 'biomed',
+  saveSettings: 'admin',
+};
 
 /** The mock's only way to make an error: typed with the generated ErrorCode, so it cannot invent one. */
 function fail(code: ErrorCode, message: string): BackendError {
   return new BackendError(code, message);
 }
 
-/** Every Tauri command names its operator first; an empty name is refused (api::Actor::named). */
-function actor(operator: string) {
-  if (!operator.trim()) throw fail('invalid_input', 'an operator name is required for every action');
+/** Active alarms nobody has acknowledged yet, by priority (silenced ones too: they still need an owner). */
+function unacknowledged(alarms: Alarm[]): AlarmCounts {
+  const counts: AlarmCounts = { high: 0, medium: 0, low: 0 };
+  for (const a of alarms) if (a.cleared_at === null && a.acked_at === null) counts[a.priority] += 1;
+  return counts;
 }
 
 /** A reason for the audit trail: trimmed, required. */

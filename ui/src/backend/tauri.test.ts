@@ -11,6 +11,8 @@ vi.mock('@tauri-apps/api/event', () => ({ listen: (...args: unknown[]) => listen
 
 const { TauriBackend } = await import('./tauri');
 const { BackendError } = await import('./errors');
+const { demoData } = await import('./demo-data');
+const settings = demoData(new Date()).settings;
 
 describe('tauri backend', () => {
   beforeEach(() => { invoke.mockReset(); listen.mockReset(); });
@@ -29,25 +31,55 @@ describe('tauri backend', () => {
 
   it('wraps a {code, message} rejection whose code Rust does not have as "internal", keeping the code', async () => {
     invoke.mockRejectedValue({ code: 'already_acked', message: 'Alarm 4 was acknowledged.' });
-    await expect(new TauriBackend().ackAlarm(4, 'Op', 'why'))
+    await expect(new TauriBackend().ackAlarm(4, 'why'))
       .rejects.toMatchObject({ code: 'internal', message: 'already_acked: Alarm 4 was acknowledged.' });
   });
 
   it('passes camelCase argument keys to the commands', async () => {
     invoke.mockResolvedValue(undefined);
     const b = new TauriBackend();
-    await b.ackAlarm(4, 'Op', 'why');
+    await b.ackAlarm(4, 'why');
     await b.chart('OX-1', 150456, 60);
     const request = { device_id: 'OX-1', system: 'sys', value: 'MRN-1', from: null, until: '2026-11-25T08:00:00.000Z',
       reason: null, replacing: 7 };
-    await b.pairDevice(request, 'Op');
+    await b.pairDevice(request);
     await b.outbox(null);
+    await b.saveSettings(settings, 'new EHR address');
     expect(invoke.mock.calls).toEqual([
-      ['ack_alarm', { id: 4, operator: 'Op', reason: 'why' }],
+      ['ack_alarm', { id: 4, reason: 'why' }],
       ['chart', { deviceId: 'OX-1', mdcCode: 150456, minutes: 60 }],
-      ['pair_device', { request, operator: 'Op' }],
+      ['pair_device', { request }],
       ['outbox', { status: null }],
+      ['save_settings', { settings, reason: 'new EHR address' }],
     ]);
+  });
+
+  it('calls the session commands, which name no account but the one signing in', async () => {
+    invoke.mockResolvedValue(undefined);
+    const b = new TauriBackend();
+    await b.session();
+    await b.signIn('ada', 'pw');
+    await b.createFirstAdmin('ada', 'a long password');
+    await b.lock();
+    await b.unlock('pw');
+    await b.signOut();
+    expect(invoke.mock.calls).toEqual([
+      ['session', undefined],
+      ['sign_in', { name: 'ada', password: 'pw' }],
+      ['create_first_admin', { name: 'ada', password: 'a long password' }],
+      ['lock', undefined],
+      ['unlock', { password: 'pw' }],
+      ['sign_out', undefined],
+    ]);
+  });
+
+  it('keeps the new error codes', async () => {
+    invoke.mockRejectedValue({ code: 'forbidden', message: 'this needs the clinician role' });
+    await expect(new TauriBackend().ackAlarm(4, 'why')).rejects.toMatchObject({ code: 'forbidden' });
+    invoke.mockRejectedValue({ code: 'sign_in_failed', message: 'wrong name or password' });
+    await expect(new TauriBackend().signIn('a', 'b')).rejects.toMatchObject({ code: 'sign_in_failed' });
+    invoke.mockRejectedValue({ code: 'unauthenticated', message: 'locked' });
+    await expect(new TauriBackend().lock()).rejects.toMatchObject({ code: 'unauthenticated' });
   });
 
   it('streams live values over a channel until unsubscribed', async () => {

@@ -6,7 +6,7 @@ import { toBackendError } from './errors';
 import type { Backend } from './index';
 import type {
   Alarm, Board, ConnectionResult, ConnectionTarget, Device, Flow, LiveValue, OutboxEntry, OutboxStatus,
-  PairRequest, QuarantineItem, ReleaseOutcome, Settings, VerifiedPatient,
+  PairRequest, QuarantineItem, ReleaseOutcome, SessionView, Settings, VerifiedPatient,
 } from './types';
 
 /** `invoke` whose rejections are BackendErrors (Rust sends `{code, message}`; a bare string is "internal"). */
@@ -24,6 +24,13 @@ export class TauriBackend implements Backend {
    * subscribe waits for it: otherwise a late unsubscribe could end the subscription made after it.
    */
   private unsubscribing: Promise<unknown> = Promise.resolve();
+
+  session() { return call<SessionView>('session'); }
+  signIn(name: string, password: string) { return call<SessionView>('sign_in', { name, password }); }
+  createFirstAdmin(name: string, password: string) { return call<SessionView>('create_first_admin', { name, password }); }
+  lock() { return call<SessionView>('lock'); }
+  unlock(password: string) { return call<SessionView>('unlock', { password }); }
+  signOut() { return call<SessionView>('sign_out'); }
 
   board() { return call<Board>('board'); }
 
@@ -55,34 +62,30 @@ export class TauriBackend implements Backend {
     return call<string>('chart', { deviceId, mdcCode, minutes });
   }
   alarms(activeOnly: boolean) { return call<Alarm[]>('alarms', { activeOnly }); }
-  ackAlarm(id: number, operator: string, reason: string) { return call<void>('ack_alarm', { id, operator, reason }); }
-  silenceAlarm(id: number, operator: string, reason: string, minutes: number) {
-    return call<void>('silence_alarm', { id, operator, reason, minutes });
+  ackAlarm(id: number, reason: string) { return call<void>('ack_alarm', { id, reason }); }
+  silenceAlarm(id: number, reason: string, minutes: number) {
+    return call<void>('silence_alarm', { id, reason, minutes });
   }
   quarantine() { return call<QuarantineItem[]>('quarantine'); }
-  releaseQuarantine(id: number, operator: string, reason: string) {
-    return call<ReleaseOutcome>('release_quarantine', { id, operator, reason });
-  }
-  discardQuarantine(id: number, operator: string, reason: string) {
-    return call<void>('discard_quarantine', { id, operator, reason });
-  }
+  releaseQuarantine(id: number, reason: string) { return call<ReleaseOutcome>('release_quarantine', { id, reason }); }
+  discardQuarantine(id: number, reason: string) { return call<void>('discard_quarantine', { id, reason }); }
   devices() { return call<Device[]>('devices'); }
   profiles() { return call<string[]>('profiles'); }
-  registerDevice(deviceId: string, profileId: string, label: string, operator: string) {
-    return call<void>('register_device', { deviceId, profileId, label, operator });
+  registerDevice(deviceId: string, profileId: string, label: string) {
+    return call<void>('register_device', { deviceId, profileId, label });
   }
   lookupPatient(system: string, value: string) { return call<VerifiedPatient>('lookup_patient', { system, value }); }
-  pairDevice(request: PairRequest, operator: string) { return call<void>('pair_device', { request, operator }); }
-  unpairDevice(deviceId: string, operator: string) { return call<void>('unpair_device', { deviceId, operator }); }
-  setConsent(system: string, value: string, flow: Flow, granted: boolean, operator: string) {
-    return call<void>('set_consent', { system, value, flow, granted, operator });
+  pairDevice(request: PairRequest) { return call<void>('pair_device', { request }); }
+  unpairDevice(deviceId: string) { return call<void>('unpair_device', { deviceId }); }
+  setConsent(system: string, value: string, flow: Flow, granted: boolean) {
+    return call<void>('set_consent', { system, value, flow, granted });
   }
-  releaseHeld(system: string, value: string, operator: string, reason: string) {
-    return call<number>('release_held', { system, value, operator, reason });
+  releaseHeld(system: string, value: string, reason: string) {
+    return call<number>('release_held', { system, value, reason });
   }
   outbox(status: OutboxStatus | null) { return call<OutboxEntry[]>('outbox', { status }); }
-  resend(id: number, operator: string) { return call<void>('resend', { id, operator }); }
+  resend(id: number) { return call<void>('resend', { id }); }
   settings() { return call<Settings>('settings'); }
-  saveSettings(settings: Settings, operator: string) { return call<void>('save_settings', { settings, operator }); }
+  saveSettings(settings: Settings, reason: string) { return call<void>('save_settings', { settings, reason }); }
   testConnection(target: ConnectionTarget) { return call<ConnectionResult>('test_connection', { target }); }
 }

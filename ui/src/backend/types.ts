@@ -8,6 +8,7 @@ import type { OutboxView } from './generated/OutboxView';
 import type { QuarantineEntry } from './generated/QuarantineEntry';
 import type { Status } from './generated/Status';
 
+export type { AlarmCounts } from './generated/AlarmCounts';
 export type { AlarmKind } from './generated/AlarmKind';
 export type { AlarmView } from './generated/AlarmView';
 export type { ApiError } from './generated/ApiError';
@@ -34,6 +35,8 @@ export type { QuarantineEntry } from './generated/QuarantineEntry';
 export type { Rates } from './generated/Rates';
 export type { ReleaseOutcome } from './generated/ReleaseOutcome';
 export type { ReleaseResult } from './generated/ReleaseResult';
+export type { Role } from './generated/Role';
+export type { SessionView } from './generated/SessionView';
 export type { Settings } from './generated/Settings';
 export type { Severity } from './generated/Severity';
 export type { Status } from './generated/Status';

@@ -50,7 +50,7 @@ describe('degradation banner', () => {
     expect(screen.getByTestId('status-stale').textContent).toContain('1 min');
   });
 
-  it('is on top of the operator prompt and every view, and follows status pushes', async () => {
+  it('is on top of every view, and follows status pushes', async () => {
     const { backend } = await renderApp({ modes: [] }, 'alarms');
     expect((await screen.findByText(/All systems normal/)).textContent).toBeTruthy();
     backend.data.modes = [EHR_SYNC_PAUSED];

@@ -4,7 +4,7 @@
 import { useState } from 'preact/hooks';
 import type { Device, Flow, VerifiedPatient } from '../backend';
 import { BACKDATING_TOLERANCE_SECS } from '../backend/mock';
-import { useBackend, useSession } from '../context';
+import { useBackend } from '../context';
 import { useAction } from './hooks';
 
 export const DEFAULT_SYSTEM = 'urn:oid:2.16.840.1.113883.19.5.99999.2';
@@ -19,7 +19,6 @@ export function localToRfc3339(local: string): string | null {
 
 export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired(): Promise<void> }) {
   const backend = useBackend();
-  const { operator } = useSession();
   const { busy, run } = useAction();
   const [device, setDevice] = useState('');
   const [system, setSystem] = useState(DEFAULT_SYSTEM);
@@ -55,7 +54,7 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
       device_id: chosen, system: p.system, value: p.value, from: start, until: localToRfc3339(until),
       reason: backDated ? reason.trim() : null, replacing: replacing?.patient_id ?? null,
     };
-    if (await run(() => backend.pairDevice(request, operator))) {
+    if (await run(() => backend.pairDevice(request))) {
       const instead = replacing ? `, replacing ${replacing.patient_label}` : '';
       setResult(`✓ ${chosen} paired with ${p.display} (${p.value})${instead}.`);
       setVerified(null);
@@ -133,7 +132,6 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
 
 export function ConsentForm() {
   const backend = useBackend();
-  const { operator } = useSession();
   const { busy, run } = useAction();
   const [system, setSystem] = useState(DEFAULT_SYSTEM);
   const [value, setValue] = useState('');
@@ -144,7 +142,7 @@ export function ConsentForm() {
 
   const set = async (granted: boolean) => {
     const v = value.trim();
-    if (await run(() => backend.setConsent(system.trim(), v, flow, granted, operator))) {
+    if (await run(() => backend.setConsent(system.trim(), v, flow, granted))) {
       setResult(`✓ Consent for "${flow}" ${granted ? 'granted' : 'withdrawn'} for ${v}.`);
     }
   };
@@ -152,7 +150,7 @@ export function ConsentForm() {
   const releaseHeld = async () => {
     const v = value.trim();
     let moved = 0;
-    if (await run(async () => { moved = await backend.releaseHeld(system.trim(), v, operator, reason.trim()); })) {
+    if (await run(async () => { moved = await backend.releaseHeld(system.trim(), v, reason.trim()); })) {
       setResult(`✓ ${moved} held readings of ${v} stored.`);
     }
   };

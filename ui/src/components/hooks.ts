@@ -69,3 +69,28 @@ export function useNow(ms = 1000): number {
   }, [ms]);
   return now;
 }
+
+/** The input that counts as someone at the console. */
+const ACTIVITY = ['keydown', 'mousedown', 'mousemove', 'pointerdown', 'wheel', 'touchstart'] as const;
+
+/**
+ * Call `onIdle` after `secs` without keyboard, mouse, pointer or wheel input anywhere in the window;
+ * 0 never calls it. Listening in the capture phase sees input a view stops from propagating.
+ */
+export function useIdle(secs: number, onIdle: () => void) {
+  const idle = useRef(onIdle);
+  idle.current = onIdle;
+  useEffect(() => {
+    if (secs <= 0) return undefined;
+    let timer = setTimeout(() => idle.current(), secs * 1000);
+    const restart = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.current(), secs * 1000);
+    };
+    for (const e of ACTIVITY) window.addEventListener(e, restart, { capture: true, passive: true });
+    return () => {
+      clearTimeout(timer);
+      for (const e of ACTIVITY) window.removeEventListener(e, restart, { capture: true });
+    };
+  }, [secs]);
+}

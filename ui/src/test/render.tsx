@@ -2,16 +2,18 @@
 import { fireEvent, render, screen } from '@testing-library/preact';
 import type { ComponentChildren } from 'preact';
 import { App, type ViewId } from '../app';
-import { MockBackend, type MockCall, type MockOptions } from '../backend/mock';
+import { DEMO_ACCOUNT, MockBackend, type MockCall, type MockOptions } from '../backend/mock';
 import { BackendContext, SessionContext, type Session } from '../context';
 
-export const OPERATOR = 'Test Operator';
+/** Whom views act as unless a test signs in someone else: the demo site's administrator. */
+export const ACCOUNT = DEMO_ACCOUNT.name;
 
-/** A view alone, with a fixed operator; errors it reports are collected instead of toasted. */
+/** A view alone, signed in as the mock's account; errors it reports are collected instead of toasted. */
 export function renderView(ui: ComponentChildren, opts: MockOptions = {}) {
   const backend = new MockBackend(opts);
   const errors: unknown[] = [];
-  const session: Session = { operator: OPERATOR, reportError: (e) => errors.push(e) };
+  const account = opts.accounts?.find((a) => a.name === opts.signedIn) ?? DEMO_ACCOUNT;
+  const session: Session = { account: account.name, roles: account.roles, reportError: (e) => errors.push(e) };
   const result = render(
     <BackendContext.Provider value={backend}>
       <SessionContext.Provider value={session}>{ui}</SessionContext.Provider>
@@ -20,12 +22,10 @@ export function renderView(ui: ComponentChildren, opts: MockOptions = {}) {
   return { backend, errors, ...result };
 }
 
-/** The whole app, past the operator prompt. */
-export async function renderApp(opts: MockOptions = {}, view: ViewId = 'board', operator = OPERATOR) {
+/** The whole app on the given view, once the session is read (the demo site by default: signed in). */
+export async function renderApp(opts: MockOptions = {}, view: ViewId = 'board') {
   const backend = new MockBackend(opts);
   const result = render(<App backend={backend} initialView={view} />);
-  type(screen.getByTestId('operator-name'), operator);
-  fireEvent.click(screen.getByTestId('operator-start'));
   await screen.findByTestId(`nav-${view}`);
   return { backend, ...result };
 }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { AlarmsView, sortAlarms } from './alarms';
 import { demoData } from '../backend/demo-data';
 import type { Alarm } from '../backend';
-import { OPERATOR, callsOf, choose, renderView, type } from '../test/render';
+import { ACCOUNT, callsOf, choose, renderView, type } from '../test/render';
 
 const rows = () => screen.getAllByTestId('alarm-row');
 const rowOf = (id: number) => rows().find((r) => r.dataset.id === String(id))!;
@@ -51,8 +51,8 @@ describe('alarms', () => {
     expect(confirm.disabled).toBe(false);
     fireEvent.click(confirm);
     await waitFor(() => expect(rowOf(41).dataset.acked).toBe('true'));
-    expect(callsOf(backend, 'ackAlarm')).toEqual([[41, OPERATOR, 'Probe re-seated, SpO2 recovering']]);
-    expect(rowOf(41).textContent).toContain(`Acked by ${OPERATOR}`);
+    expect(callsOf(backend, 'ackAlarm')).toEqual([[41, 'Probe re-seated, SpO2 recovering']]);
+    expect(rowOf(41).textContent).toContain(`Acked by ${ACCOUNT}`);
     expect(within(rowOf(41)).queryByTestId('alarm-ack')).toBeNull();
     expect(screen.queryByTestId('ack-reason')).toBeNull();
   });
@@ -65,8 +65,8 @@ describe('alarms', () => {
     choose(screen.getByTestId('silence-minutes'), '5');
     fireEvent.click(screen.getByTestId('silence-confirm'));
     await waitFor(() => expect(within(rowOf(41)).queryByTestId('alarm-silenced')).toBeTruthy());
-    expect(callsOf(backend, 'silenceAlarm')).toEqual([[41, OPERATOR, 'Patient being repositioned', 5]]);
-    expect(rowOf(41).textContent).toContain(`by ${OPERATOR}`);
+    expect(callsOf(backend, 'silenceAlarm')).toEqual([[41, 'Patient being repositioned', 5]]);
+    expect(rowOf(41).textContent).toContain(`by ${ACCOUNT}`);
     // Silenced is not acknowledged: the alarm still needs someone to own it.
     expect(rowOf(41).dataset.acked).toBe('false');
   });

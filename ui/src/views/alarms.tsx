@@ -2,7 +2,7 @@
 // history. Priority is shown by shape and word as well as colour (IEC 60601-1-8 style markers).
 import { useState } from 'preact/hooks';
 import type { Alarm, AlarmKind } from '../backend';
-import { useBackend, useSession } from '../context';
+import { useBackend } from '../context';
 import { useAction, useLoad, useNow } from '../components/hooks';
 import { PRIORITY, ageText, secsSince, timeText, valueText } from '../components/format';
 import { ReasonForm } from '../components/ReasonForm';
@@ -23,7 +23,6 @@ export function sortAlarms(list: Alarm[], tab: Tab): Alarm[] {
 
 export function AlarmsView() {
   const backend = useBackend();
-  const { operator } = useSession();
   const [tab, setTab] = useState<Tab>('active');
   const [kind, setKind] = useState<AlarmKind | 'all'>('all');
   const [open, setOpen] = useState<Open>(null);
@@ -105,10 +104,10 @@ export function AlarmsView() {
                   <td colSpan={9}>
                     {open.form === 'ack' ? (
                       <ReasonForm prefix="ack" action="Acknowledge" busy={busy} onCancel={() => setOpen(null)}
-                        onConfirm={(reason) => act(() => backend.ackAlarm(a.id, operator, reason))} />
+                        onConfirm={(reason) => act(() => backend.ackAlarm(a.id, reason))} />
                     ) : (
                       <ReasonForm prefix="silence" action="Silence" busy={busy} onCancel={() => setOpen(null)}
-                        onConfirm={(reason) => act(() => backend.silenceAlarm(a.id, operator, reason, minutes))}>
+                        onConfirm={(reason) => act(() => backend.silenceAlarm(a.id, reason, minutes))}>
                         <label>
                           For{' '}
                           <select data-testid="silence-minutes" value={minutes} onChange={(e) => setMinutes(Number(e.currentTarget.value))}>

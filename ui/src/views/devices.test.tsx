@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { DevicesView } from './devices';
 import { MRN_SYSTEM, demoData } from '../backend/demo-data';
 import { localToRfc3339 } from '../components/PairingForms';
-import { OPERATOR, callsOf, choose, renderView, type } from '../test/render';
+import { callsOf, choose, renderView, type } from '../test/render';
 
 const rowOf = (id: string) => screen.getAllByTestId('device-row').find((r) => r.dataset.device === id);
 
@@ -50,7 +50,7 @@ describe('devices and pairing', () => {
     expect(callsOf(backend, 'pairDevice')).toEqual([[{
       device_id: 'MX-00A1', system: MRN_SYSTEM, value: 'MRN-100002', from: localToRfc3339('2026-11-24T08:00'), until: null,
       reason: 'Spare monitor used overnight', replacing: null,
-    }, OPERATOR]]);
+    }]]);
     expect(screen.queryByTestId('pair-confirm')).toBeNull();
   });
 
@@ -77,7 +77,7 @@ describe('devices and pairing', () => {
     await waitFor(() => expect(rowOf('OX-1000')!.textContent).toContain('Demo Patient Charlie (MRN-100002)'));
     expect(callsOf(backend, 'pairDevice').at(-1)).toEqual([{
       device_id: 'OX-1000', system: MRN_SYSTEM, value: 'MRN-100002', from: null, until: null, reason: null, replacing: 1,
-    }, OPERATOR]);
+    }]);
     expect(screen.getByTestId('pair-result').textContent).toContain('replacing Demo Patient Alpha (MRN-100000)');
   });
 
@@ -99,7 +99,7 @@ describe('devices and pairing', () => {
     expect(callsOf(backend, 'unpairDevice')).toHaveLength(0);
     fireEvent.click(screen.getByTestId('device-unpair-confirm'));
     await waitFor(() => expect(rowOf('OX-1000')!.dataset.paired).toBe('false'));
-    expect(callsOf(backend, 'unpairDevice')).toEqual([['OX-1000', OPERATOR]]);
+    expect(callsOf(backend, 'unpairDevice')).toEqual([['OX-1000']]);
   });
 
   it('shows when a pairing made for a period ends, and offers no unpair (Rust only closes open pairings)', async () => {
@@ -123,7 +123,7 @@ describe('devices and pairing', () => {
     fireEvent.click(screen.getByTestId('register-submit'));
     await waitFor(() => expect(rowOf('OX-2000')).toBeTruthy());
     expect(rowOf('OX-2000')!.dataset.paired).toBe('false');
-    expect(callsOf(backend, 'registerDevice')).toEqual([['OX-2000', 'acme-ox100', 'Bed 5 oximeter', OPERATOR]]);
+    expect(callsOf(backend, 'registerDevice')).toEqual([['OX-2000', 'acme-ox100', 'Bed 5 oximeter']]);
   });
 
   it('grants and withdraws consent per flow', async () => {
@@ -134,7 +134,7 @@ describe('devices and pairing', () => {
     await waitFor(() => expect(backend.consent.get(`${MRN_SYSTEM}|MRN-100002|ehr-write`)).toBe(true));
     fireEvent.click(screen.getByTestId('consent-withdraw'));
     await waitFor(() => expect(backend.consent.get(`${MRN_SYSTEM}|MRN-100002|ehr-write`)).toBe(false));
-    expect(callsOf(backend, 'setConsent').at(-1)).toEqual([MRN_SYSTEM, 'MRN-100002', 'ehr-write', false, OPERATOR]);
+    expect(callsOf(backend, 'setConsent').at(-1)).toEqual([MRN_SYSTEM, 'MRN-100002', 'ehr-write', false]);
     expect(screen.getByTestId('consent-result').textContent).toContain('withdrawn');
   });
 
@@ -151,6 +151,6 @@ describe('devices and pairing', () => {
     await waitFor(() => expect(backend.consent.get(`${MRN_SYSTEM}|MRN-100002|store`)).toBe(true));
     fireEvent.click(screen.getByTestId('held-release'));
     await waitFor(() => expect(screen.getByTestId('consent-result').textContent).toContain('9 held readings of MRN-100002 stored'));
-    expect(callsOf(backend, 'releaseHeld').at(-1)).toEqual([MRN_SYSTEM, 'MRN-100002', OPERATOR, 'consent form signed']);
+    expect(callsOf(backend, 'releaseHeld').at(-1)).toEqual([MRN_SYSTEM, 'MRN-100002', 'consent form signed']);
   });
 });

@@ -2,7 +2,7 @@
 // and consent per flow.
 import { useState } from 'preact/hooks';
 import type { Device } from '../backend';
-import { useBackend, useSession } from '../context';
+import { useBackend } from '../context';
 import { useAction, useLoad } from '../components/hooks';
 import { timeText } from '../components/format';
 import { ConsentForm, PairForm } from '../components/PairingForms';
@@ -25,13 +25,12 @@ export function DevicesView() {
 
 function DeviceTable({ devices, onChanged }: { devices: Device[] | undefined; onChanged(): Promise<void> }) {
   const backend = useBackend();
-  const { operator } = useSession();
   const { busy, run } = useAction();
   const [confirming, setConfirming] = useState<string | null>(null);
   const [result, setResult] = useState('');
 
   const unpair = async (d: Device) => {
-    if (await run(() => backend.unpairDevice(d.device_id, operator))) {
+    if (await run(() => backend.unpairDevice(d.device_id))) {
       setResult(`✓ ${d.device_id} unpaired from ${d.patient_label}. Its readings now go to quarantine until it is paired again.`);
       setConfirming(null);
       await onChanged();
@@ -81,7 +80,6 @@ function DeviceTable({ devices, onChanged }: { devices: Device[] | undefined; on
 
 function RegisterForm({ profiles, onRegistered }: { profiles: string[]; onRegistered(): Promise<void> }) {
   const backend = useBackend();
-  const { operator } = useSession();
   const { busy, run } = useAction();
   const [id, setId] = useState('');
   const [profile, setProfile] = useState('');
@@ -94,7 +92,7 @@ function RegisterForm({ profiles, onRegistered }: { profiles: string[]; onRegist
     e.preventDefault();
     if (!ok) return;
     const deviceId = id.trim();
-    if (await run(() => backend.registerDevice(deviceId, chosen, label.trim(), operator))) {
+    if (await run(() => backend.registerDevice(deviceId, chosen, label.trim()))) {
       setResult(`✓ ${deviceId} registered with profile ${chosen}. Pair it before its readings count.`);
       setId('');
       setLabel('');

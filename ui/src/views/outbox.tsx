@@ -2,7 +2,7 @@
 // once their cause is fixed (the EHR's own refusal text is shown as the reason).
 import { useState } from 'preact/hooks';
 import type { Board, OutboxStatus } from '../backend';
-import { useBackend, useSession } from '../context';
+import { useBackend } from '../context';
 import { useAction, useLoad } from '../components/hooks';
 import { timeText } from '../components/format';
 
@@ -16,7 +16,6 @@ const POLL_MS = 5000;
 
 export function OutboxView({ board }: { board: Board | null }) {
   const backend = useBackend();
-  const { operator } = useSession();
   const [status, setStatus] = useState<OutboxStatus>('pending');
   const { data, reload } = useLoad((b) => b.outbox(status), [status], POLL_MS);
   const { busy, run } = useAction();
@@ -25,7 +24,7 @@ export function OutboxView({ board }: { board: Board | null }) {
   const tab = OUTBOX_TABS.find((t) => t.status === status)!;
 
   const resend = async (id: number) => {
-    if (await run(() => backend.resend(id, operator))) {
+    if (await run(() => backend.resend(id))) {
       setResult(`✓ Entry #${id} queued for delivery again.`);
       await reload();
     }

@@ -2,7 +2,7 @@ import { fireEvent, screen, waitFor, within } from '@testing-library/preact';
 import { describe, expect, it } from 'vitest';
 import { QuarantineView } from './quarantine';
 import { MRN_SYSTEM } from '../backend/demo-data';
-import { OPERATOR, callsOf, renderView, type } from '../test/render';
+import { callsOf, renderView, type } from '../test/render';
 
 const rowOf = (id: number) => screen.getAllByTestId('quarantine-row').find((r) => r.dataset.id === String(id));
 
@@ -36,7 +36,7 @@ describe('quarantine', () => {
     const result = await act(7, 'release', 'Trying before pairing');
     expect(result.textContent).toContain('released: quarantined');
     expect(result.textContent).toContain('still quarantined: device MX-00A1 had no active pairing');
-    expect(callsOf(backend, 'releaseQuarantine')).toEqual([[7, OPERATOR, 'Trying before pairing']]);
+    expect(callsOf(backend, 'releaseQuarantine')).toEqual([[7, 'Trying before pairing']]);
     expect(rowOf(7)).toBeTruthy();
   });
 
@@ -44,10 +44,10 @@ describe('quarantine', () => {
     const { backend } = renderView(<QuarantineView />);
     const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
     await backend.pairDevice({ device_id: 'MX-00A1', system: MRN_SYSTEM, value: 'MRN-100002', from: hourAgo, until: null,
-      reason: 'spare monitor sent before it was paired', replacing: null }, 'Setup');
+      reason: 'spare monitor sent before it was paired', replacing: null });
     await screen.findAllByTestId('quarantine-row');
     const result = await act(7, 'release', 'Pairing fixed: spare monitor at bed 3');
-    expect(callsOf(backend, 'releaseQuarantine')).toEqual([[7, OPERATOR, 'Pairing fixed: spare monitor at bed 3']]);
+    expect(callsOf(backend, 'releaseQuarantine')).toEqual([[7, 'Pairing fixed: spare monitor at bed 3']]);
     expect(result.textContent).toContain('released: stored');
     expect(result.textContent).toContain('stored as telemetry');
     await waitFor(() => expect(rowOf(7)).toBeUndefined());
@@ -57,7 +57,7 @@ describe('quarantine', () => {
   it('a pairing made from now does not cover an earlier reading: it stays quarantined', async () => {
     const { backend } = renderView(<QuarantineView />);
     await backend.pairDevice({ device_id: 'MX-00A1', system: MRN_SYSTEM, value: 'MRN-100002', from: null, until: null,
-      reason: null, replacing: null }, 'Setup');
+      reason: null, replacing: null });
     await screen.findAllByTestId('quarantine-row');
     const result = await act(7, 'release', 'Paired just now');
     expect(result.textContent).toContain('released: quarantined');
@@ -69,7 +69,7 @@ describe('quarantine', () => {
     await screen.findAllByTestId('quarantine-row');
     const result = await act(8, 'discard', 'Test reading from bench check');
     expect(result.textContent).toContain('#8 discarded');
-    expect(callsOf(backend, 'discardQuarantine')).toEqual([[8, OPERATOR, 'Test reading from bench check']]);
+    expect(callsOf(backend, 'discardQuarantine')).toEqual([[8, 'Test reading from bench check']]);
     await waitFor(() => expect(rowOf(8)).toBeUndefined());
   });
 });

@@ -2,7 +2,7 @@
 // re-validates a reading against the pairing as it is now; discard removes it. Both are audited.
 import { useState } from 'preact/hooks';
 import type { QuarantineItem, ReleaseOutcome } from '../backend';
-import { useBackend, useSession } from '../context';
+import { useBackend } from '../context';
 import { useAction, useLoad } from '../components/hooks';
 import { codeText, timeText, unitText, valueText } from '../components/format';
 import { ReasonForm } from '../components/ReasonForm';
@@ -14,7 +14,6 @@ const POLL_MS = 10_000;
 
 export function QuarantineView() {
   const backend = useBackend();
-  const { operator } = useSession();
   const { data, reload } = useLoad((b) => b.quarantine(), [], POLL_MS);
   const [expanded, setExpanded] = useState<Set<number>>(new Set());
   const [open, setOpen] = useState<Open>(null);
@@ -30,10 +29,10 @@ export function QuarantineView() {
   const confirm = async (q: QuarantineItem, action: 'release' | 'discard', reason: string) => {
     const ok = await run(async () => {
       if (action === 'release') {
-        const out = await backend.releaseQuarantine(q.id, operator, reason);
+        const out = await backend.releaseQuarantine(q.id, reason);
         setResult({ id: q.id, outcome: out.outcome, text: `Reading #${q.id} released: ${out.outcome}. ${out.detail}` });
       } else {
-        await backend.discardQuarantine(q.id, operator, reason);
+        await backend.discardQuarantine(q.id, reason);
         setResult({ id: q.id, outcome: 'discarded', text: `Reading #${q.id} discarded.` });
       }
     });

@@ -1,7 +1,7 @@
 import { fireEvent, screen, waitFor } from '@testing-library/preact';
 import { describe, expect, it } from 'vitest';
 import { SettingsView } from './settings';
-import { OPERATOR, callsOf, choose, renderView, type } from '../test/render';
+import { callsOf, choose, renderView, type } from '../test/render';
 
 describe('settings', () => {
   it('tests a connection and shows the result with a mark', async () => {
@@ -29,7 +29,7 @@ describe('settings', () => {
     expect(screen.getByText(/needs its MLLP address/)).toBeTruthy();
   });
 
-  it('saves only after confirming the restart, in the operator\'s name', async () => {
+  it('saves only after confirming the restart with a reason', async () => {
     const { backend } = renderView(<SettingsView />);
     const save = (await screen.findByTestId('settings-save')) as HTMLButtonElement;
     expect(save.disabled).toBe(true);
@@ -38,11 +38,16 @@ describe('settings', () => {
     choose(screen.getByTestId('settings-ehr-environment'), 'test');
     fireEvent.click(screen.getByTestId('settings-save'));
     expect(screen.getByText(/restarts the pipeline/)).toBeTruthy();
+    const confirm = screen.getByTestId('settings-save-confirm') as HTMLButtonElement;
+    expect(confirm.disabled).toBe(true);
+    type(screen.getByTestId('settings-reason'), '   ');
+    expect(confirm.disabled).toBe(true);
+    type(screen.getByTestId('settings-reason'), ' EHR moved to the HL7 gateway ');
     expect(callsOf(backend, 'saveSettings')).toHaveLength(0);
-    fireEvent.click(screen.getByTestId('settings-save-confirm'));
+    fireEvent.click(confirm);
     await screen.findByTestId('settings-save-result');
-    const [[saved, operator]] = callsOf(backend, 'saveSettings') as [[typeof backend.data.settings, string]];
-    expect(operator).toBe(OPERATOR);
+    const [[saved, reason]] = callsOf(backend, 'saveSettings') as [[typeof backend.data.settings, string]];
+    expect(reason).toBe('EHR moved to the HL7 gateway');
     expect(saved.ehr).toEqual({
       kind: 'hl7v2', environment: 'test', base_url: 'https://ehr.example.org/fhir', auth: 'smart', mllp_addr: 'ehr-gw.example.org:2575',
     });

@@ -2,7 +2,7 @@
 // Secrets (tokens, keys) are not here: they come from the environment or the OS keyring.
 import { useEffect, useState } from 'preact/hooks';
 import type { ConnectionResult, ConnectionTarget, EhrKind, Settings } from '../backend';
-import { useBackend, useSession } from '../context';
+import { useBackend } from '../context';
 import { useAction, useLoad } from '../components/hooks';
 
 /** What is missing for the draft to be saved, as sentences for the operator. */
@@ -18,10 +18,10 @@ const orNull = (v: string) => (v === '' ? null : v);
 
 export function SettingsView() {
   const backend = useBackend();
-  const { operator } = useSession();
   const { data: saved, reload } = useLoad((b) => b.settings(), []);
   const [draft, setDraft] = useState<Settings | null>(null);
   const [confirming, setConfirming] = useState(false);
+  const [reason, setReason] = useState('');
   const [saveResult, setSaveResult] = useState('');
   const [test, setTest] = useState<{ target: ConnectionTarget; r: ConnectionResult } | null>(null);
   const { busy, run } = useAction();
@@ -35,8 +35,9 @@ export function SettingsView() {
   const broker = (patch: Partial<Settings['broker']>) => setDraft({ ...draft, broker: { ...draft.broker, ...patch } });
 
   const save = async () => {
-    if (await run(() => backend.saveSettings(draft, operator))) {
+    if (await run(() => backend.saveSettings(draft, reason.trim()))) {
       setConfirming(false);
+      setReason('');
       setSaveResult('✓ Saved. The pipeline restarted with the new settings.');
       await reload();
     }
@@ -132,7 +133,12 @@ export function SettingsView() {
         {confirming ? (
           <div class="inline-form confirm">
             <span>Saving <strong>restarts the pipeline</strong>: ingest pauses for a few seconds and devices resend what was not acknowledged.</span>
-            <button type="button" class="primary" data-testid="settings-save-confirm" disabled={busy} onClick={save}>Save and restart</button>
+            <label>
+              Reason <span class="hint">(required, recorded in the audit log)</span>
+              <input data-testid="settings-reason" value={reason} required onInput={(e) => setReason(e.currentTarget.value)} />
+            </label>
+            <button type="button" class="primary" data-testid="settings-save-confirm" disabled={busy || reason.trim() === ''}
+              onClick={save}>Save and restart</button>
             <button type="button" onClick={() => setConfirming(false)}>Cancel</button>
           </div>
         ) : (

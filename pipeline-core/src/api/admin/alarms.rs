@@ -3,8 +3,10 @@
 use chrono::{DateTime, Utc};
 
 use super::{Admin, reason};
+use crate::accounts::Action;
 use crate::api::actor::Actor;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::store::SilenceRequest;
 
 /// The longest an alarm's re-notification may be held back, in minutes.
 pub const MAX_SILENCE_MINUTES: u32 = 60;
@@ -12,11 +14,14 @@ pub const MAX_SILENCE_MINUTES: u32 = 60;
 impl Admin {
     /// Acknowledges an alarm, with a reason.
     pub async fn ack_alarm(&self, actor: &Actor, id: i64, why: &str) -> ApiResult<()> {
+        self.permit(actor, Action::AckAlarm).await?;
         Ok(self.store.ack_alarm(id, actor.name(), reason(why)?).await?)
     }
 
-    /// Holds back an active alarm's re-notification for 1 to 60 minutes; returns until when.
+    /// Silences an active alarm's escalation for 1 to 60 minutes, within the site's limits per
+    /// alarm (`[alerts] max_silences`, `max_silence_minutes_total`); returns until when.
     pub async fn silence_alarm(&self, actor: &Actor, id: i64, why: &str, minutes: u32) -> ApiResult<DateTime<Utc>> {
+        self.permit(actor, Action::SilenceAlarm).await?;
         let why = reason(why)?;
         if !(1..=MAX_SILENCE_MINUTES).contains(&minutes) {
             return Err(ApiError::new(
@@ -25,7 +30,14 @@ impl Admin {
             ));
         }
         let until = self.clock.now() + chrono::Duration::minutes(i64::from(minutes));
-        self.store.silence_alarm(id, until, actor.name(), why).await?;
+        let limits = &self.config.alerts;
+        let silence = SilenceRequest {
+            until,
+            minutes,
+            max_silences: limits.max_silences,
+            max_total_minutes: limits.max_silence_minutes_total,
+        };
+        self.store.silence_alarm(id, &silence, actor.name(), why).await?;
         Ok(until)
     }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::Admin;
 use crate::access::{self, DeviceAcl, Login};
+use crate::accounts::Action;
 use crate::api::actor::Actor;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::demo;
@@ -36,7 +37,8 @@ pub struct IssuedSecret {
 
 impl Admin {
     /// Every credential, revoked ones included.
-    pub async fn credentials(&self) -> ApiResult<Vec<CredentialView>> {
+    pub async fn credentials(&self, actor: &Actor) -> ApiResult<Vec<CredentialView>> {
+        self.permit(actor, Action::ManageCredentials).await?;
         Ok(self
             .store
             .credentials()
@@ -54,6 +56,7 @@ impl Admin {
 
     /// Makes a credential that may publish for `allowed` (ids, or prefixes ending in `*`); audited.
     pub async fn add_credential(&self, actor: &Actor, username: &str, allowed: &[String]) -> ApiResult<IssuedSecret> {
+        self.permit(actor, Action::ManageCredentials).await?;
         let username = username.trim();
         access::check_username(username).map_err(|e| ApiError::new(ErrorCode::InvalidInput, e))?;
         let allowed = DeviceAcl::parse(allowed).map_err(|e| ApiError::new(ErrorCode::InvalidInput, e))?;
@@ -67,6 +70,7 @@ impl Admin {
     /// Gives a live credential a new secret; the old one stops working, and its live sessions are
     /// closed within seconds. Audited.
     pub async fn rotate_credential(&self, actor: &Actor, username: &str) -> ApiResult<IssuedSecret> {
+        self.permit(actor, Action::ManageCredentials).await?;
         let username = username.trim();
         let secret = access::new_secret();
         let key = self.store.credential_key().await?;
@@ -77,6 +81,7 @@ impl Admin {
 
     /// Revokes a credential; its live sessions are closed within seconds. Audited.
     pub async fn revoke_credential(&self, actor: &Actor, username: &str) -> ApiResult<()> {
+        self.permit(actor, Action::ManageCredentials).await?;
         Ok(self.store.revoke_credential(username.trim(), actor.name()).await?)
     }
 
@@ -85,7 +90,7 @@ impl Admin {
     /// when the file is gone, so the demo needs no configuration.
     pub async fn demo_gateway(&self, data_dir: &std::path::Path) -> ApiResult<Login> {
         let file = data_dir.join(format!("{}.secret", demo::GATEWAY));
-        let actor = Actor::named("demo")?;
+        let actor = Actor::system("demo");
         let live =
             self.store.credentials().await?.iter().any(|c| c.username == demo::GATEWAY && c.revoked_at.is_none());
         if live && let Ok(login) = Login::from_file(demo::GATEWAY, &file) {
@@ -95,7 +100,7 @@ impl Admin {
             true => self.rotate_credential(&actor, demo::GATEWAY).await?,
             false => self.add_credential(&actor, demo::GATEWAY, &["*".to_string()]).await?,
         };
-        access::write_secret_file(&file, &issued.secret)
+        crate::secrets::write_private(&file, &issued.secret)
             .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, format!("cannot write {}: {e}", file.display())))?;
         Ok(Login { username: issued.username, secret: issued.secret })
     }

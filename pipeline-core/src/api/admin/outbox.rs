@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Admin;
+use crate::accounts::Action;
 use crate::api::actor::Actor;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::clinical::{self, Admission};
@@ -36,6 +37,7 @@ impl Admin {
     /// when the same event is already queued. An event that fails validation or consent is kept as
     /// held, and the error (`held`) says why.
     pub async fn submit_event(&self, actor: &Actor, request: &EventRequest) -> ApiResult<Option<i64>> {
+        self.permit(actor, Action::SubmitEvent).await?;
         let patient = self.local_patient(&self.identifier(&request.system, &request.value)?).await?;
         let mut event = build_event(patient.id, request, self.clock.now())?;
         if self.policy.demo_site {
@@ -60,6 +62,7 @@ impl Admin {
 
     /// Puts a dead-lettered or held event back in the queue (held ones are validated again first).
     pub async fn requeue(&self, actor: &Actor, id: i64) -> ApiResult<()> {
+        self.permit(actor, Action::Requeue).await?;
         Ok(clinical::requeue(self.store.as_ref(), id, self.config.ehr.target(), actor.name(), self.clock.now()).await?)
     }
 }

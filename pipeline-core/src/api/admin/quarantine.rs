@@ -1,6 +1,7 @@
 //! Releasing and discarding quarantined readings, and releasing readings held for consent.
 
 use super::{Admin, reason};
+use crate::accounts::Action;
 use crate::api::actor::Actor;
 use crate::api::dto::{ReleaseOutcome, ReleaseResult};
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
@@ -12,6 +13,7 @@ impl Admin {
     /// Re-identifies a quarantined reading against the registry as it is now (after the pairing was
     /// fixed): stored or held like any reading when it now checks out, else left in quarantine.
     pub async fn release_quarantine(&self, actor: &Actor, id: i64, why: &str) -> ApiResult<ReleaseOutcome> {
+        self.permit(actor, Action::ResolveQuarantine).await?;
         let why = reason(why)?;
         let entry =
             self.store.quarantine_entry(id).await?.ok_or_else(|| {
@@ -66,6 +68,7 @@ impl Admin {
 
     /// Discards a quarantined reading (kept for forensics, never charted).
     pub async fn discard_quarantine(&self, actor: &Actor, id: i64, why: &str) -> ApiResult<()> {
+        self.permit(actor, Action::ResolveQuarantine).await?;
         self.store.resolve_quarantine(id, &Resolution::Discard, actor.name(), reason(why)?).await?;
         Ok(())
     }
@@ -73,6 +76,7 @@ impl Admin {
     /// Stores a patient's readings held for want of `store` consent, once it is recorded: they were
     /// evaluated for alarms on arrival, and now become telemetry. Returns how many were stored.
     pub async fn release_held(&self, actor: &Actor, system: &str, value: &str, why: &str) -> ApiResult<u64> {
+        self.permit(actor, Action::ReleaseHeld).await?;
         let why = reason(why)?;
         let patient = self.local_patient(&self.identifier(system, value)?).await?;
         Ok(self.store.release_held(patient.id, actor.name(), why).await?)

@@ -1,6 +1,7 @@
 //! What both faces list and show: devices, alarms, quarantine, outbox, telemetry, the audit log.
 
 use super::Admin;
+use crate::accounts::Action;
 use crate::api::actor::Actor;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::audit::{AuditEntry, AuditVerdict};
@@ -11,22 +12,27 @@ use crate::store::{
 
 impl Admin {
     /// Registered devices with their current pairing.
-    pub async fn devices(&self) -> ApiResult<Vec<DeviceEntry>> {
+    pub async fn devices(&self, actor: &Actor) -> ApiResult<Vec<DeviceEntry>> {
+        self.permit(actor, Action::View).await?;
         Ok(self.store.devices().await?)
     }
 
     /// Alarms, newest first; only those not cleared when `active_only`.
-    pub async fn alarms(&self, active_only: bool, limit: u32) -> ApiResult<Vec<AlarmEntry>> {
+    pub async fn alarms(&self, actor: &Actor, active_only: bool, limit: u32) -> ApiResult<Vec<AlarmEntry>> {
+        self.permit(actor, Action::View).await?;
         Ok(self.store.alarms(active_only, limit).await?)
     }
 
     /// Quarantined readings still to be resolved, newest first.
-    pub async fn quarantine(&self, limit: u32) -> ApiResult<Vec<QuarantineEntry>> {
+    pub async fn quarantine(&self, actor: &Actor, limit: u32) -> ApiResult<Vec<QuarantineEntry>> {
+        self.permit(actor, Action::View).await?;
+        self.audit_view(actor, "quarantined readings with their raw payloads").await;
         Ok(self.store.quarantine(limit).await?)
     }
 
     /// Outbox rows, newest first, optionally of one status.
-    pub async fn outbox(&self, status: Option<OutboxStatus>, limit: u32) -> ApiResult<Vec<OutboxEntry>> {
+    pub async fn outbox(&self, actor: &Actor, status: Option<OutboxStatus>, limit: u32) -> ApiResult<Vec<OutboxEntry>> {
+        self.permit(actor, Action::View).await?;
         Ok(self.store.outbox(status, limit).await?)
     }
 
@@ -36,18 +42,29 @@ impl Admin {
     }
 
     /// Telemetry, newest first, of one device when given.
-    pub async fn readings(&self, device_id: Option<String>, limit: u32) -> ApiResult<Vec<StoredReading>> {
+    pub async fn readings(
+        &self,
+        actor: &Actor,
+        device_id: Option<String>,
+        limit: u32,
+    ) -> ApiResult<Vec<StoredReading>> {
+        self.permit(actor, Action::View).await?;
+        self.audit_view(actor, "stored telemetry").await;
         let query = ReadingQuery { device_id, limit: Some(limit), ..ReadingQuery::default() };
         Ok(self.store.readings(&query).await?)
     }
 
     /// Rejected payloads, newest first.
-    pub async fn rejected(&self, limit: u32) -> ApiResult<Vec<RejectedEntry>> {
+    pub async fn rejected(&self, actor: &Actor, limit: u32) -> ApiResult<Vec<RejectedEntry>> {
+        self.permit(actor, Action::View).await?;
+        self.audit_view(actor, "rejected payloads, raw").await;
         Ok(self.store.rejected(limit).await?)
     }
 
     /// Readings held for consent, newest first.
-    pub async fn held(&self, limit: u32) -> ApiResult<Vec<HeldEntry>> {
+    pub async fn held(&self, actor: &Actor, limit: u32) -> ApiResult<Vec<HeldEntry>> {
+        self.permit(actor, Action::View).await?;
+        self.audit_view(actor, "readings held for consent").await;
         Ok(self.store.held(limit).await?)
     }
 
@@ -57,24 +74,35 @@ impl Admin {
     }
 
     /// What the sandbox EHR was given, newest first: (outbox id, body).
-    pub async fn sandbox(&self, limit: u32) -> ApiResult<Vec<(i64, String)>> {
+    pub async fn sandbox(&self, actor: &Actor, limit: u32) -> ApiResult<Vec<(i64, String)>> {
+        self.permit(actor, Action::View).await?;
+        self.audit_view(actor, "what the sandbox EHR was given").await;
         Ok(self.store.sandbox(limit).await?)
     }
 
     /// The newest audit entries.
-    pub async fn audit_entries(&self, limit: u32) -> ApiResult<Vec<AuditEntry>> {
+    pub async fn audit_entries(&self, actor: &Actor, limit: u32) -> ApiResult<Vec<AuditEntry>> {
+        self.permit(actor, Action::View).await?;
         Ok(self.store.audit_entries(limit).await?)
     }
 
     /// Recomputes the audit chain; names the first entry that does not match.
-    pub async fn verify_audit(&self) -> ApiResult<AuditVerdict> {
+    pub async fn verify_audit(&self, actor: &Actor) -> ApiResult<AuditVerdict> {
+        self.permit(actor, Action::View).await?;
         Ok(self.store.verify_audit().await?)
+    }
+
+    /// Checks a backup's audit chain against the checkpoint stored with it.
+    pub async fn verify_backup(&self, actor: &Actor, copy: &std::path::Path) -> ApiResult<AuditVerdict> {
+        self.permit(actor, Action::View).await?;
+        Ok(self.store.verify_backup(copy).await?)
     }
 
     /// Writes a consistent copy of the whole store to a new file while the pipeline runs (audited).
     /// The alert circuit's queue file (pages owed, escalations pending) is copied beside it, as
     /// `<FILE>.alert-queue`.
     pub async fn backup(&self, actor: &Actor, to: &std::path::Path) -> ApiResult<()> {
+        self.permit(actor, Action::Backup).await?;
         self.store.backup(to, actor.name()).await?;
         let queue = crate::pipeline::alert_queue_file(&self.config.store.url);
         if queue.exists() {

@@ -5,6 +5,7 @@ use std::path::Path;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
 use super::Admin;
+use crate::accounts::Action;
 use crate::api::actor::Actor;
 use crate::api::dto::{PairRequest, VerifiedPatient};
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
@@ -34,6 +35,7 @@ impl Admin {
     /// Flags a registered device as sending demo or test data, or clears the flag: its readings are
     /// then stamped demo at ingest, so they alarm and chart, marked, but never reach a production EHR.
     pub async fn set_device_demo(&self, actor: &Actor, device_id: &str, demo: bool) -> ApiResult<()> {
+        self.permit(actor, Action::RegisterDevice).await?;
         let device_id = self.registered_id(device_id).await?;
         Ok(self.store.set_device_demo(&device_id, demo, actor.name()).await?)
     }
@@ -46,6 +48,7 @@ impl Admin {
         profile_id: &str,
         label: &str,
     ) -> ApiResult<()> {
+        self.permit(actor, Action::RegisterDevice).await?;
         let device_id = device_id.trim();
         if device_id.is_empty() {
             return Err(ApiError::new(ErrorCode::InvalidInput, "a device id is required"));
@@ -74,6 +77,7 @@ impl Admin {
         name: Option<&str>,
         verified_by: Option<&str>,
     ) -> ApiResult<i64> {
+        self.permit(actor, Action::RegisterPatient).await?;
         let id = self.identifier(system, value)?;
         let name = name.map(str::trim).filter(|n| !n.is_empty());
         let verified_by = verified_by.map(str::trim).filter(|v| !v.is_empty());
@@ -82,7 +86,9 @@ impl Admin {
 
     /// Looks a patient up: at the EHR when one is configured for FHIR, else in the local registry
     /// (verified patients only).
-    pub async fn lookup_patient(&self, system: &str, value: &str) -> ApiResult<VerifiedPatient> {
+    pub async fn lookup_patient(&self, actor: &Actor, system: &str, value: &str) -> ApiResult<VerifiedPatient> {
+        self.permit(actor, Action::RegisterPatient).await?;
+        self.audit_view(actor, &format!("patient lookup in {}", system.trim())).await;
         let id = self.identifier(system, value)?;
         if self.config.ehr.kind == EhrKind::Fhir {
             return match self.fhir().await?.find_patient(&id.system, &id.value).await {
@@ -121,6 +127,7 @@ impl Admin {
     /// starts in the past needs a reason; one that meets another pairing of the device is refused
     /// ([`NewPairing::check`]), unless it replaces the open pairing of the patient `replacing` names.
     pub async fn pair_device(&self, actor: &Actor, request: &PairRequest) -> ApiResult<Pairing> {
+        self.permit(actor, Action::PairDevice).await?;
         let id = self.identifier(&request.system, &request.value)?;
         let device_id = &self.registered_id(&request.device_id).await?;
         let now = self.clock.now();
@@ -152,6 +159,7 @@ impl Admin {
 
     /// Ends a device's open pairing at `at` (default now); returns the pairing closed.
     pub async fn unpair_device(&self, actor: &Actor, device_id: &str, at: Option<DateTime<Utc>>) -> ApiResult<i64> {
+        self.permit(actor, Action::PairDevice).await?;
         let at = at.unwrap_or_else(|| self.clock.now());
         let device_id = self.registered_id(device_id).await?;
         Ok(self.store.unpair(&device_id, at, actor.name()).await?)
@@ -182,6 +190,7 @@ impl Admin {
         flow: Flow,
         granted: bool,
     ) -> ApiResult<i64> {
+        self.permit(actor, Action::RecordConsent).await?;
         let patient = self.local_patient(&self.identifier(system, value)?).await?;
         self.store.set_consent(patient.id, flow, granted, actor.name()).await?;
         Ok(patient.id)
@@ -190,6 +199,7 @@ impl Admin {
     /// Imports a registry file (patients, devices, pairings, consents); returns how many patients and
     /// devices it held.
     pub async fn import_registry(&self, actor: &Actor, file: &Path) -> ApiResult<(usize, usize)> {
+        self.permit(actor, Action::ImportRegistry).await?;
         registry_import::import(self.store.as_ref(), file, self.clock.now(), actor.name()).await.map_err(|e| match e {
             registry_import::SeedError::Store(e) => e.into(),
             other => ApiError::new(ErrorCode::InvalidInput, other.to_string()),
@@ -200,6 +210,8 @@ impl Admin {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use crate::accounts::Role;
 
     use super::*;
     use crate::clock::TokioClock;
@@ -221,7 +233,7 @@ mod tests {
         for device in ["OX-1", "OX-2"] {
             admin.store().register_device(device, Some("acme-ox100"), None, "biomed").await.unwrap();
         }
-        let clerk = Actor::named("clerk").unwrap();
+        let clerk = Actor::for_tests("clerk", &[Role::Admin]);
         let m1 = admin.register_patient(&clerk, "urn:mrn", "M1", None, Some("ward clerk")).await.unwrap();
         let m2 = admin.register_patient(&clerk, "urn:mrn", "M2", None, Some("ward clerk")).await.unwrap();
         (admin, m1, m2)
@@ -238,14 +250,14 @@ mod tests {
     }
 
     async fn audit_count(admin: &Admin) -> usize {
-        admin.audit_entries(1000).await.unwrap().len()
+        admin.audit_entries(&Actor::for_tests("auditor", &[Role::Viewer]), 1000).await.unwrap().len()
     }
 
     #[tokio::test]
     async fn a_back_dated_pairing_needs_a_reason_and_the_audit_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
         let (admin, _, _) = site(&dir).await;
-        let nurse = Actor::named("nurse ann").unwrap();
+        let nurse = Actor::for_tests("nurse-ann", &[Role::Clinician, Role::Biomed]);
         // A "now" typed by a person half a minute late is not back-dating.
         admin.pair_device(&nurse, &request("OX-1", "M1", Some("2026-12-02T09:59:30Z"))).await.unwrap();
 
@@ -263,8 +275,8 @@ mod tests {
         assert_eq!(audit_count(&admin).await, before, "a refusal leaves no entry");
         back_dated.reason = Some(" spare monitor sent before it was paired ".into());
         admin.pair_device(&nurse, &back_dated).await.unwrap();
-        let entry = &admin.audit_entries(1).await.unwrap()[0];
-        assert_eq!((entry.actor.as_str(), entry.action.as_str()), ("nurse ann", "pairing.open"));
+        let entry = &admin.audit_entries(&Actor::for_tests("auditor", &[Role::Viewer]), 1).await.unwrap()[0];
+        assert_eq!((entry.actor.as_str(), entry.action.as_str()), ("nurse-ann", "pairing.open"));
         assert!(entry.detail.ends_with("reason: spare monitor sent before it was paired"), "{}", entry.detail);
     }
 
@@ -272,7 +284,7 @@ mod tests {
     async fn re_pairing_needs_an_unpair_or_a_confirmation_naming_the_patient_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let (admin, m1, m2) = site(&dir).await;
-        let nurse = Actor::named("nurse ann").unwrap();
+        let nurse = Actor::for_tests("nurse-ann", &[Role::Clinician, Role::Biomed]);
         let first = admin.pair_device(&nurse, &request("OX-1", "M1", None)).await.unwrap();
 
         let before = audit_count(&admin).await;
@@ -291,7 +303,7 @@ mod tests {
         other.replacing = Some(m1);
         let second = admin.pair_device(&nurse, &other).await.unwrap();
         assert_eq!(second.replaced.map(|p| (p.id, p.patient_id)), Some((first.id, m1)));
-        let entries = admin.audit_entries(2).await.unwrap();
+        let entries = admin.audit_entries(&Actor::for_tests("auditor", &[Role::Viewer]), 2).await.unwrap();
         let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["pairing.open", "pairing.close"], "newest first: both pairings changed, audited");
         assert!(entries[0].detail.contains(&format!("patient {m2}, from")), "{}", entries[0].detail);

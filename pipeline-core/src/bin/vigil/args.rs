@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use pipeline_core::api::{Actor, Admin, ApiError};
+use pipeline_core::accounts::Role;
+use pipeline_core::api::{Actor, Admin, ApiError, ErrorCode};
 use pipeline_core::clock;
 use pipeline_core::simulate::DeviceKind;
 use pipeline_core::store::OutboxStatus;
@@ -176,6 +177,8 @@ pub(crate) enum Command {
     Outbox {
         #[command(flatten)]
         site: SiteArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
         /// Only this status.
         #[arg(long, value_enum)]
         status: Option<OutboxStatusArg>,
@@ -211,6 +214,8 @@ pub(crate) enum Command {
     Alarms {
         #[command(flatten)]
         site: SiteArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
         /// Only alarms whose condition has not cleared.
         #[arg(long)]
         active: bool,
@@ -254,16 +259,31 @@ pub(crate) enum Command {
     },
     /// Print docs/degradation-modes.md, generated from the registry in code.
     DegradationModes,
-    /// Check the hash-chained audit log for tampering (exit 4 if broken), or list it.
+    /// Check the keyed audit chain against its checkpoint (exit 4 if broken), list it, or export it.
     Audit {
         #[command(flatten)]
         site: SiteArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
         /// `verify` or `list`.
         what: AuditWhat,
         /// At most this many entries (list).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// verify: check this backup (made by `vigil backup`) against the checkpoint stored with it.
+        #[arg(long)]
+        backup: Option<PathBuf>,
     },
+    /// Operator accounts: the first administrator, accounts and roles, tokens for scripts,
+    /// break-glass.
+    Accounts {
+        #[command(flatten)]
+        site: SiteArgs,
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+    /// Print the permissions table (who may do what) as Markdown.
+    Permissions,
     /// Device and gateway credentials for the embedded MQTT endpoint: add, rotate, revoke, list.
     /// A secret is printed once (or written to a 0600 file with --secret-file), never shown again.
     Credentials {
@@ -294,6 +314,8 @@ pub(crate) enum Command {
     Show {
         #[command(flatten)]
         site: SiteArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
         /// What to show.
         what: ShowWhat,
         /// At most this many rows.
@@ -359,7 +381,10 @@ pub(crate) enum CredentialAction {
         operator: OperatorArgs,
     },
     /// List the credentials (never their secrets).
-    List,
+    List {
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -408,18 +433,101 @@ pub(crate) struct ReasonedAction {
     pub(crate) operator: OperatorArgs,
 }
 
-/// Who does an audited action.
+/// What `vigil accounts` does.
+#[derive(Subcommand)]
+pub(crate) enum AccountAction {
+    /// Create the first administrator of a new site (password from VIGIL_PASSWORD, or asked).
+    Init {
+        /// The administrator's account name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Add an account (its password from VIGIL_NEW_PASSWORD, or asked).
+    Add {
+        /// The account name.
+        name: String,
+        /// A role: viewer, clinician, biomed, admin (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Replace an account's roles.
+    Roles {
+        /// The account name.
+        name: String,
+        /// A role (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Set an account's password (VIGIL_NEW_PASSWORD, or asked).
+    Password {
+        /// The account name.
+        name: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// List the accounts.
+    List {
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Print a token for scripts (use it as VIGIL_TOKEN), valid for --ttl hours.
+    Token {
+        /// Hours it lives.
+        #[arg(long, default_value_t = 8)]
+        ttl: i64,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Open a one-hour emergency admin session (prints its token). Only the OS user that owns the
+    /// site's data directory may; it raises a technical alarm and is audited.
+    BreakGlass {
+        /// Why (kept in the audit trail and the alarm).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Who does an action: the account of VIGIL_TOKEN, or --user with its password (VIGIL_PASSWORD,
+/// or asked on the terminal).
 #[derive(clap::Args)]
 pub(crate) struct OperatorArgs {
-    /// Who does this (audited).
-    #[arg(long, env = "USER", default_value = "operator")]
-    pub(crate) operator: String,
+    /// The account to sign in as (its password from VIGIL_PASSWORD, or asked); not needed with
+    /// VIGIL_TOKEN.
+    #[arg(long, env = "VIGIL_USER")]
+    pub(crate) user: Option<String>,
 }
 
 impl OperatorArgs {
-    pub(crate) fn actor(&self) -> Result<Actor, ApiError> {
-        Actor::named(&self.operator)
+    /// Signs in: the token in VIGIL_TOKEN, else the account of --user with its password.
+    pub(crate) async fn actor(&self, admin: &Admin) -> anyhow::Result<Actor> {
+        if let Some(token) = std::env::var("VIGIL_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+            return Ok(admin.actor_for_token(&token).await?);
+        }
+        let Some(user) = &self.user else {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "sign in: set VIGIL_TOKEN (from `vigil accounts token`) or give --user NAME",
+            )
+            .into());
+        };
+        let password = password_from("VIGIL_PASSWORD", &format!("password for {user}: "))?;
+        Ok(admin.sign_in(user, &password, "cli").await?)
     }
+}
+
+/// A password from the environment variable, else asked on the terminal without echo.
+pub(crate) fn password_from(var: &str, prompt: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(var) {
+        return Ok(p);
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(ApiError::new(ErrorCode::Unauthenticated, format!("no terminal to ask on: set {var}")).into());
+    }
+    Ok(rpassword::prompt_password(prompt)?)
 }
 
 /// An outbox status, as `--status` takes it.

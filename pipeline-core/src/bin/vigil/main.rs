@@ -24,11 +24,12 @@ use pipeline_core::config::Config;
 use pipeline_core::identify::Flow;
 use pipeline_core::normalise::ProfileSet;
 
-use args::{AuditWhat, Cli, Command, CredentialAction, OutboxStatusArg, ProfileAction, ShowWhat};
+use args::{AccountAction, AuditWhat, Cli, Command, CredentialAction, OutboxStatusArg, ProfileAction, ShowWhat};
 use print::{print_board, print_json};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    pipeline_core::secrets::restrict_umask();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -143,18 +144,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Devices { site, register, profile, label, operator } => {
             let admin = site.open().await?;
+            let actor = operator.actor(&admin).await?;
             if let Some(id) = register {
                 let profile = profile.unwrap_or_default();
-                admin.register_device(&operator.actor()?, &id, &profile, label.as_deref().unwrap_or("")).await?;
+                admin.register_device(&actor, &id, &profile, label.as_deref().unwrap_or("")).await?;
             }
-            print_json(&admin.devices().await?)?;
+            print_json(&admin.devices(&actor).await?)?;
         }
         Command::Patient { site, patient, name, verified_by, operator } => {
             let admin = site.open().await?;
             let (system, value) = (&patient.patient_system, &patient.patient);
-            let key = admin
-                .register_patient(&operator.actor()?, system, value, name.as_deref(), verified_by.as_deref())
-                .await?;
+            let actor = operator.actor(&admin).await?;
+            let key = admin.register_patient(&actor, system, value, name.as_deref(), verified_by.as_deref()).await?;
             outln!("patient {key}");
         }
         Command::Pair { site, device, patient, from, until, reason, replacing, operator } => {
@@ -167,7 +168,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 reason,
                 replacing,
             };
-            let p = site.open().await?.pair_device(&operator.actor()?, &request).await?;
+            let admin = site.open().await?;
+            let p = admin.pair_device(&operator.actor(&admin).await?, &request).await?;
             let replaced = p
                 .replaced
                 .map(|old| format!(", replacing patient {} (pairing {} ended)", old.patient_id, old.id))
@@ -175,7 +177,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             outln!("pairing {}: device {} with patient {}{replaced}", p.id, request.device_id, p.patient_id);
         }
         Command::Unpair { site, device, at, operator } => {
-            let id = site.open().await?.unpair_device(&operator.actor()?, &device, at).await?;
+            let admin = site.open().await?;
+            let id = admin.unpair_device(&operator.actor(&admin).await?, &device, at).await?;
             outln!("pairing {id} closed");
         }
         Command::Consent { site, patient, flow, refuse, operator } => {
@@ -184,7 +187,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })?;
             let admin = site.open().await?;
             let (system, value) = (&patient.patient_system, &patient.patient);
-            let key = admin.set_consent(&operator.actor()?, system, value, flow, !refuse).await?;
+            let key = admin.set_consent(&operator.actor(&admin).await?, system, value, flow, !refuse).await?;
             outln!("patient {key}: {flow} {}", if refuse { "refused" } else { "granted" });
         }
         Command::Event { site, device, patient, observations, bp, at, report, validity, operator } => {
@@ -198,39 +201,48 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 report,
                 validity,
             };
-            match site.open().await?.submit_event(&operator.actor()?, &request).await? {
+            let admin = site.open().await?;
+            match admin.submit_event(&operator.actor(&admin).await?, &request).await? {
                 Some(id) => outln!("queued as outbox {id}"),
                 None => outln!("already queued: the same event was submitted before"),
             }
         }
-        Command::Alarms { site, active, limit } => print_json(&site.open().await?.alarms(active, limit).await?)?,
+        Command::Alarms { site, active, limit, operator } => {
+            let admin = site.open().await?;
+            print_json(&admin.alarms(&operator.actor(&admin).await?, active, limit).await?)?
+        }
         Command::Ack(a) => {
-            let actor = a.operator.actor()?;
-            a.site.open().await?.ack_alarm(&actor, a.id, &a.reason).await?;
+            let admin = a.site.open().await?;
+            let actor = a.operator.actor(&admin).await?;
+            admin.ack_alarm(&actor, a.id, &a.reason).await?;
             outln!("alarm {} acknowledged by {}", a.id, actor.name());
         }
         Command::Silence { site, id, minutes, reason, operator } => {
-            let actor = operator.actor()?;
-            let until = site.open().await?.silence_alarm(&actor, id, &reason, minutes).await?;
+            let admin = site.open().await?;
+            let actor = operator.actor(&admin).await?;
+            let until = admin.silence_alarm(&actor, id, &reason, minutes).await?;
             let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             outln!("alarm {id} silenced by {} until {until}", actor.name());
         }
         Command::Release(a) => {
-            let outcome = a.site.open().await?.release_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
+            let admin = a.site.open().await?;
+            let outcome = admin.release_quarantine(&a.operator.actor(&admin).await?, a.id, &a.reason).await?;
             outln!("quarantine {}: {}", a.id, outcome.detail);
         }
         Command::Discard(a) => {
-            a.site.open().await?.discard_quarantine(&a.operator.actor()?, a.id, &a.reason).await?;
+            let admin = a.site.open().await?;
+            admin.discard_quarantine(&a.operator.actor(&admin).await?, a.id, &a.reason).await?;
             outln!("quarantine {} discarded (kept for forensics)", a.id);
         }
         Command::DeviceDemo { site, device, off, operator } => {
-            site.open().await?.set_device_demo(&operator.actor()?, &device, !off).await?;
+            let admin = site.open().await?;
+            admin.set_device_demo(&operator.actor(&admin).await?, &device, !off).await?;
             outln!("device {device}: {}", if off { "its readings are real" } else { "its readings are demo data" });
         }
         Command::ReleaseHeld { site, patient, reason, operator } => {
             let admin = site.open().await?;
-            let moved =
-                admin.release_held(&operator.actor()?, &patient.patient_system, &patient.patient, &reason).await?;
+            let actor = operator.actor(&admin).await?;
+            let moved = admin.release_held(&actor, &patient.patient_system, &patient.patient, &reason).await?;
             outln!("{moved} held readings stored");
         }
         Command::DegradationModes => print::write_out(&pipeline_core::health::modes::render_markdown())?,
@@ -261,50 +273,61 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             return Ok(if critical { ExitCode::from(5) } else { ExitCode::SUCCESS });
         }
         Command::Backup { site, file, operator } => {
-            site.open().await?.backup(&operator.actor()?, &file).await?;
-            outln!("store copied to {}", file.display());
-        }
-        Command::Audit { site, what, limit } => {
             let admin = site.open().await?;
+            admin.backup(&operator.actor(&admin).await?, &file).await?;
+            outln!("store copied to {}, with its audit checkpoint", file.display());
+        }
+        Command::Audit { site, what, limit, backup, operator } => {
+            let admin = site.open().await?;
+            let actor = operator.actor(&admin).await?;
             match what {
-                AuditWhat::List => print_json(&admin.audit_entries(limit).await?)?,
+                AuditWhat::List => print_json(&admin.audit_entries(&actor, limit).await?)?,
                 AuditWhat::Verify => {
-                    let verdict = admin.verify_audit().await?;
-                    match verdict.first_broken {
-                        None => outln!("audit log intact: {} entries", verdict.entries),
-                        Some(id) => {
-                            outln!(
-                                "audit log BROKEN at entry {id} of {}: it, or an entry before it, was altered",
-                                verdict.entries
-                            );
+                    let verdict = match &backup {
+                        Some(file) => admin.verify_backup(&actor, file).await?,
+                        None => admin.verify_audit(&actor).await?,
+                    };
+                    let what =
+                        backup.map_or_else(|| "audit log".to_string(), |f| format!("audit log of {}", f.display()));
+                    match (&verdict.problem, verdict.first_broken) {
+                        (None, _) => outln!(
+                            "{what} intact: {} entries, keyed, matching the checkpoint of {}",
+                            verdict.entries,
+                            verdict.checkpoint.as_ref().map_or_else(|| "-".into(), |c| c.at.to_rfc3339())
+                        ),
+                        (Some(problem), first) => {
+                            let at = first.map(|id| format!(" at entry {id}")).unwrap_or_default();
+                            outln!("{what} BROKEN{at} ({} entries): {problem}", verdict.entries);
                             return Ok(ExitCode::from(4));
                         }
                     }
                 }
             }
         }
+        Command::Permissions => print::write_out(&pipeline_core::accounts::permissions_markdown())?,
+        Command::Accounts { site, action } => return accounts(site, action).await,
         Command::Credentials { site, action } => {
             let admin = site.open().await?;
             let (issued, secret_file) = match action {
-                CredentialAction::List => {
-                    print_json(&admin.credentials().await?)?;
+                CredentialAction::List { operator } => {
+                    print_json(&admin.credentials(&operator.actor(&admin).await?).await?)?;
                     return Ok(ExitCode::SUCCESS);
                 }
                 CredentialAction::Revoke { username, operator } => {
-                    admin.revoke_credential(&operator.actor()?, &username).await?;
+                    admin.revoke_credential(&operator.actor(&admin).await?, &username).await?;
                     outln!("credential {username} revoked; its sessions close within seconds");
                     return Ok(ExitCode::SUCCESS);
                 }
                 CredentialAction::Add { username, allow, secret_file, operator } => {
-                    (admin.add_credential(&operator.actor()?, &username, &allow).await?, secret_file)
+                    (admin.add_credential(&operator.actor(&admin).await?, &username, &allow).await?, secret_file)
                 }
                 CredentialAction::Rotate { username, secret_file, operator } => {
-                    (admin.rotate_credential(&operator.actor()?, &username).await?, secret_file)
+                    (admin.rotate_credential(&operator.actor(&admin).await?, &username).await?, secret_file)
                 }
             };
             match secret_file {
                 Some(path) => {
-                    pipeline_core::access::write_secret_file(&path, &issued.secret)?;
+                    pipeline_core::secrets::write_private(&path, &issued.secret)?;
                     outln!("credential {}: its secret is in {} (mode 0600)", issued.username, path.display());
                 }
                 None => {
@@ -313,29 +336,34 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Outbox { site, status, limit } => {
-            print_json(&site.open().await?.outbox(status.map(OutboxStatusArg::status), limit).await?)?;
+        Command::Outbox { site, status, limit, operator } => {
+            let admin = site.open().await?;
+            let actor = operator.actor(&admin).await?;
+            print_json(&admin.outbox(&actor, status.map(OutboxStatusArg::status), limit).await?)?;
         }
         Command::Requeue { site, id, operator } => {
-            site.open().await?.requeue(&operator.actor()?, id).await?;
+            let admin = site.open().await?;
+            admin.requeue(&operator.actor(&admin).await?, id).await?;
             outln!("outbox {id} queued again");
         }
         Command::ImportRegistry { site, file, operator } => {
-            let (patients, devices) = site.open().await?.import_registry(&operator.actor()?, &file).await?;
+            let admin = site.open().await?;
+            let (patients, devices) = admin.import_registry(&operator.actor(&admin).await?, &file).await?;
             outln!("imported {patients} patients, {devices} devices");
         }
-        Command::Show { site, what, limit, device } => {
+        Command::Show { site, what, limit, device, operator } => {
             let admin = site.open().await?;
+            let actor = operator.actor(&admin).await?;
             match what {
                 ShowWhat::Counts => print_json(&admin.counts().await?)?,
-                ShowWhat::Readings => print_json(&admin.readings(device, limit).await?)?,
-                ShowWhat::Quarantine => print_json(&admin.quarantine(limit).await?)?,
-                ShowWhat::Rejected => print_json(&admin.rejected(limit).await?)?,
-                ShowWhat::Held => print_json(&admin.held(limit).await?)?,
+                ShowWhat::Readings => print_json(&admin.readings(&actor, device, limit).await?)?,
+                ShowWhat::Quarantine => print_json(&admin.quarantine(&actor, limit).await?)?,
+                ShowWhat::Rejected => print_json(&admin.rejected(&actor, limit).await?)?,
+                ShowWhat::Held => print_json(&admin.held(&actor, limit).await?)?,
                 ShowWhat::Purged => print_json(&admin.purge_summaries(limit).await?)?,
                 ShowWhat::Sandbox => {
                     let kept: Vec<serde_json::Value> = admin
-                        .sandbox(limit)
+                        .sandbox(&actor, limit)
                         .await?
                         .into_iter()
                         .map(|(id, body)| serde_json::json!({"outbox_id": id, "bundle": serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()}))
@@ -343,6 +371,49 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     print_json(&kept)?
                 }
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil accounts ...`.
+async fn accounts(site: args::SiteArgs, action: AccountAction) -> anyhow::Result<ExitCode> {
+    let admin = site.open().await?;
+    match action {
+        AccountAction::Init { name } => {
+            let password = args::password_from("VIGIL_PASSWORD", &format!("new password for {name}: "))?;
+            let actor = admin.create_first_admin(&name, &password).await?;
+            outln!("account {} created with the admin role", actor.name());
+        }
+        AccountAction::Add { name, roles, operator } => {
+            let actor = operator.actor(&admin).await?;
+            let password = args::password_from("VIGIL_NEW_PASSWORD", &format!("new password for {name}: "))?;
+            admin.add_account(&actor, &name, &password, &roles).await?;
+            outln!("account {name} created");
+        }
+        AccountAction::Roles { name, roles, operator } => {
+            admin.set_roles(&operator.actor(&admin).await?, &name, &roles).await?;
+            outln!("account {name}: roles changed");
+        }
+        AccountAction::Password { name, operator } => {
+            let actor = operator.actor(&admin).await?;
+            let password = args::password_from("VIGIL_NEW_PASSWORD", &format!("new password for {name}: "))?;
+            admin.set_password(&actor, &name, &password).await?;
+            outln!("account {name}: password changed");
+        }
+        AccountAction::List { operator } => print_json(&admin.accounts(&operator.actor(&admin).await?).await?)?,
+        AccountAction::Token { ttl, operator } => {
+            let (token, until) = admin.issue_token(&operator.actor(&admin).await?, ttl).await?;
+            eprintln!("a token until {until}, shown only this once; give it to scripts as VIGIL_TOKEN");
+            outln!("{token}");
+        }
+        AccountAction::BreakGlass { reason } => {
+            let data_dir = admin.data_dir();
+            let os_user =
+                std::env::var("USER").unwrap_or_else(|_| format!("uid {}", rustix::process::geteuid().as_raw()));
+            let (token, until) = admin.break_glass(&data_dir, &os_user, &reason).await?;
+            eprintln!("break-glass: an admin session until {until}; a technical alarm is raised and it is audited");
+            outln!("{token}");
         }
     }
     Ok(ExitCode::SUCCESS)

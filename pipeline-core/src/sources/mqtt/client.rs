@@ -33,6 +33,9 @@ pub enum ClientSetupError {
     /// `broker.url` is unusable.
     #[error("broker.url: {0}")]
     Url(String),
+    /// The broker's password could not be had.
+    #[error("broker.password: {0}")]
+    Password(String),
     /// A TLS file could not be read.
     #[error("cannot read {path}: {source}")]
     TlsFile {
@@ -53,7 +56,8 @@ pub fn options(broker: &BrokerConfig, source: &MqttSourceConfig) -> Result<MqttO
         .set_keep_alive(Duration::from_secs(source.keep_alive_secs))
         .set_max_packet_size(source.read_limit(), source.read_limit());
     if let Some(user) = &broker.username {
-        opts.set_credentials(user.clone(), std::env::var("VIGIL_MQTT_PASSWORD").unwrap_or_default());
+        let password = broker.password.resolve().map_err(|e| ClientSetupError::Password(e.to_string()))?;
+        opts.set_credentials(user.clone(), password);
     }
     if addr.tls {
         let read = |p: &std::path::Path| {

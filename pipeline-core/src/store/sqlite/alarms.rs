@@ -47,7 +47,7 @@ impl AlarmStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT id, key, kind, rule_id, rule_version, description, priority, patient_id, device_id, mdc_code, value,
                     since, raised_at, cleared_at, acked_at, acked_by, ack_reason, silenced_until, silenced_by,
-                    silence_reason
+                    silence_reason, silence_count, silenced_minutes
              FROM alarms WHERE NOT ? OR cleared_at IS NULL ORDER BY id DESC LIMIT ?",
         )
         .bind(active_only)
@@ -80,6 +80,8 @@ impl AlarmStore for SqliteStore {
                     silenced_until: r.get::<Option<i64>, _>(17).map(from_millis),
                     silenced_by: r.get(18),
                     silence_reason: r.get(19),
+                    silence_count: r.get::<i64, _>(20).max(0) as u32,
+                    silenced_minutes: r.get::<i64, _>(21).max(0) as u32,
                 })
             })
             .collect()
@@ -100,35 +102,60 @@ impl AlarmStore for SqliteStore {
         if changed == 0 {
             return Err(StoreError::Refused(format!("alarm {id} does not exist or is already acknowledged")));
         }
-        append_audit(&mut tx, self.clock.now(), [operator, "alarm.ack", &format!("alarm {id}"), reason]).await?;
-        tx.commit().await?;
+        append_audit(
+            &mut tx,
+            self.clock.now(),
+            [operator, "alarm.ack", &format!("alarm {id}"), reason],
+            &self.seal.key,
+        )
+        .await?;
+        self.commit_audited(tx).await?;
         Ok(())
     }
 
     async fn silence_alarm(
         &self,
         id: i64,
-        until: DateTime<Utc>,
+        silence: &SilenceRequest,
         operator: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        let changed = sqlx::query(
-            "UPDATE alarms SET silenced_until = ?, silenced_by = ?, silence_reason = ? WHERE id = ? AND cleared_at IS NULL",
+        let used: Option<(i64, i64)> =
+            sqlx::query_as("SELECT silence_count, silenced_minutes FROM alarms WHERE id = ? AND cleared_at IS NULL")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((count, minutes)) = used else {
+            return Err(StoreError::Refused(format!("alarm {id} does not exist or has already cleared")));
+        };
+        silence.allows(count.max(0) as u32, minutes.max(0) as u32).map_err(StoreError::Refused)?;
+        sqlx::query(
+            "UPDATE alarms SET silenced_until = ?, silenced_by = ?, silence_reason = ?,
+                    silence_count = silence_count + 1, silenced_minutes = silenced_minutes + ?
+             WHERE id = ?",
         )
-        .bind(millis(until))
+        .bind(millis(silence.until))
         .bind(operator)
         .bind(reason)
+        .bind(silence.minutes)
         .bind(id)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::Refused(format!("alarm {id} does not exist or has already cleared")));
-        }
-        let detail = format!("until {}: {reason}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        append_audit(&mut tx, self.clock.now(), [operator, "alarm.silence", &format!("alarm {id}"), &detail]).await?;
-        tx.commit().await?;
+        .await?;
+        let detail = format!(
+            "until {} (silence {} of {}): {reason}",
+            silence.until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            count + 1,
+            silence.max_silences
+        );
+        append_audit(
+            &mut tx,
+            self.clock.now(),
+            [operator, "alarm.silence", &format!("alarm {id}"), &detail],
+            &self.seal.key,
+        )
+        .await?;
+        self.commit_audited(tx).await?;
         Ok(())
     }
 }

@@ -82,9 +82,10 @@ impl CredentialStore for SqliteStore {
             &mut tx,
             self.clock.now(),
             [actor, "credential.add", username, &format!("may publish for {allowed}")],
+            &self.seal.key,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(())
     }
 
@@ -129,8 +130,8 @@ impl SqliteStore {
         if changed == 0 {
             return Err(StoreError::Refused(format!("no live credential is named {:?}", audit[2])));
         }
-        append_audit(&mut tx, self.clock.now(), audit).await?;
-        tx.commit().await?;
+        append_audit(&mut tx, self.clock.now(), audit, &self.seal.key).await?;
+        self.commit_audited(tx).await?;
         Ok(())
     }
 }

@@ -31,6 +31,7 @@ async fn purge_rows(
     why: &str,
     rows: Vec<sqlx::sqlite::SqliteRow>,
     now: DateTime<Utc>,
+    key: &crate::audit::AuditKey,
 ) -> Result<Vec<PurgeSummary>, StoreError> {
     let mut by_reason: Vec<(String, Vec<sqlx::sqlite::SqliteRow>)> = Vec::new();
     for row in rows {
@@ -103,7 +104,7 @@ async fn purge_rows(
             summary.why,
             summary.digest
         );
-        append_audit(tx, now, ["retention", "retention.purge", what, &detail]).await?;
+        append_audit(tx, now, ["retention", "retention.purge", what, &detail], key).await?;
         summaries.push(summary);
     }
     Ok(summaries)
@@ -359,7 +360,8 @@ impl Inbox for SqliteStore {
         ];
         for (what, select, d) in aged {
             let rows = sqlx::query(sqlx::AssertSqlSafe(select)).bind(days(d)).fetch_all(&mut *tx).await?;
-            summaries.extend(purge_rows(&mut tx, what, &format!("older than {d} days"), rows, now).await?);
+            summaries
+                .extend(purge_rows(&mut tx, what, &format!("older than {d} days"), rows, now, &self.seal.key).await?);
         }
         let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
         let over = count("SELECT COUNT(*) FROM rejected").fetch_one(&mut *tx).await? as u64;
@@ -369,7 +371,7 @@ impl Inbox for SqliteStore {
                 format!("{rejected} WHERE r.reason IN ('not_authorised', 'no_profile') ORDER BY r.id LIMIT {excess}");
             let rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
             let why = format!("over the bound of {} rejected payloads", policy.max_rejected);
-            summaries.extend(purge_rows(&mut tx, "rejected", &why, rows, now).await?);
+            summaries.extend(purge_rows(&mut tx, "rejected", &why, rows, now, &self.seal.key).await?);
         }
         let over =
             count("SELECT COUNT(*) FROM quarantine WHERE reason = 'unknown_device'").fetch_one(&mut *tx).await? as u64;
@@ -378,9 +380,9 @@ impl Inbox for SqliteStore {
             let select = format!("{quarantined} WHERE q.reason = 'unknown_device' ORDER BY q.id LIMIT {excess}");
             let rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch_all(&mut *tx).await?;
             let why = format!("over the bound of {} unknown-device readings", policy.max_unknown_quarantine);
-            summaries.extend(purge_rows(&mut tx, "quarantine", &why, rows, now).await?);
+            summaries.extend(purge_rows(&mut tx, "quarantine", &why, rows, now, &self.seal.key).await?);
         }
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(summaries)
     }
 
@@ -526,9 +528,10 @@ impl Inbox for SqliteStore {
             &mut tx,
             self.clock.now(),
             [operator, "held.release", &format!("patient {patient_id}"), &format!("{moved} readings: {reason}")],
+            &self.seal.key,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(moved)
     }
 

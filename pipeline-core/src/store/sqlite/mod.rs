@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use super::*;
 use audit::append_audit;
 
+mod accounts;
 mod alarms;
 mod audit;
 mod credentials;
@@ -37,6 +39,10 @@ pub struct SqliteStore {
     clock: SharedClock,
     /// The database file, as the operator configured it (for messages).
     path: String,
+    /// The audit key and checkpoint.
+    seal: Arc<audit::AuditSeal>,
+    /// Where checkpoints are also sent, when the site has a syslog.
+    syslog: Option<Arc<crate::audit::syslog::Syslog>>,
 }
 
 /// SQLITE_CORRUPT and SQLITE_NOTADB are a damaged file, not a passing fault.
@@ -97,7 +103,11 @@ impl SqliteStore {
             sqlx::migrate::MigrateError::Execute(e) => damaged(&path, e),
             other => StoreError::Migration(other),
         })?;
-        Ok(SqliteStore { pool, clock, path })
+        let seal = Arc::new(audit::AuditSeal::for_database(&path)?);
+        let store = SqliteStore { pool, clock, path, seal, syslog: None };
+        audit::rechain_unkeyed(&store).await?;
+        store.write_checkpoint().await?;
+        Ok(store)
     }
 
     /// A write transaction that takes the write lock up front. A deferred one that reads first and
@@ -106,6 +116,12 @@ impl SqliteStore {
     /// pipeline ingests.
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Also sends every checkpoint to the site's syslog.
+    pub fn with_syslog(mut self, syslog: Option<Arc<crate::audit::syslog::Syslog>>) -> SqliteStore {
+        self.syslog = syslog;
+        self
     }
 
     /// The underlying pool, for tests that inspect tables directly.

@@ -60,9 +60,10 @@ impl OutboxStore for SqliteStore {
         .await?;
         if let (Some(id), Some(actor)) = (id, submitted_by) {
             let subject = format!("outbox {id}");
-            append_audit(&mut tx, self.clock.now(), [actor, "event.submit", &subject, status.as_str()]).await?;
+            append_audit(&mut tx, self.clock.now(), [actor, "event.submit", &subject, status.as_str()], &self.seal.key)
+                .await?;
         }
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(id)
     }
 
@@ -145,17 +146,23 @@ impl OutboxStore for SqliteStore {
                         &mut tx,
                         self.clock.now(),
                         ["outbox", "ehr.deliver", &format!("outbox {id}"), ehr_ref.as_deref().unwrap_or("")],
+                        &self.seal.key,
                     )
                     .await?
                 }
                 Settlement::Dead { reason } if changed > 0 => {
-                    append_audit(&mut tx, self.clock.now(), ["outbox", "ehr.refuse", &format!("outbox {id}"), reason])
-                        .await?
+                    append_audit(
+                        &mut tx,
+                        self.clock.now(),
+                        ["outbox", "ehr.refuse", &format!("outbox {id}"), reason],
+                        &self.seal.key,
+                    )
+                    .await?
                 }
                 _ => {}
             }
         }
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(())
     }
 
@@ -193,8 +200,9 @@ impl OutboxStore for SqliteStore {
         if changed == 0 {
             return Err(StoreError::Refused(format!("outbox event {id} is not dead or held")));
         }
-        append_audit(&mut tx, self.clock.now(), [actor, "outbox.requeue", &format!("outbox {id}"), ""]).await?;
-        tx.commit().await?;
+        append_audit(&mut tx, self.clock.now(), [actor, "outbox.requeue", &format!("outbox {id}"), ""], &self.seal.key)
+            .await?;
+        self.commit_audited(tx).await?;
         Ok(())
     }
 

@@ -116,9 +116,10 @@ impl QuarantineStore for SqliteStore {
             &mut tx,
             self.clock.now(),
             [operator, &format!("quarantine.{name}"), &format!("quarantine {id}"), reason],
+            &self.seal.key,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(fresh)
     }
 }

@@ -80,9 +80,10 @@ impl RegistryStore for SqliteStore {
             &mut tx,
             self.clock.now(),
             [actor, "device.register", device_id, &format!("profile {}", profile_id.unwrap_or("-"))],
+            &self.seal.key,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(())
     }
 
@@ -98,8 +99,8 @@ impl RegistryStore for SqliteStore {
             return Err(StoreError::Refused(format!("device {device_id} is not registered")));
         }
         let detail = if demo { "its readings are demo data" } else { "its readings are real" };
-        append_audit(&mut tx, self.clock.now(), [actor, "device.demo", device_id, detail]).await?;
-        tx.commit().await?;
+        append_audit(&mut tx, self.clock.now(), [actor, "device.demo", device_id, detail], &self.seal.key).await?;
+        self.commit_audited(tx).await?;
         Ok(())
     }
 
@@ -130,9 +131,14 @@ impl RegistryStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let verified = if verified_by.is_some() { "verified" } else { "unverified" };
-        append_audit(&mut tx, self.clock.now(), [actor, "patient.register", &format!("patient {key}"), verified])
-            .await?;
-        tx.commit().await?;
+        append_audit(
+            &mut tx,
+            self.clock.now(),
+            [actor, "patient.register", &format!("patient {key}"), verified],
+            &self.seal.key,
+        )
+        .await?;
+        self.commit_audited(tx).await?;
         Ok(key)
     }
 
@@ -190,9 +196,10 @@ impl RegistryStore for SqliteStore {
             &mut tx,
             self.clock.now(),
             [verified_by, "patient.verify", &format!("patient {key}"), fhir_id.unwrap_or("")],
+            &self.seal.key,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(key)
     }
 
@@ -248,7 +255,8 @@ impl RegistryStore for SqliteStore {
                 old.patient_id,
                 from.to_rfc3339()
             );
-            append_audit(&mut tx, self.clock.now(), [actor, "pairing.close", device_id, &detail]).await?;
+            append_audit(&mut tx, self.clock.now(), [actor, "pairing.close", device_id, &detail], &self.seal.key)
+                .await?;
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO pairings (device_id, patient_id, valid_from, valid_to, created_by, created_at)
@@ -269,8 +277,8 @@ impl RegistryStore for SqliteStore {
         if let Some(reason) = new.reason {
             detail.push_str(&format!(", reason: {reason}"));
         }
-        append_audit(&mut tx, self.clock.now(), [actor, "pairing.open", device_id, &detail]).await?;
-        tx.commit().await?;
+        append_audit(&mut tx, self.clock.now(), [actor, "pairing.open", device_id, &detail], &self.seal.key).await?;
+        self.commit_audited(tx).await?;
         Ok(PairingOpened { id, replaced })
     }
 
@@ -290,9 +298,10 @@ impl RegistryStore for SqliteStore {
             &mut tx,
             self.clock.now(),
             [actor, "pairing.close", device_id, &format!("pairing {id}, until {}", from_millis(end).to_rfc3339())],
+            &self.seal.key,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(id)
     }
 
@@ -315,9 +324,10 @@ impl RegistryStore for SqliteStore {
             &mut tx,
             self.clock.now(),
             [actor, "consent.record", &format!("patient {patient_id}"), &format!("{flow} {decision}")],
+            &self.seal.key,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_audited(tx).await?;
         Ok(())
     }
 

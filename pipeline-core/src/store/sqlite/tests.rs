@@ -2,7 +2,6 @@
 //! outbox order.
 
 use super::*;
-use crate::audit::AuditVerdict;
 use crate::model::Validity;
 use crate::model::codes::metric_by_code;
 
@@ -189,13 +188,23 @@ async fn pairing_rules_and_audit_chain() {
     for pair in rows.windows(2) {
         assert_eq!(pair[1].2, pair[0].3, "chain broken");
     }
-    assert_eq!(s.verify_audit().await.unwrap(), AuditVerdict { entries: 9, first_broken: None });
-    // Tampering with an entry, or removing one, is detected where it happened.
+    let verdict = s.verify_audit().await.unwrap();
+    assert!(verdict.intact() && verdict.entries == 9, "{verdict:?}");
+    assert_eq!(verdict.checkpoint.map(|c| c.head_id), Some(9), "the checkpoint follows every append");
+    // The table refuses changes; with its triggers dropped, tampering is detected where it happened.
+    let refused = sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = 2").execute(s.pool()).await;
+    assert!(refused.unwrap_err().to_string().contains("append-only"));
+    assert!(sqlx::query("DELETE FROM audit_log WHERE id = 9").execute(s.pool()).await.is_err());
+    for t in ["audit_log_no_update", "audit_log_no_delete"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {t}"))).execute(s.pool()).await.unwrap();
+    }
     sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = 2").execute(s.pool()).await.unwrap();
     assert_eq!(s.verify_audit().await.unwrap().first_broken, Some(2));
     sqlx::query("UPDATE audit_log SET actor = 'ann' WHERE id = 2").execute(s.pool()).await.unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE id = 9").execute(s.pool()).await.unwrap();
+    assert_eq!(s.verify_audit().await.unwrap().first_broken, Some(9), "a cut tail is named");
     sqlx::query("DELETE FROM audit_log WHERE id = 3").execute(s.pool()).await.unwrap();
-    assert_eq!(s.verify_audit().await.unwrap().first_broken, Some(4));
+    assert_eq!(s.verify_audit().await.unwrap().first_broken, Some(3), "a removed middle entry is named");
 }
 
 #[tokio::test]

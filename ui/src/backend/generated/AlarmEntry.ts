@@ -85,4 +85,12 @@ silenced_by: string | null,
 /**
  * Why.
  */
-silence_reason: string | null, };
+silence_reason: string | null, 
+/**
+ * How many times its escalation was silenced.
+ */
+silence_count: number, 
+/**
+ * For how many minutes in all.
+ */
+silenced_minutes: number, };

@@ -3,4 +3,4 @@
 /**
  * What kind of failure: the UI branches on it, the CLI maps it to its exit code.
  */
-export type ErrorCode = "invalid_input" | "invalid_config" | "unknown_profile" | "unknown_series" | "not_found" | "patient_not_found" | "unverified_patient" | "ambiguous_patient" | "refused" | "held" | "ehr_unreachable" | "store" | "start_failed" | "restarting";
+export type ErrorCode = "invalid_input" | "invalid_config" | "unknown_profile" | "unknown_series" | "not_found" | "patient_not_found" | "unverified_patient" | "ambiguous_patient" | "refused" | "held" | "ehr_unreachable" | "store" | "start_failed" | "restarting" | "forbidden" | "unauthenticated" | "sign_in_failed";
