@@ -1681,3 +1681,63 @@ mod tests {
         assert!(BrokerAddress::parse("http://x").is_err());
     }
 }
+
+/// The configuration's settings as `dotted.key = value` lines, sorted, with any value whose key
+/// names a secret redacted: what start-up compares with the last start and audits.
+pub fn snapshot(config: &Config) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                let last = prefix.rsplit('.').next().unwrap_or(prefix);
+                let secret = ["password", "secret", "bearer_token"].iter().any(|s| last.contains(s));
+                let shown = if secret && !other.is_null() { "(redacted)".to_string() } else { other.to_string() };
+                out.insert(prefix.to_string(), shown);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(value) = serde_json::to_value(config) {
+        walk("", &value, &mut out);
+    }
+    out
+}
+
+/// What changed between two snapshots, in words; `None` when nothing did.
+pub fn snapshot_changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Option<String> {
+    let mut parts = Vec::new();
+    for (key, value) in after {
+        match before.get(key) {
+            None => parts.push(format!("{key} added ({value})")),
+            Some(old) if old != value => parts.push(format!("{key}: {old} -> {value}")),
+            Some(_) => {}
+        }
+    }
+    parts.extend(before.keys().filter(|k| !after.contains_key(*k)).map(|k| format!("{k} removed")));
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_setting_is_named_and_secret_sources_are_redacted() {
+        let before = snapshot(&Config::default());
+        let mut config = Config::default();
+        config.ehr.base_url = Some("https://ehr.example/fhir".into());
+        config.ehr.bearer_token = SecretRef::File("/etc/vigil/ehr.token".into());
+        let after = snapshot(&config);
+        assert_eq!(after["ehr.bearer_token"], "(redacted)");
+        assert_eq!(after["broker.password"], "(redacted)");
+        let changes = snapshot_changes(&before, &after).unwrap();
+        assert!(changes.contains("ehr.base_url: null -> \"https://ehr.example/fhir\""), "{changes}");
+        assert!(!changes.contains("/etc/vigil"), "{changes}");
+        assert_eq!(snapshot_changes(&after, &after), None);
+    }
+}

@@ -200,6 +200,23 @@ pub struct Handle {
     _lock: Option<std::fs::File>,
 }
 
+/// Audits what changed in the configuration since the last start: the keys, secrets redacted.
+async fn audit_config_changes(store: &dyn Store, config: &Config) -> Result<(), StoreError> {
+    let now = crate::config::snapshot(config);
+    let before: std::collections::BTreeMap<String, String> =
+        store.config_snapshot().await?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+    let changes = if before.is_empty() {
+        Some(format!("first start with {} settings", now.len()))
+    } else {
+        crate::config::snapshot_changes(&before, &now)
+    };
+    if let Some(changes) = changes {
+        let json = serde_json::to_string(&now).unwrap_or_default();
+        store.save_config_snapshot(&json, &changes).await?;
+    }
+    Ok(())
+}
+
 /// Starts every configured component.
 pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartError> {
     let lock = lock_store(&config.store.url)?;
@@ -215,6 +232,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     let store = store::open_limited(&config.store.url, clock.clone(), page_limit.clone(), syslog).await?;
     // A damaged file is met at the start, with how to restore, not by failures mid-shift.
     store.check_integrity().await?;
+    audit_config_changes(store.as_ref(), config).await?;
     store.clear_technical_alarms().await?;
     let profiles = Arc::new(ProfileSet::load_dir(&config.profiles.dir)?);
     let policy = Policy::of(config);

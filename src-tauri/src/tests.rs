@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use pipeline_core::accounts::Role;
 use pipeline_core::api::{Console, ConsoleOptions, DemoFiles, ErrorCode, system_clock};
 use serde_json::{Value, json};
 use tauri::ipc::{CallbackFn, InvokeBody};
@@ -73,19 +74,18 @@ fn commands_answer_over_ipc_and_errors_carry_a_code() {
     let patient =
         invoke(&window, "lookup_patient", json!({"system": super::tests::SYSTEM, "value": "MRN-100001"})).unwrap();
     assert_eq!(patient["display"], "Demo Patient Bravo");
-    let refused =
-        invoke(&window, "ack_alarm", json!({"id": 999_999, "operator": "nurse ann", "reason": "seen"})).unwrap_err();
+    let refused = invoke(&window, "ack_alarm", json!({"id": 999_999, "reason": "seen"})).unwrap_err();
     assert_eq!(refused["code"], "refused", "{refused}");
     assert!(refused["message"].as_str().unwrap().contains("999999"), "{refused}");
-    let nameless = invoke(&window, "unpair_device", json!({"deviceId": "OX-1000", "operator": ""})).unwrap_err();
-    assert_eq!(nameless["code"], "invalid_input");
+    let session = invoke(&window, "session", json!({})).unwrap();
+    assert_eq!((session["account"].as_str(), session["demo"].as_bool()), (Some("demo"), Some(true)), "{session}");
     let unknown =
         invoke(&window, "lookup_patient", json!({"system": super::tests::SYSTEM, "value": "MRN-0"})).unwrap_err();
     assert_eq!(unknown["code"], "patient_not_found");
 
     let pair = |value: &str, replacing: Value| {
         let request = json!({"device_id": "MX-00A1", "system": SYSTEM, "value": value, "replacing": replacing});
-        invoke(&window, "pair_device", json!({"request": request, "operator": "biomed bo"}))
+        invoke(&window, "pair_device", json!({ "request": request }))
     };
     let spare = |label: &str| {
         let devices = invoke(&window, "devices", json!({})).unwrap();
@@ -102,23 +102,53 @@ fn commands_answer_over_ipc_and_errors_carry_a_code() {
     let outbox = invoke(&window, "outbox", json!({"status": null})).unwrap();
     assert!(outbox.is_array());
 
+    // Signed out, the window may read the board and nothing else; locked, it may not act.
+    invoke(&window, "lock", json!({})).unwrap();
+    assert_eq!(invoke(&window, "devices", json!({})).unwrap_err()["code"], "unauthenticated");
+    assert_eq!(invoke(&window, "unlock", json!({"password": "wrong"})).unwrap_err()["code"], "sign_in_failed");
+    assert_eq!(invoke(&window, "unlock", json!({"password": "demo"})).unwrap()["locked"], false);
+    assert_eq!(invoke(&window, "sign_out", json!({})).unwrap()["account"], Value::Null);
+    assert_eq!(invoke(&window, "alarms", json!({"activeOnly": true})).unwrap_err()["code"], "unauthenticated");
+    assert!(invoke(&window, "board", json!({})).is_ok());
+
     tauri::async_runtime::block_on(app.state::<ConsoleState>().stop());
 }
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.19.5.99999.2";
 
-/// The `vigil` binary beside this test's executable (`make test` builds it first).
+/// The password of every account these tests make.
+const PASSWORD: &str = "a long test password";
+
+/// Makes an account with these roles, as the demo's administrator, and a token for its CLI use.
+fn account(window: &WebviewWindow<MockRuntime>, site: &Path, name: &str, roles: &[Role]) -> String {
+    let state = window.state::<ConsoleState>();
+    tauri::async_runtime::block_on(async {
+        let console = state.get().await.unwrap();
+        console.admin().add_account(&console.actor().unwrap(), name, PASSWORD, roles).await.unwrap();
+    });
+    let (status, token) = run_vigil(site, &strings(&["accounts", "token", "--ttl", "1", "--user", name]), None);
+    assert_eq!(status, 0, "{token}");
+    token.lines().find(|l| l.starts_with("vgt_")).expect("a token").to_string()
+}
+
+/// The `vigil` binary beside this test's executable (`make test` builds it first), as the account
+/// of `token` (nurse ann's when none is given).
 fn vigil(site: &Path, args: &[String]) -> (i32, String) {
+    let token = std::fs::read_to_string(site.join("nurse-ann.token")).unwrap();
+    run_vigil(site, args, Some(&token))
+}
+
+fn run_vigil(site: &Path, args: &[String], token: Option<&str>) -> (i32, String) {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(Path::parent).unwrap().join("vigil");
     assert!(bin.exists(), "{} is missing: build it first (cargo build -p pipeline-core --bin vigil)", bin.display());
-    let out = std::process::Command::new(bin)
-        .args(args)
-        .arg("--config")
-        .arg(site.join("vigil.toml"))
-        .env("VIGIL_LOG", "error")
-        .output()
-        .unwrap();
+    let mut command = std::process::Command::new(bin);
+    command.args(args).arg("--config").arg(site.join("vigil.toml")).env("VIGIL_LOG", "error");
+    match token {
+        Some(token) => command.env("VIGIL_TOKEN", token.trim()),
+        None => command.env_remove("VIGIL_TOKEN").env("VIGIL_PASSWORD", PASSWORD),
+    };
+    let out = command.output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
@@ -137,22 +167,22 @@ fn audited_by(site: &Path, actor: &str) -> usize {
 /// Both faces refuse the same input with the same code (the CLI as its exit code) and words, and
 /// neither leaves an audit entry.
 fn same_refusal(window: &WebviewWindow<MockRuntime>, site: &Path, cmd: &str, args: Value, cli: &[String]) -> ErrorCode {
-    let before = audited_by(site, "nurse ann");
+    let before = audited_by(site, "nurse-ann");
     let refused = invoke(window, cmd, args).expect_err(cmd);
     let code: ErrorCode = serde_json::from_value(refused["code"].clone()).unwrap();
     let message = refused["message"].as_str().unwrap();
     let (status, text) = vigil(site, cli);
     assert_eq!(status, i32::from(code.exit_code()), "{cmd}: the console said {refused}; the CLI said {text}");
     assert!(text.contains(message), "{cmd}: the console said {message:?}; the CLI said {text}");
-    assert_eq!(audited_by(site, "nurse ann"), before, "{cmd}: a refused action leaves no audit entry");
+    assert_eq!(audited_by(site, "nurse-ann"), before, "{cmd}: a refused action leaves no audit entry");
     code
 }
 
 /// Runs an action through one face and checks it left exactly one audit entry.
 fn audited_once<T>(site: &Path, what: &str, act: impl FnOnce() -> T) -> T {
-    let before = audited_by(site, "nurse ann");
+    let before = audited_by(site, "nurse-ann");
     let answer = act();
-    assert_eq!(audited_by(site, "nurse ann"), before + 1, "{what}: one audit entry per action");
+    assert_eq!(audited_by(site, "nurse-ann"), before + 1, "{what}: one audit entry per action");
     answer
 }
 
@@ -161,13 +191,12 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path();
     let (app, window) = console_app(site);
-    let op = |mut v: Value| {
-        v["operator"] = json!("nurse ann");
-        v
-    };
-    let cli = |args: &[&str]| -> Vec<String> {
-        args.iter().chain(&["--operator", "nurse ann"]).map(|s| s.to_string()).collect()
-    };
+    // Nurse ann holds every role, and signs in to both faces.
+    let token = account(&window, site, "nurse-ann", &[Role::Clinician, Role::Biomed, Role::Admin]);
+    std::fs::write(site.join("nurse-ann.token"), token).unwrap();
+    invoke(&window, "sign_in", json!({"name": "nurse-ann", "password": PASSWORD})).unwrap();
+    let op = |v: Value| v;
+    let cli = |args: &[&str]| -> Vec<String> { strings(args) };
     let pair = |request: Value| op(json!({ "request": request }));
     let at = |minutes| {
         (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -193,12 +222,6 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
             op(json!({"deviceId": "OX-7009", "profileId": "no-such-profile", "label": ""})),
             cli(&["devices", "--register", "OX-7009", "--profile", "no-such-profile"]),
             ErrorCode::UnknownProfile,
-        ),
-        (
-            "unpair_device",
-            json!({"deviceId": "OX-1000", "operator": " "}),
-            strings(&["unpair", "--device", "OX-1000", "--operator", " "]),
-            ErrorCode::InvalidInput,
         ),
         (
             "pair_device",
@@ -411,9 +434,9 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
     // registry imports.
     let bad = site.join("bad-registry.toml");
     std::fs::write(&bad, "patients = 3").unwrap();
-    let before = audited_by(site, "nurse ann");
+    let before = audited_by(site, "nurse-ann");
     let (status, text) = vigil(site, &cli(&["import-registry", bad.to_str().unwrap()]));
-    assert_eq!((status, audited_by(site, "nurse ann")), (2, before), "{text}");
+    assert_eq!((status, audited_by(site, "nurse-ann")), (2, before), "{text}");
     let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/demo/registry.toml");
     let (status, text) = vigil(site, &cli(&["import-registry", registry.to_str().unwrap()]));
     assert!(status == 0 && text.contains("imported 4 patients"), "{text}");
@@ -443,4 +466,88 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
     assert_eq!(again, ErrorCode::Refused, "acknowledged once");
 
     tauri::async_runtime::block_on(app.state::<ConsoleState>().stop());
+}
+
+/// The roles hold in both faces: a viewer may not act, a clinician may acknowledge but not pair, a
+/// biomed may pair but not change the EHR's address. Each refusal is `forbidden` (exit 6 on the
+/// CLI), says which role is needed, and is audited.
+#[test]
+fn each_role_is_refused_what_it_may_not_do_through_either_face() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path();
+    let (app, window) = console_app(site);
+    let refusals = |who: &str| {
+        let (status, text) = vigil_as(site, &strings(&["audit", "list", "--limit", "100000"]), "admin");
+        assert_eq!(status, 0, "{text}");
+        let entries: Value = serde_json::from_str(&text).unwrap();
+        entries.as_array().unwrap().iter().filter(|e| e["actor"] == who && e["action"] == "access.refused").count()
+    };
+    let tokens: Vec<(String, String)> = [
+        ("admin", vec![Role::Admin]),
+        ("vera", vec![Role::Viewer]),
+        ("cleo", vec![Role::Clinician]),
+        ("bea", vec![Role::Biomed]),
+    ]
+    .into_iter()
+    .map(|(name, roles)| (name.to_string(), account(&window, site, name, &roles)))
+    .collect();
+    for (name, token) in &tokens {
+        std::fs::write(site.join(format!("{name}.token")), token).unwrap();
+    }
+    let alarm = wait_for("the unpaired monitor's alarm", || {
+        let a = invoke(&window, "alarms", json!({"activeOnly": true})).unwrap();
+        a.as_array().unwrap().iter().find(|a| a["rule_id"] == "device-unpaired").map(|a| a["id"].clone())
+    });
+    let id = alarm.to_string();
+    let pair_request = json!({"request": {"device_id": "MX-00A1", "system": SYSTEM, "value": "MRN-100001"}});
+    let pair_cli = strings(&["pair", "--device", "MX-00A1", "--patient-system", SYSTEM, "--patient", "MRN-100001"]);
+    let mut settings = invoke(&window, "settings", json!({})).unwrap();
+    settings["ehr"]["kind"] = json!("fhir");
+    settings["ehr"]["base_url"] = json!("https://ehr.example/fhir");
+    let save = json!({"settings": settings, "reason": "new EHR"});
+
+    // Each refusal, through the console and the CLI as the same account.
+    let refuse = |who: &str, cmd: &str, args: Value, cli: Option<&[String]>, needs: &str| {
+        invoke(&window, "sign_in", json!({"name": who, "password": PASSWORD})).unwrap();
+        let before = refusals(who);
+        let refused = invoke(&window, cmd, args).expect_err(cmd);
+        assert_eq!(refused["code"], "forbidden", "{who} {cmd}: {refused}");
+        assert!(refused["message"].as_str().unwrap().contains(needs), "{who} {cmd}: {refused}");
+        let mut expected = before + 1;
+        if let Some(cli) = cli {
+            let (status, text) = vigil_as(site, cli, who);
+            assert_eq!(status, 6, "{who} {cli:?}: {text}");
+            assert!(text.contains(needs), "{who} {cli:?}: {text}");
+            expected += 1;
+        }
+        assert_eq!(refusals(who), expected, "{who} {cmd}: every refusal is audited");
+    };
+    let ack = json!({"id": alarm, "reason": "seen"});
+    let ack_cli = strings(&["ack", &id, "--reason", "seen"]);
+    let release = json!({"id": 1, "reason": "pairing fixed"});
+    let release_cli = strings(&["release", "1", "--reason", "pairing fixed"]);
+    refuse("vera", "pair_device", pair_request.clone(), Some(&pair_cli), "biomed or admin");
+    refuse("vera", "release_quarantine", release, Some(&release_cli), "biomed or admin");
+    refuse("vera", "ack_alarm", ack.clone(), Some(&ack_cli), "clinician or admin");
+    refuse("vera", "save_settings", save.clone(), None, "admin role");
+    refuse("cleo", "pair_device", pair_request.clone(), Some(&pair_cli), "biomed or admin");
+    refuse("bea", "save_settings", save, None, "admin role");
+    refuse("bea", "ack_alarm", ack.clone(), Some(&ack_cli), "clinician or admin");
+
+    // What each may do, it can: the clinician acknowledges, the biomed pairs.
+    invoke(&window, "sign_in", json!({"name": "cleo", "password": PASSWORD})).unwrap();
+    invoke(&window, "ack_alarm", ack).unwrap();
+    let (status, text) = vigil_as(site, &pair_cli, "bea");
+    assert_eq!(status, 0, "{text}");
+    // A viewer still reads.
+    invoke(&window, "sign_in", json!({"name": "vera", "password": PASSWORD})).unwrap();
+    assert!(invoke(&window, "devices", json!({})).unwrap().is_array());
+
+    tauri::async_runtime::block_on(app.state::<ConsoleState>().stop());
+}
+
+/// `vigil` as the account whose token `account` kept.
+fn vigil_as(site: &Path, args: &[String], who: &str) -> (i32, String) {
+    let token = std::fs::read_to_string(site.join(format!("{who}.token"))).unwrap();
+    run_vigil(site, args, Some(&token))
 }

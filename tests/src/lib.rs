@@ -212,6 +212,15 @@ fn logins() -> &'static Mutex<HashMap<u16, Login>> {
     LOGINS.get_or_init(Mutex::default)
 }
 
+/// Publishes to the embedded endpoint at `port` as the site's gateway, for a Vigil the tests did
+/// not start with [`VigilProcess`] (the console).
+pub fn publish_as_gateway(site: &Site, port: u16) -> anyhow::Result<()> {
+    let secret = std::fs::read_to_string(site.gateway_secret_file())?;
+    let login = Login { username: GATEWAY.into(), secret: secret.trim().into() };
+    logins().lock().unwrap_or_else(|e| e.into_inner()).insert(port, login);
+    Ok(())
+}
+
 /// Publisher options for a broker at `port`, with the site's gateway login when it is Vigil's
 /// embedded endpoint (an external Mosquitto in the tests allows anonymous clients).
 pub fn publisher_options(client_id: String, port: u16) -> MqttOptions {

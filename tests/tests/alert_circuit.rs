@@ -111,6 +111,7 @@ async fn a_silenced_alarm_does_not_escalate_and_the_silence_is_audited() -> anyh
         r.replace("escalate_after_secs = 120", &format!("escalate_after_secs = {}", ESCALATE_AFTER.as_secs()))
     })?;
     site.append_config(&format!("[alerts]\nwebhook_url = \"{hook}\"\n"))?;
+    let nurse = site.account("nurse-bo", &["clinician"])?;
     let vigil = site.run()?;
     let port = vigil.mqtt_addr.unwrap().port();
     let messages = oximeter_spo2(85.0, Utc::now() - chrono::Duration::seconds(70), 70);
@@ -124,7 +125,8 @@ async fn a_silenced_alarm_does_not_escalate_and_the_silence_is_audited() -> anyh
     let id = of_kind(&site.alarms()?, "physiological")[0]["id"].to_string();
     let config = site.config_str();
     let silence = ["silence", "--config", &config, &id, "--minutes", "1", "--reason", "at the bedside"];
-    site.vigil(&[&silence[..], &[]].concat())?;
+    let (code, out) = site.vigil_as(&nurse, &silence)?;
+    anyhow::ensure!(code == 0, "{out}");
     let silenced_after = published.elapsed();
     anyhow::ensure!(
         silenced_after < ESCALATE_AFTER,
@@ -137,11 +139,22 @@ async fn a_silenced_alarm_does_not_escalate_and_the_silence_is_audited() -> anyh
     let alarm = &of_kind(&site.alarms()?, "physiological")[0];
     assert_eq!(
         (alarm["silenced_by"].as_str(), alarm["silence_reason"].as_str()),
-        (Some("nurse bo"), Some("at the bedside"))
+        (Some("nurse-bo"), Some("at the bedside"))
     );
     assert!(alarm["acked_at"].is_null(), "silencing is not acknowledging");
     let audit = site.vigil(&["audit", "list", "--config", &config])?;
-    assert!(audit.contains("alarm.silence") && audit.contains("nurse bo"), "{audit}");
+    assert!(audit.contains("alarm.silence") && audit.contains("nurse-bo"), "{audit}");
+
+    // Silences of one alarm stop at 120 minutes in all (and at 4), whoever asks: it then escalates.
+    for minutes in ["60", "59"] {
+        let (code, out) =
+            site.vigil_as(&nurse, &[&silence[..4], &["--minutes", minutes, "--reason", "still busy"]].concat())?;
+        assert_eq!(code, 0, "{out}");
+    }
+    let (code, out) =
+        site.vigil_as(&site.token, &[&silence[..4], &["--minutes", "1", "--reason", "once more"]].concat())?;
+    assert_eq!(code, 6, "the admin is refused too: {out}");
+    assert!(out.contains("120 minutes allowed in all"), "{out}");
     assert!(vigil.terminate().await?.success());
     Ok(())
 }

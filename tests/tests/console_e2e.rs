@@ -2,7 +2,8 @@
 //! WebDriver (tauri-driver with Debian's WebKitWebDriver, fantoccini as the client). It starts in
 //! demo mode; live values appear and change; an alarm is acknowledged; a device is paired through
 //! the UI; a quarantined reading is released after pairing; the degradation banner appears when the
-//! EHR endpoint is made unreachable. Each view is saved to docs/screenshots/.
+//! EHR endpoint is made unreachable. Each view is saved to docs/screenshots/. A second session, on
+//! a site with accounts, signs in and locks when idle, the alarm count still live.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,8 +12,9 @@ use std::time::Duration;
 use anyhow::Context;
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use pipeline_core::simulate::{DeviceKind, SimDevice};
 use serde_json::json;
-use vigil_tests::{eventually, free_port, workspace};
+use vigil_tests::{ADMIN, BrokerKind, Site, eventually, free_port, publish_as_gateway, publish_tracked, workspace};
 
 /// Xvfb on a display of its own; stopped on drop.
 struct Display {
@@ -63,7 +65,7 @@ struct Driver {
 }
 
 impl Driver {
-    async fn start(display: &Display, data_dir: &Path) -> anyhow::Result<Driver> {
+    async fn start(display: &Display, data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Driver> {
         let port = free_port();
         let native_port = std::iter::repeat_with(free_port).find(|p| *p != port).unwrap_or_default();
         let child = Command::new(tauri_driver())
@@ -74,6 +76,7 @@ impl Driver {
             .env("VIGIL_DEMO_CLOCK_SYNC_CHECK", "off")
             .env("VIGIL_DEMO_STATUS_LISTEN", "127.0.0.1:0")
             .env("VIGIL_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(data_dir.join("console.log"))?)
             .spawn()
@@ -200,10 +203,20 @@ impl Page {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_runs_the_demo_and_an_operator_works_every_view() -> anyhow::Result<()> {
-    let app = console_bin()?;
     let data = tempfile::tempdir()?;
+    with_console(data.path(), &[], async |page| operate(page).await).await
+}
+
+/// Runs `scenario` against the console app started with `env`, in a display of its own; on failure
+/// saves the window and prints the console's log.
+async fn with_console(
+    data: &Path,
+    env: &[(&str, &str)],
+    scenario: impl AsyncFnOnce(&Page) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let app = console_bin()?;
     let display = Display::start().await?;
-    let driver = Driver::start(&display, data.path()).await?;
+    let driver = Driver::start(&display, data, env).await?;
     let mut caps = serde_json::Map::new();
     caps.insert("tauri:options".into(), json!({ "application": app }));
     caps.insert("browserName".into(), json!("wry"));
@@ -212,10 +225,10 @@ async fn the_console_runs_the_demo_and_an_operator_works_every_view() -> anyhow:
     let shots = workspace().join("docs/screenshots");
     std::fs::create_dir_all(&shots)?;
     let page = Page { client, shots };
-    let result = operate(&page).await;
+    let result = scenario(&page).await;
     if result.is_err() {
         let _ = page.screenshot("failure").await;
-        eprintln!("console log:\n{}", std::fs::read_to_string(data.path().join("console.log")).unwrap_or_default());
+        eprintln!("console log:\n{}", std::fs::read_to_string(data.join("console.log")).unwrap_or_default());
     }
     page.client.close().await?;
     drop(driver);
@@ -223,11 +236,80 @@ async fn the_console_runs_the_demo_and_an_operator_works_every_view() -> anyhow:
     result
 }
 
+/// A site with accounts: the window asks who signs in, then locks when idle. Locked, it keeps the
+/// alarm count by priority live and shows no patient data; unlocking takes the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_then_locks_when_idle_with_the_alarm_count_live() -> anyhow::Result<()> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    // A fixed endpoint port, so the test can publish as a device while the window is locked.
+    let port = free_port();
+    let config = std::fs::read_to_string(&site.config)?;
+    std::fs::write(
+        &site.config,
+        config.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1),
+    )?;
+    site.set_in("console", "lock_after_secs = 5")?;
+    publish_as_gateway(&site, port)?;
+    let config = site.config_str();
+    with_console(site.dir.path(), &[("VIGIL_CONFIG", &config)], async |page| {
+        page.find(&by_id("signin-name")).await?;
+        page.screenshot("signin").await?;
+        page.type_into(&by_id("signin-name"), ADMIN.0).await?;
+        page.type_into(&by_id("signin-password"), "not the password").await?;
+        page.click(&by_id("signin-submit")).await?;
+        let error = page.wait_text(&by_id("signin-error"), Duration::from_secs(10), |t| !t.is_empty()).await?;
+        assert!(error.contains("do not match"), "{error}");
+        page.type_into(&by_id("signin-password"), ADMIN.1).await?;
+        page.click(&by_id("signin-submit")).await?;
+        page.wait_text(&by_id("account-current"), Duration::from_secs(10), |t| t.contains(ADMIN.0)).await?;
+
+        // No input for 5 s: locked, with the count and the banner still there.
+        page.find(&by_id("lock-screen")).await?;
+        let count = async || -> anyhow::Result<u64> {
+            let mut sum = 0;
+            for p in ["high", "medium", "low"] {
+                sum += page.text_of(&by_id(&format!("locked-alarm-{p}"))).await?.trim().parse::<u64>()?;
+            }
+            Ok(sum)
+        };
+        let before = count().await?;
+        // The spare monitor, registered but paired with nobody, starts sending: its technical alarm
+        // appears in the locked window's count.
+        let monitor = SimDevice::new("MX-00A1", DeviceKind::Monitor, None, 7);
+        let now = chrono::Utc::now();
+        let messages = (0..3)
+            .map(|i| {
+                (
+                    monitor.kind.topic(&monitor.id),
+                    monitor.payload(now + chrono::Duration::seconds(i)).to_string().into_bytes(),
+                )
+            })
+            .collect();
+        publish_tracked(port, messages, 10, Duration::from_secs(20), |_| {}).await?;
+        eventually("the new alarm in the locked window's count", Duration::from_secs(30), async || {
+            anyhow::Ok(count().await? > before)
+        })
+        .await?;
+        page.find(&by_id("mode-banner")).await?;
+        let shown = page.find(&by_id("lock-screen")).await?.text().await?;
+        assert!(!shown.contains("Demo Patient") && !shown.contains("MRN-"), "no patient data while locked: {shown}");
+        page.screenshot("locked").await?;
+
+        page.type_into(&by_id("unlock-password"), "not the password").await?;
+        page.click(&by_id("unlock-submit")).await?;
+        page.wait_text(&by_id("unlock-error"), Duration::from_secs(10), |t| !t.is_empty()).await?;
+        page.type_into(&by_id("unlock-password"), ADMIN.1).await?;
+        page.click(&by_id("unlock-submit")).await?;
+        page.find(&by_id("nav-alarms")).await?;
+        Ok(())
+    })
+    .await
+}
+
 async fn operate(page: &Page) -> anyhow::Result<()> {
-    // The operator's name is asked once, then shown and recorded with every action.
-    page.type_into(&by_id("operator-name"), "Biomed Bo").await?;
-    page.click(&by_id("operator-start")).await?;
-    assert!(page.text_of(&by_id("operator-current")).await?.contains("Biomed Bo"));
+    // The demo signs its built-in administrator in, and says DEMO.
+    page.wait_text(&by_id("account-current"), Duration::from_secs(30), |t| t.contains("demo")).await?;
+    page.find(&by_id("demo-badge")).await?;
 
     // Board: every component beats; the ingest store is up.
     page.view("board").await?;
@@ -317,6 +399,7 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
     let nowhere = format!("http://127.0.0.1:{}/fhir", free_port());
     page.type_into(&by_id("settings-ehr-url"), &nowhere).await?;
     page.click(&by_id("settings-save")).await?;
+    page.type_into(&by_id("settings-reason"), "testing the EHR outage banner").await?;
     page.click(&by_id("settings-save-confirm")).await?;
     page.find(&by_id("settings-save-result")).await?;
     page.click(&by_id("settings-test-ehr")).await?;

@@ -85,10 +85,12 @@ fn make_pki(dir: &Path) {
             ],
         );
     }
-    // Mosquitto drops root privileges to its own user, which must be able to read these.
+    // Mosquitto drops root privileges to its own user, which must be able to read its files; Vigil's
+    // own key stays its owner's alone (Vigil refuses a key others can read).
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        let mode = if path.ends_with("client.key") { 0o600 } else { 0o644 };
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
     }
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }

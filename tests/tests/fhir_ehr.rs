@@ -166,11 +166,7 @@ async fn events_reach_a_real_fhir_server_valid_and_once() -> anyhow::Result<()> 
     let deliveries = audit.as_array().unwrap().iter().filter(|a| a["action"] == "ehr.deliver").count();
     assert_eq!(deliveries, 5);
     assert!(
-        audit
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["action"] == "pairing.open" && a["actor"] == std::env::var("USER").unwrap_or("operator".into()))
+        audit.as_array().unwrap().iter().any(|a| a["action"] == "pairing.open" && a["actor"] == vigil_tests::ADMIN.0)
     );
     let verify = site.vigil(&["audit", "verify", "--config", &site.config_str()])?;
     assert!(verify.contains("intact"), "{verify}");

@@ -42,11 +42,14 @@ async fn a_sustained_desaturation_raises_one_alarm_and_one_event() -> anyhow::Re
 
     // The operator acknowledges; the action is audited with the name and the reason.
     let id = alarm["id"].to_string();
-    site.vigil(&["ack", "--config", &site.config_str(), &id, "--reason", "probe reseated"])?;
+    let nurse = site.account("nurse-ann", &["clinician"])?;
+    let (code, out) =
+        site.vigil_as(&nurse, &["ack", "--config", &site.config_str(), &id, "--reason", "probe reseated"])?;
+    assert_eq!(code, 0, "{out}");
     let acked = &alarms(&site)?[0];
-    assert_eq!((acked["acked_by"].as_str(), acked["ack_reason"].as_str()), (Some("nurse ann"), Some("probe reseated")));
+    assert_eq!((acked["acked_by"].as_str(), acked["ack_reason"].as_str()), (Some("nurse-ann"), Some("probe reseated")));
     let audit = site.vigil(&["audit", "list", "--config", &site.config_str()])?;
-    assert!(audit.contains("alarm.ack") && audit.contains("nurse ann"), "{audit}");
+    assert!(audit.contains("alarm.ack") && audit.contains("nurse-ann"), "{audit}");
 
     // Recovery past the hysteresis clears the condition.
     publish_tracked(port, oximeter_spo2(95.0, Utc::now(), 3), 10, Duration::from_secs(30), |_| {}).await?;

@@ -8,6 +8,7 @@
 //! leaves a shorter chain that verifies.
 
 pub mod checkpoint;
+pub mod export;
 pub mod key;
 pub mod syslog;
 

@@ -869,3 +869,18 @@ impl<T: Inbox + RegistryStore + QuarantineStore + OutboxStore + AlarmStore + Aud
     Store for T
 {
 }
+
+#[cfg(test)]
+mod silence_tests {
+    use super::SilenceRequest;
+
+    #[test]
+    fn silences_stop_at_the_count_or_the_minutes_whichever_comes_first() {
+        let ask =
+            |minutes| SilenceRequest { until: chrono::Utc::now(), minutes, max_silences: 4, max_total_minutes: 120 };
+        assert!(ask(60).allows(1, 60).is_ok());
+        assert!(ask(61).allows(1, 60).unwrap_err().contains("at most 60 more"));
+        assert!(ask(1).allows(4, 4).unwrap_err().contains("the most allowed (4)"));
+        assert!(ask(1).allows(3, 119).is_ok());
+    }
+}

@@ -4,6 +4,9 @@ use super::Admin;
 use crate::accounts::Action;
 use crate::api::actor::Actor;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use chrono::{DateTime, Utc};
+
+use crate::audit::export::{self, Subject};
 use crate::audit::{AuditEntry, AuditVerdict};
 use crate::store::{
     AlarmEntry, DeviceEntry, HeldEntry, OutboxEntry, OutboxStatus, QuarantineEntry, ReadingQuery, RejectedEntry,
@@ -90,6 +93,44 @@ impl Admin {
     pub async fn verify_audit(&self, actor: &Actor) -> ApiResult<AuditVerdict> {
         self.permit(actor, Action::View).await?;
         Ok(self.store.verify_audit().await?)
+    }
+
+    /// The audit entries recorded from `from` to `to` as a FHIR R4 Bundle of AuditEvents (IHE
+    /// BALP's codes), for an administrator; the export itself is audited.
+    pub async fn export_audit(
+        &self,
+        actor: &Actor,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> ApiResult<serde_json::Value> {
+        self.permit(actor, Action::ExportAudit).await?;
+        if from > to {
+            return Err(ApiError::new(ErrorCode::InvalidInput, "--from must not be after --to"));
+        }
+        let mut entries = self.store.audit_entries(u32::MAX).await?;
+        entries.retain(|e| e.at >= from && e.at <= to);
+        entries.reverse();
+        let mut patients = std::collections::HashMap::new();
+        for key in entries.iter().filter_map(|e| e.subject.strip_prefix("patient ")?.parse::<i64>().ok()) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = patients.entry(key)
+                && let Some(p) = self.store.patient(key).await?
+            {
+                slot.insert((p.system, p.value));
+            }
+        }
+        let detail = format!("{} entries, {} to {}", entries.len(), from.to_rfc3339(), to.to_rfc3339());
+        self.store.audit(actor.name(), "audit.export", "audit log", &detail).await?;
+        let site = &self.config.identity.organisation;
+        Ok(export::bundle(&entries, site, env!("CARGO_PKG_VERSION"), self.clock.now(), |e| {
+            let key = e.subject.strip_prefix("patient ").and_then(|k| k.parse::<i64>().ok());
+            match key.and_then(|k| patients.get(&k)) {
+                Some((system, value)) => Subject::Patient { system: system.clone(), value: value.clone() },
+                None if e.action.starts_with("device.") || e.action.starts_with("pairing.") => {
+                    Subject::Device(e.subject.clone())
+                }
+                None => Subject::Other,
+            }
+        }))
     }
 
     /// Checks a backup's audit chain against the checkpoint stored with it.

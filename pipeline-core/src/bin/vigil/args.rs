@@ -265,7 +265,7 @@ pub(crate) enum Command {
         site: SiteArgs,
         #[command(flatten)]
         operator: OperatorArgs,
-        /// `verify` or `list`.
+        /// `verify`, `list` or `export`.
         what: AuditWhat,
         /// At most this many entries (list).
         #[arg(long, default_value_t = 100)]
@@ -273,6 +273,12 @@ pub(crate) enum Command {
         /// verify: check this backup (made by `vigil backup`) against the checkpoint stored with it.
         #[arg(long)]
         backup: Option<PathBuf>,
+        /// export: entries recorded from (RFC 3339; default: the first).
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// export: entries recorded until (RFC 3339; default: now).
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
     },
     /// Operator accounts: the first administrator, accounts and roles, tokens for scripts,
     /// break-glass.
@@ -391,6 +397,8 @@ pub(crate) enum CredentialAction {
 pub(crate) enum AuditWhat {
     Verify,
     List,
+    /// A FHIR R4 Bundle of AuditEvents (admin only; audited).
+    Export,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -407,15 +415,19 @@ pub(crate) enum ShowWhat {
 /// The site a command works on.
 #[derive(clap::Args)]
 pub(crate) struct SiteArgs {
-    /// The config file.
-    #[arg(long, short)]
-    pub(crate) config: PathBuf,
+    /// The config file (before or after the subcommand's own action).
+    #[arg(long, short, global = true)]
+    pub(crate) config: Option<PathBuf>,
 }
 
 impl SiteArgs {
     /// The operator facade on the site's store.
     pub(crate) async fn open(&self) -> anyhow::Result<Admin> {
-        Ok(Admin::open(load_config(&self.config)?, clock::system()).await?)
+        let config = self
+            .config
+            .as_ref()
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidInput, "give the site's config file: --config PATH"))?;
+        Ok(Admin::open(load_config(config)?, clock::system()).await?)
     }
 }
 

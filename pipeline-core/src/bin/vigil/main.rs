@@ -277,11 +277,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             admin.backup(&operator.actor(&admin).await?, &file).await?;
             outln!("store copied to {}, with its audit checkpoint", file.display());
         }
-        Command::Audit { site, what, limit, backup, operator } => {
+        Command::Audit { site, what, limit, backup, from, to, operator } => {
             let admin = site.open().await?;
             let actor = operator.actor(&admin).await?;
             match what {
                 AuditWhat::List => print_json(&admin.audit_entries(&actor, limit).await?)?,
+                AuditWhat::Export => {
+                    let from = from.unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+                    print_json(&admin.export_audit(&actor, from, to.unwrap_or_else(chrono::Utc::now)).await?)?
+                }
                 AuditWhat::Verify => {
                     let verdict = match &backup {
                         Some(file) => admin.verify_backup(&actor, file).await?,

@@ -104,6 +104,29 @@ pub(super) async fn rechain_unkeyed(store: &SqliteStore) -> Result<(), StoreErro
     store.commit_audited(tx).await
 }
 
+/// A chain with entries but no checkpoint beside it means the file was removed: a new one would
+/// hide a cut tail, so the chain itself records that it happened (and the log says so) first.
+pub(super) async fn note_missing_checkpoint(store: &SqliteStore) -> Result<(), StoreError> {
+    let Some(path) = &store.seal.checkpoint else { return Ok(()) };
+    if path.exists() || head(&store.pool).await?.is_none() {
+        return Ok(());
+    }
+    tracing::error!(
+        checkpoint = %path.display(),
+        "the audit checkpoint is missing: entries cut from the end before now cannot be noticed"
+    );
+    let detail = "the checkpoint file was gone at start; a new one is sealed from the chain's head as found";
+    let mut tx = store.write_tx().await?;
+    append_audit(
+        &mut tx,
+        store.clock.now(),
+        ["system", "audit.checkpoint_missing", "audit log", detail],
+        &store.seal.key,
+    )
+    .await?;
+    store.commit_audited(tx).await
+}
+
 impl SqliteStore {
     /// Commits a transaction that appended to the audit log, then writes the checkpoint of the new
     /// head. A checkpoint that cannot be written is logged: the action itself has committed.

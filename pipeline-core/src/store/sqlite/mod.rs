@@ -106,6 +106,7 @@ impl SqliteStore {
         let seal = Arc::new(audit::AuditSeal::for_database(&path)?);
         let store = SqliteStore { pool, clock, path, seal, syslog: None };
         audit::rechain_unkeyed(&store).await?;
+        audit::note_missing_checkpoint(&store).await?;
         store.write_checkpoint().await?;
         Ok(store)
     }
