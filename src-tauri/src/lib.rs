@@ -122,7 +122,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>, context: tauri::Context<R
 
 /// The desktop entry point.
 pub fn run() {
-    pipeline_core::secrets::restrict_umask();
+    pipeline_core::api::restrict_umask();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use pipeline_core::accounts::Role;
-use pipeline_core::api::{Console, ConsoleOptions, DemoFiles, ErrorCode, system_clock};
+use pipeline_core::api::{Console, ConsoleOptions, DemoFiles, ErrorCode, Role, system_clock};
 use serde_json::{Value, json};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder};

@@ -26,7 +26,9 @@ pub use console::{Console, ConsoleOptions, STALE_AFTER_SECS};
 pub use error::{ApiError, ApiResult, ErrorCode};
 pub use profile_trial::{ProfileTrial, TrialProblem, TrialReading, try_profile};
 
+pub use crate::accounts::Role;
 pub use crate::clock::{SharedClock, system as system_clock};
+pub use crate::secrets::restrict_umask;
 pub use crate::demo::DemoFiles;
 
 /// Where a new demo site's endpoints listen by default.

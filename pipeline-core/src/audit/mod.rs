@@ -96,8 +96,7 @@ pub fn verify(key: &AuditKey, chain: &[ChainLink], checkpoint: Option<&Checkpoin
         checkpoint: checkpoint.cloned(),
     };
     let mut prev: &[u8] = &GENESIS;
-    let mut expected_id = 1;
-    for l in chain {
+    for (expected_id, l) in (1..).zip(chain) {
         if l.id != expected_id {
             return verdict(
                 Some(expected_id),
@@ -121,7 +120,6 @@ pub fn verify(key: &AuditKey, chain: &[ChainLink], checkpoint: Option<&Checkpoin
             );
         }
         prev = &l.hash;
-        expected_id += 1;
     }
     let Some(cp) = checkpoint else {
         return match chain.last() {
