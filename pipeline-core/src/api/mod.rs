@@ -28,8 +28,8 @@ pub use profile_trial::{ProfileTrial, TrialProblem, TrialReading, try_profile};
 
 pub use crate::accounts::Role;
 pub use crate::clock::{SharedClock, system as system_clock};
-pub use crate::secrets::restrict_umask;
 pub use crate::demo::DemoFiles;
+pub use crate::secrets::restrict_umask;
 
 /// Where a new demo site's endpoints listen by default.
 pub mod demo_listen {

@@ -170,3 +170,39 @@ async fn a_settings_restart_takes_at_most_5_s_beside_a_client_that_stops_reading
     flood.abort();
     console.stop().await;
 }
+
+/// A site with no account yet: the console asks for the first administrator, once; the password
+/// must be long enough; then the administrator is signed in, and a lock needs the password back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_site_makes_its_first_administrator_at_the_console_once() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_console(dir.path()).await.stop().await;
+    // The demo's files, as a site of its own: not the demo, and a store with no account.
+    let config = std::fs::read_to_string(dir.path().join("vigil.toml")).unwrap();
+    let site = config.replace("demo = true", "demo = false").replace("vigil.db", "site.db");
+    assert_ne!(site, config);
+    std::fs::write(dir.path().join("site.toml"), site).unwrap();
+    let options = ConsoleOptions {
+        config_path: dir.path().join("site.toml"),
+        demo: None,
+        demo_listen: ("127.0.0.1:0".into(), "127.0.0.1:0".into()),
+        clock: system_clock(),
+    };
+    let console = Console::start(options).await.unwrap();
+    let session = console.session().await.unwrap();
+    assert!(session.needs_first_admin && session.account.is_none() && !session.demo, "{session:?}");
+    assert_eq!(console.actor().unwrap_err().code, ErrorCode::Unauthenticated);
+
+    assert_eq!(console.create_first_admin("ana", "short").await.unwrap_err().code, ErrorCode::InvalidInput);
+    let session = console.create_first_admin("ana", "a long enough password").await.unwrap();
+    assert_eq!((session.account.as_deref(), session.roles.as_slice()), (Some("ana"), &[Role::Admin][..]));
+    let again = console.create_first_admin("eve", "a long enough password").await.unwrap_err();
+    assert_eq!(again.code, ErrorCode::Refused, "only the first");
+
+    console.lock().await.unwrap();
+    assert_eq!(console.devices().await.unwrap_err().code, ErrorCode::Unauthenticated);
+    assert_eq!(console.unlock("wrong password!").await.unwrap_err().code, ErrorCode::SignInFailed);
+    assert!(!console.unlock("a long enough password").await.unwrap().locked);
+    assert!(console.devices().await.is_ok());
+    console.stop().await;
+}
