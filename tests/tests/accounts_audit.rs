@@ -121,6 +121,10 @@ async fn a_running_backup_verifies_and_a_cut_removed_or_rewritten_chain_is_named
 async fn the_audit_export_is_a_valid_fhir_bundle_of_audit_events_for_admins_only() -> anyhow::Result<()> {
     let site = Site::new(BrokerKind::Embedded)?;
     let config = site.config_str();
+    // Every checkpoint also goes to the site's syslog.
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    syslog.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    site.set_in("audit", &format!("syslog = \"{}\"", syslog.local_addr()?))?;
     let biomed = site.account("bea", &["biomed"])?;
     let pair = ["pair", "--config", &config, "--device", "MX-00A1", "--patient-system", vigil_tests::DEMO_SYSTEM];
     let (code, out) = site.vigil_as(&biomed, &[&pair[..], &["--patient", "MRN-100001"]].concat())?;
@@ -143,9 +147,19 @@ async fn the_audit_export_is_a_valid_fhir_bundle_of_audit_events_for_admins_only
     assert_eq!(paired["entity"][0]["what"]["identifier"]["value"], "MX-00A1");
     let refused = events.iter().find(|e| e["subtype"][0]["code"] == "access.refused").expect("the refusal");
     assert_eq!((refused["outcome"].as_str(), refused["type"]["code"].as_str()), (Some("4"), Some("110113")));
-    // Exporting is itself audited.
-    let audit = site.vigil(&["audit", "list", "--config", &config, "--limit", "5"])?;
-    assert!(audit.contains("audit.export"), "{audit}");
+    // Exporting is itself audited, and the checkpoint after it reached the syslog.
+    let audit: Value = serde_json::from_str(&site.vigil(&["audit", "list", "--config", &config, "--limit", "5"])?)?;
+    let exported = audit.as_array().unwrap().iter().find(|e| e["action"] == "audit.export").expect("audited");
+    let head = format!("head_id={}", exported["id"]);
+    let mut buf = [0u8; 2048];
+    let line = loop {
+        let n = syslog.recv(&mut buf)?;
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if line.contains(&head) {
+            break line;
+        }
+    };
+    assert!(line.starts_with("<110>1 ") && line.contains("vigil audit checkpoint") && line.contains("seal="), "{line}");
     Ok(())
 }
 

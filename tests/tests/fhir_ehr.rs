@@ -549,6 +549,9 @@ async fn a_bearer_token_comes_from_the_environment() -> anyhow::Result<()> {
     queue_events(&site, &patients, 2).await?;
     site.wait_outbox(Duration::from_secs(30), |o| with_status(o, "delivered") == 2).await?;
     assert!(vigil.terminate().await?.success());
+    // The token is used, and never written down: not in vigil.toml, not in the log.
+    assert!(!std::fs::read_to_string(&site.config)?.contains(&token));
+    assert!(!site.log().contains(&token), "the bearer token is in the log");
     Ok(())
 }
 

@@ -53,7 +53,16 @@ const VIEW_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(15 
 impl Admin {
     /// Opens the site's store and profiles, for a face that runs no pipeline (the CLI).
     pub async fn open(config: Config, clock: SharedClock) -> ApiResult<Admin> {
-        let store = store::open(&config.store.url, clock.clone()).await?;
+        let syslog = config
+            .audit
+            .syslog
+            .as_deref()
+            .map(crate::audit::syslog::Syslog::to)
+            .transpose()
+            .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, format!("audit.syslog: {e}")))?;
+        let store =
+            store::open_limited(&config.store.url, clock.clone(), store::PageLimit::default(), syslog.map(Arc::new))
+                .await?;
         let profiles = ProfileSet::load_dir(&config.profiles.dir)
             .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         Ok(Admin::over(config, store, Arc::new(profiles), clock))

@@ -225,8 +225,8 @@ pub(crate) enum Command {
     },
     /// Acknowledge an alarm (audited, with your name and a reason).
     Ack(ReasonedAction),
-    /// Silence an active alarm: hold back its re-notification for a while (audited, with your name
-    /// and a reason). The alarm stays listed and latched.
+    /// Silence an active alarm's escalation for 1 to 60 minutes (audited, with your account and a
+    /// reason); at most 4 silences or 120 minutes per alarm. The alarm stays listed and latched.
     Silence {
         #[command(flatten)]
         site: SiteArgs,
