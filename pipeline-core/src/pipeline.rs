@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::Publisher;
 use crate::alerts::ledger::Ledger;
+use crate::audit::syslog::Syslog;
 use crate::clock::SharedClock;
 use crate::config::{BrokerConfig, BrokerMode, Config, RetentionConfig};
 use crate::health::latency::Latencies;
@@ -221,14 +222,7 @@ async fn audit_config_changes(store: &dyn Store, config: &Config) -> Result<(), 
 pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartError> {
     let lock = lock_store(&config.store.url)?;
     let page_limit = store::PageLimit::of(config.store.test_max_pages.unwrap_or(0));
-    let syslog = config
-        .audit
-        .syslog
-        .as_deref()
-        .map(crate::audit::syslog::Syslog::to)
-        .transpose()
-        .map_err(StartError::Syslog)?
-        .map(Arc::new);
+    let syslog = Syslog::of_site(config.audit.syslog.as_deref()).map_err(StartError::Syslog)?;
     let store = store::open_limited(&config.store.url, clock.clone(), page_limit.clone(), syslog).await?;
     // A damaged file is met at the start, with how to restore, not by failures mid-shift.
     store.check_integrity().await?;

@@ -26,6 +26,7 @@ pub use registry::Pairing;
 
 use super::actor::Actor;
 use super::error::{ApiError, ApiResult, ErrorCode};
+use crate::audit::syslog::Syslog;
 use crate::clinical;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -53,16 +54,9 @@ const VIEW_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(15 
 impl Admin {
     /// Opens the site's store and profiles, for a face that runs no pipeline (the CLI).
     pub async fn open(config: Config, clock: SharedClock) -> ApiResult<Admin> {
-        let syslog = config
-            .audit
-            .syslog
-            .as_deref()
-            .map(crate::audit::syslog::Syslog::to)
-            .transpose()
+        let syslog = Syslog::of_site(config.audit.syslog.as_deref())
             .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, format!("audit.syslog: {e}")))?;
-        let store =
-            store::open_limited(&config.store.url, clock.clone(), store::PageLimit::default(), syslog.map(Arc::new))
-                .await?;
+        let store = store::open_limited(&config.store.url, clock.clone(), store::PageLimit::default(), syslog).await?;
         let profiles = ProfileSet::load_dir(&config.profiles.dir)
             .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         Ok(Admin::over(config, store, Arc::new(profiles), clock))

@@ -17,6 +17,11 @@ pub struct Syslog {
 }
 
 impl Syslog {
+    /// The sender `[audit] syslog` names, if it names one.
+    pub fn of_site(address: Option<&str>) -> std::io::Result<Option<std::sync::Arc<Syslog>>> {
+        address.map(|a| Syslog::to(a).map(std::sync::Arc::new)).transpose()
+    }
+
     /// A sender to `address` (`host:port`).
     pub fn to(address: &str) -> std::io::Result<Syslog> {
         let target = address
