@@ -95,7 +95,9 @@ pub enum StoreError {
         "the database {path} is damaged ({detail}). Vigil will not run on it: the device-patient pairings \
          it holds are what alarms are attributed by. To restore: stop every Vigil on this store, move \
          {path} and its -wal and -shm files aside (keep them for review), copy your newest backup \
-         (made by vigil backup) to {path}, and start again. Call clinical engineering if there is no backup."
+         (made by vigil backup) to {path} and its .checkpoint file to audit.checkpoint beside it (the \
+         audit trail then ends where the backup does), and start again. Call clinical engineering if \
+         there is no backup."
     )]
     Damaged {
         /// The database file.
