@@ -181,6 +181,8 @@ impl StartError {
 pub struct Handle {
     store: Arc<dyn Store>,
     rules_version: Option<String>,
+    /// The active rules' alarm limits, for the trend charts.
+    alarm_limits: Vec<crate::rules::RuleLimit>,
     profiles: Arc<ProfileSet>,
     policy: Policy,
     ingest: IngestHandle,
@@ -251,11 +253,12 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         None => (None, None),
     };
     let device_clocks = crate::rules::clock::DeviceClocksBoard::default();
-    let (rules_tx, rules_task, rules_version) = match &config.rules.file {
-        None => (None, None, None),
+    let (rules_tx, rules_task, rules_version, alarm_limits) = match &config.rules.file {
+        None => (None, None, None, Vec::new()),
         Some(file) => {
             let rules = RuleSet::load(file)?;
             let version = rules.version.clone();
+            let limits = rules.alarm_limits();
             let engine = Engine::new(rules);
             let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::run::QUEUE);
             (
@@ -274,6 +277,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
                     rx,
                 ))),
                 Some(version),
+                limits,
             )
         }
     };
@@ -459,6 +463,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         _lock: lock,
         store,
         rules_version,
+        alarm_limits,
         profiles,
         policy,
         ingest,
@@ -525,7 +530,12 @@ impl Handle {
         &self.store
     }
 
-    /// The rule set's version, when rules run.
+    /// The active rules' alarm limits (threshold rules that raise alarms).
+    pub fn alarm_limits(&self) -> &[crate::rules::RuleLimit] {
+        &self.alarm_limits
+    }
+
+    /// The rule set's version, when rules are loaded.
     pub fn rules_version(&self) -> Option<&str> {
         self.rules_version.as_deref()
     }

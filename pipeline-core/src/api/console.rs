@@ -24,7 +24,7 @@ use crate::clinical;
 use crate::clock::SharedClock;
 use crate::config::{BrokerAddress, BrokerMode, Config};
 use crate::demo::{self, DemoFiles};
-use crate::model::codes::metric_by_code;
+use crate::model::codes::{clinical_order, metric_by_code};
 use crate::model::event::{ClinicalEvent, EventContent, Observation};
 use crate::pipeline::{self, Handle};
 use crate::registry_import::SeedError;
@@ -248,6 +248,8 @@ impl Console {
                     device_id,
                     mdc_code,
                     metric: metric_by_code(mdc_code).map_or_else(|| mdc_code.to_string(), |m| m.display.to_string()),
+                    order: clinical_order(mdc_code),
+                    decimals: metric_by_code(mdc_code).map_or(2, |m| m.decimals),
                     value: l.value,
                     unit: l.unit.to_string(),
                     observed_at: l.observed_at,
@@ -258,10 +260,10 @@ impl Console {
             })
             .collect();
         values.sort_by(|a, b| {
-            (a.patient_label.as_deref(), &a.device_id, a.mdc_code).cmp(&(
+            (a.patient_label.as_deref(), &a.device_id, a.order).cmp(&(
                 b.patient_label.as_deref(),
                 &b.device_id,
-                b.mdc_code,
+                b.order,
             ))
         });
         Ok(values)
@@ -284,7 +286,14 @@ impl Console {
             ..ReadingQuery::default()
         };
         let readings = self.store().readings(&query).await?;
-        Ok(chart::trend(&format!("{} {device_id}", metric.display), metric.unit, &readings, minutes, now))
+        let limits: Vec<chart::AlarmLimit> = self
+            .handle
+            .alarm_limits()
+            .iter()
+            .filter(|l| l.mdc_code == mdc_code)
+            .map(|l| chart::AlarmLimit { value: l.value, label: l.label.clone() })
+            .collect();
+        Ok(chart::trend(&format!("{} {device_id}", metric.display), metric.unit, &readings, minutes, now, &limits))
     }
 
     /// Alarms, newest first (only active ones when asked), with the patient's label.

@@ -27,6 +27,11 @@ pub struct LiveValue {
     pub mdc_code: u32,
     /// Display name, e.g. "SpO2".
     pub metric: String,
+    /// Its place in the clinical order of a device's values (heart rate, pulse, SpO2, respiration,
+    /// temperature, then systolic, diastolic and mean pressure).
+    pub order: u32,
+    /// Decimals the metric is shown with (36.8 °C, 97 %).
+    pub decimals: u8,
     /// The value.
     pub value: f64,
     /// UCUM unit.

@@ -50,6 +50,7 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
     assert!(!spo2.stale && live.iter().all(|v| v.device_id != "MX-00A1"), "unpaired data is never shown");
     let svg = console.chart("OX-1000", 150456, 15).await.unwrap();
     assert!(svg.contains("<polyline"), "{svg}");
+    assert!(svg.contains("spo2-low: below"), "the active rule's alarm limit is drawn: {svg}");
 
     // The unpaired monitor's readings are quarantined; releasing before pairing leaves them there.
     let item = eventually("a quarantined reading", async || {

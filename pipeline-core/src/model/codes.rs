@@ -136,6 +136,12 @@ pub fn metric_by_code(code: u32) -> Option<&'static Metric> {
     METRICS.iter().find(|m| m.mdc_code == code)
 }
 
+/// A metric's place in the table, which lists them in clinical order (systolic before diastolic
+/// before mean); unknown codes come last.
+pub fn clinical_order(code: u32) -> u32 {
+    METRICS.iter().position(|m| m.mdc_code == code).map_or(u32::MAX, |i| i as u32)
+}
+
 /// The metric named by its MDC reference id (`MDC_PULS_OXIM_SAT_O2`, exact case) or its decimal code
 /// (`150456`): profiles may use either.
 pub fn metric_by_ref(s: &str) -> Option<&'static Metric> {

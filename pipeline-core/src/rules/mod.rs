@@ -273,6 +273,35 @@ pub struct RuleSet {
     pub summaries: Vec<Summary>,
 }
 
+/// An alarm limit of an active threshold rule: what the trend chart draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleLimit {
+    /// The metric's MDC code.
+    pub mdc_code: u32,
+    /// The threshold.
+    pub value: f64,
+    /// The rule and its direction, e.g. `spo2-low: below 90`.
+    pub label: String,
+}
+
+impl RuleSet {
+    /// The limits of the threshold rules that raise alarms.
+    pub fn alarm_limits(&self) -> Vec<RuleLimit> {
+        self.rules
+            .iter()
+            .filter(|r| r.alarm)
+            .filter_map(|r| match &r.condition {
+                Condition::Threshold { metric, threshold, below, .. } => Some(RuleLimit {
+                    mdc_code: metric.mdc_code,
+                    value: *threshold,
+                    label: format!("{}: {} {threshold}", r.id, if *below { "below" } else { "above" }),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Why a rule file was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {problems:?}")]

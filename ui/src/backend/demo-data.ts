@@ -59,10 +59,17 @@ export function demoData(now: Date): MockData {
     patient(4, 'MRN-100002', 'Demo Patient Charlie', '1990-01-15'),
   ];
   const [alpha, bravo, delta] = registry.map(patientLabel);
+  // The pipeline's clinical order and decimals of each metric (pipeline-core's code table).
+  const shape: Record<number, { order: number; decimals: number }> = {
+    [MDC.heartRate]: { order: 0, decimals: 0 }, [MDC.pulseRate]: { order: 1, decimals: 0 },
+    [MDC.spo2]: { order: 2, decimals: 0 }, [MDC.respRate]: { order: 3, decimals: 0 },
+    [MDC.temp]: { order: 4, decimals: 1 }, [MDC.nibpSys]: { order: 5, decimals: 0 },
+    [MDC.nibpDia]: { order: 6, decimals: 0 },
+  };
   const live = (device_id: string, device_label: string, patient_id: number, patient_label: string,
     mdc_code: number, metric: string, value: number, unit: string, age: number, stale = false,
     validity: LiveValue['validity'] = 'demo'): LiveValue => ({
-    device_id, device_label, patient_id, patient_label, mdc_code, metric, value, unit,
+    device_id, device_label, patient_id, patient_label, mdc_code, metric, ...shape[mdc_code], value, unit,
     observed_at: ago(age), age_secs: age, stale, validity,
   });
   const beat = (name: string, state: ComponentHealth['state'] = 'up', reason = '') =>

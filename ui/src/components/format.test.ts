@@ -22,6 +22,8 @@ describe('formatting', () => {
     expect(unitText('/min')).toBe('/min');
     expect(valueText(97)).toBe('97');
     expect(valueText(36.849)).toBe('36.85');
+    expect(valueText(36.849, 1)).toBe('36.8');
+    expect(valueText(97, 0)).toBe('97');
     expect(codeText('no_active_pairing')).toBe('No active pairing');
   });
 });

@@ -35,9 +35,9 @@ export function unitText(ucum: string): string {
   return UNIT_TEXT[ucum] ?? ucum;
 }
 
-/** Up to two decimals, without trailing zeros: 97, 36.8, 3.12. */
-export function valueText(v: number): string {
-  return String(Math.round(v * 100) / 100);
+/** With the metric's decimals when given (36.8, 97); else up to two, without trailing zeros. */
+export function valueText(v: number, decimals?: number): string {
+  return decimals === undefined ? String(Math.round(v * 100) / 100) : v.toFixed(decimals);
 }
 
 export const PRIORITY: Record<Priority, { shape: string; word: string; rank: number }> = {

@@ -26,6 +26,14 @@ describe('live streams', () => {
     expect(row('MX-00A0', MDC.nibpSys).textContent).toContain('mmHg');
   });
 
+  it('keeps a device\'s values in clinical order, each at its metric\'s precision', async () => {
+    renderView(<LiveView />);
+    await screen.findAllByTestId('live-row');
+    const monitor = screen.getAllByTestId('live-row').filter((r) => r.dataset.device === 'MX-00A0').map((r) => Number(r.dataset.mdc));
+    expect(monitor).toEqual([MDC.heartRate, MDC.respRate, MDC.nibpSys, MDC.nibpDia]);
+    expect(row('00-1B-C5-0C-00-00-00-00', MDC.temp).querySelector('[data-testid="live-value"]')!.textContent).toBe('36.8');
+  });
+
   it('says in words what the device said of a value: demo data, and no number for an invalid one', async () => {
     renderView(<LiveView />);
     await screen.findAllByTestId('live-row');

@@ -67,7 +67,9 @@ export function LiveView() {
                       onKeyDown={(e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(v); } }}>
                       <td>{v.metric}</td>
                       <td class="num value" data-testid="live-value" data-validity={v.validity}>
-                        {v.validity === 'invalid' ? <span title={`The device flagged ${valueText(v.value)} as invalid`}>—</span> : valueText(v.value)}
+                        {v.validity === 'invalid'
+                          ? <span title={`The device flagged ${valueText(v.value, v.decimals)} as invalid`}>—</span>
+                          : valueText(v.value, v.decimals)}
                       </td>
                       <td title={`UCUM ${v.unit}`}>{unitText(v.unit)}</td>
                       <td data-testid="live-age">{ageText(age)}</td>
@@ -88,7 +90,7 @@ export function LiveView() {
   );
 }
 
-/** [patient label, [device id, rows sorted by metric][]][], patients by label with "Unpaired" last. */
+/** [patient label, [device id, rows in clinical order][]][], patients by label with "Unpaired" last. */
 function group(rows: Row[]): [string, [string, Row[]][]][] {
   const byPatient = new Map<string, Map<string, Row[]>>();
   for (const r of rows) {
@@ -100,7 +102,7 @@ function group(rows: Row[]): [string, [string, Row[]][]][] {
   const order = (a: string, b: string) => (a === UNPAIRED ? 1 : b === UNPAIRED ? -1 : a.localeCompare(b));
   return [...byPatient.entries()].sort(([a], [b]) => order(a, b)).map(([p, devices]) => [p,
     [...devices.entries()].sort(([a], [b]) => a.localeCompare(b))
-      .map(([d, list]) => [d, list.sort((x, y) => x.v.metric.localeCompare(y.v.metric))] as [string, Row[]])]);
+      .map(([d, list]) => [d, list.sort((x, y) => x.v.order - y.v.order)] as [string, Row[]])]);
 }
 
 /** What the device said of a value, when it is not simply valid: in words, not only colour. */

@@ -30,6 +30,15 @@ mdc_code: number,
  */
 metric: string, 
 /**
+ * Its place in the clinical order of a device's values (heart rate, pulse, SpO2, respiration,
+ * temperature, then systolic, diastolic and mean pressure).
+ */
+order: number, 
+/**
+ * Decimals the metric is shown with (36.8 °C, 97 %).
+ */
+decimals: number, 
+/**
  * The value.
  */
 value: number, 
