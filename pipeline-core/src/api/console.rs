@@ -49,6 +49,15 @@ pub struct ConsoleOptions {
     pub clock: SharedClock,
 }
 
+/// How long an alarm's escalation may still be silenced: nothing once acknowledged or cleared (a
+/// silence would change nothing) or once its silences are spent.
+fn silence_left(alarm: &crate::store::AlarmEntry, limits: &crate::config::AlertsConfig) -> u32 {
+    if alarm.acked_at.is_some() || alarm.cleared_at.is_some() || alarm.silence_count >= limits.max_silences {
+        return 0;
+    }
+    limits.max_silence_minutes_total.saturating_sub(alarm.silenced_minutes).min(super::MAX_SILENCE_MINUTES)
+}
+
 /// Who the window is signed in as.
 #[derive(Debug, Clone, Default)]
 struct Session {
@@ -305,6 +314,7 @@ impl Console {
             .map(|alarm| AlarmView {
                 patient_label: alarm.patient_id.and_then(|p| labels.get(&p).cloned()),
                 unit: alarm.mdc_code.and_then(metric_by_code).map(|m| m.unit.to_string()),
+                silence_minutes_left: silence_left(&alarm, &self.config().alerts),
                 alarm,
             })
             .collect())

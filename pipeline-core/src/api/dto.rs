@@ -57,6 +57,9 @@ pub struct AlarmView {
     pub patient_label: Option<String>,
     /// The value's UCUM unit, for a physiological alarm.
     pub unit: Option<String>,
+    /// The longest silence of its escalation the site would still accept, in minutes: 0 when a
+    /// silence would change nothing (acknowledged, cleared) or the alarm's silence limits are spent.
+    pub silence_minutes_left: u32,
 }
 
 /// Where a released reading went.

@@ -57,6 +57,15 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
         console.quarantine().await.unwrap().into_iter().find(|q| q.device_id == "MX-00A1")
     })
     .await;
+    // While the spare monitor's alarm is active and unacknowledged a silence is offered; once it is
+    // acknowledged, a silence would change nothing and none is.
+    let active = eventually("the unpaired monitor's active alarm", async || {
+        console.alarms(true).await.unwrap().into_iter().find(|a| a.alarm.rule_id == "device-unpaired")
+    })
+    .await;
+    assert_eq!(active.silence_minutes_left, MAX_SILENCE_MINUTES);
+    let clinician = Actor::for_tests("cleo", &[Role::Clinician]);
+    console.admin().ack_alarm(&clinician, active.alarm.id, "pairing it").await.unwrap();
     let bo = Actor::for_tests("biomed-bo", &[Role::Biomed]);
     let early = console.admin().release_quarantine(&bo, item.id, "checking").await.unwrap();
     assert_eq!(early.outcome, ReleaseResult::Quarantined, "{early:?}");
@@ -83,10 +92,9 @@ async fn the_demo_site_streams_values_and_an_unpaired_reading_is_released_after_
     assert_eq!(released.outcome, ReleaseResult::Stored, "{released:?}");
     assert!(console.quarantine().await.unwrap().iter().all(|q| q.id != item.id));
     let unpaired = console.alarms(false).await.unwrap().into_iter().find(|a| a.alarm.rule_id == "device-unpaired");
-    assert!(
-        unpaired.is_some_and(|a| a.unit.is_none() && a.patient_label.is_none()),
-        "a technical alarm, about no patient"
-    );
+    let unpaired = unpaired.expect("the unpaired monitor's alarm");
+    assert!(unpaired.unit.is_none() && unpaired.patient_label.is_none(), "a technical alarm, about no patient");
+    assert_eq!(unpaired.silence_minutes_left, 0, "acknowledged before the pairing: no silence to offer");
     let devices = console.devices().await.unwrap();
     let mx = devices.iter().find(|d| d.device.device_id == "MX-00A1").unwrap();
     assert_eq!(mx.patient_label.as_deref(), Some("Demo Patient Bravo"));

@@ -87,7 +87,7 @@ export function demoData(now: Date): MockData {
   });
   const noAck = {
     acked_at: null, acked_by: null, ack_reason: null, silenced_until: null, silenced_by: null, silence_reason: null,
-    silence_count: 0, silenced_minutes: 0,
+    silence_count: 0, silenced_minutes: 0, silence_minutes_left: 60,
   };
   const rulesVersion = 'adult-vitals-2026.11-1';
 
@@ -128,7 +128,7 @@ export function demoData(now: Date): MockData {
         patient_id: null, patient_label: null, device_id: 'MX-00A1', mdc_code: null, value: null, unit: null,
         since: ago(620), raised_at: ago(600), cleared_at: null, ...noAck,
         silenced_until: new Date(now.getTime() + 4 * 60_000).toISOString(), silenced_by: 'K. Osei',
-        silence_reason: 'Spare monitor being set up in bay 2', silence_count: 1, silenced_minutes: 5 },
+        silence_reason: 'Spare monitor being set up in bay 2', silence_count: 1, silenced_minutes: 5, silence_minutes_left: 60 },
       { id: 37, key: 'e90a51c2', kind: 'physiological', rule_id: 'pulse-high', rule_version: rulesVersion,
         description: 'Pulse rate 131 /min or more for 60 s (NEWS2 band scoring 3)', priority: 'medium',
         patient_id: 3, patient_label: delta, device_id: '00-1B-C5-0C-00-00-00-01', mdc_code: MDC.pulseRate, value: 134, unit: '/min',

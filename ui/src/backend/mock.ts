@@ -183,7 +183,8 @@ export class MockBackend implements Backend {
 
   alarms(activeOnly: boolean) {
     return this.reply('alarms', [activeOnly], () =>
-      this.data.alarms.filter((a) => !activeOnly || a.cleared_at === null));
+      this.data.alarms.filter((a) => !activeOnly || a.cleared_at === null)
+        .map((a) => ({ ...a, silence_minutes_left: silenceLeft(a) })));
   }
 
   quarantine() { return this.reply('quarantine', [], () => this.data.quarantine); }
@@ -526,6 +527,12 @@ function fail(code: ErrorCode, message: string): BackendError {
 }
 
 /** Active alarms nobody has acknowledged yet, by priority (silenced ones too: they still need an owner). */
+/** As the facade says it: no silence where it would change nothing, or past the alarm's limits. */
+function silenceLeft(a: Alarm): number {
+  if (a.acked_at || a.cleared_at || a.silence_count >= MAX_SILENCES) return 0;
+  return Math.min(MAX_SILENCE_MINUTES, MAX_SILENCE_TOTAL_MINUTES - a.silenced_minutes);
+}
+
 function unacknowledged(alarms: Alarm[]): AlarmCounts {
   const counts: AlarmCounts = { high: 0, medium: 0, low: 0 };
   for (const a of alarms) if (a.cleared_at === null && a.acked_at === null) counts[a.priority] += 1;

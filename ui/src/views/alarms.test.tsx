@@ -71,6 +71,20 @@ describe('alarms', () => {
     expect(rowOf(41).dataset.acked).toBe('false');
   });
 
+  it('offers Silence only where it changes something: not once acknowledged, not past the limits', async () => {
+    const { backend } = renderView(<AlarmsView />);
+    const spent = backend.data.alarms.find((a) => a.id === 42)!;
+    Object.assign(spent, { silence_count: 4, silenced_minutes: 20 });
+    await screen.findAllByTestId('alarm-row');
+    expect(within(rowOf(42)).queryByTestId('alarm-silence')).toBeNull();
+    expect(within(rowOf(42)).getByTestId('alarm-silences-spent').textContent).toContain('escalates until acknowledged');
+    fireEvent.click(within(rowOf(41)).getByTestId('alarm-ack'));
+    type(screen.getByTestId('ack-reason'), 'At the bedside');
+    fireEvent.click(screen.getByTestId('ack-confirm'));
+    await waitFor(() => expect(rowOf(41).dataset.acked).toBe('true'));
+    expect(within(rowOf(41)).queryByTestId('alarm-silence')).toBeNull();
+  });
+
   it('shows cleared and acknowledged alarms in the history tab, without actions', async () => {
     const { backend } = renderView(<AlarmsView />);
     await screen.findAllByTestId('alarm-row');

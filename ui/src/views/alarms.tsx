@@ -11,6 +11,9 @@ type Tab = 'active' | 'history';
 type Open = { id: number; form: 'ack' | 'silence' } | null;
 
 export const SILENCE_MINUTES = [2, 5, 15];
+
+/** The silences offered: only where one changes something, and within what the alarm has left. */
+const silenceChoices = (a: Alarm) => SILENCE_MINUTES.filter((m) => m <= a.silence_minutes_left);
 const POLL_MS = 5000;
 
 /** Active: high before medium before low, newest first within a priority. History: newest first. */
@@ -94,8 +97,16 @@ export function AlarmsView() {
                   {actionable && !a.acked_at && (
                     <button type="button" data-testid="alarm-ack" onClick={() => setOpen({ id: a.id, form: 'ack' })}>Acknowledge</button>
                   )}
-                  {actionable && !silenced && (
-                    <button type="button" data-testid="alarm-silence" onClick={() => setOpen({ id: a.id, form: 'silence' })}>Silence</button>
+                  {actionable && !silenced && silenceChoices(a).length > 0 && (
+                    <button type="button" data-testid="alarm-silence" onClick={() => {
+                      if (!silenceChoices(a).includes(minutes)) setMinutes(silenceChoices(a)[0]!);
+                      setOpen({ id: a.id, form: 'silence' });
+                    }}>Silence</button>
+                  )}
+                  {actionable && !a.acked_at && silenceChoices(a).length === 0 && (
+                    <div class="sub" data-testid="alarm-silences-spent">
+                      Its silences are used up ({a.silence_count}, {a.silenced_minutes} min): it escalates until acknowledged.
+                    </div>
                   )}
                 </td>
               </tr>,
@@ -111,7 +122,7 @@ export function AlarmsView() {
                         <label>
                           For{' '}
                           <select data-testid="silence-minutes" value={minutes} onChange={(e) => setMinutes(Number(e.currentTarget.value))}>
-                            {SILENCE_MINUTES.map((m) => <option key={m} value={m}>{m} min</option>)}
+                            {silenceChoices(a).map((m) => <option key={m} value={m}>{m} min</option>)}
                           </select>
                         </label>
                       </ReasonForm>

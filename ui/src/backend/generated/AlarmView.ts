@@ -15,6 +15,11 @@ patient_label: string | null,
  */
 unit: string | null, 
 /**
+ * The longest silence of its escalation the site would still accept, in minutes: 0 when a
+ * silence would change nothing (acknowledged, cleared) or the alarm's silence limits are spent.
+ */
+silence_minutes_left: number, 
+/**
  * Store key.
  */
 id: number, 
