@@ -102,27 +102,39 @@ pub struct Status {
     pub alarms: AlarmCounts,
 }
 
-/// Active, unacknowledged alarms by priority.
+/// Active alarms: the unacknowledged by priority, how many of those are technical, and the
+/// acknowledged apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, TS)]
 #[ts(export)]
 pub struct AlarmCounts {
-    /// High priority.
+    /// Unacknowledged, high priority.
     pub high: u32,
-    /// Medium priority.
+    /// Unacknowledged, medium priority.
     pub medium: u32,
-    /// Low priority.
+    /// Unacknowledged, low priority.
     pub low: u32,
+    /// Of the unacknowledged, how many are technical (about the monitoring, not the patient).
+    pub technical: u32,
+    /// Active and acknowledged: someone owns them.
+    pub acknowledged: u32,
 }
 
 impl AlarmCounts {
     fn of(alarms: &[crate::store::AlarmEntry]) -> AlarmCounts {
-        use crate::model::alarm::Priority;
+        use crate::model::alarm::{AlarmKind, Priority};
         let mut counts = AlarmCounts::default();
-        for a in alarms.iter().filter(|a| a.acked_at.is_none() && a.cleared_at.is_none()) {
+        for a in alarms.iter().filter(|a| a.cleared_at.is_none()) {
+            if a.acked_at.is_some() {
+                counts.acknowledged += 1;
+                continue;
+            }
             match a.priority {
                 Priority::High => counts.high += 1,
                 Priority::Medium => counts.medium += 1,
                 Priority::Low => counts.low += 1,
+            }
+            if a.kind == AlarmKind::Technical {
+                counts.technical += 1;
             }
         }
         counts
@@ -381,5 +393,28 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.listener.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::component_alarm;
+    use crate::model::alarm::{AlarmKind, Priority};
+    use crate::store::AlarmStore;
+    use crate::store::fake::FakeStore;
+
+    #[tokio::test]
+    async fn the_alarm_counts_keep_the_technical_and_the_acknowledged_apart() {
+        let store = FakeStore::new(crate::clock::system());
+        let now = chrono::Utc::now();
+        let down = store.raise_alarm(&component_alarm("mqtt-down", "mqtt", "down", Priority::High, now)).await;
+        store.raise_alarm(&component_alarm("ehr-down", "ehr", "down", Priority::Low, now)).await.unwrap();
+        let mut spo2 = component_alarm("spo2-low", "OX-1", "SpO2 low", Priority::Medium, now);
+        spo2.kind = AlarmKind::Physiological;
+        store.raise_alarm(&spo2).await.unwrap();
+        store.ack_alarm(down.unwrap().unwrap(), "ana", "seen").await.unwrap();
+        let counts = AlarmCounts::of(&store.alarms(true, 100).await.unwrap());
+        assert_eq!(counts, AlarmCounts { high: 0, medium: 1, low: 1, technical: 1, acknowledged: 1 });
     }
 }

@@ -183,14 +183,20 @@ describe('console shell', () => {
     expect(backend.data.alarms.find((a) => a.id === 41)!.acked_by).toBe('cleo');
   });
 
-  it('shows the unacknowledged alarms by priority on every view, and opens the alarms from them', async () => {
+  it('shows the unacknowledged alarms by priority, technical and patient apart, and the acknowledged, on every view', async () => {
     const { backend } = await renderApp({ modes: [EHR_SYNC_PAUSED] }, 'devices');
     await waitFor(() => expect(screen.getByTestId('alarm-count-high').textContent).toBe('1'));
     expect(screen.getByTestId('alarm-count-medium').textContent).toBe('1');
     expect(screen.getByTestId('alarm-count-low').textContent).toBe('1');
+    // The demo's two technical alarms and one about a patient, apart; none acknowledged yet.
+    expect(screen.getByTestId('alarm-count-technical').textContent).toBe('2');
+    expect(screen.getByTestId('alarm-count-physiological').textContent).toBe('1');
+    expect(screen.getByTestId('alarm-count-acknowledged').textContent).toBe('0');
     await backend.ackAlarm(41, 'Seen');
     backend.pushStatus();
     await waitFor(() => expect(screen.getByTestId('alarm-count-high').textContent).toBe('0'));
+    expect(screen.getByTestId('alarm-count-physiological').textContent).toBe('0');
+    expect(screen.getByTestId('alarm-count-acknowledged').textContent).toBe('1');
     fireEvent.click(screen.getByTestId('topbar-alarms'));
     expect(screen.getByTestId('nav-alarms').getAttribute('aria-current')).toBe('page');
     expect(await screen.findAllByTestId('alarm-row')).toHaveLength(3);

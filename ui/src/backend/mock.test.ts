@@ -106,11 +106,11 @@ describe('mock backend', () => {
     expect(await codeOf(b.createFirstAdmin('eve', 'another long password'))).toBe('refused');
   });
 
-  it('counts active unacknowledged alarms by priority on the board', async () => {
+  it('counts active unacknowledged alarms by priority on the board, the technical and acknowledged apart', async () => {
     const b = new MockBackend();
-    expect((await b.board()).alarms).toEqual({ high: 1, medium: 1, low: 1 });
+    expect((await b.board()).alarms).toEqual({ high: 1, medium: 1, low: 1, technical: 2, acknowledged: 0 });
     await b.ackAlarm(41, 'Seen');
-    expect((await b.board()).alarms).toEqual({ high: 0, medium: 1, low: 1 });
+    expect((await b.board()).alarms).toEqual({ high: 0, medium: 1, low: 1, technical: 2, acknowledged: 1 });
   });
 
   it('refuses a pairing that meets another of the device, unless it names the patient it replaces', async () => {

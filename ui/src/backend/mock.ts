@@ -534,8 +534,15 @@ function silenceLeft(a: Alarm): number {
 }
 
 function unacknowledged(alarms: Alarm[]): AlarmCounts {
-  const counts: AlarmCounts = { high: 0, medium: 0, low: 0 };
-  for (const a of alarms) if (a.cleared_at === null && a.acked_at === null) counts[a.priority] += 1;
+  const counts: AlarmCounts = { high: 0, medium: 0, low: 0, technical: 0, acknowledged: 0 };
+  for (const a of alarms.filter((x) => x.cleared_at === null)) {
+    if (a.acked_at !== null) {
+      counts.acknowledged += 1;
+      continue;
+    }
+    counts[a.priority] += 1;
+    if (a.kind === 'technical') counts.technical += 1;
+  }
   return counts;
 }
 

@@ -1,4 +1,5 @@
-// Unacknowledged alarms by priority, with shape and word as well as colour: in the top bar on every
+// Unacknowledged alarms by priority, with shape and word as well as colour, then how many of them
+// are technical and how many about a patient, and the acknowledged apart: in the top bar on every
 // view, and large on the lock screen.
 import type { AlarmCounts, Priority } from '../backend';
 import { PRIORITY } from './format';
@@ -16,6 +17,15 @@ export function AlarmTally({ counts, prefix }: { counts: AlarmCounts | null; pre
           <span class="tally-word">{PRIORITY[p].word}</span>
         </span>
       ))}
+      {counts && (
+        <span class="tally-split">
+          <span data-testid={`${prefix}-technical`}>{counts.technical}</span> technical
+          {' · '}
+          <span data-testid={`${prefix}-physiological`}>{counts.high + counts.medium + counts.low - counts.technical}</span> patient
+          {' · '}
+          <span data-testid={`${prefix}-acknowledged`}>{counts.acknowledged}</span> acknowledged
+        </span>
+      )}
     </span>
   );
 }

@@ -27,7 +27,7 @@ export function TopBar({ session, board, onAlarms, onLock, onSignOut }: Props) {
       {/* The lock screen shows the counts itself, large. */}
       {board !== null && !session?.locked && (
         <button type="button" class="topbar-alarms" data-testid="topbar-alarms" title="Open the alarms" onClick={onAlarms}>
-          <span class="topbar-alarms-label">Unacknowledged alarms</span>
+          <span class="topbar-alarms-label">Unacknowledged</span>
           <AlarmTally counts={board.alarms} prefix="alarm-count" />
         </button>
       )}
