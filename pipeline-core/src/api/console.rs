@@ -157,10 +157,15 @@ impl Console {
         self.admin.config()
     }
 
+    /// The window's session (a poisoned lock still holds a usable session).
+    fn held(&self) -> std::sync::MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Who is signed in, whether locked, and what the window should ask for.
     pub async fn session(&self) -> ApiResult<SessionView> {
         let needs_first_admin = self.admin.needs_first_admin().await?;
-        let s = self.session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let s = self.held().clone();
         Ok(SessionView {
             account: s.actor.as_ref().map(|a| a.name().to_string()),
             roles: s.actor.as_ref().map(|a| a.roles().to_vec()).unwrap_or_default(),
@@ -174,7 +179,7 @@ impl Console {
 
     /// The signed-in, unlocked actor every action of the window is done by.
     pub fn actor(&self) -> ApiResult<Actor> {
-        let s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.held();
         match (&s.actor, s.locked) {
             (Some(actor), false) => Ok(actor.clone()),
             (Some(_), true) => {
@@ -187,21 +192,21 @@ impl Console {
     /// Signs an account in with its password.
     pub async fn sign_in(&self, name: &str, password: &str) -> ApiResult<SessionView> {
         let actor = self.admin.sign_in(name, password, "console").await?;
-        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Session { actor: Some(actor), locked: false };
+        *self.held() = Session { actor: Some(actor), locked: false };
         self.session().await
     }
 
     /// Creates the first administrator (a site with no account yet) and signs it in.
     pub async fn create_first_admin(&self, name: &str, password: &str) -> ApiResult<SessionView> {
         let actor = self.admin.create_first_admin(name, password).await?;
-        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Session { actor: Some(actor), locked: false };
+        *self.held() = Session { actor: Some(actor), locked: false };
         self.session().await
     }
 
     /// Locks the window: the board, the alarm count and the banner stay; acting needs the password.
     pub async fn lock(&self) -> ApiResult<SessionView> {
         let name = {
-            let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = self.held();
             s.locked = s.actor.is_some();
             s.actor.as_ref().map(|a| a.name().to_string())
         };
@@ -213,19 +218,19 @@ impl Console {
 
     /// Unlocks the window with the locked account's password.
     pub async fn unlock(&self, password: &str) -> ApiResult<SessionView> {
-        let held = self.session.lock().unwrap_or_else(|e| e.into_inner()).actor.clone();
+        let held = self.held().actor.clone();
         let Some(held) = held else {
             return Err(ApiError::new(ErrorCode::Unauthenticated, "sign in first"));
         };
         // The demo's built-in account signs in with its name as password, like any other.
         let actor = self.admin.sign_in(held.name(), password, "console unlock").await?;
-        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Session { actor: Some(actor), locked: false };
+        *self.held() = Session { actor: Some(actor), locked: false };
         self.session().await
     }
 
     /// Signs out.
     pub async fn sign_out(&self) -> ApiResult<SessionView> {
-        let held = std::mem::take(&mut *self.session.lock().unwrap_or_else(|e| e.into_inner()));
+        let held = std::mem::take(&mut *self.held());
         if let Some(actor) = held.actor {
             self.store().audit(actor.name(), "account.sign_out", actor.name(), "console").await?;
         }
@@ -416,11 +421,11 @@ impl Console {
         }
         let (options, previous) = (self.options.clone(), self.config().clone());
         let detail = format!("ehr {:?}, broker {:?}: {why}", config.ehr.kind, config.broker.mode);
-        let session = self.session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let session = self.held().clone();
         self.stop().await;
         match Console::launch(options.clone(), config.clone()).await {
             Ok(console) => {
-                *console.session.lock().unwrap_or_else(|e| e.into_inner()) = session;
+                *console.held() = session;
                 let saved = write_config(&options.config_path, &config);
                 let audited = console.store().audit(actor.name(), "settings.change", "vigil.toml", &detail).await;
                 Ok((console, saved.and(audited.map_err(ApiError::from))))
@@ -432,7 +437,7 @@ impl Console {
                         format!("neither the new settings ({e}) nor the previous ({again}) start"),
                     )
                 })?;
-                *console.session.lock().unwrap_or_else(|e| e.into_inner()) = session;
+                *console.held() = session;
                 Ok((console, Err(e)))
             }
         }

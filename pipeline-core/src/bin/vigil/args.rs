@@ -429,6 +429,13 @@ impl SiteArgs {
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidInput, "give the site's config file: --config PATH"))?;
         Ok(Admin::open(load_config(config)?, clock::system()).await?)
     }
+
+    /// The operator facade on the site's store, and the account the command acts as.
+    pub(crate) async fn open_as(&self, operator: &OperatorArgs) -> anyhow::Result<(Admin, Actor)> {
+        let admin = self.open().await?;
+        let actor = operator.actor(&admin).await?;
+        Ok((admin, actor))
+    }
 }
 
 /// An audited action on one alarm or quarantined reading, with a reason.

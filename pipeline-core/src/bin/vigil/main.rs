@@ -143,8 +143,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Devices { site, register, profile, label, operator } => {
-            let admin = site.open().await?;
-            let actor = operator.actor(&admin).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
             if let Some(id) = register {
                 let profile = profile.unwrap_or_default();
                 admin.register_device(&actor, &id, &profile, label.as_deref().unwrap_or("")).await?;
@@ -152,9 +151,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print_json(&admin.devices(&actor).await?)?;
         }
         Command::Patient { site, patient, name, verified_by, operator } => {
-            let admin = site.open().await?;
+            let (admin, actor) = site.open_as(&operator).await?;
             let (system, value) = (&patient.patient_system, &patient.patient);
-            let actor = operator.actor(&admin).await?;
             let key = admin.register_patient(&actor, system, value, name.as_deref(), verified_by.as_deref()).await?;
             outln!("patient {key}");
         }
@@ -168,8 +166,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 reason,
                 replacing,
             };
-            let admin = site.open().await?;
-            let p = admin.pair_device(&operator.actor(&admin).await?, &request).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
+            let p = admin.pair_device(&actor, &request).await?;
             let replaced = p
                 .replaced
                 .map(|old| format!(", replacing patient {} (pairing {} ended)", old.patient_id, old.id))
@@ -177,17 +175,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             outln!("pairing {}: device {} with patient {}{replaced}", p.id, request.device_id, p.patient_id);
         }
         Command::Unpair { site, device, at, operator } => {
-            let admin = site.open().await?;
-            let id = admin.unpair_device(&operator.actor(&admin).await?, &device, at).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
+            let id = admin.unpair_device(&actor, &device, at).await?;
             outln!("pairing {id} closed");
         }
         Command::Consent { site, patient, flow, refuse, operator } => {
             let flow = Flow::parse(&flow).ok_or_else(|| {
                 invalid(format!("unknown flow {flow:?}: use store or ehr-write (alarms never depend on consent)"))
             })?;
-            let admin = site.open().await?;
+            let (admin, actor) = site.open_as(&operator).await?;
             let (system, value) = (&patient.patient_system, &patient.patient);
-            let key = admin.set_consent(&operator.actor(&admin).await?, system, value, flow, !refuse).await?;
+            let key = admin.set_consent(&actor, system, value, flow, !refuse).await?;
             outln!("patient {key}: {flow} {}", if refuse { "refused" } else { "granted" });
         }
         Command::Event { site, device, patient, observations, bp, at, report, validity, operator } => {
@@ -201,47 +199,44 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 report,
                 validity,
             };
-            let admin = site.open().await?;
-            match admin.submit_event(&operator.actor(&admin).await?, &request).await? {
+            let (admin, actor) = site.open_as(&operator).await?;
+            match admin.submit_event(&actor, &request).await? {
                 Some(id) => outln!("queued as outbox {id}"),
                 None => outln!("already queued: the same event was submitted before"),
             }
         }
         Command::Alarms { site, active, limit, operator } => {
-            let admin = site.open().await?;
-            print_json(&admin.alarms(&operator.actor(&admin).await?, active, limit).await?)?
+            let (admin, actor) = site.open_as(&operator).await?;
+            print_json(&admin.alarms(&actor, active, limit).await?)?
         }
         Command::Ack(a) => {
-            let admin = a.site.open().await?;
-            let actor = a.operator.actor(&admin).await?;
+            let (admin, actor) = a.site.open_as(&a.operator).await?;
             admin.ack_alarm(&actor, a.id, &a.reason).await?;
             outln!("alarm {} acknowledged by {}", a.id, actor.name());
         }
         Command::Silence { site, id, minutes, reason, operator } => {
-            let admin = site.open().await?;
-            let actor = operator.actor(&admin).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
             let until = admin.silence_alarm(&actor, id, &reason, minutes).await?;
             let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             outln!("alarm {id} silenced by {} until {until}", actor.name());
         }
         Command::Release(a) => {
-            let admin = a.site.open().await?;
-            let outcome = admin.release_quarantine(&a.operator.actor(&admin).await?, a.id, &a.reason).await?;
+            let (admin, actor) = a.site.open_as(&a.operator).await?;
+            let outcome = admin.release_quarantine(&actor, a.id, &a.reason).await?;
             outln!("quarantine {}: {}", a.id, outcome.detail);
         }
         Command::Discard(a) => {
-            let admin = a.site.open().await?;
-            admin.discard_quarantine(&a.operator.actor(&admin).await?, a.id, &a.reason).await?;
+            let (admin, actor) = a.site.open_as(&a.operator).await?;
+            admin.discard_quarantine(&actor, a.id, &a.reason).await?;
             outln!("quarantine {} discarded (kept for forensics)", a.id);
         }
         Command::DeviceDemo { site, device, off, operator } => {
-            let admin = site.open().await?;
-            admin.set_device_demo(&operator.actor(&admin).await?, &device, !off).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
+            admin.set_device_demo(&actor, &device, !off).await?;
             outln!("device {device}: {}", if off { "its readings are real" } else { "its readings are demo data" });
         }
         Command::ReleaseHeld { site, patient, reason, operator } => {
-            let admin = site.open().await?;
-            let actor = operator.actor(&admin).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
             let moved = admin.release_held(&actor, &patient.patient_system, &patient.patient, &reason).await?;
             outln!("{moved} held readings stored");
         }
@@ -273,13 +268,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             return Ok(if critical { ExitCode::from(5) } else { ExitCode::SUCCESS });
         }
         Command::Backup { site, file, operator } => {
-            let admin = site.open().await?;
-            admin.backup(&operator.actor(&admin).await?, &file).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
+            admin.backup(&actor, &file).await?;
             outln!("store copied to {}, with its audit checkpoint", file.display());
         }
         Command::Audit { site, what, limit, backup, from, to, operator } => {
-            let admin = site.open().await?;
-            let actor = operator.actor(&admin).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
             match what {
                 AuditWhat::List => print_json(&admin.audit_entries(&actor, limit).await?)?,
                 AuditWhat::Export => {
@@ -341,23 +335,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Outbox { site, status, limit, operator } => {
-            let admin = site.open().await?;
-            let actor = operator.actor(&admin).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
             print_json(&admin.outbox(&actor, status.map(OutboxStatusArg::status), limit).await?)?;
         }
         Command::Requeue { site, id, operator } => {
-            let admin = site.open().await?;
-            admin.requeue(&operator.actor(&admin).await?, id).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
+            admin.requeue(&actor, id).await?;
             outln!("outbox {id} queued again");
         }
         Command::ImportRegistry { site, file, operator } => {
-            let admin = site.open().await?;
-            let (patients, devices) = admin.import_registry(&operator.actor(&admin).await?, &file).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
+            let (patients, devices) = admin.import_registry(&actor, &file).await?;
             outln!("imported {patients} patients, {devices} devices");
         }
         Command::Show { site, what, limit, device, operator } => {
-            let admin = site.open().await?;
-            let actor = operator.actor(&admin).await?;
+            let (admin, actor) = site.open_as(&operator).await?;
             match what {
                 ShowWhat::Counts => print_json(&admin.counts().await?)?,
                 ShowWhat::Readings => print_json(&admin.readings(&actor, device, limit).await?)?,

@@ -142,11 +142,13 @@ impl SqliteStore {
     pub(super) async fn write_checkpoint(&self) -> Result<(), StoreError> {
         let Some(path) = &self.seal.checkpoint else { return Ok(()) };
         let Some((id, hash)) = head(&self.pool).await? else { return Ok(()) };
-        if self.seal.written_head.swap(id, Ordering::AcqRel) == id {
+        if self.seal.written_head.load(Ordering::Acquire) == id {
             return Ok(());
         }
         let checkpoint = Checkpoint::seal(&self.seal.key, id, hash, self.clock.now());
         checkpoint.write(path).map_err(|e| StoreError::Refused(format!("{}: {e}", path.display())))?;
+        // Only once it is written: a failed write is tried again at the next commit.
+        self.seal.written_head.store(id, Ordering::Release);
         if let Some(syslog) = &self.syslog {
             syslog.send(&checkpoint.syslog_line());
         }
