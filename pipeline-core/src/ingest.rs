@@ -25,7 +25,7 @@ use crate::identify::{Policy, QuarantineReason, Registry, Verdict, identify};
 use crate::model::Reading;
 use crate::model::{ContentHash, Validity};
 use crate::normalise::pcd01::{self, Pcd01Terms};
-use crate::normalise::{Delivery, PayloadLimits, Profile, ProfileSet, RejectReason, Rejection, trial};
+use crate::normalise::{Delivery, DeviceStatus, PayloadLimits, Profile, ProfileSet, RejectReason, Rejection, trial};
 use crate::rules::{Observed, RuleInput};
 use crate::store::{BatchTally, Disposition, PayloadOutcome, ProcessedPayload, Store};
 
@@ -235,6 +235,7 @@ pub fn spawn(
         heartbeat,
         rules: outputs.rules,
         latest: outputs.latest,
+        arrivals: outputs.arrivals,
         latencies: outputs.latencies,
         unmapped: Unmapped { heartbeat: outputs.unmapped, counts: BTreeMap::new() },
         steady: Steady::new(clock.read()),
@@ -260,6 +261,8 @@ struct Writer {
     rules: Option<mpsc::Sender<RuleInput>>,
     /// The newest value of each stream, for the console.
     latest: LatestValues,
+    /// When each device's payloads arrived, for the fleet's message rate.
+    arrivals: Arrivals,
     /// Where arrival-to-durable latency is recorded.
     latencies: Arc<Latencies>,
     /// Fields no profile reads, counted for the board.
@@ -275,6 +278,8 @@ pub struct Outputs {
     pub rules: Option<mpsc::Sender<RuleInput>>,
     /// The newest value of each stream, for the console.
     pub latest: LatestValues,
+    /// When each device's payloads arrived, for the fleet's message rate.
+    pub arrivals: Arrivals,
     /// Latency histograms for `/metrics`.
     pub latencies: Arc<Latencies>,
     /// The board's `profiles` row: fields payloads carry that their profile does not read.
@@ -294,6 +299,48 @@ pub struct Latest {
     pub observed_at: DateTime<Utc>,
     /// What the device (or a demo site) said of it: the console marks what is not valid.
     pub validity: Validity,
+}
+
+/// When each device's stored payloads arrived over the last minute, for the fleet view's message
+/// rate. Kept by the writer after each commit; a device silent for a minute drops out.
+#[derive(Clone, Default)]
+pub struct Arrivals(Arc<Mutex<HashMap<String, VecDeque<DateTime<Utc>>>>>);
+
+/// The window the message rate is measured over.
+const RATE_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
+
+impl Arrivals {
+    fn record(&self, processed: &[ProcessedPayload]) {
+        let mut arrivals = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for p in processed {
+            let PayloadOutcome::Readings(ds) = &p.outcome else { continue };
+            let mut devices: Vec<&str> = ds.iter().map(|d| d.reading().device_id.as_str()).collect();
+            devices.dedup();
+            for device in devices {
+                let times = arrivals.entry(device.to_string()).or_default();
+                times.push_back(p.received_at);
+                while times.front().is_some_and(|t| p.received_at - *t > RATE_WINDOW) {
+                    times.pop_front();
+                }
+            }
+        }
+        // Many ids heard once (a misconfigured gateway) must not grow the map without end.
+        if let Some(newest) = processed.iter().map(|p| p.received_at).max()
+            && arrivals.len() > 10_000
+        {
+            arrivals.retain(|_, times| times.back().is_some_and(|t| newest - *t <= RATE_WINDOW));
+        }
+    }
+
+    /// Payloads per minute of each device heard in the last minute.
+    pub fn per_minute(&self, now: DateTime<Utc>) -> HashMap<String, f64> {
+        let mut arrivals = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        arrivals.retain(|_, times| times.back().is_some_and(|t| now - *t <= RATE_WINDOW));
+        arrivals
+            .iter()
+            .map(|(device, times)| (device.clone(), times.iter().filter(|t| now - **t <= RATE_WINDOW).count() as f64))
+            .collect()
+    }
 }
 
 /// The newest value of each (device id, MDC code), kept in memory by the writer after each commit:
@@ -441,6 +488,7 @@ impl Writer {
     /// A committed batch: remembered for the live view, counted, and acknowledged.
     fn stored(&mut self, processed: Vec<ProcessedPayload>, flight: Vec<Submission>, tally: &BatchTally) {
         self.remember_latest(&processed);
+        self.arrivals.record(&processed);
         self.unmapped.count(&processed);
         self.attention.record(tally);
         self.tally.lock().unwrap_or_else(|e| e.into_inner()).add(tally);
@@ -730,11 +778,11 @@ pub fn process(
         }
         Format::Pcd01(terms) => (Some(pcd01::PROFILE_ID.to_string()), read_hl7(terms, envelope)),
     };
-    let (outcome, unmapped) = match envelope.oversized.as_ref() {
-        Some(o) => (PayloadOutcome::Rejected(too_large(o)), Vec::new()),
+    let (outcome, unmapped, status) = match envelope.oversized.as_ref() {
+        Some(o) => (PayloadOutcome::Rejected(too_large(o)), Vec::new(), DeviceStatus::default()),
         None => match read {
-            Err(rejection) => (PayloadOutcome::Rejected(rejection), Vec::new()),
-            Ok(Read { readings, patient_named, unmapped }) => {
+            Err(rejection) => (PayloadOutcome::Rejected(rejection), Vec::new(), DeviceStatus::default()),
+            Ok(Read { readings, patient_named, unmapped, status }) => {
                 let dispositions = readings
                     .into_iter()
                     .map(|mut reading| {
@@ -742,7 +790,7 @@ pub fn process(
                         dispose(reading, registry, policy, now, patient_named)
                     })
                     .collect();
-                (PayloadOutcome::Readings(dispositions), unmapped)
+                (PayloadOutcome::Readings(dispositions), unmapped, status)
             }
         },
     };
@@ -755,6 +803,7 @@ pub fn process(
         profile_id,
         outcome,
         unmapped,
+        status,
     }
 }
 
@@ -765,6 +814,7 @@ struct Read {
     /// need not.
     patient_named: bool,
     unmapped: Vec<String>,
+    status: DeviceStatus,
 }
 
 fn no_profile(envelope: &Envelope) -> Rejection {
@@ -797,13 +847,14 @@ fn read_json(profile: &Profile, envelope: &Envelope) -> Result<Read, Rejection> 
     if let Some(why) = trial.readings.iter().find_map(|r| envelope.publisher.refuses(&r.device_id, &envelope.origin)) {
         return Err(Rejection { reason: RejectReason::NotAuthorised, detail: why });
     }
-    Ok(Read { readings: trial.readings, patient_named: true, unmapped: trial.unmapped })
+    Ok(Read { readings: trial.readings, patient_named: true, unmapped: trial.unmapped, status: trial.status })
 }
 
 /// An HL7 v2 message by PCD-01.
 fn read_hl7(terms: &Pcd01Terms, envelope: &Envelope) -> Result<Read, Rejection> {
     let oru = pcd01::decode(&envelope.payload, terms).outcome.map_err(|refusal| refusal.rejection())?;
-    Ok(Read { readings: oru.readings, patient_named: oru.patient_named, unmapped: oru.unmapped })
+    let status = DeviceStatus::default();
+    Ok(Read { readings: oru.readings, patient_named: oru.patient_named, unmapped: oru.unmapped, status })
 }
 
 /// Where one reading goes. A reading that names no device, or no patient where its source must,
@@ -868,6 +919,7 @@ mod tests {
         let outputs = Outputs {
             rules: Some(rules_tx),
             latest: LatestValues::default(),
+            arrivals: Arrivals::default(),
             latencies: Arc::default(),
             unmapped: health.register("profiles", HEARTBEAT),
         };

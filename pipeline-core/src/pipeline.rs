@@ -5,6 +5,7 @@
 //! Invariant: [`Handle::shutdown`] returns only after the sources stopped taking payloads and the
 //! ingest writer stored everything it had accepted, so nothing acknowledged is left in memory.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,6 +184,12 @@ pub struct Handle {
     rules_version: Option<String>,
     /// The active rules' alarm limits, for the trend charts.
     alarm_limits: Vec<crate::rules::RuleLimit>,
+    /// Per profile, after how long without data its devices raise the no-data alarm.
+    no_data_after: HashMap<String, u32>,
+    /// When each device's payloads arrived, for the fleet's message rate.
+    arrivals: ingest::Arrivals,
+    /// What became of each alarm's pages.
+    pages: crate::alerts::deliveries::PageLog,
     profiles: Arc<ProfileSet>,
     policy: Policy,
     ingest: IngestHandle,
@@ -240,11 +247,13 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
     tokio::spawn(ledger_task);
     let (view_tx, view) = tokio::sync::watch::channel(crate::alerts::ledger::AlarmView::default());
     let wanted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let pages = crate::alerts::deliveries::PageLog::new(clock.clone());
     let wiring = crate::alerts::Wiring {
         queue_file: alert_queue_file(&config.store.url),
         view,
         wanted: wanted.clone(),
         ledger: ledger.clone(),
+        pages: pages.clone(),
     };
     let circuit = crate::alerts::start(&config.alerts, wiring, &health, clock.clone(), drills.alerts.clone())
         .map_err(|source| StartError::Bind { addr: "the alert circuit's thread".into(), source })?;
@@ -253,12 +262,18 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         None => (None, None),
     };
     let device_clocks = crate::rules::clock::DeviceClocksBoard::default();
+    let mut no_data_after = HashMap::new();
     let (rules_tx, rules_task, rules_version, alarm_limits) = match &config.rules.file {
         None => (None, None, None, Vec::new()),
         Some(file) => {
             let rules = RuleSet::load(file)?;
             let version = rules.version.clone();
             let limits = rules.alarm_limits();
+            for profile in profiles.iter() {
+                if let Some(after) = rules.no_data_after(&profile.id) {
+                    no_data_after.insert(profile.id.clone(), after.num_seconds().max(1) as u32);
+                }
+            }
             let engine = Engine::new(rules);
             let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::run::QUEUE);
             (
@@ -282,10 +297,12 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         }
     };
     let latest = LatestValues::default();
+    let arrivals = ingest::Arrivals::default();
     let latencies = Arc::new(Latencies::default());
     let outputs = ingest::Outputs {
         rules: rules_tx,
         latest: latest.clone(),
+        arrivals: arrivals.clone(),
         latencies: latencies.clone(),
         unmapped: health.register("profiles", ingest::HEARTBEAT),
     };
@@ -464,6 +481,9 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Handle, StartE
         store,
         rules_version,
         alarm_limits,
+        no_data_after,
+        arrivals,
+        pages,
         profiles,
         policy,
         ingest,
@@ -528,6 +548,27 @@ impl Handle {
     /// The store, for queries and registry commands.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// After how long without data a device of `profile_id` raises its no-data alarm, if a rule
+    /// watches the profile.
+    pub fn no_data_after(&self, profile_id: &str) -> Option<u32> {
+        self.no_data_after.get(profile_id).copied()
+    }
+
+    /// Payloads per minute of each device heard in the last minute.
+    pub fn message_rates(&self, now: chrono::DateTime<chrono::Utc>) -> HashMap<String, f64> {
+        self.arrivals.per_minute(now)
+    }
+
+    /// What became of each alarm's pages since the pipeline started.
+    pub fn pages(&self) -> &crate::alerts::deliveries::PageLog {
+        &self.pages
+    }
+
+    /// Each live device's clock offset, as the rules last estimated it.
+    pub fn device_clocks(&self) -> Vec<crate::rules::clock::DeviceClock> {
+        self.status.device_clocks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The active rules' alarm limits (threshold rules that raise alarms).

@@ -153,6 +153,11 @@ impl SimDevice {
         SimDevice { id: id.to_string(), kind, patient_mrn: patient_mrn.map(str::to_string), body }
     }
 
+    /// The battery charge this device reports: steady, 60 to 100 %, told apart by its id.
+    fn battery(&self) -> u32 {
+        60 + self.id.bytes().map(u32::from).sum::<u32>() % 41
+    }
+
     /// The payload this device sends at `now`.
     pub fn payload(&self, now: DateTime<Utc>) -> Value {
         let b = &self.body;
@@ -164,12 +169,14 @@ impl SimDevice {
                 "pr": b.hr.round(),
                 "pi": 3.1,
                 "status": "ok",
+                "bat": self.battery(),
+                "fw": "2.4.1",
             }),
             DeviceKind::Monitor => {
                 let kpa = |mmhg: f64| (mmhg / 7.500_617 * 100.0).round() / 100.0;
                 let f = b.temp_c * 9.0 / 5.0 + 32.0;
                 json!({
-                    "monitor": {"id": self.id, "patient": {"mrn": self.patient_mrn}},
+                    "monitor": {"id": self.id, "fw": "MX-7.2.0", "patient": {"mrn": self.patient_mrn}},
                     "obs": {
                         "time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
                         "params": [
@@ -221,6 +228,8 @@ pub struct SimOptions {
     pub seed: u64,
     /// The CONNECT credentials, when the broker wants them.
     pub login: Option<Login>,
+    /// One device that stops sending (as if switched off) after the given time from the start.
+    pub drop: Option<(String, Duration)>,
 }
 
 impl Default for SimOptions {
@@ -236,6 +245,7 @@ impl Default for SimOptions {
             count: None,
             seed: 1,
             login: None,
+            drop: None,
         }
     }
 }
@@ -247,6 +257,8 @@ pub struct Fleet {
     rng: StdRng,
     options: SimOptions,
     last_upload: Vec<Option<DateTime<Utc>>>,
+    /// When the first round was made: `drop` counts from it.
+    started: Option<DateTime<Utc>>,
 }
 
 /// The MRN the demo registry gives the patient of the n-th monitor.
@@ -274,15 +286,24 @@ impl Fleet {
             });
         }
         let last_upload = vec![None; devices.len()];
-        Fleet { devices, rng, options, last_upload }
+        Fleet { devices, rng, options, last_upload, started: None }
     }
 
     /// One round: every device's next payload as (topic, bytes), faults included.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<(String, Vec<u8>)> {
         let dt = 1.0 / self.options.rate_hz.max(1e-3);
+        let started = *self.started.get_or_insert(now);
+        let dropped = self
+            .options
+            .drop
+            .as_ref()
+            .filter(|(_, after)| (now - started).to_std().is_ok_and(|elapsed| elapsed >= *after));
         let mut out = Vec::with_capacity(self.devices.len());
         for (d, last_upload) in self.devices.iter_mut().zip(&mut self.last_upload) {
             d.body.step(dt, self.options.episode_rate, &mut self.rng);
+            if dropped.is_some_and(|(id, _)| *id == d.id) {
+                continue;
+            }
             // A wearable uploads its samples (one a second) every WEARABLE_SAMPLES seconds.
             if d.kind == DeviceKind::Wearable {
                 if last_upload.is_some_and(|t| (now - t).num_seconds() < WEARABLE_SAMPLES as i64) {

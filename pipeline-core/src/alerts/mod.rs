@@ -12,6 +12,7 @@
 //! published by a task on the pipeline's runtime ([`ledger`]), and pages owed survive a restart in
 //! its own ring file ([`queue`]).
 
+pub mod deliveries;
 mod escalation;
 pub mod ledger;
 pub mod queue;
@@ -199,6 +200,8 @@ pub struct Wiring {
     pub wanted: Arc<AtomicUsize>,
     /// Where the circuit's own alarm rows go.
     pub ledger: Ledger,
+    /// Where each page's fate is noted for the console.
+    pub pages: deliveries::PageLog,
 }
 
 /// A running circuit: its handle, and its thread to join once every handle is dropped.
@@ -269,7 +272,7 @@ async fn run(
     let space = sink_state("alert-queue-space", (HealthState::Up, "free slots"));
     let (delivered_tx, delivered_rx) = mpsc::channel(queue::SLOTS * 2);
     let mut pager = Pager {
-        sinks: sinks::Sinks { webhook, technical, mqtt, http, config },
+        sinks: sinks::Sinks { webhook, technical, mqtt, http, config, log: wiring.pages.clone() },
         queue: open_queue(&wiring.queue_file, &durable),
         kept: HashMap::new(),
         escalations: Escalations::default(),

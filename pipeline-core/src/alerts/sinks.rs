@@ -7,6 +7,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::task::JoinHandle;
 
+use super::deliveries::PageLog;
 use super::{Audience, Notice, SinkState};
 use crate::config::{AlertsConfig, BrokerAddress};
 use crate::health::HealthState;
@@ -23,6 +24,8 @@ pub(super) struct Sinks {
     pub http: reqwest::Client,
     /// Topic, retries, timeout.
     pub config: AlertsConfig,
+    /// Where each page's fate is noted for the console.
+    pub log: PageLog,
 }
 
 impl Sinks {
@@ -35,36 +38,60 @@ impl Sinks {
             Audience::Clinical | Audience::Both => true,
             Audience::Technical => self.technical.is_none(),
         };
+        let step = u8::from(notice.escalated);
+        let mut post_to = |url: &String, state: &SinkState, sink: &'static str| {
+            self.log.sent(&notice.alarm_key, step, sink, None);
+            let page = Page { notice: notice.clone(), sink, log: self.log.clone() };
+            deliveries.push(post(url.clone(), state.clone(), self.http.clone(), page, self.config.retries));
+        };
         if notice.audience != Audience::Clinical
             && let Some((url, state)) = &self.technical
         {
-            deliveries.push(post(url.clone(), state.clone(), self.http.clone(), notice.clone(), self.config.retries));
+            post_to(url, state, BIOMED_WEBHOOK);
         }
         if !clinical {
             return deliveries;
         }
         if let Some((url, state)) = &self.webhook {
-            deliveries.push(post(url.clone(), state.clone(), self.http.clone(), notice.clone(), self.config.retries));
+            post_to(url, state, WARD_WEBHOOK);
         }
         if let Some((client, _)) = &self.mqtt {
             let topic = format!("{}/{}", self.config.mqtt_topic, notice.priority.as_str());
             let payload = serde_json::to_vec(notice).unwrap_or_default();
+            let queued = "queued on the alert broker connection (QoS 1); its acknowledgement is not tracked per page";
+            self.log.sent(&notice.alarm_key, step, ALERT_TOPIC, Some(queued.into()));
             if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
                 tracing::error!(rule = %notice.rule_id, error = %e, "alarm not queued for the MQTT alert topic");
+                self.log.settled(&notice.alarm_key, step, ALERT_TOPIC, Err(format!("not queued: {e}")));
             }
         }
         deliveries
     }
 }
 
+/// The console's names for the sinks.
+const WARD_WEBHOOK: &str = "ward webhook";
+const BIOMED_WEBHOOK: &str = "biomed webhook";
+const ALERT_TOPIC: &str = "alert topic";
+
+/// One notice on its way to one sink, and where its fate is noted.
+struct Page {
+    notice: Notice,
+    sink: &'static str,
+    log: PageLog,
+}
+
 /// POSTs a notice to the webhook, retrying with backoff; the sink's state follows the result.
-fn post(url: String, state: SinkState, http: reqwest::Client, notice: Notice, retries: u32) -> JoinHandle<()> {
+fn post(url: String, state: SinkState, http: reqwest::Client, page: Page, retries: u32) -> JoinHandle<()> {
+    let Page { notice, sink, log } = page;
+    let step = u8::from(notice.escalated);
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(200);
         for attempt in 0..=retries {
             match http.post(&url).json(&notice).send().await {
                 Ok(r) if r.status().is_success() => {
                     *state.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Up, "delivered".into());
+                    log.settled(&notice.alarm_key, step, sink, Ok(()));
                     return;
                 }
                 outcome => {
@@ -73,6 +100,14 @@ fn post(url: String, state: SinkState, http: reqwest::Client, notice: Notice, re
                         Err(e) => e.to_string(),
                     };
                     tracing::warn!(rule = %notice.rule_id, attempt, error = %why, "webhook delivery failed");
+                    if attempt == retries {
+                        log.settled(
+                            &notice.alarm_key,
+                            step,
+                            sink,
+                            Err(format!("{why}, after {} attempts", retries + 1)),
+                        );
+                    }
                     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
                     // The last page given up stays named until a delivery succeeds.
                     let given_up = match (attempt == retries, state.1.find(NOT_REACHED)) {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 pub use accounts::{BREAK_GLASS_MINUTES, MAX_TOKEN_HOURS};
-pub use alarms::MAX_SILENCE_MINUTES;
+pub use alarms::{MAX_SILENCE_MINUTES, bulk_ackable};
 pub use credentials::{CredentialView, IssuedSecret};
 pub use outbox::EventRequest;
 pub use registry::Pairing;

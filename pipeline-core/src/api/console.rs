@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::actor::{Actor, SignedInBy};
 use super::admin::Admin;
+use super::admin::bulk_ackable;
 use super::chart;
 use super::dto::{
-    AlarmView, BrokerSettings, ConnectionResult, ConnectionTarget, DeviceView, EhrSettings, LiveValue, OutboxView,
-    SessionView, Settings,
+    AlarmView, BrokerSettings, ConnectionResult, ConnectionTarget, DeviceView, EhrSettings, HeldView, LiveValue,
+    OutboxView, PairingView, SessionView, Settings,
 };
 use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::accounts::Action;
@@ -31,6 +32,8 @@ use crate::registry_import::SeedError;
 use crate::simulate::PublishReport;
 use crate::status::Status;
 use crate::store::{OutboxStatus, QuarantineEntry, ReadingQuery, Store};
+
+mod fleet;
 
 /// A live value older than this is marked stale.
 pub const STALE_AFTER_SECS: f64 = 30.0;
@@ -300,14 +303,68 @@ impl Console {
             ..ReadingQuery::default()
         };
         let readings = self.store().readings(&query).await?;
-        let limits: Vec<chart::AlarmLimit> = self
-            .handle
+        let limits = self.limits_of(mdc_code);
+        let series = chart::Series {
+            title: format!("{} {device_id}", metric.display),
+            ucum: metric.unit,
+            decimals: usize::from(metric.decimals),
+            readings: &readings,
+            limits: &limits,
+        };
+        Ok(chart::trend(&series, minutes, now))
+    }
+
+    /// The active rules' alarm limits on a metric.
+    fn limits_of(&self, mdc_code: u32) -> Vec<chart::AlarmLimit> {
+        self.handle
             .alarm_limits()
             .iter()
             .filter(|l| l.mdc_code == mdc_code)
             .map(|l| chart::AlarmLimit { value: l.value, label: l.label.clone() })
+            .collect()
+    }
+
+    /// Every parameter of one patient over the last `minutes`, stacked on one time axis in
+    /// clinical order, as SVG.
+    pub async fn bed_chart(&self, patient_id: i64, minutes: u32) -> ApiResult<String> {
+        let actor = self.actor()?;
+        self.admin.permit(&actor, Action::View).await?;
+        let label = self
+            .labels(vec![patient_id])
+            .await?
+            .remove(&patient_id)
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no patient with store key {patient_id}")))?;
+        self.admin.audit_view(&actor, &format!("bed trend of patient {patient_id}")).await;
+        let minutes = minutes.clamp(1, 24 * 60);
+        let now = self.admin.clock().now();
+        let query = ReadingQuery {
+            patient_id: Some(patient_id),
+            from: Some(now - chrono::Duration::minutes(i64::from(minutes))),
+            limit: Some(100_000),
+            ..ReadingQuery::default()
+        };
+        let readings = self.store().readings(&query).await?;
+        let mut by_stream: std::collections::BTreeMap<(u32, String, u32), Vec<crate::store::StoredReading>> =
+            std::collections::BTreeMap::new();
+        for r in readings {
+            by_stream.entry((clinical_order(r.mdc_code), r.device_id.clone(), r.mdc_code)).or_default().push(r);
+        }
+        let limits: Vec<Vec<chart::AlarmLimit>> = by_stream.keys().map(|(_, _, code)| self.limits_of(*code)).collect();
+        let series: Vec<chart::Series> = by_stream
+            .iter()
+            .zip(&limits)
+            .filter_map(|(((_, device_id, code), readings), limits)| {
+                let metric = metric_by_code(*code)?;
+                Some(chart::Series {
+                    title: format!("{} {device_id}", metric.display),
+                    ucum: metric.unit,
+                    decimals: usize::from(metric.decimals),
+                    readings,
+                    limits,
+                })
+            })
             .collect();
-        Ok(chart::trend(&format!("{} {device_id}", metric.display), metric.unit, &readings, minutes, now, &limits))
+        Ok(chart::bed(&label, &series, minutes, now))
     }
 
     /// Alarms, newest first (only active ones when asked), with the patient's label.
@@ -316,11 +373,17 @@ impl Console {
         let labels = self.labels(alarms.iter().filter_map(|a| a.patient_id).collect()).await?;
         Ok(alarms
             .into_iter()
-            .map(|alarm| AlarmView {
-                patient_label: alarm.patient_id.and_then(|p| labels.get(&p).cloned()),
-                unit: alarm.mdc_code.and_then(metric_by_code).map(|m| m.unit.to_string()),
-                silence_minutes_left: silence_left(&alarm, &self.config().alerts),
-                alarm,
+            .map(|alarm| {
+                let pages = self.handle.pages().of(&alarm.key);
+                AlarmView {
+                    patient_label: alarm.patient_id.and_then(|p| labels.get(&p).cloned()),
+                    unit: alarm.mdc_code.and_then(metric_by_code).map(|m| m.unit.to_string()),
+                    silence_minutes_left: silence_left(&alarm, &self.config().alerts),
+                    escalated_at: pages.iter().find(|p| p.escalated).map(|p| p.sent_at),
+                    bulk_ack: bulk_ackable(&alarm),
+                    pages,
+                    alarm,
+                }
             })
             .collect())
     }
@@ -328,6 +391,34 @@ impl Console {
     /// Quarantined readings still to be resolved.
     pub async fn quarantine(&self) -> ApiResult<Vec<QuarantineEntry>> {
         self.admin.quarantine(&self.actor()?, 500).await
+    }
+
+    /// Readings held for want of consent, newest first, with the patient's label and raw payload.
+    pub async fn held_readings(&self) -> ApiResult<Vec<HeldView>> {
+        let held = self.admin.held(&self.actor()?, 500).await?;
+        let labels = self.labels(held.iter().map(|h| h.patient_id).collect()).await?;
+        Ok(held
+            .into_iter()
+            .map(|entry| HeldView { patient_label: labels.get(&entry.patient_id).cloned(), entry })
+            .collect())
+    }
+
+    /// A device's pairings, past and current, newest first, with the patients' labels.
+    pub async fn pairing_history(&self, device_id: &str) -> ApiResult<Vec<PairingView>> {
+        let pairings = self.admin.pairings_of(&self.actor()?, device_id).await?;
+        let labels = self.labels(pairings.iter().map(|p| p.patient_id).collect()).await?;
+        Ok(pairings
+            .into_iter()
+            .map(|p| PairingView {
+                patient_label: labels.get(&p.patient_id).cloned(),
+                id: p.id,
+                patient_id: p.patient_id,
+                valid_from: p.valid_from,
+                valid_to: p.valid_to,
+                created_by: p.created_by,
+                created_at: p.created_at,
+            })
+            .collect())
     }
 
     /// Registered devices with their pairing and the patient's label.

@@ -5,11 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+pub use crate::alerts::deliveries::{DeliveryState, PageDelivery};
 use crate::config::{BrokerMode, EhrAuth, EhrEnvironment, EhrKind};
 pub use crate::identify::Flow;
 pub use crate::model::Validity;
 pub use crate::status::Status;
-pub use crate::store::{AlarmEntry, DeviceEntry, OutboxStatus, QuarantineEntry};
+pub use crate::store::{
+    AlarmEntry, DeviceEntry, HeldEntry, OutboxStatus, PairingEntry, QuarantineEntry, QuarantineGroup, RejectedEntry,
+};
 
 /// The latest value of one stream.
 #[derive(Debug, Clone, Serialize, PartialEq, TS)]
@@ -60,6 +63,14 @@ pub struct AlarmView {
     /// The longest silence of its escalation the site would still accept, in minutes: 0 when a
     /// silence would change nothing (acknowledged, cleared) or the alarm's silence limits are spent.
     pub silence_minutes_left: u32,
+    /// Where its pages went and whether each was taken, since this console started (first pages
+    /// and escalations).
+    pub pages: Vec<PageDelivery>,
+    /// When it escalated (re-paged, unacknowledged in time), if it did.
+    pub escalated_at: Option<DateTime<Utc>>,
+    /// An infrastructure alarm (technical, about no patient): it may be acknowledged with others
+    /// in one action. Patient-level alarms are acknowledged one bed at a time.
+    pub bulk_ack: bool,
 }
 
 /// Where a released reading went.
@@ -248,4 +259,143 @@ pub struct SessionView {
     pub lock_after_secs: u32,
     /// An emergency admin session.
     pub break_glass: bool,
+}
+
+/// How a device stands, from when it was last heard.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, TS)]
+#[ts(export)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Heard from something that is not registered: a device nobody has set up.
+    Unknown,
+    /// Silent past its offline bound (its no-data rule, or 10 of its intervals).
+    Offline,
+    /// Silent for more than 3 of its intervals.
+    Stale,
+    /// Registered, never heard since this console started watching.
+    NeverSeen,
+    /// Heard within 3 of its intervals.
+    Online,
+}
+
+/// A device as the fleet view lists it: registered or merely heard.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct FleetDevice {
+    /// Device id.
+    pub device_id: String,
+    /// Online, stale, offline, never seen, or unknown (heard, not registered).
+    pub state: DeviceState,
+    /// Registered in the device registry.
+    pub registered: bool,
+    /// The device's label, e.g. "Bed 1 oximeter".
+    pub label: Option<String>,
+    /// The registered profile; for an unknown sender, the one its topic suggests.
+    pub profile_id: Option<String>,
+    /// The topic (or other origin) it was last heard on.
+    pub origin: Option<String>,
+    /// When a payload of it last arrived (the workstation's clock).
+    pub last_heard: Option<DateTime<Utc>>,
+    /// Seconds since then.
+    pub silent_secs: Option<f64>,
+    /// How often the profile says it sends, in seconds.
+    pub expected_interval_secs: u32,
+    /// Stale after this many seconds of silence.
+    pub stale_after_secs: u32,
+    /// Offline after this many seconds of silence.
+    pub offline_after_secs: u32,
+    /// Payloads per minute over the last minute.
+    pub messages_per_min: f64,
+    /// Payloads since the pipeline started.
+    pub messages: u64,
+    /// The validity of its latest readings: the worst among the newest payload's values.
+    pub latest_validity: Option<Validity>,
+    /// Battery charge in percent, where the profile maps it (device status, never a reading).
+    pub battery_pct: Option<f64>,
+    /// Firmware version, where the profile maps it.
+    pub firmware: Option<String>,
+    /// Arrival minus measured time, in seconds, as the rules last estimated it (the board's device
+    /// clock offset): positive when the device's clock is behind.
+    pub clock_offset_secs: Option<i64>,
+    /// The patient it is paired with now (store key).
+    pub patient_id: Option<i64>,
+    /// Patient name or identifier, for the console.
+    pub patient_label: Option<String>,
+    /// Paired since.
+    pub paired_since: Option<DateTime<Utc>>,
+    /// Its readings waiting in quarantine.
+    pub quarantined: u64,
+    /// Its readings are demo or test data.
+    pub demo: bool,
+}
+
+/// One pairing of a device, past or current.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct PairingView {
+    /// Store key.
+    pub id: i64,
+    /// Patient store key.
+    pub patient_id: i64,
+    /// Patient name or identifier, for the console.
+    pub patient_label: Option<String>,
+    /// Start (inclusive).
+    pub valid_from: DateTime<Utc>,
+    /// End (exclusive); none while open.
+    pub valid_to: Option<DateTime<Utc>>,
+    /// Who made it.
+    pub created_by: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which quarantined readings to list, a page at a time.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, TS)]
+#[ts(export)]
+pub struct QuarantineFilter {
+    /// Only this device.
+    pub device_id: Option<String>,
+    /// Only this reason code.
+    pub reason: Option<String>,
+    /// Rows to skip (newest first).
+    pub offset: u32,
+    /// Rows per page (at most 500).
+    pub limit: u32,
+}
+
+/// A page of quarantined readings and how many match in all.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct QuarantinePage {
+    /// The rows, newest first.
+    pub entries: Vec<QuarantineEntry>,
+    /// How many match the filter.
+    pub total: u64,
+}
+
+/// What pairing a device and releasing its quarantined readings inside the pairing did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, TS)]
+#[ts(export)]
+pub struct GroupReleaseOutcome {
+    /// Stored under the patient as telemetry.
+    pub stored: u64,
+    /// Released, and held: the patient has not consented to storage yet.
+    pub held: u64,
+    /// Already stored once: nothing new added.
+    pub duplicate: u64,
+    /// Inside the pairing but still not identifiable (left in quarantine).
+    pub still_quarantined: u64,
+    /// In words, for the operator.
+    pub detail: String,
+}
+
+/// A reading held for want of consent, with its patient's label.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct HeldView {
+    /// The held reading and its raw payload.
+    #[serde(flatten)]
+    pub entry: HeldEntry,
+    /// Patient name or identifier, for the console.
+    pub patient_label: Option<String>,
 }

@@ -215,3 +215,62 @@ async fn a_new_site_makes_its_first_administrator_at_the_console_once() {
     assert!(console.devices().await.is_ok());
     console.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_shows_each_device_and_a_spare_monitor_is_paired_and_its_quarantine_released_in_one_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = demo_console(dir.path()).await;
+    let fleet = eventually("the ward on the fleet", async || {
+        let fleet = console.fleet().await.unwrap();
+        let heard = |id: &str| fleet.iter().any(|d| d.device_id == id && d.state == dto::DeviceState::Online);
+        (heard("OX-1000") && heard("MX-00A1") && fleet.iter().any(|d| d.quarantined > 0)).then_some(fleet)
+    })
+    .await;
+    let ox = fleet.iter().find(|d| d.device_id == "OX-1000").unwrap();
+    assert_eq!((ox.firmware.as_deref(), ox.patient_label.as_deref()), (Some("2.4.1"), Some("Demo Patient Alpha")));
+    assert!(ox.battery_pct.is_some_and(|b| (60.0..=100.0).contains(&b)) && ox.registered, "{ox:?}");
+    assert_eq!((ox.expected_interval_secs, ox.stale_after_secs, ox.offline_after_secs), (2, 6, 60));
+    let spare = fleet.iter().find(|d| d.device_id == "MX-00A1").unwrap();
+    assert!(spare.patient_id.is_none() && spare.quarantined > 0, "{spare:?}");
+
+    // Infrastructure alarms go in bulk; a patient's alarm is refused in bulk.
+    let alarms = eventually("the spare monitor's alarm", async || {
+        let a = console.alarms(true).await.unwrap();
+        a.iter().any(|a| a.bulk_ack).then_some(a)
+    })
+    .await;
+    let actor = console.actor().unwrap();
+    let bulk: Vec<i64> = alarms.iter().filter(|a| a.bulk_ack).map(|a| a.alarm.id).collect();
+    assert_eq!(console.admin().ack_alarms(&actor, &bulk, "biomed on it").await.unwrap(), bulk.len() as u32);
+    if let Some(patient_alarm) = alarms.iter().find(|a| a.alarm.patient_id.is_some() && a.alarm.acked_at.is_none()) {
+        let refused = console.admin().ack_alarms(&actor, &[patient_alarm.alarm.id], "x").await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Refused, "{refused}");
+    }
+    // The spare monitor's group: paired from its first reading and released as one action.
+    let groups = console.admin().quarantine_groups(&console.actor().unwrap()).await.unwrap();
+    let group = groups.iter().find(|g| g.device_id == "MX-00A1" && g.reason == "no_active_pairing").unwrap();
+    assert!(group.registered && group.profile_id.as_deref() == Some("medi-mx700"), "{group:?}");
+    let request = PairRequest {
+        device_id: "MX-00A1".into(),
+        system: SYSTEM.into(),
+        value: "MRN-100001".into(),
+        from: Some(group.first_observed),
+        reason: Some("the spare monitor was moved to Bravo's bed at the start of the shift".into()),
+        ..PairRequest::default()
+    };
+    let outcome = console.admin().pair_and_release(&actor, &request, "pairing fixed").await.unwrap();
+    assert!(outcome.stored >= group.count && outcome.still_quarantined == 0, "{outcome:?}");
+    let left = console.admin().quarantine_groups(&actor).await.unwrap();
+    assert!(left.iter().all(|g| g.device_id != "MX-00A1"), "{left:?}");
+    let history = console.pairing_history("MX-00A1").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].patient_label.as_deref(), Some("Demo Patient Bravo"));
+
+    // Every parameter of a bed on one time axis.
+    let bed = console.bed_chart(ox.patient_id.unwrap(), 15).await.unwrap();
+    for metric in ["SpO2 OX-1000", "SpO2 MX-00A0", "Heart rate MX-00A0"] {
+        assert!(bed.contains(metric), "{metric} in {bed}");
+    }
+
+    console.stop().await;
+}

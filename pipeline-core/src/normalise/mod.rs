@@ -38,7 +38,7 @@ use thiserror::Error;
 use crate::model::units::{self, convert, parse_unit};
 use crate::model::{PatientHint, Reading, Validity};
 use path::JsonPath;
-pub use profile::{Delivery, Profile, ProfileError, ProfileProblem, ProfileSet, load_profile};
+pub use profile::{DEFAULT_INTERVAL_SECS, Delivery, Profile, ProfileError, ProfileProblem, ProfileSet, load_profile};
 use profile::{Mapping, PatientSystem, TimeFormat, UnitSource, ValidityField};
 
 /// Why a payload was rejected: a stable, machine-readable class.
@@ -191,6 +191,39 @@ pub struct Trial {
     /// Fields the payload carries that the profile does not read, as paths (`/batch/*/pi` for
     /// every element of an array).
     pub unmapped: Vec<String>,
+    /// The battery and firmware the payload reports, where the profile maps them.
+    pub status: DeviceStatus,
+}
+
+/// What a device says of itself besides its measurements: shown on the fleet view, never stored
+/// as a reading and never sent to the EHR.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeviceStatus {
+    /// Battery charge, percent (0 to 100).
+    pub battery_pct: Option<f64>,
+    /// Firmware version.
+    pub firmware: Option<String>,
+}
+
+impl DeviceStatus {
+    /// The status a payload reports, under its profile's `battery` and `firmware` paths. A value
+    /// of the wrong kind, or a charge outside 0 to 100, is left out: status never rejects a payload.
+    fn of(profile: &Profile, doc: &Value, used: &mut Used) -> DeviceStatus {
+        // A field counts as read only when its value was taken: one of the wrong kind stays listed
+        // as unmapped, so the profile's author sees it.
+        let mut take = |path: &Option<JsonPath>, fits: fn(&Value) -> bool| {
+            let value = path.as_ref()?.resolve(doc, doc).filter(|v| fits(v))?;
+            used.mark(value);
+            Some(value)
+        };
+        let battery_pct =
+            take(&profile.battery, |v| v.as_f64().is_some_and(|b| (0.0..=100.0).contains(&b))).and_then(Value::as_f64);
+        let firmware = take(&profile.firmware, |v| v.is_string() || v.is_number()).map(|v| match v {
+            Value::String(s) => s.chars().take(64).collect(),
+            other => other.to_string(),
+        });
+        DeviceStatus { battery_pct, firmware }
+    }
 }
 
 /// Reads a payload with a profile, collecting every problem and every unmapped field.
@@ -204,6 +237,7 @@ pub fn trial(profile: &Profile, payload: &[u8], limits: &PayloadLimits) -> Trial
     };
     let mut trial = Trial::default();
     let mut used = Used::default();
+    trial.status = DeviceStatus::of(profile, &doc, &mut used);
     match &profile.each {
         None => {
             let scope = Scope { profile, root: &doc, here: &doc, element: None, limits };

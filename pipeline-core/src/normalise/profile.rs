@@ -131,6 +131,14 @@ pub struct Profile {
     pub patient_system: Option<String>,
     /// The file the profile was loaded from.
     pub source: PathBuf,
+    /// How often its devices send, in seconds: the fleet view calls a device stale after 3 of
+    /// these without a payload, and offline after 10 (or at its no-data rule).
+    pub expected_interval_secs: u32,
+    /// Where the battery charge (percent) is, when the device reports it: device status, never a
+    /// reading.
+    pub(super) battery: Option<JsonPath>,
+    /// Where the firmware version is, when the device reports it.
+    pub(super) firmware: Option<JsonPath>,
     pub(super) device_id: JsonPath,
     pub(super) time: TimeField,
     pub(super) patient: Option<PatientField>,
@@ -419,7 +427,19 @@ struct ProfileToml {
     patient: Option<PatientToml>,
     validity: Option<ValidityToml>,
     mapping: Spanned<Vec<MappingToml>>,
+    #[serde(default = "default_interval")]
+    expected_interval_secs: Spanned<u32>,
+    battery: Option<Spanned<String>>,
+    firmware: Option<Spanned<String>>,
 }
+
+/// A device that does not say otherwise sends every 5 s.
+fn default_interval() -> Spanned<u32> {
+    Spanned::new(0..0, DEFAULT_INTERVAL_SECS)
+}
+
+/// How often a device sends when its profile does not say.
+pub const DEFAULT_INTERVAL_SECS: u32 = 5;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -530,6 +550,14 @@ impl Checker<'_> {
         let patient_system = raw.patient.as_ref().and_then(|p| self.patient_system(p));
         let patient = self.optional_path(raw.patient.as_ref().map(|p| &p.path), "patient.path");
         let validity_path = self.optional_path(raw.validity.as_ref().map(|v| &v.path), "validity.path");
+        let battery = self.optional_path(raw.battery.as_ref(), "battery");
+        let firmware = self.optional_path(raw.firmware.as_ref(), "firmware");
+        if *raw.expected_interval_secs.get_ref() == 0 {
+            self.refuse(
+                raw.expected_interval_secs.span(),
+                "expected_interval_secs is 0: give how often the device sends, in seconds (at least 1)".into(),
+            );
+        }
 
         if raw.mapping.get_ref().is_empty() {
             self.refuse(
@@ -571,6 +599,9 @@ impl Checker<'_> {
                 _ => None,
             },
             source: self.file.to_path_buf(),
+            expected_interval_secs: *raw.expected_interval_secs.get_ref(),
+            battery: battery?,
+            firmware: firmware?,
             device_id: device_id?,
             time: TimeField { path: time_path?, format: raw.time.format },
             patient: match (patient?, patient_system) {

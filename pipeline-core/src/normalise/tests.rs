@@ -805,3 +805,23 @@ fn a_patient_token_names_its_system_in_the_field() {
     let dir = ProfileDir::new("reserved", &[("p.toml", &reserved)]);
     assert!(dir.load().unwrap_err().to_string().contains("built-in profile for HL7 v2 devices"));
 }
+
+#[test]
+fn battery_and_firmware_are_device_status_never_readings() {
+    let set = profiles();
+    let ox = set.get("acme-ox100").unwrap();
+    assert_eq!(ox.expected_interval_secs, 2);
+    let payload = br#"{"sn":"OX-1","ts":"2026-11-24T10:00:00Z","spo2":97,"pi":3.1,"bat":87,"fw":"2.4.1"}"#;
+    let read = trial(ox, payload, &PayloadLimits::default());
+    assert_eq!(read.status, DeviceStatus { battery_pct: Some(87.0), firmware: Some("2.4.1".into()) });
+    assert_eq!(read.readings.len(), 1, "only SpO2 is a reading");
+    assert_eq!(read.unmapped, ["/pi"]);
+    // A charge out of range is left out, and listed as unread; it never rejects the payload.
+    let odd = trial(ox, br#"{"sn":"OX-1","ts":"2026-11-24T10:00:00Z","spo2":97,"bat":140}"#, &PayloadLimits::default());
+    assert!(odd.problems.is_empty() && odd.status.battery_pct.is_none());
+    assert_eq!(odd.unmapped, ["/bat"]);
+    let top = profile_text("zero", "z/+", SPO2).replacen("device_id =", "expected_interval_secs = 0\ndevice_id =", 1);
+    let dir = ProfileDir::new("zero-interval", &[("zero.toml", &top)]);
+    let refused = dir.load().unwrap_err().to_string();
+    assert!(refused.contains("expected_interval_secs is 0"), "{refused}");
+}

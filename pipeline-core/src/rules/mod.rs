@@ -300,6 +300,22 @@ impl RuleSet {
             })
             .collect()
     }
+
+    /// After how long without data a device of `profile_id` raises its no-data alarm: the shortest
+    /// no-data rule that watches the profile, if any does.
+    pub fn no_data_after(&self, profile_id: &str) -> Option<Duration> {
+        self.rules
+            .iter()
+            .filter_map(|r| match &r.condition {
+                Condition::NoData { after, profiles }
+                    if profiles.is_empty() || profiles.iter().any(|p| p == profile_id) =>
+                {
+                    Some(*after)
+                }
+                _ => None,
+            })
+            .min()
+    }
 }
 
 /// Why a rule file was refused.

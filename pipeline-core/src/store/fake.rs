@@ -219,6 +219,11 @@ impl Inbox for FakeStore {
         Ok(Vec::new())
     }
 
+    async fn device_status(&self) -> Result<Vec<DeviceHeard>, StoreError> {
+        let all: Vec<ProcessedPayload> = self.state().batches.iter().flatten().cloned().collect();
+        Ok(DeviceHeard::of_batch(&all))
+    }
+
     /// The fake keeps no held readings: nothing to move.
     async fn release_held(&self, _patient_id: i64, _operator: &str, _reason: &str) -> Result<u64, StoreError> {
         Ok(0)
@@ -369,6 +374,28 @@ impl RegistryStore for FakeStore {
             })
             .collect())
     }
+
+    /// The fake does not record who paired: `created_by` is empty, `created_at` the start.
+    async fn pairings_of(&self, device_id: &str) -> Result<Vec<PairingEntry>, StoreError> {
+        let s = self.state();
+        let mut out: Vec<PairingEntry> = s
+            .registry
+            .pairings
+            .get(device_id)
+            .into_iter()
+            .flatten()
+            .map(|p| PairingEntry {
+                id: p.id,
+                patient_id: p.patient_id,
+                valid_from: p.valid_from,
+                valid_to: p.valid_to,
+                created_by: String::new(),
+                created_at: p.valid_from,
+            })
+            .collect();
+        out.sort_by_key(|p| std::cmp::Reverse(p.valid_from));
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -389,6 +416,54 @@ impl QuarantineStore for FakeStore {
         _reason: &str,
     ) -> Result<bool, StoreError> {
         Err(StoreError::Refused(format!("quarantined reading {id} does not exist or is already resolved")))
+    }
+
+    async fn resolve_quarantine_many(
+        &self,
+        _device_id: &str,
+        resolutions: &[(i64, Resolution)],
+        _operator: &str,
+        _reason: &str,
+    ) -> Result<u64, StoreError> {
+        match resolutions.first() {
+            None => Ok(0),
+            Some((id, _)) => {
+                Err(StoreError::Refused(format!("quarantined reading {id} does not exist or is already resolved")))
+            }
+        }
+    }
+
+    async fn quarantine_groups(&self) -> Result<Vec<QuarantineGroup>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn quarantine_page(
+        &self,
+        _device_id: Option<&str>,
+        _reason: Option<&str>,
+        _offset: u32,
+        _limit: u32,
+    ) -> Result<(Vec<QuarantineEntry>, u64), StoreError> {
+        Ok((Vec::new(), 0))
+    }
+
+    async fn quarantine_within(
+        &self,
+        _device_id: &str,
+        _from: DateTime<Utc>,
+        _until: Option<DateTime<Utc>>,
+    ) -> Result<Vec<QuarantineEntry>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn discard_quarantine_group(
+        &self,
+        _device_id: &str,
+        _reason_code: &str,
+        _operator: &str,
+        _why: &str,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
     }
 }
 

@@ -24,7 +24,7 @@ use crate::fhir::PatientRef;
 use crate::identify::{Flow, NewPairing, PairingRecord, QuarantineReason, Registry};
 use crate::model::alarm::{AlarmKind, Firing, Priority};
 use crate::model::event::ClinicalEvent;
-use crate::model::{ContentHash, DeviceIdentity, Reading};
+use crate::model::{ContentHash, DeviceIdentity, Reading, Validity};
 use crate::normalise::Rejection;
 
 /// Opens the store a URL names (`sqlite://PATH` today), migrated and ready; rows are stamped with
@@ -126,6 +126,8 @@ pub struct ProcessedPayload {
     pub outcome: PayloadOutcome,
     /// Fields it carries that its profile does not read (counted on the board).
     pub unmapped: Vec<String>,
+    /// Battery and firmware, where its profile maps them (device status, not readings).
+    pub status: crate::normalise::DeviceStatus,
 }
 
 /// What became of a payload.
@@ -169,6 +171,17 @@ pub enum Disposition {
         /// Operator-facing detail, without PHI.
         detail: String,
     },
+}
+
+impl Disposition {
+    /// The reading, whatever its fate.
+    pub fn reading(&self) -> &Reading {
+        match self {
+            Disposition::Accepted { reading, .. }
+            | Disposition::Held { reading, .. }
+            | Disposition::Quarantined { reading, .. } => reading,
+        }
+    }
 }
 
 /// Counts of what one batch did.
@@ -309,6 +322,106 @@ pub struct QuarantineEntry {
     pub origin: String,
 }
 
+/// Quarantined readings of one device for one reason.
+#[derive(Debug, Clone, Serialize, PartialEq, TS)]
+#[ts(export)]
+pub struct QuarantineGroup {
+    /// Device id.
+    pub device_id: String,
+    /// Reason code, e.g. `unknown_device`, `unpaired`.
+    pub reason: String,
+    /// The newest reading's reason, for the operator.
+    pub detail: String,
+    /// The topic (or other origin) the newest came in on.
+    pub origin: String,
+    /// How many readings.
+    pub count: u64,
+    /// The oldest reading's observed time.
+    pub first_observed: DateTime<Utc>,
+    /// The newest reading's observed time.
+    pub last_observed: DateTime<Utc>,
+    /// Whether the device is registered (else Register comes before pairing).
+    pub registered: bool,
+    /// The registered profile, or the one its topic suggests.
+    pub profile_id: Option<String>,
+}
+
+/// What the store keeps of a device heard: see [`Inbox::device_status`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceHeard {
+    /// Device id.
+    pub device_id: String,
+    /// The topic (or other origin) of its newest payload.
+    pub origin: String,
+    /// The profile that read it.
+    pub profile_id: Option<String>,
+    /// When its newest payload arrived.
+    pub last_heard: DateTime<Utc>,
+    /// The worst validity among its newest payload's readings.
+    pub validity: Validity,
+    /// The battery charge it last reported.
+    pub battery_pct: Option<f64>,
+    /// The firmware it last reported.
+    pub firmware: Option<String>,
+    /// Payloads of it stored in all.
+    pub messages: u64,
+}
+
+impl DeviceHeard {
+    /// Each device a batch heard from, with its newest payload's facts and how many payloads.
+    pub fn of_batch(batch: &[ProcessedPayload]) -> Vec<DeviceHeard> {
+        let mut heard: std::collections::BTreeMap<&str, DeviceHeard> = std::collections::BTreeMap::new();
+        for p in batch {
+            let PayloadOutcome::Readings(ds) = &p.outcome else { continue };
+            let mut worst: std::collections::BTreeMap<&str, Validity> = std::collections::BTreeMap::new();
+            for d in ds {
+                let reading = d.reading();
+                let v = worst.entry(reading.device_id.as_str()).or_insert(reading.validity);
+                *v = v.worst(reading.validity);
+            }
+            for (device_id, validity) in worst {
+                let entry = heard.entry(device_id).or_insert_with(|| DeviceHeard {
+                    device_id: device_id.to_string(),
+                    origin: p.origin.clone(),
+                    profile_id: p.profile_id.clone(),
+                    last_heard: p.received_at,
+                    validity,
+                    battery_pct: None,
+                    firmware: None,
+                    messages: 0,
+                });
+                entry.messages += 1;
+                if p.received_at >= entry.last_heard {
+                    entry.origin.clone_from(&p.origin);
+                    entry.profile_id.clone_from(&p.profile_id);
+                    entry.last_heard = p.received_at;
+                    entry.validity = validity;
+                }
+                entry.battery_pct = p.status.battery_pct.or(entry.battery_pct);
+                entry.firmware = p.status.firmware.clone().or(entry.firmware.take());
+            }
+        }
+        heard.into_values().collect()
+    }
+}
+
+/// One pairing of a device, past or current, for its history.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairingEntry {
+    /// Store key.
+    pub id: i64,
+    /// Patient store key.
+    pub patient_id: i64,
+    /// Start (inclusive).
+    pub valid_from: DateTime<Utc>,
+    /// End (exclusive); none while open.
+    pub valid_to: Option<DateTime<Utc>>,
+    /// Who made it.
+    pub created_by: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
 /// How an operator resolves a quarantined reading.
 #[derive(Debug, Clone)]
 pub enum Resolution {
@@ -328,7 +441,8 @@ pub enum Resolution {
 }
 
 /// A rejected payload with its reason.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
 pub struct RejectedEntry {
     /// Store key.
     pub id: i64,
@@ -347,7 +461,8 @@ pub struct RejectedEntry {
 }
 
 /// A held reading and the flow it lacks consent for.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
 pub struct HeldEntry {
     /// Device id.
     pub device_id: String,
@@ -357,12 +472,16 @@ pub struct HeldEntry {
     pub mdc_code: u32,
     /// Value.
     pub value: f64,
+    /// UCUM unit.
+    pub unit: String,
     /// Observed time.
     pub observed_at: DateTime<Utc>,
     /// The flow without consent.
     pub flow: String,
     /// Why it is held.
     pub reason: String,
+    /// The raw payload it came in (console only: may hold PHI).
+    pub payload: String,
 }
 
 /// A registered device and its current pairing, for `vigil devices`.
@@ -598,6 +717,8 @@ pub trait Inbox: Send + Sync + 'static {
     async fn readings(&self, q: &ReadingQuery) -> Result<Vec<StoredReading>, StoreError>;
     /// Rejected payloads, newest first.
     async fn rejected(&self, limit: u32) -> Result<Vec<RejectedEntry>, StoreError>;
+    /// Every device heard, registered or not, with its newest payload's facts.
+    async fn device_status(&self) -> Result<Vec<DeviceHeard>, StoreError>;
     /// Readings held for consent, newest first.
     async fn held(&self, limit: u32) -> Result<Vec<HeldEntry>, StoreError>;
     /// Moves a patient's readings held for want of `store` consent into telemetry, once that
@@ -656,6 +777,8 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn consents_to(&self, patient_id: i64, flow: Flow) -> Result<bool, StoreError>;
     /// Registered devices with their current pairing.
     async fn devices(&self) -> Result<Vec<DeviceEntry>, StoreError>;
+    /// A device's pairings, past and current, newest first.
+    async fn pairings_of(&self, device_id: &str) -> Result<Vec<PairingEntry>, StoreError>;
 }
 
 /// Readings whose pairing did not check out, and their resolution by an operator.
@@ -674,6 +797,43 @@ pub trait QuarantineStore: Send + Sync + 'static {
         operator: &str,
         reason: &str,
     ) -> Result<bool, StoreError>;
+    /// Resolves many quarantined readings of one device in one transaction, audited once with the
+    /// count: a pairing that recovers 2,000 readings is one action. Returns how many released
+    /// readings were new. Refused, with nothing changed, when any of them is already resolved.
+    async fn resolve_quarantine_many(
+        &self,
+        device_id: &str,
+        resolutions: &[(i64, Resolution)],
+        operator: &str,
+        reason: &str,
+    ) -> Result<u64, StoreError>;
+    /// Unresolved quarantined readings by device and reason, largest group first.
+    async fn quarantine_groups(&self) -> Result<Vec<QuarantineGroup>, StoreError>;
+    /// Unresolved quarantined readings, newest first, of one device or reason when given, from
+    /// `offset`, with how many match in all.
+    async fn quarantine_page(
+        &self,
+        device_id: Option<&str>,
+        reason: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<QuarantineEntry>, u64), StoreError>;
+    /// Unresolved quarantined readings of a device observed in `[from, until)`, oldest first.
+    async fn quarantine_within(
+        &self,
+        device_id: &str,
+        from: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Vec<QuarantineEntry>, StoreError>;
+    /// Discards every unresolved quarantined reading of a device for a reason (kept for forensics),
+    /// audited once with the count. Returns how many.
+    async fn discard_quarantine_group(
+        &self,
+        device_id: &str,
+        reason_code: &str,
+        operator: &str,
+        why: &str,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The clinical events queued for the EHR, and what the sandbox EHR was given.

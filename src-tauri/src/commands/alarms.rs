@@ -25,3 +25,10 @@ pub async fn silence_alarm(state: State<'_, ConsoleState>, id: i64, reason: Stri
     let console = state.get().await?;
     console.admin().silence_alarm(&console.actor()?, id, &reason, minutes).await.map(drop)
 }
+
+/// Acknowledges several infrastructure alarms with one reason (patient-level ones are refused).
+#[tauri::command]
+pub async fn ack_alarms(state: State<'_, ConsoleState>, ids: Vec<i64>, reason: String) -> Answer<u32> {
+    let console = state.get().await?;
+    console.admin().ack_alarms(&console.actor()?, &ids, &reason).await
+}

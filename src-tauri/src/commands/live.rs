@@ -61,3 +61,9 @@ pub async fn unsubscribe_live(state: State<'_, ConsoleState>) -> Answer<()> {
 pub async fn chart(state: State<'_, ConsoleState>, device_id: String, mdc_code: u32, minutes: u32) -> Answer<String> {
     state.get().await?.chart(&device_id, mdc_code, minutes).await
 }
+
+/// Every parameter of one patient over the last `minutes`, stacked on one time axis, as SVG.
+#[tauri::command]
+pub async fn bed_chart(state: State<'_, ConsoleState>, patient_id: i64, minutes: u32) -> Answer<String> {
+    state.get().await?.bed_chart(patient_id, minutes).await
+}

@@ -4,6 +4,7 @@
 pub mod alarms;
 pub mod board;
 pub mod devices;
+pub mod fleet;
 pub mod live;
 pub mod outbox;
 pub mod quarantine;

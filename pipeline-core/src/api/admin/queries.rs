@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::audit::export::{self, Subject};
 use crate::audit::{AuditEntry, AuditVerdict};
 use crate::store::{
-    AlarmEntry, DeviceEntry, HeldEntry, OutboxEntry, OutboxStatus, QuarantineEntry, ReadingQuery, RejectedEntry,
-    StoreCounts, StoredReading,
+    AlarmEntry, DeviceEntry, HeldEntry, OutboxEntry, OutboxStatus, PairingEntry, QuarantineEntry, ReadingQuery,
+    RejectedEntry, StoreCounts, StoredReading,
 };
 
 impl Admin {
@@ -18,6 +18,12 @@ impl Admin {
     pub async fn devices(&self, actor: &Actor) -> ApiResult<Vec<DeviceEntry>> {
         self.permit(actor, Action::View).await?;
         Ok(self.store.devices().await?)
+    }
+
+    /// A device's pairings, past and current, newest first.
+    pub async fn pairings_of(&self, actor: &Actor, device_id: &str) -> ApiResult<Vec<PairingEntry>> {
+        self.permit(actor, Action::View).await?;
+        Ok(self.store.pairings_of(device_id).await?)
     }
 
     /// Alarms, newest first; only those not cleared when `active_only`.

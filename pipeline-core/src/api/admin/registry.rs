@@ -168,7 +168,7 @@ impl Admin {
     /// The registry's id for a device as an operator typed it. An HL7 device's EUI-64 is registered
     /// in one form (16 upper-case hex digits), so `00-1b-c5-0c-00-00-00-01` names it too; an id
     /// registered as typed (a profile that keeps dashes) stays as it is.
-    async fn registered_id(&self, typed: &str) -> ApiResult<String> {
+    pub(super) async fn registered_id(&self, typed: &str) -> ApiResult<String> {
         let typed = typed.trim();
         let Some(canonical) = pcd01::eui64(typed).filter(|c| c != typed) else {
             return Ok(typed.to_string());

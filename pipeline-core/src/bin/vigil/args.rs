@@ -115,6 +115,10 @@ pub(crate) enum Command {
         /// confirms that this pairing replaces theirs from `--from`.
         #[arg(long, value_name = "PATIENT_KEY")]
         replacing: Option<i64>,
+        /// Then release every reading of the device quarantined inside the new pairing, each
+        /// re-identified, with this reason (audited): one action for what an unpaired device sent.
+        #[arg(long, value_name = "WHY")]
+        release_quarantine: Option<String>,
         #[command(flatten)]
         operator: OperatorArgs,
     },
@@ -611,6 +615,12 @@ pub(crate) struct SimulateArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
+    /// Stop one device's payloads (as if switched off) after `--after`; the others go on.
+    #[arg(long, value_name = "DEVICE", requires = "after")]
+    pub(crate) drop: Option<String>,
+    /// When `--drop` stops its device, e.g. 10s or 2m.
+    #[arg(long, value_parser = seconds_or_minutes, requires = "drop")]
+    pub(crate) after: Option<std::time::Duration>,
     /// The CONNECT user name (a credential from `vigil credentials add`).
     #[arg(long, requires = "password_file")]
     pub(crate) username: Option<String>,
@@ -677,4 +687,18 @@ pub(crate) struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub(crate) seconds: Option<u64>,
+}
+
+/// A duration as "10s", "2m" or "1h" (a bare number is seconds).
+fn seconds_or_minutes(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) =
+        text.trim().split_at(text.trim().find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.trim().len()));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration: write e.g. 10s, 2m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        other => return Err(format!("unknown unit {other:?} in {text:?}: use s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }

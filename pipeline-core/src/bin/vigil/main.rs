@@ -156,7 +156,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let key = admin.register_patient(&actor, system, value, name.as_deref(), verified_by.as_deref()).await?;
             outln!("patient {key}");
         }
-        Command::Pair { site, device, patient, from, until, reason, replacing, operator } => {
+        Command::Pair { site, device, patient, from, until, reason, replacing, release_quarantine, operator } => {
             let request = PairRequest {
                 device_id: device,
                 system: patient.patient_system,
@@ -167,12 +167,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 replacing,
             };
             let (admin, actor) = site.open_as(&operator).await?;
-            let p = admin.pair_device(&actor, &request).await?;
-            let replaced = p
-                .replaced
-                .map(|old| format!(", replacing patient {} (pairing {} ended)", old.patient_id, old.id))
-                .unwrap_or_default();
-            outln!("pairing {}: device {} with patient {}{replaced}", p.id, request.device_id, p.patient_id);
+            if let Some(why) = release_quarantine {
+                let outcome = admin.pair_and_release(&actor, &request, &why).await?;
+                outln!("device {}: {}", request.device_id, outcome.detail);
+            } else {
+                let p = admin.pair_device(&actor, &request).await?;
+                let replaced = p
+                    .replaced
+                    .map(|old| format!(", replacing patient {} (pairing {} ended)", old.patient_id, old.id))
+                    .unwrap_or_default();
+                outln!("pairing {}: device {} with patient {}{replaced}", p.id, request.device_id, p.patient_id);
+            }
         }
         Command::Unpair { site, device, at, operator } => {
             let (admin, actor) = site.open_as(&operator).await?;

@@ -76,6 +76,7 @@ pub(crate) async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         episode_rate: args.episodes,
         count: args.count,
         seed: args.seed,
+        drop: args.drop.zip(args.after),
         login: match (&args.username, &args.password_file) {
             (Some(user), Some(file)) => Some(Login::from_file(user, file).map_err(|e| anyhow::anyhow!(e))?),
             (None, None) => None,

@@ -306,8 +306,59 @@ impl Inbox for SqliteStore {
             q.build().execute(&mut *tx).await?;
         }
         tally.rejected = rejected.len() as u64;
+
+        // 5. The fleet: when each device was last heard, and what it says of itself.
+        for chunk in DeviceHeard::of_batch(batch).chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO device_status (device_id, origin, profile_id, last_heard, validity, battery_pct, firmware, messages) ",
+            );
+            q.push_values(chunk, |mut row, h| {
+                row.push_bind(h.device_id.as_str())
+                    .push_bind(h.origin.as_str())
+                    .push_bind(h.profile_id.as_deref())
+                    .push_bind(millis(h.last_heard))
+                    .push_bind(h.validity.as_str())
+                    .push_bind(h.battery_pct)
+                    .push_bind(h.firmware.as_deref())
+                    .push_bind(h.messages as i64);
+            });
+            // A batch older than what is kept (a resent payload) moves nothing back.
+            q.push(
+                " ON CONFLICT (device_id) DO UPDATE SET
+                   origin = CASE WHEN excluded.last_heard >= last_heard THEN excluded.origin ELSE origin END,
+                   profile_id = CASE WHEN excluded.last_heard >= last_heard THEN excluded.profile_id ELSE profile_id END,
+                   validity = CASE WHEN excluded.last_heard >= last_heard THEN excluded.validity ELSE validity END,
+                   last_heard = MAX(last_heard, excluded.last_heard),
+                   battery_pct = COALESCE(excluded.battery_pct, battery_pct),
+                   firmware = COALESCE(excluded.firmware, firmware),
+                   messages = messages + excluded.messages",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(tally)
+    }
+
+    async fn device_status(&self) -> Result<Vec<DeviceHeard>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, origin, profile_id, last_heard, validity, battery_pct, firmware, messages
+             FROM device_status ORDER BY device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeviceHeard {
+                device_id: r.get(0),
+                origin: r.get(1),
+                profile_id: r.get(2),
+                last_heard: from_millis(r.get(3)),
+                validity: Validity::parse(r.get::<&str, _>(4)).unwrap_or(Validity::Invalid),
+                battery_pct: r.get(5),
+                firmware: r.get(6),
+                messages: r.get::<i64, _>(7).max(0) as u64,
+            })
+            .collect())
     }
 
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -537,7 +588,8 @@ impl Inbox for SqliteStore {
 
     async fn held(&self, limit: u32) -> Result<Vec<HeldEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT device_id, patient_id, mdc_code, value, observed_at, flow, reason FROM held ORDER BY created_at DESC LIMIT ?",
+            "SELECT h.device_id, h.patient_id, h.mdc_code, h.value, h.observed_at, h.flow, h.reason, h.unit, i.payload
+             FROM held h LEFT JOIN inbox i ON i.id = h.inbox_id ORDER BY h.created_at DESC LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -552,6 +604,11 @@ impl Inbox for SqliteStore {
                 observed_at: from_millis(r.get(4)),
                 flow: r.get(5),
                 reason: r.get(6),
+                unit: r.get(7),
+                payload: r
+                    .get::<Option<Vec<u8>>, _>(8)
+                    .map(|p| String::from_utf8_lossy(&p).into_owned())
+                    .unwrap_or_default(),
             })
             .collect())
     }

@@ -364,6 +364,27 @@ impl RegistryStore for SqliteStore {
             })
             .collect())
     }
+
+    async fn pairings_of(&self, device_id: &str) -> Result<Vec<PairingEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, patient_id, valid_from, valid_to, created_by, created_at FROM pairings
+             WHERE device_id = ? ORDER BY valid_from DESC, id DESC",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PairingEntry {
+                id: r.get(0),
+                patient_id: r.get(1),
+                valid_from: from_millis(r.get(2)),
+                valid_to: r.get::<Option<i64>, _>(3).map(from_millis),
+                created_by: r.get(4),
+                created_at: from_millis(r.get(5)),
+            })
+            .collect())
+    }
 }
 
 /// A pairing's audit detail: store keys and its period, never an identifier.

@@ -34,6 +34,7 @@ fn payload(n: u8, received_at: DateTime<Utc>, readings: Vec<Reading>) -> Process
         profile_id: Some("acme-ox100".into()),
         outcome: PayloadOutcome::Readings(dispositions),
         unmapped: Vec::new(),
+        status: Default::default(),
     }
 }
 
@@ -256,4 +257,66 @@ async fn outbox_keeps_per_patient_order_and_lets_other_patients_pass() {
     assert_eq!(due, [ids[1], ids[2], ids[3], ids[4]]);
     let dead = s.outbox(Some(OutboxStatus::Dead), 10).await.unwrap();
     assert_eq!((dead.len(), dead[0].reason.as_deref()), (1, Some("HTTP 422")));
+}
+
+/// A payload whose readings of `device` were quarantined for an unknown device.
+fn quarantined(n: u8, device: &str, at: DateTime<Utc>) -> ProcessedPayload {
+    let mut p = payload(n, at, vec![]);
+    p.outcome = PayloadOutcome::Readings(vec![Disposition::Quarantined {
+        reading: reading(device, at),
+        reason: crate::identify::QuarantineReason::UnknownDevice,
+        detail: format!("device {device} is not registered"),
+    }]);
+    p
+}
+
+#[tokio::test]
+async fn the_fleet_keeps_each_devices_newest_payload_and_status_and_never_moves_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let now = Utc::now();
+    let mut first = payload(1, now, vec![reading("OX-1", now)]);
+    first.status = crate::normalise::DeviceStatus { battery_pct: Some(80.0), firmware: Some("2.4.1".into()) };
+    let mut doubtful = reading("OX-1", now + chrono::Duration::seconds(1));
+    doubtful.validity = Validity::Questionable;
+    let second = payload(2, now + chrono::Duration::seconds(1), vec![doubtful, reading("OX-1", now)]);
+    s.write_batch(&[first, second, quarantined(3, "OX-9", now)]).await.unwrap();
+    // A resent old payload later moves nothing back.
+    s.write_batch(&[payload(4, now - chrono::Duration::hours(1), vec![reading("OX-1", now)])]).await.unwrap();
+    let heard = s.device_status().await.unwrap();
+    let ox1 = heard.iter().find(|h| h.device_id == "OX-1").unwrap();
+    assert_eq!(ox1.last_heard.timestamp_millis(), (now + chrono::Duration::seconds(1)).timestamp_millis());
+    assert_eq!(ox1.validity, Validity::Questionable, "the worst of its newest payload");
+    assert_eq!((ox1.battery_pct, ox1.firmware.as_deref(), ox1.messages), (Some(80.0), Some("2.4.1"), 3));
+    assert!(heard.iter().any(|h| h.device_id == "OX-9"), "an unknown sender is heard too");
+}
+
+#[tokio::test]
+async fn quarantine_groups_page_and_resolve_many_readings_in_one_audited_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let t0 = Utc::now() - chrono::Duration::hours(2);
+    let batch: Vec<ProcessedPayload> = (0..30u8)
+        .map(|n| quarantined(n, if n < 20 { "OX-9" } else { "OX-8" }, t0 + chrono::Duration::seconds(n.into())))
+        .collect();
+    s.write_batch(&batch).await.unwrap();
+    let groups = s.quarantine_groups().await.unwrap();
+    assert_eq!(
+        groups.iter().map(|g| (g.device_id.as_str(), g.count)).collect::<Vec<_>>(),
+        [("OX-9", 20), ("OX-8", 10)]
+    );
+    assert_eq!(groups[0].first_observed.timestamp_millis(), t0.timestamp_millis());
+    let (page, total) = s.quarantine_page(Some("OX-9"), Some("unknown_device"), 15, 10).await.unwrap();
+    assert_eq!((page.len(), total), (5, 20), "the last page of the group");
+    let within = s.quarantine_within("OX-9", t0 + chrono::Duration::seconds(5), None).await.unwrap();
+    assert_eq!(within.len(), 15);
+    let discards: Vec<(i64, Resolution)> = within.iter().map(|q| (q.id, Resolution::Discard)).collect();
+    assert_eq!(s.resolve_quarantine_many("OX-9", &discards, "op", "test").await.unwrap(), 0);
+    assert!(s.resolve_quarantine_many("OX-9", &discards, "op", "again").await.is_err(), "already resolved");
+    assert_eq!(s.discard_quarantine_group("OX-8", "unknown_device", "op", "bench test").await.unwrap(), 10);
+    let left = s.quarantine_groups().await.unwrap();
+    assert_eq!(left.iter().map(|g| (g.device_id.as_str(), g.count)).collect::<Vec<_>>(), [("OX-9", 5)]);
+    let audit = s.audit_entries(10).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "quarantine.group_resolved" && a.detail.starts_with("0 released")));
+    assert!(audit.iter().any(|a| a.action == "quarantine.group_discarded" && a.detail.starts_with("10 ")));
 }
