@@ -12,6 +12,8 @@ export default defineConfig({
   test: {
     environment: 'jsdom',
     setupFiles: ['./src/test/setup.ts'],
+    // A fixed zone away from UTC, as the end-to-end acceptance runs: times must show local time and zone.
+    env: { TZ: 'America/New_York' },
     include: ['src/**/*.test.{ts,tsx}'],
   },
 });

@@ -3,7 +3,11 @@
 //! demo mode; live values appear and change; an alarm is acknowledged; a device is paired through
 //! the UI; a quarantined reading is released after pairing; the degradation banner appears when the
 //! EHR endpoint is made unreachable. Each view is saved to docs/screenshots/. A second session, on
-//! a site with accounts, signs in and locks when idle, the alarm count still live.
+//! a site with accounts, signs in and locks when idle, the alarm count still live. A third ([`fleet`])
+//! works the fleet, the alarms and the quarantine at scale in New York time.
+
+#[path = "console_e2e/fleet.rs"]
+mod fleet;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,7 +38,7 @@ impl Display {
                 format!(":{number}"),
                 "-screen".into(),
                 "0".into(),
-                "1280x800x24".into(),
+                "1600x1000x24".into(),
                 "-nolisten".into(),
                 "tcp".into(),
             ])

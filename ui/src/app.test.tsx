@@ -79,7 +79,8 @@ describe('console shell', () => {
     type(screen.getByTestId('signin-password'), 'clinician-password');
     fireEvent.click(screen.getByTestId('signin-submit'));
     expect((await screen.findByTestId('account-current')).textContent).toBe('cleo (clinician)');
-    expect(screen.getByTestId('nav-board').getAttribute('aria-current')).toBe('page');
+    // The fleet is the first view after signing in.
+    expect(screen.getByTestId('nav-fleet').getAttribute('aria-current')).toBe('page');
     expect(callsOf(backend, 'signIn')).toEqual([['cleo', 'wrong password'], ['cleo', 'clinician-password']]);
   });
 
@@ -121,7 +122,7 @@ describe('console shell', () => {
     expect(screen.queryByTestId('nav-alarms')).toBeNull();
     expect(screen.getByTestId('mode-ehr_sync_paused')).toBeTruthy();
     expect(screen.getByTestId('locked-alarm-high').textContent).toBe('1');
-    expect(screen.getByTestId('locked-alarm-medium').textContent).toBe('1');
+    expect(screen.getByTestId('locked-alarm-medium').textContent).toBe('3');
     expect(screen.getByTestId('locked-alarm-low').textContent).toBe('1');
 
     backend.data.alarms.find((a) => a.id === 42)!.priority = 'high';
@@ -186,10 +187,10 @@ describe('console shell', () => {
   it('shows the unacknowledged alarms by priority, technical and patient apart, and the acknowledged, on every view', async () => {
     const { backend } = await renderApp({ modes: [EHR_SYNC_PAUSED] }, 'devices');
     await waitFor(() => expect(screen.getByTestId('alarm-count-high').textContent).toBe('1'));
-    expect(screen.getByTestId('alarm-count-medium').textContent).toBe('1');
+    expect(screen.getByTestId('alarm-count-medium').textContent).toBe('3');
     expect(screen.getByTestId('alarm-count-low').textContent).toBe('1');
-    // The demo's two technical alarms and one about a patient, apart; none acknowledged yet.
-    expect(screen.getByTestId('alarm-count-technical').textContent).toBe('2');
+    // The demo's four technical alarms and one about a patient's values, apart; none acknowledged yet.
+    expect(screen.getByTestId('alarm-count-technical').textContent).toBe('4');
     expect(screen.getByTestId('alarm-count-physiological').textContent).toBe('1');
     expect(screen.getByTestId('alarm-count-acknowledged').textContent).toBe('0');
     await backend.ackAlarm(41, 'Seen');
@@ -199,7 +200,7 @@ describe('console shell', () => {
     expect(screen.getByTestId('alarm-count-acknowledged').textContent).toBe('1');
     fireEvent.click(screen.getByTestId('topbar-alarms'));
     expect(screen.getByTestId('nav-alarms').getAttribute('aria-current')).toBe('page');
-    expect(await screen.findAllByTestId('alarm-row')).toHaveLength(3);
+    expect(await screen.findAllByTestId('alarm-row')).toHaveLength(5);
   });
 
   it('switches views from the nav and marks the current one', async () => {
@@ -207,7 +208,9 @@ describe('console shell', () => {
     fireEvent.click(screen.getByTestId('nav-quarantine'));
     expect(screen.getByTestId('nav-quarantine').getAttribute('aria-current')).toBe('page');
     expect(screen.getByTestId('nav-board').hasAttribute('aria-current')).toBe(false);
-    expect(await screen.findAllByTestId('quarantine-row')).toHaveLength(2);
+    // The demo's three quarantine groups, and the newest page of their readings.
+    expect(await screen.findByTestId('qgroup-MX-00A1-no_active_pairing')).toBeTruthy();
+    expect(await screen.findAllByTestId('quarantine-row')).toHaveLength(100);
   });
 
   it('shows a backend error as "code: message" in the alert area', async () => {

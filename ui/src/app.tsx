@@ -10,7 +10,9 @@ import { ModeBanner } from './components/ModeBanner';
 import { FirstAdmin, SignIn } from './components/SignIn';
 import { Toasts, type Toast } from './components/Toasts';
 import { TopBar } from './components/TopBar';
+import { useHighAlarmTone } from './components/sound';
 import { BoardView } from './views/board';
+import { FleetView } from './views/fleet';
 import { LiveView } from './views/live';
 import { AlarmsView } from './views/alarms';
 import { QuarantineView } from './views/quarantine';
@@ -18,9 +20,11 @@ import { DevicesView } from './views/devices';
 import { OutboxView } from './views/outbox';
 import { SettingsView } from './views/settings';
 
-export type ViewId = 'board' | 'live' | 'alarms' | 'quarantine' | 'devices' | 'outbox' | 'settings';
+export type ViewId = 'fleet' | 'board' | 'live' | 'alarms' | 'quarantine' | 'devices' | 'outbox' | 'settings';
 
+// The fleet comes first: which devices are silent is a clinical engineer's first question.
 const NAV: { id: ViewId; label: string }[] = [
+  { id: 'fleet', label: 'Fleet' },
   { id: 'board', label: 'Board' },
   { id: 'live', label: 'Live streams' },
   { id: 'alarms', label: 'Alarms' },
@@ -77,7 +81,7 @@ function StartFailure({ message }: { message: string }) {
   );
 }
 
-export function App({ backend, initialView = 'board' }: { backend: Backend; initialView?: ViewId }) {
+export function App({ backend, initialView = 'fleet' }: { backend: Backend; initialView?: ViewId }) {
   const [session, setSession] = useState<SessionView | null>(null);
   const [view, setView] = useState<ViewId>(initialView);
   const [toasts, setToasts] = useState<Toast[]>([]);
@@ -111,6 +115,7 @@ export function App({ backend, initialView = 'board' }: { backend: Backend; init
   useIdle(signedIn ? session.lock_after_secs : 0, () => sessionCall(() => backend.lock()));
 
   const { board, lastAt, startFailure } = useStatus(backend, reportError);
+  useHighAlarmTone(board?.alarms.high ?? null);
   const context = useMemo<Session>(
     () => ({ account: session?.account ?? null, roles: session?.roles ?? [], reportError }), [session, reportError]);
 
@@ -138,7 +143,8 @@ export function App({ backend, initialView = 'board' }: { backend: Backend; init
                   </ul>
                 </nav>
                 <main class="main">
-                  {view === 'board' && <BoardView board={board} />}
+                  {view === 'fleet' && <FleetView />}
+                  {view === 'board' && <BoardView board={board} onFleet={() => setView('fleet')} />}
                   {view === 'live' && <LiveView />}
                   {view === 'alarms' && <AlarmsView />}
                   {view === 'quarantine' && <QuarantineView />}

@@ -1,8 +1,10 @@
-// Made-up demo data for the mock backend (no real person). It mirrors fixtures/demo/registry.toml so the
-// browser demo and the real demo show the same ward: three paired patients, one spare monitor MX-00A1.
+// Made-up demo data for the mock backend (no real person). Its first beds mirror fixtures/demo/registry.toml
+// so the browser demo and the real demo show the same ward (three paired patients, one spare monitor
+// MX-00A1 that was never paired); around them a ward of 30 devices for the fleet view, with one device
+// offline, one stale, two never seen and one unregistered sender.
 import type {
-  Alarm, ComponentHealth, DegradationMode, Device, IngestTally, LiveValue, OutboxEntry, QuarantineItem,
-  Rates, Settings, VerifiedPatient,
+  Alarm, ComponentHealth, DegradationMode, Device, FleetDevice, HeldView, IngestTally, LiveValue, OutboxEntry,
+  PageDelivery, QuarantineItem, Rates, RejectedEntry, Settings, VerifiedPatient,
 } from './types';
 
 export const MRN_SYSTEM = 'urn:oid:2.16.840.1.113883.19.5.99999.2';
@@ -16,6 +18,30 @@ export const MDC = {
 /** A patient known to the (sandbox) registry, with the internal id the pipeline gives it. */
 export interface RegistryPatient extends VerifiedPatient { patient_id: number }
 
+/**
+ * What the pipeline has heard of one device (registered or not): the facts the fleet view shows
+ * besides the registry's. `alive` devices keep sending in the browser demo; the others fall silent.
+ */
+export interface HeardDevice extends Pick<FleetDevice, 'device_id' | 'origin' | 'messages_per_min' | 'messages'
+  | 'latest_validity' | 'battery_pct' | 'firmware' | 'clock_offset_secs'> {
+  last_heard: string;
+  alive: boolean;
+  /** The profile its topic suggests (used for an unknown sender). */
+  suggested_profile: string;
+}
+
+/** A pairing that has ended, for the devices' pairing history. */
+export interface PastPairing { device_id: string; patient_id: number; from: string; until: string; by: string }
+
+/** How often each demo profile sends, and after how long without a payload its device is offline. */
+export const PROFILE_TIMING: Record<string, { interval: number; offline: number }> = {
+  // The monitors and oximeters are under the device-offline (no-data) rule of 60 s ...
+  'medi-mx700': { interval: 5, offline: 60 },
+  'acme-ox100': { interval: 5, offline: 60 },
+  // ... the wearables upload in batches and are offline after 10 of their intervals.
+  'vitaband-2': { interval: 15, offline: 150 },
+};
+
 export interface MockData {
   components: ComponentHealth[];
   modes: DegradationMode[];
@@ -27,6 +53,12 @@ export interface MockData {
   alarms: Alarm[];
   quarantine: QuarantineItem[];
   devices: Device[];
+  heard: HeardDevice[];
+  pastPairings: PastPairing[];
+  held: HeldView[];
+  /** Patients (store keys) with no store consent on record: their released readings are held. */
+  noStoreConsent: number[];
+  rejected: RejectedEntry[];
   profiles: string[];
   registry: RegistryPatient[];
   outbox: OutboxEntry[];
@@ -50,6 +82,17 @@ export function patientLabel(p: VerifiedPatient): string {
   return `${p.display} (${p.value})`;
 }
 
+
+/** The demo ward's further patients (store keys 5 on), and one discharged yesterday (15). */
+const WARD_PATIENTS = ['Echo', 'Foxtrot', 'Golf', 'Hotel', 'India', 'Juliett', 'Kilo', 'Lima', 'Mike', 'November', 'Oscar'];
+
+/** The last level of each profile's topic, and the firmware its devices report. */
+const KIND: Record<string, string> = { 'medi-mx700': 'monitor', 'acme-ox100': 'oximeter', 'vitaband-2': 'wearable' };
+const FIRMWARE: Record<string, string> = { 'medi-mx700': '4.2.1', 'acme-ox100': '1.9.0', 'vitaband-2': '2.0.7' };
+
+/** One observation of a demo payload: the code and unit the device sends, and what Vigil makes of them. */
+interface DemoObs { mdc: number; code: string; value: number; sent: string; ucum: string }
+
 export function demoData(now: Date): MockData {
   const ago = (secs: number) => new Date(now.getTime() - secs * 1000).toISOString();
   const registry = [
@@ -57,6 +100,8 @@ export function demoData(now: Date): MockData {
     patient(2, 'MRN-100001', 'Demo Patient Bravo', '1961-07-30'),
     patient(3, 'MRN-100003', 'Demo Patient Delta', '1979-11-02'),
     patient(4, 'MRN-100002', 'Demo Patient Charlie', '1990-01-15'),
+    ...WARD_PATIENTS.map((name, i) => patient(5 + i, `MRN-1000${String(4 + i).padStart(2, '0')}`, `Demo Patient ${name}`,
+      `19${50 + i * 4}-0${1 + (i % 9)}-1${i % 10}`)),
   ];
   const [alpha, bravo, delta] = registry.map(patientLabel);
   // The pipeline's clinical order and decimals of each metric (pipeline-core's code table).
@@ -77,19 +122,109 @@ export function demoData(now: Date): MockData {
   const paired = (device_id: string, label: string, profile_id: string, pairing_id: number, p: number, since: number): Device =>
     ({ device_id, label, profile_id, pairing_id, patient_id: p, patient_label: patientLabel(registry[p - 1]!), paired_since: ago(since),
       paired_until: null, demo: false });
-  // The spare monitor is registered but was never paired: Rust quarantines its readings as
-  // no_active_pairing, with this detail (identify::identify).
-  const quarantined = (id: number, mdc_code: number, value: number, unit: string, age: number, obs: object): QuarantineItem => ({
-    id, device_id: 'MX-00A1', mdc_code, value, unit, observed_at: ago(age), reason: 'no_active_pairing',
-    detail: `device MX-00A1 had no active pairing at ${ago(age)}: pair it for that time, then release`,
-    payload: JSON.stringify({ serial: 'MX-00A1', time: ago(age), obs: [obs] }, null, 2),
-    origin: 'vigil/devices/MX-00A1/monitor',
-  });
+  const unpaired = (device_id: string, label: string, profile_id: string): Device => ({ device_id, label, profile_id,
+    pairing_id: null, patient_id: null, patient_label: null, paired_since: null, paired_until: null, demo: false });
+
+  // Quarantined readings come in runs: `payloads` payloads of one device, `every` s apart, the newest
+  // `newest` s ago, each payload's readings quarantined for one reason with Rust's detail.
+  let nextId = 1;
+  const quarantineRun = (device: string, origin: string, reason: string, detail: (at: string) => string,
+    payloads: number, every: number, newest: number, obs: DemoObs[]): QuarantineItem[] =>
+    Array.from({ length: payloads }, (_, k) => {
+      const at = ago(newest + (payloads - 1 - k) * every);
+      const values = obs.map((o) => ({ ...o, value: o.value + (k % 3) - 1 }));
+      const payload = JSON.stringify({ serial: device, time: at,
+        obs: values.map((o) => ({ code: o.code, value: o.value, unit: o.sent })) }, null, 2);
+      return values.map((o) => ({ id: nextId++, device_id: device, mdc_code: o.mdc, value: o.value, unit: o.ucum,
+        observed_at: at, reason, detail: detail(at), payload, origin }));
+    }).flat();
+
   const noAck = {
     acked_at: null, acked_by: null, ack_reason: null, silenced_until: null, silenced_by: null, silence_reason: null,
-    silence_count: 0, silenced_minutes: 0, silence_minutes_left: 60,
+    silence_count: 0, silenced_minutes: 0, silence_minutes_left: 60, pages: [], escalated_at: null, bulk_ack: false,
   };
+  const page = (sink: string, state: PageDelivery['state'], sent: number, escalated = false, detail: string | null = null): PageDelivery =>
+    ({ step: escalated ? 1 : 0, escalated, sink, state, sent_at: ago(sent), settled_at: state === 'sending' ? null : ago(sent - 1), detail });
   const rulesVersion = 'adult-vitals-2026.11-1';
+
+  // The ward around the demo's first beds, each device paired with one of the patients above.
+  const ward: [id: string, label: string, profile: string, patient: number | null][] = [
+    ['MX-00B2', 'Bed 2 monitor', 'medi-mx700', 5], ['OX-1002', 'Bed 2 oximeter', 'acme-ox100', 5],
+    ['MX-00B3', 'Bed 3 monitor', 'medi-mx700', 6], ['OX-1003', 'Bed 3 oximeter', 'acme-ox100', 6],
+    ['MX-00B4', 'Bed 4 monitor', 'medi-mx700', 4],
+    ['MX-00B5', 'Bed 5 monitor', 'medi-mx700', 7], ['OX-1005', 'Bed 5 oximeter', 'acme-ox100', 7],
+    ['MX-00B6', 'Bed 6 monitor', 'medi-mx700', 8], ['OX-1006', 'Bed 6 oximeter', 'acme-ox100', 8],
+    ['MX-00B7', 'Bed 7 monitor', 'medi-mx700', 9],
+    ['MX-00B8', 'Bed 8 monitor', 'medi-mx700', 10], ['OX-1008', 'Bed 8 oximeter', 'acme-ox100', 10],
+    ['MX-00B9', 'Bed 9 monitor', 'medi-mx700', 11], ['OX-1009', 'Bed 9 oximeter', 'acme-ox100', 11],
+    ['MX-00C0', 'Bed 10 monitor', 'medi-mx700', 12], ['OX-1010', 'Bed 10 oximeter', 'acme-ox100', 12],
+    ['MX-00C1', 'Bed 11 monitor', 'medi-mx700', 13], ['OX-1011', 'Bed 11 oximeter', 'acme-ox100', 13],
+    ['MX-00C2', 'Bed 12 monitor', 'medi-mx700', 14],
+    ['00-1B-C5-0C-00-00-00-02', 'Ward wearable 3', 'vitaband-2', 12],
+    ['00-1B-C5-0C-00-00-00-03', 'Ward wearable 4', 'vitaband-2', 13],
+    ['00-1B-C5-0C-00-00-00-04', 'Ward wearable 5', 'vitaband-2', 14],
+    ['00-1B-C5-0C-00-00-00-05', 'Ward wearable 6', 'vitaband-2', null],
+    ['OX-1090', 'Spare oximeter (store room)', 'acme-ox100', null],
+  ];
+  const devices: Device[] = [
+    paired('MX-00A0', 'Bed 1 monitor', 'medi-mx700', 1, 1, 86_400),
+    paired('OX-1000', 'Bed 1 oximeter', 'acme-ox100', 2, 1, 86_000),
+    paired('00-1B-C5-0C-00-00-00-00', 'Ward wearable 1', 'vitaband-2', 3, 2, 30_000),
+    paired('00-1B-C5-0C-00-00-00-01', 'Ward wearable 2', 'vitaband-2', 4, 3, 12_000),
+    unpaired('MX-00A1', 'Spare monitor', 'medi-mx700'),
+    ...ward.map(([id, label, profile, p], i) =>
+      (p === null ? unpaired(id, label, profile) : paired(id, label, profile, 5 + i, p, 20_000 + i * 3_100))),
+  ];
+
+  // What the pipeline heard of each device. Bed 7's monitor stopped 7 min ago (offline), Bed 5's
+  // oximeter 22 s ago (stale), the spare oximeter and wearable 6 were never heard, and ZX-9F31 sends
+  // without being registered.
+  const silentFor: Record<string, number> = { 'MX-00B7': 420, 'OX-1005': 22 };
+  const neverHeard = new Set(['OX-1090', '00-1B-C5-0C-00-00-00-05']);
+  const heard: HeardDevice[] = devices.filter((d) => !neverHeard.has(d.device_id)).map((d, i) => {
+    const profile = d.profile_id!;
+    const { interval } = PROFILE_TIMING[profile]!;
+    const silent = silentFor[d.device_id];
+    const batteryMapped = profile !== 'medi-mx700';
+    return {
+      device_id: d.device_id, origin: `vigil/devices/${d.device_id}/${KIND[profile]}`, suggested_profile: profile,
+      last_heard: ago(silent ?? 1 + (i % 4)), alive: silent === undefined,
+      messages_per_min: silent === undefined ? 60 / interval : 0, messages: 900 + i * 37,
+      latest_validity: d.device_id === '00-1B-C5-0C-00-00-00-01' ? 'invalid' : 'demo',
+      battery_pct: batteryMapped ? (d.device_id === '00-1B-C5-0C-00-00-00-04' ? 12 : 97 - ((i * 13) % 40)) : null,
+      firmware: FIRMWARE[profile]!,
+      // One oximeter's clock runs 42 s behind; the rest are within a second or two.
+      clock_offset_secs: d.device_id === 'OX-1006' ? -42 : Math.round(((i * 7) % 21) - 10) / 10,
+    };
+  });
+  heard.push({ device_id: 'ZX-9F31', origin: 'vigil/devices/ZX-9F31/monitor', suggested_profile: 'medi-mx700',
+    last_heard: ago(2), alive: true, messages_per_min: 12, messages: 20, latest_validity: 'valid', battery_pct: null,
+    firmware: '4.1.0', clock_offset_secs: 0.4 });
+
+  const monitorObs: DemoObs[] = [
+    { mdc: MDC.heartRate, code: 'HR', value: 76, sent: 'bpm', ucum: '/min' },
+    { mdc: MDC.spo2, code: 'SPO2', value: 95, sent: '%', ucum: '%' },
+  ];
+  const quarantine = [
+    // The spare monitor has been sending for about 80 min, never paired: 2,000 readings.
+    ...quarantineRun('MX-00A1', 'vigil/devices/MX-00A1/monitor', 'no_active_pairing',
+      (at) => `device MX-00A1 had no active pairing at ${at}: pair it for that time, then release`, 1000, 5, 3, monitorObs),
+    ...quarantineRun('ZX-9F31', 'vigil/devices/ZX-9F31/monitor', 'unknown_device',
+      () => 'device ZX-9F31 is not registered: register and pair it, then release', 20, 5, 2, monitorObs),
+    ...quarantineRun('OX-1006', 'vigil/devices/OX-1006/oximeter', 'implausible',
+      () => 'device OX-1006: SpO2 181 % is outside the plausible range 0-100 %', 3, 40, 900,
+      [{ mdc: MDC.spo2, code: 'SPO2', value: 181, sent: '%', ucum: '%' }]),
+  ];
+
+  // Bed 4's patient has no store consent on record: the monitor's readings are held, not stored.
+  const charlie = patientLabel(registry[3]!);
+  const held: HeldView[] = Array.from({ length: 9 }, (_, k) => {
+    const at = ago(60 + k * 5);
+    const [mdc_code, value, code] = k % 2 === 0 ? [MDC.heartRate, 70 + (k % 4), 'HR'] : [MDC.spo2, 97, 'SPO2'];
+    return { device_id: 'MX-00B4', patient_id: 4, patient_label: charlie, mdc_code, value, unit: mdc_code === MDC.spo2 ? '%' : '/min',
+      observed_at: at, flow: 'store', reason: 'no store consent recorded for this patient (fail-closed)',
+      payload: JSON.stringify({ serial: 'MX-00B4', time: at, obs: [{ code, value, unit: code === 'HR' ? 'bpm' : '%' }] }, null, 2) };
+  });
 
   return {
     components: [
@@ -118,7 +253,9 @@ export function demoData(now: Date): MockData {
     alarms: [
       { id: 41, key: 'a1f3c09e', kind: 'physiological', rule_id: 'spo2-low', rule_version: rulesVersion,
         description: 'SpO2 below 90 % for 60 s', priority: 'high', patient_id: 1, patient_label: alpha,
-        device_id: 'OX-1000', mdc_code: MDC.spo2, value: 87, unit: '%', since: ago(190), raised_at: ago(130), cleared_at: null, ...noAck },
+        device_id: 'OX-1000', mdc_code: MDC.spo2, value: 87, unit: '%', since: ago(190), raised_at: ago(130), cleared_at: null, ...noAck,
+        pages: [page('ward webhook', 'delivered', 130), page('ward webhook', 'delivered', 70, true)], escalated_at: ago(70) },
+      // Low priority pages nobody at this site: no page on record.
       { id: 42, key: '5be20d71', kind: 'technical', rule_id: 'series-stale', rule_version: rulesVersion,
         description: 'Temperature from Ward wearable 1 not received for 5 min', priority: 'low', patient_id: 2,
         patient_label: bravo, device_id: '00-1B-C5-0C-00-00-00-00', mdc_code: MDC.temp, value: null, unit: null,
@@ -126,26 +263,49 @@ export function demoData(now: Date): MockData {
       { id: 43, key: '0c77e4aa', kind: 'technical', rule_id: 'device-quarantined', rule_version: rulesVersion,
         description: 'Readings from MX-00A1 are quarantined: device not paired with a patient', priority: 'medium',
         patient_id: null, patient_label: null, device_id: 'MX-00A1', mdc_code: null, value: null, unit: null,
-        since: ago(620), raised_at: ago(600), cleared_at: null, ...noAck,
+        since: ago(4_900), raised_at: ago(4_880), cleared_at: null, ...noAck, bulk_ack: true,
+        pages: [page('biomed webhook', 'failed', 4_880, false, 'HTTP 503 from https://biomed.example.org/hook after 3 attempts')],
         silenced_until: new Date(now.getTime() + 4 * 60_000).toISOString(), silenced_by: 'K. Osei',
         silence_reason: 'Spare monitor being set up in bay 2', silence_count: 1, silenced_minutes: 5, silence_minutes_left: 60 },
+      { id: 44, key: '7d01b3f2', kind: 'technical', rule_id: 'device-quarantined', rule_version: rulesVersion,
+        description: 'Readings from ZX-9F31 are quarantined: device not registered', priority: 'medium',
+        patient_id: null, patient_label: null, device_id: 'ZX-9F31', mdc_code: null, value: null, unit: null,
+        since: ago(97), raised_at: ago(90), cleared_at: null, ...noAck, bulk_ack: true,
+        pages: [page('biomed webhook', 'sending', 90)] },
+      { id: 45, key: 'c4e8a610', kind: 'technical', rule_id: 'device-offline', rule_version: rulesVersion,
+        description: 'A paired bedside device has sent nothing for 60 s: the patient is not being monitored remotely',
+        priority: 'medium', patient_id: 9, patient_label: patientLabel(registry[8]!), device_id: 'MX-00B7', mdc_code: null,
+        value: null, unit: null, since: ago(420), raised_at: ago(360), cleared_at: null, ...noAck,
+        pages: [page('ward webhook', 'delivered', 360)] },
       { id: 37, key: 'e90a51c2', kind: 'physiological', rule_id: 'pulse-high', rule_version: rulesVersion,
         description: 'Pulse rate 131 /min or more for 60 s (NEWS2 band scoring 3)', priority: 'medium',
         patient_id: 3, patient_label: delta, device_id: '00-1B-C5-0C-00-00-00-01', mdc_code: MDC.pulseRate, value: 134, unit: '/min',
         since: ago(7300), raised_at: ago(7240), cleared_at: ago(6900), ...noAck,
+        pages: [page('ward webhook', 'delivered', 7240)],
         acked_at: ago(7100), acked_by: 'R. Lindqvist', ack_reason: 'Patient walking to the bathroom, checked at bedside' },
     ],
-    quarantine: [
-      quarantined(7, MDC.heartRate, 76, '/min', 600, { code: 'HR', value: 76, unit: 'bpm' }),
-      quarantined(8, MDC.spo2, 95, '%', 598, { code: 'SPO2', value: 95, unit: '%' }),
-    ],
-    devices: [
-      paired('MX-00A0', 'Bed 1 monitor', 'medi-mx700', 1, 1, 86_400),
-      paired('OX-1000', 'Bed 1 oximeter', 'acme-ox100', 2, 1, 86_000),
-      paired('00-1B-C5-0C-00-00-00-00', 'Ward wearable 1', 'vitaband-2', 3, 2, 30_000),
-      paired('00-1B-C5-0C-00-00-00-01', 'Ward wearable 2', 'vitaband-2', 4, 3, 12_000),
-      { device_id: 'MX-00A1', label: 'Spare monitor', profile_id: 'medi-mx700', pairing_id: null, patient_id: null,
-        patient_label: null, paired_since: null, paired_until: null, demo: false },
+    quarantine,
+    devices,
+    heard,
+    // Bed 1's devices were with a patient discharged yesterday.
+    pastPairings: ['MX-00A0', 'OX-1000'].map((device_id) =>
+      ({ device_id, patient_id: 15, from: ago(5 * 86_400), until: ago(86_400 + 900), by: 'R. Lindqvist' })),
+    held,
+    noStoreConsent: [4],
+    rejected: [
+      { id: 11, source: 'mqtt', origin: 'vigil/devices/XR-0001/ventilator', reason: 'no_profile',
+        detail: 'no device profile serves topic vigil/devices/XR-0001/ventilator: add one, or check the device\'s topic',
+        payload: JSON.stringify({ serial: 'XR-0001', time: ago(3_000), peep: 5, fio2: 0.4 }, null, 2), received_at: ago(3_000) },
+      { id: 12, source: 'mqtt', origin: 'vigil/devices/00-1B-C5-0C-00-00-00-02/wearable', reason: 'bad_unit',
+        detail: 'obs[0].unit "degF" for Temperature: not among the profile\'s accepted units for it; add it to `units` if the device really sends it',
+        payload: JSON.stringify({ serial: '00-1B-C5-0C-00-00-00-02', time: ago(2_400), obs: [{ code: 'TEMP', value: 98.6, unit: 'degF' }] }, null, 2),
+        received_at: ago(2_400) },
+      { id: 13, source: 'mqtt', origin: 'vigil/devices/OX-1003/oximeter', reason: 'not_json',
+        detail: 'the payload is not JSON: expected value at line 1 column 1', payload: 'SPO2=97;PR=71', received_at: ago(1_200) },
+      { id: 14, source: 'mqtt', origin: 'vigil/devices/MX-00B3/monitor', reason: 'bad_time',
+        detail: 'time "yesterday": not an RFC 3339 time',
+        payload: JSON.stringify({ serial: 'MX-00B3', time: 'yesterday', obs: [{ code: 'HR', value: 80, unit: 'bpm' }] }, null, 2),
+        received_at: ago(300) },
     ],
     profiles: ['acme-ox100', 'medi-mx700', 'vitaband-2'],
     registry,

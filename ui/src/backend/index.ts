@@ -1,8 +1,9 @@
 // The one door between the views and the pipeline. Views get a `Backend` from `BackendContext` and never
 // call Tauri themselves, so every view runs (and is tested) against the in-memory mock as well.
 import type {
-  Alarm, Board, ConnectionResult, ConnectionTarget, Device, Flow, LiveValue, OutboxEntry, OutboxStatus,
-  PairRequest, QuarantineItem, ReleaseOutcome, SessionView, Settings, VerifiedPatient,
+  Alarm, Board, ConnectionResult, ConnectionTarget, Device, FleetDevice, Flow, GroupReleaseOutcome, HeldView, LiveValue,
+  OutboxEntry, OutboxStatus, PairingView, PairRequest, QuarantineFilter, QuarantineGroup, QuarantineItem, QuarantinePage,
+  RejectedEntry, ReleaseOutcome, SessionView, Settings, VerifiedPatient,
 } from './types';
 import { MockBackend } from './mock';
 import { TauriBackend } from './tauri';
@@ -30,12 +31,36 @@ export interface Backend {
   subscribeLive(cb: (v: LiveValue[]) => void): Promise<() => void>;
   /** SVG markup rendered by the pipeline's chart renderer. */
   chart(deviceId: string, mdcCode: number, minutes: number): Promise<string>;
+  /** SVG markup: every parameter of the patient stacked on one time axis. */
+  bedChart(patientId: number, minutes: number): Promise<string>;
   alarms(activeOnly: boolean): Promise<Alarm[]>;
   ackAlarm(id: number, reason: string): Promise<void>;
+  /** Acknowledges infrastructure alarms (`bulk_ack`) with one reason; refused if any id is not one. How many. */
+  ackAlarms(ids: number[], reason: string): Promise<number>;
   silenceAlarm(id: number, reason: string, minutes: number): Promise<void>;
   quarantine(): Promise<QuarantineItem[]>;
   releaseQuarantine(id: number, reason: string): Promise<ReleaseOutcome>;
   discardQuarantine(id: number, reason: string): Promise<void>;
+  /** Quarantined readings grouped by (device, reason), largest first. */
+  quarantineGroups(): Promise<QuarantineGroup[]>;
+  /** One page of quarantined readings, newest first, with how many match in all. */
+  quarantinePage(filter: QuarantineFilter): Promise<QuarantinePage>;
+  /**
+   * Pairs the device with the patient from `request.from` (until `request.until`, or open), then
+   * releases every quarantined reading of the device observed inside that pairing, each re-identified.
+   * `request.reason` is the back-dating reason; `reason` the release reason (both audited).
+   */
+  pairAndRelease(request: PairRequest, reason: string): Promise<GroupReleaseOutcome>;
+  /** Discards every quarantined reading of the device for that reason code; how many. */
+  discardGroup(deviceId: string, reasonCode: string, why: string): Promise<number>;
+  /** Readings held for want of consent, with the raw payload. */
+  held(): Promise<HeldView[]>;
+  /** Payloads rejected at ingest, with the reason and the raw payload. */
+  rejected(): Promise<RejectedEntry[]>;
+  /** Every registered device and every unknown sender, with how each stands. */
+  fleet(): Promise<FleetDevice[]>;
+  /** The device's pairings, newest first. */
+  pairingHistory(deviceId: string): Promise<PairingView[]>;
   devices(): Promise<Device[]>;
   profiles(): Promise<string[]>;
   registerDevice(deviceId: string, profileId: string, label: string): Promise<void>;

@@ -24,6 +24,11 @@ function pairing(device_id: string, value: string, from: string | null = null, u
 /** The code a call fails with, or "ok". */
 const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code: string }) => e.code);
 
+/** The mock of a site with ACCOUNTS, signed in as `name`. */
+function as(name: string) {
+  return new MockBackend({ accounts: ACCOUNTS, signedIn: name });
+}
+
 describe('mock backend', () => {
   it('silences for 1 to 60 minutes only, like Rust', async () => {
     const b = new MockBackend();
@@ -57,7 +62,6 @@ describe('mock backend', () => {
   });
 
   it('lets each role do only what it allows, and says which role is needed', async () => {
-    const as = (name: string) => new MockBackend({ accounts: ACCOUNTS, signedIn: name });
     const forbidden = await as('vera').ackAlarm(41, 'Seen').catch((e: unknown) => e);
     expect(forbidden).toMatchObject({ code: 'forbidden', message: 'this needs the clinician role; vera has viewer' });
     expect(await codeOf(as('vera').alarms(true))).toBe('ok');
@@ -108,9 +112,9 @@ describe('mock backend', () => {
 
   it('counts active unacknowledged alarms by priority on the board, the technical and acknowledged apart', async () => {
     const b = new MockBackend();
-    expect((await b.board()).alarms).toEqual({ high: 1, medium: 1, low: 1, technical: 2, acknowledged: 0 });
+    expect((await b.board()).alarms).toEqual({ high: 1, medium: 3, low: 1, technical: 4, acknowledged: 0 });
     await b.ackAlarm(41, 'Seen');
-    expect((await b.board()).alarms).toEqual({ high: 0, medium: 1, low: 1, technical: 2, acknowledged: 1 });
+    expect((await b.board()).alarms).toEqual({ high: 0, medium: 3, low: 1, technical: 4, acknowledged: 1 });
   });
 
   it('refuses a pairing that meets another of the device, unless it names the patient it replaces', async () => {
@@ -160,8 +164,8 @@ describe('mock backend', () => {
     const b = new MockBackend();
     expect(await codeOf(b.ackAlarm(999, 'Seen'))).toBe('refused');
     expect(await codeOf(b.silenceAlarm(37, 'Cleared already', 5))).toBe('refused');
-    expect(await codeOf(b.releaseQuarantine(999, 'Why'))).toBe('not_found');
-    expect(await codeOf(b.discardQuarantine(999, 'Why'))).toBe('refused');
+    expect(await codeOf(b.releaseQuarantine(99_999, 'Why'))).toBe('not_found');
+    expect(await codeOf(b.discardQuarantine(99_999, 'Why'))).toBe('refused');
     expect(await codeOf(b.resend(999))).toBe('not_found');
     expect(await codeOf(b.resend(302))).toBe('refused');
     expect(await codeOf(b.lookupPatient(MRN_SYSTEM, 'MRN-999999'))).toBe('patient_not_found');
@@ -172,5 +176,101 @@ describe('mock backend', () => {
     // @ts-expect-error: "already_acked" is not in the generated ErrorCode union.
     b.failNext('ackAlarm', 'already_acked', 'invented');
     b.failNext('ackAlarm', 'refused', 'alarm 41 does not exist or is already acknowledged');
+  });
+
+  it('acknowledges infrastructure alarms in bulk, all or nothing, and refuses one about a patient', async () => {
+    const b = new MockBackend();
+    const refused = await b.ackAlarms([43, 45], 'Network fixed').catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'refused' });
+    expect((refused as Error).message).toContain('alarm 45 (device-offline) is about a patient');
+    expect(b.data.alarms.find((a) => a.id === 43)!.acked_at).toBeNull();
+    expect(await codeOf(b.ackAlarms([43, 44], ' '))).toBe('invalid_input');
+    expect(await codeOf(b.ackAlarms([43, 37], 'Why'))).toBe('not_found');
+    expect(await b.ackAlarms([], 'Why')).toBe(0);
+    expect(await b.ackAlarms([43, 44], 'Network fixed')).toBe(2);
+    expect(await codeOf(b.ackAlarms([43], 'Again'))).toBe('refused');
+    expect(await codeOf(as('vera').ackAlarms([44], 'Seen'))).toBe('forbidden');
+  });
+
+  it('lists the fleet: every registered device and the unknown sender, each in its state', async () => {
+    const b = new MockBackend();
+    const fleet = await b.fleet();
+    expect(fleet).toHaveLength(30);
+    const state = (id: string) => fleet.find((d) => d.device_id === id)!.state;
+    expect(state('OX-1000')).toBe('online');
+    expect(state('MX-00B7')).toBe('offline');
+    expect(state('OX-1005')).toBe('stale');
+    expect(state('OX-1090')).toBe('never_seen');
+    expect(fleet.find((d) => d.device_id === 'ZX-9F31')).toMatchObject({ state: 'unknown', registered: false,
+      profile_id: 'medi-mx700', quarantined: 40 });
+    expect(fleet.find((d) => d.device_id === 'MX-00A1')).toMatchObject({ registered: true, patient_id: null, quarantined: 2000 });
+    // Registering the unknown sender makes it a device that is heard, not yet paired.
+    await b.registerDevice('ZX-9F31', 'medi-mx700', 'Bay 2 monitor');
+    expect((await b.fleet()).find((d) => d.device_id === 'ZX-9F31')).toMatchObject({ state: 'online', registered: true,
+      label: 'Bay 2 monitor' });
+  });
+
+  it('keeps each device\'s pairing history, newest first, with who made each pairing', async () => {
+    const b = new MockBackend();
+    const history = await b.pairingHistory('MX-00A0');
+    expect(history.map((p) => [p.patient_id, p.valid_to === null])).toEqual([[1, true], [15, false]]);
+    expect(history[1]!.created_by).toBe('R. Lindqvist');
+    await b.pairDevice(pairing('MX-00A1', 'MRN-100002'));
+    expect(await b.pairingHistory('MX-00A1')).toMatchObject([{ patient_id: 4, created_by: 'demo', valid_to: null }]);
+  });
+
+  it('groups quarantine by device and reason, largest first, and pages through every row newest first', async () => {
+    const b = new MockBackend();
+    const groups = await b.quarantineGroups();
+    expect(groups.map((g) => [g.device_id, g.reason, g.count, g.registered])).toEqual([
+      ['MX-00A1', 'no_active_pairing', 2000, true], ['ZX-9F31', 'unknown_device', 40, false], ['OX-1006', 'implausible', 3, true]]);
+    expect(Date.parse(groups[0]!.first_observed)).toBeLessThan(Date.parse(groups[0]!.last_observed));
+    const filter = { device_id: 'MX-00A1', reason: 'no_active_pairing', offset: 1900, limit: 100 };
+    const last = await b.quarantinePage(filter);
+    expect(last.total).toBe(2000);
+    expect(last.entries).toHaveLength(100);
+    expect(last.entries.at(-1)!.observed_at).toBe(groups[0]!.first_observed);
+    expect((await b.quarantinePage({ ...filter, offset: 0 })).entries[0]!.observed_at).toBe(groups[0]!.last_observed);
+    expect((await b.quarantinePage({ device_id: null, reason: null, offset: 0, limit: 500 })).total).toBe(2043);
+    // Rust clamps a page to 500 rows.
+    expect((await b.quarantinePage({ device_id: null, reason: null, offset: 0, limit: 5000 })).entries).toHaveLength(500);
+  });
+
+  it('pairs and releases a group as one action: every reading inside the pairing is stored under the patient', async () => {
+    const b = new MockBackend();
+    const [group] = await b.quarantineGroups();
+    const stored = b.data.ingest.stored;
+    const request = { ...pairing('MX-00A1', 'MRN-100001', group!.first_observed), reason: 'spare monitor sent before it was paired' };
+    expect(await codeOf(b.pairAndRelease(request, ' '))).toBe('invalid_input');
+    expect(await codeOf(b.pairAndRelease({ ...request, reason: null }, 'Pairing fixed'))).toBe('invalid_input');
+    expect(await b.pairAndRelease(request, 'Pairing fixed')).toMatchObject({ stored: 2000, held: 0, duplicate: 0, still_quarantined: 0 });
+    expect(b.data.ingest.stored).toBe(stored + 2000);
+    expect((await b.quarantineGroups()).map((g) => g.device_id)).toEqual(['ZX-9F31', 'OX-1006']);
+    expect(b.data.devices.find((d) => d.device_id === 'MX-00A1')!.patient_id).toBe(2);
+  });
+
+  it('holds the released readings of a patient without store consent, and refuses an unregistered device', async () => {
+    const b = new MockBackend();
+    const [group] = await b.quarantineGroups();
+    const request = { ...pairing('MX-00A1', 'MRN-100002', group!.first_observed), reason: 'sent before it was paired' };
+    expect(await b.pairAndRelease(request, 'Pairing fixed')).toMatchObject({ stored: 0, held: 2000 });
+    expect((await b.held()).filter((h) => h.patient_id === 4)).toHaveLength(2009);
+    const unknown = { ...pairing('ZX-9F31', 'MRN-100001', hoursAgo(1)), reason: 'sent before it was registered' };
+    expect(await codeOf(b.pairAndRelease(unknown, 'Pairing fixed'))).toBe('refused');
+    expect(await codeOf(as('vera').pairAndRelease(unknown, 'Pairing fixed'))).toBe('forbidden');
+  });
+
+  it('discards a whole group with a reason, and only that group', async () => {
+    const b = new MockBackend();
+    expect(await codeOf(b.discardGroup('ZX-9F31', 'unknown_device', ''))).toBe('invalid_input');
+    expect(await b.discardGroup('ZX-9F31', 'unknown_device', 'Bench test device')).toBe(40);
+    expect((await b.quarantineGroups()).map((g) => g.device_id)).toEqual(['MX-00A1', 'OX-1006']);
+  });
+
+  it('draws a bed chart of every parameter of a patient, and refuses a patient without readings', async () => {
+    const b = new MockBackend();
+    const svg = await b.bedChart(1, 60);
+    for (const metric of ['Heart rate', 'SpO2', 'Pulse rate', 'NIBP systolic']) expect(svg).toContain(metric);
+    expect(await codeOf(b.bedChart(99, 60))).toBe('unknown_series');
   });
 });

@@ -2,10 +2,11 @@
 // Mutations really change its state, the way the pipeline would, so tests can assert on what follows.
 import { BackendError } from './errors';
 import type { Backend } from './index';
-import { demoData, patientLabel, type MockData } from './demo-data';
+import { PROFILE_TIMING, demoData, patientLabel, type HeardDevice, type MockData } from './demo-data';
 import type {
-  Alarm, AlarmCounts, Board, ConnectionResult, ConnectionTarget, Device, ErrorCode, Flow, LiveValue, OutboxEntry,
-  OutboxStatus, PairRequest, QuarantineItem, ReleaseOutcome, Role, SessionView, Settings, VerifiedPatient,
+  Alarm, AlarmCounts, Board, ConnectionResult, ConnectionTarget, Device, DeviceState, ErrorCode, FleetDevice, Flow,
+  GroupReleaseOutcome, HeldView, LiveValue, OutboxEntry, OutboxStatus, PairingView, PairRequest, QuarantineFilter,
+  QuarantineGroup, QuarantineItem, QuarantinePage, ReleaseOutcome, Role, SessionView, Settings, VerifiedPatient,
 } from './types';
 
 /** An account of the site, with its password in clear: the mock is for demos and tests only. */
@@ -36,7 +37,9 @@ export interface MockOptions extends Partial<MockData> {
 export interface MockCall { method: keyof Backend; args: unknown[] }
 
 /** A row of Rust's pairings table: the mock keeps every pairing, as the rules need them all. */
-interface MockPairing { id: number; device_id: string; patient_id: number; from: string; until: string | null }
+interface MockPairing {
+  id: number; device_id: string; patient_id: number; from: string; until: string | null; by: string; at: string;
+}
 
 const OUTBOX_STATUSES: OutboxStatus[] = ['pending', 'held', 'dead', 'delivered'];
 
@@ -48,8 +51,6 @@ export class MockBackend implements Backend {
   readonly calls: MockCall[] = [];
   /** Consent per "system|value|flow". */
   readonly consent = new Map<string, boolean>();
-  /** Readings held for want of store consent, per `system|value`. */
-  readonly held = new Map<string, number>([['urn:oid:2.16.840.1.113883.19.5.99999.2|MRN-100002', 9]]);
   private readonly now: () => Date;
   private readonly statusSubs = new Set<(b: Board) => void>();
   private readonly liveSubs = new Set<(v: LiveValue[]) => void>();
@@ -77,9 +78,13 @@ export class MockBackend implements Backend {
     this.account = this.accounts.find((a) => a.name === first) ?? null;
     this.lockAfterSecs = lockAfterSecs ?? DEFAULT_LOCK_AFTER_SECS;
     this.breakGlass = breakGlass ?? false;
-    this.pairings = this.data.devices.flatMap((d) => (d.pairing_id === null ? [] : [{
-      id: d.pairing_id, device_id: d.device_id, patient_id: d.patient_id!, from: d.paired_since!, until: d.paired_until,
-    }]));
+    this.pairings = [
+      ...this.data.pastPairings.map((p, i) => ({ ...p, id: 90 + i, at: p.from })),
+      ...this.data.devices.flatMap((d) => (d.pairing_id === null ? [] : [{
+        id: d.pairing_id, device_id: d.device_id, patient_id: d.patient_id!, from: d.paired_since!, until: d.paired_until,
+        by: 'K. Osei', at: d.paired_since!,
+      }])),
+    ];
     if (autoTick) this.timer = setInterval(() => this.tick(), 2000);
   }
 
@@ -181,13 +186,85 @@ export class MockBackend implements Backend {
     });
   }
 
+  bedChart(patientId: number, minutes: number) {
+    return this.reply('bedChart', [patientId, minutes], () => {
+      const series = this.data.live.filter((v) => v.patient_id === patientId).sort((a, b) => a.order - b.order);
+      if (series.length === 0) throw fail('unknown_series', `No readings for patient ${patientId}.`);
+      return demoBedChart(series, minutes, this.now());
+    });
+  }
+
   alarms(activeOnly: boolean) {
     return this.reply('alarms', [activeOnly], () =>
       this.data.alarms.filter((a) => !activeOnly || a.cleared_at === null)
         .map((a) => ({ ...a, silence_minutes_left: silenceLeft(a) })));
   }
 
-  quarantine() { return this.reply('quarantine', [], () => this.data.quarantine); }
+  /** The newest 500, as Rust's compatibility query answers. */
+  quarantine() { return this.reply('quarantine', [], () => newestFirst(this.data.quarantine).slice(0, 500)); }
+
+  quarantineGroups() {
+    return this.reply('quarantineGroups', [], (): QuarantineGroup[] => {
+      const groups = new Map<string, QuarantineGroup>();
+      // Oldest first, so the last reading seen of a group is its newest (its detail and origin).
+      for (const q of newestFirst(this.data.quarantine).reverse()) {
+        const key = `${q.device_id}|${q.reason}`;
+        const g = groups.get(key);
+        if (g) Object.assign(g, { count: g.count + 1, last_observed: q.observed_at, detail: q.detail, origin: q.origin });
+        else {
+          const device = this.data.devices.find((d) => d.device_id === q.device_id);
+          const heard = this.data.heard.find((h) => h.device_id === q.device_id);
+          groups.set(key, { device_id: q.device_id, reason: q.reason, detail: q.detail, origin: q.origin, count: 1,
+            first_observed: q.observed_at, last_observed: q.observed_at, registered: device !== undefined,
+            profile_id: device?.profile_id ?? heard?.suggested_profile ?? null });
+        }
+      }
+      return [...groups.values()].sort((a, b) => b.count - a.count);
+    });
+  }
+
+  quarantinePage(filter: QuarantineFilter) {
+    return this.reply('quarantinePage', [filter], (): QuarantinePage => {
+      const { device_id, reason, offset } = filter;
+      // Rust clamps a page to 1 to 500 rows.
+      const limit = Math.min(500, Math.max(1, filter.limit));
+      const rows = newestFirst(this.data.quarantine)
+        .filter((q) => (device_id === null || q.device_id === device_id) && (reason === null || q.reason === reason));
+      return { entries: rows.slice(offset, offset + limit), total: rows.length };
+    });
+  }
+
+  held() { return this.reply('held', [], () => this.data.held); }
+
+  rejected() {
+    return this.reply('rejected', [], () => [...this.data.rejected].sort((a, b) => b.received_at.localeCompare(a.received_at)));
+  }
+
+  /** Every registered device and every unknown sender, with its state from how long it has been silent. */
+  fleet() {
+    return this.reply('fleet', [], (): FleetDevice[] => {
+      const quarantined = new Map<string, number>();
+      for (const q of this.data.quarantine) quarantined.set(q.device_id, (quarantined.get(q.device_id) ?? 0) + 1);
+      const heard = new Map(this.data.heard.map((h) => [h.device_id, h]));
+      const registered = new Set(this.data.devices.map((d) => d.device_id));
+      const known = this.data.devices.map((d) => this.fleetDevice(d.device_id, d, heard.get(d.device_id), quarantined));
+      const unknown = this.data.heard.filter((h) => !registered.has(h.device_id))
+        .map((h) => this.fleetDevice(h.device_id, null, h, quarantined));
+      return [...known, ...unknown];
+    });
+  }
+
+  pairingHistory(deviceId: string) {
+    return this.reply('pairingHistory', [deviceId], (): PairingView[] => this.pairings
+      .filter((p) => p.device_id === deviceId.trim())
+      .sort((a, b) => instant(b.from) - instant(a.from))
+      .map((p) => {
+        const patient = this.data.registry.find((r) => r.patient_id === p.patient_id);
+        return { id: p.id, patient_id: p.patient_id, patient_label: patient ? patientLabel(patient) : null,
+          valid_from: p.from, valid_to: p.until, created_by: p.by, created_at: p.at };
+      }));
+  }
+
   devices() { return this.reply('devices', [], () => this.data.devices); }
   profiles() { return this.reply('profiles', [], () => this.data.profiles); }
 
@@ -231,6 +308,24 @@ export class MockBackend implements Backend {
     });
   }
 
+  /** All or nothing, as Rust: every id must be an active infrastructure alarm not yet acknowledged. */
+  ackAlarms(ids: number[], reason: string) {
+    return this.reply('ackAlarms', [ids, reason], () => {
+      required(reason);
+      const alarms = ids.map((id) => {
+        const a = this.data.alarms.find((x) => x.id === id);
+        if (!a || a.cleared_at) throw fail('not_found', `alarm ${id} is not active (cleared, or no such alarm)`);
+        if (!a.bulk_ack) {
+          throw fail('refused', `alarm ${id} (${a.rule_id}) is about a patient: acknowledge it on its own, at its bed`);
+        }
+        if (a.acked_at) throw fail('refused', `alarm ${id} does not exist or is already acknowledged`);
+        return a;
+      });
+      for (const a of alarms) Object.assign(a, { acked_at: this.iso(), acked_by: this.signedIn(), ack_reason: reason.trim() });
+      return alarms.length;
+    });
+  }
+
   silenceAlarm(id: number, reason: string, minutes: number) {
     return this.reply('silenceAlarm', [id, reason, minutes], () => {
       required(reason);
@@ -265,6 +360,44 @@ export class MockBackend implements Backend {
       this.data.quarantine = this.data.quarantine.filter((q) => q.id !== id);
       this.data.ingest.stored += 1;
       return { outcome: 'stored', detail: 'released: the reading now identifies its patient and is stored as telemetry' };
+    });
+  }
+
+  discardGroup(deviceId: string, reasonCode: string, why: string) {
+    return this.reply('discardGroup', [deviceId, reasonCode, why], () => {
+      required(why);
+      const before = this.data.quarantine.length;
+      this.data.quarantine = this.data.quarantine.filter((q) => q.device_id !== deviceId || q.reason !== reasonCode);
+      return before - this.data.quarantine.length;
+    });
+  }
+
+  /**
+   * Pairs, then releases every quarantined reading of the device that the new pairing covers: stored,
+   * or held when the patient has no store consent on record.
+   */
+  pairAndRelease(request: PairRequest, reason: string) {
+    return this.reply('pairAndRelease', [request, reason], (): GroupReleaseOutcome => {
+      required(reason);
+      const pairing = this.pair(request);
+      const covered = (q: QuarantineItem) => q.device_id === pairing.device_id && covers(pairing, Date.parse(q.observed_at));
+      const inside = this.data.quarantine.filter(covered);
+      this.data.quarantine = this.data.quarantine.filter((q) => !covered(q));
+      const patient = this.data.registry.find((r) => r.patient_id === pairing.patient_id)!;
+      const label = patientLabel(patient);
+      let held = 0;
+      if (this.storeConsented(patient)) {
+        this.data.ingest.stored += inside.length;
+      } else {
+        held = inside.length;
+        this.data.held.push(...inside.map((q): HeldView => ({ device_id: q.device_id, patient_id: patient.patient_id,
+          patient_label: label, mdc_code: q.mdc_code, value: q.value, unit: q.unit, observed_at: q.observed_at, flow: 'store',
+          reason: 'no store consent recorded for this patient (fail-closed)', payload: q.payload })));
+      }
+      const stored = inside.length - held;
+      return { stored, held, duplicate: 0, still_quarantined: 0,
+        detail: `paired from ${secs(pairing.from)}; of ${inside.length} quarantined readings inside the pairing, ${stored} stored `
+          + `under the patient, ${held} held for consent, 0 already stored, 0 still quarantined` };
     });
   }
 
@@ -304,27 +437,32 @@ export class MockBackend implements Backend {
    * which then ends where the new one starts.
    */
   pairDevice(request: PairRequest) {
-    return this.reply('pairDevice', [request], () => {
-      identifier(request.system, request.value);
-      const from = request.from ?? this.iso();
-      const { until } = request;
-      if (until !== null && Date.parse(until) <= Date.parse(from)) {
-        throw fail('invalid_input', 'the pairing must end after it starts');
-      }
-      if (Date.parse(from) < this.now().getTime() - BACKDATING_TOLERANCE_SECS * 1000 && !request.reason?.trim()) {
-        throw fail('invalid_input', `the pairing would start at ${secs(from)}, in the past: give the reason for `
-          + 'back-dating it, which the audit log keeps with it');
-      }
-      const p = this.patient(request.system, request.value);
-      const id = request.device_id.trim();
-      const d = this.data.devices.find((x) => x.device_id === id);
-      if (!d) throw fail('refused', `device ${id} is not registered`);
-      const mine = this.pairings.filter((x) => x.device_id === id);
-      const replaced = checkPairing(id, mine, p.patient_id, from, until, request.replacing);
-      if (replaced) replaced.until = from;
-      this.pairings.push({ id: this.nextPairing++, device_id: id, patient_id: p.patient_id, from, until });
-      this.show(d);
-    });
+    return this.reply('pairDevice', [request], () => { this.pair(request); });
+  }
+
+  /** Rust's pairing checks, then the new pairing. */
+  private pair(request: PairRequest): MockPairing {
+    identifier(request.system, request.value);
+    const from = request.from ?? this.iso();
+    const { until } = request;
+    if (until !== null && Date.parse(until) <= Date.parse(from)) {
+      throw fail('invalid_input', 'the pairing must end after it starts');
+    }
+    if (Date.parse(from) < this.now().getTime() - BACKDATING_TOLERANCE_SECS * 1000 && !request.reason?.trim()) {
+      throw fail('invalid_input', `the pairing would start at ${secs(from)}, in the past: give the reason for `
+        + 'back-dating it, which the audit log keeps with it');
+    }
+    const p = this.patient(request.system, request.value);
+    const id = request.device_id.trim();
+    const d = this.data.devices.find((x) => x.device_id === id);
+    if (!d) throw fail('refused', `device ${id} is not registered`);
+    const mine = this.pairings.filter((x) => x.device_id === id);
+    const replaced = checkPairing(id, mine, p.patient_id, from, until, request.replacing);
+    if (replaced) replaced.until = from;
+    const pairing = { id: this.nextPairing++, device_id: id, patient_id: p.patient_id, from, until, by: this.signedIn(), at: this.iso() };
+    this.pairings.push(pairing);
+    this.show(d);
+    return pairing;
   }
 
   /** Ends the device's open pairing now; a pairing made for a period has no open end to close. */
@@ -350,12 +488,12 @@ export class MockBackend implements Backend {
     return this.reply('releaseHeld', [system, value, reason], () => {
       required(reason);
       const p = this.patient(system, value);
-      const key = `${p.system}|${p.value}`;
-      if (this.consent.get(`${key}|store`) !== true) {
+      if (this.consent.get(`${p.system}|${p.value}|store`) !== true) {
         throw fail('refused', `patient ${p.value} has no recorded consent for store: record it before releasing held readings`);
       }
-      const moved = this.held.get(key) ?? 0;
-      this.held.set(key, 0);
+      const moved = this.data.held.filter((h) => h.patient_id === p.patient_id).length;
+      this.data.held = this.data.held.filter((h) => h.patient_id !== p.patient_id);
+      this.data.ingest.stored += moved;
       return moved;
     });
   }
@@ -445,10 +583,14 @@ export class MockBackend implements Backend {
       outbox: [...counts.entries()], ingest: d.ingest, rates: d.rates, device_clocks: [], alarms: unacknowledged(d.alarms) };
   }
 
-  /** Demo heartbeat: components beat, values drift a little and get younger. */
+  /** Demo heartbeat: components beat, live devices are heard, values drift a little and get younger. */
   private tick() {
     const at = this.iso();
     for (const c of this.data.components) if (c.state === 'up') c.last_beat = at;
+    for (const h of this.data.heard.filter((x) => x.alive)) {
+      h.last_heard = at;
+      h.messages += Math.round(h.messages_per_min / 30);
+    }
     this.data.ingest.payloads += 12;
     this.data.ingest.stored += 37;
     this.pushStatus();
@@ -473,6 +615,29 @@ export class MockBackend implements Backend {
       return `device ${q.device_id} had no active pairing at ${q.observed_at}: pair it for that time, then release`;
     }
     return null;
+  }
+
+  /** A device as the fleet lists it: the registry's facts (`device`, null for an unknown sender) and what was heard. */
+  private fleetDevice(id: string, device: Device | null, heard: HeardDevice | undefined,
+    quarantined: Map<string, number>): FleetDevice {
+    const profile = device?.profile_id ?? heard?.suggested_profile ?? null;
+    // A profile without timing: the default interval of 5 s, offline after 10 of them.
+    const { interval, offline } = PROFILE_TIMING[profile ?? ''] ?? { interval: 5, offline: 50 };
+    const silent = heard ? Math.max(0, (this.now().getTime() - Date.parse(heard.last_heard)) / 1000) : null;
+    return {
+      device_id: id, state: deviceState(device !== null, silent, 3 * interval, offline), registered: device !== null,
+      label: device?.label ?? null, profile_id: profile, origin: heard?.origin ?? null, last_heard: heard?.last_heard ?? null,
+      silent_secs: silent, expected_interval_secs: interval, stale_after_secs: 3 * interval, offline_after_secs: offline,
+      messages_per_min: heard?.messages_per_min ?? 0, messages: heard?.messages ?? 0, latest_validity: heard?.latest_validity ?? null,
+      battery_pct: heard?.battery_pct ?? null, firmware: heard?.firmware ?? null, clock_offset_secs: heard?.clock_offset_secs ?? null,
+      patient_id: device?.patient_id ?? null, patient_label: device?.patient_label ?? null, paired_since: device?.paired_since ?? null,
+      quarantined: quarantined.get(id) ?? 0, demo: device?.demo ?? false,
+    };
+  }
+
+  /** Consent as recorded; without a record, the demo's patients have it but for those in `noStoreConsent`. */
+  private storeConsented(p: { patient_id: number; system: string; value: string }): boolean {
+    return this.consent.get(`${p.system}|${p.value}|store`) ?? !this.data.noStoreConsent.includes(p.patient_id);
   }
 
   /** Shows on the device the pairing that covers now, as Rust's device list does. */
@@ -515,9 +680,9 @@ const WITHOUT_SESSION: (keyof Backend)[] = ['session', 'signIn', 'createFirstAdm
 
 /** The role each action needs (admin may do everything); reading needs only a session. */
 const NEEDS_ROLE: Partial<Record<keyof Backend, Role>> = {
-  ackAlarm: 'clinician', silenceAlarm: 'clinician', setConsent: 'clinician',
+  ackAlarm: 'clinician', ackAlarms: 'clinician', silenceAlarm: 'clinician', setConsent: 'clinician',
   registerDevice: 'biomed', pairDevice: 'biomed', unpairDevice: 'biomed', releaseQuarantine: 'biomed',
-  discardQuarantine: 'biomed', releaseHeld: 'biomed', resend: 'biomed',
+  discardQuarantine: 'biomed', pairAndRelease: 'biomed', discardGroup: 'biomed', releaseHeld: 'biomed', resend: 'biomed',
   saveSettings: 'admin',
 };
 
@@ -611,6 +776,19 @@ function checkPairing(deviceId: string, existing: MockPairing[], patientId: numb
   return replaced;
 }
 
+/** Rust's order of quarantined readings: newest observed first. */
+function newestFirst(rows: QuarantineItem[]): QuarantineItem[] {
+  return [...rows].sort((a, b) => b.observed_at.localeCompare(a.observed_at) || b.id - a.id);
+}
+
+/** How a device stands, by the rules the fleet view documents. */
+function deviceState(registered: boolean, silent: number | null, staleAfter: number, offlineAfter: number): DeviceState {
+  if (!registered) return 'unknown';
+  if (silent === null) return 'never_seen';
+  if (silent > offlineAfter) return 'offline';
+  return silent > staleAfter ? 'stale' : 'online';
+}
+
 /** A small random step; whole numbers (rates, SpO2) stay whole. */
 function drift(v: number): number {
   const next = v + (Math.random() - 0.5) * 2;
@@ -627,4 +805,23 @@ function demoChart(v: LiveValue, minutes: number): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${w} ${h}" role="img" aria-label="${v.metric} over the last ${minutes} min">`
     + `<text x="30" y="16" font-size="12">${v.metric} (${v.unit}), last ${minutes} min</text>`
     + `<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="${pts}"/></svg>`;
+}
+
+/** Every parameter of one patient in its own band, on one time axis in local clock time with the zone. */
+function demoBedChart(series: LiveValue[], minutes: number, now: Date): string {
+  const w = 760, band = 70, top = 24, n = 60;
+  const h = top + band * series.length + 24;
+  const clock = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZoneName: 'short' });
+  const bands = series.map((v, i) => {
+    const y0 = top + i * band;
+    const pts = Array.from({ length: n }, (_, k) =>
+      `${90 + (k / (n - 1)) * (w - 110)},${y0 + band / 2 - Math.sin((k / n) * Math.PI * (minutes / 15) + i) * (band / 4)}`).join(' ');
+    return `<text x="8" y="${y0 + band / 2}" font-size="12">${v.metric}</text>`
+      + `<line x1="90" x2="${w - 20}" y1="${y0 + band}" y2="${y0 + band}" stroke="#d5d9e0"/>`
+      + `<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="${pts}"/>`;
+  }).join('');
+  const from = clock.format(new Date(now.getTime() - minutes * 60_000));
+  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${w} ${h}" role="img" aria-label="Every parameter over the last ${minutes} min">`
+    + `<text x="90" y="16" font-size="13">${series[0]!.patient_label ?? 'Patient'}, last ${minutes} min</text>${bands}`
+    + `<text x="90" y="${h - 6}" font-size="12">${from}</text><text x="${w - 20}" y="${h - 6}" font-size="12" text-anchor="end">now</text></svg>`;
 }

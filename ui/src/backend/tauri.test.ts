@@ -54,6 +54,36 @@ describe('tauri backend', () => {
     ]);
   });
 
+  it('calls the fleet, quarantine, held, rejected, bulk-acknowledge and bed-chart commands with their argument keys', async () => {
+    invoke.mockResolvedValue(undefined);
+    const b = new TauriBackend();
+    const filter = { device_id: 'MX-1', reason: 'no_active_pairing', offset: 100, limit: 100 };
+    const request = { device_id: 'MX-1', system: 'sys', value: 'MRN-1', from: '2026-12-03T09:00:00Z', until: null,
+      reason: 'sent before it was paired', replacing: null };
+    await b.fleet();
+    await b.pairingHistory('MX-1');
+    await b.quarantineGroups();
+    await b.quarantinePage(filter);
+    await b.pairAndRelease(request, 'pairing fixed');
+    await b.discardGroup('MX-1', 'unknown_device', 'bench test');
+    await b.held();
+    await b.rejected();
+    await b.ackAlarms([4, 5], 'network fixed');
+    await b.bedChart(7, 60);
+    expect(invoke.mock.calls).toEqual([
+      ['fleet', undefined],
+      ['pairing_history', { deviceId: 'MX-1' }],
+      ['quarantine_groups', undefined],
+      ['quarantine_page', { filter }],
+      ['pair_and_release', { request, reason: 'pairing fixed' }],
+      ['discard_group', { deviceId: 'MX-1', reasonCode: 'unknown_device', why: 'bench test' }],
+      ['held', undefined],
+      ['rejected', undefined],
+      ['ack_alarms', { ids: [4, 5], reason: 'network fixed' }],
+      ['bed_chart', { patientId: 7, minutes: 60 }],
+    ]);
+  });
+
   it('calls the session commands, which name no account but the one signing in', async () => {
     invoke.mockResolvedValue(undefined);
     const b = new TauriBackend();

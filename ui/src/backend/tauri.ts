@@ -5,8 +5,9 @@ import { listen } from '@tauri-apps/api/event';
 import { toBackendError } from './errors';
 import type { Backend } from './index';
 import type {
-  Alarm, Board, ConnectionResult, ConnectionTarget, Device, Flow, LiveValue, OutboxEntry, OutboxStatus,
-  PairRequest, QuarantineItem, ReleaseOutcome, SessionView, Settings, VerifiedPatient,
+  Alarm, Board, ConnectionResult, ConnectionTarget, Device, FleetDevice, Flow, GroupReleaseOutcome, HeldView, LiveValue,
+  OutboxEntry, OutboxStatus, PairingView, PairRequest, QuarantineFilter, QuarantineGroup, QuarantineItem, QuarantinePage,
+  RejectedEntry, ReleaseOutcome, SessionView, Settings, VerifiedPatient,
 } from './types';
 
 /** `invoke` whose rejections are BackendErrors (Rust sends `{code, message}`; a bare string is "internal"). */
@@ -61,14 +62,28 @@ export class TauriBackend implements Backend {
   chart(deviceId: string, mdcCode: number, minutes: number) {
     return call<string>('chart', { deviceId, mdcCode, minutes });
   }
+  bedChart(patientId: number, minutes: number) { return call<string>('bed_chart', { patientId, minutes }); }
   alarms(activeOnly: boolean) { return call<Alarm[]>('alarms', { activeOnly }); }
   ackAlarm(id: number, reason: string) { return call<void>('ack_alarm', { id, reason }); }
+  ackAlarms(ids: number[], reason: string) { return call<number>('ack_alarms', { ids, reason }); }
   silenceAlarm(id: number, reason: string, minutes: number) {
     return call<void>('silence_alarm', { id, reason, minutes });
   }
   quarantine() { return call<QuarantineItem[]>('quarantine'); }
   releaseQuarantine(id: number, reason: string) { return call<ReleaseOutcome>('release_quarantine', { id, reason }); }
   discardQuarantine(id: number, reason: string) { return call<void>('discard_quarantine', { id, reason }); }
+  quarantineGroups() { return call<QuarantineGroup[]>('quarantine_groups'); }
+  quarantinePage(filter: QuarantineFilter) { return call<QuarantinePage>('quarantine_page', { filter }); }
+  pairAndRelease(request: PairRequest, reason: string) {
+    return call<GroupReleaseOutcome>('pair_and_release', { request, reason });
+  }
+  discardGroup(deviceId: string, reasonCode: string, why: string) {
+    return call<number>('discard_group', { deviceId, reasonCode, why });
+  }
+  held() { return call<HeldView[]>('held'); }
+  rejected() { return call<RejectedEntry[]>('rejected'); }
+  fleet() { return call<FleetDevice[]>('fleet'); }
+  pairingHistory(deviceId: string) { return call<PairingView[]>('pairing_history', { deviceId }); }
   devices() { return call<Device[]>('devices'); }
   profiles() { return call<string[]>('profiles'); }
   registerDevice(deviceId: string, profileId: string, label: string) {

@@ -1,14 +1,21 @@
-// Pairing and consent forms. A pairing can only be confirmed for a patient the EHR (or the sandbox
-// registry) has just verified: changing the identifier voids the verification. A back-dated pairing
-// asks for its reason, and taking a device from another patient asks to confirm whom it replaces.
+// Registration, pairing and consent forms. A pairing can only be confirmed for a patient the EHR (or
+// the sandbox registry) has just verified: changing the identifier voids the verification. A back-dated
+// pairing asks for its reason, and taking a device from another patient asks to confirm whom it replaces.
 import { useState } from 'preact/hooks';
 import type { Device, Flow, VerifiedPatient } from '../backend';
 import { BACKDATING_TOLERANCE_SECS } from '../backend/mock';
-import { useBackend } from '../context';
-import { useAction } from './hooks';
+import { useBackend, useSession } from '../context';
+import { useAction, useLoad } from './hooks';
 
 export const DEFAULT_SYSTEM = 'urn:oid:2.16.840.1.113883.19.5.99999.2';
 const FLOWS: Flow[] = ['store', 'ehr-write'];
+
+/** An instant as a datetime-local value in local time, to the second ("2026-12-03T09:05:12"). */
+export function rfc3339ToLocal(iso: string): string {
+  const d = new Date(iso);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
 
 /** A datetime-local value ("2026-11-24T14:30", local time) as RFC 3339 UTC; empty means null. */
 export function localToRfc3339(local: string): string | null {
@@ -89,14 +96,7 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
       <button type="submit" data-testid="pair-lookup" disabled={busy || !system.trim() || !value.trim()}>Look up</button>
       {verified && (
         <div class="verified" data-testid="pair-verified">
-          <h3>✓ Verified patient</h3>
-          <dl>
-            <dt>Name</dt><dd>{verified.display}</dd>
-            <dt>Identifier</dt><dd>{verified.value} <span class="muted">({verified.system})</span></dd>
-            <dt>Birth date</dt><dd>{verified.birth_date ?? 'not given'}</dd>
-            <dt>Verified by</dt><dd>{verified.verified_by}</dd>
-            {verified.fhir_id && <><dt>FHIR id</dt><dd>{verified.fhir_id}</dd></>}
-          </dl>
+          <PatientFacts patient={verified} />
           <div class="row">
             <label>From <span class="hint">(optional; default now)</span>
               <input type="datetime-local" data-testid="pair-from" value={from} onInput={(e) => setFrom(e.currentTarget.value)} />
@@ -127,6 +127,106 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
       )}
       {result && <p class="result" role="status" data-testid="pair-result">{result}</p>}
     </form>
+  );
+}
+
+interface RegisterProps {
+  profiles: string[];
+  /** Prefill for a device heard but not registered: its id, and the profile its topic suggests. */
+  initial?: { id: string; profile: string | null };
+  onRegistered(deviceId: string): Promise<void>;
+}
+
+export function RegisterForm({ profiles, initial, onRegistered }: RegisterProps) {
+  const backend = useBackend();
+  const { busy, run } = useAction();
+  const [id, setId] = useState(initial?.id ?? '');
+  const [profile, setProfile] = useState(initial?.profile ?? '');
+  const [label, setLabel] = useState('');
+  const [result, setResult] = useState('');
+  // A suggested profile that is not loaded is no choice: the select would show one value and send another.
+  const chosen = profiles.includes(profile) ? profile : profiles[0] || '';
+  const ok = id.trim() !== '' && chosen !== '';
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (!ok) return;
+    const deviceId = id.trim();
+    if (await run(() => backend.registerDevice(deviceId, chosen, label.trim()))) {
+      setResult(`✓ ${deviceId} registered with profile ${chosen}. Pair it before its readings count.`);
+      setId('');
+      setLabel('');
+      await onRegistered(deviceId);
+    }
+  };
+
+  return (
+    <form class="panel form" onSubmit={submit} aria-labelledby="register-title">
+      <h2 id="register-title">Register a device</h2>
+      <label>Device id (serial) <input data-testid="register-id" value={id} onInput={(e) => setId(e.currentTarget.value)} /></label>
+      <label>
+        Profile
+        <select data-testid="register-profile" value={chosen} onChange={(e) => setProfile(e.currentTarget.value)}>
+          {profiles.map((p) => <option key={p} value={p}>{p}</option>)}
+        </select>
+      </label>
+      <label>Label <span class="hint">(optional, e.g. "Bed 4 monitor")</span>
+        <input data-testid="register-label" value={label} onInput={(e) => setLabel(e.currentTarget.value)} />
+      </label>
+      <button type="submit" class="primary" data-testid="register-submit" disabled={!ok || busy}>Register</button>
+      {result && <p class="result" role="status" data-testid="register-result">{result}</p>}
+    </form>
+  );
+}
+
+/** Who the verified patient is: what the operator checks before confirming. */
+export function PatientFacts({ patient }: { patient: VerifiedPatient }) {
+  return (
+    <>
+      <h3>✓ Verified patient</h3>
+      <dl>
+        <dt>Name</dt><dd>{patient.display}</dd>
+        <dt>Identifier</dt><dd>{patient.value} <span class="muted">({patient.system})</span></dd>
+        <dt>Birth date</dt><dd>{patient.birth_date ?? 'not given'}</dd>
+        <dt>Verified by</dt><dd>{patient.verified_by}</dd>
+        {patient.fhir_id && <><dt>FHIR id</dt><dd>{patient.fhir_id}</dd></>}
+      </dl>
+    </>
+  );
+}
+
+/**
+ * Onboarding a device heard but not registered: Register, prefilled with its id and the profile its
+ * topic suggests, then the usual verified-patient pairing of that device alone. Two confirmed steps:
+ * nothing is paired by one click.
+ */
+export function RegisterThenPair({ deviceId, profile, onChanged }: {
+  deviceId: string; profile: string | null; onChanged(): Promise<void>;
+}) {
+  const backend = useBackend();
+  const { reportError } = useSession();
+  const { data: profiles } = useLoad((b) => b.profiles(), []);
+  const [registered, setRegistered] = useState<Device[] | null>(null);
+
+  const next = async (id: string) => {
+    try {
+      setRegistered((await backend.devices()).filter((d) => d.device_id === id));
+      await onChanged();
+    } catch (e) {
+      reportError(e);
+    }
+  };
+
+  if (registered === null) {
+    return <RegisterForm profiles={profiles ?? []} initial={{ id: deviceId, profile }} onRegistered={next} />;
+  }
+  return (
+    <>
+      <p class="result ok" role="status" data-testid="onboard-registered">
+        ✓ {registered[0]?.device_id ?? deviceId} is registered. Now pair it: look its patient up, check who it is, confirm.
+      </p>
+      <PairForm devices={registered} onPaired={onChanged} />
+    </>
   );
 }
 

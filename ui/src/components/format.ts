@@ -1,6 +1,6 @@
 // How values are written on screen. Every state that has a colour also has a word and a shape, so
 // nothing depends on colour alone.
-import type { DegradationMode, HealthState, Priority } from '../backend';
+import type { DegradationMode, DeviceState, HealthState, Priority } from '../backend';
 
 export function ageText(secs: number): string {
   const s = Math.max(0, Math.floor(secs));
@@ -16,17 +16,49 @@ export function secsSince(iso: string, nowMs: number): number {
   return Number.isNaN(t) ? 0 : Math.max(0, (nowMs - t) / 1000);
 }
 
-const pad = (n: number) => String(n).padStart(2, '0');
+/**
+ * Formatters by zone, made once: Intl formatters are costly to build and a fleet of 500 rows formats
+ * a time per row. The zone name is written the en-US way ("EST", "GMT+1") so it reads the same on any
+ * workstation locale; the digits are assembled from the parts, never left to the locale.
+ */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+function partsOf(d: Date, timeZone?: string): Record<string, string> {
+  const key = timeZone ?? '';
+  let f = formatters.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', {
+      year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+      hourCycle: 'h23', timeZoneName: 'short', ...(timeZone ? { timeZone } : {}),
+    });
+    formatters.set(key, f);
+  }
+  return Object.fromEntries(f.formatToParts(d).map((p) => [p.type, p.value]));
+}
 
-/** Local time: "14:03:27" today, "2026-11-23 14:03" on other days. */
-export function timeText(iso: string | null, nowMs = Date.now()): string {
+/**
+ * Local clock time with the zone, "09:05:12 EST": the workstation's zone unless `timeZone` is given
+ * (tests). Unparsable input is shown as it came; no time as "—".
+ */
+export function formatTime(iso: string | null, timeZone?: string): string {
   if (!iso) return '—';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
-  const today = new Date(nowMs);
-  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  if (d.toDateString() === today.toDateString()) return `${hm}:${pad(d.getSeconds())}`;
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}`;
+  const p = partsOf(d, timeZone);
+  return `${p.hour}:${p.minute}:${p.second} ${p.timeZoneName}`;
+}
+
+/** Local date and time with the zone, "2026-12-03 09:05:12 EST". */
+export function formatDateTime(iso: string | null, timeZone?: string): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = partsOf(d, timeZone);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second} ${p.timeZoneName}`;
+}
+
+/** A count with thousands separated, "2,000": the same on every workstation locale. */
+export function countText(n: number): string {
+  return n.toLocaleString('en-US');
 }
 
 /** UCUM codes as clinicians write them; the UCUM code stays available as a tooltip. */
@@ -52,6 +84,16 @@ export const HEALTH: Record<HealthState, { shape: string; word: string }> = {
   down: { shape: '✖', word: 'down' },
   stale: { shape: '◌', word: 'stale' },
 };
+
+/** Device states, worst first, with the same shapes as component health (✖ down, ◌ stale, ● up). */
+export const DEVICE_STATE: Record<DeviceState, { shape: string; word: string; rank: number }> = {
+  unknown: { shape: '?', word: 'Unknown', rank: 0 },
+  offline: { shape: '✖', word: 'Offline', rank: 1 },
+  stale: { shape: '◌', word: 'Stale', rank: 2 },
+  never_seen: { shape: '○', word: 'Never seen', rank: 3 },
+  online: { shape: '●', word: 'Online', rank: 4 },
+};
+export const DEVICE_STATES = (Object.keys(DEVICE_STATE) as DeviceState[]).sort((a, b) => DEVICE_STATE[a].rank - DEVICE_STATE[b].rank);
 
 export const SEVERITY: Record<DegradationMode['severity'], { shape: string; word: string; rank: number }> = {
   critical: { shape: '▲', word: 'CRITICAL', rank: 0 },

@@ -60,6 +60,17 @@ export function useAction() {
   return { busy, run };
 }
 
+/** A set of keys shown expanded (e.g. rows showing their raw payload), and its toggle. */
+export function useExpanded<K>(): [Set<K>, (key: K) => void] {
+  const [expanded, setExpanded] = useState<Set<K>>(new Set());
+  const toggle = useCallback((key: K) => setExpanded((s) => {
+    const n = new Set(s);
+    if (n.has(key)) n.delete(key); else n.add(key);
+    return n;
+  }), []);
+  return [expanded, toggle];
+}
+
 /** The current time in ms, refreshed every `ms`: for ages that must keep counting between updates. */
 export function useNow(ms = 1000): number {
   const [now, setNow] = useState(() => Date.now());

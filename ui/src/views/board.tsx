@@ -1,10 +1,15 @@
-// Board: the health of every component and the flow through the pipeline, from the status stream.
+// Board: the devices first (how many stand in each state), then the health of every component and the
+// flow through the pipeline, from the status stream.
 import type { Board } from '../backend';
-import { HEALTH, ageText, codeText, secsSince } from '../components/format';
+import { DEVICE_STATES, HEALTH, ageText, codeText, secsSince } from '../components/format';
+import { useLoad } from '../components/hooks';
+import { StateBadge, countStates } from './fleet';
 
 const OUTBOX_ORDER = ['pending', 'held', 'dead', 'delivered'];
 
-export function BoardView({ board }: { board: Board | null }) {
+const FLEET_POLL_MS = 5000;
+
+export function BoardView({ board, onFleet }: { board: Board | null; onFleet(): void }) {
   if (!board) return <section><h1>Board</h1><p class="muted">Waiting for status from the pipeline…</p></section>;
   // Beat ages are measured against the board's own clock, so a skewed workstation clock cannot hide a stale beat.
   const at = Date.parse(board.at);
@@ -13,6 +18,7 @@ export function BoardView({ board }: { board: Board | null }) {
   return (
     <section>
       <h1>Board</h1>
+      <FleetSummary onOpen={onFleet} />
       <div class="board-grid">
         <div class="panel">
           <h2>Components</h2>
@@ -71,4 +77,20 @@ export function BoardView({ board }: { board: Board | null }) {
 function rank(status: string): number {
   const i = OUTBOX_ORDER.indexOf(status);
   return i < 0 ? OUTBOX_ORDER.length : i;
+}
+
+/** How many devices stand in each state, worst first; it opens the fleet view. */
+function FleetSummary({ onOpen }: { onOpen(): void }) {
+  const { data } = useLoad((b) => b.fleet(), [], FLEET_POLL_MS);
+  const counts = data && countStates(data);
+  return (
+    <button type="button" class="panel board-fleet" data-testid="board-fleet" onClick={onOpen} title="Open the fleet">
+      <h2>Devices</h2>
+      {!counts ? <span class="muted">Loading…</span> : DEVICE_STATES.map((s) => (
+        <span key={s} class={`fleet-tally${counts[s] === 0 ? ' none' : ''}`} data-testid={`board-fleet-${s}`} data-count={counts[s]}>
+          <strong>{counts[s]}</strong> <StateBadge state={s} />
+        </span>
+      ))}
+    </button>
+  );
 }

@@ -4,8 +4,8 @@ import { useState } from 'preact/hooks';
 import type { Device } from '../backend';
 import { useBackend } from '../context';
 import { useAction, useLoad } from '../components/hooks';
-import { timeText } from '../components/format';
-import { ConsentForm, PairForm } from '../components/PairingForms';
+import { formatDateTime } from '../components/format';
+import { ConsentForm, PairForm, RegisterForm } from '../components/PairingForms';
 
 export function DevicesView() {
   const { data: devices, reload } = useLoad((b) => b.devices(), []);
@@ -54,7 +54,7 @@ function DeviceTable({ devices, onChanged }: { devices: Device[] | undefined; on
                 <td>{d.label ?? '—'}</td>
                 <td>{d.profile_id ?? '—'}{d.demo && <> <span class="badge validity-demo" title="Its readings are demo or test data">DEMO</span></>}</td>
                 <td>{paired ? d.patient_label : <span class="badge unpaired">○ Not paired</span>}</td>
-                <td>{timeText(d.paired_since)}{d.paired_until && <div class="sub">until {timeText(d.paired_until)}</div>}</td>
+                <td>{formatDateTime(d.paired_since)}{d.paired_until && <div class="sub">until {formatDateTime(d.paired_until)}</div>}</td>
                 <td class="cell-actions">
                   {open && <button type="button" data-testid="device-unpair" onClick={() => setConfirming(d.device_id)}>Unpair</button>}
                 </td>
@@ -75,46 +75,5 @@ function DeviceTable({ devices, onChanged }: { devices: Device[] | undefined; on
         </tbody>
       </table>
     </div>
-  );
-}
-
-function RegisterForm({ profiles, onRegistered }: { profiles: string[]; onRegistered(): Promise<void> }) {
-  const backend = useBackend();
-  const { busy, run } = useAction();
-  const [id, setId] = useState('');
-  const [profile, setProfile] = useState('');
-  const [label, setLabel] = useState('');
-  const [result, setResult] = useState('');
-  const chosen = profile || profiles[0] || '';
-  const ok = id.trim() !== '' && chosen !== '';
-
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    if (!ok) return;
-    const deviceId = id.trim();
-    if (await run(() => backend.registerDevice(deviceId, chosen, label.trim()))) {
-      setResult(`✓ ${deviceId} registered with profile ${chosen}. Pair it before its readings count.`);
-      setId('');
-      setLabel('');
-      await onRegistered();
-    }
-  };
-
-  return (
-    <form class="panel form" onSubmit={submit} aria-labelledby="register-title">
-      <h2 id="register-title">Register a device</h2>
-      <label>Device id (serial) <input data-testid="register-id" value={id} onInput={(e) => setId(e.currentTarget.value)} /></label>
-      <label>
-        Profile
-        <select data-testid="register-profile" value={chosen} onChange={(e) => setProfile(e.currentTarget.value)}>
-          {profiles.map((p) => <option key={p} value={p}>{p}</option>)}
-        </select>
-      </label>
-      <label>Label <span class="hint">(optional, e.g. "Bed 4 monitor")</span>
-        <input data-testid="register-label" value={label} onInput={(e) => setLabel(e.currentTarget.value)} />
-      </label>
-      <button type="submit" class="primary" data-testid="register-submit" disabled={!ok || busy}>Register</button>
-      {result && <p class="result" role="status" data-testid="register-result">{result}</p>}
-    </form>
   );
 }

@@ -73,6 +73,25 @@ describe('live streams', () => {
     expect(row('MX-00A0', MDC.heartRate).getAttribute('aria-selected')).toBe('true');
   });
 
+  it('shows a patient\'s bed view: every parameter on one time axis, for the chosen window', async () => {
+    const { backend } = renderView(<LiveView />);
+    await screen.findAllByTestId('live-row');
+    // Only patients have a bed view; unpaired devices do not.
+    expect(screen.getAllByTestId(/^bed-view-/).map((b) => b.dataset.testid)).toEqual(['bed-view-1', 'bed-view-2', 'bed-view-3']);
+    fireEvent.click(screen.getByTestId('bed-view-1'));
+    await waitFor(() => expect(screen.getByTestId('bed-chart').querySelector('svg')).toBeTruthy());
+    expect(screen.getByTestId('bed-chart').innerHTML).toContain('Heart rate');
+    expect(screen.getByTestId('bed-chart').innerHTML).toContain('SpO2');
+    expect(callsOf(backend, 'bedChart').at(-1)).toEqual([1, 15]);
+    expect(screen.getByTestId('bed-view-1').getAttribute('aria-pressed')).toBe('true');
+    fireEvent.click(screen.getByTestId('chart-window-240'));
+    await waitFor(() => expect(callsOf(backend, 'bedChart').at(-1)).toEqual([1, 240]));
+    // A row's own trend replaces the bed view.
+    fireEvent.click(row('OX-1000', MDC.spo2));
+    await waitFor(() => expect(screen.getByTestId('chart').querySelector('svg')).toBeTruthy());
+    expect(screen.queryByTestId('bed-chart')).toBeNull();
+  });
+
   it('unsubscribes when the view closes', async () => {
     const { backend, unmount } = renderView(<LiveView />);
     await waitFor(() => expect(backend.liveSubscribers).toBe(1));

@@ -1,14 +1,15 @@
 // Live streams: latest value per (device, metric), grouped by patient then device, with a trend chart
-// for the selected series. Values arrive on the live channel; ages keep counting locally between messages.
+// for the selected series or, per patient, the bed view (every parameter on one time axis). Values
+// arrive on the live channel; ages keep counting locally between messages.
 import { useEffect, useState } from 'preact/hooks';
 import type { LiveValue } from '../backend';
 import { useBackend, useSession } from '../context';
 import { useNow } from '../components/hooks';
-import { ageText, unitText, valueText } from '../components/format';
-import { TrendChart } from '../components/TrendChart';
+import { ageText, formatDateTime, unitText, valueText } from '../components/format';
+import { TrendChart, type ChartSource } from '../components/TrendChart';
 
 interface Row { v: LiveValue; receivedAt: number }
-interface Series { device: string; mdc: number; title: string }
+interface Shown { source: ChartSource; title: string }
 
 const seriesKey = (v: { device_id: string; mdc_code: number }) => `${v.device_id}|${v.mdc_code}`;
 const UNPAIRED = 'Unpaired';
@@ -17,7 +18,7 @@ export function LiveView() {
   const backend = useBackend();
   const { reportError } = useSession();
   const [rows, setRows] = useState<Map<string, Row>>(new Map());
-  const [selected, setSelected] = useState<Series | null>(null);
+  const [shown, setShown] = useState<Shown | null>(null);
   const now = useNow(1000);
 
   useEffect(() => {
@@ -42,8 +43,10 @@ export function LiveView() {
   }, [backend, reportError]);
 
   const groups = group([...rows.values()]);
-  const select = (v: LiveValue) =>
-    setSelected({ device: v.device_id, mdc: v.mdc_code, title: `${v.metric}, ${v.device_label ?? v.device_id}` });
+  const select = (v: LiveValue) => setShown({
+    source: { kind: 'series', device: v.device_id, mdc: v.mdc_code }, title: `${v.metric}, ${v.device_label ?? v.device_id}`,
+  });
+  const selected = shown?.source.kind === 'series' ? shown.source : null;
 
   return (
     <section>
@@ -52,9 +55,20 @@ export function LiveView() {
         <table class="dense live">
           <thead><tr><th>Metric</th><th class="num">Value</th><th>Unit</th><th>Age</th><th>State</th></tr></thead>
           {groups.length === 0 && <tbody><tr><td colSpan={5} class="muted">No live values yet.</td></tr></tbody>}
-          {groups.map(([patient, devices]) => (
+          {groups.map(([patient, patientId, devices]) => (
             <tbody key={patient}>
-              <tr class="group"><th colSpan={5} scope="rowgroup">{patient}</th></tr>
+              <tr class="group">
+                <th colSpan={5} scope="rowgroup">
+                  {patient}
+                  {patientId !== null && (
+                    <button type="button" class="bed-view" data-testid={`bed-view-${patientId}`}
+                      aria-pressed={shown?.source.kind === 'bed' && shown.source.patientId === patientId}
+                      onClick={() => setShown({ source: { kind: 'bed', patientId }, title: `Bed view: ${patient}` })}>
+                      Bed view
+                    </button>
+                  )}
+                </th>
+              </tr>
               {devices.map(([device, list]) => [
                 <tr key={device} class="subgroup"><th colSpan={5}>{list[0]!.v.device_label ?? device} <span class="muted">{device}</span></th></tr>,
                 ...list.map(({ v, receivedAt }) => {
@@ -72,7 +86,7 @@ export function LiveView() {
                           : valueText(v.value, v.decimals)}
                       </td>
                       <td title={`UCUM ${v.unit}`}>{unitText(v.unit)}</td>
-                      <td data-testid="live-age">{ageText(age)}</td>
+                      <td data-testid="live-age" title={`Measured ${formatDateTime(v.observed_at)}`}>{ageText(age)}</td>
                       <td>
                         {v.stale ? <span class="badge stale-badge">◌ STALE</span> : <span class="muted">current</span>}
                         {' '}<ValidityBadge validity={v.validity} />
@@ -84,14 +98,17 @@ export function LiveView() {
             </tbody>
           ))}
         </table>
-        {selected && <TrendChart key={`${selected.device}|${selected.mdc}`} {...selected} onClose={() => setSelected(null)} />}
+        {shown && <TrendChart key={JSON.stringify(shown.source)} {...shown} onClose={() => setShown(null)} />}
       </div>
     </section>
   );
 }
 
-/** [patient label, [device id, rows in clinical order][]][], patients by label with "Unpaired" last. */
-function group(rows: Row[]): [string, [string, Row[]][]][] {
+/**
+ * [patient label, patient id, [device id, rows in clinical order][]][], patients by label with
+ * "Unpaired" (no patient id) last.
+ */
+function group(rows: Row[]): [string, number | null, [string, Row[]][]][] {
   const byPatient = new Map<string, Map<string, Row[]>>();
   for (const r of rows) {
     const p = r.v.patient_label ?? (r.v.patient_id === null ? UNPAIRED : `Patient ${r.v.patient_id}`);
@@ -101,6 +118,7 @@ function group(rows: Row[]): [string, [string, Row[]][]][] {
   }
   const order = (a: string, b: string) => (a === UNPAIRED ? 1 : b === UNPAIRED ? -1 : a.localeCompare(b));
   return [...byPatient.entries()].sort(([a], [b]) => order(a, b)).map(([p, devices]) => [p,
+    [...devices.values()][0]![0]!.v.patient_id,
     [...devices.entries()].sort(([a], [b]) => a.localeCompare(b))
       .map(([d, list]) => [d, list.sort((x, y) => x.v.order - y.v.order)] as [string, Row[]])]);
 }

@@ -4,7 +4,7 @@ import { useState } from 'preact/hooks';
 import type { Board, OutboxStatus } from '../backend';
 import { useBackend } from '../context';
 import { useAction, useLoad } from '../components/hooks';
-import { timeText } from '../components/format';
+import { formatDateTime } from '../components/format';
 
 export const OUTBOX_TABS: { status: OutboxStatus; label: string; hint: string }[] = [
   { status: 'pending', label: 'Pending', hint: 'Waiting for delivery or being retried.' },
@@ -58,8 +58,8 @@ export function OutboxView({ board }: { board: Board | null }) {
               <td class="num">{e.attempts}</td>
               <td class="reason">{e.reason ?? '—'}</td>
               <td>{e.ehr_ref ?? '—'}</td>
-              <td>{timeText(e.created_at)}</td>
-              <td>{timeText(e.delivered_at)}</td>
+              <td>{formatDateTime(e.created_at)}</td>
+              <td>{formatDateTime(e.delivered_at)}</td>
               <td class="cell-actions">
                 {(e.status === 'dead' || e.status === 'held') && (
                   <button type="button" data-testid="outbox-resend" disabled={busy} onClick={() => resend(e.id)}>Resend</button>
