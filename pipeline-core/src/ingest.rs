@@ -332,14 +332,43 @@ impl Arrivals {
         }
     }
 
-    /// Payloads per minute of each device heard in the last minute.
+    /// Payloads per minute of each device heard in the last minute: measured between its first and
+    /// last arrival in the window, so a device heard for a few seconds already shows its true rate.
     pub fn per_minute(&self, now: DateTime<Utc>) -> HashMap<String, f64> {
         let mut arrivals = self.0.lock().unwrap_or_else(|e| e.into_inner());
         arrivals.retain(|_, times| times.back().is_some_and(|t| now - *t <= RATE_WINDOW));
         arrivals
             .iter()
-            .map(|(device, times)| (device.clone(), times.iter().filter(|t| now - **t <= RATE_WINDOW).count() as f64))
+            .map(|(device, times)| {
+                let recent: Vec<&DateTime<Utc>> = times.iter().filter(|t| now - **t <= RATE_WINDOW).collect();
+                let span = match (recent.first(), recent.last()) {
+                    (Some(first), Some(last)) => (**last - **first).num_milliseconds() as f64 / 60_000.0,
+                    _ => 0.0,
+                };
+                let rate = if span > 0.0 { (recent.len() - 1) as f64 / span } else { recent.len() as f64 };
+                (device.clone(), rate)
+            })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod arrival_tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_is_measured_over_what_was_heard_within_the_last_minute() {
+        let t0 = Utc::now();
+        let arrivals = Arrivals::default();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        for secs in 0..5 {
+            arrivals.0.lock().unwrap().entry("OX-1".into()).or_default().push_back(at(secs));
+        }
+        arrivals.0.lock().unwrap().entry("WB-1".into()).or_default().push_back(at(0));
+        let rates = arrivals.per_minute(at(4));
+        assert_eq!(rates["OX-1"], 60.0, "one a second, heard for 4 s");
+        assert_eq!(rates["WB-1"], 1.0, "heard once this minute");
+        assert!(arrivals.per_minute(at(200)).is_empty(), "silent for a minute: dropped");
     }
 }
 

@@ -201,6 +201,12 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
         (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
     let an_hour_ago = at(-60);
+    // `vigil pair` of the spare monitor with Bravo, and more.
+    let spare_pair = |more: &[&str]| {
+        let mut args = strings(&["pair", "--device", "MX-00A1", "--patient-system", SYSTEM, "--patient", "MRN-100001"]);
+        args.extend(strings(more));
+        args
+    };
 
     // Refusals: the console's rule holds from the terminal too.
     let cases: Vec<(&str, Value, Vec<String>, ErrorCode)> = vec![
@@ -232,19 +238,7 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
             "pair_device",
             pair(json!({"device_id": "MX-00A1", "system": SYSTEM, "value": "MRN-100001",
                         "from": "2026-12-01T10:00:00Z", "until": "2026-12-01T09:00:00Z"})),
-            cli(&[
-                "pair",
-                "--device",
-                "MX-00A1",
-                "--patient-system",
-                SYSTEM,
-                "--patient",
-                "MRN-100001",
-                "--from",
-                "2026-12-01T10:00:00Z",
-                "--until",
-                "2026-12-01T09:00:00Z",
-            ]),
+            spare_pair(&["--from", "2026-12-01T10:00:00Z", "--until", "2026-12-01T09:00:00Z"]),
             ErrorCode::InvalidInput,
         ),
         // The pairing rules: OX-1000 is Alpha's (MRN-100000) since the demo registry was loaded; a
@@ -264,17 +258,7 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
         (
             "pair_device",
             pair(json!({"device_id": "MX-00A1", "system": SYSTEM, "value": "MRN-100001", "from": &an_hour_ago})),
-            cli(&[
-                "pair",
-                "--device",
-                "MX-00A1",
-                "--patient-system",
-                SYSTEM,
-                "--patient",
-                "MRN-100001",
-                "--from",
-                &an_hour_ago,
-            ]),
+            spare_pair(&["--from", &an_hour_ago]),
             ErrorCode::InvalidInput,
         ),
         (
@@ -294,6 +278,12 @@ fn both_faces_give_the_same_answer_to_the_same_operator_action() {
             op(json!({"id": 999_999, "reason": "test data"})),
             cli(&["discard", "999999", "--reason", "test data"]),
             ErrorCode::Refused,
+        ),
+        (
+            "pair_and_release",
+            op(json!({"request": {"device_id": "MX-00A1", "system": SYSTEM, "value": "MRN-100001"}, "reason": " "})),
+            spare_pair(&["--release-quarantine", " "]),
+            ErrorCode::InvalidInput,
         ),
         ("resend", op(json!({"id": 999_999})), cli(&["requeue", "999999"]), ErrorCode::NotFound),
         (
@@ -529,6 +519,11 @@ fn each_role_is_refused_what_it_may_not_do_through_either_face() {
     refuse("vera", "release_quarantine", release, Some(&release_cli), "biomed or admin");
     refuse("vera", "ack_alarm", ack.clone(), Some(&ack_cli), "clinician or admin");
     refuse("vera", "save_settings", save.clone(), None, "admin role");
+    refuse("vera", "ack_alarms", json!({"ids": [alarm], "reason": "seen"}), None, "clinician or admin");
+    let group = json!({"deviceId": "MX-00A1", "reasonCode": "no_active_pairing", "why": "test data"});
+    refuse("cleo", "discard_group", group, None, "biomed or admin");
+    let release_group = json!({"request": pair_request["request"], "reason": "pairing fixed"});
+    refuse("cleo", "pair_and_release", release_group, None, "biomed or admin");
     refuse("cleo", "pair_device", pair_request.clone(), Some(&pair_cli), "biomed or admin");
     refuse("bea", "save_settings", save, None, "admin role");
     refuse("bea", "ack_alarm", ack.clone(), Some(&ack_cli), "clinician or admin");
