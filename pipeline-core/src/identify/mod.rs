@@ -310,9 +310,9 @@ pub fn identify(reading: &Reading, registry: &Registry, policy: &Policy, now: Da
     else {
         return quarantine(
             QuarantineReason::NoActivePairing,
+            // The row shows when it was measured, in the operator's own time zone.
             format!(
-                "device {device} had no active pairing at {}: pair it for that time, then release",
-                reading.observed_at.to_rfc3339()
+                "device {device} had no active pairing when this was measured: pair it for that time, then release"
             ),
         );
     };

@@ -306,6 +306,8 @@ pub struct QuarantineEntry {
     pub device_id: String,
     /// MDC code.
     pub mdc_code: u32,
+    /// What it measures, e.g. "SpO2" (the MDC code when the code table does not know it).
+    pub metric: String,
     /// Value.
     pub value: f64,
     /// Unit.
@@ -422,6 +424,11 @@ pub struct PairingEntry {
     pub created_at: DateTime<Utc>,
 }
 
+/// What an MDC code measures, as the console names it ("MDC 150456" for a code not in the table).
+pub fn metric_name(mdc_code: u32) -> String {
+    crate::model::codes::metric_by_code(mdc_code).map_or_else(|| format!("MDC {mdc_code}"), |m| m.display.to_string())
+}
+
 /// How an operator resolves a quarantined reading.
 #[derive(Debug, Clone)]
 pub enum Resolution {
@@ -470,6 +477,8 @@ pub struct HeldEntry {
     pub patient_id: i64,
     /// MDC code.
     pub mdc_code: u32,
+    /// What it measures, e.g. "SpO2".
+    pub metric: String,
     /// Value.
     pub value: f64,
     /// UCUM unit.

@@ -91,7 +91,7 @@ const KIND: Record<string, string> = { 'medi-mx700': 'monitor', 'acme-ox100': 'o
 const FIRMWARE: Record<string, string> = { 'medi-mx700': '4.2.1', 'acme-ox100': '1.9.0', 'vitaband-2': '2.0.7' };
 
 /** One observation of a demo payload: the code and unit the device sends, and what Vigil makes of them. */
-interface DemoObs { mdc: number; code: string; value: number; sent: string; ucum: string }
+interface DemoObs { mdc: number; metric: string; code: string; value: number; sent: string; ucum: string }
 
 export function demoData(now: Date): MockData {
   const ago = (secs: number) => new Date(now.getTime() - secs * 1000).toISOString();
@@ -135,7 +135,7 @@ export function demoData(now: Date): MockData {
       const values = obs.map((o) => ({ ...o, value: o.value + (k % 3) - 1 }));
       const payload = JSON.stringify({ serial: device, time: at,
         obs: values.map((o) => ({ code: o.code, value: o.value, unit: o.sent })) }, null, 2);
-      return values.map((o) => ({ id: nextId++, device_id: device, mdc_code: o.mdc, value: o.value, unit: o.ucum,
+      return values.map((o) => ({ id: nextId++, device_id: device, mdc_code: o.mdc, metric: o.metric, value: o.value, unit: o.ucum,
         observed_at: at, reason, detail: detail(at), payload, origin }));
     }).flat();
 
@@ -202,26 +202,27 @@ export function demoData(now: Date): MockData {
     firmware: '4.1.0', clock_offset_secs: 0.4 });
 
   const monitorObs: DemoObs[] = [
-    { mdc: MDC.heartRate, code: 'HR', value: 76, sent: 'bpm', ucum: '/min' },
-    { mdc: MDC.spo2, code: 'SPO2', value: 95, sent: '%', ucum: '%' },
+    { mdc: MDC.heartRate, metric: 'Heart rate', code: 'HR', value: 76, sent: 'bpm', ucum: '/min' },
+    { mdc: MDC.spo2, metric: 'SpO2', code: 'SPO2', value: 95, sent: '%', ucum: '%' },
   ];
   const quarantine = [
     // The spare monitor has been sending for about 80 min, never paired: 2,000 readings.
     ...quarantineRun('MX-00A1', 'vigil/devices/MX-00A1/monitor', 'no_active_pairing',
-      (at) => `device MX-00A1 had no active pairing at ${at}: pair it for that time, then release`, 1000, 5, 3, monitorObs),
+      () => 'device MX-00A1 had no active pairing when this was measured: pair it for that time, then release', 1000, 5, 3, monitorObs),
     ...quarantineRun('ZX-9F31', 'vigil/devices/ZX-9F31/monitor', 'unknown_device',
       () => 'device ZX-9F31 is not registered: register and pair it, then release', 20, 5, 2, monitorObs),
     ...quarantineRun('OX-1006', 'vigil/devices/OX-1006/oximeter', 'implausible',
       () => 'device OX-1006: SpO2 181 % is outside the plausible range 0-100 %', 3, 40, 900,
-      [{ mdc: MDC.spo2, code: 'SPO2', value: 181, sent: '%', ucum: '%' }]),
+      [{ mdc: MDC.spo2, metric: 'SpO2', code: 'SPO2', value: 181, sent: '%', ucum: '%' }]),
   ];
 
   // Bed 4's patient has no store consent on record: the monitor's readings are held, not stored.
   const charlie = patientLabel(registry[3]!);
   const held: HeldView[] = Array.from({ length: 9 }, (_, k) => {
     const at = ago(60 + k * 5);
-    const [mdc_code, value, code] = k % 2 === 0 ? [MDC.heartRate, 70 + (k % 4), 'HR'] : [MDC.spo2, 97, 'SPO2'];
-    return { device_id: 'MX-00B4', patient_id: 4, patient_label: charlie, mdc_code, value, unit: mdc_code === MDC.spo2 ? '%' : '/min',
+    const [mdc_code, value, code, metric] =
+      k % 2 === 0 ? [MDC.heartRate, 70 + (k % 4), 'HR', 'Heart rate'] : [MDC.spo2, 97, 'SPO2', 'SpO2'];
+    return { device_id: 'MX-00B4', patient_id: 4, patient_label: charlie, mdc_code, metric, value, unit: mdc_code === MDC.spo2 ? '%' : '/min',
       observed_at: at, flow: 'store', reason: 'no store consent recorded for this patient (fail-closed)',
       payload: JSON.stringify({ serial: 'MX-00B4', time: at, obs: [{ code, value, unit: code === 'HR' ? 'bpm' : '%' }] }, null, 2) };
   });

@@ -391,7 +391,7 @@ export class MockBackend implements Backend {
       } else {
         held = inside.length;
         this.data.held.push(...inside.map((q): HeldView => ({ device_id: q.device_id, patient_id: patient.patient_id,
-          patient_label: label, mdc_code: q.mdc_code, value: q.value, unit: q.unit, observed_at: q.observed_at, flow: 'store',
+          patient_label: label, mdc_code: q.mdc_code, metric: q.metric, value: q.value, unit: q.unit, observed_at: q.observed_at, flow: 'store',
           reason: 'no store consent recorded for this patient (fail-closed)', payload: q.payload })));
       }
       const stored = inside.length - held;
@@ -612,7 +612,7 @@ export class MockBackend implements Backend {
     }
     const t = Date.parse(q.observed_at);
     if (!this.pairings.some((p) => p.device_id === q.device_id && covers(p, t))) {
-      return `device ${q.device_id} had no active pairing at ${q.observed_at}: pair it for that time, then release`;
+      return `device ${q.device_id} had no active pairing when this was measured: pair it for that time, then release`;
     }
     return null;
   }

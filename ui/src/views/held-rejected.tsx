@@ -37,7 +37,7 @@ export function HeldList() {
                 <td class="nowrap">{formatDateTime(h.observed_at)}</td>
                 <td>{h.patient_label ?? `#${h.patient_id}`}</td>
                 <td class="ident">{h.device_id}</td>
-                <td class="num">{valueText(h.value)} <span title={`UCUM ${h.unit}`}>{unitText(h.unit)}</span><div class="sub">MDC {h.mdc_code}</div></td>
+                <td class="num">{valueText(h.value)} <span title={`UCUM ${h.unit}`}>{unitText(h.unit)}</span><div class="sub" title={`MDC ${h.mdc_code}`}>{h.metric}</div></td>
                 <td>{h.flow}</td>
                 <td class="detail">{h.reason}</td>
                 <td class="cell-actions"><PayloadButton open={expanded.has(k)} testId="held-payload-toggle" onClick={() => toggle(k)} /></td>

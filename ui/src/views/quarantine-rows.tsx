@@ -89,7 +89,7 @@ export function QuarantineRows({ filter, version, onChanged, onShowAll }: Props)
             <tr key={q.id} data-testid="quarantine-row" data-id={q.id} data-device={q.device_id} data-reason={q.reason}>
               <td class="nowrap">{formatDateTime(q.observed_at)}</td>
               <td class="ident">{q.device_id}</td>
-              <td class="num">{valueText(q.value)} <span title={`UCUM ${q.unit}`}>{unitText(q.unit)}</span><div class="sub">MDC {q.mdc_code}</div></td>
+              <td class="num">{valueText(q.value)} <span title={`UCUM ${q.unit}`}>{unitText(q.unit)}</span><div class="sub" title={`MDC ${q.mdc_code}`}>{q.metric}</div></td>
               <td><strong>{codeText(q.reason)}</strong><div class="detail">{q.detail}</div></td>
               <td class="cell-actions">
                 <button type="button" aria-expanded={expanded.has(q.id)} data-testid="quarantine-payload-toggle"

@@ -600,6 +600,7 @@ impl Inbox for SqliteStore {
                 device_id: r.get(0),
                 patient_id: r.get(1),
                 mdc_code: r.get::<i64, _>(2) as u32,
+                metric: metric_name(r.get::<i64, _>(2) as u32),
                 value: r.get(3),
                 observed_at: from_millis(r.get(4)),
                 flow: r.get(5),

@@ -18,6 +18,7 @@ fn quarantine_entry(r: &sqlx::sqlite::SqliteRow) -> QuarantineEntry {
         id: r.get(0),
         device_id: r.get(1),
         mdc_code: r.get::<i64, _>(2) as u32,
+        metric: metric_name(r.get::<i64, _>(2) as u32),
         value: r.get(3),
         unit: r.get(4),
         observed_at: from_millis(r.get(5)),

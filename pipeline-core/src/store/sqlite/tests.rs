@@ -308,6 +308,7 @@ async fn quarantine_groups_page_and_resolve_many_readings_in_one_audited_step() 
     assert_eq!(groups[0].first_observed.timestamp_millis(), t0.timestamp_millis());
     let (page, total) = s.quarantine_page(Some("OX-9"), Some("unknown_device"), 15, 10).await.unwrap();
     assert_eq!((page.len(), total), (5, 20), "the last page of the group");
+    assert_eq!(page[0].metric, "SpO2", "rows name what they measure");
     let within = s.quarantine_within("OX-9", t0 + chrono::Duration::seconds(5), None).await.unwrap();
     assert_eq!(within.len(), 15);
     let discards: Vec<(i64, Resolution)> = within.iter().map(|q| (q.id, Resolution::Discard)).collect();

@@ -17,6 +17,10 @@ patient_id: number,
  */
 mdc_code: number, 
 /**
+ * What it measures, e.g. "SpO2".
+ */
+metric: string, 
+/**
  * Value.
  */
 value: number, 

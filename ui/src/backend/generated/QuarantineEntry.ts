@@ -17,6 +17,10 @@ device_id: string,
  */
 mdc_code: number, 
 /**
+ * What it measures, e.g. "SpO2" (the MDC code when the code table does not know it).
+ */
+metric: string, 
+/**
  * Value.
  */
 value: number, 
