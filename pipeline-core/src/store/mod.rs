@@ -709,8 +709,9 @@ pub struct AlarmEntry {
 pub trait Inbox: Send + Sync + 'static {
     /// Writes a processed batch in one transaction, suppressing repeated payloads and readings.
     async fn write_batch(&self, batch: &[ProcessedPayload]) -> Result<BatchTally, StoreError>;
-    /// Deletes raw payloads and telemetry received/observed before `cutoff`; returns rows removed.
-    /// Quarantine, rejected and held entries are forensic records and are kept.
+    /// Deletes raw payloads and telemetry received/observed before `cutoff` (returns how many rows),
+    /// and the fleet's rows of unregistered senders last heard before it. Quarantine, rejected and
+    /// held entries are forensic records and are kept.
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Purges the forensic records retention allows (by age; past their bounds, the oldest from
     /// senders no known device stands for), each purge summarised in `purge_summaries` and audited,

@@ -384,6 +384,13 @@ impl Inbox for SqliteStore {
         ] {
             removed += sqlx::query(sql).bind(cutoff).execute(&mut *tx).await?.rows_affected();
         }
+        // A sender nobody registered and not heard within retention leaves the fleet.
+        sqlx::query(
+            "DELETE FROM device_status WHERE last_heard < ? AND device_id NOT IN (SELECT device_id FROM devices)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(removed)
     }

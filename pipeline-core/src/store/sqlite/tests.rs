@@ -289,6 +289,11 @@ async fn the_fleet_keeps_each_devices_newest_payload_and_status_and_never_moves_
     assert_eq!(ox1.validity, Validity::Questionable, "the worst of its newest payload");
     assert_eq!((ox1.battery_pct, ox1.firmware.as_deref(), ox1.messages), (Some(80.0), Some("2.4.1"), 3));
     assert!(heard.iter().any(|h| h.device_id == "OX-9"), "an unknown sender is heard too");
+    // Past retention, a sender nobody registered leaves the fleet; a registered device stays.
+    s.register_device("OX-1", Some("acme-ox100"), None, "test").await.unwrap();
+    s.purge_before(now + chrono::Duration::hours(1)).await.unwrap();
+    let kept: Vec<String> = s.device_status().await.unwrap().into_iter().map(|h| h.device_id).collect();
+    assert_eq!(kept, ["OX-1"]);
 }
 
 #[tokio::test]
