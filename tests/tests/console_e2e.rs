@@ -244,14 +244,7 @@ async fn with_console(
 /// alarm count by priority live and shows no patient data; unlocking takes the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_signs_in_then_locks_when_idle_with_the_alarm_count_live() -> anyhow::Result<()> {
-    let site = Site::new(BrokerKind::Embedded)?;
-    // A fixed endpoint port, so the test can publish as a device while the window is locked.
-    let port = free_port();
-    let config = std::fs::read_to_string(&site.config)?;
-    std::fs::write(
-        &site.config,
-        config.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1),
-    )?;
+    let (site, port) = site_on_a_known_port()?;
     site.set_in("console", "lock_after_secs = 5")?;
     publish_as_gateway(&site, port)?;
     let config = site.config_str();
@@ -308,6 +301,19 @@ async fn the_console_signs_in_then_locks_when_idle_with_the_alarm_count_live() -
         Ok(())
     })
     .await
+}
+
+/// A site with accounts whose MQTT endpoint listens on a port chosen here, so the test can publish
+/// as a device while the console runs the pipeline.
+fn site_on_a_known_port() -> anyhow::Result<(Site, u16)> {
+    let site = Site::new(BrokerKind::Embedded)?;
+    let port = free_port();
+    let config = std::fs::read_to_string(&site.config)?;
+    std::fs::write(
+        &site.config,
+        config.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1),
+    )?;
+    Ok((site, port))
 }
 
 async fn operate(page: &Page) -> anyhow::Result<()> {

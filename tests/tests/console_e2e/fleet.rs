@@ -40,13 +40,7 @@ impl Drop for Simulator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_time() -> anyhow::Result<()> {
-    let site = Site::new(BrokerKind::Embedded)?;
-    let port = free_port();
-    let config = std::fs::read_to_string(&site.config)?;
-    std::fs::write(
-        &site.config,
-        config.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1),
-    )?;
+    let (site, port) = site_on_a_known_port()?;
     // Shortened rule timing: a bedside device is offline after 10 s without data.
     let rules = std::fs::read_to_string(fixture("rules/adult-vitals.toml"))?;
     let at = rules.find("id = \"device-offline\"").context("the no-data rule")?;
