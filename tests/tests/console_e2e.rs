@@ -141,19 +141,50 @@ impl Page {
         .await
     }
 
+    /// Evaluates `expr` on the element matching `css` (named `e` there) in one step inside the page,
+    /// waiting until there is one. The live views re-render every second, so an element found in
+    /// one WebDriver call can be gone by the next; reading it in the same step cannot lose it.
+    async fn read(&self, css: &str, expr: &str) -> anyhow::Result<serde_json::Value> {
+        let script = format!("const e = document.querySelector(arguments[0]); return e ? [{expr}] : null;");
+        eventually(&format!("{css} appearing"), Duration::from_secs(30), async || {
+            let found = self.client.execute(&script, vec![json!(css)]).await?;
+            anyhow::Ok(found.as_array().and_then(|v| v.first().cloned()))
+        })
+        .await
+    }
+
+    /// `expr` evaluated on every element matching `css` (named `e`), in one step inside the page.
+    async fn read_all(&self, css: &str, expr: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let script = format!("return Array.from(document.querySelectorAll(arguments[0]), e => {expr});");
+        let found = self.client.execute(&script, vec![json!(css)]).await?;
+        Ok(found.as_array().cloned().unwrap_or_default())
+    }
+
+    /// The element's text as shown.
     async fn text_of(&self, css: &str) -> anyhow::Result<String> {
-        Ok(self.find(css).await?.text().await?)
+        Ok(self.read(css, "e.innerText").await?.as_str().unwrap_or_default().to_string())
+    }
+
+    async fn attr(&self, css: &str, name: &str) -> anyhow::Result<Option<String>> {
+        let value = self.read(css, &format!("e.getAttribute({})", json!(name))).await?;
+        Ok(value.as_str().map(str::to_string))
+    }
+
+    /// The element's markup (a chart's SVG).
+    async fn html(&self, css: &str) -> anyhow::Result<String> {
+        Ok(self.read(css, "e.innerHTML").await?.as_str().unwrap_or_default().to_string())
     }
 
     /// Waits until the element's text satisfies `done`; returns it.
     async fn wait_text(&self, css: &str, within: Duration, done: impl Fn(&str) -> bool) -> anyhow::Result<String> {
         let mut last = String::new();
         let text = eventually(&format!("the expected text in {css}"), within, async || {
-            last = match self.client.find(Locator::Css(css)).await {
-                Ok(e) => e.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            done(&last).then(|| last.clone())
+            let shown = self.client.execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';",
+                vec![json!(css)],
+            );
+            last = shown.await?.as_str().unwrap_or_default().to_string();
+            anyhow::Ok(done(&last).then(|| last.clone()))
         })
         .await;
         text.with_context(|| format!("the last text of {css}: {last:?}"))
@@ -171,11 +202,14 @@ impl Page {
         Ok(())
     }
 
+    /// Types like a user; if the form re-renders under the keys, it finds the field again and
+    /// types the whole text afresh.
     async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
-        let input = self.find(css).await?;
-        input.clear().await?;
-        input.send_keys(text).await?;
-        Ok(())
+        eventually(&format!("typing into {css}"), Duration::from_secs(30), async || {
+            let input = self.find(css).await?;
+            anyhow::Ok(input.clear().await.is_ok() && input.send_keys(text).await.is_ok())
+        })
+        .await
     }
 
     /// Sets a select or a datetime-local input the way a user's choice does (value, then the event
@@ -288,7 +322,7 @@ async fn the_console_signs_in_then_locks_when_idle_with_the_alarm_count_live() -
         })
         .await?;
         page.find(&by_id("mode-banner")).await?;
-        let shown = page.find(&by_id("lock-screen")).await?.text().await?;
+        let shown = page.text_of(&by_id("lock-screen")).await?;
         assert!(!shown.contains("Demo Patient") && !shown.contains("MRN-"), "no patient data while locked: {shown}");
         page.screenshot("locked").await?;
 
@@ -324,7 +358,7 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
     // Board: every component beats; the ingest store is up.
     page.view("board").await?;
     page.wait_text(&by_id("component-store"), Duration::from_secs(30), |t| t.contains("store")).await?;
-    let state = page.find(&by_id("component-store")).await?.attr("data-state").await?;
+    let state = page.attr(&by_id("component-store"), "data-state").await?;
     assert_eq!(state.as_deref(), Some("up"));
     // The demo pages nobody (no alert sink is configured), and the banner says so.
     let banner = page
@@ -339,7 +373,7 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
     let focused = page.client.active_element().await?.attr("data-testid").await?;
     assert_eq!(focused.as_deref(), Some("nav-live"), "Tab moves from Board to Live streams");
     page.client.active_element().await?.send_keys("\u{E007}").await?;
-    let current = page.find(&by_id("nav-live")).await?.attr("aria-current").await?;
+    let current = page.attr(&by_id("nav-live"), "aria-current").await?;
     assert_eq!(current.as_deref(), Some("page"), "Enter opens the view");
 
     // Live streams: the demo oximeter's SpO2 appears, then changes.
@@ -354,9 +388,8 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("the live values stayed {first:?}"))?;
     page.click(spo2).await?;
-    let chart = page.find(&by_id("chart")).await?;
     eventually("the trend chart's drawing", Duration::from_secs(15), async || {
-        anyhow::Ok(chart.html(false).await?.contains("polyline"))
+        anyhow::Ok(page.html(&by_id("chart")).await?.contains("polyline"))
     })
     .await?;
     page.screenshot("live").await?;
@@ -425,9 +458,6 @@ async fn operate(page: &Page) -> anyhow::Result<()> {
 }
 
 async fn all_texts(page: &Page, css: &str) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for e in page.client.find_all(Locator::Css(css)).await? {
-        out.push(e.text().await?);
-    }
-    Ok(out)
+    let texts = page.read_all(css, "e.innerText").await?;
+    Ok(texts.iter().map(|t| t.as_str().unwrap_or_default().to_string()).collect())
 }

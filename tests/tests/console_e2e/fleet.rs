@@ -84,7 +84,7 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
         page.view("fleet").await?;
         let dropped = format!("[data-testid=\"fleet-row-{DROPPED}\"]");
         eventually("the bed's oximeter online", Duration::from_secs(30), async || {
-            anyhow::Ok(page.find(&dropped).await?.attr("data-state").await?.as_deref() == Some("online"))
+            anyhow::Ok(page.attr(&dropped, "data-state").await?.as_deref() == Some("online"))
         })
         .await?;
         let rows = "[data-testid^=\"fleet-row-\"]";
@@ -104,7 +104,7 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
             .await?;
         let newcomer = format!("[data-testid=\"fleet-row-{NEWCOMER}\"]");
         eventually("the newcomer on the fleet", Duration::from_secs(20), async || {
-            anyhow::Ok(page.find(&newcomer).await?.attr("data-state").await?.as_deref() == Some("unknown"))
+            anyhow::Ok(page.attr(&newcomer, "data-state").await?.as_deref() == Some("unknown"))
         })
         .await?;
         let last_heard = page.text_of(&by_id(&format!("fleet-last-heard-{NEWCOMER}"))).await?;
@@ -112,12 +112,12 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
 
         // Registered from the fleet, prefilled; then paired with a verified patient.
         page.click(&by_id(&format!("fleet-register-{NEWCOMER}"))).await?;
-        let id = page.find(&by_id("register-id")).await?.prop("value").await?;
-        assert_eq!(id.as_deref(), Some(NEWCOMER));
+        let id = page.read(&by_id("register-id"), "e.value").await?;
+        assert_eq!(id.as_str(), Some(NEWCOMER));
         // The profile its topic suggests, once the loaded profiles are listed.
         eventually("the suggested profile", Duration::from_secs(10), async || {
-            let profile = page.find(&by_id("register-profile")).await?.prop("value").await?;
-            anyhow::Ok(profile.as_deref() == Some("acme-ox100"))
+            let profile = page.read(&by_id("register-profile"), "e.value").await?;
+            anyhow::Ok(profile.as_str() == Some("acme-ox100"))
         })
         .await?;
         page.type_into(&by_id("register-label"), "Bed 4 oximeter").await?;
@@ -130,14 +130,15 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
             .await?;
         // The row's cells cut long names short on screen; their whole text is in the DOM.
         eventually("the newcomer registered and paired on the fleet", Duration::from_secs(20), async || {
-            let row = content(page, &newcomer).await?;
+            let row = page.read(&newcomer, "e.textContent").await?;
+            let row = row.as_str().unwrap_or_default();
             anyhow::Ok(row.contains("Bed 4 oximeter") && row.contains("Demo Patient Delta"))
         })
         .await?;
 
         // Switched off after 15 s: offline on the fleet within its 10 s no-data bound.
         eventually("the bed's oximeter offline", Duration::from_secs(60), async || {
-            anyhow::Ok(page.find(&dropped).await?.attr("data-state").await?.as_deref() == Some("offline"))
+            anyhow::Ok(page.attr(&dropped, "data-state").await?.as_deref() == Some("offline"))
         })
         .await?;
         // Its no-data alarm: in the alarm list, in New York time, paged to the ward's webhook, and
@@ -171,7 +172,8 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
         publish_tracked(port, spares, 10, Duration::from_secs(10), |_| {}).await?;
         page.view("alarms").await?;
         let bulk = eventually("the spares' alarms", Duration::from_secs(20), async || {
-            let mut ids = all_ids(page, "[data-testid^=\"alarm-select-\"]").await?;
+            let ids = page.read_all("[data-testid^=\"alarm-select-\"]", "e.dataset.testid").await?;
+            let mut ids: Vec<String> = ids.iter().filter_map(|i| i.as_str().map(str::to_string)).collect();
             ids.retain(|i| i != "alarm-select-all");
             anyhow::Ok((ids.len() >= 2).then_some(ids))
         })
@@ -194,10 +196,9 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
         page.view("live").await?;
         let spo2 = format!("[data-testid=\"live-row\"][data-device=\"{NEWCOMER}\"][data-mdc=\"150456\"]");
         page.click(&spo2).await?;
-        let chart = page.find(&by_id("chart")).await?;
         let expected = new_york(measured);
         eventually("the trend in New York time", Duration::from_secs(20), async || {
-            anyhow::Ok(chart.html(false).await?.contains(&expected))
+            anyhow::Ok(page.html(&by_id("chart")).await?.contains(&expected))
         })
         .await?;
 
@@ -209,9 +210,8 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
             .and_then(|d| d["patient_id"].as_i64())
             .context("the bed's patient")?;
         page.click(&by_id(&format!("bed-view-{alpha}"))).await?;
-        let bed = page.find(&by_id("bed-chart")).await?;
         eventually("the bed's parameters", Duration::from_secs(20), async || {
-            let svg = bed.html(false).await?;
+            let svg = page.html(&by_id("bed-chart")).await?;
             anyhow::Ok(["Heart rate MX-00A0", "SpO2 MX-00A0", "Systolic"].iter().all(|m| svg.contains(m)))
         })
         .await?;
@@ -265,20 +265,4 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
         Ok(())
     })
     .await
-}
-
-/// The whole text of the element matching `css`, shown or cut short.
-async fn content(page: &Page, css: &str) -> anyhow::Result<String> {
-    let text =
-        page.client.execute("return document.querySelector(arguments[0]).textContent;", vec![json!(css)]).await?;
-    Ok(text.as_str().unwrap_or_default().to_string())
-}
-
-/// The test ids of every element matching `css`.
-async fn all_ids(page: &Page, css: &str) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for e in page.client.find_all(Locator::Css(css)).await? {
-        out.extend(e.attr("data-testid").await?);
-    }
-    Ok(out)
 }
