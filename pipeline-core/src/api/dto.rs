@@ -11,7 +11,8 @@ pub use crate::identify::Flow;
 pub use crate::model::Validity;
 pub use crate::status::Status;
 pub use crate::store::{
-    AlarmEntry, DeviceEntry, HeldEntry, OutboxStatus, PairingEntry, QuarantineEntry, QuarantineGroup, RejectedEntry,
+    AlarmEntry, DeviceEntry, HeldEntry, OutboxStatus, PairingEntry, QuarantineCursor, QuarantineEntry, QuarantineGroup,
+    QuarantinePage, RejectedEntry,
 };
 
 /// The latest value of one stream.
@@ -357,20 +358,11 @@ pub struct QuarantineFilter {
     pub device_id: Option<String>,
     /// Only this reason code.
     pub reason: Option<String>,
-    /// Rows to skip (newest first).
-    pub offset: u32,
+    /// Only rows older than this one (newest first): the last row of the page before. None for the
+    /// newest page.
+    pub older_than: Option<QuarantineCursor>,
     /// Rows per page (at most 500).
     pub limit: u32,
-}
-
-/// A page of quarantined readings and how many match in all.
-#[derive(Debug, Clone, Serialize, TS)]
-#[ts(export)]
-pub struct QuarantinePage {
-    /// The rows, newest first.
-    pub entries: Vec<QuarantineEntry>,
-    /// How many match the filter.
-    pub total: u64,
 }
 
 /// What pairing a device and releasing its quarantined readings inside the pairing did.

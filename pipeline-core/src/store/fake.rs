@@ -441,10 +441,10 @@ impl QuarantineStore for FakeStore {
         &self,
         _device_id: Option<&str>,
         _reason: Option<&str>,
-        _offset: u32,
+        _older_than: Option<QuarantineCursor>,
         _limit: u32,
-    ) -> Result<(Vec<QuarantineEntry>, u64), StoreError> {
-        Ok((Vec::new(), 0))
+    ) -> Result<QuarantinePage, StoreError> {
+        Ok(QuarantinePage { entries: Vec::new(), total: 0, newer: 0 })
     }
 
     async fn quarantine_within(

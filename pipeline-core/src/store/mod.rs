@@ -324,6 +324,29 @@ pub struct QuarantineEntry {
     pub origin: String,
 }
 
+/// A row's place in the quarantine's newest-first order. Pages start after a row, not at a row
+/// count, so rows arriving or being released meanwhile neither repeat nor skip a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, TS)]
+#[ts(export)]
+pub struct QuarantineCursor {
+    /// The row's observed time.
+    pub observed_at: DateTime<Utc>,
+    /// The row's store key (orders rows observed at the same time).
+    pub id: i64,
+}
+
+/// A page of quarantined readings, newest first, and where it lies among all that match.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct QuarantinePage {
+    /// The rows, newest first.
+    pub entries: Vec<QuarantineEntry>,
+    /// How many match the filter.
+    pub total: u64,
+    /// How many that match are newer than this page's first row.
+    pub newer: u64,
+}
+
 /// Quarantined readings of one device for one reason.
 #[derive(Debug, Clone, Serialize, PartialEq, TS)]
 #[ts(export)]
@@ -819,15 +842,15 @@ pub trait QuarantineStore: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// Unresolved quarantined readings by device and reason, largest group first.
     async fn quarantine_groups(&self) -> Result<Vec<QuarantineGroup>, StoreError>;
-    /// Unresolved quarantined readings, newest first, of one device or reason when given, from
-    /// `offset`, with how many match in all.
+    /// Unresolved quarantined readings, newest first, of one device or reason when given, older
+    /// than `older_than` when given, with how many match in all and how many are newer.
     async fn quarantine_page(
         &self,
         device_id: Option<&str>,
         reason: Option<&str>,
-        offset: u32,
+        older_than: Option<QuarantineCursor>,
         limit: u32,
-    ) -> Result<(Vec<QuarantineEntry>, u64), StoreError>;
+    ) -> Result<QuarantinePage, StoreError>;
     /// Unresolved quarantined readings of a device observed in `[from, until)`, oldest first.
     async fn quarantine_within(
         &self,

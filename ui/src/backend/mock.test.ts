@@ -225,15 +225,25 @@ describe('mock backend', () => {
     expect(groups.map((g) => [g.device_id, g.reason, g.count, g.registered])).toEqual([
       ['MX-00A1', 'no_active_pairing', 2000, true], ['ZX-9F31', 'unknown_device', 40, false], ['OX-1006', 'implausible', 3, true]]);
     expect(Date.parse(groups[0]!.first_observed)).toBeLessThan(Date.parse(groups[0]!.last_observed));
-    const filter = { device_id: 'MX-00A1', reason: 'no_active_pairing', offset: 1900, limit: 100 };
-    const last = await b.quarantinePage(filter);
-    expect(last.total).toBe(2000);
-    expect(last.entries).toHaveLength(100);
-    expect(last.entries.at(-1)!.observed_at).toBe(groups[0]!.first_observed);
-    expect((await b.quarantinePage({ ...filter, offset: 0 })).entries[0]!.observed_at).toBe(groups[0]!.last_observed);
-    expect((await b.quarantinePage({ device_id: null, reason: null, offset: 0, limit: 500 })).total).toBe(2043);
+    const filter = { device_id: 'MX-00A1', reason: 'no_active_pairing', older_than: null, limit: 100 };
+    const newest = await b.quarantinePage(filter);
+    expect([newest.entries.length, newest.total, newest.newer]).toEqual([100, 2000, 0]);
+    expect(newest.entries[0]!.observed_at).toBe(groups[0]!.last_observed);
+    // Each page starts after the last row of the one before: every row once, to the oldest.
+    const seen = new Set(newest.entries.map((q) => q.id));
+    let oldest = newest.entries.at(-1)!;
+    for (;;) {
+      const page = await b.quarantinePage({ ...filter, older_than: { observed_at: oldest.observed_at, id: oldest.id } });
+      expect(page.newer).toBe(seen.size);
+      if (page.entries.length === 0) break;
+      page.entries.forEach((q) => seen.add(q.id));
+      oldest = page.entries.at(-1)!;
+    }
+    expect(seen.size).toBe(2000);
+    expect(oldest.observed_at).toBe(groups[0]!.first_observed);
+    expect((await b.quarantinePage({ device_id: null, reason: null, older_than: null, limit: 500 })).total).toBe(2043);
     // Rust clamps a page to 500 rows.
-    expect((await b.quarantinePage({ device_id: null, reason: null, offset: 0, limit: 5000 })).entries).toHaveLength(500);
+    expect((await b.quarantinePage({ device_id: null, reason: null, older_than: null, limit: 5000 })).entries).toHaveLength(500);
   });
 
   it('pairs and releases a group as one action: every reading inside the pairing is stored under the patient', async () => {

@@ -6,7 +6,7 @@ import { PROFILE_TIMING, demoData, patientLabel, type HeardDevice, type MockData
 import type {
   Alarm, AlarmCounts, Board, ConnectionResult, ConnectionTarget, Device, DeviceState, ErrorCode, FleetDevice, Flow,
   GroupReleaseOutcome, HeldView, LiveValue, OutboxEntry, OutboxStatus, PairingView, PairRequest, QuarantineFilter,
-  QuarantineGroup, QuarantineItem, QuarantinePage, ReleaseOutcome, Role, SessionView, Settings, VerifiedPatient,
+  QuarantineCursor, QuarantineGroup, QuarantineItem, QuarantinePage, ReleaseOutcome, Role, SessionView, Settings, VerifiedPatient,
 } from './types';
 
 /** An account of the site, with its password in clear: the mock is for demos and tests only. */
@@ -225,12 +225,15 @@ export class MockBackend implements Backend {
 
   quarantinePage(filter: QuarantineFilter) {
     return this.reply('quarantinePage', [filter], (): QuarantinePage => {
-      const { device_id, reason, offset } = filter;
+      const { device_id, reason, older_than } = filter;
       // Rust clamps a page to 1 to 500 rows.
       const limit = Math.min(500, Math.max(1, filter.limit));
       const rows = newestFirst(this.data.quarantine)
         .filter((q) => (device_id === null || q.device_id === device_id) && (reason === null || q.reason === reason));
-      return { entries: rows.slice(offset, offset + limit), total: rows.length };
+      const entries = rows.filter((q) => older_than === null || newerFirst(older_than, q) < 0).slice(0, limit);
+      // The page holds the rows just older than the cursor: every row at or after it is newer.
+      const newer = older_than ? rows.filter((q) => newerFirst(q, older_than) <= 0).length : 0;
+      return { entries, total: rows.length, newer };
     });
   }
 
@@ -777,8 +780,13 @@ function checkPairing(deviceId: string, existing: MockPairing[], patientId: numb
 }
 
 /** Rust's order of quarantined readings: newest observed first. */
+/** Rust's order of quarantined rows: newest observed first, then the higher store key. */
+function newerFirst(a: QuarantineCursor, b: QuarantineCursor): number {
+  return b.observed_at.localeCompare(a.observed_at) || b.id - a.id;
+}
+
 function newestFirst(rows: QuarantineItem[]): QuarantineItem[] {
-  return [...rows].sort((a, b) => b.observed_at.localeCompare(a.observed_at) || b.id - a.id);
+  return [...rows].sort(newerFirst);
 }
 
 /** How a device stands, by the rules the fleet view documents. */

@@ -57,7 +57,7 @@ describe('tauri backend', () => {
   it('calls the fleet, quarantine, held, rejected, bulk-acknowledge and bed-chart commands with their argument keys', async () => {
     invoke.mockResolvedValue(undefined);
     const b = new TauriBackend();
-    const filter = { device_id: 'MX-1', reason: 'no_active_pairing', offset: 100, limit: 100 };
+    const filter = { device_id: 'MX-1', reason: 'no_active_pairing', older_than: { observed_at: '2026-12-03T09:00:00Z', id: 7 }, limit: 100 };
     const request = { device_id: 'MX-1', system: 'sys', value: 'MRN-1', from: '2026-12-03T09:00:00Z', until: null,
       reason: 'sent before it was paired', replacing: null };
     await b.fleet();

@@ -39,6 +39,7 @@ export type { PageDelivery } from './generated/PageDelivery';
 export type { PairRequest } from './generated/PairRequest';
 export type { PairingView } from './generated/PairingView';
 export type { Priority } from './generated/Priority';
+export type { QuarantineCursor } from './generated/QuarantineCursor';
 export type { QuarantineEntry } from './generated/QuarantineEntry';
 export type { QuarantineFilter } from './generated/QuarantineFilter';
 export type { QuarantineGroup } from './generated/QuarantineGroup';

@@ -2,7 +2,7 @@
 // raw payload and the single-reading release and discard. Release re-validates a reading against the
 // pairing as it is now; discard removes it. Both are audited.
 import { useEffect, useState } from 'preact/hooks';
-import type { QuarantineItem, ReleaseOutcome } from '../backend';
+import type { QuarantineCursor, QuarantineItem, ReleaseOutcome } from '../backend';
 import { useBackend } from '../context';
 import { useAction, useExpanded, useLoad } from '../components/hooks';
 import { codeText, countText, formatDateTime, unitText, valueText } from '../components/format';
@@ -26,19 +26,21 @@ interface Props {
 
 export function QuarantineRows({ filter, version, onChanged, onShowAll }: Props) {
   const backend = useBackend();
-  const [offset, setOffset] = useState(0);
+  // The last row of each page passed: pages start after a row, not at a count, so rows arriving or
+  // released meanwhile neither repeat nor skip a row.
+  const [passed, setPassed] = useState<QuarantineCursor[]>([]);
   const { data, reload } = useLoad((b) => b.quarantinePage({
-    device_id: filter?.device_id ?? null, reason: filter?.reason ?? null, offset, limit: PAGE_SIZE,
-  }), [offset, version]);
+    device_id: filter?.device_id ?? null, reason: filter?.reason ?? null, older_than: passed.at(-1) ?? null, limit: PAGE_SIZE,
+  }), [passed, version]);
   const [expanded, toggle] = useExpanded<number>();
   const [open, setOpen] = useState<Open>(null);
   const [result, setResult] = useState<Result | null>(null);
   const { busy, run } = useAction();
 
-  // Rows released or discarded can leave this page past the end: go back to the last page there is.
+  // Rows released or discarded can leave this page empty: go back a page.
   useEffect(() => {
-    if (data && data.entries.length === 0 && offset > 0) setOffset(Math.max(0, Math.ceil(data.total / PAGE_SIZE) - 1) * PAGE_SIZE);
-  }, [data, offset]);
+    if (data && data.entries.length === 0 && passed.length > 0) setPassed(passed.slice(0, -1));
+  }, [data, passed]);
 
   const confirm = async (q: QuarantineItem, action: 'release' | 'discard', reason: string) => {
     const ok = await run(async () => {
@@ -57,6 +59,8 @@ export function QuarantineRows({ filter, version, onChanged, onShowAll }: Props)
   };
 
   const rows = data?.entries ?? [];
+  const last = rows.at(-1);
+  const first = (data?.newer ?? 0) + 1;
   return (
     <div class="panel" aria-labelledby="qrows-title">
       <div class="panel-head">
@@ -66,13 +70,13 @@ export function QuarantineRows({ filter, version, onChanged, onShowAll }: Props)
         {filter && <button type="button" data-testid="qpage-all" onClick={onShowAll}>Show all</button>}
         <span class="muted" data-testid="qpage-range">
           {data === undefined ? 'Loading…' : data.total === 0 ? 'no rows'
-            : `rows ${countText(offset + 1)}–${countText(offset + rows.length)} of ${countText(data.total)}`}
+            : `rows ${countText(first)}–${countText(first + rows.length - 1)} of ${countText(data.total)}`}
         </span>
-        <button type="button" data-testid="qpage-prev" disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - PAGE_SIZE))}>
+        <button type="button" data-testid="qpage-prev" disabled={passed.length === 0} onClick={() => setPassed(passed.slice(0, -1))}>
           ‹ Newer
         </button>
-        <button type="button" data-testid="qpage-next" disabled={!data || offset + PAGE_SIZE >= data.total}
-          onClick={() => setOffset(offset + PAGE_SIZE)}>Older ›</button>
+        <button type="button" data-testid="qpage-next" disabled={!data || !last || first + rows.length > data.total}
+          onClick={() => last && setPassed([...passed, { observed_at: last.observed_at, id: last.id }])}>Older ›</button>
       </div>
       {result && (
         <p class={`result outcome-${result.outcome}`} data-testid="quarantine-result" role="status">

@@ -163,11 +163,10 @@ impl Admin {
         self.permit(actor, Action::View).await?;
         self.audit_view(actor, "quarantined readings with their raw payloads").await;
         let limit = filter.limit.clamp(1, 500);
-        let (entries, total) = self
-            .store
-            .quarantine_page(filter.device_id.as_deref(), filter.reason.as_deref(), filter.offset, limit)
-            .await?;
-        Ok(QuarantinePage { entries, total })
+        let store = &self.store;
+        Ok(store
+            .quarantine_page(filter.device_id.as_deref(), filter.reason.as_deref(), filter.older_than, limit)
+            .await?)
     }
 
     /// Discards a quarantined reading (kept for forensics, never charted).

@@ -130,28 +130,44 @@ impl QuarantineStore for SqliteStore {
         &self,
         device_id: Option<&str>,
         reason: Option<&str>,
-        offset: u32,
+        older_than: Option<QuarantineCursor>,
         limit: u32,
-    ) -> Result<(Vec<QuarantineEntry>, u64), StoreError> {
+    ) -> Result<QuarantinePage, StoreError> {
         macro_rules! filter {
             () => {
                 "WHERE q.resolved_at IS NULL AND (?1 IS NULL OR q.device_id = ?1) AND (?2 IS NULL OR q.reason = ?2)"
             };
         }
-        let total: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM quarantine q ", filter!()))
-            .bind(device_id)
-            .bind(reason)
-            .fetch_one(&self.pool)
-            .await?;
-        let rows =
-            sqlx::query(quarantine_select!(filter!(), " ORDER BY q.observed_at DESC, q.id DESC LIMIT ?3 OFFSET ?4"))
-                .bind(device_id)
-                .bind(reason)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok((rows.iter().map(quarantine_entry).collect(), total.max(0) as u64))
+        let at = older_than.map(|c| millis(c.observed_at));
+        let id = older_than.map(|c| c.id);
+        // How many match, and the page's place among them: the page holds the rows just older than
+        // the cursor, so every match at or after the cursor is newer than the page.
+        let (total, newer): (i64, i64) = sqlx::query_as(concat!(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(?3 IS NOT NULL AND (q.observed_at > ?3 OR (q.observed_at = ?3 AND q.id >= ?4))), 0)
+             FROM quarantine q ",
+            filter!()
+        ))
+        .bind(device_id)
+        .bind(reason)
+        .bind(at)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows = sqlx::query(quarantine_select!(
+            filter!(),
+            " AND (?3 IS NULL OR q.observed_at < ?3 OR (q.observed_at = ?3 AND q.id < ?4))
+             ORDER BY q.observed_at DESC, q.id DESC LIMIT ?5"
+        ))
+        .bind(device_id)
+        .bind(reason)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let entries = rows.iter().map(quarantine_entry).collect();
+        Ok(QuarantinePage { entries, total: total.max(0) as u64, newer: newer.max(0) as u64 })
     }
 
     async fn quarantine_within(

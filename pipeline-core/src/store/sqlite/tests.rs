@@ -311,11 +311,20 @@ async fn quarantine_groups_page_and_resolve_many_readings_in_one_audited_step() 
         [("OX-9", 20), ("OX-8", 10)]
     );
     assert_eq!(groups[0].first_observed.timestamp_millis(), t0.timestamp_millis());
-    let (page, total) = s.quarantine_page(Some("OX-9"), Some("unknown_device"), 15, 10).await.unwrap();
-    assert_eq!((page.len(), total), (5, 20), "the last page of the group");
-    assert_eq!(page[0].metric, "SpO2", "rows name what they measure");
+    let newest = s.quarantine_page(Some("OX-9"), Some("unknown_device"), None, 15).await.unwrap();
+    assert_eq!((newest.entries.len(), newest.total, newest.newer), (15, 20, 0));
+    assert_eq!(newest.entries[0].metric, "SpO2", "rows name what they measure");
+    // A reading arrives while the operator reads: the next page neither repeats nor skips a row.
+    s.write_batch(&[quarantined(30, "OX-9", t0 + chrono::Duration::seconds(25))]).await.unwrap();
+    let after = newest.entries.last().map(|q| QuarantineCursor { observed_at: q.observed_at, id: q.id });
+    let older = s.quarantine_page(Some("OX-9"), Some("unknown_device"), after, 15).await.unwrap();
+    assert_eq!((older.entries.len(), older.total, older.newer), (5, 21, 16), "the last page of the group");
+    let seen: Vec<i64> = newest.entries.iter().chain(&older.entries).map(|q| q.id).collect();
+    let distinct: std::collections::HashSet<&i64> = seen.iter().collect();
+    assert_eq!((seen.len(), distinct.len()), (20, 20), "every row once, newest first");
+    assert!(older.entries.windows(2).all(|w| w[0].observed_at > w[1].observed_at));
     let within = s.quarantine_within("OX-9", t0 + chrono::Duration::seconds(5), None).await.unwrap();
-    assert_eq!(within.len(), 15);
+    assert_eq!(within.len(), 16);
     let discards: Vec<(i64, Resolution)> = within.iter().map(|q| (q.id, Resolution::Discard)).collect();
     assert_eq!(s.resolve_quarantine_many("OX-9", &discards, "op", "test").await.unwrap(), 0);
     assert!(s.resolve_quarantine_many("OX-9", &discards, "op", "again").await.is_err(), "already resolved");

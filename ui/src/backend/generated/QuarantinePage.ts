@@ -2,7 +2,7 @@
 import type { QuarantineEntry } from "./QuarantineEntry";
 
 /**
- * A page of quarantined readings and how many match in all.
+ * A page of quarantined readings, newest first, and where it lies among all that match.
  */
 export type QuarantinePage = { 
 /**
@@ -12,4 +12,8 @@ entries: Array<QuarantineEntry>,
 /**
  * How many match the filter.
  */
-total: number, };
+total: number, 
+/**
+ * How many that match are newer than this page's first row.
+ */
+newer: number, };
