@@ -17,6 +17,7 @@ mod escalation;
 pub mod ledger;
 pub mod queue;
 mod sinks;
+mod topic_acks;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -265,7 +266,7 @@ async fn run(
         None => None,
         Some(url) => {
             let state = sink_state("alert-mqtt", (HealthState::Degraded, "connecting"));
-            sinks::connect_mqtt(url, state.clone()).map(|client| (client, state))
+            sinks::connect_mqtt(url, state, wiring.pages.clone())
         }
     };
     let durable = sink_state("alert-queue", (HealthState::Up, "opening"));

@@ -2,12 +2,14 @@
 //! topic on the circuit's own broker connection. Each delivery runs on its own, so one slow sink does
 //! not hold up another.
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS};
 use tokio::task::JoinHandle;
 
 use super::deliveries::PageLog;
+use super::topic_acks::TopicAcks;
 use super::{Audience, Notice, SinkState};
 use crate::config::{AlertsConfig, BrokerAddress};
 use crate::health::HealthState;
@@ -18,8 +20,8 @@ pub(super) struct Sinks {
     pub webhook: Option<(String, SinkState)>,
     /// The technical webhook's URL and state.
     pub technical: Option<(String, SinkState)>,
-    /// The alert topic's connection and state.
-    pub mqtt: Option<(AsyncClient, SinkState)>,
+    /// The alert topic's connection.
+    pub mqtt: Option<AlertTopic>,
     /// The webhook's client.
     pub http: reqwest::Client,
     /// Topic, retries, timeout.
@@ -55,24 +57,42 @@ impl Sinks {
         if let Some((url, state)) = &self.webhook {
             post_to(url, state, WARD_WEBHOOK);
         }
-        if let Some((client, _)) = &self.mqtt {
-            let topic = format!("{}/{}", self.config.mqtt_topic, notice.priority.as_str());
-            let payload = serde_json::to_vec(notice).unwrap_or_default();
-            let queued = "queued on the alert broker connection (QoS 1); its acknowledgement is not tracked per page";
-            self.log.sent(&notice.alarm_key, step, ALERT_TOPIC, Some(queued.into()));
-            if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
-                tracing::error!(rule = %notice.rule_id, error = %e, "alarm not queued for the MQTT alert topic");
-                self.log.settled(&notice.alarm_key, step, ALERT_TOPIC, Err(format!("not queued: {e}")));
-            }
+        if let Some(topic) = &self.mqtt {
+            topic.publish(notice, step, &self.config.mqtt_topic);
         }
         deliveries
     }
 }
 
-/// The console's names for the sinks.
+/// The console's names for the webhooks.
 const WARD_WEBHOOK: &str = "ward webhook";
 const BIOMED_WEBHOOK: &str = "biomed webhook";
-const ALERT_TOPIC: &str = "alert topic";
+
+/// The alert topic's own broker connection, and its pages awaiting the broker's acknowledgement.
+pub(super) struct AlertTopic {
+    client: AsyncClient,
+    acks: Arc<Mutex<TopicAcks>>,
+}
+
+impl AlertTopic {
+    /// Queues a notice (QoS 1) on `{topic}/{priority}`; the page stays "sending" until the broker
+    /// acknowledges it.
+    fn publish(&self, notice: &Notice, step: u8, topic: &str) {
+        let topic = format!("{topic}/{}", notice.priority.as_str());
+        let payload = serde_json::to_vec(notice).unwrap_or_default();
+        // Held while queueing, so the page is in line before its publish can go out.
+        let mut acks = lock(&self.acks);
+        acks.queue(&notice.alarm_key, step);
+        if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+            tracing::error!(rule = %notice.rule_id, error = %e, "alarm not queued for the MQTT alert topic");
+            acks.refused(format!("not queued: {e}"));
+        }
+    }
+}
+
+fn lock(acks: &Mutex<TopicAcks>) -> MutexGuard<'_, TopicAcks> {
+    acks.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// One notice on its way to one sink, and where its fate is noted.
 struct Page {
@@ -144,8 +164,9 @@ fn not_reached(notice: &Notice, retries: u32) -> String {
     )
 }
 
-/// The alert topic's own connection; its state follows the connection.
-pub(super) fn connect_mqtt(url: &str, state: SinkState) -> Option<AsyncClient> {
+/// The alert topic's own connection; its state follows the connection, and each page is settled
+/// when the broker acknowledges it.
+pub(super) fn connect_mqtt(url: &str, state: SinkState, log: PageLog) -> Option<AlertTopic> {
     let addr = match BrokerAddress::parse(url) {
         Ok(a) => a,
         Err(e) => {
@@ -160,12 +181,16 @@ pub(super) fn connect_mqtt(url: &str, state: SinkState) -> Option<AsyncClient> {
         options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::default()));
     }
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let acks = Arc::new(Mutex::new(TopicAcks::new(log)));
+    let settles = acks.clone();
     tokio::spawn(async move {
         loop {
             match eventloop.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                     *state.lock().unwrap_or_else(|e| e.into_inner()) = (HealthState::Up, "connected".into());
                 }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => lock(&settles).sent(pkid),
+                Ok(Event::Incoming(Incoming::PubAck(ack))) => lock(&settles).acked(ack.pkid),
                 Ok(_) => {}
                 Err(e) => {
                     *state.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -175,5 +200,5 @@ pub(super) fn connect_mqtt(url: &str, state: SinkState) -> Option<AsyncClient> {
             }
         }
     });
-    Some(client)
+    Some(AlertTopic { client, acks })
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::America::New_York;
-use vigil_tests::{GATEWAY, fixture, oximeter_spo2_from, vigil_bin};
+use vigil_tests::{GATEWAY, Mosquitto, fixture, oximeter_spo2_from, vigil_bin};
 
 use super::*;
 
@@ -53,8 +53,11 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
         &site.config,
         config.replace(&fixture("rules/adult-vitals.toml").display().to_string(), &rules_file.display().to_string()),
     )?;
+    // The ward's webhook, and the alert topic on a real Mosquitto.
     let (hook, _pages) = vigil_tests::webhook().await?;
-    site.set_in("alerts", &format!("webhook_url = \"{hook}\""))?;
+    let alert_broker = Mosquitto::start().await?;
+    let alert_topic = format!("mqtt://127.0.0.1:{}", alert_broker.port);
+    site.set_in("alerts", &format!("webhook_url = \"{hook}\"\nmqtt_url = \"{alert_topic}\""))?;
     publish_as_gateway(&site, port)?;
     let config = site.config_str();
     // Two spare oximeters, registered and paired with nobody: what they send raises infrastructure
@@ -158,8 +161,9 @@ async fn the_fleet_the_alarms_in_sight_and_the_quarantine_at_scale_in_new_york_t
         let row = format!("[data-testid=\"alarm-row\"][data-id=\"{id}\"]");
         let text = page.text_of(&row).await?;
         assert!(text.contains(&new_york(raised)), "{text} shows {raised} in New York time");
+        // Delivered: the webhook answered, and the broker acknowledged the alert topic's publish.
         page.wait_text(&by_id(&format!("alarm-pages-{id}")), Duration::from_secs(15), |t| {
-            t.contains("ward webhook ✓")
+            t.contains("ward webhook ✓") && t.contains("alert topic ✓")
         })
         .await?;
         for view in ["fleet", "quarantine", "live", "alarms"] {
