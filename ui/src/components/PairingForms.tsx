@@ -24,13 +24,48 @@ export function localToRfc3339(local: string): string | null {
   return Number.isNaN(t.getTime()) ? null : t.toISOString();
 }
 
+/**
+ * The patient a pairing is for: the identifier typed, and the patient the EHR (or the sandbox
+ * registry) verified for it. Changing the identifier voids the verification.
+ */
+export function usePatientLookup(run: ReturnType<typeof useAction>['run']) {
+  const backend = useBackend();
+  const [system, setSystem] = useState(DEFAULT_SYSTEM);
+  const [value, setValue] = useState('');
+  const [verified, setVerified] = useState<VerifiedPatient | null>(null);
+  const voiding = (set: (v: string) => void) => (v: string) => { set(v); setVerified(null); };
+  const lookup = async () => {
+    setVerified(null);
+    await run(async () => setVerified(await backend.lookupPatient(system.trim(), value.trim())));
+  };
+  return { system, value, verified, lookup, setSystem: voiding(setSystem), setValue: voiding(setValue) };
+}
+
+/** The identifier fields and the button that looks the patient up (the form's submit). */
+export function PatientIdentifier({ patient, testid, busy }: {
+  patient: ReturnType<typeof usePatientLookup>; testid: string; busy: boolean;
+}) {
+  return (
+    <>
+      <label>Identifier system
+        <input data-testid={`${testid}-system`} value={patient.system} onInput={(e) => patient.setSystem(e.currentTarget.value)} />
+      </label>
+      <label>Identifier value (e.g. MRN)
+        <input data-testid={`${testid}-value`} value={patient.value} onInput={(e) => patient.setValue(e.currentTarget.value)} />
+      </label>
+      <button type="submit" data-testid={`${testid}-lookup`} disabled={busy || !patient.system.trim() || !patient.value.trim()}>
+        Look up
+      </button>
+    </>
+  );
+}
+
 export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired(): Promise<void> }) {
   const backend = useBackend();
   const { busy, run } = useAction();
   const [device, setDevice] = useState('');
-  const [system, setSystem] = useState(DEFAULT_SYSTEM);
-  const [value, setValue] = useState('');
-  const [verified, setVerified] = useState<VerifiedPatient | null>(null);
+  const patient = usePatientLookup(run);
+  const { verified } = patient;
   const [from, setFrom] = useState('');
   const [until, setUntil] = useState('');
   const [reason, setReason] = useState('');
@@ -49,9 +84,8 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
 
   const lookup = async (e: Event) => {
     e.preventDefault();
-    setVerified(null);
     setResult('');
-    await run(async () => setVerified(await backend.lookupPatient(system.trim(), value.trim())));
+    await patient.lookup();
   };
 
   const confirm = async () => {
@@ -64,8 +98,7 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
     if (await run(() => backend.pairDevice(request))) {
       const instead = replacing ? `, replacing ${replacing.patient_label}` : '';
       setResult(`✓ ${chosen} paired with ${p.display} (${p.value})${instead}.`);
-      setVerified(null);
-      setValue('');
+      patient.setValue('');
       setFrom('');
       setUntil('');
       setReason('');
@@ -87,13 +120,7 @@ export function PairForm({ devices, onPaired }: { devices: Device[]; onPaired():
           ))}
         </select>
       </label>
-      <label>Identifier system
-        <input data-testid="pair-system" value={system} onInput={(e) => { setSystem(e.currentTarget.value); setVerified(null); }} />
-      </label>
-      <label>Identifier value (e.g. MRN)
-        <input data-testid="pair-value" value={value} onInput={(e) => { setValue(e.currentTarget.value); setVerified(null); }} />
-      </label>
-      <button type="submit" data-testid="pair-lookup" disabled={busy || !system.trim() || !value.trim()}>Look up</button>
+      <PatientIdentifier patient={patient} testid="pair" busy={busy} />
       {verified && (
         <div class="verified" data-testid="pair-verified">
           <PatientFacts patient={verified} />

@@ -8,7 +8,7 @@ import { BACKDATING_TOLERANCE_SECS } from '../backend/mock';
 import { useBackend } from '../context';
 import { useAction, useLoad } from '../components/hooks';
 import { codeText, countText, formatDateTime } from '../components/format';
-import { DEFAULT_SYSTEM, PatientFacts, RegisterForm, localToRfc3339, rfc3339ToLocal } from '../components/PairingForms';
+import { PatientFacts, PatientIdentifier, RegisterForm, localToRfc3339, rfc3339ToLocal, usePatientLookup } from '../components/PairingForms';
 import { ReasonForm } from '../components/ReasonForm';
 import { HeldList, RejectedList } from './held-rejected';
 import { QuarantineRows, type RowsFilter } from './quarantine-rows';
@@ -153,9 +153,8 @@ function PairAndRelease({ group, onReleased, onCancel }: PairProps) {
   const { busy, run } = useAction();
   const { data: profiles } = useLoad((b) => b.profiles(), []);
   const [registered, setRegistered] = useState(group.registered);
-  const [system, setSystem] = useState(DEFAULT_SYSTEM);
-  const [value, setValue] = useState('');
-  const [verified, setVerified] = useState<VerifiedPatient | null>(null);
+  const patient = usePatientLookup(run);
+  const { verified } = patient;
   const [from, setFrom] = useState(() => rfc3339ToLocal(group.first_observed));
   const [backdating, setBackdating] = useState('');
   const [reason, setReason] = useState('');
@@ -181,8 +180,7 @@ function PairAndRelease({ group, onReleased, onCancel }: PairProps) {
 
   const lookup = async (e: Event) => {
     e.preventDefault();
-    setVerified(null);
-    await run(async () => setVerified(await backend.lookupPatient(system.trim(), value.trim())));
+    await patient.lookup();
   };
   const submit = async () => {
     if (!ready) return;
@@ -201,13 +199,7 @@ function PairAndRelease({ group, onReleased, onCancel }: PairProps) {
         quarantined reading that pairing covers ({countText(group.count)} here, from {formatDateTime(group.first_observed)}).
       </p>
       <div class="row">
-        <label>Identifier system
-          <input data-testid="qgroup-pair-system" value={system} onInput={(e) => { setSystem(e.currentTarget.value); setVerified(null); }} />
-        </label>
-        <label>Identifier value (e.g. MRN)
-          <input data-testid="qgroup-pair-value" value={value} onInput={(e) => { setValue(e.currentTarget.value); setVerified(null); }} />
-        </label>
-        <button type="submit" data-testid="qgroup-pair-lookup" disabled={busy || !system.trim() || !value.trim()}>Look up</button>
+        <PatientIdentifier patient={patient} testid="qgroup-pair" busy={busy} />
         <button type="button" onClick={onCancel}>Cancel</button>
       </div>
       {verified && (
